@@ -1,0 +1,1 @@
+"""RAW data pipeline: Bayer handling, unprocessing, noise, photo sources, datasets, RAW readers."""

@@ -1,0 +1,143 @@
+"""Sensor noise: heteroscedastic shot + read noise, camera noise profiles and the
+k-sigma transform (Wang et al. 2020, PMRID).
+
+Noise model, on RAW values x in [0, 1]: variance(x) = a * x + b, with a the shot
+(signal-dependent) and b the read (signal-independent) parameter.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FadError
+
+# UPI's sampling of (a, b): log a uniform, log b linear in log a plus Gaussian scatter.
+SHOT_RANGE = (1e-4, 0.012)
+READ_SLOPE, READ_INTERCEPT, READ_SCATTER = 2.18, 1.20, 0.26
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    shot: float  # a
+    read: float  # b
+
+    def variance(self, x):
+        return self.shot * np.maximum(x, 0.0) + self.read
+
+
+def read_from_shot(shot, scatter: float = 0.0):
+    """The mean UPI read level for a shot level (plus optional log-scatter)."""
+    return np.exp(READ_SLOPE * np.log(shot) + READ_INTERCEPT + scatter)
+
+
+def sample_noise_params(rng: np.random.Generator, shot_range: tuple[float, float] = SHOT_RANGE) -> NoiseParams:
+    """Sample (a, b) log-uniformly in the shot range with UPI's read-noise regression."""
+    lo, hi = shot_range
+    if not 0 < lo <= hi:
+        raise FadError(f"shot-noise range {shot_range} must satisfy 0 < min <= max")
+    log_a = rng.uniform(np.log(lo), np.log(hi))
+    b = read_from_shot(np.exp(log_a), rng.normal(0.0, READ_SCATTER))
+    return NoiseParams(float(np.exp(log_a)), float(b))
+
+
+def add_noise(raw: np.ndarray, params: NoiseParams, rng: np.random.Generator, poisson: bool = False) -> np.ndarray:
+    """Add shot + read noise to clean RAW.
+
+    Gaussian approximation (UPI) by default: x + N(0, a x + b). With ``poisson`` the shot
+    part is exact: a * Poisson(x / a) + N(0, b) (PMRID).
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    if poisson:
+        shot = params.shot * rng.poisson(np.maximum(raw, 0.0) / params.shot)
+        noisy = shot + rng.normal(0.0, np.sqrt(params.read), raw.shape)
+    else:
+        noisy = raw + rng.normal(0.0, 1.0, raw.shape) * np.sqrt(params.variance(raw))
+    return noisy.astype(np.float32)
+
+
+# ---- k-sigma transform ---------------------------------------------------------------
+
+def k_sigma(x, params: NoiseParams):
+    """x -> x / a + b / a^2: the noise variance of the result equals its value."""
+    return x / params.shot + params.read / params.shot**2
+
+
+def inverse_k_sigma(t, params: NoiseParams):
+    """Exact inverse of :func:`k_sigma`."""
+    return (t - params.read / params.shot**2) * params.shot
+
+
+def to_anchor(x, params: NoiseParams, anchor: NoiseParams):
+    """Map RAW with noise ``params`` to the anchor noise level (PMRID).
+
+    The result has variance anchor.shot * y + anchor.read, whatever the image's own
+    level, so one network serves every noise level. Linear in x (works on tensors too).
+    """
+    return inverse_k_sigma(k_sigma(x, params), anchor)
+
+
+def from_anchor(y, params: NoiseParams, anchor: NoiseParams):
+    """Exact inverse of :func:`to_anchor`: back to the image's own RAW scale."""
+    return inverse_k_sigma(k_sigma(y, anchor), params)
+
+
+def anchor_for_range(shot_range: tuple[float, float]) -> NoiseParams:
+    """Anchor at the geometric centre of a shot range, read noise from UPI's regression."""
+    a = float(np.sqrt(shot_range[0] * shot_range[1]))
+    return NoiseParams(a, float(read_from_shot(a)))
+
+
+# ---- camera noise profiles -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class CameraProfile:
+    """Noise of one sensor as a function of ISO, in normalised units (x in [0, 1]).
+
+    ``shot`` and ``read`` are polynomial coefficients in ISO, highest power first
+    (numpy.polyval order), already divided by the white level (and its square for read).
+    """
+
+    name: str
+    shot: tuple[float, ...]
+    read: tuple[float, ...]
+    iso_range: tuple[float, float]
+
+    def params(self, iso: float) -> NoiseParams:
+        lo, hi = self.iso_range
+        if not lo <= iso <= hi:
+            raise FadError(f"ISO {iso} is outside the calibrated range {lo}-{hi} of camera profile {self.name!r}")
+        return NoiseParams(float(np.polyval(self.shot, iso)), float(np.polyval(self.read, iso)))
+
+
+def profile_from_dict(name: str, d: dict) -> CameraProfile:
+    """Build a profile from JSON. ``full_scale`` (white - black level) converts DN units."""
+    try:
+        scale = float(d.get("full_scale", 1.0))
+        shot = tuple(float(c) / scale for c in d["shot"])
+        read = tuple(float(c) / scale**2 for c in d["read"])
+        iso_range = (float(d["iso_range"][0]), float(d["iso_range"][1]))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise FadError(f"camera profile {name!r}: needs 'shot', 'read' coefficient lists and 'iso_range' ({e})")
+    return CameraProfile(name, shot, read, iso_range)
+
+
+def load_profiles(path: str | Path | None = None) -> dict[str, CameraProfile]:
+    """Camera profiles from a JSON file (default: the ones shipped with the package)."""
+    if path is None:
+        text = resources.files("fad_deploy.data").joinpath("camera_profiles.json").read_text()
+        source = "built-in camera_profiles.json"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise FadError(f"{path}: cannot read camera profiles ({e.strerror})")
+        source = str(path)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FadError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})")
+    return {name: profile_from_dict(name, d) for name, d in raw.items() if not name.startswith("_")}

@@ -1,0 +1,140 @@
+"""Clean-image sources: a folder of the user's photos, real photos fetched from
+Debian packages (``fad-data fetch``) and scikit-image's bundled photos (tests).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import FadError
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+# Debian packages holding real photographs, and which of their files are photos (not graphics).
+# The split keeps evaluation honest: the "test" photos are never used for training.
+DEBIAN_PHOTOS = {
+    "lomiri-wallpapers-16.04": {"split": "train", "globs": ["usr/share/backgrounds/*.jpg"]},
+    "plasma-workspace-wallpapers": {
+        "split": "train",
+        "largest_only": True,  # each wallpaper comes at many resolutions: keep the largest
+        "globs": [
+            f"usr/share/wallpapers/{name}/contents/images/*"
+            for name in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
+                         "Grey", "Kite", "OneStandsOut", "Path", "summer_1am", "Volna")
+        ],
+    },
+    "mate-backgrounds": {"split": "test", "globs": ["usr/share/backgrounds/mate/nature/*.jpg"]},
+}
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FAD_CACHE", Path.home() / ".cache" / "fad-deploy"))
+
+
+def list_photos(folder: str | Path) -> list[Path]:
+    """All photos in a folder (recursively), sorted; a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FadError(f"{folder}: not a folder of photos")
+    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    if not photos:
+        raise FadError(f"{folder}: no photos found (looked for {', '.join(sorted(PHOTO_SUFFIXES))})")
+    return photos
+
+
+def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None) -> np.ndarray:
+    """Read a photo as float32 RGB in [0, 1], optionally box-downscaled.
+
+    Downscaling by 2 or more averages away JPEG blocking and the camera's own noise and
+    demosaicing, so the unprocessed image is a cleaner stand-in for a RAW ground truth.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I"):
+                arr = np.asarray(im, dtype=np.float32) / 65535.0
+                arr = np.repeat(arr[..., None], 3, axis=-1)
+                im = None
+            else:
+                im = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise FadError(f"{path}: cannot read photo ({e})")
+    if im is not None:
+        if max_side and max(im.size) > max_side * downscale:
+            scale = max_side * downscale / max(im.size)
+            im = im.resize((max(2, round(im.size[0] * scale)), max(2, round(im.size[1] * scale))), Image.BOX)
+        if downscale > 1:
+            im = im.reduce(downscale)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+    h, w = arr.shape[:2] // np.array(2) * 2
+    if h < 2 or w < 2:
+        raise FadError(f"{path}: image of {arr.shape[0]}x{arr.shape[1]} pixels is too small")
+    return np.ascontiguousarray(arr[:h, :w])  # even sizes for the Bayer mosaic
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    """A photo bundled with scikit-image, float32 RGB in [0, 1] with even sizes."""
+    from skimage import data
+
+    if name not in SKIMAGE_PHOTOS:
+        raise FadError(f"unknown scikit-image photo {name!r}: choose from {', '.join(SKIMAGE_PHOTOS)}")
+    img = getattr(data, name)()
+    if isinstance(img, tuple):  # stereo pairs: take the left view
+        img = img[0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    img = img[..., :3].astype(np.float32) / 255.0
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    return np.ascontiguousarray(img[:h, :w])
+
+
+def fetch_debian_photos(dest: str | Path, packages=None, progress=print) -> dict[str, list[Path]]:
+    """Download the photo packages with ``apt-get download`` and unpack them with ``dpkg -x``.
+
+    Nothing is installed on the system. Photos land in ``dest/<split>/<package>/``.
+    Returns {split: [photo paths]}.
+    """
+    dest = Path(dest)
+    packages = list(packages or DEBIAN_PHOTOS)
+    for tool in ("apt-get", "dpkg"):
+        if shutil.which(tool) is None:
+            raise FadError(f"{tool} not found: `fad-data fetch` needs Debian's apt; use --images with your own photos")
+    found: dict[str, list[Path]] = {}
+    with tempfile.TemporaryDirectory(prefix="fad-fetch-") as tmp:
+        tmp = Path(tmp)
+        for pkg in packages:
+            if pkg not in DEBIAN_PHOTOS:
+                raise FadError(f"unknown photo package {pkg!r}: choose from {', '.join(DEBIAN_PHOTOS)}")
+            spec = DEBIAN_PHOTOS[pkg]
+            out_dir = dest / spec["split"] / pkg
+            if out_dir.is_dir() and any(out_dir.iterdir()):
+                progress(f"{pkg}: already in {out_dir}")
+            else:
+                progress(f"{pkg}: downloading with apt-get")
+                run = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+                debs = list(tmp.glob(f"{pkg}_*.deb"))
+                if run.returncode != 0 or not debs:
+                    last = (run.stderr.strip().splitlines() or ["no .deb produced"])[-1]
+                    raise FadError(f"apt-get download {pkg} failed: {last}")
+                unpacked = tmp / pkg
+                subprocess.run(["dpkg", "-x", str(debs[0]), str(unpacked)], check=True, capture_output=True)
+                staging = dest / spec["split"] / f".{pkg}.part"
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                for pattern in spec["globs"]:
+                    matches = sorted(unpacked.glob(pattern), key=lambda p: p.stat().st_size)
+                    for src in matches[-1:] if spec.get("largest_only") else matches:
+                        name = src.relative_to(unpacked).as_posix().replace("/", "_")
+                        shutil.copy2(src, staging / name)
+                shutil.rmtree(out_dir, ignore_errors=True)
+                staging.rename(out_dir)
+            found.setdefault(spec["split"], []).extend(list_photos(out_dir))
+    return found

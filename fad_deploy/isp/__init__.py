@@ -1,0 +1,1 @@
+"""Minimal forward ISP (RAW -> sRGB) and image-quality metrics."""

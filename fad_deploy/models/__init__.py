@@ -1,0 +1,1 @@
+"""Networks: the FAN student and its ablations, the teacher U-Net and scaled-down baselines."""

@@ -1,0 +1,150 @@
+"""Feature-Align Network (Young et al., "Feature-Align Network with Knowledge
+Distillation for Efficient Denoising"), and its Table 1 ablations as configurations:
+
+- ``fan``: ARNet blocks, shrunk skip connections, Feature-Align after every block;
+- ``unet-plain``: the same U-Net without Feature-Align;
+- ``unet-wavelet``: Haar DWT / inverse DWT for down/up-sampling, no Feature-Align;
+- ``fan-noskip``: Feature-Align without the shrunk skip connections.
+
+Input and output: packed 4-plane RAW after the k-sigma transform to the model's
+anchor noise level, (N, 4, h, w) with any h, w; the network predicts a residual.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import HaarDown, HaarUp, PadToMultiple, Upsample2x, conv1x1, conv3x3
+
+
+@dataclass(frozen=True)
+class FANConfig:
+    widths: tuple[int, ...] = (16, 24, 48, 96, 160)  # channels per resolution level
+    expansions: tuple[int, ...] = (1, 1, 2, 2, 2)  # ARNet inverted-residual expansion per level
+    group_width: int = 4  # channels per group of the ARNet group conv
+    skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
+    align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
+    feature_align: bool = True
+    skips: bool = True
+    sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
+
+
+class ARNetBlock(nn.Module):
+    """MobileNetV2 inverted residual with the depthwise conv replaced by a group conv."""
+
+    def __init__(self, c_in: int, c_out: int, hidden: int, group_width: int, stride: int = 1):
+        super().__init__()
+        self.expand = conv1x1(c_in, hidden)
+        self.group = conv3x3(hidden, hidden, stride=stride, groups=max(1, hidden // group_width))
+        self.project = conv1x1(hidden, c_out)
+        self.act = nn.ReLU6()
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.act(self.group(self.act(self.expand(x)))))
+        return x + y if self.residual else y
+
+
+class FeatureAlign(nn.Module):
+    """G = gamma * F + beta, with per-pixel gamma and beta computed from the noisy input
+    resized to the feature's resolution (a SPADE-style conditioning net)."""
+
+    def __init__(self, channels: int, hidden: int, in_channels: int = 4):
+        super().__init__()
+        self.shared = conv3x3(in_channels, hidden)
+        self.act = nn.ReLU()
+        # 1x1 heads (SPADE uses 3x3): the 3x3 shared conv already gives spatial context,
+        # and at full resolution 3x3 heads alone would cost more than the whole MAC budget.
+        self.gamma = conv1x1(hidden, channels)
+        self.beta = conv1x1(hidden, channels)
+        # Start as the identity modulation so training begins from a plain U-Net.
+        nn.init.zeros_(self.gamma.weight)
+        nn.init.ones_(self.gamma.bias)
+        nn.init.zeros_(self.beta.weight)
+        nn.init.zeros_(self.beta.bias)
+
+    def forward(self, features: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.shared(noisy))
+        return self.gamma(h) * features + self.beta(h)
+
+
+class SkipShrink(nn.Module):
+    """1x1 conv that shrinks encoder features; the decoder replicates them back to its width."""
+
+    def __init__(self, channels: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.conv = conv1x1(channels, channels // factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def expand(self, shrunk: torch.Tensor) -> torch.Tensor:
+        return torch.cat([shrunk] * self.factor, dim=1)
+
+
+class FAN(nn.Module):
+    def __init__(self, config: FANConfig = FANConfig()):
+        super().__init__()
+        self.config = c = config
+        w, n = c.widths, len(config.widths)
+        self.pad = PadToMultiple(2 ** (n - 1))
+        self.pool = nn.AvgPool2d(2)
+        def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
+            # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
+            hidden = min(max(c_in, 4 * c.group_width), c_out) * c.expansions[level]
+            return ARNetBlock(c_in, c_out, hidden, c.group_width, stride)
+
+        self.enc = nn.ModuleList([block(0, 4, w[0])])  # the first contracting layer reads the RAW
+        self.down = nn.ModuleList()
+        for i in range(1, n):
+            if c.sampling == "haar":
+                self.down.append(HaarDown(w[i - 1]))
+                self.enc.append(block(i, 4 * w[i - 1], w[i]))
+            else:
+                self.down.append(nn.Identity())
+                self.enc.append(block(i, w[i - 1], w[i], 2))
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in reversed(range(n - 1)):
+            if c.sampling == "haar":
+                # Reduce to a quarter of the width first so the inverse DWT lands on w[i] channels.
+                self.up.append(nn.Sequential(conv1x1(w[i + 1], 4 * w[i]), HaarUp(w[i])))
+            else:
+                self.up.append(Upsample2x(w[i + 1], w[i]))
+            self.dec.append(block(i, w[i], w[i]))
+        self.skips = nn.ModuleList([SkipShrink(w[i], c.skip_shrink) for i in range(n - 1)]) if c.skips else None
+        if c.feature_align:
+            self.enc_align = nn.ModuleList([FeatureAlign(wi, c.align_hidden) for wi in w])
+            self.dec_align = nn.ModuleList([FeatureAlign(w[i], c.align_hidden) for i in reversed(range(n - 1))])
+        self.head = conv3x3(w[0], 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = self.pad(x)
+        n = len(self.config.widths)
+        pyramid = [x]  # the noisy input at each level's resolution, for Feature-Align
+        for _ in range(1, n):
+            pyramid.append(self.pool(pyramid[-1]))
+        f = x
+        skips = []
+        for i in range(n):
+            if i > 0:
+                f = self.down[i - 1](f)
+            f = self.enc[i](f)
+            if self.config.feature_align:
+                f = self.enc_align[i](f, pyramid[i])
+            if i < n - 1 and self.skips is not None:
+                skips.append(self.skips[i](f))
+        for j, i in enumerate(reversed(range(n - 1))):
+            f = self.up[j](f)
+            if self.skips is not None:
+                f = f + self.skips[i].expand(skips[i])
+            f = self.dec[j](f)
+            if self.config.feature_align:
+                f = self.dec_align[j](f, pyramid[i])
+        out = x + self.head(f)
+        return out[..., :h, :w]

@@ -1,0 +1,125 @@
+"""Network names -> constructors, and safe checkpoints (tensors + plain data, no pickled code)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..data.noise import SHOT_RANGE, NoiseParams, anchor_for_range
+from ..errors import FadError
+from ..fileio import atomic_path
+from .fan import FAN, FANConfig
+from .unet import UNet, UNetConfig
+
+# name -> (class, config class, config overrides). Table 1 ablations are FAN configs.
+ARCHITECTURES = {
+    "fan": (FAN, FANConfig, {}),
+    "fan-noskip": (FAN, FANConfig, {"skips": False}),
+    "unet-plain": (FAN, FANConfig, {"feature_align": False}),
+    "unet-wavelet": (FAN, FANConfig, {"feature_align": False, "sampling": "haar"}),
+    "teacher": (UNet, UNetConfig, {}),
+    # UPI-Raw-Lite (Table 5): one conv per level, widths x 0.3 of UPI's 32..512.
+    "upi-lite": (UNet, UNetConfig, {"widths": (10, 19, 38, 77, 154), "convs_per_level": 1}),
+}
+CHECKPOINT_FORMAT = "fad-deploy-checkpoint/1"
+
+
+def build(arch: str, config: dict | None = None) -> nn.Module:
+    if arch not in ARCHITECTURES:
+        raise FadError(f"unknown network {arch!r}: choose from {', '.join(ARCHITECTURES)}")
+    cls, cfg_cls, defaults = ARCHITECTURES[arch]
+    merged = {**defaults, **(config or {})}
+    fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = set(merged) - fields
+    if unknown:
+        raise FadError(f"network {arch!r} has no setting(s) {', '.join(sorted(unknown))}")
+    merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+    model = cls(cfg_cls(**merged))
+    model.arch = arch
+    return model
+
+
+def model_config(model: nn.Module) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()}
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A trained network plus what is needed to use it: its noise range and anchor."""
+
+    name: str
+    arch: str
+    config: dict
+    state_dict: dict
+    shot_range: tuple[float, float] = SHOT_RANGE
+    card: dict = dataclasses.field(default_factory=dict)  # command, data, time, metrics
+    extra: dict = dataclasses.field(default_factory=dict)  # e.g. quantization ranges
+
+    @property
+    def anchor(self) -> NoiseParams:
+        return anchor_for_range(self.shot_range)
+
+    def build(self) -> nn.Module:
+        model = build(self.arch, self.config)
+        model.load_state_dict({k: v.float() for k, v in self.state_dict.items()})
+        return model.eval()
+
+    def save(self, path: str | os.PathLike, half: bool = False) -> None:
+        """Write atomically; ``half`` stores weights in fp16 (for the large teacher)."""
+        state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        blob = {
+            "format": CHECKPOINT_FORMAT,
+            "name": self.name,
+            "arch": self.arch,
+            "config": self.config,
+            "shot_range": list(self.shot_range),
+            "card": self.card,
+            "extra": self.extra,
+            "state_dict": state,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise FadError(f"{path}: checkpoint not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise FadError(f"{path}: not a readable fad-deploy checkpoint ({type(e).__name__})")
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise FadError(f"{path}: not a fad-deploy checkpoint (no {CHECKPOINT_FORMAT!r} header)")
+    return Checkpoint(
+        name=blob["name"],
+        arch=blob["arch"],
+        config=blob["config"],
+        state_dict=blob["state_dict"],
+        shot_range=tuple(blob["shot_range"]),
+        card=blob.get("card", {}),
+        extra=blob.get("extra", {}),
+    )
+
+
+def models_dir() -> Path:
+    """Where the shipped weights live: $FAD_MODELS, else the repository's top-level models/."""
+    return Path(os.environ.get("FAD_MODELS", Path(__file__).resolve().parents[2] / "models"))
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A shipped model name (e.g. ``fan-student``) or a checkpoint path -> checkpoint path."""
+    p = Path(name_or_path)
+    if p.suffix == ".pt" or p.exists():
+        if not p.is_file():
+            raise FadError(f"{p}: checkpoint not found")
+        return p
+    candidate = models_dir() / f"{name_or_path}.pt"
+    if candidate.is_file():
+        return candidate
+    shipped = sorted(q.stem for q in models_dir().glob("*.pt"))
+    hint = f"shipped models: {', '.join(shipped)}" if shipped else f"no trained models in {models_dir()} yet"
+    raise FadError(f"unknown model {name_or_path!r} ({hint})")

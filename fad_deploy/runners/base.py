@@ -1,0 +1,73 @@
+"""The runner interface. Every backend implements :meth:`Runner.run` on anchor-space
+input; :meth:`Runner.denoise` adds the one shared pre/post-processing (k-sigma to the
+model's anchor noise level and back), which the export manifest describes for phones.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..data.noise import NoiseParams, from_anchor, to_anchor
+from ..errors import FadError
+
+
+def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
+    noisy = np.asarray(noisy)
+    if noisy.ndim != 4 or noisy.shape[1] != 4:
+        raise FadError(f"{name}: expected packed RAW of shape (N, 4, h, w), got {noisy.shape}")
+    if not np.issubdtype(noisy.dtype, np.floating):
+        raise FadError(f"{name}: expected float RAW normalised to [0, 1], got dtype {noisy.dtype}")
+    if not np.isfinite(noisy).all():
+        raise FadError(f"{name}: contains NaN or Inf")
+    return noisy.astype(np.float32, copy=False)
+
+
+def preprocess(noisy: np.ndarray, noise: NoiseParams, anchor: NoiseParams) -> np.ndarray:
+    """Normalised RAW at the image's noise level -> network input at the anchor level."""
+    return to_anchor(noisy, noise, anchor).astype(np.float32)
+
+
+def postprocess(out: np.ndarray, noise: NoiseParams, anchor: NoiseParams) -> np.ndarray:
+    """Network output -> denoised RAW in [0, 1] at the image's scale."""
+    return np.clip(from_anchor(out, noise, anchor), 0.0, 1.0).astype(np.float32)
+
+
+def noise_arrays(noise, n: int) -> NoiseParams:
+    """One NoiseParams for the batch, broadcastable over (N, 4, h, w)."""
+    if isinstance(noise, NoiseParams):
+        noise = [noise] * n
+    if len(noise) != n:
+        raise FadError(f"got {len(noise)} noise levels for {n} images")
+    return NoiseParams(np.array([p.shot for p in noise], np.float64).reshape(-1, 1, 1, 1),
+                       np.array([p.read for p in noise], np.float64).reshape(-1, 1, 1, 1))
+
+
+class Runner(ABC):
+    """A loaded model on one backend."""
+
+    backend: str = "?"
+    anchor: NoiseParams
+    input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
+
+    @abstractmethod
+    def run(self, u: np.ndarray) -> np.ndarray:
+        """Network on anchor-space packed RAW (N, 4, h, w) float32 -> same shape."""
+
+    def denoise(self, noisy: np.ndarray, noise) -> np.ndarray:
+        """Packed noisy RAW in [0, 1] with its noise level(s) -> denoised RAW in [0, 1]."""
+        noisy = check_packed(noisy)
+        params = noise_arrays(noise, len(noisy))
+        return postprocess(self.run(preprocess(noisy, params, self.anchor)), params, self.anchor)
+
+    def time(self, u: np.ndarray, warmup: int = 3, repeats: int = 10) -> list[float]:
+        """Wall-clock milliseconds of :meth:`run` after ``warmup`` calls."""
+        for _ in range(warmup):
+            self.run(u)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.run(u)
+            times.append((time.perf_counter() - t) * 1e3)
+        return times

@@ -1,0 +1,1 @@
+"""Training: configs, losses and the training loop (single process or torchrun DDP)."""

@@ -1,0 +1,254 @@
+"""The training loop: seeded, exactly resumable, single process or torchrun DDP.
+
+Every batch is a pure function of (seed, step), so a run killed at any point and
+resumed from its last checkpoint continues with exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..data.dataset import META_KEYS, NoisyPatches, build_patch_cache, load_patch_cache
+from ..data.noise import NoiseParams, anchor_for_range, from_anchor, to_anchor
+from ..data.photos import default_cache_dir, list_photos
+from ..data.synth import validation_pairs
+from ..errors import FadError
+from ..fileio import atomic_path, write_json
+from ..isp.metrics import psnr
+from ..models.registry import Checkpoint, build, load_checkpoint, model_config, resolve_model
+from .config import TrainConfig
+from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
+
+
+def batch_noise(batch: dict, device=None) -> NoiseParams:
+    """Per-image noise parameters shaped to broadcast over (N, 4, h, w)."""
+    shape = (-1, 1, 1, 1)
+    return NoiseParams(batch["shot"].to(device).view(shape), batch["read"].to(device).view(shape))
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up then cosine decay to ``min_lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def resolve_cache(cfg: TrainConfig) -> Path:
+    """The patch cache to train on, built on first use (from --photos or fetched photos)."""
+    if cfg.data.cache:
+        return Path(cfg.data.cache)
+    if cfg.data.photos:
+        photos = list_photos(cfg.data.photos)
+        out = default_cache_dir() / f"patches-{Path(cfg.data.photos).resolve().name}.npz"
+    else:
+        out = default_cache_dir() / "patches-train.npz"
+        photo_dir = default_cache_dir() / "photos" / "train"
+        if not out.is_file() and not photo_dir.is_dir():
+            raise FadError(f"no training photos: run `fad-data fetch` or set data.photos=DIR (looked in {photo_dir})")
+        photos = list_photos(photo_dir) if not out.is_file() else []
+    if not out.is_file():
+        build_patch_cache(photos, out)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None):
+        self.cfg, self.command = cfg, command or shlex.join(["fad-train", *sys.argv[1:]])
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if device.startswith("cuda") and self.distributed:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.out or Path("runs") / cfg.name)
+        self.anchor = anchor_for_range(cfg.data.shot_range)
+
+        self.model = build(cfg.model.arch, cfg.model.config).to(self.device)
+        if cfg.model.init:
+            init = load_checkpoint(resolve_model(cfg.model.init))
+            if init.arch != cfg.model.arch:
+                raise FadError(f"model.init {cfg.model.init!r} is a {init.arch!r}, not a {cfg.model.arch!r}")
+            self.model.load_state_dict({k: v.float() for k, v in init.state_dict.items()})
+        self.net = self.model
+        if self.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.schedule.lr)
+
+        self.teacher = self.teacher_anchor = None
+        loss = cfg.loss
+        if loss.distillation > 0 or loss.feature_matching > 0:
+            ckpt = load_checkpoint(resolve_model(loss.teacher))
+            self.teacher = ckpt.build().to(self.device).requires_grad_(False)
+            self.teacher_anchor = ckpt.anchor
+            self.teacher_name = ckpt.name
+        self.fm_loss = FeatureMatchingLoss(self.teacher, loss.style_weight) if loss.feature_matching > 0 else None
+        self.rgb_loss = RGBPerceptualLoss(loss.vgg_weights or "", loss.style_weight).to(self.device) \
+            if loss.rgb_perceptual > 0 else None
+
+        self.cache_path = resolve_cache(cfg)
+        self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed)
+        self.val = validation_pairs()
+        self.step, self.elapsed, self.history = 0, 0.0, []
+
+    # ---- data --------------------------------------------------------------------------
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """This rank's share of global batch ``step`` (deterministic)."""
+        b, n = self.cfg.data.batch, len(self.data)
+        items = []
+        for j in range(b):
+            g = (step * self.world + self.rank) * b + j  # global sample index
+            self.data.epoch = g // n
+            perm = np.random.default_rng((self.cfg.seed, self.data.epoch)).permutation(n)
+            items.append(self.data[int(perm[g % n])])
+        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+
+    # ---- one step ----------------------------------------------------------------------
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        cfg, noise = self.cfg.loss, batch_noise(batch)
+        u = to_anchor(batch["noisy"], noise, self.anchor)
+        pred_u = self.net(u)
+        # Losses in anchor space weigh every noise level alike (errors relative to noise).
+        target_u = to_anchor(batch["clean"], noise, self.anchor)
+        terms = {"charbonnier": charbonnier(pred_u, target_u)}
+        if self.teacher is not None:
+            to_teacher = lambda x: to_anchor(x, noise, self.teacher_anchor)  # noqa: E731
+            pred_x = from_anchor(pred_u, noise, self.anchor)
+            if cfg.distillation > 0:
+                with torch.no_grad():
+                    teacher_x = from_anchor(self.teacher(to_teacher(batch["noisy"])), noise, self.teacher_anchor)
+                terms["distillation"] = distillation_l1(pred_u, to_anchor(teacher_x, noise, self.anchor))
+            if self.fm_loss is not None:
+                terms["feature_matching"] = self.fm_loss(to_teacher(pred_x), to_teacher(batch["clean"]))
+        if self.rgb_loss is not None:
+            pred_x = from_anchor(pred_u, noise, self.anchor)
+            terms["rgb_perceptual"] = self.rgb_loss(pred_x, batch["clean"], batch)
+        weights = {"charbonnier": cfg.charbonnier, "distillation": cfg.distillation,
+                   "feature_matching": cfg.feature_matching, "rgb_perceptual": cfg.rgb_perceptual}
+        terms["total"] = sum(weights[k] * v for k, v in terms.items())
+        return terms
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean RAW PSNR on the fixed validation set (scikit-image photos, 6 noise levels)."""
+        self.model.eval()
+        v = self.val
+        noise = NoiseParams(torch.from_numpy(v["shot"]).view(-1, 1, 1, 1), torch.from_numpy(v["read"]).view(-1, 1, 1, 1))
+        scores = []
+        for i in range(0, len(v["noisy"]), 16):
+            sl = slice(i, i + 16)
+            n_i = NoiseParams(noise.shot[sl].to(self.device), noise.read[sl].to(self.device))
+            u = to_anchor(torch.from_numpy(v["noisy"][sl]).to(self.device), n_i, self.anchor)
+            pred = from_anchor(self.model(u), n_i, self.anchor).clamp(0, 1).cpu().numpy()
+            scores += [psnr(p, c) for p, c in zip(pred, v["clean"][sl])]
+        self.model.train()
+        return float(np.mean(scores))
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def state_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def save_state(self) -> None:
+        blob = {"step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
+                "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "config": json.dumps(self.cfg.to_dict())}
+        with atomic_path(self.state_path()) as tmp:
+            torch.save(blob, tmp)
+
+    def load_state(self) -> bool:
+        path = self.state_path()
+        if not path.is_file():
+            return False
+        blob = torch.load(path, map_location=self.device, weights_only=True)
+        if json.loads(blob["config"]) != json.loads(json.dumps(self.cfg.to_dict())):
+            raise FadError(f"{path}: the run folder holds a run with a different config; use another out= or delete it")
+        self.model.load_state_dict(blob["model"])
+        self.opt.load_state_dict(blob["opt"])
+        self.step, self.elapsed, self.history = blob["step"], blob["elapsed"], json.loads(blob["history"])
+        return True
+
+    def checkpoint(self, val_psnr: float) -> Checkpoint:
+        card = {
+            "command": self.command,
+            "config": self.cfg.to_dict(),
+            "data": {"patch_cache": self.cache_path.name, "patches": len(self.data.cache["raw"]),
+                     "crop": self.cfg.data.crop, "shot_range": list(self.cfg.data.shot_range)},
+            "teacher": getattr(self, "teacher_name", None),
+            "steps": self.step,
+            "samples_seen": self.step * self.cfg.data.batch * self.world,
+            "training_time_s": round(self.elapsed, 1),
+            "device": str(self.device),
+            "world_size": self.world,
+            "validation_raw_psnr": round(val_psnr, 3),
+        }
+        return Checkpoint(self.cfg.name, self.cfg.model.arch, model_config(self.model),
+                          {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                          tuple(self.cfg.data.shot_range), card)
+
+    # ---- loop ------------------------------------------------------------------------------
+    def log(self, row: dict) -> None:
+        self.history.append(row)
+        path = self.out / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def fit(self, resume: bool = True) -> Checkpoint:
+        sch = self.cfg.schedule
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and self.load_state() and self.rank == 0:
+            print(f"resumed {self.out} at step {self.step}")
+        if self.rank == 0:
+            write_json(self.out / "config.json", self.cfg.to_dict())
+        self.model.train()
+        bar = tqdm(total=sch.steps, initial=self.step, desc=self.cfg.name, unit="step", disable=self.rank != 0,
+                   mininterval=2.0)
+        val = float("nan")
+        t_last = t_start = time.time()
+        seen = 0
+        while self.step < sch.steps:
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(self.step, sch)
+            terms = self.losses(self.batch(self.step))
+            self.opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            self.opt.step()
+            self.step += 1
+            seen += self.cfg.data.batch * self.world
+            now = time.time()
+            self.elapsed += now - t_last
+            t_last = now
+            if self.step % sch.log_every == 0 or self.step == sch.steps:
+                rate = seen / max(1e-9, now - t_start)
+                bar.set_postfix(loss=f"{terms['total'].item():.4f}", patches_s=f"{rate:.0f}")
+            if self.step % sch.val_every == 0 or self.step == sch.steps:
+                val = self.validate() if self.rank == 0 else val
+                if self.rank == 0:
+                    self.log({"step": self.step, "time_s": round(self.elapsed, 1), "lr": lr_at(self.step - 1, sch),
+                              **{f"loss_{k}": round(v.item(), 6) for k, v in terms.items()},
+                              "val_raw_psnr": round(val, 3)})
+                    self.save_state()
+                    self.checkpoint(val).save(self.out / "model.pt")
+                    t_last = time.time()  # don't count validation and saving as training time
+            bar.update(1)
+        bar.close()
+        if math.isnan(val) and self.rank == 0:
+            val = self.validate()
+        return self.checkpoint(val)
