@@ -117,9 +117,10 @@ def resolve_model(name_or_path: str) -> Path:
         if not p.is_file():
             raise FadError(f"{p}: checkpoint not found")
         return p
-    candidate = models_dir() / f"{name_or_path}.pt"
-    if candidate.is_file():
-        return candidate
-    shipped = sorted(q.stem for q in models_dir().glob("*.pt"))
+    # Shipped models sit in models/ and its sub-folders (ablations/, nsma/).
+    candidates = sorted(models_dir().rglob(f"{name_or_path}.pt"))
+    if candidates:
+        return min(candidates, key=lambda q: len(q.parts))
+    shipped = sorted(q.stem for q in models_dir().rglob("*.pt"))
     hint = f"shipped models: {', '.join(shipped)}" if shipped else f"no trained models in {models_dir()} yet"
     raise FadError(f"unknown model {name_or_path!r} ({hint})")

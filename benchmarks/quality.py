@@ -1,0 +1,184 @@
+"""Quality benchmark: the paper's Tables 1, 3 and 5 analogues, a classical-baseline
+table, example crops and a PSNR-vs-GMACs plot, on photos never used in training
+(Debian's mate-backgrounds nature photos, `fad-data fetch` puts them in
+$FAD_CACHE/photos/test). Also refreshes the model cards in models/.
+
+    python benchmarks/quality.py [--quick]     # writes benchmarks/results/quality.*
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fad_deploy.cli.eval import main as fad_eval
+from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
+
+RESULTS = Path(__file__).parent / "results"
+TABLES = {
+    "Table 1 analogue: architecture (all Charbonnier, 2400 steps from scratch)":
+        ["noisy", "unet-plain", "unet-wavelet", "fan-charbonnier", "fan-noskip"],
+    "Table 3 analogue: loss (each fine-tuned 800 more steps from fan-charbonnier)":
+        ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-student"],
+    "Table 5 analogue: baselines scaled to the student's compute":
+        ["noisy", "upi-lite", "fan-student", "teacher"],
+    "Classical baselines (per-plane, generalised Anscombe VST)":
+        ["noisy", "nlm", "bm3d", "fan-student", "teacher"],
+}
+ROW_LABELS = {
+    "unet-plain": "Plain U-Net", "unet-wavelet": "Wavelet U-Net", "fan-charbonnier": "Feature-Align",
+    "fan-noskip": "FA w/o shrunk skips", "fan-charbonnier-ft": "Charbonnier", "fan-kd": "Knowledge dist.",
+    "fan-student": "KD + Feature Matching (shipped)", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
+    "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D",
+}
+MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavelet", "fan-noskip",
+          "fan-charbonnier-ft", "fan-kd", "upi-lite"]
+
+
+def markdown_table(rows: list[dict], names: list[str]) -> str:
+    by = {r["model"]: r for r in rows}
+    out = ["| Method | RAW PSNR | RAW SSIM | RGB PSNR | RGB SSIM | GMACs/MP | Params |", "|---|---|---|---|---|---|---|"]
+    for n in names:
+        if n not in by:
+            out.append(f"| {ROW_LABELS.get(n, n)} | (not available) | | | | | |")
+            continue
+        r = by[n]
+        macs = f"{r['gmacs_per_megapixel']:.3f}" if r.get("gmacs_per_megapixel") else "-"
+        params = f"{r['params']:,}" if r.get("params") else "-"
+        out.append(f"| {ROW_LABELS.get(n, n)} | {r['raw_psnr']:.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
+                   f"{r['rgb_ssim']:.4f} | {macs} | {params} |")
+    return "\n".join(out)
+
+
+def example_figure(result_set: dict, names: list[str], out: Path) -> None:
+    """Noisy / ground truth / teacher / student crops at a high and a low noise level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fad_deploy.cli.eval import make_set
+    from fad_deploy.evaluate.quality import denoise_set
+    from fad_deploy.isp.process import preview_rgb
+    from fad_deploy.runners import load_runner
+
+    pairs, _ = make_set(result_set)
+    shots = np.unique(pairs["shot"])
+    picks = [int(np.flatnonzero(pairs["shot"] == shots[k])[1]) for k in (-1, len(shots) // 2)]
+    sub = {k: v[picks] for k, v in pairs.items()}
+    columns = [("Noisy", sub["noisy"]), ("Ground truth", sub["clean"])]
+    for n in names:
+        columns.append((n, denoise_set(load_runner("torch", resolve_model(n)), sub)))
+    fig, axes = plt.subplots(len(picks), len(columns), figsize=(3 * len(columns), 3.2 * len(picks)))
+    for i in range(len(picks)):
+        meta = {k: sub[k][i] for k in ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")}
+        for j, (title, raws) in enumerate(columns):
+            ax = axes[i, j]
+            ax.imshow(preview_rgb(raws[i], meta))
+            ax.set_title(f"{title}\nshot a={sub['shot'][i]:.2g}" if j == 0 else title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+
+
+def psnr_vs_macs_plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        if r.get("gmacs_per_megapixel"):
+            ax.scatter(r["gmacs_per_megapixel"], r["raw_psnr"])
+            ax.annotate(r["model"], (r["gmacs_per_megapixel"], r["raw_psnr"]), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("GMACs per megapixel of RAW input (4x512x512 packed)")
+    ax.set_ylabel("RAW PSNR (dB)")
+    ax.set_title("Quality vs compute (held-out photos)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def write_model_cards(rows: list[dict], set_info: dict) -> None:
+    """models/<name>.md + .json: how each shipped model was made and what it measures."""
+    by = {r["model"]: r for r in rows}
+    for path in sorted(models_dir().rglob("*.pt")):
+        ckpt = load_checkpoint(path)
+        card = dict(ckpt.card)
+        card.pop("config", None)
+        metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
+            if ckpt.name in by else None
+        info = {"name": ckpt.name, "arch": ckpt.arch, "config": ckpt.config, "shot_range": list(ckpt.shot_range),
+                "params": by.get(ckpt.name, {}).get("params"),
+                "gmacs_per_megapixel": by.get(ckpt.name, {}).get("gmacs_per_megapixel"),
+                "training": card, "test_metrics": metrics, "test_set": set_info,
+                "measured_by": "python benchmarks/quality.py"}
+        write_json(path.with_suffix(".json"), info)
+        lines = [f"# {ckpt.name}", "", f"Network `{ckpt.arch}`, trained on shot noise a in "
+                 f"[{ckpt.shot_range[0]:g}, {ckpt.shot_range[1]:g}] (k-sigma anchor at a={ckpt.anchor.shot:.3g}).", "",
+                 "## How it was made", "", f"    {card.get('command', '?')}", "",
+                 f"- data: {card.get('data')}", f"- teacher: {card.get('teacher')}",
+                 f"- steps: {card.get('steps')}, samples seen: {card.get('samples_seen')}, "
+                 f"training time: {card.get('training_time_s')} s on {card.get('device')} "
+                 f"(world size {card.get('world_size')})",
+                 f"- validation RAW PSNR (scikit-image photos, 6 levels): {card.get('validation_raw_psnr')} dB", "",
+                 "## Measured on held-out photos", ""]
+        if metrics:
+            lines += [f"Set: {set_info}", "", "| RAW PSNR | RAW SSIM | RGB PSNR | RGB SSIM | GMACs/MP | Params |",
+                      "|---|---|---|---|---|---|",
+                      f"| {metrics['raw_psnr']:.3f} | {metrics['raw_ssim']:.4f} | {metrics['rgb_psnr']:.3f} | "
+                      f"{metrics['rgb_ssim']:.4f} | {info['gmacs_per_megapixel']} | {info['params']} |", "",
+                      "GMACs per megapixel of RAW input (4x512x512 packed). Re-measure with "
+                      "`python benchmarks/quality.py`."]
+        else:
+            lines.append("(not in the benchmark run)")
+        write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
+    p.add_argument("--quick", action="store_true", help="1 crop per photo, 3 levels, no BM3D (a smoke run)")
+    args = p.parse_args(argv)
+    names = [m for m in MODELS if any(models_dir().rglob(f"{m}.pt"))]
+    eval_args = ["--images", args.images, *names, "--threads", "2",
+                 "--baselines", "nlm" if args.quick else "nlm,bm3d"]
+    if args.quick:
+        eval_args += ["--crops-per-image", "1", "--levels", "3"]
+    result = fad_eval(eval_args)
+    for r in result["results"]:
+        if r["model"] in names:
+            r["params"] = sum(v.numel() for v in load_checkpoint(resolve_model(r["model"])).build().parameters())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "quality.json", result)
+    md = ["# Quality on held-out photos", "",
+          f"Command: `python benchmarks/quality.py{' --quick' if args.quick else ''}`. Set: {result['set']}.", "",
+          "RAW metrics on the 4 packed Bayer planes (data range 1); RGB after the minimal ISP (white balance, "
+          "bilinear demosaic, colour matrix, gamma 1/2.2). GMACs per megapixel of RAW input (4x512x512 packed).", ""]
+    for title, rows in TABLES.items():
+        md += [f"## {title}", "", markdown_table(result["results"], rows), ""]
+    md += ["## Per shot level (RAW PSNR, dB)", ""]
+    levels = sorted({lv["shot"] for v in result["per_level"].values() for lv in v})
+    md.append("| model | " + " | ".join(f"a={a:.2g}" for a in levels) + " |")
+    md.append("|---|" + "---|" * len(levels))
+    for name, lv in result["per_level"].items():
+        md.append(f"| {name} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in lv) + " |")
+    md += ["", "![examples](quality_examples.png)", "", "![psnr vs macs](quality_psnr_vs_macs.png)", ""]
+    write_text(RESULTS / "quality.md", "\n".join(md))
+    psnr_vs_macs_plot(result["results"], RESULTS / "quality_psnr_vs_macs.png")
+    set_args = argparse.Namespace(set=None, images=args.images, shot_noise=None, read_noise=None,
+                                  levels=result["set"]["shot_levels"].__len__(), crop=result["set"]["crop"],
+                                  crops_per_image=result["set"]["crops_per_image"], seed=result["set"]["seed"])
+    example_figure(set_args, [n for n in ("teacher", "fan-student") if n in names], RESULTS / "quality_examples.png")
+    write_model_cards(result["results"], result["set"])
+    print(f"wrote {RESULTS / 'quality.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""LiteRT (TFLite) backend, float32 or full-integer int8, via ai-edge-litert.
+
+The TFLite models are NHWC with a fixed input size (mobile delegates want static shapes):
+``input_size`` is that size. Our exports of a multiple-of-16 size contain no
+size-dependent ops, so the interpreter is resized for other multiple-of-16 inputs; other
+sizes must be tiled by the caller. int8 I/O is (de)quantized here with the model's own
+scale and zero point.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.noise import NoiseParams
+from ..errors import FadError
+from .base import Runner
+
+RESIZABLE_MULTIPLE = 16  # a FAN of 5 levels needs no internal padding at multiples of 16
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class TFLiteRunner(Runner):
+    def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(path)
+        if not path.is_file():
+            raise FadError(f"{path}: TFLite model not found")
+        self.path, self.anchor, self.backend, self.threads = path, anchor, backend, threads
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as e:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError for bad files
+            raise FadError(f"{path}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})")
+        inp = self.interpreter.get_input_details()[0]
+        if len(inp["shape"]) != 4 or inp["shape"][3] != 4:
+            raise FadError(f"{path}: expected an NHWC (1, h, w, 4) input, the model takes {list(inp['shape'])}")
+        self.input_size = (int(inp["shape"][1]), int(inp["shape"][2]))
+        self._shape = self.input_size
+
+    def _resize(self, hw: tuple[int, int]) -> None:
+        if hw == self._shape:
+            return
+        if self.input_size[0] % RESIZABLE_MULTIPLE or self.input_size[1] % RESIZABLE_MULTIPLE \
+                or hw[0] % RESIZABLE_MULTIPLE or hw[1] % RESIZABLE_MULTIPLE:
+            raise FadError(f"{self.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "
+                           f"got {hw[0]}x{hw[1]} (tile the image, or use multiples of {RESIZABLE_MULTIPLE})")
+        idx = self.interpreter.get_input_details()[0]["index"]
+        self.interpreter.resize_tensor_input(idx, [1, hw[0], hw[1], 4])
+        self.interpreter.allocate_tensors()
+        self._shape = hw
+
+    def run_one(self, nhwc: np.ndarray) -> np.ndarray:
+        """One (1, h, w, 4) float32 image -> (1, h, w, 4) float32, (de)quantizing int8 I/O."""
+        inp = self.interpreter.get_input_details()[0]
+        out = self.interpreter.get_output_details()[0]
+        x = nhwc
+        if inp["dtype"] != np.float32:
+            scale, zp = inp["quantization"]
+            x = quantize(nhwc, scale, zp, inp["dtype"])
+        self.interpreter.set_tensor(inp["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zp = out["quantization"]
+            y = dequantize(y, scale, zp)
+        return y
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float32)
+        self._resize(tuple(u.shape[-2:]))
+        nhwc = np.ascontiguousarray(u.transpose(0, 2, 3, 1))
+        outs = [self.run_one(nhwc[i : i + 1]) for i in range(len(nhwc))]
+        return np.ascontiguousarray(np.concatenate(outs).transpose(0, 3, 1, 2))
