@@ -5,10 +5,13 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip date: a constant stamp for reproducible .npz
 
 
 @contextlib.contextmanager
@@ -41,6 +44,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """np.savez_compressed's format, with fixed zip timestamps so that equal arrays give
+    byte-identical files (numpy stamps each member with the current time)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            for name, array in arrays.items():
+                member = zipfile.ZipInfo(name + ".npy", date_time=ZIP_EPOCH)
+                member.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(member, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)

@@ -2,21 +2,38 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 import torch
 
+from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import user_errors
+
+DESCRIPTION = """\
+Train a denoiser (teacher, FAN student, baselines) on unprocessed photos with
+synthetic noise. Writes runs/<name>/ (or out=DIR): log.csv, config.json, last.pt
+and model.pt with its model card, at every validation; re-running the same
+command resumes exactly where it stopped.
+
+Several processes (gloo on CPU, nccl on CUDA), e.g.:
+  torchrun --nproc_per_node 2 $(which fad-train) teacher
+"""
+EPILOG = """\
+presets: {presets}
+Override any setting with key.sub=value (values are YAML), e.g.:
+  fad-train charbonnier name=unet-plain model.arch=unet-plain schedule.steps=500
+  fad-train fan-student model.init=models/ablations/fan-charbonnier.pt schedule.lr=5e-4
+"""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fad-train",
-        description="Train a denoiser (teacher, FAN student, baselines) on unprocessed photos with synthetic "
-        "noise. Checkpoints every validation; re-running the same command resumes exactly. "
-        "Scale out with `torchrun --nproc_per_node N $(which fad-train) ...` (gloo on CPU, nccl on CUDA).",
-        epilog=f"presets: {', '.join(presets())}. Override any setting with key.sub=value, "
-        "e.g. `fad-train charbonnier name=unet-plain model.arch=unet-plain schedule.steps=500`.",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(presets=", ".join(presets())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="preset name or YAML config file")
     p.add_argument("overrides", nargs="*", help="settings as key.sub=value (YAML values)")
@@ -30,17 +47,16 @@ def parser() -> argparse.ArgumentParser:
 
 @user_errors
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import FadError
-
         raise FadError(f"--device {args.device}: CUDA is not available on this machine")
     from ..train.trainer import Trainer
 
-    trainer = Trainer(cfg, args.device)
+    trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]))
     ckpt = trainer.fit(resume=not args.fresh)
     if trainer.rank == 0:
         ckpt.save(trainer.out / "model.pt")

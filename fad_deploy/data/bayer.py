@@ -79,6 +79,16 @@ def unpad_to_pattern(mosaic: np.ndarray, pattern: str) -> np.ndarray:
     return mosaic[..., dy : h - dy, dx : w - dx]
 
 
+def pack_unified(mosaic: np.ndarray, pattern: str) -> np.ndarray:
+    """A mosaic in any Bayer pattern -> RGGB planes (unify_pad, then pack); see :func:`unpack_unified`."""
+    return pack(unify_pad(mosaic, pattern))
+
+
+def unpack_unified(planes: np.ndarray, pattern: str) -> np.ndarray:
+    """Inverse of :func:`pack_unified`: RGGB planes -> the mosaic in its original pattern."""
+    return unpad_to_pattern(unpack(planes), pattern)
+
+
 def augment(mosaic: np.ndarray, flip_h: bool, flip_v: bool, transpose: bool) -> np.ndarray:
     """Bayer-preserving flip/transpose of an RGGB mosaic; the result is RGGB again.
 

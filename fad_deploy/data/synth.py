@@ -3,12 +3,15 @@ ISP metadata needed for RGB metrics (``fad-data synth``, validation, ``fad-eval`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import FadError
 from ..fileio import save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
+from .photos import list_photos, load_photo
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
@@ -19,13 +22,37 @@ def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
     return np.exp(np.linspace(np.log(shot_range[0]), np.log(shot_range[1]), n))
 
 
-def synth_pairs(images: list[tuple[str, np.ndarray]], crop: int, crops_per_image: int, shots, seed: int,
+def set_shots(levels: int, shot: float | None = None) -> np.ndarray:
+    """Shot levels of an evaluation set: the one ``shot`` given, else ``levels`` log-spaced over the range."""
+    if shot is not None:
+        if not shot > 0:
+            raise FadError(f"shot noise {shot}: must be positive")
+        return np.array([float(shot)])
+    if levels < 1:
+        raise FadError(f"{levels} noise levels: need at least 1")
+    return shot_levels(levels)
+
+
+def folder_images(folder: str | Path, downscale: int, max_side: int | None,
+                  desc: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(name relative to ``folder``, RGB image) for every photo, loaded one at a time (progress bar if ``desc``)."""
+    folder = Path(folder)
+    photos = list_photos(folder)
+    for path in tqdm(photos, desc=desc, unit="photo", disable=desc is None, leave=False):
+        yield path.relative_to(folder).as_posix(), load_photo(path, downscale, max_side)
+
+
+def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_image: int, shots, seed: int,
                 read: float | None = None) -> dict[str, np.ndarray]:
     """Every crop at every shot level: deterministic given the images and ``seed``.
 
     ``crop`` is the packed size (a 2*crop RGB crop). Read noise follows UPI's regression
-    at each shot level unless fixed by ``read``.
+    at each shot level unless fixed by ``read``. ``images`` is iterated once (may be lazy).
     """
+    if crop < 1 or crops_per_image < 1:
+        raise FadError(f"crop {crop} and crops per image {crops_per_image}: both must be at least 1")
+    if read is not None and not read >= 0:
+        raise FadError(f"read noise {read}: must not be negative")
     rng = np.random.default_rng(seed)
     out = {k: [] for k in PAIR_KEYS}
     sources = []
@@ -49,6 +76,8 @@ def synth_pairs(images: list[tuple[str, np.ndarray]], crop: int, crops_per_image
                 out["rgb_gain"].append(params.rgb_gain)
                 out["cam2rgb"].append(params.cam2rgb)
                 sources.append(name)
+    if not sources:
+        raise FadError("no images to make pairs from")
     arrays = {k: np.asarray(np.stack(v), dtype=np.float32) for k, v in out.items()}
     arrays["source"] = np.asarray(sources)
     return arrays

@@ -47,7 +47,8 @@ class UnprocessParams:
         return np.linalg.inv(self.rgb2cam)
 
     def as_arrays(self) -> dict:
-        return {k: np.asarray(v, dtype=np.float32) for k, v in asdict(self).items()}
+        """float32 arrays, with ``cam2rgb`` too: the metadata the forward ISP functions read."""
+        return {k: np.asarray(v, dtype=np.float32) for k, v in {**asdict(self), "cam2rgb": self.cam2rgb}.items()}
 
 
 def random_ccm(rng: np.random.Generator) -> np.ndarray:

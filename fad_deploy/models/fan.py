@@ -124,7 +124,11 @@ class FAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = self.pad(x)
+        return self.forward_padded(self.pad(x))[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input already padded to a multiple of ``self.pad.multiple``:
+        free of shape-dependent code, so torch.fx traces it (QAT, TensorFlow rebuild)."""
         n = len(self.config.widths)
         pyramid = [x]  # the noisy input at each level's resolution, for Feature-Align
         for _ in range(1, n):
@@ -146,5 +150,4 @@ class FAN(nn.Module):
             f = self.dec[j](f)
             if self.config.feature_align:
                 f = self.dec_align[j](f, pyramid[i])
-        out = x + self.head(f)
-        return out[..., :h, :w]
+        return x + self.head(f)

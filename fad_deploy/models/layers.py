@@ -25,11 +25,10 @@ class PadToMultiple(nn.Module):
         self.multiple = multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # No early return when nothing is padded: a branch on the size would be frozen
+        # into traced exports (ONNX with dynamic h, w); padding by 0 is the identity.
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph == 0 and pw == 0:
-            return x
-        return F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return F.pad(x, (0, (-w) % self.multiple, 0, (-h) % self.multiple), mode="replicate")
 
 
 class Upsample2x(nn.Module):

@@ -64,7 +64,7 @@ class Checkpoint:
 
     def build(self) -> nn.Module:
         model = build(self.arch, self.config)
-        model.load_state_dict({k: v.float() for k, v in self.state_dict.items()})
+        load_weights(model, self.state_dict, f"checkpoint {self.name!r}")
         return model.eval()
 
     def save(self, path: str | os.PathLike, half: bool = False) -> None:
@@ -84,6 +84,15 @@ class Checkpoint:
             torch.save(blob, tmp)
 
 
+def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
+    """Load (fp16 or fp32) weights; a mismatch with the network is a user error, not a crash."""
+    try:
+        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    except RuntimeError as e:
+        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise FadError(f"{source} does not fit network {model.arch!r} with its config ({detail})")
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
@@ -94,6 +103,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise FadError(f"{path}: not a readable fad-deploy checkpoint ({type(e).__name__})")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise FadError(f"{path}: not a fad-deploy checkpoint (no {CHECKPOINT_FORMAT!r} header)")
+    missing = [k for k in ("name", "arch", "config", "state_dict", "shot_range") if k not in blob]
+    if missing:
+        raise FadError(f"{path}: incomplete fad-deploy checkpoint (missing {', '.join(missing)})")
     return Checkpoint(
         name=blob["name"],
         arch=blob["arch"],

@@ -55,9 +55,13 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = self.pad(x)
+        return self.forward_padded(self.pad(x))[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input already padded to a multiple of ``self.pad.multiple``
+        (shape-independent code, traceable by torch.fx)."""
         feats = self._encode(x)
         f = feats[-1]
         for j, i in enumerate(reversed(range(len(feats) - 1))):
             f = self.dec[j](torch.cat([self.up[j](f), feats[i]], dim=1))
-        return (x + self.head(f))[..., :h, :w]
+        return x + self.head(f)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -63,19 +64,56 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+_KIND_NAMES = {float: "a number", int: "a whole number", str: "a string", dict: "a mapping"}
+
+
+def _number(value) -> float | None:
+    """A YAML number, or a string YAML 1.1 leaves unparsed such as ``1e-3``; else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _typed(value, kind, where: str):
+    """Check ``value`` against a field's annotation (float, int, str, dict, optional, range)."""
+    args = typing.get_args(kind)
+    if type(None) in args:
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if kind is float and _number(value) is not None:
+        return _number(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    if kind is dict and isinstance(value, dict):
+        return value
+    if typing.get_origin(kind) is tuple:  # a (low, high) noise range
+        low, high = (_number(v) for v in value) if isinstance(value, (list, tuple)) and len(value) == 2 else (0, 0)
+        if low is not None and high is not None and 0 < low < high:
+            return (low, high)
+        raise FadError(f"{where}: expected [low, high] with 0 < low < high, got {value!r}")
+    raise FadError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {value!r}")
+
+
 def _build(cls, data: dict, where: str):
     if not isinstance(data, dict):
         raise FadError(f"{where}: expected a mapping, got {type(data).__name__}")
     kwargs = {}
     names = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if key not in names:
             raise FadError(f"{where}: unknown setting {key!r} (known: {', '.join(names)})")
         sub = {"model": ModelSpec, "data": DataConfig, "loss": LossConfig, "schedule": ScheduleConfig}
         if cls is TrainConfig and key in sub:
             value = _build(sub[key], value, f"{where}.{key}")
-        elif key == "shot_range":
-            value = tuple(float(v) for v in value)
+        else:
+            value = _typed(value, hints[key], f"{where}: setting {key!r}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -105,11 +143,16 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
         raise FadError(f"{where}: not valid YAML ({str(e).splitlines()[0]})")
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise FadError(f"override {item!r} must look like key.sub=value")
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise FadError(f"override {item!r}: {key.rsplit('.', 1)[0]} is not a group of settings")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise FadError(f"override {item!r}: value is not valid YAML ({str(e).splitlines()[0]})")
     return _build(TrainConfig, data, where)

@@ -80,6 +80,8 @@ def vgg16_features(weights: str | Path) -> nn.Sequential:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
         raise FadError(f"{path}: cannot read VGG16 weights ({type(e).__name__})")
+    if not isinstance(state, dict):
+        raise FadError(f"{path}: not VGG16 weights (expected a state dict, got a {type(state).__name__})")
     state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     try:
         net.load_state_dict({k: v for k, v in state.items() if int(k.split(".")[0]) < len(net)})

@@ -6,6 +6,7 @@ resumed from its last checkpoint continues with exactly the batches it would hav
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -24,9 +25,9 @@ from ..data.noise import NoiseParams, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
 from ..data.synth import validation_pairs
 from ..errors import FadError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
-from ..models.registry import Checkpoint, build, load_checkpoint, model_config, resolve_model
+from ..models.registry import Checkpoint, build, load_checkpoint, load_weights, model_config, resolve_model
 from .config import TrainConfig
 from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
 
@@ -63,6 +64,20 @@ def resolve_cache(cfg: TrainConfig) -> Path:
     return out
 
 
+def sample_batch(data: NoisyPatches, step: int, batch: int, seed: int, world: int = 1, rank: int = 0,
+                 device=None) -> dict[str, torch.Tensor]:
+    """Rank ``rank``'s share of global batch ``step``: a pure function of (seed, step), each
+    epoch a fresh seeded permutation of the dataset (also used by QAT fine-tuning)."""
+    n = len(data)
+    items = []
+    for j in range(batch):
+        g = (step * world + rank) * batch + j  # global sample index
+        data.epoch = g // n
+        perm = np.random.default_rng((seed, data.epoch)).permutation(n)
+        items.append(data[int(perm[g % n])])
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None):
         self.cfg, self.command = cfg, command or shlex.join(["fad-train", *sys.argv[1:]])
@@ -83,7 +98,7 @@ class Trainer:
             init = load_checkpoint(resolve_model(cfg.model.init))
             if init.arch != cfg.model.arch:
                 raise FadError(f"model.init {cfg.model.init!r} is a {init.arch!r}, not a {cfg.model.arch!r}")
-            self.model.load_state_dict({k: v.float() for k, v in init.state_dict.items()})
+            load_weights(self.model, init.state_dict, f"model.init {cfg.model.init!r}")
         self.net = self.model
         if self.distributed:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model)
@@ -97,7 +112,9 @@ class Trainer:
             self.teacher_anchor = ckpt.anchor
             self.teacher_name = ckpt.name
         self.fm_loss = FeatureMatchingLoss(self.teacher, loss.style_weight) if loss.feature_matching > 0 else None
-        self.rgb_loss = RGBPerceptualLoss(loss.vgg_weights or "", loss.style_weight).to(self.device) \
+        if loss.rgb_perceptual > 0 and not loss.vgg_weights:
+            raise FadError("loss.rgb_perceptual needs ImageNet VGG16 weights you supply: set loss.vgg_weights=PATH")
+        self.rgb_loss = RGBPerceptualLoss(loss.vgg_weights, loss.style_weight).to(self.device) \
             if loss.rgb_perceptual > 0 else None
 
         self.cache_path = resolve_cache(cfg)
@@ -108,14 +125,7 @@ class Trainer:
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """This rank's share of global batch ``step`` (deterministic)."""
-        b, n = self.cfg.data.batch, len(self.data)
-        items = []
-        for j in range(b):
-            g = (step * self.world + self.rank) * b + j  # global sample index
-            self.data.epoch = g // n
-            perm = np.random.default_rng((self.cfg.seed, self.data.epoch)).permutation(n)
-            items.append(self.data[int(perm[g % n])])
-        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+        return sample_batch(self.data, step, self.cfg.data.batch, self.cfg.seed, self.world, self.rank, self.device)
 
     # ---- one step ----------------------------------------------------------------------
     def losses(self, batch) -> dict[str, torch.Tensor]:
@@ -173,7 +183,10 @@ class Trainer:
         path = self.state_path()
         if not path.is_file():
             return False
-        blob = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise FadError(f"{path}: cannot read the run's state ({type(e).__name__}); start over with --fresh")
         if json.loads(blob["config"]) != json.loads(json.dumps(self.cfg.to_dict())):
             raise FadError(f"{path}: the run folder holds a run with a different config; use another out= or delete it")
         self.model.load_state_dict(blob["model"])
@@ -201,14 +214,13 @@ class Trainer:
 
     # ---- loop ------------------------------------------------------------------------------
     def log(self, row: dict) -> None:
+        """Rewrite log.csv from the history: after a resume or --fresh it holds exactly this run's rows."""
         self.history.append(row)
-        path = self.out / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=list(row))
+        w.writeheader()
+        w.writerows(self.history)
+        write_text(self.out / "log.csv", text.getvalue())
 
     def fit(self, resume: bool = True) -> Checkpoint:
         sch = self.cfg.schedule

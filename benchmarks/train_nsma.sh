@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Noise Subrange Model Array (paper section 3.3, Table 2): one FAN student per log-uniform
+# sub-range of the shot noise a (equations 5, 6), each fine-tuned from the full-range
+# student with the shipped student's losses (preset fan-student: Charbonnier + distillation
+# + Feature Matching from the teacher) on noise restricted to its sub-range (data.shot_range;
+# the checkpoint records it, so its k-sigma anchor is the sub-range's geometric centre).
+# Ships $OUT/fan-nsma-{0..N-1}.pt, then evaluates array vs single student and writes
+# $OUT/manifest.json (sub-range table, checkpoints, metrics per sub-range) and
+# $RESULTS/nsma.{md,json,png}.
+#
+# Usage: benchmarks/train_nsma.sh      (after benchmarks/train_all.sh shipped the student and teacher)
+# Re-running resumes each run from $RUNS/fan-nsma-<i>/last.pt and skips shipped models
+# (delete $OUT to retrain). Settings come from the environment, e.g. a dry run:
+#   STUDENT=/tmp/s.pt TEACHER=/tmp/t.pt OUT=/tmp/nsma RUNS=/tmp/runs RESULTS=/tmp/res STEPS=2 \
+#     EXTRA="data.batch=2" EVAL_ARGS="--crops-per-image 1 --levels-per-subrange 1" benchmarks/train_nsma.sh
+set -euo pipefail
+STUDENT=${STUDENT:-models/fan-student.pt}   # full-range student to start from (and compare with)
+TEACHER=${TEACHER:-models/teacher.pt}
+OUT=${OUT:-models/nsma}
+RUNS=${RUNS:-runs}
+RESULTS=${RESULTS:-benchmarks/results}
+N=${N:-4}                 # models in the array (the paper's n = 4)
+STEPS=${STEPS:-400}       # fine-tuning steps per sub-range model
+LR=${LR:-0.0005}          # as the student's own fine-tune in train_all.sh
+WARMUP=${WARMUP:-20}
+THREADS=${THREADS:-1}
+EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...)
+EVAL_ARGS=${EVAL_ARGS:-}  # more benchmarks/nsma_table.py options
+for f in "$STUDENT" "$TEACHER"; do
+  [ -f "$f" ] || { echo "$0: $f not found: train the student and teacher first (benchmarks/train_all.sh a)" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+python -c "from fad_deploy.nsma.partition import subranges
+for i, (lo, hi) in enumerate(subranges($N)): print(i, repr(lo), repr(hi))" |
+while read -r i lo hi; do
+  if [ -f "$OUT/fan-nsma-$i.pt" ]; then echo "fan-nsma-$i: already in $OUT"; continue; fi
+  # shellcheck disable=SC2086  # EXTRA holds several words on purpose
+  fad-train fan-student name="fan-nsma-$i" out="$RUNS/fan-nsma-$i" model.init="$STUDENT" loss.teacher="$TEACHER" \
+    "data.shot_range=[$lo, $hi]" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
+    --threads "$THREADS" --ship "$OUT/fan-nsma-$i.pt" </dev/null
+done
+# shellcheck disable=SC2086
+python benchmarks/nsma_table.py --array "$OUT" --single "$STUDENT" --results "$RESULTS" --write-manifest $EVAL_ARGS

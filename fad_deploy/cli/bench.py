@@ -1,0 +1,105 @@
+"""fad-bench: latency, MACs and activation memory of denoisers on this CPU or an Android phone."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import FadError
+from ..fileio import write_json
+from ..runners import BACKENDS
+from .common import user_errors
+
+CPU_DEFAULT_THREADS = (1, 2)
+DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument mistakes become a FadError: one line on stderr and exit code 2, like every other error."""
+
+    def error(self, message):
+        raise FadError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="fad-bench",
+        description="Measure denoisers after warm-up: median and p90 latency per backend (PyTorch fp32, "
+        "onnxruntime fp32/int8, TFLite fp32/int8 with XNNPACK) and thread count, with parameters, MACs per RAW "
+        "megapixel (one megapixel = a 4x512x512 packed input), peak activation arena (greedy planner) and the "
+        "ratio to this CPU's roofline bound. Exported backends read export/<model>/ (fad-export). Prints a "
+        "table; writes JSON, and a quality/compute/latency plot when fad-eval's quality JSON exists.",
+    )
+    p.add_argument("models", nargs="*", help="shipped model names or checkpoint paths (default: every model in "
+                   "models/); with --device adb, export bundles")
+    p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
+                   help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
+    p.add_argument("--threads", nargs="+", type=int, metavar="N",
+                   help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))})")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                   help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels)")
+    p.add_argument("--repeats", type=int, help="timed runs per measurement (default on cpu: 10)")
+    p.add_argument("--warmup", type=int, help="untimed runs first (default on cpu: 3)")
+    p.add_argument("--json", metavar="OUT", help="write the results here (JSON)")
+    p.add_argument("--export-dir", metavar="DIR", type=Path, help="folder holding <model>/ export folders "
+                   "(default: export/ beside models/)")
+    p.add_argument("--quality", metavar="JSON", type=Path, help="fad-eval results for the plot (default: "
+                   "benchmarks/results/quality.json when it exists)")
+    p.add_argument("--plot", metavar="PNG", type=Path, help="plot path (default: beside --json, .png)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    adb = p.add_argument_group("Android (--device adb)")
+    adb.add_argument("--benchmark-binary", metavar="PATH", help="TFLite benchmark_model for the phone's ABI")
+    adb.add_argument("--delegate", action="append", help="xnnpack, cpu, gpu or nnapi (repeatable)")
+    adb.add_argument("--noise-a", type=float, help="shot-noise level: run the sub-range model the phone would pick")
+    adb.add_argument("--timeout", type=float, help="seconds per benchmark_model run")
+    return p
+
+
+def bench_cpu(args) -> dict:
+    from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, default_models, \
+        run_cpu_bench
+
+    cfg = BenchConfig(
+        backends=tuple(args.backends), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
+        size=tuple(args.size or DEFAULT_SIZE),
+        repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats,
+        warmup=DEFAULT_WARMUP if args.warmup is None else args.warmup, export_root=args.export_dir)
+    return run_cpu_bench(args.models or default_models(), cfg, progress=not args.no_progress)
+
+
+def write_plot(args, doc: dict) -> None:
+    from ..profile.plot import load_quality, quality_plot
+
+    quality = args.quality or DEFAULT_QUALITY
+    if args.quality and not args.quality.is_file():
+        raise FadError(f"{args.quality}: quality file not found")
+    out = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
+    if out is None or not quality.is_file():
+        return
+    plotted = quality_plot(doc, load_quality(quality), out)
+    print(f"plot: {out} ({', '.join(plotted)})" if plotted else f"no model of {quality} was benchmarked: no plot")
+
+
+@user_errors
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.device.startswith("adb"):
+        from ..android.bench import bench_adb  # the phone path: same JSON schema (profile/latency.py)
+
+        doc = bench_adb(args)
+    elif args.device == "cpu":
+        doc = bench_cpu(args)
+    else:
+        raise FadError(f"--device {args.device!r}: expected cpu, adb or adb:SERIAL")
+    from ..profile.latency import results_table
+
+    print(results_table(doc))
+    for m in doc["models"]:
+        for reason in m.get("skipped", []):
+            print(f"skipped {m['name']} {reason}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, doc)
+        print(f"wrote {args.json}")
+    write_plot(args, doc)
+

@@ -1,0 +1,199 @@
+"""fad-data: fetch real photos, synthesise seeded evaluation sets, build the training
+patch cache, and show what a RAW or .npz file holds."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
+from ..data.noise import SHOT_RANGE
+from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
+from ..data.raw_io import RawImage, read_raw
+from ..data.synth import PAIR_KEYS, folder_images, save_pairs, set_shots, synth_pairs
+from ..errors import FadError
+from .common import EXIT_USER_ERROR, user_errors
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument mistakes as one line (``prog: error: ...``) and exit code 2, like every other user error."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def check_output(path: Path) -> Path:
+    if path.is_dir():
+        raise FadError(f"{path}: is a folder; give an output file name such as {path / 'set.npz'}")
+    return path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="fad-data",
+        description="Data for fad-deploy: clean photos in, noisy/clean RAW pairs out. Photos are "
+        "'unprocessed' (inverse tone curve, gamma, random colour matrix and gains) into packed RGGB RAW "
+        "(4 planes R, Gr, Gb, B at half resolution) and get shot + read noise, variance = a*x + b.",
+        epilog="examples: fad-data fetch; fad-data synth --images ~/.cache/fad-deploy/photos/test "
+        "--out eval.npz --seed 0; fad-data info IMG_0001.dng",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    f = sub.add_parser("fetch", help="download the real photos used for training and testing",
+                       description="Download the photo packages (" + ", ".join(DEBIAN_PHOTOS) + ") with "
+                       "`apt-get download` and unpack them with `dpkg -x` (nothing is installed on the system). "
+                       "Photos land in DEST/train/<package> and DEST/test/<package>; packages already there are "
+                       "skipped. Needs Debian's apt; elsewhere use --images with your own photos.")
+    f.add_argument("--dest", type=Path, help="where to put them (default: $FAD_CACHE/photos, "
+                   "$FAD_CACHE defaulting to ~/.cache/fad-deploy)")
+
+    s = sub.add_parser("synth", help="write a seeded evaluation set of noisy/clean RAW pairs (.npz)",
+                       description="Unprocess random crops of every photo in --images and add noise at each "
+                       "level: --levels shot levels log-spaced over the training range "
+                       f"a in [{SHOT_RANGE[0]:g}, {SHOT_RANGE[1]:g}] with UPI's read noise b, or one fixed "
+                       "--shot-noise (and --read-noise). The same photos, options and --seed give a byte-identical "
+                       "file. Keys: noisy, clean (N, 4, crop, crop), shot, read, red_gain, blue_gain, rgb_gain, "
+                       "cam2rgb, source.")
+    s.add_argument("--images", required=True, type=Path, help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
+    s.add_argument("--out", required=True, type=Path, help="output .npz file")
+    s.add_argument("--seed", type=int, default=0, help="random seed for crops, cameras and noise (default 0)")
+    s.add_argument("--crop", type=positive_int, default=128,
+                   help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
+    s.add_argument("--crops-per-image", type=positive_int, default=4, help="crops per photo (default 4)")
+    s.add_argument("--levels", type=positive_int, default=6, help="number of shot-noise levels (default 6)")
+    s.add_argument("--shot-noise", type=float, metavar="A", help="one fixed shot-noise parameter a instead of --levels")
+    s.add_argument("--read-noise", type=float, metavar="B",
+                   help="fixed read-noise parameter b (default: UPI's regression from a)")
+    add_photo_options(s)
+
+    c = sub.add_parser("cache", help="build the training patch cache (.npz) from a folder of photos",
+                       description="Unprocess random patches of every photo (each with its own random camera) into "
+                       "one .npz of float16 packed RAW plus the ISP metadata; training crops, Bayer-augments and "
+                       "adds noise on the fly from it.")
+    c.add_argument("--images", required=True, type=Path, help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
+    c.add_argument("--out", required=True, type=Path, help="output .npz file")
+    defaults = CacheConfig()
+    c.add_argument("--patch", type=positive_int, default=defaults.patch,
+                   help=f"packed patch size (default {defaults.patch})")
+    c.add_argument("--patches-per-photo", type=positive_int, default=defaults.patches_per_photo,
+                   help=f"default {defaults.patches_per_photo}")
+    c.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    add_photo_options(c)
+
+    i = sub.add_parser("info", help="show what a RAW file or a fad-deploy .npz holds",
+                       description="RAW files (DNG and other LibRaw formats, SIDD .MAT, DND .mat): size, CFA "
+                       "pattern, black/white levels, noise profile, white balance. .npz files: evaluation sets "
+                       "from `fad-data synth`, patch caches from `fad-data cache`, or any other arrays.")
+    i.add_argument("file", type=Path)
+    i.add_argument("--cfa", help="CFA pattern for .mat files that do not record one (RGGB, GRBG, GBRG, BGGR)")
+    return p
+
+
+def add_photo_options(p: argparse.ArgumentParser) -> None:
+    defaults = CacheConfig()
+    p.add_argument("--downscale", type=positive_int, default=defaults.downscale,
+                   help=f"box-downscale photos first, removing JPEG and camera noise (default {defaults.downscale}, "
+                   "as for training)")
+    p.add_argument("--max-side", type=positive_int, default=defaults.max_side,
+                   help=f"cap the downscaled photo's longer side (default {defaults.max_side})")
+
+
+def fetch(args) -> None:
+    dest = args.dest or default_cache_dir() / "photos"
+    found = fetch_debian_photos(dest)
+    for split in sorted(found):
+        print(f"{split}: {len(found[split])} photos in {dest / split}")
+    print(f"total: {sum(len(v) for v in found.values())} photos")
+
+
+def synth(args) -> None:
+    check_output(args.out)
+    shots = set_shots(args.levels, args.shot_noise)
+    # closing() ends the progress bar before an error message is printed
+    with contextlib.closing(folder_images(args.images, args.downscale, args.max_side, desc="synthesising")) as images:
+        pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)
+    save_pairs(args.out, pairs)
+    photos = len(set(pairs["source"].tolist()))
+    print(f"{len(pairs['noisy'])} pairs ({photos} photos x {args.crops_per_image} crops x {len(shots)} noise levels), "
+          f"packed 4x{args.crop}x{args.crop}, seed {args.seed} -> {args.out}")
+
+
+def cache(args) -> None:
+    config = CacheConfig(patch=args.patch, patches_per_photo=args.patches_per_photo, downscale=args.downscale,
+                         max_side=args.max_side, seed=args.seed)
+    check_output(args.out)
+    photos = list_photos(args.images)
+    build_patch_cache(photos, args.out, config)
+    print(f"{len(photos) * config.patches_per_photo} patches of 4x{config.patch}x{config.patch} "
+          f"from {len(photos)} photos -> {args.out}")
+
+
+def describe_raw(raw: RawImage) -> list[str]:
+    h, w = raw.mosaic_shape
+    p = raw.planes
+    lines = [
+        f"format: {raw.format}",
+        f"mosaic: {h}x{w}, CFA {raw.cfa}" + ("" if raw.cfa == "RGGB" else " (unified to RGGB by padding)"),
+        f"packed planes (R, Gr, Gb, B): {p.shape[0]}x{p.shape[1]}x{p.shape[2]} float32, "
+        f"normalised values {p.min():.4f}..{p.max():.4f}, mean {p.mean():.4f}",
+        "black level (R, Gr, Gb, B): " + " ".join(f"{b:g}" for b in raw.black_level) + f", white level {raw.white_level:g}",
+        f"noise: shot a={raw.noise.shot:.4g}, read b={raw.noise.read:.4g}" if raw.noise else "noise: not recorded in the file",
+        f"white balance: red gain {raw.wb[0]:.4g}, blue gain {raw.wb[1]:.4g}" if raw.wb else "white balance: not recorded",
+        "colour matrix: " + ("camera -> sRGB known" if raw.cam2rgb is not None else "not recorded"),
+    ]
+    return lines
+
+
+def describe_npz(path: Path) -> list[str]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise FadError(f"{path}: cannot read .npz ({e})")
+    if set(PAIR_KEYS) <= set(arrays):
+        n = len(arrays["noisy"])
+        shots = np.unique(arrays["shot"])
+        return [
+            f"evaluation set (fad-data synth): {n} noisy/clean pairs of packed {tuple(arrays['noisy'].shape[1:])}",
+            f"{len(shots)} shot levels a = " + ", ".join(f"{s:.4g}" for s in shots),
+            f"read b = {arrays['read'].min():.4g}..{arrays['read'].max():.4g}",
+            f"{len(np.unique(arrays['source']))} source photos" if "source" in arrays else "sources: not recorded",
+        ]
+    if {"raw", *META_KEYS} <= set(arrays):
+        raw = arrays["raw"]
+        return [f"patch cache (fad-data cache): {len(raw)} patches of packed {tuple(raw.shape[1:])} {raw.dtype}"]
+    return [f"{k}: {a.shape} {a.dtype}" for k, a in arrays.items()] or ["no arrays"]
+
+
+def info(args) -> None:
+    if not args.file.is_file():
+        raise FadError(f"{args.file}: no such file")
+    if args.file.suffix.lower() == ".npz":
+        lines = describe_npz(args.file)
+    else:
+        lines = describe_raw(read_raw(args.file, cfa=args.cfa))
+    print(f"{args.file}:")
+    for line in lines:
+        print("  " + line)
+
+
+COMMANDS = {"fetch": fetch, "synth": synth, "cache": cache, "info": info}
+
+
+@user_errors
+def main(argv=None):
+    args = parser().parse_args(argv)
+    COMMANDS[args.command](args)

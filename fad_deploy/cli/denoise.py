@@ -1,0 +1,56 @@
+"""fad-denoise: denoise RAW files with the noise-subrange model array."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from ..data.bayer import CFA_PATTERNS
+from ..nsma.array import BACKEND_ALIASES, load_array
+from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
+from ..runners import BACKENDS
+from .common import user_errors
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fad-denoise",
+        description="Denoise a DNG (or another RAW file rawpy reads, or a SIDD/DND .mat), a `fad-data synth` "
+        ".npz set, or a folder of them. For each image the noise level a comes from --shot-noise, else "
+        "--iso with --camera, else the file's noise profile, else an estimate from the image itself; it picks "
+        "the model of the array trained for that sub-range of a and says which and why. Writes the denoised "
+        "RAW (<name>-denoised.dng, or .npz for sets) and an RGB preview (<name>-denoised.png).",
+    )
+    p.add_argument("input", type=Path, help="RAW file, .npz set, or folder of them")
+    p.add_argument("--out", type=Path, help="output folder, or for one input the output .dng/.npz file "
+                   "(default: beside the input; for a folder, its subfolder 'denoised')")
+    p.add_argument("--model-bundle", metavar="DIR", help="model array folder (manifest.json with a sub-range "
+                   "table) or one checkpoint (default: the exported array in export/, else models/nsma/, "
+                   "else models/fan-student.pt)")
+    p.add_argument("--backend", choices=[*BACKEND_ALIASES, *BACKENDS],
+                   help="tflite (= tflite-int8), onnx (= onnx-fp32), torch, or a full backend name "
+                   "(default: tflite-int8 for an exported bundle, torch for checkpoints)")
+    p.add_argument("--shot-noise", type=float, metavar="A", help="shot-noise parameter a (variance = a x + b)")
+    p.add_argument("--read-noise", type=float, metavar="B", help="read-noise parameter b (default: UPI's "
+                   "regression on a); needs --shot-noise")
+    p.add_argument("--iso", type=float, help="ISO, with --camera: noise level from the camera's noise profile")
+    p.add_argument("--camera", help="camera noise profile name (fad_deploy/data/camera_profiles.json)")
+    p.add_argument("--cfa", choices=CFA_PATTERNS, help="CFA pattern of .mat files that do not record one")
+    return p
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"fad-denoise: warning: {message}\n"
+
+
+@user_errors
+def main(argv=None):
+    args = parser().parse_args(argv)
+    warnings.formatwarning = one_line_warning
+    list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
+    array = load_array(args.model_bundle, args.backend)
+    print(f"model array: {array.source} ({len(array.table)} model{'s' * (len(array.table) > 1)}, "
+          f"backend {array.backend})", file=sys.stderr)
+    settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
+    denoise_path(args.input, array, args.out, settings, args.cfa)

@@ -1,0 +1,439 @@
+"""Real RAW input and output: camera files (DNG and the other formats LibRaw reads, via
+rawpy), SIDD .MAT files and DND .mat files, all read into one :class:`RawImage`; and a
+DNG writer for denoised results.
+
+Every reader hands back packed RGGB planes normalised by the file's black and white
+levels, the file's own CFA pattern (other patterns are unified to RGGB with
+:func:`fad_deploy.data.bayer.pack_unified`, undone by :meth:`RawImage.mosaic`), and, when
+the file says, its noise level function and the white balance / colour matrix for previews.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FadError
+from ..fileio import write_bytes
+from .bayer import RED_OFFSET, check_even, check_pattern, pack_unified, unpack_unified
+from .noise import NoiseParams
+from .unprocess import RGB2XYZ
+
+# File signatures: MATLAB v7.3 files are HDF5 with a 512-byte MATLAB header before the HDF5 one.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+HDF5_OFFSETS = (0, 512)
+MAT5_SIGNATURE = b"MATLAB 5.0 MAT-file"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+
+# TIFF/DNG tag ids (DNG 1.4 spec); SIDD metadata keeps the ones MATLAB doesn't know as UnknownTags.
+CFA_PATTERN_TAG = 33422
+NOISE_PROFILE_TAG = 51041
+AS_SHOT_NEUTRAL_TAG = 50728
+COLOR_MATRIX_TAGS = (50722, 50721)  # ColorMatrix2 (usually D65), then ColorMatrix1
+DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
+
+DND_CFA = "RGGB"  # DND .mat files carry no CFA tag; override with read_raw(..., cfa=...)
+NORMALISED_SLACK = 0.5  # .mat values this far outside [0, 1] mean the data is not normalised
+DNG_WHITE = 65535  # full scale used when writing data that came normalised (SIDD, DND)
+RATIONAL_DENOMINATOR = 1_000_000  # DNG stores matrices as rationals
+
+
+@dataclass(frozen=True, eq=False)
+class RawImage:
+    """One Bayer RAW frame, whatever file it came from."""
+
+    planes: np.ndarray  # (4, h, w) float32 R, Gr, Gb, B: (value - black) / (white - black)
+    cfa: str  # the file's own pattern; planes were unified to RGGB from it
+    black_level: tuple[float, float, float, float]  # per plane R, Gr, Gb, B, in file units
+    white_level: float
+    noise: NoiseParams | None = None  # variance = shot * x + read on the normalised values
+    wb: tuple[float, float] | None = None  # (red gain, blue gain) relative to green
+    cam2rgb: np.ndarray | None = None  # (3, 3) camera RGB -> linear sRGB, rows sum to 1
+    source: str = ""
+    format: str = ""
+
+    def mosaic(self, planes: np.ndarray | None = None) -> np.ndarray:
+        """``planes`` (default: this image's) back in the file's own pattern and size."""
+        return unpack_unified(self.planes if planes is None else planes, self.cfa)
+
+    @property
+    def mosaic_shape(self) -> tuple[int, int]:
+        """(H, W) of the file's mosaic (unification padded one row/column at each shifted side)."""
+        dy, dx = RED_OFFSET[self.cfa]
+        h, w = self.planes.shape[-2:]
+        return 2 * h - 2 * dy, 2 * w - 2 * dx
+
+    def isp_meta(self) -> dict:
+        """Metadata for :func:`fad_deploy.isp.process.preview_rgb` (neutral where the file says nothing)."""
+        red, blue = self.wb or (1.0, 1.0)
+        cam2rgb = np.eye(3) if self.cam2rgb is None else self.cam2rgb
+        return {"red_gain": red, "blue_gain": blue, "rgb_gain": 1.0, "cam2rgb": cam2rgb}
+
+
+# ---- helpers shared by the readers -----------------------------------------------------
+
+def noise_from_profile(values, source: str = "") -> NoiseParams | None:
+    """DNG NoiseProfile (S, O) pairs -> NoiseParams; one pair per colour plane is averaged.
+
+    The DNG spec defines the profile on values normalised to [0, 1] after black and white
+    level, variance = S * x + O: exactly our (shot, read).
+    """
+    if values is None:
+        return None
+    v = np.ravel(np.asarray(values, dtype=np.float64))
+    if v.size < 2 or v.size % 2:
+        warnings.warn(f"{source}: ignoring NoiseProfile with {v.size} values (expected (S, O) pairs)")
+        return None
+    shot, read = float(v[0::2].mean()), float(v[1::2].mean())
+    if not (np.isfinite([shot, read]).all() and shot > 0 and read >= 0):
+        warnings.warn(f"{source}: ignoring NoiseProfile with shot {shot} and read {read} (need S > 0, O >= 0)")
+        return None
+    return NoiseParams(shot, read)
+
+
+def wb_from_neutral(neutral) -> tuple[float, float] | None:
+    """AsShotNeutral (camera RGB of a grey) -> (red gain, blue gain) relative to green."""
+    values = np.ravel(np.asarray(neutral if neutral is not None else [], dtype=np.float64))
+    if values.size != 3:
+        return None
+    r, g, b = values
+    return (float(g / r), float(g / b)) if min(r, g, b) > 0 else None
+
+
+def cam2rgb_from_xyz2cam(xyz2cam) -> np.ndarray | None:
+    """DNG ColorMatrix (XYZ -> camera) -> camera -> sRGB, rows normalised as in unprocessing."""
+    if xyz2cam is None:
+        return None
+    m = np.asarray(xyz2cam, dtype=np.float64).reshape(3, 3)
+    rgb2cam = m @ RGB2XYZ
+    sums = rgb2cam.sum(axis=-1, keepdims=True)
+    if not np.isfinite(m).all() or np.any(np.abs(sums) < 1e-9):
+        return None
+    try:
+        return np.linalg.inv(rgb2cam / sums)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def check_normalised(values: np.ndarray, path) -> np.ndarray:
+    """Float RAW from a .mat file: finite and (roughly) within [0, 1]."""
+    if values.ndim != 2:
+        raise FadError(f"{path}: expected a 2-D Bayer mosaic, got an array of shape {values.shape}")
+    if not np.issubdtype(values.dtype, np.floating):
+        raise FadError(f"{path}: expected float RAW normalised to [0, 1], got dtype {values.dtype}")
+    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise FadError(f"{path}: RAW contains {bad} NaN or Inf values")
+    lo, hi = float(values.min()), float(values.max())
+    if lo < -NORMALISED_SLACK or hi > 1 + NORMALISED_SLACK:
+        raise FadError(f"{path}: RAW values span {lo:.4g}..{hi:.4g}; expected data normalised to [0, 1]")
+    return values
+
+
+def from_mosaic(mosaic: np.ndarray, cfa: str, black_tile, white: float, source, **extra) -> RawImage:
+    """Normalise a mosaic by its 2x2 black-level tile and white level and unify it to RGGB."""
+    check_even(mosaic.shape, str(source))
+    tile = np.asarray(black_tile, dtype=np.float64).reshape(2, 2)
+    if not np.all(white > tile):
+        raise FadError(f"{source}: white level {white} is not above the black level {tile.ravel().tolist()}")
+    h, w = mosaic.shape
+    black = np.tile(tile, (h // 2, w // 2))
+    planes = pack_unified((mosaic - black) / (white - black), cfa).astype(np.float32)
+    black_planes = pack_unified(tile, cfa)[:, 0, 0]
+    return RawImage(planes, cfa, tuple(float(b) for b in black_planes), float(white), source=str(source), **extra)
+
+
+# ---- camera RAW files via LibRaw --------------------------------------------------------
+
+@contextlib.contextmanager
+def _libraw_messages():
+    """LibRaw prints data errors straight to C's stderr: collect them into a list instead."""
+    messages: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            messages.extend(line.strip() for line in log.read().decode(errors="replace").splitlines())
+
+
+def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
+    """LibRaw's per-pixel colour indices -> 'RGGB', 'BGGR', ...; errors for non-Bayer sensors."""
+    h, w = colors.shape
+    tile = colors[:2, :2]
+    if h < 2 or w < 2 or not np.array_equal(colors, np.tile(tile, (h // 2 + 1, w // 2 + 1))[:h, :w]):
+        raise FadError(f"{source}: the colour filter array is not a 2x2 Bayer pattern (X-Trans or other "
+                       f"sensor); only Bayer RAW is supported")
+    pattern = "".join(color_desc[c] for c in tile.ravel())
+    if pattern not in RED_OFFSET:
+        raise FadError(f"{source}: unsupported CFA pattern {pattern}: expected one of {', '.join(RED_OFFSET)}")
+    return pattern
+
+
+def dng_noise_profile(path: Path) -> NoiseParams | None:
+    """The DNG NoiseProfile tag (51041) from IFD0 or a raw SubIFD, if the file has one."""
+    import tifffile
+
+    with open(path, "rb") as f:
+        if f.read(4) not in TIFF_SIGNATURES:
+            return None
+    try:
+        with tifffile.TiffFile(path) as tf:
+            pages = list(tf.pages)
+            pages += [sub for page in pages for sub in (page.pages or [])]
+            for page in pages:
+                tag = page.tags.get(NOISE_PROFILE_TAG)
+                if tag is not None:
+                    return noise_from_profile(tag.value, str(path))
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
+        return None  # LibRaw read the pixels; a damaged tag only costs the noise profile
+    return None
+
+
+def read_libraw(path: Path) -> RawImage:
+    """DNG and the camera formats LibRaw reads (CR2, NEF, ARW, ...)."""
+    import rawpy
+
+    try:
+        with _libraw_messages() as messages:
+            with rawpy.imread(str(path)) as raw:
+                if raw.raw_type != rawpy.RawType.Flat:
+                    raise FadError(f"{path}: not a Bayer mosaic (LibRaw reports {raw.raw_type.name} data)")
+                mosaic = raw.raw_image_visible.astype(np.float64)
+                colors = np.array(raw.raw_colors_visible)
+                desc = raw.color_desc.decode("ascii", errors="replace")
+                black_by_color = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+                white = float(raw.white_level)
+                wb = list(raw.camera_whitebalance)
+                color_matrix = np.array(raw.color_matrix, dtype=np.float64)
+    except rawpy.LibRawError as e:
+        reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        detail = "; ".join(filter(None, [reason, *messages]))
+        raise FadError(f"{path}: cannot read RAW file, truncated or not a supported format? ({detail})")
+    for message in filter(None, messages):
+        warnings.warn(f"{path}: LibRaw: {message}")
+    cfa = bayer_pattern(colors, desc, path)
+    black_tile = black_by_color[colors[:2, :2]]
+    red, green, blue = (wb[desc.index(c)] for c in "RGB")
+    cam2rgb = color_matrix[:, [desc.index(c) for c in "RGB"]]
+    return from_mosaic(
+        mosaic, cfa, black_tile, white, path,
+        noise=dng_noise_profile(path),
+        wb=(red / green, blue / green) if min(red, green, blue) > 0 else None,
+        cam2rgb=cam2rgb if np.isfinite(cam2rgb).all() and np.abs(cam2rgb).sum() > 0 else None,
+        format="LibRaw " + path.suffix.lstrip(".").upper(),
+    )
+
+
+# ---- MATLAB files: SIDD and DND -----------------------------------------------------------
+
+def mat_kind(path: Path) -> str | None:
+    """'hdf5' (MATLAB v7.3), 'mat5' or None, from the file's first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(max(HDF5_OFFSETS) + len(HDF5_SIGNATURE))
+    except OSError as e:
+        raise FadError(f"{path}: cannot open ({e.strerror})")
+    if any(head[o : o + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for o in HDF5_OFFSETS):
+        return "hdf5"
+    if head.startswith(MAT5_SIGNATURE):
+        return "mat5"
+    return None
+
+
+def _h5_to_python(node):
+    """h5py group/dataset -> nested dict / numpy array in MATLAB's orientation (h5py reads transposed)."""
+    import h5py
+
+    if isinstance(node, h5py.Group):
+        return {k: _h5_to_python(v) for k, v in node.items() if not k.startswith("#")}
+    value = node[()]
+    return value.T if isinstance(value, np.ndarray) else value
+
+
+def load_mat(path: Path) -> dict:
+    """Top-level variables of a MATLAB file (v5 via scipy, v7.3 via h5py); structs become dicts."""
+    kind = mat_kind(path)
+    try:
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return {k: _h5_to_python(v) for k, v in f.items() if not k.startswith("#")}
+        if kind == "mat5":
+            from scipy.io import loadmat
+
+            return {k: v for k, v in loadmat(path, simplify_cells=True).items() if not k.startswith("__")}
+    except Exception as e:  # h5py and scipy raise many types (OSError, ValueError, KeyError, ...) for bad files
+        raise FadError(f"{path}: cannot read MATLAB file, truncated or damaged? ({type(e).__name__}: {e})")
+    raise FadError(f"{path}: not a MATLAB .mat file (no v5 or v7.3/HDF5 header)")
+
+
+def _unknown_tags(meta) -> dict[int, np.ndarray]:
+    """{tag id: value} from MATLAB imfinfo-style UnknownTags, in the struct and its SubIFDs."""
+    found: dict[int, np.ndarray] = {}
+    if not isinstance(meta, dict):
+        return found
+    tags = meta.get("UnknownTags")
+    for tag in tags if isinstance(tags, list) else [tags]:
+        if isinstance(tag, dict) and "ID" in tag and "Value" in tag:
+            found.setdefault(int(np.ravel(tag["ID"])[0]), np.ravel(tag["Value"]))
+    subs = meta.get("SubIFDs")
+    for sub in subs if isinstance(subs, list) else [subs]:
+        for k, v in _unknown_tags(sub).items():
+            found.setdefault(k, v)
+    return found
+
+
+def _tag(meta: dict, tags: dict, name: str, tag_ids) -> np.ndarray | None:
+    """A DNG field from SIDD metadata: the named struct field, else the UnknownTags entry."""
+    if name in meta:
+        return np.ravel(meta[name])
+    return next((tags[t] for t in tag_ids if t in tags), None)
+
+
+def _color_matrix(meta: dict, tags: dict) -> np.ndarray | None:
+    """The first 3x3 XYZ -> camera matrix among ColorMatrix2 and ColorMatrix1."""
+    for name, tag in zip(("ColorMatrix2", "ColorMatrix1"), COLOR_MATRIX_TAGS):
+        m = _tag(meta, tags, name, [tag])
+        if m is not None and m.size == 9:
+            return m
+    return None
+
+
+def sidd_metadata_path(path: Path) -> Path:
+    """SIDD keeps metadata beside the image: 0001_NOISY_RAW_010.MAT -> 0001_METADATA_RAW_010.MAT."""
+    name = path.name
+    for part in ("_NOISY_RAW_", "_GT_RAW_"):
+        i = name.upper().find(part)
+        if i >= 0:
+            return path.with_name(name[:i] + "_METADATA_RAW_" + name[i + len(part):])
+    return path.with_name(path.stem + "_METADATA" + path.suffix)
+
+
+def read_sidd(path: Path, variables: dict, cfa: str | None) -> RawImage:
+    """A SIDD RAW .MAT ('x', normalised mosaic) with the metadata file beside it."""
+    meta_path = sidd_metadata_path(path)
+    meta = load_mat(meta_path).get("metadata", {}) if meta_path.is_file() else {}
+    tags = _unknown_tags(meta)
+    if cfa is None:
+        codes = _tag(meta, tags, "CFAPattern", [CFA_PATTERN_TAG])
+        if codes is None:
+            raise FadError(f"{path}: no CFA pattern (no metadata file {meta_path.name} with a CFAPattern); "
+                           f"give one with --cfa")
+        if len(codes) != 4 or not set(int(c) for c in codes) <= {0, 1, 2}:
+            raise FadError(f"{meta_path}: CFAPattern {list(codes)} is not a 2x2 Bayer pattern")
+        cfa = "".join(DNG_CFA_CODES[int(c)] for c in codes)
+    return from_mosaic(
+        check_normalised(np.asarray(variables["x"]), path), cfa, np.zeros(4), 1.0, path,
+        noise=noise_from_profile(_tag(meta, tags, "NoiseProfile", [NOISE_PROFILE_TAG]), str(meta_path)),
+        wb=wb_from_neutral(_tag(meta, tags, "AsShotNeutral", [AS_SHOT_NEUTRAL_TAG])),
+        cam2rgb=cam2rgb_from_xyz2cam(_color_matrix(meta, tags)),
+        format="SIDD .MAT",
+    )
+
+
+def dnd_info_noise(path: Path) -> NoiseParams | None:
+    """DND's noise level function for images_raw/NNNN.mat from the dataset's info.mat."""
+    import h5py
+
+    info_path = path.parent.parent / "info.mat"
+    if not (info_path.is_file() and path.stem.isdigit()):
+        return None
+    try:
+        with h5py.File(info_path, "r") as f:
+            nlf = f[f["info"]["nlf"][0][int(path.stem) - 1]]
+            return NoiseParams(float(np.ravel(nlf["a"])[0]), float(np.ravel(nlf["b"])[0]))
+    except Exception as e:  # info.mat is optional: a damaged one only costs the noise level
+        warnings.warn(f"{info_path}: cannot read the noise level of {path.name} ({type(e).__name__}: {e})")
+        return None
+
+
+def read_dnd(path: Path, variables: dict, cfa: str | None) -> RawImage:
+    """A DND raw .mat ('Inoisy', normalised) with its 'nlf' struct (a, b) or the dataset's info.mat."""
+    nlf = variables.get("nlf")
+    if isinstance(nlf, dict) and "a" in nlf and "b" in nlf:
+        noise = NoiseParams(float(np.mean(nlf["a"])), float(np.mean(nlf["b"])))
+    else:
+        noise = dnd_info_noise(path)
+    return from_mosaic(check_normalised(np.asarray(variables["Inoisy"]), path), cfa or DND_CFA, np.zeros(4), 1.0,
+                       path, noise=noise, format="DND .mat")
+
+
+# ---- one entry point ------------------------------------------------------------------------
+
+def read_raw(path: str | os.PathLike, cfa: str | None = None) -> RawImage:
+    """Read any supported RAW file. ``cfa`` sets the pattern of .mat files that lack one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FadError(f"{path}: no such RAW file")
+    if cfa is not None:
+        cfa = check_pattern(cfa)
+    if mat_kind(path) or path.suffix.lower() == ".mat":
+        variables = load_mat(path)
+        if "Inoisy" in variables:
+            return read_dnd(path, variables, cfa)
+        if "x" in variables:
+            return read_sidd(path, variables, cfa)
+        raise FadError(f"{path}: MATLAB file with variables {sorted(variables)}: expected SIDD ('x') or DND "
+                       f"('Inoisy') RAW")
+    return read_libraw(path)
+
+
+# ---- writing denoised results -------------------------------------------------------------
+
+def _rationals(values) -> list[list[int]]:
+    return [[int(round(v * RATIONAL_DENOMINATOR)), RATIONAL_DENOMINATOR] for v in np.ravel(values)]
+
+
+def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Path:
+    """Write ``planes`` (e.g. the denoised ``raw.planes``) as a 16-bit DNG in the file's own
+    pattern, size and levels, with its white balance and colour matrix (atomically)."""
+    from numpy2dng.core import RAW2DNG
+    from numpy2dng.defs import CalibrationIlluminant, PhotometricInterpretation
+    from numpy2dng.dng import DNGTags, Tag
+
+    planes = np.asarray(planes)
+    if planes.shape != raw.planes.shape:
+        raise FadError(f"{path}: planes of shape {planes.shape} do not match the RAW's {raw.planes.shape}")
+    if not np.isfinite(planes).all():
+        raise FadError(f"{path}: refusing to write planes containing NaN or Inf")
+    if raw.white_level > 1:
+        black_planes, white = np.asarray(raw.black_level), raw.white_level
+    else:  # normalised source (SIDD, DND): spread over the 16-bit range
+        black_planes, white = np.zeros(4), DNG_WHITE
+    black = raw.mosaic(np.broadcast_to(black_planes[:, None, None], planes.shape))
+    values = np.clip(np.rint(raw.mosaic(planes) * (white - black) + black), 0, DNG_WHITE).astype(np.uint16)
+    h, w = values.shape
+    cam2rgb = np.eye(3) if raw.cam2rgb is None else np.asarray(raw.cam2rgb, dtype=np.float64)
+    xyz2cam = np.linalg.inv(cam2rgb) @ np.linalg.inv(RGB2XYZ)
+    red, blue = raw.wb or (1.0, 1.0)
+
+    tags = DNGTags()
+    for tag, value in [
+        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.RowsPerStrip, h), (Tag.Orientation, 1),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
+        (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, [DNG_CFA_CODES.index(c) for c in raw.cfa]),
+        (Tag.BlackLevelRepeatDim, [2, 2]), (Tag.BlackLevel, [int(round(b)) for b in black[:2, :2].ravel()]),
+        (Tag.WhiteLevel, int(round(white))),
+        (Tag.ColorMatrix1, _rationals(xyz2cam)), (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+        (Tag.AsShotNeutral, _rationals([1.0 / red, 1.0, 1.0 / blue])),
+        (Tag.Make, "fad-deploy"), (Tag.Model, "denoised"), (Tag.UniqueCameraModel, "fad-deploy denoised"),
+    ]:
+        tags.set(tag, value)
+    writer = RAW2DNG()
+    writer.options(tags, str(Path(path).parent))
+    write_bytes(path, bytes(writer.convert(values)))
+    return Path(path)

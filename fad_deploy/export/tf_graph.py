@@ -1,0 +1,194 @@
+"""Rebuild a torch.fx core (float, or frozen fake-quant from :mod:`fad_deploy.quant`) in
+TensorFlow, NHWC, node by node, over a closed op list: conv (incl. grouped, fused
+ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool, pixel shuffle (DEPTH_TO_SPACE)
+and identity; anything else fails loudly. Fake quantizers become
+``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
+which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.nn.intrinsic import qat as nniqat
+from torch.ao.quantization import FakeQuantize
+
+from ..errors import FadError
+from ..quant.qconfig import QATConvReLU62d
+
+NUM_BITS = 8
+
+
+@dataclass(frozen=True)
+class ConvCost:
+    """MACs and weight count of one conv as exported (at the export's input size)."""
+
+    name: str
+    groups: int
+    macs: int
+    weights: int
+
+
+def grid_range(scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """The real interval of a quantizer's grid: TF's fake quant nudges onto the same grid."""
+    scale, zero_point = np.asarray(scale, np.float64), np.asarray(zero_point, np.float64)
+    return (qmin - zero_point) * scale, (qmax - zero_point) * scale
+
+
+def fake_quant(tf, x, fq: FakeQuantize):
+    lo, hi = grid_range(fq.scale.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
+    if fq.quant_max - fq.quant_min != 2**NUM_BITS - 1:
+        raise FadError(f"only full-range 8-bit quantizers export to TFLite (got [{fq.quant_min}, {fq.quant_max}])")
+    if lo.size == 1:
+        return tf.quantization.fake_quant_with_min_max_vars(x, float(lo[0]), float(hi[0]), num_bits=NUM_BITS)
+    return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        x, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
+
+
+def depth_to_space_order(channels_out: int, r: int) -> np.ndarray:
+    """Channel order that makes TF's DEPTH_TO_SPACE (depth index (i r + j) C + c) equal
+    torch's PixelShuffle (channel c r^2 + i r + j)."""
+    return np.array([c * r * r + ij for ij in range(r * r) for c in range(channels_out)])
+
+
+def dense_from_grouped(w: np.ndarray, groups: int) -> np.ndarray:
+    """(O, I/g, kh, kw) grouped weights -> block-diagonal (O, I, kh, kw): one plain conv."""
+    o, i_g = w.shape[:2]
+    dense = np.zeros((o, i_g * groups, *w.shape[2:]), w.dtype)
+    per_group = o // groups
+    for g in range(groups):
+        dense[g * per_group : (g + 1) * per_group, g * i_g : (g + 1) * i_g] = w[g * per_group : (g + 1) * per_group]
+    return dense
+
+
+class TFRebuild:
+    """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
+
+    def __init__(self, gm: fx.GraphModule, group_conv: bool = True):
+        self.gm, self.group_conv = gm, group_conv
+        self.modules = dict(gm.named_modules(remove_duplicate=False))
+        self.costs: list[ConvCost] = []
+        self.shuffle_fed = self._convs_feeding_pixel_shuffle()
+
+    # ---- graph helpers -----------------------------------------------------------------------
+    def _is(self, node: fx.Node, *types) -> bool:
+        return node.op == "call_module" and isinstance(self.modules[node.target], types)
+
+    def _convs_feeding_pixel_shuffle(self) -> dict[str, int]:
+        """conv module name -> shuffle factor, for convs whose only consumer (through
+        quantizers) is a PixelShuffle: their output channels are reordered for TF."""
+        fed = {}
+        for node in self.gm.graph.nodes:
+            if not self._is(node, nn.PixelShuffle):
+                continue
+            src = node.args[0]
+            while self._is(src, FakeQuantize) and len(src.users) == 1:
+                src = src.args[0]
+            if self._is(src, nn.Conv2d) and len(src.users) == 1:
+                fed[src.target] = self.modules[node.target].upscale_factor
+        return fed
+
+    # ---- ops -------------------------------------------------------------------------------------
+    def conv(self, tf, x, name: str, mod: nn.Conv2d):
+        if mod.dilation != (1, 1) or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+            raise FadError(f"{name}: only zero-padded, undilated convs export (got {mod})")
+        w = mod.weight.detach().numpy().astype(np.float32)
+        b = (mod.bias.detach().numpy() if mod.bias is not None else np.zeros(w.shape[0])).astype(np.float32)
+        fq = getattr(mod, "weight_fake_quant", None)
+        scale = fq.scale.detach().numpy() if fq is not None else None
+        if name in self.shuffle_fed:
+            order = depth_to_space_order(w.shape[0] // self.shuffle_fed[name] ** 2, self.shuffle_fed[name])
+            w, b = w[order], b[order]
+            scale = scale[order] if scale is not None else None
+        groups = mod.groups
+        if groups > 1 and not self.group_conv:
+            w, groups = dense_from_grouped(w, groups), 1
+        kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+        if fq is not None:
+            lo, hi = grid_range(scale, np.zeros_like(scale), fq.quant_min, fq.quant_max)
+            kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                kernel, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
+        (ph, pw), (sh, sw) = mod.padding, mod.stride
+        k = mod.kernel_size
+        same = (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)
+        padding = "SAME" if same else [[0, 0], [ph, ph], [pw, pw], [0, 0]]
+        y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=[1, sh, sw, 1], padding=padding), tf.constant(b))
+        self.costs.append(ConvCost(name, groups, int(np.prod(w.shape)) * int(y.shape[1]) * int(y.shape[2]),
+                                   int(np.prod(w.shape))))
+        if isinstance(mod, QATConvReLU62d):
+            return tf.nn.relu6(y)
+        if isinstance(mod, nniqat.ConvReLU2d):
+            return tf.nn.relu(y)
+        return y
+
+    def call_module(self, tf, node: fx.Node, args):
+        mod = self.modules[node.target]
+        x = args[0]
+        if isinstance(mod, FakeQuantize):
+            return fake_quant(tf, x, mod)
+        if isinstance(mod, nn.Conv2d):
+            return self.conv(tf, x, node.target, mod)
+        if isinstance(mod, nn.ReLU6):
+            return tf.nn.relu6(x)
+        if isinstance(mod, nn.ReLU):
+            return tf.nn.relu(x)
+        if isinstance(mod, nn.Identity):
+            return x
+        if isinstance(mod, nn.AvgPool2d):
+            if not (mod.kernel_size == mod.stride and mod.padding == 0 and not mod.ceil_mode):
+                raise FadError(f"{node.target}: only non-overlapping average pooling exports (got {mod})")
+            k = mod.kernel_size
+            return tf.nn.avg_pool2d(x, k, k, "VALID")
+        if isinstance(mod, nn.PixelShuffle):
+            r = mod.upscale_factor
+            if not self._fed_by_reordered_conv(node):
+                x = tf.gather(x, depth_to_space_order(x.shape[-1] // (r * r), r), axis=3)
+            return tf.nn.depth_to_space(x, r)
+        raise FadError(f"{node.target}: {type(mod).__name__} is not in the exportable op list")
+
+    def _fed_by_reordered_conv(self, node: fx.Node) -> bool:
+        src = node.args[0]
+        while self._is(src, FakeQuantize) and len(src.users) == 1:
+            src = src.args[0]
+        return src.op == "call_module" and src.target in self.shuffle_fed
+
+    def call_function(self, tf, node: fx.Node, args, kwargs):
+        fn = node.target
+        if fn in (operator.add, torch.add):
+            return tf.add(*args)
+        if fn in (operator.mul, torch.mul):
+            return tf.multiply(*args)
+        if fn is torch.cat:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if dim not in (1, -3):
+                raise FadError(f"{node.name}: only channel concatenation exports (dim={dim})")
+            return tf.concat(list(args[0]), axis=3)
+        if fn in (F.relu, torch.relu):
+            return tf.nn.relu(args[0])
+        if fn is F.relu6:
+            return tf.nn.relu6(args[0])
+        raise FadError(f"{node.name}: function {getattr(fn, '__name__', fn)} is not in the exportable op list")
+
+    # ---- the whole graph ------------------------------------------------------------------------
+    def __call__(self, tf, x):
+        """The core on NHWC ``x`` (h, w multiples of the network's padding multiple)."""
+        self.costs = []
+        env: dict[fx.Node, object] = {}
+        load = lambda a: fx.node.map_arg(a, lambda n: env[n])  # noqa: E731
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                env[node] = x
+            elif node.op == "call_module":
+                env[node] = self.call_module(tf, node, load(node.args))
+            elif node.op == "call_function":
+                env[node] = self.call_function(tf, node, load(node.args), load(node.kwargs))
+            elif node.op == "output":
+                return load(node.args[0])
+            else:
+                raise FadError(f"{node.name}: {node.op} {node.target} is not in the exportable op list")
+        raise FadError("the traced network has no output")

@@ -1,0 +1,112 @@
+"""A loaded model array: the sub-range table and one runner per entry (opened on first use).
+
+The array comes from a folder with a manifest.json holding the sub-range table (the
+torch checkpoints in models/nsma/, or an exported bundle in export/), or from one
+checkpoint, which becomes an array of one model covering that checkpoint's shot range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FadError
+from ..models.registry import load_checkpoint, models_dir, resolve_model
+from ..runners import BACKENDS, load_runner
+from ..runners.base import Runner
+from .select import TABLE_KEY, Selection, SubRange, read_manifest, select_model, table_from_manifest
+
+ARRAY_FOLDER = "nsma"  # models/nsma/: the trained array's checkpoints and manifest
+MANIFEST = "manifest.json"
+SINGLE_MODEL = "fan-student"  # the fallback when no array exists
+CHECKPOINT_SUFFIX = ".pt"
+# Short backend names of fad-denoise: tflite means the shipped int8 model.
+BACKEND_ALIASES = {"tflite": "tflite-int8", "onnx": "onnx-fp32"}
+
+
+def export_dir() -> Path:
+    """The repository's export/ folder (beside models/)."""
+    return models_dir().parent / "export"
+
+
+def backend_name(backend: str) -> str:
+    name = BACKEND_ALIASES.get(backend, backend)
+    if name not in BACKENDS:
+        raise FadError(f"unknown backend {backend!r}: choose from {', '.join([*BACKEND_ALIASES, *BACKENDS])}")
+    return name
+
+
+def is_array_folder(path: Path) -> bool:
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        content = read_manifest(manifest)
+    except FadError:
+        return False
+    return isinstance(content, dict) and TABLE_KEY in content
+
+
+def default_bundle(backend: str | None = None) -> Path:
+    """An exported array bundle in export/ if one exists (unless the backend is torch),
+    else the checkpoints in models/nsma/, else the single full-range student."""
+    exported = [] if backend == "torch" else sorted(export_dir().glob("*"))
+    for candidate in [*exported, models_dir() / ARRAY_FOLDER]:
+        if is_array_folder(candidate):
+            return candidate
+    return resolve_model(SINGLE_MODEL)
+
+
+@dataclass
+class ModelArray:
+    table: list[SubRange]
+    root: Path  # the folder the table's files are relative to
+    backend: str
+    source: str  # what was loaded, for messages
+    _runners: dict[int, Runner] = field(default_factory=dict, repr=False)
+
+    def select(self, shot: float, source: str = "given") -> Selection:
+        return select_model(self.table, shot, source)
+
+    def runner(self, index: int) -> Runner:
+        if index not in self._runners:
+            entry = self.table[index]
+            if entry.file.endswith(CHECKPOINT_SUFFIX):
+                if self.backend != "torch":
+                    raise FadError(f"{self.source} holds torch checkpoints; backend {self.backend!r} needs an "
+                                   "exported bundle (fad-export), or use --backend torch")
+                self._runners[index] = load_runner("torch", self.root / entry.file)
+            else:
+                if self.backend == "torch":
+                    raise FadError(f"{self.source} holds exported models; --backend torch needs the checkpoints "
+                                   f"(e.g. --model-bundle {models_dir() / ARRAY_FOLDER})")
+                self._runners[index] = load_runner(self.backend, self.root, model=entry.name)
+        return self._runners[index]
+
+    def denoise(self, noisy: np.ndarray, noise, index: int) -> np.ndarray:
+        """Packed noisy RAW (N, 4, h, w) at its noise level(s) (one NoiseParams or one per
+        image) with model ``index``."""
+        return self.runner(index).denoise(noisy, noise)
+
+
+def load_array(path: str | Path | None = None, backend: str | None = None) -> ModelArray:
+    """The array in folder ``path`` (or one checkpoint; default: :func:`default_bundle`).
+    ``backend`` defaults to torch for checkpoints and int8 TFLite for exported bundles."""
+    if backend is not None:
+        backend = backend_name(backend)
+    path = default_bundle(backend) if path is None else Path(path)
+    if path.is_dir():
+        if not (path / MANIFEST).is_file():
+            raise FadError(f"{path}: no {MANIFEST}: not a model array folder")
+        table = table_from_manifest(path / MANIFEST)
+        exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
+        chosen = backend or backend_name("tflite" if exported else "torch")
+        return ModelArray(table, path, chosen, str(path))
+    checkpoint_path = resolve_model(str(path))
+    ckpt = load_checkpoint(checkpoint_path)
+    entry = SubRange(ckpt.name, checkpoint_path.name, *ckpt.shot_range)
+    chosen = backend or "torch"
+    if chosen != "torch":
+        raise FadError(f"{checkpoint_path} is a torch checkpoint: use --backend torch or an exported bundle")
+    return ModelArray([entry], checkpoint_path.parent, chosen, str(checkpoint_path))

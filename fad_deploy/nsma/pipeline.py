@@ -1,0 +1,189 @@
+"""Denoise RAW files with the model array (`fad-denoise`): read each input, find its
+noise level, pick the sub-range model, denoise, and write the denoised RAW (DNG, or .npz
+for `fad-data synth` sets) with an RGB preview PNG.
+
+Every input is read and checked, and its noise level and model chosen, before anything
+is written: a bad file stops the run with no outputs. Writes are atomic.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..data.noise import NoiseParams
+from ..data.raw_io import read_raw, write_dng
+from ..data.synth import load_pairs
+from ..errors import FadError
+from ..fileio import save_npz, write_bytes
+from ..isp.process import preview_rgb
+from .array import ModelArray
+from .noise_level import given_noise, noise_for
+from .select import Selection
+
+SET_SUFFIX = ".npz"  # `fad-data synth` sets
+RAW_SUFFIXES = {".dng", ".mat", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".pef",
+                ".srw", ".raf", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".raw"}
+# Companion files of datasets, not images: SIDD's metadata .MAT and DND's info.mat.
+COMPANION_MARKERS = ("_METADATA_", "info.mat")
+OUT_SUFFIX = "-denoised"
+FOLDER_OUT = "denoised"  # default output folder inside an input folder
+MONTAGE_GAP = 4  # pixels between the previews of a set
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """The user's noise flags (all optional; see :func:`fad_deploy.nsma.noise_level.noise_for`)."""
+
+    shot: float | None = None
+    read: float | None = None
+    iso: float | None = None
+    camera: str | None = None
+
+
+@dataclass
+class Plan:
+    """One input: where its outputs go and, per frame, its noise level and chosen model."""
+
+    path: Path
+    is_set: bool
+    out: Path
+    preview: Path
+    noise: list[NoiseParams]
+    noise_source: list[str]
+    selections: list[Selection]
+
+    def summary(self) -> str:
+        if not self.is_set:
+            return f"{self.path} -> {self.out}: {self.selections[0].reason}"
+        counts: dict[str, int] = {}
+        for s in self.selections:
+            counts[s.entry.name] = counts.get(s.entry.name, 0) + 1
+        models = ", ".join(f"{n} x{c}" for n, c in counts.items())
+        return (f"{self.path} -> {self.out}: {len(self.selections)} images by their noise level "
+                f"({self.noise_source[0]}): {models}")
+
+
+def list_inputs(path: Path) -> list[Path]:
+    """The input file, or the RAW files and sets directly inside a folder."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FadError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RAW_SUFFIXES | {SET_SUFFIX}
+                   and not any(m.lower() in p.name.lower() for m in COMPANION_MARKERS))
+    if not files:
+        raise FadError(f"{path}: no RAW files or {SET_SUFFIX} sets in this folder "
+                       f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))})")
+    return files
+
+
+def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tuple[Path, Path]]:
+    """(denoised file, preview PNG) per input. ``out`` is a folder, or for one input a file
+    name with the input's output suffix (.dng for RAW, .npz for sets)."""
+    kinds = [SET_SUFFIX if p.suffix.lower() == SET_SUFFIX else ".dng" for p in inputs]
+    if out is not None and out.suffix.lower() in (".dng", SET_SUFFIX):
+        if len(inputs) > 1:
+            raise FadError(f"--out {out}: {len(inputs)} inputs need an output folder, not a file")
+        if out.suffix.lower() != kinds[0]:
+            raise FadError(f"--out {out}: {inputs[0].name} is written as {kinds[0]}, not {out.suffix}")
+        pairs = [(out, out.with_suffix(".png"))]
+    else:
+        folder = out or (source / FOLDER_OUT if source.is_dir() else source.parent)
+        if folder.exists() and not folder.is_dir():
+            raise FadError(f"--out {folder}: exists and is not a folder")
+        pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
+                 for p, k in zip(inputs, kinds)]
+    for p, (o, _) in zip(inputs, pairs):
+        if o.resolve() == p.resolve():
+            raise FadError(f"{o}: would overwrite the input")
+    return pairs
+
+
+def set_noise(pairs: dict, settings: NoiseSettings) -> tuple[list[NoiseParams], str]:
+    """A synth set's annotated noise levels, unless the user gave one for all its images."""
+    given = given_noise(settings.shot, settings.read, settings.iso, settings.camera)
+    if given is not None:
+        return [given[0]] * len(pairs["noisy"]), given[1]
+    return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])], "annotated in the set"
+
+
+def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings: NoiseSettings,
+               cfa: str | None) -> Plan:
+    """Read and check one input, find its noise level(s) and model(s); writes nothing."""
+    if path.suffix.lower() == SET_SUFFIX:
+        noise, source = set_noise(load_pairs(path), settings)
+        sources = [source] * len(noise)
+    else:
+        raw = read_raw(path, cfa)
+        n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera)
+        noise, sources = [n], [source]
+    selections = [array.select(n.shot, s) for n, s in zip(noise, sources)]
+    for index in sorted({s.index for s in selections}):
+        array.runner(index)  # a missing or broken model fails now, before any output
+    return Plan(path, path.suffix.lower() == SET_SUFFIX, out, preview, noise, sources, selections)
+
+
+def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarray:
+    """(N, 4, h, w) -> denoised, each frame with its chosen model at its noise level."""
+    out = np.empty_like(noisy, dtype=np.float32)
+    choices = np.array([s.index for s in plan.selections])
+    for index in np.unique(choices):
+        frames = np.flatnonzero(choices == index)
+        out[frames] = array.denoise(noisy[frames], [plan.noise[k] for k in frames], int(index))
+    return out
+
+
+def montage(images: list[np.ndarray]) -> np.ndarray:
+    """Previews of a set side by side in a near-square grid (uint8 RGB)."""
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
+    sheet = np.zeros((rows * (h + MONTAGE_GAP) - MONTAGE_GAP, cols * (w + MONTAGE_GAP) - MONTAGE_GAP, 3), np.uint8)
+    for k, im in enumerate(images):
+        y, x = (k // cols) * (h + MONTAGE_GAP), (k % cols) * (w + MONTAGE_GAP)
+        sheet[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return sheet
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
+
+
+def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
+    """Denoise one planned input and write its outputs."""
+    if plan.is_set:
+        pairs = load_pairs(plan.path)
+        denoised = denoise_frames(array, pairs["noisy"], plan)
+        previews = [preview_rgb(d, {k: pairs[k][i] for k in ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")})
+                    for i, d in enumerate(denoised)]
+        save_npz(plan.out, **{**pairs, "denoised": denoised,
+                              "model": np.array([s.entry.name for s in plan.selections]),
+                              "denoised_shot": np.array([n.shot for n in plan.noise], np.float32),
+                              "denoised_read": np.array([n.read for n in plan.noise], np.float32)})
+        write_png(plan.preview, montage(previews))
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
+        raw = read_raw(plan.path, cfa)
+    denoised = denoise_frames(array, raw.planes[None], plan)[0]
+    write_dng(plan.out, raw, denoised)
+    write_png(plan.preview, preview_rgb(denoised, raw.isp_meta()))
+
+
+def denoise_path(source: Path, array: ModelArray, out: Path | None = None, settings: NoiseSettings = NoiseSettings(),
+                 cfa: str | None = None, report=print) -> list[Plan]:
+    """Denoise a file or a folder of files; ``report`` receives one line per input."""
+    inputs = list_inputs(source)
+    plans = [plan_input(p, o, pv, array, settings, cfa) for p, (o, pv) in zip(inputs, output_paths(inputs, source, out))]
+    for plan in plans:
+        run_plan(plan, array, cfa)
+        report(plan.summary())
+    return plans

@@ -1,0 +1,1 @@
+"""int8 quantization: FX graph-mode QAT and PTQ with TFLite-compatible fake-quant placement."""

@@ -1,0 +1,218 @@
+"""int8 quantization of a trained checkpoint: quantization-aware fine-tuning (QAT) or
+calibration only (PTQ), with torch.fx graph-mode quantization.
+
+The result is an ordinary :class:`Checkpoint`: ``state_dict`` holds the (fine-tuned) float
+weights under the network's own keys, and ``extra["quantization"]`` every quantizer's
+scale and zero point as plain numbers, so :func:`fake_quant_model` rebuilds exactly the
+fake-quant network that the exporters reproduce.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.ao.quantization import FakeQuantize, disable_fake_quant, disable_observer, enable_fake_quant
+
+from ..data.dataset import NoisyPatches, load_patch_cache
+from ..data.noise import to_anchor
+from ..errors import FadError
+from ..models.registry import Checkpoint
+from ..runners.torch_runner import TorchRunner
+from ..train.config import DataConfig, ScheduleConfig, TrainConfig
+from ..train.losses import charbonnier
+from ..train.trainer import batch_noise, lr_at, resolve_cache, sample_batch
+from .graph import Core, Padded
+from .qconfig import backend_config, qconfig_mapping
+
+QUANT_FORMAT = "fad-deploy-fx-int8/1"
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    steps: int = 300
+    lr: float = 5e-5  # a gentle fine-tune of an already trained network
+    min_lr: float = 1e-6
+    batch: int = 8
+    crop: int = 64  # packed; a multiple of the network's padding multiple (16 for the FAN)
+    observe_steps: int = 20  # observers only (no fake quant) first, so ranges start sensible
+    freeze_observers_at: float = 0.75  # fraction of steps after which ranges stay fixed
+    seed: int = 0
+    cache: str | None = None  # patch cache; default: the one fad-train uses
+
+
+@dataclass(frozen=True)
+class PTQConfig:
+    batches: int = 16
+    batch: int = 8
+    crop: int = 64
+    seed: int = 0
+    cache: str | None = None
+
+
+# ---- preparing and freezing ---------------------------------------------------------------
+
+def prepare(net: nn.Module, calibrate_only: bool = False) -> fx.GraphModule:
+    """The network's core with fake quantizers inserted (conv + activation fused).
+
+    The weights are shared with ``net``; padding and cropping stay outside (see :class:`Padded`).
+    """
+    core = Core(net).train()
+    example = (torch.zeros(1, 4, core.multiple, core.multiple),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice; the FX path works on 2.13
+        from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+        return prepare_qat_fx(core, qconfig_mapping(calibrate_only), example, backend_config=backend_config())
+
+
+def quantizers(gm: nn.Module) -> dict[str, FakeQuantize]:
+    """Every distinct fake quantizer by its first name (shared ones appear once)."""
+    return {name: m for name, m in gm.named_modules() if isinstance(m, FakeQuantize)}
+
+
+def freeze(gm: nn.Module) -> nn.Module:
+    """Observers off, fake quant on, eval mode: the model the exports must reproduce."""
+    gm.apply(disable_observer)
+    gm.apply(enable_fake_quant)
+    return gm.eval()
+
+
+def quant_state(gm: nn.Module) -> dict:
+    """Scales and zero points of every quantizer as plain numbers (for ``Checkpoint.extra``)."""
+    state = {}
+    for name, fq in quantizers(gm).items():
+        per_channel = fq.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+        state[name] = {"scale": fq.scale.flatten().tolist(), "zero_point": fq.zero_point.flatten().tolist(),
+                       "quant_min": fq.quant_min, "quant_max": fq.quant_max,
+                       "axis": fq.ch_axis if per_channel else None}
+    return state
+
+
+def load_quant_state(gm: nn.Module, state: dict) -> nn.Module:
+    fqs = quantizers(gm)
+    if set(fqs) != set(state):
+        raise FadError("the checkpoint's quantization ranges do not match this network's quantizers "
+                       f"({len(state)} stored, {len(fqs)} in the network)")
+    for name, fq in fqs.items():
+        s = state[name]
+        fq.scale = torch.tensor(s["scale"], dtype=torch.float32)
+        fq.zero_point = torch.tensor(s["zero_point"], dtype=torch.int32)
+        if s["axis"] is None:
+            fq.scale, fq.zero_point = fq.scale.reshape(1), fq.zero_point.reshape(1)
+    return freeze(gm)
+
+
+def float_state(gm: nn.Module, net: nn.Module) -> dict[str, torch.Tensor]:
+    """The network's state_dict (its own keys) read back from the QAT graph."""
+    named = dict(gm.named_parameters()) | dict(gm.named_buffers())
+    return {k: named[f"net.{k}"].detach().clone() for k in net.state_dict()}
+
+
+def is_quantized(ckpt: Checkpoint) -> bool:
+    return bool(ckpt.extra.get("quantization"))
+
+
+def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
+    """The frozen fake-quant network of a quantized checkpoint, any input size."""
+    q = ckpt.extra.get("quantization")
+    if not q or q.get("format") != QUANT_FORMAT:
+        raise FadError(f"checkpoint {ckpt.name!r} holds no int8 quantization ranges ({QUANT_FORMAT})")
+    net = ckpt.build()
+    gm = load_quant_state(prepare(net), q["fake_quant"])
+    return Padded(gm, net.pad).eval()
+
+
+class FakeQuantRunner(TorchRunner):
+    """PyTorch running a quantized checkpoint's fake-quant network (the int8 reference)."""
+
+    backend = "torch-int8"
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "cpu", batch: int = 16):
+        super().__init__(checkpoint, device, batch)
+        self.model = fake_quant_model(checkpoint).to(device)
+
+
+# ---- QAT and PTQ --------------------------------------------------------------------------------
+
+def training_patches(ckpt: Checkpoint, crop: int, seed: int, cache: str | None) -> NoisyPatches:
+    """The same patch cache and noise sampling as fad-train, over the checkpoint's noise range."""
+    path = resolve_cache(TrainConfig(data=DataConfig(cache=cache)))
+    return NoisyPatches(load_patch_cache(path), crop, ckpt.shot_range, seed)
+
+
+def anchor_pair(batch: dict, anchor) -> tuple[torch.Tensor, torch.Tensor]:
+    noise = batch_noise(batch)
+    return to_anchor(batch["noisy"], noise, anchor), to_anchor(batch["clean"], noise, anchor)
+
+
+def check_crop(crop: int, multiple: int) -> None:
+    if crop % multiple:
+        raise FadError(f"quantization crop {crop} must be a multiple of the network's {multiple}")
+
+
+def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict) -> Checkpoint:
+    card = {**ckpt.card, "quantization": {"method": method, "source": ckpt.name, **details}}
+    extra = {**ckpt.extra, "quantization": {
+        "format": QUANT_FORMAT, "method": method,
+        "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
+        "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
+        "fake_quant": quant_state(gm)}}
+    return Checkpoint(ckpt.name, ckpt.arch, ckpt.config, float_state(gm, net), ckpt.shot_range, card, extra)
+
+
+def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True) -> Checkpoint:
+    """Fine-tune a float checkpoint with fake quantization; Charbonnier loss in anchor space."""
+    from tqdm import tqdm
+
+    if is_quantized(ckpt):
+        raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
+    torch.manual_seed(cfg.seed)
+    net = ckpt.build().train()
+    gm = prepare(net)
+    check_crop(cfg.crop, Core(net).multiple)
+    data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
+    opt = torch.optim.Adam(gm.parameters(), lr=cfg.lr)
+    schedule = ScheduleConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
+    freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
+    gm.apply(disable_fake_quant)
+    start = time.time()
+    bar = tqdm(range(cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress, mininterval=2.0)
+    for step in bar:
+        if step == cfg.observe_steps:
+            gm.apply(enable_fake_quant)
+        if step == freeze_step:
+            gm.apply(disable_observer)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, schedule)
+        u, target = anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)
+        loss = charbonnier(gm(u), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    freeze(gm)
+    return quantized_checkpoint(ckpt, gm, net, "qat", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)})
+
+
+@torch.no_grad()
+def post_training_quantization(ckpt: Checkpoint, cfg: PTQConfig = PTQConfig(), progress: bool = True) -> Checkpoint:
+    """Calibrate min/max ranges on seeded training patches; weights unchanged."""
+    from tqdm import tqdm
+
+    if is_quantized(ckpt):
+        raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
+    net = ckpt.build()
+    gm = prepare(net, calibrate_only=True).eval()
+    check_crop(cfg.crop, Core(net).multiple)
+    data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
+    gm.apply(disable_fake_quant)  # observe the float network's own ranges
+    start = time.time()
+    for step in tqdm(range(cfg.batches), desc=f"PTQ {ckpt.name}", unit="batch", disable=not progress):
+        gm(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)[0])
+    freeze(gm)
+    return quantized_checkpoint(ckpt, gm, net, "ptq", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)})

@@ -1,0 +1,261 @@
+"""Networks (FAN, ablations, teacher, baselines), their layers, and safe checkpoints."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from fad_deploy.errors import FadError
+from fad_deploy.models.fan import ARNetBlock, FeatureAlign, SkipShrink
+from fad_deploy.models.layers import HaarDown, HaarUp
+from fad_deploy.models.registry import (
+    ARCHITECTURES,
+    Checkpoint,
+    build,
+    load_checkpoint,
+    model_config,
+    resolve_model,
+)
+
+PAPER_PARAMS = 239_304  # FAN, paper Table 5
+MAC_BUDGET_PER_MP = 2.7e9  # issue 3: at most 2.7 GMACs per megapixel of RAW
+MEGAPIXEL_PACKED = (1, 4, 512, 512)  # one million RAW pixels, packed RGGB
+TINY_FAN = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def simple_macs(model: nn.Module, shape) -> int:
+    """An independent, deliberately simple count: every Conv2d output element costs
+    in_channels/groups * k*k MACs; Feature-Align adds one mul and one add per element.
+    Shapes only (meta device), so a megapixel costs nothing to count."""
+    total = 0
+
+    def conv_hook(mod, _inp, out):
+        nonlocal total
+        total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+
+    def align_hook(_mod, _inp, out):
+        nonlocal total
+        total += 2 * out.numel()
+
+    model = model.to("meta")
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(align_hook) for m in model.modules() if isinstance(m, FeatureAlign)]
+    with torch.no_grad():
+        model(torch.zeros(shape, device="meta"))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_keeps_the_input_shape(arch):
+    torch.manual_seed(0)
+    model = build(arch).eval()
+    assert model.arch == arch
+    for shape in [(1, 4, 18, 30), (2, 4, 64, 48), (1, 4, 5, 3), (1, 4, 32, 32)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            y = model(x)
+        assert y.shape == x.shape, (arch, shape)
+        assert torch.isfinite(y).all()
+
+
+def test_fan_parameter_count_matches_the_paper():
+    assert abs(n_params(build("fan")) - PAPER_PARAMS) <= 0.10 * PAPER_PARAMS
+
+
+def test_fan_macs_per_megapixel_within_budget():
+    macs = simple_macs(build("fan"), MEGAPIXEL_PACKED)
+    assert 1.5e9 < macs < MAC_BUDGET_PER_MP
+
+
+def test_teacher_has_at_least_10x_the_student_macs():
+    shape = (1, 4, 128, 128)
+    assert simple_macs(build("teacher"), shape) >= 10 * simple_macs(build("fan"), shape)
+
+
+def test_ablations_stay_near_the_student_mac_budget():
+    shape = (1, 4, 128, 128)
+    fan = simple_macs(build("fan"), shape)
+    for arch in ("fan-noskip", "unet-plain", "unet-wavelet", "upi-lite"):
+        assert 0.7 * fan < simple_macs(build(arch), shape) < 1.1 * MAC_BUDGET_PER_MP / 16, arch
+
+
+def test_feature_align_starts_as_identity_modulation():
+    align = FeatureAlign(channels=6, hidden=4)
+    features, noisy = torch.randn(2, 6, 8, 8), torch.rand(2, 4, 8, 8)
+    assert torch.equal(align(features, noisy), features)
+
+
+def test_fresh_fan_equals_the_plain_unet_with_the_same_weights():
+    """Feature-Align is the only difference and starts as the identity."""
+    plain = build("unet-plain", TINY_FAN).eval()
+    fan = build("fan", TINY_FAN).eval()
+    missing, unexpected = fan.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all("align" in k for k in missing)
+    x = torch.rand(1, 4, 12, 20)
+    with torch.no_grad():
+        assert torch.allclose(fan(x), plain(x), atol=1e-6)
+
+
+def test_haar_down_up_invert_each_other():
+    x = torch.randn(2, 3, 8, 6)
+    down, up = HaarDown(3), HaarUp(3)
+    bands = down(x)
+    assert bands.shape == (2, 12, 4, 3)
+    assert torch.allclose(up(bands), x, atol=1e-6)
+    assert torch.allclose(bands.pow(2).sum(), x.pow(2).sum(), rtol=1e-5)  # orthonormal
+    assert not any(p.requires_grad for p in [*down.parameters(), *up.parameters()])  # fixed transform
+
+
+def test_arnet_blocks_use_grouped_convs():
+    model = build("fan")
+    blocks = [m for m in model.modules() if isinstance(m, ARNetBlock)]
+    assert len(blocks) == 2 * len(model.config.widths) - 1
+    for b in blocks:
+        hidden = b.group.in_channels
+        assert b.group.groups == hidden // model.config.group_width > 1
+        assert b.group.kernel_size == (3, 3)
+
+
+def test_unet_plain_has_no_feature_align():
+    assert not any(isinstance(m, FeatureAlign) for m in build("unet-plain").modules())
+    assert sum(isinstance(m, FeatureAlign) for m in build("fan").modules()) == 2 * len(build("fan").config.widths) - 1
+
+
+def test_fan_noskip_has_no_skips():
+    model = build("fan-noskip")
+    assert model.skips is None
+    assert not any(isinstance(m, SkipShrink) for m in model.modules())
+    assert any(isinstance(m, FeatureAlign) for m in model.modules())
+
+
+def test_unet_wavelet_samples_with_haar():
+    model = build("unet-wavelet")
+    assert any(isinstance(m, HaarDown) for m in model.modules())
+    assert any(isinstance(m, HaarUp) for m in model.modules())
+
+
+def test_teacher_features_are_multiscale():
+    model = build("teacher", {"widths": [8, 16, 32]})
+    feats = model.features(torch.rand(1, 4, 18, 18))  # padded to a multiple of 4: 20
+    assert [f.shape[1:] for f in feats] == [(8, 20, 20), (16, 10, 10), (32, 5, 5)]
+
+
+def test_build_rejects_unknown_arch_and_setting():
+    with pytest.raises(FadError, match="unknown network 'resnet'.*fan"):
+        build("resnet")
+    with pytest.raises(FadError, match="no setting.*depth"):
+        build("fan", {"depth": 3})
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+
+
+def tiny_checkpoint(arch: str = "fan") -> Checkpoint:
+    torch.manual_seed(0)
+    model = build(arch, TINY_FAN)
+    for p in model.parameters():  # move off the identity init so every weight matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    return Checkpoint("tiny", arch, model_config(model), model.state_dict(), (1e-3, 1e-2),
+                      card={"command": "fad-train x", "steps": 3}, extra={"note": [1, 2]})
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    ckpt = tiny_checkpoint()
+    path = tmp_path / "m.pt"
+    ckpt.save(path)
+    loaded = load_checkpoint(path)
+    assert (loaded.name, loaded.arch, loaded.config) == ("tiny", "fan", ckpt.config)
+    assert loaded.shot_range == (1e-3, 1e-2)
+    assert loaded.card == ckpt.card and loaded.extra == ckpt.extra
+    assert loaded.anchor == ckpt.anchor
+    x = torch.rand(1, 4, 18, 30)
+    with torch.no_grad():
+        assert torch.equal(ckpt.build()(x), loaded.build()(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary left behind
+
+
+def test_checkpoint_fp16_save(tmp_path):
+    ckpt = tiny_checkpoint()
+    ckpt.save(tmp_path / "full.pt")
+    ckpt.save(tmp_path / "half.pt", half=True)
+    half = load_checkpoint(tmp_path / "half.pt")
+    assert all(v.dtype == torch.float16 for v in half.state_dict.values() if v.is_floating_point())
+    assert (tmp_path / "half.pt").stat().st_size < 0.75 * (tmp_path / "full.pt").stat().st_size
+    x = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(half.build()(x), ckpt.build()(x), atol=1e-2)
+
+
+def test_load_missing_checkpoint(tmp_path):
+    path = tmp_path / "nope.pt"
+    with pytest.raises(FadError, match="nope.pt.*not found"):
+        load_checkpoint(path)
+
+
+def test_load_corrupted_checkpoint(tmp_path):
+    path = tmp_path / "bad.pt"
+    tiny_checkpoint().save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(FadError, match=f"{path}.*not a readable"):
+        load_checkpoint(path)
+
+
+def test_load_torch_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(2)}, path)
+    with pytest.raises(FadError, match=f"{path}.*not a fad-deploy checkpoint"):
+        load_checkpoint(path)
+
+
+def test_load_checkpoint_with_missing_fields(tmp_path):
+    path = tmp_path / "partial.pt"
+    torch.save({"format": "fad-deploy-checkpoint/1", "name": "x"}, path)
+    with pytest.raises(FadError, match=f"{path}.*missing"):
+        load_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this runs code (creates a file): weights_only loading must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_load_refuses_pickled_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "fad-deploy-checkpoint/1", "payload": _Payload(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(FadError, match=str(path)):
+        load_checkpoint(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)["payload"].close()  # the payload is live: unsafe loading runs it
+    assert marker.exists()
+
+
+def test_checkpoint_that_does_not_fit_its_network(tmp_path):
+    ckpt = tiny_checkpoint()
+    ckpt.config = {**ckpt.config, "widths": [8, 8, 24]}
+    with pytest.raises(FadError, match="tiny"):
+        ckpt.build()
+
+
+def test_resolve_model_by_name_and_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path))
+    tiny_checkpoint().save(tmp_path / "fan-tiny.pt")
+    assert resolve_model("fan-tiny") == tmp_path / "fan-tiny.pt"
+    assert resolve_model(str(tmp_path / "fan-tiny.pt")) == tmp_path / "fan-tiny.pt"
+    with pytest.raises(FadError, match="unknown model 'fan-huge'.*fan-tiny"):
+        resolve_model("fan-huge")
+    with pytest.raises(FadError, match="gone.pt.*not found"):
+        resolve_model(str(tmp_path / "gone.pt"))

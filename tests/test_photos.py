@@ -1,0 +1,129 @@
+"""Clean-image sources and the datasets made from them: photo folders and their errors,
+seeded evaluation sets, the patch cache and the noisy-patch dataset."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, load_patch_cache
+from fad_deploy.data.noise import NoiseParams
+from fad_deploy.data.photos import list_photos, load_photo, skimage_photo
+from fad_deploy.data.synth import PAIR_KEYS, folder_images, load_pairs, save_pairs, set_shots, shot_levels, synth_pairs
+from fad_deploy.errors import FadError
+
+
+def save_photo(path, name="chelsea", size=(96, 72)):
+    img = (skimage_photo(name) * 255).astype(np.uint8)
+    Image.fromarray(img).resize(size).save(path)
+    return path
+
+
+def test_list_and_load_photos(tmp_path):
+    (tmp_path / "sub").mkdir()
+    save_photo(tmp_path / "b.png")
+    save_photo(tmp_path / "sub" / "a.JPG")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    photos = list_photos(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in photos] == ["b.png", "sub/a.JPG"]
+    img = load_photo(photos[0])
+    assert img.shape == (72, 96, 3) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    assert load_photo(photos[0], downscale=2).shape == (36, 48, 3)
+    assert load_photo(photos[0], downscale=2, max_side=24).shape == (18, 24, 3)
+
+
+def test_odd_photos_are_cropped_even_and_16bit_grey_is_read(tmp_path):
+    save_photo(tmp_path / "odd.png", size=(33, 25))
+    assert load_photo(tmp_path / "odd.png").shape == (24, 32, 3)
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "grey16.png")
+    img = load_photo(tmp_path / "grey16.png")
+    assert img.shape == (8, 8, 3) and img.max() == pytest.approx(1.0)
+
+
+def test_photo_errors_name_the_file(tmp_path):
+    jpeg = save_photo(tmp_path / "good.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(FadError, match="truncated.jpg: cannot read photo"):
+        load_photo(tmp_path / "truncated.jpg")
+    (tmp_path / "fake.png").write_text("hello")
+    with pytest.raises(FadError, match="fake.png: cannot read photo"):
+        load_photo(tmp_path / "fake.png")
+    save_photo(tmp_path / "tiny.png", size=(1, 1))
+    with pytest.raises(FadError, match="tiny.png: .*too small"):
+        load_photo(tmp_path / "tiny.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FadError, match="empty: no photos found"):
+        list_photos(tmp_path / "empty")
+    with pytest.raises(FadError, match="missing: not a folder"):
+        list_photos(tmp_path / "missing")
+    with pytest.raises(FadError, match="'lena'"):
+        skimage_photo("lena")
+
+
+def test_synth_pairs_are_seeded_and_complete(tmp_path):
+    save_photo(tmp_path / "a.png")
+    save_photo(tmp_path / "b.png", "coffee")
+    shots = shot_levels(3)
+    make = lambda seed: synth_pairs(folder_images(tmp_path, 1, None), 8, 2, shots, seed)  # noqa: E731
+    pairs = make(0)
+    assert set(pairs) == {*PAIR_KEYS, "source"}
+    assert pairs["noisy"].shape == pairs["clean"].shape == (2 * 2 * 3, 4, 8, 8)
+    np.testing.assert_allclose(np.unique(pairs["shot"]), shots, rtol=1e-6)
+    assert sorted(set(pairs["source"].tolist())) == ["a.png", "b.png"]
+    again = make(0)
+    for key in pairs:
+        np.testing.assert_array_equal(pairs[key], again[key])
+    assert not np.array_equal(make(1)["clean"], pairs["clean"])
+    # Each crop is repeated at every level with fresh noise.
+    np.testing.assert_array_equal(pairs["clean"][0], pairs["clean"][2])
+    assert not np.array_equal(pairs["noisy"][0], pairs["noisy"][1])
+    save_pairs(tmp_path / "set.npz", pairs)
+    loaded = load_pairs(tmp_path / "set.npz")
+    np.testing.assert_array_equal(loaded["noisy"], pairs["noisy"])
+
+
+def test_synth_options_and_errors(tmp_path):
+    save_photo(tmp_path / "a.png")
+    np.testing.assert_array_equal(set_shots(4, 2e-3), [2e-3])
+    assert len(set_shots(4)) == 4
+    with pytest.raises(FadError, match="shot noise -1"):
+        set_shots(4, -1.0)
+    with pytest.raises(FadError, match="0 noise levels"):
+        set_shots(0)
+    pairs = synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [2e-3], 0, read=1e-5)
+    assert pairs["read"].tolist() == [pytest.approx(1e-5)]
+    with pytest.raises(FadError, match="read noise -1"):
+        synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [2e-3], 0, read=-1.0)
+    with pytest.raises(FadError, match="a.png: 72x96 is smaller than the 200x200 crop"):
+        synth_pairs(folder_images(tmp_path, 1, None), 100, 1, [2e-3], 0)
+
+
+def test_load_pairs_errors(tmp_path):
+    np.savez(tmp_path / "other.npz", noisy=np.zeros((1, 4, 8, 8)))
+    with pytest.raises(FadError, match="other.npz: not a fad-data synth set"):
+        load_pairs(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK junk")
+    with pytest.raises(FadError, match="junk.npz: cannot read"):
+        load_pairs(tmp_path / "junk.npz")
+
+
+def test_patch_cache_and_noisy_patches(tmp_path):
+    save_photo(tmp_path / "a.png")
+    config = CacheConfig(patch=16, patches_per_photo=3, downscale=1, max_side=None, seed=0)
+    build_patch_cache(list_photos(tmp_path), tmp_path / "cache.npz", config)
+    cache = load_patch_cache(tmp_path / "cache.npz")
+    assert cache["raw"].shape == (3, 4, 16, 16) and cache["raw"].dtype == np.float16
+    assert cache["cam2rgb"].shape == (3, 3, 3)
+    data = NoisyPatches(cache, crop=8, shot_range=(1e-3, 2e-3), seed=0, length=5)
+    item = data[0]
+    assert item["noisy"].shape == item["clean"].shape == (4, 8, 8)
+    assert 1e-3 <= item["shot"].item() <= 2e-3
+    again = NoisyPatches(cache, crop=8, shot_range=(1e-3, 2e-3), seed=0)[0]
+    assert (item["noisy"] == again["noisy"]).all()  # items are pure functions of (seed, epoch, index)
+    # The clean crop is an RGGB crop of some cached patch: its noise matches its level.
+    residual = (item["noisy"] - item["clean"]).numpy().astype(np.float64)
+    expected = NoiseParams(item["shot"].item(), item["read"].item()).variance(item["clean"].numpy()).mean()
+    assert residual.var() == pytest.approx(expected, rel=0.5)
+    with pytest.raises(FadError, match="a.png: 72x96 .* smaller than one 200x200 crop"):
+        build_patch_cache(list_photos(tmp_path), tmp_path / "big.npz", CacheConfig(patch=100, downscale=1))
+    assert not (tmp_path / "big.npz").exists()

@@ -1,0 +1,309 @@
+"""Real RAW input: DNG (written here with numpy2dng, read back through LibRaw), SIDD
+.MAT (v5 and v7.3/HDF5) and DND .mat files, the DNG writer, and every bad-input error."""
+from __future__ import annotations
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io as sio
+from numpy2dng.core import RAW2DNG
+from numpy2dng.defs import CFAPattern, PhotometricInterpretation
+from numpy2dng.dng import DNGTags, Tag
+
+from fad_deploy.data import raw_io
+from fad_deploy.data.bayer import CFA_PATTERNS, RED_OFFSET, pack_unified
+from fad_deploy.data.noise import NoiseParams
+from fad_deploy.data.raw_io import RawImage, cam2rgb_from_xyz2cam, read_raw, write_dng
+from fad_deploy.errors import FadError
+from fad_deploy.isp.process import preview_rgb
+
+WHITE = 1023
+BLACK_TILE = (60, 64, 62, 66)  # per position of the 2x2 tile, row-major
+XYZ2CAM = [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]]
+CODES = {"R": 0, "G": 1, "B": 2}  # DNG CFAPattern colour codes
+
+
+def rationals(values):
+    return [[int(round(v * 10000)), 10000] for v in np.ravel(values)]
+
+
+def make_dng(path, values, cfa="RGGB", black=BLACK_TILE, white=WHITE, noise_profile=None, neutral=None,
+             color_matrix=XYZ2CAM, cfa_dim=(2, 2), cfa_codes=None):
+    """A minimal uncompressed 16-bit CFA DNG, the way a camera app would write it."""
+    h, w = values.shape
+    tags = DNGTags()
+    for tag, value in [
+        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.RowsPerStrip, h),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
+        (Tag.CFARepeatPatternDim, list(cfa_dim)), (Tag.CFAPattern, cfa_codes or getattr(CFAPattern, cfa)),
+        (Tag.BlackLevelRepeatDim, [2, 2]), (Tag.BlackLevel, list(black)), (Tag.WhiteLevel, white),
+        (Tag.ColorMatrix1, rationals(color_matrix)), (Tag.CalibrationIlluminant1, 21),
+        (Tag.Make, "Test"), (Tag.Model, "Camera"), (Tag.UniqueCameraModel, "Test Camera"),
+    ]:
+        tags.set(tag, value)
+    if noise_profile is not None:
+        tags.set(Tag.NoiseProfile, list(noise_profile))
+    if neutral is not None:
+        tags.set(Tag.AsShotNeutral, rationals(neutral))
+    writer = RAW2DNG()
+    writer.options(tags, str(path.parent))
+    path.write_bytes(bytes(writer.convert(np.ascontiguousarray(values, dtype=np.uint16))))
+    return path
+
+
+def coded_values(h, w, cfa):
+    """DN values whose hundreds digit names the colour at each pixel (R 1xx, G 2xx, B 3xx)."""
+    dy, dx = RED_OFFSET[cfa]
+    yy, xx = np.mgrid[:h, :w]
+    red = (yy % 2 == dy) & (xx % 2 == dx)
+    blue = (yy % 2 != dy) & (xx % 2 != dx)
+    colour = np.where(red, 1, np.where(blue, 3, 2))
+    return 100 * colour + (yy * w + xx) % 100 + 100  # R 200-299, G 300-399, B 400-499
+
+
+def black_grid(h, w, tile=BLACK_TILE):
+    return np.tile(np.reshape(tile, (2, 2)), (h // 2, w // 2)).astype(np.float64)
+
+
+# ---- DNG via LibRaw (which ignores images under 22 pixels a side) ---------------------------
+
+@pytest.mark.parametrize("cfa", CFA_PATTERNS)
+def test_dng_all_patterns_unify_to_rggb_with_levels(tmp_path, cfa):
+    values = coded_values(24, 28, cfa)
+    raw = read_raw(make_dng(tmp_path / "x.dng", values, cfa))
+    assert raw.cfa == cfa and raw.white_level == WHITE
+    assert raw.planes.dtype == np.float32
+    dy, dx = RED_OFFSET[cfa]
+    assert raw.planes.shape == (4, 12 + dy, 14 + dx)
+    assert raw.mosaic_shape == (24, 28)
+    expected = (values - black_grid(24, 28)) / (WHITE - black_grid(24, 28))
+    np.testing.assert_allclose(raw.mosaic(), expected, atol=1e-6)
+    # Each packed plane holds its colour: undo the normalisation and read the hundreds digit.
+    dn = raw.planes * (WHITE - np.reshape(raw.black_level, (4, 1, 1))) + np.reshape(raw.black_level, (4, 1, 1))
+    assert [set(np.unique(np.rint(p) // 100).tolist()) for p in dn] == [{2}, {3}, {3}, {4}]
+    # Black levels follow their pixels into the R, Gr, Gb, B planes.
+    np.testing.assert_array_equal(raw.black_level, pack_unified(np.reshape(BLACK_TILE, (2, 2)), cfa)[:, 0, 0])
+
+
+def test_dng_metadata_noise_profile_white_balance_colour_matrix(tmp_path):
+    path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "GRBG"), "GRBG", noise_profile=[1e-3, 2e-5],
+                    neutral=[0.5, 1.0, 0.625])
+    raw = read_raw(path)
+    assert raw.noise == NoiseParams(1e-3, 2e-5)
+    assert raw.wb == pytest.approx((2.0, 1.6))
+    np.testing.assert_allclose(raw.cam2rgb, cam2rgb_from_xyz2cam(XYZ2CAM), atol=1e-4)  # LibRaw agrees with ours
+    assert raw.format == "LibRaw DNG" and raw.source == str(path)
+    meta = raw.isp_meta()
+    assert preview_rgb(raw.planes, meta).shape == (2 * raw.planes.shape[1], 2 * raw.planes.shape[2], 3)
+
+
+def test_dng_without_optional_tags_and_per_plane_noise_profile(tmp_path):
+    raw = read_raw(make_dng(tmp_path / "plain.dng", coded_values(24, 24, "RGGB")))
+    assert raw.noise is None and raw.wb is None
+    assert raw.isp_meta()["red_gain"] == 1.0
+    # One (S, O) pair per colour plane: averaged into one NoiseParams.
+    raw = read_raw(make_dng(tmp_path / "planes.dng", coded_values(24, 24, "RGGB"),
+                            noise_profile=[1e-3, 1e-5, 2e-3, 2e-5, 3e-3, 3e-5]))
+    assert raw.noise.shot == pytest.approx(2e-3) and raw.noise.read == pytest.approx(2e-5)
+
+
+def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path):
+    path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB"), noise_profile=[-1e-3, 2e-5])
+    with pytest.warns(UserWarning, match="NoiseProfile"):
+        assert read_raw(path).noise is None
+
+
+def test_write_dng_round_trips_pattern_levels_and_metadata(tmp_path):
+    values = coded_values(24, 32, "BGGR")
+    src = read_raw(make_dng(tmp_path / "in.dng", values, "BGGR", neutral=[0.5, 1.0, 0.625]))
+    out = write_dng(tmp_path / "out.dng", src, src.planes)
+    back = read_raw(out)
+    assert (back.cfa, back.black_level, back.white_level) == (src.cfa, src.black_level, src.white_level)
+    np.testing.assert_array_equal(back.planes, src.planes)  # same DN values, bit for bit
+    assert back.wb == pytest.approx(src.wb)
+    np.testing.assert_allclose(back.cam2rgb, src.cam2rgb, atol=1e-4)
+    # Planes that changed (a denoiser's output) come back to within half a DN.
+    denoised = np.clip(src.planes * 0.9 + 0.01, 0, 1)
+    back = read_raw(write_dng(tmp_path / "den.dng", src, denoised))
+    step = 1.0 / (WHITE - max(BLACK_TILE))
+    np.testing.assert_allclose(back.planes, denoised, atol=0.5 * step + 1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["den.dng", "in.dng", "out.dng"]  # no temp files
+
+
+def test_write_dng_rejects_bad_planes_and_is_atomic(tmp_path, monkeypatch):
+    src = read_raw(make_dng(tmp_path / "in.dng", coded_values(24, 24, "RGGB")))
+    with pytest.raises(FadError, match="out.dng: planes of shape"):
+        write_dng(tmp_path / "out.dng", src, src.planes[:, :2])
+    with pytest.raises(FadError, match="NaN"):
+        write_dng(tmp_path / "out.dng", src, np.full_like(src.planes, np.nan))
+
+    def broken(self, image, filename="", file=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(RAW2DNG, "convert", broken)
+    with pytest.raises(OSError):
+        write_dng(tmp_path / "out.dng", src, src.planes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.dng"]
+
+
+def test_bad_raw_files_give_one_clear_error(tmp_path):
+    good = make_dng(tmp_path / "good.dng", coded_values(24, 24, "RGGB")).read_bytes()
+    cases = {
+        "truncated.dng": (good[: len(good) // 2], "truncated"),
+        "junk.dng": (b"this is not a raw file" * 20, "cannot read RAW"),
+        "empty.nef": (b"", "cannot read RAW"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(FadError, match=message) as e:
+            read_raw(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(FadError, match="no such RAW file"):
+        read_raw(tmp_path / "missing.dng")
+
+
+def test_odd_sized_and_non_bayer_dngs_are_rejected(tmp_path):
+    with pytest.raises(FadError, match="odd.dng has size 23x24: .*even"):
+        read_raw(make_dng(tmp_path / "odd.dng", coded_values(24, 24, "RGGB")[:23]))
+    xtrans = [1, 1, 0, 1, 1, 2, 1, 1, 2, 1, 1, 0, 2, 0, 1, 0, 2, 1, 1, 1, 2, 1, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2, 1, 2, 0, 1]
+    path = make_dng(tmp_path / "xtrans.dng", np.full((36, 36), 500), cfa_dim=(6, 6), cfa_codes=xtrans)
+    with pytest.raises(FadError, match="xtrans.dng: .*not a 2x2 Bayer pattern"):
+        read_raw(path)
+
+
+def test_bayer_pattern_rejects_non_rgb_colour_filters():
+    colors = np.tile(np.array([[0, 1], [3, 2]]), (2, 2))
+    assert raw_io.bayer_pattern(colors, "RGBG", "cam.raw") == "RGGB"
+    with pytest.raises(FadError, match="cam.raw: unsupported CFA pattern CMGY"):
+        raw_io.bayer_pattern(colors, "CMYG", "cam.raw")
+
+
+# ---- SIDD and DND .mat files --------------------------------------------------------------
+
+def normalised_mosaic(h=16, w=20, seed=0):
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (h, w))
+
+
+def write_mat73(path, variables, userblock=True):
+    """MATLAB v7.3: HDF5 after a 512-byte MATLAB header, arrays stored transposed (column-major)."""
+    with h5py.File(path, "w", userblock_size=512 if userblock else 0) as f:
+        for name, value in variables.items():
+            if isinstance(value, dict):
+                group = f.create_group(name)
+                for k, v in value.items():
+                    group[k] = np.atleast_2d(v).T
+            else:
+                f[name] = np.asarray(value).T
+    if userblock:
+        with open(path, "r+b") as f:
+            f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(128))
+    return path
+
+
+def sidd_metadata(path, cfa="GRBG", noise=(2e-3, 3e-5), neutral=(0.5, 1.0, 0.8), in_subifd=False):
+    tags = np.array([(raw_io.CFA_PATTERN_TAG, 0, np.array([CODES[c] for c in cfa], float)),
+                     (raw_io.NOISE_PROFILE_TAG, 0, np.array(noise))],
+                    dtype=[("ID", "O"), ("Offset", "O"), ("Value", "O")])
+    meta = {"AsShotNeutral": np.array(neutral), "ColorMatrix2": np.ravel(XYZ2CAM)}
+    if in_subifd:
+        meta["SubIFDs"] = [{"UnknownTags": tags}]
+    else:
+        meta["UnknownTags"] = tags
+    sio.savemat(path, {"metadata": meta})
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["v7.3", "v7.3-no-header", "v5"])
+def test_sidd_raw_with_metadata(tmp_path, fmt):
+    mosaic = normalised_mosaic()
+    path = tmp_path / "0001_NOISY_RAW_010.MAT"
+    if fmt == "v5":
+        sio.savemat(path, {"x": mosaic})
+    else:
+        write_mat73(path, {"x": mosaic}, userblock=fmt == "v7.3")
+    sidd_metadata(tmp_path / "0001_METADATA_RAW_010.MAT", in_subifd=fmt == "v5")
+    raw = read_raw(path)
+    assert raw.format == "SIDD .MAT" and raw.cfa == "GRBG"
+    np.testing.assert_allclose(raw.mosaic(), mosaic, atol=1e-7)  # same orientation as MATLAB's
+    assert raw.noise == NoiseParams(2e-3, 3e-5)
+    assert raw.wb == pytest.approx((2.0, 1.25))
+    np.testing.assert_allclose(raw.cam2rgb, cam2rgb_from_xyz2cam(XYZ2CAM))
+    assert (raw.black_level, raw.white_level) == ((0.0, 0.0, 0.0, 0.0), 1.0)
+
+
+def test_sidd_without_metadata_needs_a_cfa(tmp_path):
+    path = write_mat73(tmp_path / "0002_GT_RAW_010.MAT", {"x": normalised_mosaic()})
+    with pytest.raises(FadError, match="0002_GT_RAW_010.MAT: no CFA pattern .*0002_METADATA_RAW_010.MAT.*--cfa"):
+        read_raw(path)
+    raw = read_raw(path, cfa="bggr")
+    assert raw.cfa == "BGGR" and raw.noise is None and raw.cam2rgb is None
+    with pytest.raises(FadError, match="'XGGR'"):
+        read_raw(path, cfa="XGGR")
+
+
+def test_dnd_raw_with_nlf(tmp_path):
+    mosaic = normalised_mosaic(12, 16)
+    path = write_mat73(tmp_path / "0001.mat", {"Inoisy": mosaic, "nlf": {"a": 4e-3, "b": 1e-5}})
+    raw = read_raw(path)
+    assert raw.format == "DND .mat" and raw.cfa == raw_io.DND_CFA
+    assert raw.noise.shot == pytest.approx(4e-3) and raw.noise.read == pytest.approx(1e-5)
+    np.testing.assert_allclose(raw.mosaic(), mosaic, atol=1e-7)
+    assert read_raw(path, cfa="GBRG").cfa == "GBRG"
+
+
+def test_dnd_noise_level_from_the_datasets_info_mat(tmp_path):
+    """The real DND layout: images_raw/0002.mat holds Inoisy; info.mat holds nlf references."""
+    (tmp_path / "images_raw").mkdir()
+    path = write_mat73(tmp_path / "images_raw" / "0002.mat", {"Inoisy": normalised_mosaic(8, 8)})
+    with h5py.File(tmp_path / "info.mat", "w") as f:
+        refs = []
+        for i, (a, b) in enumerate([(1e-3, 1e-6), (5e-3, 2e-6)]):
+            g = f.create_group(f"#refs#/{i}")
+            g["a"], g["b"] = np.array([[a]]), np.array([[b]])
+            refs.append(g.ref)
+        f.create_group("info").create_dataset("nlf", data=np.array([refs], dtype=h5py.ref_dtype))
+    assert read_raw(path).noise == NoiseParams(5e-3, 2e-6)
+
+
+def test_bad_mat_files_give_one_clear_error(tmp_path):
+    good = write_mat73(tmp_path / "good.mat", {"Inoisy": normalised_mosaic()}).read_bytes()
+    (tmp_path / "truncated.mat").write_bytes(good[: len(good) // 2])
+    with pytest.raises(FadError, match="truncated.mat: cannot read MATLAB file"):
+        read_raw(tmp_path / "truncated.mat")
+    (tmp_path / "text.mat").write_text("x = 1\n")
+    with pytest.raises(FadError, match="text.mat: not a MATLAB .mat file"):
+        read_raw(tmp_path / "text.mat")
+    sio.savemat(tmp_path / "other.mat", {"img": normalised_mosaic()})
+    with pytest.raises(FadError, match=r"other.mat: MATLAB file with variables \['img'\]"):
+        read_raw(tmp_path / "other.mat")
+
+    bad_values = {
+        "nan.mat": (np.where(np.eye(16, 20) > 0, np.nan, 0.5), "16 NaN or Inf"),
+        "dn.mat": (normalised_mosaic() * 1023, "not normalised|normalised to \\[0, 1\\]"),
+        "int.mat": ((normalised_mosaic() * 1023).astype(np.uint16), "dtype uint16"),
+        "odd.mat": (normalised_mosaic(15, 20), "size 15x20"),
+        "cube.mat": (np.zeros((4, 8, 8)), "2-D Bayer mosaic"),
+    }
+    for name, (values, message) in bad_values.items():
+        write_mat73(tmp_path / name, {"Inoisy": values})
+        with pytest.raises(FadError, match=message) as e:
+            read_raw(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name))
+
+
+def test_from_mosaic_rejects_white_below_black():
+    with pytest.raises(FadError, match="white level 50"):
+        raw_io.from_mosaic(np.zeros((4, 4)), "RGGB", [64] * 4, 50, "cam.dng")
+
+
+def test_raw_image_is_what_the_runners_need(tmp_path):
+    raw = read_raw(make_dng(tmp_path / "x.dng", coded_values(24, 32, "RGGB")))
+    assert isinstance(raw, RawImage)
+    batch = raw.planes[None]
+    assert batch.shape == (1, 4, 12, 16) and np.isfinite(batch).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean file reads without warnings
+        read_raw(tmp_path / "x.dng")

@@ -1,0 +1,277 @@
+"""Training: configs, the learning-rate schedule, tiny end-to-end runs, exact resume, DDP."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fad_deploy.cli.train import main, parser
+from fad_deploy.data.dataset import CacheConfig, build_patch_cache
+from fad_deploy.data.photos import skimage_photo
+from fad_deploy.errors import FadError
+from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
+from fad_deploy.train.config import ScheduleConfig, TrainConfig, load_config, presets
+from fad_deploy.train.trainer import Trainer, lr_at
+
+TINY_MODEL = "model.config={widths: [8, 8, 16], expansions: [1, 1, 1]}"
+FAD_TRAIN = Path(sys.executable).with_name("fad-train")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---- config ------------------------------------------------------------------------------
+
+
+def test_presets_load():
+    assert {"teacher", "fan-student", "fan-kd", "charbonnier"} <= set(presets())
+    for name in presets():
+        cfg = load_config(name)
+        assert isinstance(cfg, TrainConfig) and cfg.schedule.steps > 0
+    assert load_config("teacher").model.arch == "teacher"
+    student = load_config("fan-student").loss
+    assert student.distillation > 0 and student.feature_matching > 0 and student.teacher == "teacher"
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nmodel: {arch: unet-plain}\nschedule: {steps: 10, lr: 0.01}\n")
+    cfg = load_config(str(path), ["schedule.lr=1e-3", "data.shot_range=[1e-3, 0.01]", TINY_MODEL,
+                                  "loss.distillation=1", "seed=3"])
+    assert (cfg.name, cfg.model.arch, cfg.schedule.steps, cfg.seed) == ("mine", "unet-plain", 10, 3)
+    assert cfg.schedule.lr == 1e-3 and isinstance(cfg.schedule.lr, float)  # YAML 1.1 reads 1e-3 as a string
+    assert cfg.data.shot_range == (1e-3, 0.01)
+    assert cfg.model.config == {"widths": [8, 8, 16], "expansions": [1, 1, 1]}
+    assert cfg.loss.distillation == 1.0
+    assert cfg.data.batch == TrainConfig().data.batch  # untouched settings keep their defaults
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule.bogus=1"], "unknown setting 'bogus'"),
+    (["optimizer.lr=1"], "unknown setting 'optimizer'"),
+    (["schedule.lr"], "must look like key.sub=value"),
+    (["name.sub=1"], "name is not a group of settings"),
+    (["schedule.lr=[1"], "not valid YAML"),
+    (["schedule.steps=many"], "'steps'.*whole number.*'many'"),
+    (["schedule.lr=fast"], "'lr'.*number"),
+    (["data.shot_range=[0.01, 0.001]"], "shot_range.*low < high"),
+    (["model=fan"], "model: expected a mapping"),
+])
+def test_bad_overrides(overrides, message):
+    with pytest.raises(FadError, match=message):
+        load_config("charbonnier", overrides)
+
+
+def test_bad_config_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedule: [steps: 1\n")
+    with pytest.raises(FadError, match=f"{bad}: not valid YAML"):
+        load_config(str(bad))
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("schedule: {stepz: 3}\n")
+    with pytest.raises(FadError, match=f"{unknown}.schedule: unknown setting 'stepz'"):
+        load_config(str(unknown))
+    with pytest.raises(FadError, match="missing.yaml: cannot read config"):
+        load_config(str(tmp_path / "missing.yaml"))
+    with pytest.raises(FadError, match="'nosuch' is neither a config file nor a preset.*teacher"):
+        load_config("nosuch")
+
+
+def test_lr_schedule_warmup_then_cosine():
+    sch = ScheduleConfig(steps=110, lr=1e-3, min_lr=1e-5, warmup=10)
+    assert lr_at(0, sch) == pytest.approx(1e-4)
+    assert lr_at(9, sch) == pytest.approx(1e-3)
+    assert lr_at(10, sch) == pytest.approx(1e-3)
+    assert lr_at(60, sch) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(110, sch) == pytest.approx(1e-5)
+    assert lr_at(500, sch) == pytest.approx(1e-5)  # stays at the floor
+    lrs = [lr_at(s, sch) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+# ---- tiny runs -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """A tiny patch cache from one scikit-image photo (8 unprocessed 24x24 packed patches)."""
+    folder = tmp_path_factory.mktemp("photos")
+    photo = folder / "chelsea.png"
+    Image.fromarray((skimage_photo("chelsea") * 255).round().astype(np.uint8)).save(photo)
+    return build_patch_cache([photo], folder / "patches.npz",
+                             CacheConfig(patch=24, patches_per_photo=8, downscale=1, max_side=512))
+
+
+def tiny_overrides(out: Path, cache: Path, steps: int = 4, batch: int = 2, *extra: str) -> list[str]:
+    return [f"out={out}", f"data.cache={cache}", "data.crop=16", f"data.batch={batch}", TINY_MODEL,
+            f"schedule.steps={steps}", "schedule.warmup=2", "schedule.val_every=2", "schedule.log_every=1",
+            "name=tiny", *extra]
+
+
+def train(out: Path, cache: Path, *extra: str, steps: int = 4, batch: int = 2, resume: bool = True) -> Trainer:
+    trainer = Trainer(load_config("charbonnier", tiny_overrides(out, cache, steps, batch, *extra)), command="test")
+    trainer.fit(resume=resume)
+    return trainer
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_cli_run_writes_run_folder_and_card(tmp_path, cache, capsys):
+    out, ship = tmp_path / "run", tmp_path / "models" / "tiny.pt"
+    main(["charbonnier", *tiny_overrides(out, cache), "--threads", "1", "--ship", str(ship)])
+    assert "tiny: 4 steps" in capsys.readouterr().out
+    assert {"log.csv", "config.json", "last.pt", "model.pt"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    rows = read_log(out / "log.csv")
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert all(np.isfinite(float(r["loss_total"])) and np.isfinite(float(r["val_raw_psnr"])) for r in rows)
+    assert json.loads((out / "config.json").read_text())["schedule"]["steps"] == 4
+    ckpt = load_checkpoint(out / "model.pt")
+    assert (ckpt.name, ckpt.arch, ckpt.config["widths"]) == ("tiny", "fan", [8, 8, 16])
+    card = ckpt.card
+    assert card["command"].startswith("fad-train charbonnier out=")  # the command that was run
+    assert (card["steps"], card["samples_seen"], card["world_size"]) == (4, 8, 1)
+    assert card["data"]["patch_cache"] == "patches.npz" and card["data"]["patches"] == 8
+    assert card["validation_raw_psnr"] == pytest.approx(float(rows[-1]["val_raw_psnr"]), abs=1e-3)
+    assert card["training_time_s"] >= 0 and card["teacher"] is None
+    shipped = load_checkpoint(ship)
+    assert all(torch.equal(shipped.state_dict[k], v) for k, v in ckpt.state_dict.items())
+
+
+class Killed(Exception):
+    pass
+
+
+def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
+    straight = train(tmp_path / "straight", cache)
+
+    real_batch = Trainer.batch
+
+    def batch_then_die(self, step):
+        if step == 3:  # step 2 was checkpointed, step 3 is lost with the process
+            raise Killed
+        return real_batch(self, step)
+
+    monkeypatch.setattr(Trainer, "batch", batch_then_die)
+    with pytest.raises(Killed):
+        train(tmp_path / "killed", cache)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(Trainer, "batch", real_batch)
+
+    resumed = train(tmp_path / "killed", cache)  # the same command again
+    assert resumed.step == 4
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    a, b = read_log(tmp_path / "straight" / "log.csv"), read_log(tmp_path / "killed" / "log.csv")
+    assert [r["step"] for r in b] == ["2", "4"]
+    assert [r["loss_total"] for r in a] == [r["loss_total"] for r in b]
+
+
+def test_run_folder_with_a_different_config(tmp_path, cache):
+    out = tmp_path / "run"
+    train(out, cache, steps=2)
+    with pytest.raises(FadError, match=f"{out / 'last.pt'}.*different config"):
+        train(out, cache, "schedule.lr=0.01", steps=2)
+    fresh = train(out, cache, "schedule.lr=0.01", steps=2, resume=False)  # --fresh starts over
+    assert fresh.step == 2
+    assert [r["step"] for r in read_log(out / "log.csv")] == ["2"]  # the old run's rows are gone
+    (out / "last.pt").write_bytes(b"junk")
+    with pytest.raises(FadError, match="last.pt: cannot read.*--fresh"):
+        train(out, cache, "schedule.lr=0.01", steps=2)
+
+
+def test_distillation_and_feature_matching(tmp_path, cache):
+    torch.manual_seed(1)
+    teacher = build("teacher", {"widths": [8, 16], "convs_per_level": 1})
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    path = tmp_path / "teacher.pt"
+    Checkpoint("tiny-teacher", "teacher", model_config(teacher), teacher.state_dict(), (1e-4, 1e-3)).save(path)
+    trainer = train(tmp_path / "kd", cache, "loss.distillation=1.0", "loss.feature_matching=0.5",
+                    f"loss.teacher={path}", steps=2)
+    row = read_log(tmp_path / "kd" / "log.csv")[-1]
+    charb, kd, fm = (float(row[f"loss_{k}"]) for k in ("charbonnier", "distillation", "feature_matching"))
+    assert kd > 0 and fm > 0
+    assert float(row["loss_total"]) == pytest.approx(charb + kd + 0.5 * fm, abs=1e-5)
+    assert load_checkpoint(tmp_path / "kd" / "model.pt").card["teacher"] == "tiny-teacher"
+    assert all(torch.equal(trainer.teacher.state_dict()[k], v) for k, v in before.items())  # frozen
+
+
+def test_loss_setups_that_cannot_work(tmp_path, cache):
+    with pytest.raises(FadError, match="vgg_weights"):
+        train(tmp_path / "rgb", cache, "loss.rgb_perceptual=1.0")
+    student = tmp_path / "student.pt"
+    fan = build("fan", {"widths": [8, 8], "expansions": [1, 1]})
+    Checkpoint("s", "fan", model_config(fan), fan.state_dict()).save(student)
+    with pytest.raises(FadError, match="multi-scale features"):
+        train(tmp_path / "fm", cache, "loss.feature_matching=1.0", f"loss.teacher={student}")
+    with pytest.raises(FadError, match="does not fit network 'fan'"):  # init from different widths
+        train(tmp_path / "init", cache, f"model.init={student}")
+
+
+def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAD_CACHE", str(tmp_path))
+    cfg = load_config("charbonnier", [f"out={tmp_path / 'run'}", TINY_MODEL])
+    with pytest.raises(FadError, match="fad-data fetch"):
+        Trainer(cfg)
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nosuch"], "'nosuch' is neither a config file nor a preset"),
+    (["charbonnier", "schedule.bogus=1"], "unknown setting 'bogus'"),
+    (["charbonnier", "schedule.steps"], "must look like key.sub=value"),
+])
+def test_cli_user_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fad-train: error: ") and message in err and err.count("\n") == 1
+
+
+def test_console_script_bad_preset(tmp_path):
+    proc = subprocess.run([str(FAD_TRAIN), "nosuch"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("fad-train: error: 'nosuch' is neither") and proc.stderr.count("\n") == 1
+
+
+def test_help_reads_well(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = parser().format_help()
+    for needle in ("preset name or YAML config file", "key.sub=value", "torchrun --nproc_per_node",
+                   "--fresh", "--ship", ", ".join(presets())):
+        assert needle in text
+    assert "fad-\n" not in text and max(map(len, text.splitlines())) <= 90
+
+
+# ---- torchrun DDP ---------------------------------------------------------------------------------
+
+
+def test_ddp_two_processes_on_cpu_split_the_batch(tmp_path, cache):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(FAD_TRAIN),
+           "charbonnier", *tiny_overrides(out, cache, 2, 1), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_checkpoint(out / "model.pt")
+    assert (ddp.card["world_size"], ddp.card["samples_seen"]) == (2, 4)
+
+    # Ranks 0 and 1 take samples 2s and 2s+1 of global step s: one process with batch 2 sees the
+    # same samples and averages the same gradients; rank 0's samples alone give other weights.
+    both = train(tmp_path / "single2", cache, steps=2, batch=2).model.state_dict()
+    rank0 = train(tmp_path / "single1", cache, steps=2, batch=1).model.state_dict()
+    diff = lambda a: max((a[k] - ddp.state_dict[k]).abs().max().item() for k in a)  # noqa: E731
+    assert diff(both) < 1e-5
+    assert diff(rank0) > 1e-4
