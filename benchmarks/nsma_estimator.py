@@ -83,8 +83,9 @@ def markdown(results: list[dict]) -> str:
     md = ["# Blind noise estimator accuracy (synthetic data)", "",
           "Command: `python benchmarks/nsma_estimator.py`. Estimator: `fad_deploy/nsma/estimate.py` "
           "(second-difference residuals in 8x8 blocks per Bayer plane, texture rejected by a roughness test on "
-          "the other planes, weighted line fit var = a x + b, iterated). Relative error of a = estimate / true - 1; "
-          f"shot levels log-spaced over [{SHOT_RANGE[0]:g}, {SHOT_RANGE[1]:g}], read noise from UPI's regression, "
+          "the other planes, weighted non-negative line fit var = a x + b, iterated). Relative error of a = "
+          f"estimate / true - 1; shot levels log-spaced over [{SHOT_RANGE[0]:g}, {SHOT_RANGE[1]:g}], read noise "
+          "from UPI's regression, "
           f"{CROPS_PER_IMAGE} random crops per photo, seed {SEED}. 'same sub-range': the estimate selects the same "
           "model of the 4-model array as the true a. 'clean floor': median a estimated on the crops before any "
           "noise is added (the photos' own grain and fine texture), which bounds the accuracy at the lowest levels.",
@@ -96,8 +97,9 @@ def markdown(results: list[dict]) -> str:
         md.append("|---|---|---|---|---|---|---|---|")
         for crop, c in r["by_crop"].items():
             s = c["all_levels"]
-            md.append(f"| 4x{crop}x{crop} | {c['crops']} | {s['median_rel_error']:+.3f} | {s['median_abs_rel_error']:.3f} "
-                      f"| {s['p90_abs_rel_error']:.3f} | {s['max_abs_rel_error']:.3f} | {100 * c['same_subrange']:.1f}% "
+            md.append(f"| 4x{crop}x{crop} | {c['crops']} | {s['median_rel_error']:+.3f} "
+                      f"| {s['median_abs_rel_error']:.3f} | {s['p90_abs_rel_error']:.3f} "
+                      f"| {s['max_abs_rel_error']:.3f} | {100 * c['same_subrange']:.1f}% "
                       f"| {c['clean_floor_median_a']:.2e} |")
         md += ["", "Per level: median relative error (p90 of the absolute error)", ""]
         md.append("| packed crop | " + " | ".join(f"a={a:.2g}" for a in r["levels"]) + " |")
@@ -117,7 +119,8 @@ def main(argv=None) -> None:
     results = [run([(n, skimage_photo(n)) for n in SKIMAGE_PHOTOS], "scikit-image photos (full resolution)")]
     test_photos = default_cache_dir() / TEST_PHOTOS
     if test_photos.is_dir():
-        results.append(run(*set_images(SetConfig(photos=str(test_photos)))))
+        images, _ = set_images(SetConfig(photos=str(test_photos)))
+        results.append(run(images, f"held-out test photos ($FAD_CACHE/{TEST_PHOTOS}, downscaled as for training)"))
     write_json(args.results / "nsma_estimator.json", {"results": results})
     write_text(args.results / "nsma_estimator.md", markdown(results))
     print(f"wrote {args.results / 'nsma_estimator.md'}")

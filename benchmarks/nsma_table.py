@@ -108,8 +108,9 @@ def main(argv=None) -> None:
           f"Command: `python benchmarks/nsma_table.py {' '.join(argv if argv is not None else sys.argv[1:])}`.", "",
           f"Array: {len(array.table)} FAN students in `{args.array}`, each fine-tuned on one log-uniform sub-range "
           f"of the shot noise a (equations 5, 6); single: `{single_path}` (full range). Set: {info}.", "",
-          "The array picks each image's model from its annotated a; 'array (estimated a)' picks it from the "
-          f"blind estimate instead (same sub-range as the annotation for "
+          "The array picks each image's model from its annotated a; 'array (estimated a)' uses the blind estimate "
+          f"of (a, b) from each noisy {args.crop}x{args.crop} crop for the choice and the k-sigma transform, as "
+          "`fad-denoise` does for files without noise metadata (same sub-range as the annotation for "
           f"{100 * result['selection_accuracy_estimated']:.1f}% of the images). RAW metrics on the 4 packed "
           "Bayer planes (data range 1); RGB after the minimal ISP.", "",
           "## Overall", "", *overall_table(result["overall"]), "",

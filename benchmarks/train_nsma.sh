@@ -3,7 +3,8 @@
 # sub-range of the shot noise a (equations 5, 6), each fine-tuned from the full-range
 # student with the shipped student's losses (preset fan-student: Charbonnier + distillation
 # + Feature Matching from the teacher) on noise restricted to its sub-range (data.shot_range;
-# the checkpoint records it, so its k-sigma anchor is the sub-range's geometric centre).
+# the checkpoint records it). Each model keeps the student's k-sigma anchor, so fine-tuning
+# starts from the input scale the student learned; each gets its own int8 input range at export.
 # Ships $OUT/fan-nsma-{0..N-1}.pt, then evaluates array vs single student and writes
 # $OUT/manifest.json (sub-range table, checkpoints, metrics per sub-range) and
 # $RESULTS/nsma.{md,json,png}.
@@ -27,16 +28,17 @@ THREADS=${THREADS:-1}
 EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...)
 EVAL_ARGS=${EVAL_ARGS:-}  # more benchmarks/nsma_table.py options
 for f in "$STUDENT" "$TEACHER"; do
-  [ -f "$f" ] || { echo "$0: $f not found: train the student and teacher first (benchmarks/train_all.sh a)" >&2; exit 2; }
+  [ -f "$f" ] || { echo "$0: $f not found: train the student and teacher first (train_all.sh a)" >&2; exit 2; }
 done
 mkdir -p "$OUT"
+ANCHOR=$(python -c "from fad_deploy.models.registry import load_checkpoint as l; print(repr(l('$STUDENT').anchor.shot))")
 python -c "from fad_deploy.nsma.partition import subranges
 for i, (lo, hi) in enumerate(subranges($N)): print(i, repr(lo), repr(hi))" |
 while read -r i lo hi; do
   if [ -f "$OUT/fan-nsma-$i.pt" ]; then echo "fan-nsma-$i: already in $OUT"; continue; fi
   # shellcheck disable=SC2086  # EXTRA holds several words on purpose
   fad-train fan-student name="fan-nsma-$i" out="$RUNS/fan-nsma-$i" model.init="$STUDENT" loss.teacher="$TEACHER" \
-    "data.shot_range=[$lo, $hi]" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
+    "data.shot_range=[$lo, $hi]" "data.anchor_shot=$ANCHOR" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
     --threads "$THREADS" --ship "$OUT/fan-nsma-$i.pt" </dev/null
 done
 # shellcheck disable=SC2086

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -14,12 +13,12 @@ import torch
 from fad_deploy.cli.denoise import main as fad_denoise
 from fad_deploy.data.noise import SHOT_RANGE, NoiseParams, add_noise, load_profiles, read_from_shot
 from fad_deploy.data.photos import skimage_photo
-from fad_deploy.data.raw_io import RawImage, read_raw, write_dng
+from fad_deploy.data.raw_io import RawImage, read_raw
 from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.data.unprocess import random_params, unprocess
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, model_config
-from fad_deploy.nsma.array import load_array
+from fad_deploy.nsma.array import TiledRunner, load_array
 from fad_deploy.nsma.estimate import estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
@@ -124,20 +123,26 @@ def noisy_crop(name: str, a: float, rng, crop: int = 128, b: float | None = None
     return add_noise(clean, NoiseParams(a, read_from_shot(a) if b is None else b), rng)
 
 
+# Stated accuracy of a (|estimate / true - 1|) on 4x128x128 unprocessed scikit-image photo
+# crops, per level; benchmarks/results/nsma_estimator.md has the full study (more photos,
+# crop sizes, per-level medians and p90s). At the range's lowest level the photos' own grain
+# and fine texture (these are full-resolution JPEGs) add to the noise: a is overestimated,
+# by up to 5x.
+ESTIMATOR_BOUNDS = {1e-4: (-0.1, 4.0), 4e-4: (-0.6, 0.6), 1.5e-3: (-0.25, 0.25), 6e-3: (-0.25, 0.25),
+                    1.2e-2: (-0.25, 0.25)}
+ESTIMATOR_MEDIAN_BOUND = 0.10  # median |relative error| over the levels >= 4e-4
+
+
 def test_estimator_accuracy_on_unprocessed_photos():
-    """Stated accuracy (benchmarks/results/nsma_estimator.md has the full study): on 4x128x128
-    unprocessed photo crops, relative error of a within 35% for a >= 4e-4 and a median within
-    10%; at the range's lowest level (1e-4) the photos' own grain and fine texture dominate
-    and a is only found within a factor 2.5 (always overestimated)."""
     rng = np.random.default_rng(0)
     errors = []
     for name in ("astronaut", "coffee", "rocket"):
-        for a in (4e-4, 1.5e-3, 6e-3, 1.2e-2):
-            errors.append(estimate_noise(noisy_crop(name, a, rng)).params.shot / a - 1)
-        low = estimate_noise(noisy_crop(name, 1e-4, rng)).params.shot / 1e-4
-        assert 0.9 < low < 2.5, (name, low)
-    errors = np.abs(errors)
-    assert errors.max() < 0.35 and np.median(errors) < 0.10, errors
+        for a, (lo, hi) in ESTIMATOR_BOUNDS.items():
+            rel = estimate_noise(noisy_crop(name, a, rng)).params.shot / a - 1
+            assert lo < rel < hi, (name, a, rel)
+            if a >= 4e-4:
+                errors.append(abs(rel))
+    assert np.median(errors) < ESTIMATOR_MEDIAN_BOUND, errors
 
 
 def test_estimator_exact_on_textureless_image_with_clipping_and_quantisation():
@@ -230,11 +235,19 @@ def test_manifest_and_bundle_table(array_dir, tmp_path):
     assert [m["name"] for m in bundle["models"]] == [f"fan-nsma-{i}" for i in range(4)]
     assert all(m["checkpoint"].endswith(f"fan-nsma-{i}.pt") for i, m in enumerate(bundle["models"]))
     assert "shot_min <= a < shot_max" in bundle["selection_rule"]
-    # A gap between sub-ranges, or a missing checkpoint, is refused.
-    for i in (0, 2):
-        (tmp_path / f"fan-nsma-{i}.pt").write_bytes((array_dir / f"fan-nsma-{i}.pt").read_bytes())
+    # Missing numbers, a gap between sub-ranges, or a missing checkpoint are refused.
+    def copy(src: int, dst: int) -> None:
+        (tmp_path / f"fan-nsma-{dst}.pt").write_bytes((array_dir / f"fan-nsma-{src}.pt").read_bytes())
+
+    copy(0, 0)
+    copy(2, 2)
     with pytest.raises(FadError, match="numbered"):
         build_manifest(tmp_path)
+    (tmp_path / "fan-nsma-2.pt").unlink()
+    copy(2, 1)
+    with pytest.raises(FadError, match="must tile one range"):
+        build_manifest(tmp_path)
+    (tmp_path / "fan-nsma-1.pt").unlink()
     (tmp_path / "manifest.json").write_text((array_dir / "manifest.json").read_text())
     with pytest.raises(FadError, match="fan-nsma-1.pt of fan-nsma-1 not found"):
         nsma_bundle_table(tmp_path / "manifest.json")
@@ -249,6 +262,14 @@ def test_load_array_from_folder_or_single_checkpoint(array_dir):
         load_array(array_dir, "tflite").runner(0)
     with pytest.raises(FadError, match="unknown backend"):
         load_array(array_dir, "coreml")
+
+
+def test_array_runners_tile_large_frames_exactly(array_dir):
+    runner = load_array(array_dir).runner(1)
+    assert isinstance(runner, TiledRunner)
+    u = np.random.default_rng(0).random((1, 4, 72, 56)).astype(np.float32)
+    small_tiles = TiledRunner(runner.inner, runner.spec, tile=runner.spec.margin * 2 + runner.spec.align * 2)
+    np.testing.assert_allclose(small_tiles.run(u), runner.inner.run(u), atol=1e-5)
 
 
 def test_evaluation_compares_array_and_single(array_dir):
@@ -306,10 +327,10 @@ def test_denoise_dng_uses_its_noise_profile_and_flags(tmp_path, array_dir, capsy
     assert code == 0, err
     assert "noise profile in the file" in out and "-> fan-nsma-0" in out  # the file's a wins over the pixels
     assert read_raw(tmp_path / "o" / "x.dng").cfa == "GRBG" and (tmp_path / "o" / "x.png").is_file()
-    code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "0.5",
-                                 "--out", tmp_path / "o")
+    with pytest.warns(ShotOutOfRangeWarning, match="a=0.5"):
+        code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "0.5",
+                                     "--out", tmp_path / "o")
     assert code == 0 and "clamped" in out and "-> fan-nsma-3" in out
-    assert "warning: shot noise a=0.5" in err
 
 
 def test_denoise_synth_set_and_folder(tmp_path, array_dir, capsys):
@@ -344,7 +365,9 @@ def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):
     ]
     (tmp_path / "empty").mkdir()
     for argv, message in cases:
-        code, out, err = run_denoise(capsys, *argv, *(() if "--model-bundle" in argv else ("--model-bundle", array_dir)))
+        bundle = () if "--model-bundle" in argv else ("--model-bundle", array_dir)
+        code, out, err = run_denoise(capsys, *argv, *bundle)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
-    assert not (folder / "denoised").exists() and sorted(p.name for p in folder.iterdir()) == ["good.dng", "z-broken.dng"]
+    assert not (folder / "denoised").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["good.dng", "z-broken.dng"]
     assert not list(tmp_path.glob("*.npz"))

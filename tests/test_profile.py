@@ -26,19 +26,7 @@ from fad_deploy.runners.torch_runner import TorchRunner
 H, W = 8, 12  # tiny packed input for counting
 TINY_FAN = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and these CPUs are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def macs_of(module: nn.Module) -> dict:
-    report = count_macs(module, (H, W))
-    return {layer.kind: layer for layer in report.layers} | {"_report": report}
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on shared cores: one thread is fastest
 
 
 def test_grouped_depthwise_strided_and_transposed_convs():

@@ -11,6 +11,7 @@ from ..runners import BACKENDS
 from .common import user_errors
 
 CPU_DEFAULT_THREADS = (1, 2)
+REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
 
 
@@ -47,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", metavar="JSON", type=Path, help="fad-eval results for the plot (default: "
                    "benchmarks/results/quality.json when it exists)")
     p.add_argument("--plot", metavar="PNG", type=Path, help="plot path (default: beside --json, .png)")
+    p.add_argument("--report", metavar="DIR", type=Path, help="also write profile_<model>.md/.json here: MACs per "
+                   "layer, activation memory timeline, accelerator fit and exact-tiling sizes, at --size (default 512 512)")
+    p.add_argument("--no-timing", action="store_true", help="profile only (with --report): no latency runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
     adb.add_argument("--benchmark-binary", metavar="PATH", help="TFLite benchmark_model for the phone's ABI")
@@ -56,16 +60,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def bench_cpu(args) -> dict:
+def bench_cpu(args) -> dict | None:
     from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, default_models, \
-        run_cpu_bench
+        run_cpu_bench, write_profiles
 
     cfg = BenchConfig(
         backends=tuple(args.backends), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
         size=tuple(args.size or DEFAULT_SIZE),
         repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats,
         warmup=DEFAULT_WARMUP if args.warmup is None else args.warmup, export_root=args.export_dir)
-    return run_cpu_bench(args.models or default_models(), cfg, progress=not args.no_progress)
+    cfg.check()
+    if args.no_timing and not args.report:
+        raise FadError("--no-timing leaves nothing to do without --report DIR")
+    models = args.models or default_models()
+    if args.report:
+        for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE)):
+            print(f"wrote {path}")
+    return None if args.no_timing else run_cpu_bench(models, cfg, progress=not args.no_progress)
 
 
 def write_plot(args, doc: dict) -> None:
@@ -92,6 +103,8 @@ def main(argv=None):
         doc = bench_cpu(args)
     else:
         raise FadError(f"--device {args.device!r}: expected cpu, adb or adb:SERIAL")
+    if doc is None:
+        return
     from ..profile.latency import results_table
 
     print(results_table(doc))

@@ -1,6 +1,7 @@
 """What every CLI shares: user errors become one line on stderr and exit code 2."""
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
@@ -25,3 +26,10 @@ def user_errors(main):
             sys.exit(130)
 
     return wrapper
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument mistakes as one line (``prog: error: ...``) and exit code 2, like every other user error."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")

@@ -15,14 +15,7 @@ from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos,
 from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, folder_images, save_pairs, set_shots, synth_pairs
 from ..errors import FadError
-from .common import EXIT_USER_ERROR, user_errors
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument mistakes as one line (``prog: error: ...``) and exit code 2, like every other user error."""
-
-    def error(self, message):
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+from .common import OneLineParser, user_errors
 
 
 def check_output(path: Path) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -50,7 +49,5 @@ def main(argv=None):
     warnings.formatwarning = one_line_warning
     list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
     array = load_array(args.model_bundle, args.backend)
-    print(f"model array: {array.source} ({len(array.table)} model{'s' * (len(array.table) > 1)}, "
-          f"backend {array.backend})", file=sys.stderr)
     settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
     denoise_path(args.input, array, args.out, settings, args.cfa)

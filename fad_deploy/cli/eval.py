@@ -6,22 +6,21 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data.dataset import CacheConfig
-from ..data.photos import list_photos, load_photo
-from ..data.synth import load_pairs, shot_levels, synth_pairs
+from ..data.patch_cache import CacheConfig
+from ..data.synth import folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..evaluate.quality import denoise_set, denoise_set_classical, score
 from ..fileio import write_json
 from ..models.registry import load_checkpoint, models_dir, resolve_model
-from .common import user_errors
+from .common import OneLineParser, user_errors
 
 BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="fad-eval",
         description="Evaluate denoisers: RAW PSNR/SSIM (4 Bayer planes, data range 1) and RGB PSNR/SSIM after "
         "the minimal ISP (white balance, bilinear demosaic, colour matrix, gamma). The set is made from your "
@@ -50,20 +49,10 @@ def make_set(args) -> tuple[dict, dict]:
     if args.set:
         return load_pairs(args.set), {"source": str(args.set)}
     cache = CacheConfig()  # evaluation photos get the same preparation as training photos
-    photos = list_photos(args.images)
-    images = [(p.name, load_photo(p, cache.downscale, cache.max_side)) for p in photos]
-    if args.shot_noise is not None:
-        if args.shot_noise <= 0:
-            raise FadError(f"--shot-noise {args.shot_noise}: must be positive")
-        shots = [args.shot_noise]
-    else:
-        if args.levels < 1:
-            raise FadError(f"--levels {args.levels}: must be at least 1")
-        shots = shot_levels(args.levels)
-    if args.read_noise is not None and args.read_noise < 0:
-        raise FadError(f"--read-noise {args.read_noise}: must not be negative")
+    shots = set_shots(args.levels, args.shot_noise)
+    images = list(folder_images(args.images, cache.downscale, cache.max_side, desc="loading photos"))
     pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)
-    info = {"source": str(args.images), "photos": len(photos), "crop": args.crop,
+    info = {"source": str(args.images), "photos": len(images), "crop": args.crop,
             "crops_per_image": args.crops_per_image, "shot_levels": [float(s) for s in shots],
             "read_noise": args.read_noise, "seed": args.seed, "images": len(pairs["noisy"])}
     return pairs, info

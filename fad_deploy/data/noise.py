@@ -85,10 +85,14 @@ def from_anchor(y, params: NoiseParams, anchor: NoiseParams):
     return inverse_k_sigma(k_sigma(y, anchor), params)
 
 
+def anchor_at(shot: float) -> NoiseParams:
+    """The anchor noise level for a shot level, read noise from UPI's regression."""
+    return NoiseParams(float(shot), float(read_from_shot(shot)))
+
+
 def anchor_for_range(shot_range: tuple[float, float]) -> NoiseParams:
-    """Anchor at the geometric centre of a shot range, read noise from UPI's regression."""
-    a = float(np.sqrt(shot_range[0] * shot_range[1]))
-    return NoiseParams(a, float(read_from_shot(a)))
+    """Anchor at the geometric centre of a shot range."""
+    return anchor_at(float(np.sqrt(shot_range[0] * shot_range[1])))
 
 
 # ---- camera noise profiles -----------------------------------------------------------

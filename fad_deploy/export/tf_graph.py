@@ -8,8 +8,6 @@ which TFLiteConverter turns into int8 tensors with the same scales (no re-calibr
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.fx as fx
@@ -22,16 +20,6 @@ from ..errors import FadError
 from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
-
-
-@dataclass(frozen=True)
-class ConvCost:
-    """MACs and weight count of one conv as exported (at the export's input size)."""
-
-    name: str
-    groups: int
-    macs: int
-    weights: int
 
 
 def grid_range(scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +60,6 @@ class TFRebuild:
     def __init__(self, gm: fx.GraphModule, group_conv: bool = True):
         self.gm, self.group_conv = gm, group_conv
         self.modules = dict(gm.named_modules(remove_duplicate=False))
-        self.costs: list[ConvCost] = []
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
 
     # ---- graph helpers -----------------------------------------------------------------------
@@ -118,8 +105,6 @@ class TFRebuild:
         same = (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)
         padding = "SAME" if same else [[0, 0], [ph, ph], [pw, pw], [0, 0]]
         y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=[1, sh, sw, 1], padding=padding), tf.constant(b))
-        self.costs.append(ConvCost(name, groups, int(np.prod(w.shape)) * int(y.shape[1]) * int(y.shape[2]),
-                                   int(np.prod(w.shape))))
         if isinstance(mod, QATConvReLU62d):
             return tf.nn.relu6(y)
         if isinstance(mod, nniqat.ConvReLU2d):
@@ -177,7 +162,6 @@ class TFRebuild:
     # ---- the whole graph ------------------------------------------------------------------------
     def __call__(self, tf, x):
         """The core on NHWC ``x`` (h, w multiples of the network's padding multiple)."""
-        self.costs = []
         env: dict[fx.Node, object] = {}
         load = lambda a: fx.node.map_arg(a, lambda n: env[n])  # noqa: E731
         for node in self.gm.graph.nodes:

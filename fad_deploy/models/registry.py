@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..data.noise import SHOT_RANGE, NoiseParams, anchor_for_range
+from ..data.noise import SHOT_RANGE, NoiseParams, anchor_at, anchor_for_range
 from ..errors import FadError
 from ..fileio import atomic_path
 from .fan import FAN, FANConfig
@@ -55,12 +55,13 @@ class Checkpoint:
     config: dict
     state_dict: dict
     shot_range: tuple[float, float] = SHOT_RANGE
+    anchor_shot: float | None = None  # k-sigma anchor; None: centre of shot_range
     card: dict = dataclasses.field(default_factory=dict)  # command, data, time, metrics
     extra: dict = dataclasses.field(default_factory=dict)  # e.g. quantization ranges
 
     @property
     def anchor(self) -> NoiseParams:
-        return anchor_for_range(self.shot_range)
+        return anchor_at(self.anchor_shot) if self.anchor_shot else anchor_for_range(self.shot_range)
 
     def build(self) -> nn.Module:
         model = build(self.arch, self.config)
@@ -76,6 +77,7 @@ class Checkpoint:
             "arch": self.arch,
             "config": self.config,
             "shot_range": list(self.shot_range),
+            "anchor_shot": self.anchor_shot,
             "card": self.card,
             "extra": self.extra,
             "state_dict": state,
@@ -112,6 +114,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         config=blob["config"],
         state_dict=blob["state_dict"],
         shot_range=tuple(blob["shot_range"]),
+        anchor_shot=blob.get("anchor_shot"),
         card=blob.get("card", {}),
         extra=blob.get("extra", {}),
     )

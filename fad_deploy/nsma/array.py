@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch.nn as nn
 
 from ..errors import FadError
 from ..models.registry import load_checkpoint, models_dir, resolve_model
+from ..profile.tiling import TileSpec, tile_spec, tiled_run
 from ..runners import BACKENDS, load_runner
 from ..runners.base import Runner
 from .select import TABLE_KEY, Selection, SubRange, read_manifest, select_model, table_from_manifest
@@ -21,6 +23,7 @@ ARRAY_FOLDER = "nsma"  # models/nsma/: the trained array's checkpoints and manif
 MANIFEST = "manifest.json"
 SINGLE_MODEL = "fan-student"  # the fallback when no array exists
 CHECKPOINT_SUFFIX = ".pt"
+TILE_KEY = "tile"  # optional in a bundle manifest: {"margin", "align"} of its models (profile.tiling.TileSpec)
 # Short backend names of fad-denoise: tflite means the shipped int8 model.
 BACKEND_ALIASES = {"tflite": "tflite-int8", "onnx": "onnx-fp32"}
 
@@ -58,12 +61,24 @@ def default_bundle(backend: str | None = None) -> Path:
     return resolve_model(SINGLE_MODEL)
 
 
+class TiledRunner(Runner):
+    """Any runner, run tile by tile on large frames (output equal to one whole run)."""
+
+    def __init__(self, inner: Runner, spec: TileSpec, tile: int | None = None):
+        self.inner, self.spec, self.tile = inner, spec, tile  # tile: packed side (default: tiling's)
+        self.anchor, self.backend = inner.anchor, inner.backend
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        return tiled_run(self.inner, u, self.spec, self.tile, progress=True)
+
+
 @dataclass
 class ModelArray:
     table: list[SubRange]
     root: Path  # the folder the table's files are relative to
     backend: str
     source: str  # what was loaded, for messages
+    tile: TileSpec | None = None  # for exported models (torch models are measured)
     _runners: dict[int, Runner] = field(default_factory=dict, repr=False)
 
     def select(self, shot: float, source: str = "given") -> Selection:
@@ -76,18 +91,31 @@ class ModelArray:
                 if self.backend != "torch":
                     raise FadError(f"{self.source} holds torch checkpoints; backend {self.backend!r} needs an "
                                    "exported bundle (fad-export), or use --backend torch")
-                self._runners[index] = load_runner("torch", self.root / entry.file)
+                runner = load_runner("torch", self.root / entry.file)
             else:
                 if self.backend == "torch":
                     raise FadError(f"{self.source} holds exported models; --backend torch needs the checkpoints "
                                    f"(e.g. --model-bundle {models_dir() / ARRAY_FOLDER})")
-                self._runners[index] = load_runner(self.backend, self.root, model=entry.name)
+                runner = load_runner(self.backend, self.root, model=entry.name)
+            model = getattr(runner, "model", None)
+            spec = tile_spec(model) if isinstance(model, nn.Module) else self.tile
+            self._runners[index] = TiledRunner(runner, spec) if spec else runner
         return self._runners[index]
 
     def denoise(self, noisy: np.ndarray, noise, index: int) -> np.ndarray:
         """Packed noisy RAW (N, 4, h, w) at its noise level(s) (one NoiseParams or one per
         image) with model ``index``."""
         return self.runner(index).denoise(noisy, noise)
+
+
+def tile_from_manifest(manifest: dict, where) -> TileSpec | None:
+    tile = manifest.get(TILE_KEY)
+    if tile is None:
+        return None
+    try:
+        return TileSpec(int(tile["margin"]), int(tile["align"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise FadError(f"{where}: {TILE_KEY!r} needs integer 'margin' and 'align' ({e!r})")
 
 
 def load_array(path: str | Path | None = None, backend: str | None = None) -> ModelArray:
@@ -99,10 +127,11 @@ def load_array(path: str | Path | None = None, backend: str | None = None) -> Mo
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             raise FadError(f"{path}: no {MANIFEST}: not a model array folder")
-        table = table_from_manifest(path / MANIFEST)
+        manifest = read_manifest(path / MANIFEST)
+        table = table_from_manifest(manifest, str(path / MANIFEST))
         exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
         chosen = backend or backend_name("tflite" if exported else "torch")
-        return ModelArray(table, path, chosen, str(path))
+        return ModelArray(table, path, chosen, str(path), tile_from_manifest(manifest, path))
     checkpoint_path = resolve_model(str(path))
     ckpt = load_checkpoint(checkpoint_path)
     entry = SubRange(ckpt.name, checkpoint_path.name, *ckpt.shot_range)

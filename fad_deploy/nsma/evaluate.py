@@ -3,7 +3,7 @@ on the same seeded set, overall, per sub-range and per shot level, RAW and RGB P
 
 The set has the same number of shot levels inside every sub-range (none on a boundary),
 made from held-out photos. The array picks each image's model from its annotated a (as
-the paper does); a second array row picks it from the blindly estimated a instead.
+the paper does); a second array row uses blindly estimated (a, b) instead.
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def set_images(cfg: SetConfig) -> tuple[list[tuple[str, np.ndarray]], str]:
     folder = cfg.photos or default_cache_dir() / TEST_PHOTOS
     if cfg.photos or folder.is_dir():
         prep = CacheConfig()
-        return [(p.name, load_photo(p, prep.downscale, prep.max_side)) for p in list_photos(folder)], str(folder)
+        label = cfg.photos or f"$FAD_CACHE/{TEST_PHOTOS}"
+        return [(p.name, load_photo(p, prep.downscale, prep.max_side)) for p in list_photos(folder)], label
     return [(n, skimage_photo(n)) for n in SKIMAGE_PHOTOS], "scikit-image photos"
 
 
@@ -69,19 +70,22 @@ def _scores_subset(s: Scores, sel: np.ndarray) -> Scores:
     return Scores(**{k: v[sel] for k, v in vars(s).items()})
 
 
-def array_choices(array: ModelArray, pairs: dict, estimated: bool = False) -> np.ndarray:
-    """The model index per image, from its annotated a or from a blind estimate."""
-    choices = []
+def blind(pairs: dict) -> dict:
+    """The set with each image's noise level replaced by its blind estimate."""
+    estimates = [estimate_noise(noisy).params for noisy in pairs["noisy"]]
+    return {**pairs, "shot": np.array([e.shot for e in estimates], np.float32),
+            "read": np.array([e.read for e in estimates], np.float32)}
+
+
+def array_choices(array: ModelArray, pairs: dict) -> np.ndarray:
+    """The model index per image, from its noise level in ``pairs``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShotOutOfRangeWarning)  # clamping is the rule here, not news
-        for noisy, shot in zip(pairs["noisy"], pairs["shot"]):
-            a = estimate_noise(noisy).params.shot if estimated else float(shot)
-            choices.append(array.select(a).index)
-    return np.array(choices)
+        return np.array([array.select(float(a)).index for a in pairs["shot"]])
 
 
 def array_denoise(array: ModelArray, pairs: dict, choices: np.ndarray, desc: str = "array") -> np.ndarray:
-    """Denoise each image with its chosen model (the true noise level goes to the runner)."""
+    """Denoise each image with its chosen model, at the noise level ``pairs`` gives it."""
     out = np.empty_like(pairs["noisy"])
     for i in np.unique(choices):
         sel = choices == i
@@ -90,14 +94,17 @@ def array_denoise(array: ModelArray, pairs: dict, choices: np.ndarray, desc: str
 
 
 def compare(array: ModelArray, single: Runner, pairs: dict, single_name: str = "single") -> dict:
-    """Metrics of noisy input, single model, array (annotated a) and array (estimated a)."""
+    """Metrics of the noisy input, the single model, the array with the annotated noise
+    levels and the array with blindly estimated ones (for the model choice and the k-sigma
+    transform alike, as `fad-denoise` does without metadata)."""
     annotated = array_choices(array, pairs)
-    estimated = array_choices(array, pairs, estimated=True)
+    estimated_pairs = blind(pairs)
+    estimated = array_choices(array, estimated_pairs)
     rows = {
         "noisy": score(pairs["noisy"], pairs),
         single_name: score(denoise_set(single, pairs, desc=single_name), pairs),
         "array": score(array_denoise(array, pairs, annotated), pairs),
-        "array (estimated a)": score(array_denoise(array, pairs, estimated, "array, estimated a"), pairs),
+        "array (estimated a)": score(array_denoise(array, estimated_pairs, estimated, "array, estimated"), pairs),
     }
     per_subrange = []
     for i, e in enumerate(array.table):

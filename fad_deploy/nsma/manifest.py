@@ -16,10 +16,6 @@ MODEL_PREFIX = "fan-nsma"
 CHECKPOINT_PATTERN = re.compile(rf"{MODEL_PREFIX}-(\d+)\.pt")
 
 
-def model_name(index: int) -> str:
-    return f"{MODEL_PREFIX}-{index}"
-
-
 def array_checkpoints(folder: Path) -> list[Path]:
     """fan-nsma-0.pt, fan-nsma-1.pt, ... in index order; the indices must be 0..n-1."""
     found = {int(m.group(1)): p for p in Path(folder).glob(f"{MODEL_PREFIX}-*.pt")

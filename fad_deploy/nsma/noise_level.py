@@ -25,6 +25,8 @@ def given_noise(shot: float | None = None, read: float | None = None, iso: float
     if read is not None and shot is None:
         raise FadError(f"read noise {read:g} given without the shot noise: give --shot-noise too")
     if shot is not None:
+        if not (math.isfinite(shot) and shot > 0):
+            raise FadError(f"shot noise a={shot:g}: needs a > 0")
         if read is None:
             read, how = float(read_from_shot(shot)), "given shot noise, read noise from UPI's regression"
         else:

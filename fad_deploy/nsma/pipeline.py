@@ -3,7 +3,9 @@ noise level, pick the sub-range model, denoise, and write the denoised RAW (DNG,
 for `fad-data synth` sets) with an RGB preview PNG.
 
 Every input is read and checked, and its noise level and model chosen, before anything
-is written: a bad file stops the run with no outputs. Writes are atomic.
+is written: a bad file stops the run with no outputs. Writes are atomic. A denoised set
+is the input set plus "denoised", "model" (the chosen model per image) and the noise
+level used ("denoised_shot", "denoised_read").
 """
 from __future__ import annotations
 
@@ -182,7 +184,9 @@ def denoise_path(source: Path, array: ModelArray, out: Path | None = None, setti
                  cfa: str | None = None, report=print) -> list[Plan]:
     """Denoise a file or a folder of files; ``report`` receives one line per input."""
     inputs = list_inputs(source)
-    plans = [plan_input(p, o, pv, array, settings, cfa) for p, (o, pv) in zip(inputs, output_paths(inputs, source, out))]
+    outputs = output_paths(inputs, source, out)
+    plans = [plan_input(p, o, pv, array, settings, cfa) for p, (o, pv) in zip(inputs, outputs)]
+    report(f"model array: {array.source} ({len(array.table)} model(s), backend {array.backend})")
     for plan in plans:
         run_plan(plan, array, cfa)
         report(plan.summary())

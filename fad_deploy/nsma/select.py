@@ -82,9 +82,8 @@ def read_manifest(path: str | Path) -> dict:
         raise FadError(f"{path}: not a JSON manifest ({e})")
 
 
-def table_from_manifest(manifest) -> list[SubRange]:
+def table_from_manifest(manifest, where: str = "manifest") -> list[SubRange]:
     """The sub-range table of a manifest (a dict, or the path of its JSON file)."""
-    where = "manifest"
     if not isinstance(manifest, dict):
         where = str(manifest)
         manifest = read_manifest(manifest)

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FadError
+from ..fileio import write_json, write_text
 from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKENDS, load_runner
 from .cpu import CpuPeak, cpu_peak
@@ -103,3 +104,17 @@ def _bench_model(name: str, path: Path, cfg: BenchConfig, peak: CpuPeak, bar) ->
             entry.results.append(result_from_times(backend, threads, times, megapixels, bound))
             bar.update(1)
     return entry
+
+
+def write_profiles(models: list[str], out_dir: Path, size: tuple[int, int]) -> list[Path]:
+    """profile_<model>.md/.json (per-layer MACs, memory timeline, accelerator fit) for each model."""
+    from .report import profile_model
+
+    written = []
+    for name in models:
+        label = Path(name).stem if name.endswith(".pt") else name
+        md, doc = profile_model(label, load_checkpoint(resolve_model(name)).build(), size)
+        write_text(out_dir / f"profile_{label}.md", md)
+        write_json(out_dir / f"profile_{label}.json", doc)
+        written.append(out_dir / f"profile_{label}.md")
+    return written

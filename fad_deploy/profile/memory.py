@@ -101,6 +101,8 @@ def tensor_lifetimes(graph: Graph, bytes_per_element: int) -> list[Tensor]:
     owner: dict[str, str] = {}  # op name -> name of the buffer it writes into
     tensors: dict[str, Tensor] = {}
     for op in graph.ops:
+        if op.kind == "constant":  # a stored tensor, like the weights: not an activation
+            continue
         source = op.inputs[0] if op.inputs else None
         if source is not None and _reuses_input(op, source, readers, kinds):
             owner[op.name] = owner[source]
@@ -110,8 +112,9 @@ def tensor_lifetimes(graph: Graph, bytes_per_element: int) -> list[Tensor]:
                                   op.index, op.index)
     for op in graph.ops:
         for name in op.inputs:
-            buf = tensors[owner[name]]
-            buf.last = max(buf.last, op.index)
+            if name in owner:
+                buf = tensors[owner[name]]
+                buf.last = max(buf.last, op.index)
     end = len(graph.ops) - 1
     for name in graph.outputs:  # outputs stay until the caller reads them
         tensors[owner[name]].last = end
@@ -119,6 +122,8 @@ def tensor_lifetimes(graph: Graph, bytes_per_element: int) -> list[Tensor]:
 
 
 def _reuses_input(op, source: str, readers: dict[str, int], kinds: dict[str, str]) -> bool:
+    if source not in kinds or kinds[source] == "constant":
+        return False
     if op.kind in VIEW_KINDS:
         return True
     if op.kind in NO_OP_IF_SAME_SHAPE and len(op.inputs) == 1 and op.in_shapes[0] == op.out_shape:

@@ -27,7 +27,7 @@ from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier
 from ..train.trainer import batch_noise, lr_at, resolve_cache, sample_batch
 from .graph import Core, Padded
-from .qconfig import backend_config, qconfig_mapping
+from .qconfig import ACT_INT8_SHIFT, backend_config, qconfig_mapping
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
 
@@ -102,8 +102,8 @@ def load_quant_state(gm: nn.Module, state: dict) -> nn.Module:
         s = state[name]
         fq.scale = torch.tensor(s["scale"], dtype=torch.float32)
         fq.zero_point = torch.tensor(s["zero_point"], dtype=torch.int32)
-        if s["axis"] is None:
-            fq.scale, fq.zero_point = fq.scale.reshape(1), fq.zero_point.reshape(1)
+        if s["axis"] is None:  # 0-d: ONNX QuantizeLinear needs scalar per-tensor scales
+            fq.scale, fq.zero_point = fq.scale.reshape(()), fq.zero_point.reshape(())
     return freeze(gm)
 
 
@@ -117,14 +117,36 @@ def is_quantized(ckpt: Checkpoint) -> bool:
     return bool(ckpt.extra.get("quantization"))
 
 
-def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
-    """The frozen fake-quant network of a quantized checkpoint, any input size."""
+def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
+    """The frozen fake-quant core of a quantized checkpoint, and the float network it wraps."""
     q = ckpt.extra.get("quantization")
     if not q or q.get("format") != QUANT_FORMAT:
         raise FadError(f"checkpoint {ckpt.name!r} holds no int8 quantization ranges ({QUANT_FORMAT})")
     net = ckpt.build()
-    gm = load_quant_state(prepare(net), q["fake_quant"])
+    return load_quant_state(prepare(net), q["fake_quant"]), net
+
+
+def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
+    """The frozen fake-quant network of a quantized checkpoint, any input size."""
+    gm, net = fake_quant_core(ckpt)
     return Padded(gm, net.pad).eval()
+
+
+def io_quantizers(gm: fx.GraphModule) -> tuple[FakeQuantize, FakeQuantize]:
+    """The quantizers of the network input and output (their scales define int8 I/O)."""
+    nodes = list(gm.graph.nodes)
+    first = next(u for u in nodes[0].users)
+    last = nodes[-1].args[0]
+    mods = dict(gm.named_modules(remove_duplicate=False))
+    if not (isinstance(mods.get(first.target), FakeQuantize) and isinstance(mods.get(last.target), FakeQuantize)):
+        raise FadError("the quantized network's input and output are not both quantized")
+    return mods[first.target], mods[last.target]
+
+
+def grid(fq: FakeQuantize) -> dict:
+    """A per-tensor quantizer as TFLite int8 sees it: scale, zero point and real range."""
+    scale, zp = float(fq.scale), int(fq.zero_point) + ACT_INT8_SHIFT
+    return {"scale": scale, "zero_point": zp, "min": (-128 - zp) * scale, "max": (127 - zp) * scale}
 
 
 class FakeQuantRunner(TorchRunner):

@@ -23,6 +23,7 @@ from torch.ao.quantization.backend_config import BackendConfig, BackendPatternCo
 from torch.ao.quantization.backend_config.backend_config import ObservationType
 
 ACT_QMIN, ACT_QMAX = 0, 255  # quint8 here; TFLite's int8 is the same grid shifted by 128
+ACT_INT8_SHIFT = -128  # quint8 zero point + this = TFLite int8 zero point
 WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
 
 

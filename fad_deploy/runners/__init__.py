@@ -2,8 +2,10 @@
 "denoise this packed RAW" and "time this". Pre/post-processing lives in base.py only.
 
 :func:`load_runner` opens a model on a backend: ``torch`` takes a checkpoint (shipped name
-or path); the exported backends take an export folder (its manifest.json names the file
-per backend and the anchor noise level) or a model file inside one.
+or path; a quantized checkpoint runs its fake-quant network); the exported backends take
+an export folder (its manifest.json names the file per backend and the anchor noise
+level), a model file inside one, or a checkpoint whose default export folder
+(export/<name>/) exists.
 """
 from __future__ import annotations
 
@@ -16,22 +18,27 @@ BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 
 
 def load_runner(backend: str, model_or_export_dir: str | Path, threads: int | None = None,
-                model: str | None = None) -> Runner:
-    """A :class:`Runner` for ``backend``. ``model`` picks one model of a multi-model bundle."""
+                model: str | None = None, input_size: tuple[int, int] | None = None) -> Runner:
+    """A :class:`Runner` for ``backend``. ``model`` picks one network of a multi-model bundle;
+    ``input_size`` (packed h, w) prepares a fixed-size backend for that size up front."""
     if backend not in BACKENDS:
         raise FadError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     if backend == "torch":
         return _torch_runner(model_or_export_dir, threads)
-    from ..export.manifest import locate
+    from ..export.manifest import entry_anchor, locate_file
 
-    path, anchor = locate(model_or_export_dir, backend, model)
+    path, entry, record = locate_file(model_or_export_dir, backend, model)
     if backend.startswith("onnx"):
         from .onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, anchor, threads, backend)
-    from .tflite_runner import TFLiteRunner
+        return OnnxRunner(path, entry_anchor(entry), threads, backend)
+    from .tflite_runner import RESIZABLE_MULTIPLE, TFLiteRunner
 
-    return TFLiteRunner(path, anchor, threads, backend)
+    runner = TFLiteRunner(path, entry_anchor(entry), threads, backend,
+                          record.get("resizable_to_multiples_of", RESIZABLE_MULTIPLE))
+    if input_size is not None:
+        runner.prepare(tuple(int(v) for v in input_size))
+    return runner
 
 
 def _torch_runner(name_or_path, threads: int | None) -> Runner:

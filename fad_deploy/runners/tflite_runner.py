@@ -2,8 +2,8 @@
 
 The TFLite models are NHWC with a fixed input size (mobile delegates want static shapes):
 ``input_size`` is that size. Our exports of a multiple-of-16 size contain no
-size-dependent ops, so the interpreter is resized for other multiple-of-16 inputs; other
-sizes must be tiled by the caller. int8 I/O is (de)quantized here with the model's own
+size-dependent ops, so the interpreter is resized for other multiples of the network's
+padding multiple (16 for the FAN; the manifest records it); other sizes must be tiled. int8 I/O is (de)quantized here with the model's own
 scale and zero point.
 """
 from __future__ import annotations
@@ -29,13 +29,15 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 class TFLiteRunner(Runner):
-    def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite"):
+    def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite",
+                 multiple: int = RESIZABLE_MULTIPLE):
         from ai_edge_litert.interpreter import Interpreter
 
         path = Path(path)
         if not path.is_file():
             raise FadError(f"{path}: TFLite model not found")
         self.path, self.anchor, self.backend, self.threads = path, anchor, backend, threads
+        self.multiple = multiple  # the network's padding multiple: sizes it can be resized to
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()
@@ -47,13 +49,13 @@ class TFLiteRunner(Runner):
         self.input_size = (int(inp["shape"][1]), int(inp["shape"][2]))
         self._shape = self.input_size
 
-    def _resize(self, hw: tuple[int, int]) -> None:
+    def prepare(self, hw: tuple[int, int]) -> None:
+        """Resize the interpreter for (h, w) inputs (multiples of the network's multiple)."""
         if hw == self._shape:
             return
-        if self.input_size[0] % RESIZABLE_MULTIPLE or self.input_size[1] % RESIZABLE_MULTIPLE \
-                or hw[0] % RESIZABLE_MULTIPLE or hw[1] % RESIZABLE_MULTIPLE:
+        if any(v <= 0 or v % self.multiple for v in (*self.input_size, *hw)):
             raise FadError(f"{self.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "
-                           f"got {hw[0]}x{hw[1]} (tile the image, or use multiples of {RESIZABLE_MULTIPLE})")
+                           f"got {hw[0]}x{hw[1]} (tile the image, or use multiples of {self.multiple})")
         idx = self.interpreter.get_input_details()[0]["index"]
         self.interpreter.resize_tensor_input(idx, [1, hw[0], hw[1], 4])
         self.interpreter.allocate_tensors()
@@ -77,7 +79,7 @@ class TFLiteRunner(Runner):
 
     def run(self, u: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.float32)
-        self._resize(tuple(u.shape[-2:]))
+        self.prepare(tuple(u.shape[-2:]))
         nhwc = np.ascontiguousarray(u.transpose(0, 2, 3, 1))
         outs = [self.run_one(nhwc[i : i + 1]) for i in range(len(nhwc))]
         return np.ascontiguousarray(np.concatenate(outs).transpose(0, 3, 1, 2))

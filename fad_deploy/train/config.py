@@ -27,6 +27,9 @@ class DataConfig:
     crop: int = 64  # packed crop size (a 128x128 Bayer patch)
     batch: int = 16
     shot_range: tuple[float, float] = SHOT_RANGE
+    # k-sigma anchor shot level; default: the geometric centre of shot_range. Noise-subrange
+    # fine-tunes keep their parent's anchor so the network's input scale doesn't move.
+    anchor_shot: float | None = None
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..data.dataset import META_KEYS, NoisyPatches, build_patch_cache, load_patch_cache
-from ..data.noise import NoiseParams, anchor_for_range, from_anchor, to_anchor
+from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
 from ..data.synth import validation_pairs
 from ..errors import FadError
@@ -91,7 +91,7 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out or Path("runs") / cfg.name)
-        self.anchor = anchor_for_range(cfg.data.shot_range)
+        self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
 
         self.model = build(cfg.model.arch, cfg.model.config).to(self.device)
         if cfg.model.init:
@@ -210,7 +210,7 @@ class Trainer:
         }
         return Checkpoint(self.cfg.name, self.cfg.model.arch, model_config(self.model),
                           {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                          tuple(self.cfg.data.shot_range), card)
+                          tuple(self.cfg.data.shot_range), card, anchor_shot=self.anchor.shot)
 
     # ---- loop ------------------------------------------------------------------------------
     def log(self, row: dict) -> None:

@@ -1,0 +1,141 @@
+"""The export folder's manifest.json: every file (size, sha256, input/output layout and
+quantization), the preprocessing a phone must repeat (CFA packing, black/white level,
+k-sigma map to the anchor noise level and back), the valid noise range, and validation.
+
+A bundle may hold several networks (a noise sub-range array): ``models`` is a list, and
+:func:`locate` finds one network's file for a backend.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
+from ..errors import FadError
+from ..models.registry import Checkpoint, models_dir
+
+MANIFEST = "manifest.json"
+FORMAT = "fad-deploy-export/1"
+FILE_SUFFIX = {  # backend -> file name suffix after the model name
+    "tflite-int8": ".int8.tflite",
+    "tflite-fp32": ".fp32.tflite",
+    "onnx-int8": ".int8.onnx",
+    "onnx-fp32": ".fp32.onnx",
+    "torch-int8": ".int8.pt",  # the quantized checkpoint (PyTorch fake-quant reference)
+}
+
+
+def default_export_dir(name: str) -> Path:
+    """export/<model>/ next to the shipped models/ folder."""
+    return models_dir().parent / "export" / name
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def file_record(folder: Path, name: str, info: dict) -> dict:
+    path = folder / name
+    return {"file": name, "bytes": path.stat().st_size, "sha256": sha256(path), **info}
+
+
+def preprocessing(ckpt: Checkpoint) -> dict:
+    """What turns a camera RAW frame into the network input and the output back (k-sigma,
+    PMRID): the same steps as :mod:`fad_deploy.runners.base`."""
+    a = ckpt.anchor
+    return {
+        "cfa": "RGGB",
+        "packing": "(N, 4, h, w) planes R = raw[0::2, 0::2], Gr = raw[0::2, 1::2], Gb = raw[1::2, 0::2], "
+                   "B = raw[1::2, 1::2]; other CFA patterns are first cropped by one row/column to RGGB",
+        "normalisation": "x = (raw - black_level) / (white_level - black_level): black level (per CFA plane) "
+                         "subtracted, white level = sensor saturation, so x is ~[0, 1] (noise may go below 0); "
+                         "no clipping before the network",
+        "noise_model": "var(x) = a * x + b (a: shot, b: read), in the normalised units above",
+        "anchor": {"shot": a.shot, "read": a.read},
+        "k_sigma_forward": "u = a_A * (x / a + b / a^2) - b_A / a_A   (a_A, b_A: anchor shot, read)",
+        "k_sigma_inverse": "x_hat = a * (y / a_A + b_A / a_A^2) - b / a, then clip to [0, 1]",
+        "valid_noise": {"shot_min": ckpt.shot_range[0], "shot_max": ckpt.shot_range[1],
+                        "read": f"trained with log b = {READ_SLOPE} log a + {READ_INTERCEPT} "
+                                f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map"},
+        "input_value_range": {"min": anchor_value(0.0, ckpt, low_noise=False),
+                              "max": anchor_value(1.0, ckpt, low_noise=True),
+                              "note": "u grows with a_A / a: at the lowest noise of the range the "
+                                      "network sees up to this value for white"},
+    }
+
+
+def anchor_value(x: float, ckpt: Checkpoint, low_noise: bool) -> float:
+    from ..data.noise import read_from_shot, to_anchor
+
+    shot = ckpt.shot_range[0] if low_noise else ckpt.shot_range[1]
+    return float(to_anchor(x, NoiseParams(shot, float(read_from_shot(shot))), ckpt.anchor))
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+def read_bundle(folder: Path) -> dict:
+    from ..nsma.select import read_manifest
+
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise FadError(f"{folder}: no {MANIFEST}: not a fad-export folder")
+    manifest = read_manifest(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not manifest.get("models"):
+        raise FadError(f"{path}: not a fad-export manifest ({FORMAT})")
+    return manifest
+
+
+def pick_model(manifest: dict, model: str | None, where: Path) -> dict:
+    entries = manifest["models"]
+    if model is None:
+        if len(entries) > 1:
+            raise FadError(f"{where}: holds {len(entries)} models ({', '.join(e['name'] for e in entries)}); name one")
+        return entries[0]
+    for e in entries:
+        if e["name"] == model:
+            return e
+    raise FadError(f"{where}: no model {model!r} (has {', '.join(e['name'] for e in entries)})")
+
+
+def entry_anchor(entry: dict) -> NoiseParams:
+    a = entry["preprocessing"]["anchor"]
+    return NoiseParams(float(a["shot"]), float(a["read"]))
+
+
+def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None = None) -> tuple[Path, dict, dict]:
+    """(file, model entry, file record) of ``backend`` in an export folder, or for a file
+    inside one. A checkpoint path or shipped name looks in its default export folder."""
+    p = Path(model_or_export_dir)
+    if p.is_file() and p.suffix != ".pt":
+        folder, wanted = p.parent, p.name
+    else:
+        folder, wanted = p, None
+        if not p.is_dir():
+            name = p.stem if p.suffix == ".pt" else p.name
+            folder = default_export_dir(name)
+            if not folder.is_dir():
+                raise FadError(f"{p}: no export folder {folder} for backend {backend} "
+                               f"(run: fad-export {name} --int8 --target all)")
+    manifest = read_bundle(folder)
+    if wanted is not None:
+        for entry in manifest["models"]:
+            for b, rec in entry["files"].items():
+                if rec["file"] == wanted:
+                    if b != backend:
+                        raise FadError(f"{p}: is the {b} model, not {backend}")
+                    return p, entry, rec
+        raise FadError(f"{p}: not listed in {folder / MANIFEST}")
+    entry = pick_model(manifest, model, folder)
+    if backend not in entry["files"]:
+        raise FadError(f"{folder}: no {backend} file for {entry['name']} (has {', '.join(entry['files'])})")
+    rec = entry["files"][backend]
+    path = folder / rec["file"]
+    if not path.is_file():
+        raise FadError(f"{path}: listed in {MANIFEST} but missing")
+    return path, entry, rec
+
+
+def locate(model_or_export_dir: str | Path, backend: str, model: str | None = None) -> tuple[Path, NoiseParams]:
+    """The file of ``backend`` and the anchor noise level it expects."""
+    path, entry, _ = locate_file(model_or_export_dir, backend, model)
+    return path, entry_anchor(entry)

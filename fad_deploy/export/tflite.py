@@ -1,0 +1,170 @@
+"""TFLite export: the network rebuilt in TensorFlow (NHWC, fixed input size) and
+converted by TFLiteConverter, as float32 or as full-integer int8 that keeps PyTorch's QAT
+ranges (fake quantizers at exactly PyTorch's grids, no re-calibration), with tflite-support
+metadata (names, preprocessing, noise range, version)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import FadError
+from ..models.registry import Checkpoint
+from ..quant.graph import Core, trace_float
+from ..quant.qat import fake_quant_core, grid, io_quantizers
+from .tf_graph import TFRebuild
+
+INPUT_NAME, OUTPUT_NAME = "noisy", "denoised"
+DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
+SCALE_RTOL = 1e-5  # converted int8 I/O scales must equal PyTorch's
+
+
+@dataclass(frozen=True)
+class TFLiteOptions:
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
+    int8: bool = True
+    float_io: bool = False  # int8 model with float32 input/output (QUANTIZE/DEQUANTIZE inside)
+    group_conv: bool = True  # False: grouped convs as block-diagonal plain convs (GPU/NNAPI)
+
+
+def quiet_tensorflow():
+    """Import TensorFlow with its start-up chatter off and one deterministic CPU thread."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def check_input_size(input_size: tuple[int, int], multiple: int) -> None:
+    h, w = input_size
+    if h <= 0 or w <= 0 or h % multiple or w % multiple:
+        raise FadError(f"input size {h}x{w}: TFLite inputs must be positive multiples of {multiple} "
+                       "(the network's padding multiple); larger frames are tiled")
+
+
+def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[float, float] | None) -> bytes:
+    h, w = options.input_size
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name=INPUT_NAME)])
+        def serve(self, x):
+            return {OUTPUT_NAME: rebuild(tf, x)}
+
+    module = Model()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    if options.int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.float32 if options.float_io else tf.int8
+        converter.inference_input_type = converter.inference_output_type = io_type
+        # TF 2.19 refuses full-integer conversion of a QAT graph without a representative
+        # dataset (its QAT detection misses concrete functions); every tensor has a fake-quant
+        # range, so these samples are not used for ranges (checked after conversion).
+        lo, hi = input_range
+        converter.representative_dataset = lambda: (
+            [np.random.default_rng(i).uniform(lo, hi, (1, h, w, 4)).astype(np.float32)] for i in range(2))
+    try:
+        return bytes(converter.convert())
+    except Exception as e:  # noqa: BLE001 - the converter raises many types; report one line
+        raise FadError(f"TFLite conversion failed: {str(e).splitlines()[0][:300]}")
+
+
+def io_details(model: bytes) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    def describe(d):
+        scale, zp = d["quantization"]
+        q = {"scale": float(scale), "zero_point": int(zp)} if d["dtype"] != np.float32 else None
+        return {"name": str(d["name"]), "shape": [int(v) for v in d["shape"]], "layout": "NHWC",
+                "dtype": np.dtype(d["dtype"]).name, "quantization": q}
+    return {"input": describe(interpreter.get_input_details()[0]),
+            "output": describe(interpreter.get_output_details()[0])}
+
+
+def check_io_scales(details: dict, expected: dict) -> None:
+    """int8 I/O must carry PyTorch's input/output scales: proof the QAT ranges were kept."""
+    for key in ("input", "output"):
+        got = details[key]["quantization"]
+        want = expected[key]
+        if got is None:
+            continue
+        if not np.isclose(got["scale"], want["scale"], rtol=SCALE_RTOL) or got["zero_point"] != want["zero_point"]:
+            raise FadError(f"TFLite {key} quantization {got} differs from PyTorch's {want}: "
+                           "the converter did not keep the QAT ranges")
+
+
+def add_metadata(model: bytes, name: str, version: str, description: dict, ranges: dict | None) -> bytes:
+    """tflite-support metadata: names, descriptions, int8 value ranges, version, preprocessing."""
+    # The module path, not `import tflite_support`: the top-level package clashes with TF.
+    from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info, metadata_writer
+
+    def bounds(key):
+        return ([ranges[key]["min"]], [ranges[key]["max"]]) if ranges else (None, None)
+
+    general = metadata_info.GeneralMd(name=name, version=version, author="fad-deploy",
+                                      description=json.dumps(description, sort_keys=True))
+    inp = metadata_info.TensorMd(
+        name=INPUT_NAME, min_values=bounds("input")[0], max_values=bounds("input")[1],
+        description="Packed noisy RAW (1, h, w, 4) NHWC, planes R, Gr, Gb, B of an RGGB mosaic, normalised "
+                    "(raw - black) / (white - black), then k-sigma mapped to the anchor noise level "
+                    "(see the model description's preprocessing).")
+    out = metadata_info.TensorMd(
+        name=OUTPUT_NAME, min_values=bounds("output")[0], max_values=bounds("output")[1],
+        description="Denoised packed RAW in the same anchor space; invert the k-sigma map, then clip to [0, 1].")
+    writer = metadata_writer.MetadataWriter.create_from_metadata_info(bytearray(model), general, [inp], [out])
+    return bytes(writer.populate())
+
+
+def group_conv_cost(net: nn.Module, input_size: tuple[int, int]) -> dict:
+    """MACs and weights of the convs with native grouped convs vs. block-diagonal plain convs."""
+    cost = {"macs_grouped": 0, "macs_plain": 0, "weights_grouped": 0, "weights_plain": 0}
+
+    def hook(mod: nn.Conv2d, _, out):
+        per_pixel = mod.weight.numel()
+        cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
+        cost["macs_plain"] += per_pixel * mod.groups * out.shape[-2] * out.shape[-1]
+        cost["weights_grouped"] += per_pixel
+        cost["weights_plain"] += per_pixel * mod.groups
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        Core(net)(torch.zeros(1, 4, *input_size))
+    for h in handles:
+        h.remove()
+    return cost
+
+
+def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, description: dict) -> tuple[bytes, dict]:
+    """The .tflite bytes (with metadata) and a description of its I/O for the manifest.
+
+    int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 exports
+    the checkpoint's float weights.
+    """
+    tf = quiet_tensorflow()
+    expected = None
+    if options.int8:
+        gm, net = fake_quant_core(ckpt)
+        fq_in, fq_out = io_quantizers(gm)
+        expected = {"input": grid(fq_in), "output": grid(fq_out)}
+    else:
+        net = ckpt.build()
+        gm = trace_float(net)
+    multiple = Core(net).multiple
+    check_input_size(options.input_size, multiple)
+    input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
+    model = convert(tf, TFRebuild(gm, options.group_conv), options, input_range)
+    details = io_details(model)
+    if expected and not options.float_io:
+        check_io_scales(details, expected)
+    model = add_metadata(model, ckpt.name, version, description, expected)
+    info = {**details, "dynamic_hw": False, "resizable_to_multiples_of": multiple, "group_conv": options.group_conv}
+    if expected:
+        info["int8_io_grid"] = expected
+    return model, info
