@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -68,35 +69,52 @@ def interim_models(folder: Path) -> None:
         shutil.copy(ckpt, folder / f"{ckpt.parent.name}.pt")
 
 
-def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> Path:
-    """export/<name> when shipped, else $FAD_CACHE/bench-export/<name>, exported now if missing."""
+def exported_from(folder: Path, checkpoint: Path) -> bool:
+    """Whether ``folder`` holds an export of exactly this checkpoint (the manifest records its sha256)."""
+    from fad_deploy.export.manifest import sha256
+
+    try:
+        models = json.loads((folder / "manifest.json").read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return any(m.get("source", {}).get("sha256") == sha256(checkpoint) for m in models)
+
+
+def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> tuple[Path, str]:
+    """export/<name> when shipped, else $FAD_CACHE/bench-export/<name>, exported now if missing
+    (int8 + float; float only when the int8 export fails its validation). -> folder, how."""
     shipped = ROOT / "export" / name
     if (shipped / "manifest.json").is_file():
-        return shipped
+        return shipped, f"{name}: shipped export/{name}/"
     cache = Path(os.environ.get("FAD_CACHE", ROOT / ".cache")) / "bench-export" / name
-    if (cache / "manifest.json").is_file() or not allowed:
-        return cache
-    if importlib.util.find_spec("fad_deploy.cli.export") is None:
-        print("fad-export is not available yet: exported backends will be reported as skipped", file=sys.stderr)
-        return cache
+    if exported_from(cache, models_dir() / f"{name}.pt"):
+        return cache, f"{name}: cached export of the same checkpoint"
+    if not allowed or importlib.util.find_spec("fad_deploy.cli.export") is None:
+        return cache, f"{name}: no export (exported backends skipped)"
     from fad_deploy.cli.export import main as fad_export
 
     # QAT for the student (the shipped path); post-training int8 is enough to time the others.
-    extra = [] if name in (STUDENT, INTERIM_STUDENT) else ["--ptq"]
-    try:
-        fad_export([str(models_dir() / f"{name}.pt"), "--int8", "--target", "all", "--out", str(cache),
-                    "--input-size", str(size[0]), str(size[1]), *extra])
-    except SystemExit as e:
-        print(f"export of {name} failed (exit {e.code}): its exported backends will be skipped", file=sys.stderr)
-    return cache
+    common = [str(models_dir() / f"{name}.pt"), "--target", "all", "--out", str(cache),
+              "--input-size", str(size[0]), str(size[1]), "--threads", "1"]
+    int8 = ["--int8"] + ([] if name in (STUDENT, INTERIM_STUDENT) else ["--ptq"])
+    for argv, how in ((common + int8, "int8 + fp32"), (common, "fp32 only: the int8 export failed validation")):
+        try:
+            fad_export(argv)
+            return cache, f"{name}: exported now with fad-export ({how})"
+        except SystemExit as e:
+            print(f"fad-export {' '.join(argv)} failed (exit {e.code})", file=sys.stderr)
+    return cache, f"{name}: fad-export failed (exported backends skipped)"
 
 
-def export_folder(names: list[str], size: tuple[int, int], allowed: bool, merged: Path) -> None:
-    """Fill ``merged`` with <model>/ (a link to its export) for every model, for --export-dir."""
+def export_folder(names: list[str], size: tuple[int, int], allowed: bool, merged: Path) -> list[str]:
+    """Fill ``merged`` with <model>/ (a link to its export) for every model, for --export-dir. -> notes"""
+    notes = []
     for name in names:
-        source = ensure_export(name, size, allowed)
+        source, how = ensure_export(name, size, allowed)
+        notes.append(how)
         if source.is_dir():
             (merged / name).symlink_to(source.resolve())
+    return notes
 
 
 def exported_runner(backend: str, folder: Path):
@@ -145,8 +163,6 @@ def latency(args, names: list[str], exports: Path, note: str, student: str) -> N
     if (RESULTS / "quality.json").is_file():
         argv += ["--quality", str(RESULTS / "quality.json")]
     fad_bench(argv)
-    import json
-
     doc = json.loads(out.read_text())
     text, met = targets(doc, student)
     doc["targets"], doc["note"] = met, note
@@ -220,12 +236,13 @@ def memory(exports: Path, student: str, note: str) -> None:
 
 
 def tflite_comparison(exports: Path, student: str, doc: dict) -> str:
-    rows = []
+    rows, missing = [], []
     for backend in ("tflite-fp32", "tflite-int8"):
         try:
             runner = exported_runner(backend, exports / student)
         except FadError as e:
-            return f"No exported TFLite model of {student} ({e}); nothing to compare."
+            missing.append(f"- {backend}: not measured ({e})")
+            continue
         planned = profile_memory(load_checkpoint(models_dir() / f"{student}.pt").build(), runner.input_size,
                                  BYTES["int8" if backend.endswith("int8") else "fp32"]).arena_bytes
         for xnnpack in (True, False):
@@ -241,7 +258,8 @@ def tflite_comparison(exports: Path, student: str, doc: dict) -> str:
             "packed weights and workspace) and allocator slack, so it is an upper bound of the arena.\n\n"
             + markdown_table(["model", "kernels", "input", "planned arena B", "RSS alloc+invoke B",
                               "of which allocate_tensors", "of which first invoke",
-                              "all activations, no reuse B", "RSS / planned"], rows))
+                              "all activations, no reuse B", "RSS / planned"], rows)
+            + ("\n\n" + "\n".join(missing) if missing else ""))
 
 
 def tiling(exports: Path, student: str, note: str) -> None:
@@ -289,7 +307,7 @@ def main():
         RESULTS.mkdir(parents=True, exist_ok=True)
         exports = tmp / "export"
         exports.mkdir()
-        export_folder(names, tuple(args.size), not args.no_export, exports)
+        note += " Exports: " + "; ".join(export_folder(names, tuple(args.size), not args.no_export, exports)) + "."
         memory(exports, student, note)
         tiling(exports, student, note)
         profiles(names, note)

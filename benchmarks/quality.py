@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fad_deploy.cli.eval import main as fad_eval
+from fad_deploy.cli.eval import parser as eval_parser
+from fad_deploy.cli.eval import run as fad_eval
 from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
@@ -26,14 +27,15 @@ TABLES = {
         ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-student"],
     "Table 5 analogue: baselines scaled to the student's compute":
         ["noisy", "upi-lite", "fan-student", "teacher"],
-    "Classical baselines (per-plane, generalised Anscombe VST)":
-        ["noisy", "nlm", "bm3d", "fan-student", "teacher"],
 }
+# BM3D takes ~90 s per megapixel, so the classical table uses a smaller seeded set.
+CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; smaller set)",
+             ["noisy", "nlm", "bm3d", "fan-student", "teacher"])
 ROW_LABELS = {
     "unet-plain": "Plain U-Net", "unet-wavelet": "Wavelet U-Net", "fan-charbonnier": "Feature-Align",
     "fan-noskip": "FA w/o shrunk skips", "fan-charbonnier-ft": "Charbonnier", "fan-kd": "Knowledge dist.",
     "fan-student": "KD + Feature Matching (shipped)", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
-    "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D",
+    "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
 MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavelet", "fan-noskip",
           "fan-charbonnier-ft", "fan-kd", "upi-lite"]
@@ -54,7 +56,7 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(out)
 
 
-def example_figure(result_set: dict, names: list[str], out: Path) -> None:
+def example_figure(set_args: argparse.Namespace, names: list[str], out: Path) -> None:
     """Noisy / ground truth / teacher / student crops at a high and a low noise level."""
     import matplotlib
 
@@ -66,7 +68,7 @@ def example_figure(result_set: dict, names: list[str], out: Path) -> None:
     from fad_deploy.isp.process import preview_rgb
     from fad_deploy.runners import load_runner
 
-    pairs, _ = make_set(result_set)
+    pairs, _ = make_set(set_args)
     shots = np.unique(pairs["shot"])
     picks = [int(np.flatnonzero(pairs["shot"] == shots[k])[1]) for k in (-1, len(shots) // 2)]
     sub = {k: v[picks] for k, v in pairs.items()}
@@ -147,22 +149,32 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="1 crop per photo, 3 levels, no BM3D (a smoke run)")
     args = p.parse_args(argv)
     names = [m for m in MODELS if any(models_dir().rglob(f"{m}.pt"))]
-    eval_args = ["--images", args.images, *names, "--threads", "2",
-                 "--baselines", "nlm" if args.quick else "nlm,bm3d"]
-    if args.quick:
-        eval_args += ["--crops-per-image", "1", "--levels", "3"]
-    result = fad_eval(eval_args)
-    for r in result["results"]:
-        if r["model"] in names:
-            r["params"] = sum(v.numel() for v in load_checkpoint(resolve_model(r["model"])).build().parameters())
+    size = ["--crops-per-image", "1", "--levels", "3"] if args.quick else ["--crops-per-image", "2", "--levels", "6"]
+    main_args = ["--images", args.images, *names, "--threads", "2", "--baselines", "nlm", *size]
+    if (models_dir() / "nsma" / "manifest.json").is_file():
+        main_args.append("--nsma")
+    result = fad_eval(main_args)
+    add_params(result["results"], names)
+    classical_names = [n for n in CLASSICAL[1] if n in names]
+    classical_args = ["--images", args.images, *classical_names, "--threads", "2", "--seed", "1",
+                      "--baselines", "nlm" if args.quick else "nlm,bm3d", "--crops-per-image", "1", "--levels", "4"]
+    classical = fad_eval(classical_args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "quality.json", result)
+    write_json(RESULTS / "quality.json", {**result, "classical": classical,
+                                         "commands": {"main": main_args, "classical": classical_args}})
     md = ["# Quality on held-out photos", "",
-          f"Command: `python benchmarks/quality.py{' --quick' if args.quick else ''}`. Set: {result['set']}.", "",
+          f"Command: `python benchmarks/quality.py{' --quick' if args.quick else ''}` "
+          f"(runs `fad-eval {' '.join(main_args)}`). Set: {result['set']}.", "",
           "RAW metrics on the 4 packed Bayer planes (data range 1); RGB after the minimal ISP (white balance, "
           "bilinear demosaic, colour matrix, gamma 1/2.2). GMACs per megapixel of RAW input (4x512x512 packed).", ""]
     for title, rows in TABLES.items():
         md += [f"## {title}", "", markdown_table(result["results"], rows), ""]
+    if any(r["model"].startswith("nsma") for r in result["results"]):
+        md += ["## Table 2 analogue: Noise Subrange Model Array", "",
+               markdown_table(result["results"], ["noisy", "fan-student", "nsma (n=4)"]), "",
+               "Per sub-range numbers: benchmarks/results/nsma.md.", ""]
+    md += [f"## {CLASSICAL[0]}", "", f"Set: {classical['set']}", "",
+           markdown_table(classical["results"], CLASSICAL[1]), ""]
     md += ["## Per shot level (RAW PSNR, dB)", ""]
     levels = sorted({lv["shot"] for v in result["per_level"].values() for lv in v})
     md.append("| model | " + " | ".join(f"a={a:.2g}" for a in levels) + " |")
@@ -172,12 +184,16 @@ def main(argv=None) -> None:
     md += ["", "![examples](quality_examples.png)", "", "![psnr vs macs](quality_psnr_vs_macs.png)", ""]
     write_text(RESULTS / "quality.md", "\n".join(md))
     psnr_vs_macs_plot(result["results"], RESULTS / "quality_psnr_vs_macs.png")
-    set_args = argparse.Namespace(set=None, images=args.images, shot_noise=None, read_noise=None,
-                                  levels=result["set"]["shot_levels"].__len__(), crop=result["set"]["crop"],
-                                  crops_per_image=result["set"]["crops_per_image"], seed=result["set"]["seed"])
-    example_figure(set_args, [n for n in ("teacher", "fan-student") if n in names], RESULTS / "quality_examples.png")
+    example_figure(eval_parser().parse_args(main_args), [n for n in ("teacher", "fan-student") if n in names],
+                   RESULTS / "quality_examples.png")
     write_model_cards(result["results"], result["set"])
     print(f"wrote {RESULTS / 'quality.md'}")
+
+
+def add_params(rows: list[dict], names: list[str]) -> None:
+    for r in rows:
+        if r["model"] in names:
+            r["params"] = sum(v.numel() for v in load_checkpoint(resolve_model(r["model"])).build().parameters())
 
 
 if __name__ == "__main__":

@@ -22,11 +22,15 @@ from fad_deploy.android.output import parse_benchmark_output, parse_op_profile
 from fad_deploy.android.runner import AdbRunner
 from fad_deploy.data.noise import NoiseParams
 from fad_deploy.errors import FadError
+from fad_deploy.export.manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing
+from fad_deploy.fileio import write_json
+from fad_deploy.models.registry import Checkpoint, build, model_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 
 FAKES = Path(__file__).parent / "fakes"
 SIZE = 16  # packed h = w of the tiny test models
 ANCHOR = NoiseParams(1e-3, 1e-5)
+TINY_FAN = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}
 
 
 # ---- fixtures ---------------------------------------------------------------------------
@@ -87,25 +91,43 @@ def binary(tmp_path) -> Path:
     return path
 
 
-def make_bundle(folder: Path, files: dict[str, Path], manifest: dict) -> Path:
+def checkpoint(name: str, shot_range=(1e-4, 0.012)) -> Checkpoint:
+    net = build("fan", TINY_FAN)
+    return Checkpoint(name, "fan", model_config(net), net.state_dict(), shot_range)
+
+
+def make_bundle(folder: Path, models: list[tuple[Checkpoint, dict[str, Path]]], **extra) -> Path:
+    """A fad-export folder: per checkpoint, the given .tflite files by backend, in the manifest.
+    (The .tflite files are the tiny test nets, not the checkpoints: the harness only needs
+    the checkpoint for its name, anchor and shot range.)"""
     folder.mkdir()
-    for name, src in files.items():
-        (folder / name).write_bytes(src.read_bytes())
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    entries = []
+    for ckpt, files in models:
+        records = {}
+        for backend, src in files.items():
+            name = f"{ckpt.name}{FILE_SUFFIX[backend]}"
+            (folder / name).write_bytes(src.read_bytes())
+            records[backend] = file_record(folder, name, {})
+        entries.append({"name": ckpt.name, "source": {"checkpoint": f"{ckpt.name}.pt"},
+                        "shot_range": list(ckpt.shot_range), "preprocessing": preprocessing(ckpt), "files": records})
+    write_json(folder / MANIFEST, {"format": FORMAT, "models": entries, **extra})
     return folder
 
 
 @pytest.fixture
-def bundle(tmp_path, tiny_models) -> Path:
-    return make_bundle(tmp_path / "tiny", {"tiny-int8.tflite": tiny_models["int8"], "tiny-fp32.tflite": tiny_models["fp32"]},
-                       {"model": "tiny", "files": [{"path": "tiny-int8.tflite"}, {"path": "tiny-fp32.tflite"}],
-                        "shot_range": [1e-4, 0.012], "params": 652})
+def bundle(tmp_path, tiny_models, monkeypatch) -> Path:
+    """int8 and float32 files of "tiny", whose checkpoint is shipped (in $FAD_MODELS)."""
+    ckpt = checkpoint("tiny")
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "models"))
+    ckpt.save(tmp_path / "models" / "tiny.pt")
+    return make_bundle(tmp_path / "tiny", [(ckpt, {"tflite-int8": tiny_models["int8"],
+                                                   "tflite-fp32": tiny_models["fp32"]})])
 
 
 @pytest.fixture
 def int8_bundle(tmp_path, tiny_models) -> Path:
-    """A one-model bundle without a manifest: every .tflite at the full training range."""
-    return make_bundle(tmp_path / "tiny8", {"tiny-int8.tflite": tiny_models["int8"]}, {"model": "tiny8"})
+    """Only an int8 file, and no checkpoint of that name."""
+    return make_bundle(tmp_path / "tiny8", [(checkpoint("tiny8"), {"tflite-int8": tiny_models["int8"]})])
 
 
 def options(bundle: Path, binary: Path, **kw) -> Namespace:
@@ -305,7 +327,10 @@ def test_bench_adb_json_matches_cpu_schema(device, binary, bundle, tmp_path):
     (model,) = out["models"]
     assert set(model) >= {"name", "params", "macs_per_megapixel", "peak_activation_bytes_int8",
                           "peak_activation_bytes_fp32", "results"}
-    assert model["name"] == "tiny" and model["params"] == 652
+    assert model["name"] == "tiny" and model["skipped"] == []
+    # counted on the shipped checkpoint "tiny", as `fad-bench --device cpu` does
+    assert model["params"] == sum(p.numel() for p in build("fan", TINY_FAN).parameters())
+    assert model["macs_per_megapixel"] > 0 and model["peak_activation_bytes_int8"] > 0
     by_key = {(r["backend"], r["threads"]): r for r in model["results"]}
     assert set(by_key) == {(f"adb-tflite-{k}-xnnpack", t) for k in ("int8", "fp32") for t in (1, 2)}
     for (backend, threads), r in by_key.items():
@@ -423,17 +448,33 @@ def test_adb_runner_denoises_like_the_host_and_detects_corruption(device, binary
     assert not remote_dir.exists()
 
 
-def test_noise_a_selects_the_sub_range_model(device, binary, tiny_models, tmp_path, capsys):
-    table = [{"name": "tiny-r0", "shot_min": 1e-4, "shot_max": 1e-3, "tflite": "r0-int8.tflite"},
-             {"name": "tiny-r1", "shot_min": 1e-3, "shot_max": 1.2e-2, "tflite": "r1-int8.tflite"}]
-    nsma = make_bundle(tmp_path / "nsma", {"r0-int8.tflite": tiny_models["int8"], "r1-int8.tflite": tiny_models["int8"]},
-                       {"model": "tiny-nsma", "files": ["r0-int8.tflite", "r1-int8.tflite"], "subranges": table})
+def test_noise_a_selects_the_sub_range_model(device, binary, tiny_models, tmp_path, recwarn):
+    ranges = [(1e-4, 1e-3), (1e-3, 1.2e-2)]
+    ckpts = [checkpoint(f"tiny-r{i}", r) for i, r in enumerate(ranges)]
+    table = [{"name": c.name, "file": f"{c.name}.int8.tflite", "shot_min": r[0], "shot_max": r[1]}
+             for c, r in zip(ckpts, ranges)]
+    nsma = make_bundle(tmp_path / "nsma", [(c, {"tflite-int8": tiny_models["int8"]}) for c in ckpts], subranges=table)
     assert [m.name for m in load_bundle(nsma)] == ["tiny-r0", "tiny-r1"]
-    assert [m.files[0].name for m in load_bundle(nsma, 5e-3)] == ["r1-int8.tflite"]
+    assert [m.name for m in load_bundle(nsma, 5e-3)] == ["tiny-r1"]
     out = bench_adb(options(nsma, binary, noise_a=2e-4))
     (model,) = out["models"]
     assert model["name"] == "tiny-r0" and model["shot_range"] == [1e-4, 1e-3]
-    assert [r["file"] for r in model["results"]] == ["r0-int8.tflite"]
-    assert "parity" in model["results"][0] and "a=0.0002" in model["results"][0]["parity"]["input"]
-    load_bundle(nsma, 0.5)
-    assert "clamped to the model for [0.001, 0.012)" in capsys.readouterr().err
+    assert [r["file"] for r in model["results"]] == ["tiny-r0.int8.tflite"]
+    assert "a=0.0002" in model["results"][0]["parity"]["input"]
+    assert [m.name for m in load_bundle(nsma, 0.5)] == ["tiny-r1"]  # clamped, with a warning
+    assert any("clamped to the nearest" in str(w.message) for w in recwarn)
+
+
+def test_bundle_without_fp32_file_lists_it_as_skipped(device, binary, int8_bundle):
+    (model,) = bench_adb(options(int8_bundle, binary))["models"]
+    assert [r["backend"] for r in model["results"]] == ["adb-tflite-int8-xnnpack"]
+    assert model["params"] is None  # no checkpoint named tiny8 is shipped
+    assert len(model["skipped"]) == 1 and model["skipped"][0].startswith("tflite-fp32: ")
+
+
+def test_a_failing_delegate_is_skipped_when_others_run(device, binary, int8_bundle, monkeypatch):
+    monkeypatch.setenv("FAKE_ADB_MODE", "nogpu")
+    (model,) = bench_adb(options(int8_bundle, binary, delegate=["xnnpack", "gpu"]))["models"]
+    assert [r["backend"] for r in model["results"]] == ["adb-tflite-int8-xnnpack"]
+    assert "adb-tflite-int8-gpu x1: benchmark_model failed" in model["skipped"][-1]
+    assert "Failed to apply GPU delegate" in model["skipped"][-1]

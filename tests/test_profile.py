@@ -59,11 +59,22 @@ def test_feature_align_mul_and_add_are_counted():
     assert [layer.activation_ops for layer in layers if layer.kind == "activation"] == [8 * hw]
 
 
-def test_pixel_shuffle_is_free_pooling_is_not_activations_have_their_own_column():
+def test_shuffle_resize_pooling_and_activation_rules():
     up = count_macs(Upsample2x(4, 4), (H, W))
     shuffle = [layer for layer in up.layers if layer.kind == "shuffle"]
     assert len(shuffle) == 1 and shuffle[0].macs == 0 and shuffle[0].out_shape == (1, 4, 2 * H, 2 * W)
     assert up.macs == 16 * H * W * 4
+
+    class Resize(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear")
+
+        def forward(self, x):
+            return nn.functional.interpolate(x, scale_factor=2, mode="nearest") + self.up(x)
+
+    resize = {layer.target: layer.macs for layer in count_macs(Resize(), (H, W)).layers}
+    assert resize == {"interpolate": 0, "up": 4 * 4 * H * W * 4, "add": 4 * 4 * H * W}  # nearest copies; bilinear: 4 taps
 
     net = nn.Sequential(nn.AvgPool2d(2), nn.MaxPool2d(2), nn.ReLU())
     report = count_macs(net, (H, W))

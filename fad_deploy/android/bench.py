@@ -94,8 +94,8 @@ class AdbBenchConfig:
 
 
 def model_facts(name: str, hw: tuple[int, int]) -> dict:
-    """Parameters, MACs and activation arena of the network, from its checkpoint when one of
-    that name is shipped (the same counts as on the CPU), else None."""
+    """Parameters, MACs and activation arena of the network at ``hw``, counted on its source
+    checkpoint as on the CPU, when that checkpoint is found by name; else None."""
     try:
         checkpoint = load_checkpoint(resolve_model(name))
     except FadError:
@@ -138,7 +138,7 @@ def bench_model(session: DeviceSession, model: DeviceModel, cfg: AdbBenchConfig,
     for backend, path in model.files.items():
         host = TFLiteRunner(path, model.anchor, backend=backend)
         hw = cfg.size or host.input_size
-        facts = facts or model_facts(model.name, hw)
+        facts = facts or model_facts(model.checkpoint, hw)
         for delegate in cfg.delegates:
             parity = None
             for threads in cfg.threads:
@@ -153,8 +153,8 @@ def bench_model(session: DeviceSession, model: DeviceModel, cfg: AdbBenchConfig,
                 else:
                     results.append({**row, "parity": parity})
                 bar.update(1)
-    return {"name": model.name, **facts, "shot_range": list(model.shot_range) if model.shot_range else None,
-            "results": results, "skipped": skipped}
+    return {"name": model.name, **facts, "shot_range": list(model.shot_range), "results": results,
+            "skipped": skipped}
 
 
 def bench_adb(options) -> dict:
@@ -177,5 +177,5 @@ def bench_adb(options) -> dict:
                   "benchmark_binary": {"path": str(session.binary), "elf": session.elf.describe()}}
     if not any(m["results"] for m in entries):
         reasons = [s for m in entries for s in m["skipped"]]
-        raise FadError(f"nothing could be measured on {device['serial']}: {reasons[0] if reasons else 'no models'}")
+        raise FadError(f"nothing could be measured on {device['serial']}: {' | '.join(reasons) or 'no models'}")
     return {"device": device, "models": entries}

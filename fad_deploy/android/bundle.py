@@ -1,7 +1,7 @@
-"""Which TFLite files of an exported bundle (a `fad-export` folder) go to the phone.
+"""Which TFLite files of an export bundle (a `fad-export` folder) go to the phone.
 
-The bundle's manifest names the file per backend and the anchor noise level
-(:func:`fad_deploy.export.manifest.locate`); a noise sub-range array also holds the
+The bundle's manifest lists its networks with their files per backend, anchor and shot
+range (:mod:`fad_deploy.export.manifest`). A noise sub-range array also holds the
 sub-range table (:mod:`fad_deploy.nsma.select`), from which ``--noise-a`` picks the model
 the phone would run, by the same rule the phone applies.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 
 from ..data.noise import NoiseParams
 from ..errors import FadError
+from ..export.manifest import MANIFEST, locate, read_bundle
 from ..models.registry import models_dir
-from ..nsma.select import TABLE_KEY, read_manifest, select_model, table_from_manifest
+from ..nsma.select import TABLE_KEY, select_model, table_from_manifest
 
-MANIFEST = "manifest.json"
 TFLITE_BACKENDS = ("tflite-int8", "tflite-fp32")
 
 
@@ -25,10 +25,11 @@ class DeviceModel:
     """One network of a bundle with its TFLite files by backend."""
 
     name: str
+    checkpoint: str  # the source checkpoint's name, for parameter and MAC counts
     files: dict[str, Path]  # backend -> .tflite
     anchor: NoiseParams
-    shot_range: tuple[float, float] | None
-    missing: tuple[str, ...] = ()  # "backend: why" for backends the bundle lacks
+    shot_range: tuple[float, float]
+    missing: tuple[str, ...] = ()  # "backend: why" for TFLite backends the bundle lacks
 
 
 def default_export_root() -> Path:
@@ -55,37 +56,34 @@ def default_bundles(root: Path | None = None) -> list[Path]:
     return bundles
 
 
-def locate_tflites(folder: Path, name: str, model: str | None) -> DeviceModel:
-    from ..export.manifest import locate
-
+def device_model(folder: Path, entry: dict) -> DeviceModel:
     files, missing, anchor = {}, [], None
     for backend in TFLITE_BACKENDS:
         try:
-            files[backend], anchor = locate(folder, backend, model)
+            files[backend], anchor = locate(folder, backend, entry["name"])
         except FadError as e:
             missing.append(f"{backend}: {e}")
     if not files:
-        raise FadError(f"{folder}: no TFLite model{f' for {model}' if model else ''} in this bundle "
-                       f"({'; '.join(missing)})")
-    return DeviceModel(name, files, anchor, None, tuple(missing))
+        raise FadError(f"{folder}: no TFLite file for {entry['name']} (export with `fad-export --target tflite`)")
+    checkpoint = Path(entry.get("source", {}).get("checkpoint") or entry["name"]).stem
+    lo, hi = entry["shot_range"]
+    return DeviceModel(entry["name"], checkpoint, files, anchor, (float(lo), float(hi)), tuple(missing))
 
 
 def load_bundle(folder: str | Path, noise_a: float | None = None) -> list[DeviceModel]:
     """The bundle's networks; for a sub-range array with ``noise_a``, only the one it selects."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
-        raise FadError(f"{folder}: no {MANIFEST}: not a fad-export bundle")
-    manifest = read_manifest(folder / MANIFEST)
-    if not isinstance(manifest, dict) or TABLE_KEY not in manifest:
-        return [locate_tflites(folder, folder.name, None)]
-    table = table_from_manifest(manifest)
-    if noise_a is not None:
-        selection = select_model(table, noise_a, "--noise-a")
+    manifest = read_bundle(folder)
+    entries = manifest["models"]
+    if noise_a is not None and TABLE_KEY in manifest:
+        selection = select_model(table_from_manifest(manifest), noise_a, "--noise-a")
         print(selection.reason, file=sys.stderr)
-        table = [selection.entry]
-    models = []
-    for entry in table:
-        found = locate_tflites(folder, entry.name, entry.name)
-        models.append(DeviceModel(found.name, found.files, found.anchor, (entry.shot_min, entry.shot_max),
-                                  found.missing))
-    return models
+        entries = [e for e in entries if e["name"] == selection.entry.name]
+        if not entries:
+            raise FadError(f"{folder / MANIFEST}: sub-range model {selection.entry.name!r} is not among its models")
+    elif noise_a is not None:
+        for e in entries:
+            lo, hi = e["shot_range"]
+            if not lo <= noise_a <= hi:
+                print(f"warning: a={noise_a:g} is outside {e['name']}'s shot range [{lo:g}, {hi:g}]", file=sys.stderr)
+    return [device_model(folder, e) for e in entries]

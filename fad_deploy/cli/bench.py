@@ -8,18 +8,11 @@ from pathlib import Path
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
-from .common import user_errors
+from .common import OneLineParser, user_errors
 
 CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument mistakes become a FadError: one line on stderr and exit code 2, like every other error."""
-
-    def error(self, message):
-        raise FadError(message)
 
 
 def parser() -> argparse.ArgumentParser:

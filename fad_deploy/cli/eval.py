@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend(s) to run each model on (repeatable; default torch)")
     p.add_argument("--baselines", default="", help="comma list of classical baselines: nlm,bm3d")
+    p.add_argument("--nsma", nargs="?", const="", metavar="DIR",
+                   help="add the Noise Subrange Model Array row (default bundle: models/nsma or its export); "
+                   "each image goes to the sub-range model of its annotated shot level")
     p.add_argument("--json", metavar="OUT", help="write results as JSON here")
     p.add_argument("--shot-noise", type=float, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=float, help="fix the read-noise parameter b (default: UPI's regression)")
@@ -83,6 +86,18 @@ def evaluate(args) -> dict:
             s = score(denoise_set(runner, pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
             rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
             per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
+    if args.nsma is not None:
+        from ..nsma.array import load_array
+        from ..nsma.evaluate import array_choices, array_denoise
+
+        for backend in args.backend or ["torch"]:
+            array = load_array(args.nsma or None, backend)
+            s = score(array_denoise(array, pairs, array_choices(array, pairs)), pairs)
+            name = f"nsma (n={len(array.table)})"
+            macs = model_macs(load_checkpoint(resolve_model(str(array.root / array.table[0].file)))) \
+                if array.table[0].file.endswith(".pt") else None
+            rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
+            per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
     for base in filter(None, args.baselines.split(",")):
         if base not in BASELINES:
             raise FadError(f"unknown baseline {base!r}: choose from {', '.join(BASELINES)}")
@@ -101,8 +116,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@user_errors
-def main(argv=None):
+def run(argv=None) -> dict:
+    """Parse, evaluate, print the table and write the JSON; returns the result."""
     args = parser().parse_args(argv)
     if args.threads:
         import torch
@@ -115,3 +130,8 @@ def main(argv=None):
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return result
+
+
+@user_errors
+def main(argv=None) -> None:
+    run(argv)

@@ -43,19 +43,21 @@ def uint8_weights(model) -> int:
     return len(weight_q)
 
 
-def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str]) -> tuple[bytes, dict]:
-    """The .onnx bytes and a description for the manifest. int8 needs a quantized checkpoint."""
+def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
+                fixed_size: tuple[int, int] | None = None) -> tuple[bytes, dict]:
+    """The .onnx bytes and a description for the manifest. int8 needs a quantized checkpoint.
+    ``fixed_size`` exports a static (1, 4, h, w) graph instead (for converters that need one)."""
     import onnx
     import onnxsim
 
     model = fake_quant_model(ckpt) if int8 else ckpt.build()
-    example = torch.zeros(1, 4, TRACE_SIZE, TRACE_SIZE)
+    example = torch.zeros(1, 4, *(fixed_size or (TRACE_SIZE, TRACE_SIZE)))
+    dynamic = None if fixed_size else {INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the shape arithmetic of the padding
         torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES})
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic)
     proto, ok = onnxsim.simplify(onnx.load_from_string(buf.getvalue()))
     if not ok:
         raise FadError(f"{ckpt.name}: onnxsim could not validate the simplified ONNX model")
@@ -65,9 +67,10 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str]) -> tuple
     proto.producer_name, proto.producer_version = "fad-deploy", metadata.get("version", "")
     onnx.checker.check_model(proto, full_check=True)
     ops = sorted({n.op_type for n in proto.graph.node})
-    info = {"input": {"name": INPUT_NAME, "shape": ["n", 4, "h", "w"], "layout": "NCHW", "dtype": "float32"},
-            "output": {"name": OUTPUT_NAME, "shape": ["n", 4, "h", "w"], "layout": "NCHW", "dtype": "float32"},
-            "dynamic_hw": True, "opset": OPSET, "ops": ops}
+    shape = [1, 4, *fixed_size] if fixed_size else ["n", 4, "h", "w"]
+    info = {"input": {"name": INPUT_NAME, "shape": shape, "layout": "NCHW", "dtype": "float32"},
+            "output": {"name": OUTPUT_NAME, "shape": shape, "layout": "NCHW", "dtype": "float32"},
+            "dynamic_hw": not fixed_size, "opset": OPSET, "ops": ops}
     if int8:
         info["qdq"] = {"weights": "per-channel 8-bit, stored uint8 with zero point 128 (int8 grid [-128, 127])",
                        "activations": "per-tensor uint8", "weight_quantizers": rewritten}

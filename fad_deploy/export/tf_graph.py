@@ -32,8 +32,9 @@ def fake_quant(tf, x, fq: FakeQuantize):
     lo, hi = grid_range(fq.scale.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
     if fq.quant_max - fq.quant_min != 2**NUM_BITS - 1:
         raise FadError(f"only full-range 8-bit quantizers export to TFLite (got [{fq.quant_min}, {fq.quant_max}])")
-    if lo.size == 1:
-        return tf.quantization.fake_quant_with_min_max_vars(x, float(lo[0]), float(hi[0]), num_bits=NUM_BITS)
+    if fq.qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return tf.quantization.fake_quant_with_min_max_vars(x, float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0]),
+                                                            num_bits=NUM_BITS)
     return tf.quantization.fake_quant_with_min_max_vars_per_channel(
         x, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
 
@@ -71,14 +72,18 @@ class TFRebuild:
         quantizers) is a PixelShuffle: their output channels are reordered for TF."""
         fed = {}
         for node in self.gm.graph.nodes:
-            if not self._is(node, nn.PixelShuffle):
-                continue
-            src = node.args[0]
-            while self._is(src, FakeQuantize) and len(src.users) == 1:
-                src = src.args[0]
-            if self._is(src, nn.Conv2d) and len(src.users) == 1:
-                fed[src.target] = self.modules[node.target].upscale_factor
+            if self._is(node, nn.PixelShuffle):
+                src = self._producer(node)
+                if self._is(src, nn.Conv2d) and len(src.users) == 1:
+                    fed[src.target] = self.modules[node.target].upscale_factor
         return fed
+
+    def _producer(self, node: fx.Node) -> fx.Node:
+        """The node computing ``node``'s input, looking through single-use quantizers."""
+        src = node.args[0]
+        while self._is(src, FakeQuantize) and len(src.users) == 1:
+            src = src.args[0]
+        return src
 
     # ---- ops -------------------------------------------------------------------------------------
     def conv(self, tf, x, name: str, mod: nn.Conv2d):
@@ -131,16 +136,11 @@ class TFRebuild:
             return tf.nn.avg_pool2d(x, k, k, "VALID")
         if isinstance(mod, nn.PixelShuffle):
             r = mod.upscale_factor
-            if not self._fed_by_reordered_conv(node):
+            src = self._producer(node)
+            if not (src.op == "call_module" and src.target in self.shuffle_fed):  # reorder channels here
                 x = tf.gather(x, depth_to_space_order(x.shape[-1] // (r * r), r), axis=3)
             return tf.nn.depth_to_space(x, r)
         raise FadError(f"{node.target}: {type(mod).__name__} is not in the exportable op list")
-
-    def _fed_by_reordered_conv(self, node: fx.Node) -> bool:
-        src = node.args[0]
-        while self._is(src, FakeQuantize) and len(src.users) == 1:
-            src = src.args[0]
-        return src.op == "call_module" and src.target in self.shuffle_fed
 
     def call_function(self, tf, node: fx.Node, args, kwargs):
         fn = node.target

@@ -55,9 +55,9 @@ class Checkpoint:
     config: dict
     state_dict: dict
     shot_range: tuple[float, float] = SHOT_RANGE
-    anchor_shot: float | None = None  # k-sigma anchor; None: centre of shot_range
     card: dict = dataclasses.field(default_factory=dict)  # command, data, time, metrics
     extra: dict = dataclasses.field(default_factory=dict)  # e.g. quantization ranges
+    anchor_shot: float | None = None  # k-sigma anchor; None: centre of shot_range
 
     @property
     def anchor(self) -> NoiseParams:

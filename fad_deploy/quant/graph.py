@@ -39,7 +39,3 @@ class Padded(nn.Module):
 def trace_float(net: nn.Module) -> fx.GraphModule:
     """The float core as a torch.fx graph (module names as in ``net`` under ``net.``)."""
     return fx.symbolic_trace(Core(net))
-
-
-def padded_size(h: int, w: int, multiple: int) -> tuple[int, int]:
-    return h + (-h) % multiple, w + (-w) % multiple

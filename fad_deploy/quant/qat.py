@@ -184,7 +184,7 @@ def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method
         "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
-    return Checkpoint(ckpt.name, ckpt.arch, ckpt.config, float_state(gm, net), ckpt.shot_range, card, extra)
+    return dataclasses.replace(ckpt, state_dict=float_state(gm, net), card=card, extra=extra)
 
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True) -> Checkpoint:

@@ -126,6 +126,11 @@ def presets() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """A TrainConfig from its ``to_dict()`` form; settings added since then take their defaults."""
+    return _build(TrainConfig, data, where)
+
+
 def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
     """A preset name or a YAML file, then ``key.sub=value`` overrides (YAML-parsed values)."""
     path = Path(name_or_path)

@@ -28,7 +28,7 @@ from ..errors import FadError
 from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
 from ..models.registry import Checkpoint, build, load_checkpoint, load_weights, model_config, resolve_model
-from .config import TrainConfig
+from .config import TrainConfig, config_from_dict
 from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
 
 
@@ -187,7 +187,8 @@ class Trainer:
             blob = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
             raise FadError(f"{path}: cannot read the run's state ({type(e).__name__}); start over with --fresh")
-        if json.loads(blob["config"]) != json.loads(json.dumps(self.cfg.to_dict())):
+        saved = config_from_dict(json.loads(blob["config"]), str(path)).to_dict()
+        if json.loads(json.dumps(saved)) != json.loads(json.dumps(self.cfg.to_dict())):
             raise FadError(f"{path}: the run folder holds a run with a different config; use another out= or delete it")
         self.model.load_state_dict(blob["model"])
         self.opt.load_state_dict(blob["opt"])

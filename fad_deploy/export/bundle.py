@@ -1,0 +1,246 @@
+"""fad-export's pipeline: quantize (QAT or PTQ, reused when already done), write every
+target's files, validate them against PyTorch, and only then publish the folder.
+
+Files are built in a staging folder next to the output; a failed export or validation
+publishes nothing. Exporting several checkpoints into one bundle is a loop over
+:func:`export_model` with one manifest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..data.synth import validation_pairs
+from ..errors import FadError
+from ..fileio import write_bytes, write_json, write_text
+from ..models.registry import Checkpoint, load_checkpoint
+from ..quant.graph import Core
+from ..quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, is_quantized, post_training_quantization,
+                         quantization_aware_training)
+from ..runners.torch_runner import TorchRunner
+from .manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing, sha256
+from .onnx import OPSET, export_onnx
+from .tflite import TFLiteOptions, check_input_size, export_tflite, group_conv_cost
+from .validate import Thresholds, table, validate_model
+
+TARGETS = ("tflite", "onnx")
+REPORT = "report.md"
+DYNAMIC_HW = {"onnx-fp32": True, "onnx-int8": True, "tflite-fp32": False, "tflite-int8": False}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    targets: tuple[str, ...] = ("tflite",)
+    int8: bool = True
+    ptq: bool = False  # calibration only instead of QAT
+    tflite: TFLiteOptions = TFLiteOptions()
+    qat: QATConfig = QATConfig()
+    ptq_config: PTQConfig = PTQConfig()
+    thresholds: Thresholds = Thresholds()
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class Exported:
+    """One network's manifest entry plus the checkpoints validation compares against."""
+
+    entry: dict
+    float_ckpt: Checkpoint
+    int8_ckpt: Checkpoint | None
+    extra_files: list[str] = field(default_factory=list)
+
+
+def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
+    method = "ptq" if options.ptq else "qat"
+    config = options.ptq_config if options.ptq else options.qat
+    return {"source_sha256": source_sha, "method": method, "config": dataclasses.asdict(config)}
+
+
+def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, cached: Path, dest: Path) -> Checkpoint:
+    """The int8 checkpoint, written to ``dest``: a previous export's file (bytes unchanged)
+    when it was made from the same source with the same settings, else a new QAT/PTQ."""
+    if cached.is_file():
+        try:
+            previous = load_checkpoint(cached)
+        except FadError:
+            previous = None
+        if previous is not None and previous.extra.get("quantization", {}).get("recipe") == recipe:
+            write_bytes(dest, cached.read_bytes())
+            return previous
+    if options.ptq:
+        q = post_training_quantization(ckpt, options.ptq_config, options.progress)
+    else:
+        q = quantization_aware_training(ckpt, options.qat, options.progress)
+    q.extra["quantization"]["recipe"] = recipe
+    q.save(dest)
+    return q
+
+
+def export_model(name: str, path: Path, options: ExportOptions, staging: Path, published: Path) -> Exported:
+    """Quantize and export one checkpoint into ``staging``; returns its manifest entry."""
+    ckpt = load_checkpoint(path)
+    if "tflite" in options.targets:  # before minutes of QAT
+        check_input_size(options.tflite.input_size, Core(ckpt.build()).multiple)
+    source_sha = sha256(path)
+    version = f"{name} (fad-deploy {__version__}, source sha256 {source_sha[:12]})"
+    pre = preprocessing(ckpt)
+    description = {"model": name, "arch": ckpt.arch, "version": version, "preprocessing": pre}
+    files: dict[str, dict] = {}
+
+    def put(backend: str, data: bytes, info: dict) -> None:
+        file = f"{name}{FILE_SUFFIX[backend]}"
+        write_bytes(staging / file, data)
+        files[backend] = file_record(staging, file, info)
+
+    int8_ckpt = None
+    quant_info = None
+    if options.int8:
+        int8_file = f"{name}{FILE_SUFFIX['torch-int8']}"
+        if is_quantized(ckpt):
+            int8_ckpt = ckpt
+            write_bytes(staging / int8_file, path.read_bytes())
+        else:
+            recipe = quantization_recipe(source_sha, options)
+            int8_ckpt = quantize(ckpt, recipe, options, published / int8_file, staging / int8_file)
+        files["torch-int8"] = file_record(staging, int8_file,
+                                          {"format": "fad-deploy checkpoint with extra.quantization"})
+        q = int8_ckpt.extra["quantization"]
+        quant_info = {"method": q["method"], "weights": q["weights"], "activations": q["activations"],
+                      "quantizers": len(q["fake_quant"]),
+                      "time_s": int8_ckpt.card.get("quantization", {}).get("time_s")}
+    for target in options.targets:
+        if target == "tflite":
+            put("tflite-fp32", *export_tflite(ckpt, dataclasses.replace(options.tflite, int8=False, float_io=False),
+                                              version, description))
+            if int8_ckpt is not None:
+                put("tflite-int8", *export_tflite(int8_ckpt, dataclasses.replace(options.tflite, int8=True),
+                                                  version, description))
+        elif target == "onnx":
+            meta = {"version": version, "preprocessing": str(pre)}
+            put("onnx-fp32", *export_onnx(ckpt, False, meta))
+            if int8_ckpt is not None:
+                put("onnx-int8", *export_onnx(int8_ckpt, True, meta))
+        else:
+            raise FadError(f"unsupported target {target!r}: choose from {', '.join(TARGETS)}")
+    entry = {"name": name, "arch": ckpt.arch, "config": ckpt.config,
+             "params": sum(v.numel() for k, v in ckpt.state_dict.items() if v.is_floating_point()),
+             "source": {"checkpoint": path.name, "sha256": source_sha}, "version": version,
+             "shot_range": list(ckpt.shot_range), "preprocessing": pre, "quantization": quant_info,
+             "files": files}
+    if "tflite" in options.targets and not options.tflite.group_conv:
+        entry["group_conv_cost"] = group_conv_cost(ckpt.build(), options.tflite.input_size)
+    return Exported(entry, ckpt, int8_ckpt)
+
+
+def references(item: Exported) -> dict:
+    refs = {"torch": TorchRunner(item.float_ckpt)}
+    if item.int8_ckpt is not None:
+        refs["torch-int8"] = FakeQuantRunner(item.int8_ckpt)
+    return refs
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move the staged files into ``out`` (each rename atomic), the manifest last, and
+    remove files of a previous export that the new manifest no longer lists."""
+    out.mkdir(parents=True, exist_ok=True)
+    old = set()
+    if (out / MANIFEST).is_file():
+        from .manifest import read_bundle
+
+        try:
+            old = {r["file"] for e in read_bundle(out)["models"] for r in e["files"].values()} | {REPORT}
+        except FadError:
+            old = set()
+    new = sorted(p.name for p in staging.iterdir())
+    for name in sorted(new, key=lambda n: n == MANIFEST):
+        os.replace(staging / name, out / name)
+    for name in old - set(new):
+        (out / name).unlink(missing_ok=True)
+    staging.rmdir()
+
+
+def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
+    lines = [f"# fad-export: {', '.join(m['name'] for m in manifest['models'])}", ""]
+    for m in manifest["models"]:
+        q = m["quantization"]
+        lines += [f"## {m['name']} ({m['arch']}, {m['params']:,} parameters)", "",
+                  f"- source: {m['source']['checkpoint']} (sha256 {m['source']['sha256'][:12]})",
+                  f"- noise range a in [{m['shot_range'][0]:.3g}, {m['shot_range'][1]:.3g}], anchor "
+                  f"a_A = {m['preprocessing']['anchor']['shot']:.4g}, b_A = {m['preprocessing']['anchor']['read']:.4g}"]
+        if q:
+            lines.append(f"- int8: {q['method'].upper()}, {q['quantizers']} quantizers; weights {q['weights']}; "
+                         f"activations {q['activations']}" + (f"; took {q['time_s']:.0f} s" if q["time_s"] else ""))
+        lines += ["", "| file | bytes | KB | dynamic h, w | sha256 |", "| --- | ---: | ---: | --- | --- |"]
+        for backend, r in m["files"].items():
+            dyn = {True: "yes", False: "no (fixed; resizable to multiples of "
+                   f"{r.get('resizable_to_multiples_of', '?')})"}.get(DYNAMIC_HW.get(backend), "-")
+            lines.append(f"| {r['file']} | {r['bytes']} | {r['bytes'] / 1024:.1f} | {dyn} | {r['sha256'][:16]} |")
+        if "group_conv_cost" in m:
+            c = m["group_conv_cost"]
+            lines += ["", f"--no-group-conv: grouped convs written as block-diagonal plain convs: conv MACs "
+                      f"{c['macs_grouped']:,} -> {c['macs_plain']:,} (x{c['macs_plain'] / c['macs_grouped']:.2f}), "
+                      f"conv weights {c['weights_grouped']:,} -> {c['weights_plain']:,} "
+                      f"(x{c['weights_plain'] / c['weights_grouped']:.2f}) at the export size"]
+        lines.append("")
+    t = options.thresholds
+    lines += ["## Validation", "",
+              f"Seeded validation patches ({manifest['validation']['patches']} of "
+              f"{manifest['validation']['size']}x{manifest['validation']['size']} packed, "
+              f"{manifest['validation']['levels']} shot-noise levels). Parity = PSNR of the denoised RAW against "
+              f"the PyTorch reference; bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "
+              f"float >= {t.parity_float_db} dB vs fp32, tflite-int8 denoising drop <= {t.max_drop_db} dB.", "",
+              table(rows), "",
+              "The int8 input and output are each on their own per-tensor scale over the anchor-space range, "
+              "which spans ~a_A / a_min times the [0, 1] RAW range: the per-level table shows what that costs "
+              "at each noise level.", "",
+              "ONNX models take any N, h, w (the padding to the network's multiple is in the graph); TFLite "
+              "models have a fixed input size (the runner resizes the interpreter to other multiples of the "
+              f"network's multiple; delegates may not). ONNX opset {OPSET}."]
+    return "\n".join(lines) + "\n"
+
+
+def rounded(rows: list[dict]) -> list[dict]:
+    """Validation rows with numbers rounded (stable manifests across re-runs)."""
+    def r(v):
+        return round(v, 3) if isinstance(v, float) else {k: r(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return [{k: r(v) for k, v in row.items()} for row in rows]
+
+
+def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: Path) -> dict:
+    """Export ``models`` [(name, checkpoint path)] into ``out`` with one manifest; validate; publish."""
+    out = Path(out)
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        items = [export_model(name, path, options, staging, out) for name, path in models]
+        pairs = validation_pairs()
+        manifest = {"format": FORMAT, "generator": f"fad-deploy {__version__}", "targets": list(options.targets),
+                    "dynamic_hw": {b: v for b, v in DYNAMIC_HW.items()
+                                   if any(b in it.entry["files"] for it in items)},
+                    "validation": {"set": "fad_deploy.data.synth.validation_pairs(seed=1234)",
+                                   "patches": len(pairs["noisy"]), "size": int(pairs["noisy"].shape[-1]),
+                                   "levels": len(set(pairs["shot"].tolist()))},
+                    "models": [it.entry for it in items]}
+        write_json(staging / MANIFEST, manifest)  # the runners find the staged files through it
+        rows = []
+        for it in items:
+            model_rows = validate_model(staging, it.entry, references(it), pairs, options.thresholds,
+                                        enforce_drop=options.int8, threads=options.threads)
+            it.entry["validation"] = rounded(model_rows)
+            rows += model_rows
+        write_json(staging / MANIFEST, manifest)
+        write_text(staging / REPORT, report(manifest, rows, options))
+        print(table(rows))
+        failed = [f"{r['model']} {r['backend']}: {'; '.join(r['failed'])}" for r in rows if not r["ok"]]
+        if failed:
+            raise FadError(f"validation failed, nothing written to {out}: {' | '.join(failed)}")
+        publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest

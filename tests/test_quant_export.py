@@ -1,0 +1,262 @@
+"""int8 QAT/PTQ, the TFLite and ONNX exports, their parity with PyTorch, the export folder
+(manifest, report, byte-identical re-export) and fad-export's user errors.
+
+Tiny networks (FAN widths 8, 8, 16 on 4 x 32 x 32) and a tiny patch cache keep this fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fad_deploy.cli.export import main as export_main
+from fad_deploy.errors import FadError
+from fad_deploy.fileio import save_npz
+from fad_deploy.isp.metrics import psnr
+from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
+from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, prepare,
+                                  post_training_quantization, quant_state, quantization_aware_training,
+                                  quantized_checkpoint, quantizers)
+from fad_deploy.quant.qconfig import QATConvReLU62d
+from fad_deploy.runners import load_runner
+from fad_deploy.runners.tflite_runner import TFLiteRunner
+
+TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}  # padding multiple 4
+SIZE = 32
+RUN = ["--input-size", str(SIZE), str(SIZE), "--qat-steps", "2", "--threads", "1", "--max-drop", "100"]
+
+
+def tiny_checkpoint(seed: int = 0) -> Checkpoint:
+    """A tiny FAN whose every weight matters (Feature-Align starts as identity otherwise)."""
+    torch.manual_seed(seed)
+    net = build("fan", TINY)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return Checkpoint("tiny", "fan", model_config(net), net.state_dict(), card={"steps": 0})
+
+
+def calibrated(ckpt: Checkpoint) -> Checkpoint:
+    """A quantized checkpoint from a few observed random batches (no data files needed)."""
+    net = ckpt.build()
+    gm = prepare(net)
+    torch.manual_seed(1)
+    for _ in range(4):
+        gm(torch.rand(2, 4, SIZE, SIZE) * 3)
+    return quantized_checkpoint(ckpt, freeze(gm), net, "test", {})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A tiny checkpoint and a tiny patch cache (found through FAD_CACHE like the real one)."""
+    root = tmp_path_factory.mktemp("export")
+    tiny_checkpoint().save(root / "tiny.pt")
+    rng = np.random.default_rng(0)
+    n, p = 6, 72
+    ramp = np.linspace(0, 1, p)[None, None, :, None] * np.ones((n, 4, p, p))
+    raw = np.clip(rng.uniform(0.1, 0.7, (n, 1, 1, 1)) * (0.5 + ramp), 0, 1).astype(np.float16)
+    save_npz(root / "patches-train.npz", raw=raw, red_gain=np.full(n, 2.0, np.float32),
+             blue_gain=np.full(n, 1.7, np.float32), rgb_gain=np.full(n, 1.25, np.float32),
+             cam2rgb=np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(workdir):
+    """`fad-export tiny.pt --int8 --target all` into a folder (QAT on the tiny cache)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FAD_CACHE", str(workdir))
+    out = workdir / "bundle"
+    export_main([str(workdir / "tiny.pt"), "--int8", "--target", "all", "--out", str(out), *RUN])
+    yield out
+    mp.undo()
+
+
+def digests(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# ---- quantization ----------------------------------------------------------------------------------------
+
+def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_network(tmp_path, one_thread):
+    ckpt = tiny_checkpoint()
+    net = ckpt.build()
+    gm = prepare(net)
+    mods = dict(gm.named_modules())
+    assert isinstance(mods["net.enc.0.expand"], QATConvReLU62d)  # conv + ReLU6 fused: quantized after ReLU6
+    assert type(mods["net.enc.0.project"]).__name__ == "Conv2d"  # plain QAT conv (no activation)
+    x = torch.rand(2, 4, SIZE, SIZE) * 3
+    gm(x)
+    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {})
+    assert set(q.state_dict) == set(ckpt.state_dict)  # float weights under the network's own keys
+    q.save(tmp_path / "q.pt")
+    rebuilt = fake_quant_model(load_checkpoint(tmp_path / "q.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), gm(x), rtol=0, atol=0)
+        y = rebuilt(torch.rand(1, 4, 30, 37))  # any size: padded around the quantized core
+    assert y.shape == (1, 4, 30, 37)
+    state = quant_state(gm)
+    weight = state["net.enc.0.expand.weight_fake_quant"]
+    assert weight["axis"] == 0 and len(weight["scale"]) == 8 and set(weight["zero_point"]) == {0}
+    assert (weight["quant_min"], weight["quant_max"]) == (-128, 127)
+    with torch.no_grad():  # outputs lie on the output quantizer's grid
+        out_fq = list(quantizers(gm).values())[-1]
+        grid = rebuilt(x) / out_fq.scale
+    assert torch.allclose(grid, grid.round(), atol=1e-3)
+
+
+def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread):
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    ckpt = tiny_checkpoint()
+    qat = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1), progress=False)
+    ptq = post_training_quantization(ckpt, PTQConfig(batches=2, batch=2), progress=False)
+    changed = [k for k in ckpt.state_dict if not torch.equal(ckpt.state_dict[k], qat.state_dict[k])]
+    assert changed  # QAT moved the weights
+    assert all(torch.equal(ckpt.state_dict[k], ptq.state_dict[k]) for k in ckpt.state_dict)
+    for q, method in ((qat, "qat"), (ptq, "ptq")):
+        assert q.extra["quantization"]["method"] == method and q.card["quantization"]["source"] == "tiny"
+        scales = [s["scale"] for s in q.extra["quantization"]["fake_quant"].values()]
+        assert all(np.isfinite(v) and v > 0 for s in scales for v in s)
+    with pytest.raises(FadError, match="already quantized"):
+        quantization_aware_training(qat, QATConfig(steps=1))
+    with pytest.raises(FadError, match="multiple"):
+        post_training_quantization(ckpt, PTQConfig(crop=30))
+
+
+# ---- TFLite ----------------------------------------------------------------------------------------------
+
+def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, one_thread):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_cost
+
+    q = calibrated(tiny_checkpoint())
+    model, info = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=True, group_conv=False), "test", {})
+    (tmp_path / "m.tflite").write_bytes(model)
+    interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    ops = {d["op_name"] for d in interp._get_ops_details()}
+    assert {"CONV_2D", "DEPTH_TO_SPACE", "AVERAGE_POOL_2D", "MUL", "ADD"} <= ops
+    assert not ops & {"GATHER", "SPLIT", "DEQUANTIZE", "QUANTIZE"}  # native ops, full integer
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    for d in interp._get_ops_details():
+        if d["op_name"] == "CONV_2D":  # plain convs: filter depth == input channels
+            assert tensors[d["inputs"][1]]["shape"][3] == tensors[d["inputs"][0]]["shape"][3]
+    assert info["input"]["dtype"] == "int8" and info["input"]["quantization"]["scale"] == pytest.approx(
+        info["int8_io_grid"]["input"]["scale"], rel=1e-6)
+    u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
+    runner = TFLiteRunner(tmp_path / "m.tflite", q.anchor, multiple=4)
+    with torch.no_grad():
+        ref = fake_quant_model(q)(torch.from_numpy(u)).numpy()
+    assert psnr(runner.run(u), ref, data_range=float(np.abs(ref).max())) >= 45
+    cost = group_conv_cost(q.build(), (SIZE, SIZE))
+    assert cost["macs_plain"] > cost["macs_grouped"] and cost["weights_plain"] > cost["weights_grouped"]
+
+
+def test_tflite_runner_resizes_to_multiples_and_refuses_other_sizes(exported, one_thread):
+    runner = load_runner("tflite-int8", exported, threads=1)
+    assert runner.input_size == (SIZE, SIZE)
+    assert runner.run(np.ones((1, 4, 16, 24), np.float32)).shape == (1, 4, 16, 24)
+    with pytest.raises(FadError, match="tile the image"):
+        runner.run(np.ones((1, 4, 30, 30), np.float32))
+
+
+# ---- ONNX ------------------------------------------------------------------------------------------------
+
+def test_onnx_exports_take_any_size_and_match_pytorch(exported, one_thread):
+    import onnx
+
+    q = load_checkpoint(exported / "tiny.int8.pt")
+    u = np.random.default_rng(1).uniform(0, 2, (2, 4, 30, 37)).astype(np.float32)  # not a multiple of 4
+    with torch.no_grad():
+        ref_int8 = fake_quant_model(q)(torch.from_numpy(u)).numpy()
+        ref_fp32 = load_checkpoint(exported.parent / "tiny.pt").build()(torch.from_numpy(u)).numpy()
+    fp32 = load_runner("onnx-fp32", exported / "tiny.fp32.onnx", threads=1)
+    int8 = load_runner("onnx-int8", exported, threads=1)
+    assert fp32.input_size is None and int8.input_size is None
+    peak = float(np.abs(ref_fp32).max())
+    assert psnr(fp32.run(u), ref_fp32, data_range=peak) >= 60
+    assert psnr(int8.run(u), ref_int8, data_range=peak) >= 45
+    model = onnx.load(exported / "tiny.int8.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "DepthToSpace"} <= ops
+    assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer)
+    assert model.opset_import[0].version == 17
+
+
+# ---- the export folder -------------------------------------------------------------------------------------
+
+def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    (entry,) = manifest["models"]
+    assert set(entry["files"]) == {"torch-int8", "tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"}
+    for rec in entry["files"].values():
+        data = (exported / rec["file"]).read_bytes()
+        assert rec["bytes"] == len(data) and rec["sha256"] == hashlib.sha256(data).hexdigest()
+    tfl = entry["files"]["tflite-int8"]
+    assert tfl["input"]["shape"] == [1, SIZE, SIZE, 4] and tfl["input"]["layout"] == "NHWC"
+    assert tfl["input"]["dtype"] == "int8" and tfl["dynamic_hw"] is False
+    assert entry["files"]["onnx-int8"]["dynamic_hw"] is True and entry["files"]["onnx-int8"]["opset"] == 17
+    pre = entry["preprocessing"]
+    assert pre["cfa"] == "RGGB" and "black_level" in pre["normalisation"]
+    ckpt = load_checkpoint(exported.parent / "tiny.pt")
+    assert pre["anchor"]["shot"] == pytest.approx(ckpt.anchor.shot)
+    assert pre["valid_noise"]["shot_min"] == pytest.approx(1e-4) and "k_sigma_forward" in pre
+    rows = {r["backend"]: r for r in entry["validation"]}
+    assert rows["tflite-int8"]["parity_db"] >= 45 and rows["onnx-int8"]["parity_db"] >= 45
+    assert rows["tflite-fp32"]["parity_db"] >= 60 and rows["onnx-fp32"]["parity_db"] >= 60
+    assert all(r["ok"] for r in rows.values())
+    report = (exported / "report.md").read_text()
+    assert "| tiny | tflite-int8 | tiny.int8.tflite |" in report and "per shot-noise level" in report
+    assert not list(exported.parent.glob(".*staging*"))
+
+
+def test_reexport_is_byte_identical(exported, workdir, monkeypatch):
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    before = digests(exported)
+    export_main([str(workdir / "tiny.pt"), "--int8", "--target", "all", "--out", str(exported), *RUN])
+    assert digests(exported) == before
+
+
+def test_failed_validation_publishes_nothing(workdir, tmp_path, one_thread):
+    from fad_deploy.export.bundle import ExportOptions, export_bundle
+    from fad_deploy.export.validate import Thresholds
+
+    options = ExportOptions(targets=("onnx",), int8=False, thresholds=Thresholds(parity_float_db=1e9), progress=False)
+    with pytest.raises(FadError, match="validation failed, nothing written"):
+        export_bundle([("tiny", workdir / "tiny.pt")], options, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+# ---- user errors --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["no-such-model", "--int8"], "unknown model 'no-such-model'"),
+    (["{tmp}/missing.pt", "--int8"], "missing.pt: checkpoint not found"),
+    (["{tmp}/corrupt.pt", "--int8"], "corrupt.pt: not a readable fad-deploy checkpoint"),
+    (["{tiny}", "--int8", "--target", "coreml"], "unsupported target 'coreml'"),
+    (["{tiny}", "--int8", "--input-size", "30", "30"], "input size 30x30: TFLite inputs must be positive multiples of 4"),
+    (["{tiny}", "--int8", "--input-size", "0", "32"], "input size 0x32"),
+    (["{tiny}", "--ptq"], "--ptq and --float-io apply to int8 models"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, workdir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path))
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    args = [a.format(tmp=tmp_path, tiny=workdir / "tiny.pt") for a in args]
+    with pytest.raises(SystemExit) as e:
+        export_main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_model_missing_names_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        export_main(["--int8"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "fan-student.pt does not exist yet" in err
