@@ -103,6 +103,8 @@ def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> tuple[Path
             return cache, f"{name}: exported now with fad-export ({how})"
         except SystemExit as e:
             print(f"fad-export {' '.join(argv)} failed (exit {e.code})", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - a crash inside the exporter must not stop the benchmark
+            print(f"fad-export {' '.join(argv)} crashed ({type(e).__name__}: {e})", file=sys.stderr)
     return cache, f"{name}: fad-export failed (exported backends skipped)"
 
 

@@ -215,6 +215,20 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
     assert not list(exported.parent.glob(".*staging*"))
 
 
+def test_tflite_metadata_names_tensors_and_preprocessing(exported):
+    from tensorflow_lite_support.metadata.python.metadata import MetadataDisplayer
+
+    meta = json.loads(MetadataDisplayer.with_model_buffer((exported / "tiny.int8.tflite").read_bytes())
+                      .get_metadata_json())
+    graph = meta["subgraph_metadata"][0]
+    assert [t["name"] for t in graph["input_tensor_metadata"]] == ["noisy"]
+    assert [t["name"] for t in graph["output_tensor_metadata"]] == ["denoised"]
+    assert "RGGB" in graph["input_tensor_metadata"][0]["description"]
+    description = json.loads(meta["description"])
+    assert description["preprocessing"]["cfa"] == "RGGB" and "k_sigma_forward" in description["preprocessing"]
+    assert meta["version"].startswith("tiny (fad-deploy")
+
+
 def test_reexport_is_byte_identical(exported, workdir, monkeypatch):
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     before = digests(exported)

@@ -50,7 +50,10 @@ class AdbRunner(Runner):
         return (1, hw[0], hw[1], 4)
 
     def _flags(self, hw: tuple[int, int], value_file: str | None = None) -> list[str]:
-        return model_flags(self.graph, self.config) + input_flags(self._shape(hw), value_file)
+        """Input flags only to feed a file or to resize: the model's own shape needs none."""
+        shape = self._shape(hw)
+        resize_or_feed = value_file is not None or hw != self.input_size
+        return model_flags(self.graph, self.config) + (input_flags(shape, value_file) if resize_or_feed else [])
 
     def run_one(self, nhwc: np.ndarray, tmp: Path) -> np.ndarray:
         """One (1, h, w, 4) float32 image through the device -> (1, h, w, 4) float32."""

@@ -191,8 +191,10 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
     lines += ["## Validation", "",
               f"Seeded validation patches ({manifest['validation']['patches']} of "
               f"{manifest['validation']['size']}x{manifest['validation']['size']} packed, "
-              f"{manifest['validation']['levels']} shot-noise levels). Parity = PSNR of the denoised RAW against "
-              f"the PyTorch reference; bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "
+              f"{manifest['validation']['levels']} shot-noise levels). Parity = PSNR of the network output "
+              f"(anchor space, peak = the reference's range) against the PyTorch reference; parity (RAW) = the "
+              f"same on the denoised RAW in [0, 1], where the k-sigma inverse scales differences by a / a_A. "
+              f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "
               f"float >= {t.parity_float_db} dB vs fp32, tflite-int8 denoising drop <= {t.max_drop_db} dB.", "",
               table(rows), "",
               "The int8 input and output are each on their own per-tensor scale over the anchor-space range, "

@@ -52,7 +52,7 @@ def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[f
     h, w = options.input_size
 
     class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name=INPUT_NAME)])
+        @tf.function(input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name=INPUT_NAME)], autograph=False)
         def serve(self, x):
             return {OUTPUT_NAME: rebuild(tf, x)}
 

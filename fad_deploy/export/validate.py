@@ -10,7 +10,7 @@ import numpy as np
 from ..data.noise import NoiseParams
 from ..isp.metrics import psnr
 from ..runners import load_runner
-from ..runners.base import Runner
+from ..runners.base import Runner, check_packed, noise_arrays, postprocess, preprocess
 
 REFERENCE_BACKEND = {"tflite-int8": "torch-int8", "onnx-int8": "torch-int8",
                      "tflite-fp32": "torch", "onnx-fp32": "torch"}
@@ -31,6 +31,24 @@ def denoised(runner: Runner, pairs: dict) -> np.ndarray:
     return runner.denoise(pairs["noisy"], noise_list(pairs))
 
 
+def outputs(runner: Runner, pairs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The network's own output (anchor space) and the denoised RAW, as Runner.denoise does."""
+    noise = noise_arrays(noise_list(pairs), len(pairs["noisy"]))
+    y = runner.run(preprocess(check_packed(pairs["noisy"]), noise, runner.anchor))
+    return y, postprocess(y, noise, runner.anchor)
+
+
+def parity(y: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR of a network output against the reference output, peak = the reference's range.
+
+    Measured in the network's output space: in denoised RAW space the k-sigma inverse
+    multiplies every difference by a / a_A (up to ~11 at the highest noise of the full
+    range), so a one-step int8 rounding difference there says more about the noise level
+    than about the conversion; that number is reported as ``parity_raw_db``.
+    """
+    return psnr(y, reference, data_range=float(reference.max() - reference.min()))
+
+
 def psnr_by_shot(out: np.ndarray, pairs: dict) -> tuple[float, dict[str, float]]:
     """Mean RAW PSNR over the patches, and per shot-noise level."""
     scores = np.array([psnr(o, c) for o, c in zip(out, pairs["clean"])])
@@ -42,42 +60,41 @@ def validate_model(folder: Path, entry: dict, references: dict[str, Runner], pai
                    thresholds: Thresholds, enforce_drop: bool, threads: int | None = None) -> list[dict]:
     """One row per exported file (and per PyTorch reference) with parity and PSNR, and
     whether it passes; ``enforce_drop`` applies the int8 PSNR-drop bound (QAT exports)."""
-    outputs = {name: denoised(r, pairs) for name, r in references.items()}
-    base_psnr, _ = psnr_by_shot(outputs["torch"], pairs)
+    refs = {name: outputs(r, pairs) for name, r in references.items()}
+    base_psnr, _ = psnr_by_shot(refs["torch"][1], pairs)
     rows = []
-    for name, out in outputs.items():
-        mean, levels = psnr_by_shot(out, pairs)
+    for name, (_, x) in refs.items():
+        mean, levels = psnr_by_shot(x, pairs)
         rows.append({"model": entry["name"], "backend": name, "file": "(PyTorch)", "reference": "-",
-                     "parity_db": None, "psnr_db": mean, "drop_db": base_psnr - mean, "psnr_by_shot": levels,
-                     "ok": True, "failed": []})
+                     "parity_db": None, "parity_raw_db": None, "psnr_db": mean, "drop_db": base_psnr - mean,
+                     "psnr_by_shot": levels, "ok": True, "failed": []})
     for backend in REFERENCE_BACKEND:
         if backend not in entry["files"]:
             continue
-        runner = load_runner(backend, folder, threads, model=entry["name"])
-        out = denoised(runner, pairs)
+        y, x = outputs(load_runner(backend, folder, threads, model=entry["name"]), pairs)
         ref = REFERENCE_BACKEND[backend]
-        parity = psnr(out, outputs[ref])
-        mean, levels = psnr_by_shot(out, pairs)
+        match = parity(y, refs[ref][0])
+        mean, levels = psnr_by_shot(x, pairs)
         failed = []
         bound = thresholds.parity_int8_db if ref == "torch-int8" else thresholds.parity_float_db
-        if not parity >= bound:
-            failed.append(f"parity {parity:.2f} dB < {bound} dB")
+        if not match >= bound:
+            failed.append(f"parity {match:.2f} dB < {bound} dB")
         if backend == "tflite-int8" and enforce_drop and not base_psnr - mean <= thresholds.max_drop_db:
             failed.append(f"PSNR drop {base_psnr - mean:.3f} dB > {thresholds.max_drop_db} dB")
         rows.append({"model": entry["name"], "backend": backend, "file": entry["files"][backend]["file"],
-                     "reference": ref, "parity_db": parity, "psnr_db": mean, "drop_db": base_psnr - mean,
-                     "psnr_by_shot": levels, "ok": not failed, "failed": failed})
+                     "reference": ref, "parity_db": match, "parity_raw_db": psnr(x, refs[ref][1]), "psnr_db": mean,
+                     "drop_db": base_psnr - mean, "psnr_by_shot": levels, "ok": not failed, "failed": failed})
     return rows
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the validation rows (per-noise PSNR in a second table)."""
-    lines = ["| model | backend | file | parity vs | parity dB | RAW PSNR dB | drop vs fp32 dB | ok |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | --- |"]
+    lines = ["| model | backend | file | parity vs | parity dB | parity (RAW) dB | RAW PSNR dB | drop vs fp32 dB | ok |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
-        parity = f"{r['parity_db']:.2f}" if r["parity_db"] is not None else "-"
+        dbs = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("parity_db", "parity_raw_db")]
         ok = "yes" if r["ok"] else "NO: " + "; ".join(r["failed"])
-        lines.append(f"| {r['model']} | {r['backend']} | {r['file']} | {r['reference']} | {parity} | "
+        lines.append(f"| {r['model']} | {r['backend']} | {r['file']} | {r['reference']} | {dbs[0]} | {dbs[1]} | "
                      f"{r['psnr_db']:.3f} | {r['drop_db']:+.3f} | {ok} |")
     shots = list(rows[0]["psnr_by_shot"]) if rows else []
     lines += ["", "RAW PSNR (dB) per shot-noise level a:", "",
