@@ -1,34 +1,34 @@
 #!/usr/bin/env bash
 # Trains every shipped and comparison model, in two lanes that share a 2-core CPU
 # (one torch thread each). Re-running resumes each run from runs/<name>/last.pt.
-#   lane a: teacher -> fan-student (KD + Feature Matching) -> Table 3 fine-tunes
-#   lane b: Charbonnier-only networks for Tables 1 and 5 (same 2400-step schedule)
+#   lane a: teacher -> fan-student (KD + Feature Matching) -> noise-subrange array -> fan-kd
+#   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier)
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
+# The teacher's cosine schedule is set for 2400 steps but it is stopped after 1500
+# (--until) to fit a session; `fad-train teacher schedule.steps=2400` continues it.
 set -euo pipefail
 STEPS=2400       # from-scratch schedule of every student-sized network
-FINETUNE=800     # distillation / Table 3 fine-tunes, starting from fan-charbonnier
+FINETUNE=600     # distillation / Table 3 fine-tunes, starting from fan-charbonnier
 T="--threads 1"
+FT="model.init=models/ablations/fan-charbonnier.pt schedule.lr=0.0005 schedule.warmup=20 schedule.steps=$FINETUNE"
 case "${1:-}" in
   a)
-    fad-train teacher schedule.steps=$STEPS $T --ship models/teacher.pt --half
+    fad-train teacher schedule.steps=$STEPS --until 1500 $T --ship models/teacher.pt --half
     while [ ! -f models/ablations/fan-charbonnier.pt ]; do sleep 30; done
-    fad-train fan-student schedule.steps=$FINETUNE model.init=models/ablations/fan-charbonnier.pt \
-      schedule.lr=0.0005 schedule.warmup=20 $T --ship models/fan-student.pt
-    fad-train fan-kd schedule.steps=$FINETUNE model.init=models/ablations/fan-charbonnier.pt \
-      schedule.lr=0.0005 schedule.warmup=20 $T --ship models/ablations/fan-kd.pt
+    fad-train fan-student $FT $T --ship models/fan-student.pt
+    STEPS=300 benchmarks/train_nsma.sh
+    fad-train fan-kd $FT $T --ship models/ablations/fan-kd.pt
     ;;
   b)
     fad-train charbonnier schedule.steps=$STEPS $T --ship models/ablations/fan-charbonnier.pt
     fad-train charbonnier name=unet-plain model.arch=unet-plain schedule.steps=$STEPS $T --ship models/unet-plain.pt
+    # Table 3's Charbonnier row: the same fine-tuning steps as fan-student, Charbonnier only.
+    fad-train charbonnier name=fan-charbonnier-ft $FT $T --ship models/ablations/fan-charbonnier-ft.pt
     fad-train charbonnier name=upi-lite model.arch=upi-lite schedule.steps=$STEPS $T --ship models/ablations/upi-lite.pt
     fad-train charbonnier name=unet-wavelet model.arch=unet-wavelet schedule.steps=$STEPS $T \
       --ship models/ablations/unet-wavelet.pt
     fad-train charbonnier name=fan-noskip model.arch=fan-noskip schedule.steps=$STEPS $T \
       --ship models/ablations/fan-noskip.pt
-    # Table 3's Charbonnier row: the same extra fine-tuning steps as fan-student, Charbonnier only.
-    fad-train charbonnier name=fan-charbonnier-ft schedule.steps=$FINETUNE \
-      model.init=models/ablations/fan-charbonnier.pt schedule.lr=0.0005 schedule.warmup=20 $T \
-      --ship models/ablations/fan-charbonnier-ft.pt
     ;;
   *) echo "usage: $0 a|b" >&2; exit 2 ;;
 esac

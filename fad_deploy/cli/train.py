@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
     p.add_argument("--ship", metavar="PATH", help="also write the final checkpoint here (e.g. models/fan-student.pt)")
     p.add_argument("--half", action="store_true", help="store shipped weights in fp16 (for the large teacher)")
+    p.add_argument("--until", type=int, metavar="STEP",
+                   help="stop after this step, keeping the schedule (re-run without it to continue)")
     return p
 
 
@@ -57,7 +59,7 @@ def main(argv=None):
     from ..train.trainer import Trainer
 
     trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]))
-    ckpt = trainer.fit(resume=not args.fresh)
+    ckpt = trainer.fit(resume=not args.fresh, until=args.until)
     if trainer.rank == 0:
         ckpt.save(trainer.out / "model.pt")
         if args.ship:

@@ -203,6 +203,7 @@ class Trainer:
                      "crop": self.cfg.data.crop, "shot_range": list(self.cfg.data.shot_range)},
             "teacher": getattr(self, "teacher_name", None),
             "steps": self.step,
+            "scheduled_steps": self.cfg.schedule.steps,
             "samples_seen": self.step * self.cfg.data.batch * self.world,
             "training_time_s": round(self.elapsed, 1),
             "device": str(self.device),
@@ -223,8 +224,11 @@ class Trainer:
         w.writerows(self.history)
         write_text(self.out / "log.csv", text.getvalue())
 
-    def fit(self, resume: bool = True) -> Checkpoint:
+    def fit(self, resume: bool = True, until: int | None = None) -> Checkpoint:
+        """Train to the end of the schedule, or stop after step ``until`` (the learning-rate
+        schedule is unchanged, so re-running without ``until`` continues the same run)."""
         sch = self.cfg.schedule
+        stop = min(sch.steps, until) if until else sch.steps
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.load_state() and self.rank == 0:
             print(f"resumed {self.out} at step {self.step}")
@@ -236,7 +240,7 @@ class Trainer:
         val = float("nan")
         t_last = t_start = time.time()
         seen = 0
-        while self.step < sch.steps:
+        while self.step < stop:
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, sch)
             terms = self.losses(self.batch(self.step))
@@ -251,7 +255,7 @@ class Trainer:
             if self.step % sch.log_every == 0 or self.step == sch.steps:
                 rate = seen / max(1e-9, now - t_start)
                 bar.set_postfix(loss=f"{terms['total'].item():.4f}", patches_s=f"{rate:.0f}")
-            if self.step % sch.val_every == 0 or self.step == sch.steps:
+            if self.step % sch.val_every == 0 or self.step == stop:
                 val = self.validate() if self.rank == 0 else val
                 if self.rank == 0:
                     self.log({"step": self.step, "time_s": round(self.elapsed, 1), "lr": lr_at(self.step - 1, sch),
