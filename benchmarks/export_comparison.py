@@ -59,15 +59,26 @@ def calibration_inputs(ckpt: Checkpoint, crop: int) -> np.ndarray:
                            for s in range(CALIBRATION_BATCHES)])
 
 
+def mosaics(patches: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Tile (N, 4, p, p) patches into (N', 4, h, w) calibration frames of a larger fixed size."""
+    p = patches.shape[-1]
+    rows, cols = size[0] // p, size[1] // p
+    n = len(patches) // (rows * cols)
+    grid = patches[: n * rows * cols].reshape(n, rows, cols, 4, p, p)
+    return np.ascontiguousarray(grid.transpose(0, 3, 1, 4, 2, 5).reshape(n, 4, rows * p, cols * p))
+
+
 def onnx2tf_int8(ckpt: Checkpoint, calib: np.ndarray, work: Path) -> Path:
-    """onnx2tf -oiqt on a static float ONNX, calibrated with our NHWC patches."""
+    """onnx2tf -oiqt on a static float ONNX of the calibration frames' size, calibrated
+    with those frames as explicit NHWC arrays."""
     import onnx2tf
 
     size = calib.shape[-2:]
+    work = work / f"onnx2tf-{size[0]}x{size[1]}"
     onnx_path, npy = work / "fp32-static.onnx", work / "calibration_nhwc.npy"
     write_bytes(onnx_path, export_onnx(ckpt, False, {}, fixed_size=size)[0])
     np.save(npy, np.ascontiguousarray(calib.transpose(0, 2, 3, 1)))
-    out = work / "onnx2tf"
+    out = work / "model"
     onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(out),
                     output_integer_quantized_tflite=True, quant_type="per-channel",
                     custom_input_op_name_np_data_path=[[INPUT_NAME, str(npy), np.zeros((1, 1, 1, 4)),
@@ -107,7 +118,9 @@ def latency_ms(runner, threads: int) -> float | None:
         return None
 
 
-def evaluate(label: str, runner, path: Path | None, refs: dict, pairs: dict, threads: int) -> dict:
+def evaluate(label: str, runner, path: Path | None, refs: dict, pairs: dict, threads: int, timed=None) -> dict:
+    """Quality of ``runner`` on the validation patches; latency of ``timed`` (default: the same
+    runner) at the latency size."""
     y, x = outputs(runner, pairs)
     mean, levels = psnr_by_shot(x, pairs)
     row = {"path": label, "backend": runner.backend, "file_kb": round(path.stat().st_size / 1024, 1) if path else None,
@@ -116,7 +129,7 @@ def evaluate(label: str, runner, path: Path | None, refs: dict, pairs: dict, thr
            "parity_raw_vs_qat_db": round(psnr(x, refs["torch-int8"][1]), 2),
            "raw_psnr_db": round(mean, 3), "psnr_by_shot": {k: round(v, 2) for k, v in levels.items()},
            "drop_db": round(refs["psnr"] - mean, 3)}
-    ms = latency_ms(runner, threads)
+    ms = latency_ms(timed or runner, threads)
     row["latency_ms"] = round(ms, 2) if ms is not None else None
     print(f"  {label}: parity fp32 {row['parity_vs_fp32_db']} dB, parity QAT {row['parity_vs_qat_db']} dB, "
           f"PSNR {row['raw_psnr_db']} dB, {row['file_kb']} KB, {row['latency_ms']} ms")
@@ -193,6 +206,7 @@ def main(argv=None) -> None:
     p.add_argument("--qat-steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, help="keep the exported files here (default: a temporary folder)")
+    p.add_argument("--source-label", help="how to name the checkpoint in the results (e.g. for a snapshot copy)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint()
@@ -223,9 +237,13 @@ def main(argv=None) -> None:
         rows.append(evaluate(label, load_runner(backend, work / folder, t), work / folder / file, refs, pairs, t))
     notes = []
     try:
+        # Fixed-size models: one at the validation size for quality, one at the latency size
+        # (calibrated on the same patches tiled into frames) for timing.
         o2t = onnx2tf_int8(ckpt, calib64, work)
+        o2t_big = onnx2tf_int8(ckpt, mosaics(calib64, LATENCY_SIZE), work)
         rows.append(evaluate("onnx2tf -oiqt PTQ (NHWC calibration) -> TFLite int8",
-                             TFLiteRunner(o2t, ckpt.anchor, t, "tflite-int8"), o2t, refs, pairs, t))
+                             TFLiteRunner(o2t, ckpt.anchor, t, "tflite-int8"), o2t, refs, pairs, t,
+                             timed=TFLiteRunner(o2t_big, ckpt.anchor, t, "tflite-int8")))
     except Exception as e:  # noqa: BLE001 - a third-party converter failing is a result to report
         notes.append(f"- onnx2tf int8 failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     ort_q = ort_quantize_static(work / "ours-qat" / "qat.fp32.onnx", calib64, work)
@@ -240,7 +258,8 @@ def main(argv=None) -> None:
               "whole grid, high-noise images (dim in anchor space) only a few levels; see the per-level table.",
               "- onnxruntime QDQ (ours) stores weights as uint8 with zero point 128: its u8 x s8 kernels "
               "saturate on this AVX2 CPU without VNNI."]
-    doc = {"model": ckpt.name, "checkpoint": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+    source = args.source_label or str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    doc = {"model": ckpt.name, "checkpoint": f"{source} ({ckpt.card.get('steps', '?')} training steps)",
            "card_psnr": ckpt.card.get("validation_raw_psnr"), "qat_steps": args.qat_steps,
            "qat_time_s": qat.card.get("quantization", {}).get("time_s"), "threads": args.threads,
            "calibration_patches": len(calib64), "cpu": cpu_name(),

@@ -16,7 +16,7 @@ case "${1:-}" in
     fad-train teacher schedule.steps=$STEPS --until 1500 $T --ship models/teacher.pt --half
     while [ ! -f models/ablations/fan-charbonnier.pt ]; do sleep 30; done
     fad-train fan-student $FT $T --ship models/fan-student.pt
-    STEPS=300 benchmarks/train_nsma.sh
+    STEPS=200 benchmarks/train_nsma.sh
     fad-train fan-kd $FT $T --ship models/ablations/fan-kd.pt
     ;;
   b)

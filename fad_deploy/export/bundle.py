@@ -180,6 +180,12 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
             dyn = {True: "yes", False: "no (fixed; resizable to multiples of "
                    f"{r.get('resizable_to_multiples_of', '?')})"}.get(DYNAMIC_HW.get(backend), "-")
             lines.append(f"| {r['file']} | {r['bytes']} | {r['bytes'] / 1024:.1f} | {dyn} | {r['sha256'][:16]} |")
+        for r in m["files"].values():
+            if "size_breakdown" in r:
+                b = r["size_breakdown"]
+                consts = ", ".join(f"{k} constants {v:,} B" for k, v in sorted(b["constants"].items()))
+                lines.append(f"- {r['file']}: {consts}, per-channel quantization parameters "
+                             f"{b['quantization_params']:,} B, graph and metadata {b['graph_and_metadata']:,} B")
         if "group_conv_cost" in m:
             c = m["group_conv_cost"]
             lines += ["", f"--no-group-conv: grouped convs written as block-diagonal plain convs: conv MACs "
@@ -213,8 +219,10 @@ def rounded(rows: list[dict]) -> list[dict]:
     return [{k: r(v) for k, v in row.items()} for row in rows]
 
 
-def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: Path) -> dict:
-    """Export ``models`` [(name, checkpoint path)] into ``out`` with one manifest; validate; publish."""
+def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: Path,
+                  extra: dict | None = None) -> dict:
+    """Export ``models`` [(name, checkpoint path)] into ``out`` with one manifest; validate; publish.
+    ``extra`` adds top-level manifest keys (e.g. a noise sub-range array's selection table)."""
     out = Path(out)
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -228,7 +236,7 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
                     "validation": {"set": "fad_deploy.data.synth.validation_pairs(seed=1234)",
                                    "patches": len(pairs["noisy"]), "size": int(pairs["noisy"].shape[-1]),
                                    "levels": len(set(pairs["shot"].tolist()))},
-                    "models": [it.entry for it in items]}
+                    "models": [it.entry for it in items], **(extra or {})}
         write_json(staging / MANIFEST, manifest)  # the runners find the staged files through it
         rows = []
         for it in items:
@@ -241,7 +249,9 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
         print(table(rows))
         failed = [f"{r['model']} {r['backend']}: {'; '.join(r['failed'])}" for r in rows if not r["ok"]]
         if failed:
-            raise FadError(f"validation failed, nothing written to {out}: {' | '.join(failed)}")
+            hint = " (fad-export --max-drop DB accepts a larger int8 PSNR drop)" if any(
+                "PSNR drop" in f for f in failed) else ""
+            raise FadError(f"validation failed, nothing written to {out}: {' | '.join(failed)}{hint}")
         publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -32,7 +32,8 @@ class TFLiteOptions:
 
 
 def quiet_tensorflow():
-    """Import TensorFlow with its start-up chatter off and one deterministic CPU thread."""
+    """Import TensorFlow with its start-up chatter off (and oneDNN's reordered float
+    arithmetic off, so constant folding gives the same bytes on every run)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
@@ -86,6 +87,25 @@ def io_details(model: bytes) -> dict:
                 "dtype": np.dtype(d["dtype"]).name, "quantization": q}
     return {"input": describe(interpreter.get_input_details()[0]),
             "output": describe(interpreter.get_output_details()[0])}
+
+
+def size_breakdown(model: bytes) -> dict:
+    """Where the bytes of a .tflite go: constant tensors by type, their quantization
+    parameters (float32 scale + int64 zero point per channel), and the rest (graph, metadata)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    sizes = {"total": len(model), "constants": {}, "quantization_params": 0}
+    for t in interpreter.get_tensor_details():
+        try:
+            data = interpreter.get_tensor(t["index"])
+        except ValueError:  # activations have no data before inference
+            continue
+        key = np.dtype(data.dtype).name
+        sizes["constants"][key] = sizes["constants"].get(key, 0) + data.nbytes
+        sizes["quantization_params"] += 12 * len(t["quantization_parameters"]["scales"])
+    sizes["graph_and_metadata"] = len(model) - sum(sizes["constants"].values()) - sizes["quantization_params"]
+    return sizes
 
 
 def check_io_scales(details: dict, expected: dict) -> None:
@@ -164,7 +184,8 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     if expected and not options.float_io:
         check_io_scales(details, expected)
     model = add_metadata(model, ckpt.name, version, description, expected)
-    info = {**details, "dynamic_hw": False, "resizable_to_multiples_of": multiple, "group_conv": options.group_conv}
+    info = {**details, "dynamic_hw": False, "resizable_to_multiples_of": multiple, "group_conv": options.group_conv,
+            "size_breakdown": size_breakdown(model)}
     if expected:
         info["int8_io_grid"] = expected
     return model, info

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import torch.nn as nn
 
-from ..errors import FadError
 from .graph import DEFAULT_INPUT_SIZE, Graph, Op, trace
 from .macs import module_params, op_macs, weight_bytes_int8
 from .memory import VIEW_KINDS, profile_memory
@@ -56,12 +55,6 @@ PRESETS = {
                   "LPDDR4X-4266 on a 64-bit bus = 34.1 GB/s"),
     )
 }
-
-
-def get_target(name: str) -> AcceleratorTarget:
-    if name not in PRESETS:
-        raise FadError(f"unknown accelerator {name!r}: choose from {', '.join(PRESETS)}")
-    return PRESETS[name]
 
 
 @dataclass

@@ -101,11 +101,6 @@ class Graph:
     ops: list[Op]  # execution order; ops[0] is the input
     outputs: tuple[str, ...]
 
-    @property
-    def raw_megapixels(self) -> float:
-        """RAW megapixels of the input: a packed (N, 4, h, w) tensor holds N*4*h*w RAW pixels."""
-        return raw_megapixels(self.input_shape)
-
 
 def raw_megapixels(packed_shape) -> float:
     """RAW megapixels (units of 4x512x512 packed) of a packed (N, 4, h, w) shape."""

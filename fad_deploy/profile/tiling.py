@@ -15,7 +15,6 @@ the network, whatever its weights.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +159,3 @@ def largest_tile(model: nn.Module, target: AcceleratorTarget, spec: TileSpec) ->
     tile = lo * spec.align
     return TileFit(tile, tile - 2 * spec.margin, arena(tile), weights, weights <= target.sram_bytes)
 
-
-def tiled_macs_overhead(fit: TileFit, height: int, width: int) -> float:
-    """MACs of tiling an (height, width) packed frame with ``fit`` relative to one whole run."""
-    tiles = math.ceil(height / fit.core) * math.ceil(width / fit.core)
-    return tiles * fit.tile ** 2 / (height * width)
