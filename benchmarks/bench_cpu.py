@@ -51,6 +51,7 @@ MAC_BUDGET = 2.7  # GMACs per RAW megapixel
 INT8_SPEEDUP, TEACHER_RATIO = 2.0, 20.0
 TILING_FRAME = (768, 1024)  # packed: a 3 MP RAW frame
 TILING_TILE = 256
+HOW_FILE = "bench-export.txt"  # how a cached export was made (said again when it is reused)
 RELAXED_DROP_DB = "99"  # second try: int8 files for timing even when their denoising quality fails the check
 
 
@@ -89,8 +90,8 @@ def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> tuple[Path
     if (shipped / "manifest.json").is_file():
         return shipped, f"{name}: shipped export/{name}/"
     cache = Path(os.environ.get("FAD_CACHE", ROOT / ".cache")) / "bench-export" / name
-    if exported_from(cache, models_dir() / f"{name}.pt"):
-        return cache, f"{name}: cached export of the same checkpoint"
+    if exported_from(cache, models_dir() / f"{name}.pt") and (cache / HOW_FILE).is_file():
+        return cache, f"{name}: cached export of the same checkpoint ({(cache / HOW_FILE).read_text()})"
     if not allowed or importlib.util.find_spec("fad_deploy.cli.export") is None:
         return cache, f"{name}: no export (exported backends skipped)"
     from fad_deploy.cli.export import main as fad_export
@@ -107,6 +108,7 @@ def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> tuple[Path
     for argv, how in attempts:
         try:
             fad_export(argv)
+            write_text(cache / HOW_FILE, how)
             return cache, f"{name}: exported now with fad-export ({how})"
         except SystemExit as e:
             print(f"fad-export {' '.join(argv)} failed (exit {e.code})", file=sys.stderr)
@@ -185,7 +187,9 @@ def latency(args, names: list[str], exports: Path, note: str, student: str) -> N
         f"pessimistic and noisy). Input: packed 1x4x{args.size[0]}x{args.size[1]}; median and p90 of "
         f"{args.repeats} runs after 3 warm-up runs. MACs and megapixels are per RAW megapixel "
         "(a 4x512x512 packed input).",
-        f"Roofline bound: {d['peak_derivation']}. 'vs roofline' = median / (MACs / peak).",
+        f"Roofline bound: {d['peak_derivation']}. 'vs roofline' = median / (MACs / peak); int8 backends are "
+        "compared with the int8 peak. The clock is the nominal one /proc/cpuinfo shows under the hypervisor, so "
+        "a ratio below 1 means the cores ran faster than nominal (turbo).",
         results_table(doc), "## Targets (measured side by side in this run)\n\n" + text,
         "## Skipped\n\n" + skipped]) + "\n")
 
@@ -263,8 +267,11 @@ def tflite_comparison(exports: Path, student: str, doc: dict) -> str:
                          f"{real['rss_allocate_tensors_bytes']:,}", f"{real['rss_first_invoke_bytes']:,}",
                          f"{(real['activation_tensor_bytes_no_reuse'] or 0):,}", f"{total / planned:.2f}"])
     return ("RSS growth of a fresh Python process (psutil) across allocate_tensors() and the first invoke(), "
-            "next to our planned arena for the same input. RSS also counts kernel scratch (im2col, XNNPACK's "
-            "packed weights and workspace) and allocator slack, so it is an upper bound of the arena.\n\n"
+            "next to our planned arena for the same input (LiteRT's Python API does not expose its arena size). "
+            "RSS also counts kernel scratch (im2col buffers of the builtin kernels, allocated at the first "
+            "invoke), and with XNNPACK its packed weights and its own internal buffers, which XNNPACK plans "
+            "itself (allocated at allocate_tensors, when the delegate is applied); so RSS is an upper bound of "
+            "the arena, and 'all activations, no reuse' shows what no planning at all would cost.\n\n"
             + markdown_table(["model", "kernels", "input", "planned arena B", "RSS alloc+invoke B",
                               "of which allocate_tensors", "of which first invoke",
                               "all activations, no reuse B", "RSS / planned"], rows)

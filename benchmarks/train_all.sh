@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Trains every shipped and comparison model, in two lanes that share a 2-core CPU
 # (one torch thread each). Re-running resumes each run from runs/<name>/last.pt.
-#   lane a: teacher -> fan-student (KD + Feature Matching) -> noise-subrange array -> fan-kd
-#   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier)
+#   lane a: teacher -> fan-student (KD + Feature Matching) -> noise-subrange array
+#   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier), fan-kd
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
 # The teacher's cosine schedule is set for 2400 steps but it is stopped after 1500
 # (--until) to fit a session; `fad-train teacher schedule.steps=2400` continues it.
@@ -16,8 +16,7 @@ case "${1:-}" in
     fad-train teacher schedule.steps=$STEPS --until 1500 $T --ship models/teacher.pt --half
     while [ ! -f models/ablations/fan-charbonnier.pt ]; do sleep 30; done
     fad-train fan-student $FT $T --ship models/fan-student.pt
-    STEPS=200 benchmarks/train_nsma.sh
-    fad-train fan-kd $FT $T --ship models/ablations/fan-kd.pt
+    STEPS=300 UNTIL=120 benchmarks/train_nsma.sh
     ;;
   b)
     fad-train charbonnier schedule.steps=$STEPS $T --ship models/ablations/fan-charbonnier.pt
@@ -25,6 +24,8 @@ case "${1:-}" in
     # Table 3's Charbonnier row: the same fine-tuning steps as fan-student, Charbonnier only.
     fad-train charbonnier name=fan-charbonnier-ft $FT $T --ship models/ablations/fan-charbonnier-ft.pt
     fad-train charbonnier name=upi-lite model.arch=upi-lite schedule.steps=$STEPS $T --ship models/ablations/upi-lite.pt
+    while [ ! -f models/teacher.pt ]; do sleep 30; done
+    fad-train fan-kd $FT $T --ship models/ablations/fan-kd.pt
     fad-train charbonnier name=unet-wavelet model.arch=unet-wavelet schedule.steps=$STEPS $T \
       --ship models/ablations/unet-wavelet.pt
     fad-train charbonnier name=fan-noskip model.arch=fan-noskip schedule.steps=$STEPS $T \

@@ -21,7 +21,8 @@ OUT=${OUT:-models/nsma}
 RUNS=${RUNS:-runs}
 RESULTS=${RESULTS:-benchmarks/results}
 N=${N:-4}                 # models in the array (the paper's n = 4)
-STEPS=${STEPS:-400}       # fine-tuning steps per sub-range model
+STEPS=${STEPS:-400}       # fine-tuning schedule per sub-range model
+UNTIL=${UNTIL:-}          # stop each fine-tune after this step (fad-train --until)
 LR=${LR:-0.0005}          # as the student's own fine-tune in train_all.sh
 WARMUP=${WARMUP:-20}
 THREADS=${THREADS:-1}
@@ -39,7 +40,7 @@ while read -r i lo hi; do
   # shellcheck disable=SC2086  # EXTRA holds several words on purpose
   fad-train fan-student name="fan-nsma-$i" out="$RUNS/fan-nsma-$i" model.init="$STUDENT" loss.teacher="$TEACHER" \
     "data.shot_range=[$lo, $hi]" "data.anchor_shot=$ANCHOR" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
-    --threads "$THREADS" --ship "$OUT/fan-nsma-$i.pt" </dev/null
+    --threads "$THREADS" ${UNTIL:+--until "$UNTIL"} --ship "$OUT/fan-nsma-$i.pt" </dev/null
 done
 # shellcheck disable=SC2086
 python benchmarks/nsma_table.py --array "$OUT" --single "$STUDENT" --results "$RESULTS" --write-manifest $EVAL_ARGS

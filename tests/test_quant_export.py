@@ -164,6 +164,26 @@ def test_tflite_runner_resizes_to_multiples_and_refuses_other_sizes(exported, on
         runner.run(np.ones((1, 4, 30, 30), np.float32))
 
 
+def test_exports_output_the_residual_and_every_backend_returns_the_denoised_output(exported, one_thread):
+    u = np.random.default_rng(2).uniform(0, 2, (1, 4, SIZE, SIZE)).astype(np.float32)
+    fp32 = load_checkpoint(exported.parent / "tiny.pt")
+    torch_fp32 = load_runner("torch", exported.parent / "tiny.pt")
+    fake_quant = load_runner("torch", exported / "tiny.int8.pt")
+    assert not torch_fp32.residual and fake_quant.residual  # the fake-quant core is the residual core
+    with torch.no_grad():
+        net = fp32.build()
+        torch.testing.assert_close(net.forward_padded(torch.from_numpy(u)),
+                                   torch.from_numpy(u) + net.residual_padded(torch.from_numpy(u)))
+    peak = float(np.ptp(torch_fp32.run(u)))
+    for backend, reference, bound in (("tflite-int8", fake_quant, 45), ("onnx-int8", fake_quant, 45),
+                                      ("tflite-fp32", torch_fp32, 60), ("onnx-fp32", torch_fp32, 60)):
+        runner = load_runner(backend, exported, threads=1)
+        residual, expected = runner.run_network(u), reference.run(u)
+        assert runner.residual and psnr(residual, expected - u, data_range=peak) >= bound, backend  # the file's output
+        np.testing.assert_allclose(runner.run(u), u + residual, atol=1e-6)  # the base class adds the input
+        assert psnr(runner.run(u), expected, data_range=peak) >= bound, backend
+
+
 # ---- ONNX ------------------------------------------------------------------------------------------------
 
 def test_onnx_exports_take_any_size_and_match_pytorch(exported, one_thread):
@@ -171,8 +191,8 @@ def test_onnx_exports_take_any_size_and_match_pytorch(exported, one_thread):
 
     q = load_checkpoint(exported / "tiny.int8.pt")
     u = np.random.default_rng(1).uniform(0, 2, (2, 4, 30, 37)).astype(np.float32)  # not a multiple of 4
+    ref_int8 = FakeQuantRunner(q).run(u)  # denoised: input + the fake-quant residual
     with torch.no_grad():
-        ref_int8 = fake_quant_model(q)(torch.from_numpy(u)).numpy()
         ref_fp32 = load_checkpoint(exported.parent / "tiny.pt").build()(torch.from_numpy(u)).numpy()
     fp32 = load_runner("onnx-fp32", exported / "tiny.fp32.onnx", threads=1)
     int8 = load_runner("onnx-int8", exported, threads=1)
@@ -209,7 +229,8 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
     rows = {r["backend"]: r for r in entry["validation"]}
     assert rows["tflite-int8"]["parity_db"] >= 45 and rows["onnx-int8"]["parity_db"] >= 45
     assert rows["tflite-fp32"]["parity_db"] >= 60 and rows["onnx-fp32"]["parity_db"] >= 60
-    assert all(r["ok"] for r in rows.values())
+    assert all(r["ok"] for r in rows.values()) and manifest["validation"]["passed"] is True
+    assert entry["output"] == "residual" and "denoised = input + output" in pre["output"]
     report = (exported / "report.md").read_text()
     assert "| tiny | tflite-int8 | tiny.int8.tflite |" in report and "per shot-noise level" in report
     assert not list(exported.parent.glob(".*staging*"))
@@ -222,7 +243,7 @@ def test_tflite_metadata_names_tensors_and_preprocessing(exported):
                       .get_metadata_json())
     graph = meta["subgraph_metadata"][0]
     assert [t["name"] for t in graph["input_tensor_metadata"]] == ["noisy"]
-    assert [t["name"] for t in graph["output_tensor_metadata"]] == ["denoised"]
+    assert [t["name"] for t in graph["output_tensor_metadata"]] == ["residual"]
     assert "RGGB" in graph["input_tensor_metadata"][0]["description"]
     description = json.loads(meta["description"])
     assert description["preprocessing"]["cfa"] == "RGGB" and "k_sigma_forward" in description["preprocessing"]
@@ -244,6 +265,45 @@ def test_failed_validation_publishes_nothing(workdir, tmp_path, one_thread):
     with pytest.raises(FadError, match="validation failed, nothing written"):
         export_bundle([("tiny", workdir / "tiny.pt")], options, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_default_export_bundles_the_subrange_array_and_a_failed_drop_still_writes_exit_1(
+        workdir, tmp_path, monkeypatch, capsys, one_thread):
+    """No MODEL + a shipped array: one bundle, each sub-range model with its own QAT on its
+    own noise and its own validation set; a drop above --max-drop writes the files, exit 1."""
+    from fad_deploy.android.bundle import load_bundle
+    from fad_deploy.nsma.array import load_array
+    from fad_deploy.nsma.manifest import write_manifest
+    from fad_deploy.nsma.partition import subranges
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "models"))
+    ranges = subranges(2)
+    for i, shot_range in enumerate(ranges):
+        ckpt = dataclasses.replace(tiny_checkpoint(), name=f"fan-nsma-{i}", shot_range=shot_range)
+        ckpt.save(tmp_path / "models" / "nsma" / f"fan-nsma-{i}.pt")
+    write_manifest(tmp_path / "models" / "nsma")
+    out = tmp_path / "bundle"
+    with pytest.raises(SystemExit) as e:
+        export_main(["--int8", "--out", str(out), *RUN[:-1], "-100"])  # every drop fails a -100 dB bound
+    assert e.value.code == 1 and "validation failed (files written" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["passed"] is False and "FAILED" in (out / "report.md").read_text()
+    assert [(s["name"], s["file"]) for s in manifest["subranges"]] == [
+        ("fan-nsma-0", "fan-nsma-0.int8.tflite"), ("fan-nsma-1", "fan-nsma-1.int8.tflite")]
+    assert [(s["shot_min"], s["shot_max"]) for s in manifest["subranges"]] == [pytest.approx(r) for r in ranges]
+    assert "selection_rule" in manifest
+    scales = []
+    for sub, entry, shot_range in zip(manifest["subranges"], manifest["models"], ranges):
+        assert (out / sub["file"]).is_file() and entry["name"] == sub["name"]
+        assert entry["shot_range"] == pytest.approx(shot_range)
+        assert f"[{shot_range[0]:.3g}, {shot_range[1]:.3g}]" in entry["validation_set"]["set"]  # its own noise
+        runner = load_runner("tflite-int8", out, threads=1, model=sub["name"])
+        scales.append(runner.interpreter.get_input_details()[0]["quantization"][0])
+    assert scales[0] != scales[1]  # each model's own QAT input range
+    array = load_array(out)
+    assert array.backend == "tflite-int8" and array.select(ranges[1][0] * 1.5).entry.name == "fan-nsma-1"
+    assert [m.name for m in load_bundle(out, noise_a=ranges[0][0] * 1.5)] == ["fan-nsma-0"]
 
 
 # ---- user errors --------------------------------------------------------------------------------------------

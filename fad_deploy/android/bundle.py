@@ -16,6 +16,7 @@ from ..errors import FadError
 from ..export.manifest import MANIFEST, locate, read_bundle
 from ..models.registry import models_dir
 from ..nsma.select import TABLE_KEY, select_model, table_from_manifest
+from ..runners.base import RESIDUAL_OUTPUT
 
 TFLITE_BACKENDS = ("tflite-int8", "tflite-fp32")
 
@@ -30,6 +31,7 @@ class DeviceModel:
     anchor: NoiseParams
     shot_range: tuple[float, float]
     missing: tuple[str, ...] = ()  # "backend: why" for TFLite backends the bundle lacks
+    residual: bool = False  # the files output the residual (manifest "output"): the runner adds the input
 
 
 def default_export_root() -> Path:
@@ -67,7 +69,8 @@ def device_model(folder: Path, entry: dict) -> DeviceModel:
         raise FadError(f"{folder}: no TFLite file for {entry['name']} (export with `fad-export --target tflite`)")
     checkpoint = Path(entry.get("source", {}).get("checkpoint") or entry["name"]).stem
     lo, hi = entry["shot_range"]
-    return DeviceModel(entry["name"], checkpoint, files, anchor, (float(lo), float(hi)), tuple(missing))
+    return DeviceModel(entry["name"], checkpoint, files, anchor, (float(lo), float(hi)), tuple(missing),
+                       entry.get("output") == RESIDUAL_OUTPUT)
 
 
 def load_bundle(folder: str | Path, noise_a: float | None = None) -> list[DeviceModel]:

@@ -37,7 +37,7 @@ class AdbRunner(Runner):
 
     def __init__(self, session: DeviceSession, host: TFLiteRunner, config: RunConfig):
         self.session, self.host, self.config = session, host, config
-        self.anchor = host.anchor
+        self.anchor, self.residual = host.anchor, host.residual  # the same file: the same output kind
         self.input_size = host.input_size
         self.backend = f"adb-{host.backend}-{config.delegate}"
         self.graph = session.push(host.path)
@@ -83,7 +83,7 @@ class AdbRunner(Runner):
         y = y.reshape(nhwc.shape)
         return y.astype(np.float32) if out["dtype"] == np.float32 else dequantize(y, *out["quantization"])
 
-    def run(self, u: np.ndarray) -> np.ndarray:
+    def run_network(self, u: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.float32)
         nhwc = np.ascontiguousarray(u.transpose(0, 2, 3, 1))
         with tempfile.TemporaryDirectory(prefix="fad-adb-") as tmp:

@@ -1,15 +1,27 @@
-"""fad-export: int8 QAT (or PTQ) and export to TFLite / ONNX, validated against PyTorch."""
+"""fad-export: int8 QAT (or PTQ) and export to TFLite / ONNX, validated against PyTorch.
+
+With no MODEL it exports the shipped noise sub-range array (models/nsma/manifest.json) as
+one bundle, each sub-range model with its own QAT on its own noise; without the array, the
+full-range student. Exit status: 0 when every file passes validation, 1 when the files are
+written but an int8 model loses more PSNR than --max-drop allows, 2 on user errors and
+broken conversions (nothing written).
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from ..errors import FadError
 from .common import user_errors
 
 DEFAULT_MODEL = "fan-student"
+ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
+ARRAY_QAT_STEPS = 120  # per sub-range model: keeps the default export within a few minutes here
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
+BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
+EXIT_VALIDATION_FAILED = 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,8 +34,9 @@ def parser() -> argparse.ArgumentParser:
         "report.md.",
         epilog="Re-running reuses the int8 checkpoint of the previous export (same source and settings), so "
         "the files come out byte-identical.")
-    p.add_argument("model", nargs="?", default=DEFAULT_MODEL,
-                   help=f"shipped model name or checkpoint path (default: {DEFAULT_MODEL})")
+    p.add_argument("model", nargs="?",
+                   help="shipped model name or checkpoint path (default: the noise sub-range array in "
+                        f"models/nsma/ as one bundle, export/{ARRAY_BUNDLE}/, else {DEFAULT_MODEL})")
     p.add_argument("--int8", action="store_true", help="also quantize and export int8 models (else float32 only)")
     p.add_argument("--target", default="tflite", help="tflite, onnx or all (default tflite)")
     p.add_argument("--out", type=Path, help="output folder (default export/<model>/)")
@@ -33,13 +46,16 @@ def parser() -> argparse.ArgumentParser:
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
-    p.add_argument("--qat-steps", type=int, help="QAT fine-tuning steps (default 300)")
-    p.add_argument("--max-drop", type=float, help="accepted int8 denoising PSNR drop in dB (default 0.15)")
+    p.add_argument("--qat-steps", type=int,
+                   help=f"QAT fine-tuning steps (default 300; {ARRAY_QAT_STEPS} per model of the sub-range array)")
+    p.add_argument("--max-drop", type=float,
+                   help="accepted int8 denoising PSNR drop in dB (default 0.15); above it the files are still "
+                        "written, with the verdict in the report, and fad-export exits with status 1")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch and the validation runtimes")
     return p
 
 
-def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TensorFlow is slow to import)
+def options_from(args, qat_steps: int | None = None) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     from ..export.bundle import ExportOptions
     from ..export.tflite import DEFAULT_INPUT_SIZE, TFLiteOptions
 
@@ -49,10 +65,11 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (Tens
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8,
                             ptq=args.ptq, tflite=TFLiteOptions(size, True, args.float_io, not args.no_group_conv),
                             threads=args.threads)
-    if args.qat_steps is not None:
-        if args.qat_steps < 1:
-            raise FadError(f"--qat-steps {args.qat_steps}: must be at least 1")
-        options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
+    if args.qat_steps is not None and args.qat_steps < 1:
+        raise FadError(f"--qat-steps {args.qat_steps}: must be at least 1")
+    steps = args.qat_steps if args.qat_steps is not None else qat_steps
+    if steps is not None:
+        options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=steps))
     if args.max_drop is not None:
         options = dataclasses.replace(options, thresholds=dataclasses.replace(options.thresholds,
                                                                              max_drop_db=args.max_drop))
@@ -68,6 +85,38 @@ def model_path(name: str) -> Path:
     return resolve_model(name)
 
 
+def array_manifest() -> Path | None:
+    """models/nsma/manifest.json when the sub-range array is shipped."""
+    from ..models.registry import models_dir
+    from ..nsma.array import ARRAY_FOLDER, MANIFEST
+
+    path = models_dir() / ARRAY_FOLDER / MANIFEST
+    return path if path.is_file() else None
+
+
+def array_extra(table: dict, targets: tuple[str, ...], int8: bool) -> dict:
+    """The bundle manifest's selection data: the sub-range table with each model's file
+    (the int8 TFLite where exported), read by fad_deploy.nsma and the phone."""
+    from ..export.manifest import FILE_SUFFIX
+    from ..nsma.select import TABLE_KEY
+
+    exported = [b for b in BUNDLE_FILE_PREFERENCE if b.split("-")[0] in targets and (int8 or b.endswith("fp32"))]
+    return {"selection_rule": table["selection_rule"], "shot_range": table["shot_range"],
+            TABLE_KEY: [{"name": m["name"], "file": f"{m['name']}{FILE_SUFFIX[exported[0]]}",
+                         "shot_min": m["shot_min"], "shot_max": m["shot_max"]} for m in table["models"]]}
+
+
+def summary(manifest: dict, out: Path) -> str:
+    lines = [f"exported to {out}:"]
+    total = 0
+    for m in manifest["models"]:
+        total += sum(r["bytes"] for b, r in m["files"].items() if b.startswith("tflite-int8"))
+        lines.append(f"  {m['name']}: " + ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB" for r in m["files"].values()))
+    if len(manifest["models"]) > 1 and total:
+        lines.append(f"  int8 TFLite total: {total / 1024:.1f} KB for {len(manifest['models'])} models")
+    return "\n".join(lines)
+
+
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
@@ -75,15 +124,30 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.threads)
-    path = model_path(args.model)
     if (args.ptq or args.float_io) and not args.int8:
         raise FadError("--ptq and --float-io apply to int8 models: add --int8")
-    options = options_from(args)
-    from ..export.bundle import export_bundle
     from ..export.manifest import default_export_dir
 
-    name = path.stem
-    out = args.out or default_export_dir(name)
-    manifest = export_bundle([(name, path)], options, out)
-    sizes = ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB" for m in manifest["models"] for r in m["files"].values())
-    print(f"exported to {out}: {sizes}")
+    array = array_manifest() if args.model is None else None
+    if array is not None:
+        from ..nsma.manifest import nsma_bundle_table
+
+        table = nsma_bundle_table(array)
+        options = options_from(args, ARRAY_QAT_STEPS)
+        models = [(m["name"], Path(m["checkpoint"])) for m in table["models"]]
+        out = args.out or default_export_dir(ARRAY_BUNDLE)
+        extra = array_extra(table, options.targets, options.int8)
+        print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
+    else:
+        path = model_path(args.model or DEFAULT_MODEL)
+        options = options_from(args)
+        models, out, extra = [(path.stem, path)], args.out or default_export_dir(path.stem), None
+    from ..export.bundle import export_bundle
+
+    manifest = export_bundle(models, options, out, extra)
+    print(summary(manifest, out))
+    verdict = manifest["validation"]
+    if not verdict["passed"]:
+        print(f"fad-export: validation failed (files written to {out}, see its report.md): "
+              f"{' | '.join(verdict['failed'])} (--max-drop DB accepts a larger int8 PSNR drop)", file=sys.stderr)
+        sys.exit(EXIT_VALIDATION_FAILED)

@@ -1,6 +1,7 @@
 """ONNX export: float32, or int8 QDQ from the fake-quant network; one file (no external
 data), simplified with onnxsim, checked with onnx.checker (full check). Both take any
-N, h, w: the replicate padding to the network's multiple is inside the graph."""
+N, h, w: the replicate padding to the network's multiple is inside the graph. Both output
+the residual (the network without its final input add; see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations
 
 import io
@@ -11,11 +12,12 @@ import torch
 
 from ..errors import FadError
 from ..models.registry import Checkpoint
-from ..quant.qat import fake_quant_model
+from ..quant.graph import Core, Padded
+from ..quant.qat import fake_quant_model, outputs_residual
 from ..runners.onnx_runner import ANCHOR_READ_KEY, ANCHOR_SHOT_KEY
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "noisy", "denoised"
+INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DYNAMIC_AXES = {0: "n", 2: "h", 3: "w"}
 TRACE_SIZE = 64  # packed size of the example input used for tracing
 
@@ -50,7 +52,13 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
     import onnx
     import onnxsim
 
-    model = fake_quant_model(ckpt) if int8 else ckpt.build()
+    if int8 and not outputs_residual(ckpt):
+        raise FadError(f"{ckpt.name}: quantized before exports output the residual; quantize the float checkpoint again")
+    if int8:
+        model = fake_quant_model(ckpt)
+    else:
+        net = ckpt.build().eval()
+        model = Padded(Core(net, residual=True), net.pad).eval()
     example = torch.zeros(1, 4, *(fixed_size or (TRACE_SIZE, TRACE_SIZE)))
     dynamic = None if fixed_size else {INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES}
     buf = io.BytesIO()

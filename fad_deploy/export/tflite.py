@@ -1,7 +1,8 @@
 """TFLite export: the network rebuilt in TensorFlow (NHWC, fixed input size) and
 converted by TFLiteConverter, as float32 or as full-integer int8 that keeps PyTorch's QAT
 ranges (fake quantizers at exactly PyTorch's grids, no re-calibration), with tflite-support
-metadata (names, preprocessing, noise range, version)."""
+metadata (names, preprocessing, noise range, version). The output is the residual (the
+network without its final input add, see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ import torch.nn as nn
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..quant.graph import Core, trace_float
-from ..quant.qat import fake_quant_core, grid, io_quantizers
+from ..quant.qat import fake_quant_core, grid, io_quantizers, outputs_residual
 from .tf_graph import TFRebuild
 
-INPUT_NAME, OUTPUT_NAME = "noisy", "denoised"
+INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
 SCALE_RTOL = 1e-5  # converted int8 I/O scales must equal PyTorch's
 
@@ -137,7 +138,8 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
                     "(see the model description's preprocessing).")
     out = metadata_info.TensorMd(
         name=OUTPUT_NAME, min_values=bounds("output")[0], max_values=bounds("output")[1],
-        description="Denoised packed RAW in the same anchor space; invert the k-sigma map, then clip to [0, 1].")
+        description="Residual in the same anchor space: denoised = input + residual (in float); then invert "
+                    "the k-sigma map and clip to [0, 1].")
     writer = metadata_writer.MetadataWriter.create_from_metadata_info(bytearray(model), general, [inp], [out])
     return bytes(writer.populate())
 
@@ -170,12 +172,15 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     tf = quiet_tensorflow()
     expected = None
     if options.int8:
+        if not outputs_residual(ckpt):
+            raise FadError(f"{ckpt.name}: quantized before exports output the residual; quantize the float "
+                           "checkpoint again")
         gm, net = fake_quant_core(ckpt)
         fq_in, fq_out = io_quantizers(gm)
         expected = {"input": grid(fq_in), "output": grid(fq_out)}
     else:
         net = ckpt.build()
-        gm = trace_float(net)
+        gm = trace_float(net, residual=True)
     multiple = Core(net).multiple
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None

@@ -129,6 +129,11 @@ class FAN(nn.Module):
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input already padded to a multiple of ``self.pad.multiple``:
         free of shape-dependent code, so torch.fx traces it (QAT, TensorFlow rebuild)."""
+        return x + self.residual_padded(x)
+
+    def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The predicted residual (``forward_padded`` without the final input add): what the
+        exports output, as it has a noise-sized range that int8 represents well."""
         n = len(self.config.widths)
         pyramid = [x]  # the noisy input at each level's resolution, for Feature-Align
         for _ in range(1, n):
@@ -150,4 +155,4 @@ class FAN(nn.Module):
             f = self.dec[j](f)
             if self.config.feature_align:
                 f = self.dec_align[j](f, pyramid[i])
-        return x + self.head(f)
+        return self.head(f)

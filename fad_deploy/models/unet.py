@@ -60,8 +60,12 @@ class UNet(nn.Module):
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input already padded to a multiple of ``self.pad.multiple``
         (shape-independent code, traceable by torch.fx)."""
+        return x + self.residual_padded(x)
+
+    def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The predicted residual (``forward_padded`` without the final input add), for exports."""
         feats = self._encode(x)
         f = feats[-1]
         for j, i in enumerate(reversed(range(len(feats) - 1))):
             f = self.dec[j](torch.cat([self.up[j](f), feats[i]], dim=1))
-        return x + self.head(f)
+        return self.head(f)

@@ -1,5 +1,11 @@
 """The network as a padding-free core (what torch.fx traces, quantizes and what the
-exporters rebuild) plus the pad/crop around it."""
+exporters rebuild) plus the pad/crop around it.
+
+Exports use the residual core (the network without its final ``input + residual`` add):
+the residual has a noise-sized range that one int8 scale covers finely, whereas the
+denoised output spans the whole anchor-space range. The add moves into
+:meth:`fad_deploy.runners.base.Runner.run`, in float.
+"""
 from __future__ import annotations
 
 import torch
@@ -10,17 +16,19 @@ from ..errors import FadError
 
 
 class Core(nn.Module):
-    """``net.forward_padded``: the network on inputs whose h, w divide by ``multiple``."""
+    """``net.forward_padded`` (or ``net.residual_padded`` with ``residual``): the network on
+    inputs whose h, w divide by ``multiple``. Module names stay ``net.<the network's own>``."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, residual: bool = False):
         super().__init__()
-        if not hasattr(net, "forward_padded"):
-            raise FadError(f"network {type(net).__name__} has no padding-free core (forward_padded) to export")
-        self.net = net
+        method = "residual_padded" if residual else "forward_padded"
+        if not hasattr(net, method):
+            raise FadError(f"network {type(net).__name__} has no padding-free core ({method}) to export")
+        self.net, self.residual = net, residual
         self.multiple = net.pad.multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_padded(x)
+        return self.net.residual_padded(x) if self.residual else self.net.forward_padded(x)
 
 
 class Padded(nn.Module):
@@ -36,6 +44,6 @@ class Padded(nn.Module):
         return self.core(self.pad(x))[..., :h, :w]
 
 
-def trace_float(net: nn.Module) -> fx.GraphModule:
+def trace_float(net: nn.Module, residual: bool = False) -> fx.GraphModule:
     """The float core as a torch.fx graph (module names as in ``net`` under ``net.``)."""
-    return fx.symbolic_trace(Core(net))
+    return fx.symbolic_trace(Core(net, residual))

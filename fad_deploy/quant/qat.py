@@ -5,6 +5,11 @@ The result is an ordinary :class:`Checkpoint`: ``state_dict`` holds the (fine-tu
 weights under the network's own keys, and ``extra["quantization"]`` every quantizer's
 scale and zero point as plain numbers, so :func:`fake_quant_model` rebuilds exactly the
 fake-quant network that the exporters reproduce.
+
+The quantized network is the residual core (``extra["quantization"]["output"] ==
+"residual"``): its output quantizer covers the noise-sized residual, and the input is
+added back in float by the runner. Checkpoints quantized before that (no "output") keep
+their full network.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from ..data.dataset import NoisyPatches, load_patch_cache
 from ..data.noise import to_anchor
 from ..errors import FadError
 from ..models.registry import Checkpoint
+from ..runners.base import RESIDUAL_OUTPUT
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier
@@ -56,12 +62,13 @@ class PTQConfig:
 
 # ---- preparing and freezing ---------------------------------------------------------------
 
-def prepare(net: nn.Module, calibrate_only: bool = False) -> fx.GraphModule:
-    """The network's core with fake quantizers inserted (conv + activation fused).
+def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True) -> fx.GraphModule:
+    """The network's core (residual output unless ``residual`` is False) with fake quantizers
+    inserted (conv + activation fused).
 
     The weights are shared with ``net``; padding and cropping stay outside (see :class:`Padded`).
     """
-    core = Core(net).train()
+    core = Core(net, residual).train()
     example = (torch.zeros(1, 4, core.multiple, core.multiple),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice; the FX path works on 2.13
@@ -117,17 +124,23 @@ def is_quantized(ckpt: Checkpoint) -> bool:
     return bool(ckpt.extra.get("quantization"))
 
 
+def outputs_residual(ckpt: Checkpoint) -> bool:
+    """Whether a quantized checkpoint's network outputs the residual (see the module doc)."""
+    return ckpt.extra.get("quantization", {}).get("output") == RESIDUAL_OUTPUT
+
+
 def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
     """The frozen fake-quant core of a quantized checkpoint, and the float network it wraps."""
     q = ckpt.extra.get("quantization")
     if not q or q.get("format") != QUANT_FORMAT:
         raise FadError(f"checkpoint {ckpt.name!r} holds no int8 quantization ranges ({QUANT_FORMAT})")
     net = ckpt.build()
-    return load_quant_state(prepare(net), q["fake_quant"]), net
+    return load_quant_state(prepare(net, residual=outputs_residual(ckpt)), q["fake_quant"]), net
 
 
 def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
-    """The frozen fake-quant network of a quantized checkpoint, any input size."""
+    """The frozen fake-quant network of a quantized checkpoint, any input size (its output is
+    the residual when :func:`outputs_residual`)."""
     gm, net = fake_quant_core(ckpt)
     return Padded(gm, net.pad).eval()
 
@@ -157,6 +170,7 @@ class FakeQuantRunner(TorchRunner):
     def __init__(self, checkpoint: Checkpoint, device: str = "cpu", batch: int = 16):
         super().__init__(checkpoint, device, batch)
         self.model = fake_quant_model(checkpoint).to(device)
+        self.residual = outputs_residual(checkpoint)
 
 
 # ---- QAT and PTQ --------------------------------------------------------------------------------
@@ -180,7 +194,7 @@ def check_crop(crop: int, multiple: int) -> None:
 def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict) -> Checkpoint:
     card = {**ckpt.card, "quantization": {"method": method, "source": ckpt.name, **details}}
     extra = {**ckpt.extra, "quantization": {
-        "format": QUANT_FORMAT, "method": method,
+        "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT,
         "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
@@ -188,7 +202,9 @@ def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method
 
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True) -> Checkpoint:
-    """Fine-tune a float checkpoint with fake quantization; Charbonnier loss in anchor space."""
+    """Fine-tune a float checkpoint with fake quantization; Charbonnier loss in anchor space on
+    input + residual (the add in float, as the runners do). Noise is sampled over the
+    checkpoint's own shot range (a sub-range model's sub-range)."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
@@ -212,7 +228,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         for g in opt.param_groups:
             g["lr"] = lr_at(step, schedule)
         u, target = anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)
-        loss = charbonnier(gm(u), target)
+        loss = charbonnier(u + gm(u), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

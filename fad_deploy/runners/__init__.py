@@ -26,16 +26,18 @@ def load_runner(backend: str, model_or_export_dir: str | Path, threads: int | No
     if backend == "torch":
         return _torch_runner(model_or_export_dir, threads)
     from ..export.manifest import entry_anchor, locate_file
+    from .base import RESIDUAL_OUTPUT
 
     path, entry, record = locate_file(model_or_export_dir, backend, model)
+    residual = entry.get("output") == RESIDUAL_OUTPUT  # bundles from before the residual exports: absent
     if backend.startswith("onnx"):
         from .onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, entry_anchor(entry), threads, backend)
+        return OnnxRunner(path, entry_anchor(entry), threads, backend, residual)
     from .tflite_runner import RESIZABLE_MULTIPLE, TFLiteRunner
 
     runner = TFLiteRunner(path, entry_anchor(entry), threads, backend,
-                          record.get("resizable_to_multiples_of", RESIZABLE_MULTIPLE))
+                          record.get("resizable_to_multiples_of", RESIZABLE_MULTIPLE), residual)
     if input_size is not None:
         runner.prepare(tuple(int(v) for v in input_size))
     return runner

@@ -1,16 +1,22 @@
-"""The runner interface. Every backend implements :meth:`Runner.run` on anchor-space
-input; :meth:`Runner.denoise` adds the one shared pre/post-processing (k-sigma to the
-model's anchor noise level and back), which the export manifest describes for phones.
+"""The runner interface. Every backend implements :meth:`Runner.run_network` (the model
+file on anchor-space input); :meth:`Runner.run` turns its output into the denoised
+anchor-space output for every backend alike (exported networks output the residual: the
+input is added here, in float), and :meth:`Runner.denoise` adds the one shared
+pre/post-processing (k-sigma to the model's anchor noise level and back). The export
+manifest describes both steps for phones.
 """
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
 
 import numpy as np
 
 from ..data.noise import NoiseParams, from_anchor, to_anchor
 from ..errors import FadError
+
+RESIDUAL_OUTPUT = "residual"  # a model file's "output" in the export manifest: it predicts the residual
+RESIDUAL_NOTE = ("residual in anchor space; denoised = input + output (add in float, before the k-sigma "
+                 "inverse): the residual has a noise-sized range, so int8 represents it finely")
 
 
 def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
@@ -44,16 +50,23 @@ def noise_arrays(noise, n: int) -> NoiseParams:
                        np.array([p.read for p in noise], np.float64).reshape(-1, 1, 1, 1))
 
 
-class Runner(ABC):
+class Runner:
     """A loaded model on one backend."""
 
     backend: str = "?"
     anchor: NoiseParams
     input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
+    residual: bool = False  # run_network outputs the residual (see RESIDUAL_NOTE), not the denoised input
 
-    @abstractmethod
+    def run_network(self, u: np.ndarray) -> np.ndarray:
+        """The model on anchor-space packed RAW (N, 4, h, w) float32 -> its raw output, same shape.
+        Backends implement this; wrappers of another runner override :meth:`run` instead."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither run_network nor run")
+
     def run(self, u: np.ndarray) -> np.ndarray:
-        """Network on anchor-space packed RAW (N, 4, h, w) float32 -> same shape."""
+        """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
+        y = self.run_network(u)
+        return np.asarray(u, np.float32) + y if self.residual else y
 
     def denoise(self, noisy: np.ndarray, noise) -> np.ndarray:
         """Packed noisy RAW in [0, 1] with its noise level(s) -> denoised RAW in [0, 1]."""

@@ -24,7 +24,7 @@ def onnx_anchor(session) -> NoiseParams | None:
 
 class OnnxRunner(Runner):
     def __init__(self, path: str | Path, anchor: NoiseParams | None = None, threads: int | None = None,
-                 backend: str = "onnx"):
+                 backend: str = "onnx", residual: bool = False):
         import onnxruntime as ort
 
         path = Path(path)
@@ -38,7 +38,7 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise FadError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})")
-        self.path, self.backend = path, backend
+        self.path, self.backend, self.residual = path, backend, residual
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4 or inp.shape[1] != 4:
             raise FadError(f"{path}: expected an (N, 4, h, w) input, the model takes {inp.shape}")
@@ -50,7 +50,7 @@ class OnnxRunner(Runner):
         if self.anchor is None:
             raise FadError(f"{path}: no anchor noise level in the model metadata; pass the export manifest")
 
-    def run(self, u: np.ndarray) -> np.ndarray:
+    def run_network(self, u: np.ndarray) -> np.ndarray:
         u = np.ascontiguousarray(u, dtype=np.float32)
         if self.input_size is not None and tuple(u.shape[-2:]) != self.input_size:
             raise FadError(f"{self.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "

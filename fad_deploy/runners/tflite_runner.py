@@ -30,13 +30,14 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 class TFLiteRunner(Runner):
     def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite",
-                 multiple: int = RESIZABLE_MULTIPLE):
+                 multiple: int = RESIZABLE_MULTIPLE, residual: bool = False):
         from ai_edge_litert.interpreter import Interpreter
 
         path = Path(path)
         if not path.is_file():
             raise FadError(f"{path}: TFLite model not found")
         self.path, self.anchor, self.backend, self.threads = path, anchor, backend, threads
+        self.residual = residual  # the file outputs the residual (the manifest's "output")
         self.multiple = multiple  # the network's padding multiple: sizes it can be resized to
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -77,7 +78,7 @@ class TFLiteRunner(Runner):
             y = dequantize(y, scale, zp)
         return y
 
-    def run(self, u: np.ndarray) -> np.ndarray:
+    def run_network(self, u: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.float32)
         self.prepare(tuple(u.shape[-2:]))
         nhwc = np.ascontiguousarray(u.transpose(0, 2, 3, 1))

@@ -18,7 +18,7 @@ class TorchRunner(Runner):
         self.device, self.batch = device, batch
 
     @torch.no_grad()
-    def run(self, u: np.ndarray) -> np.ndarray:
+    def run_network(self, u: np.ndarray) -> np.ndarray:
         outs = [self.model(torch.from_numpy(np.ascontiguousarray(u[i : i + self.batch])).to(self.device)).cpu().numpy()
                 for i in range(0, len(u), self.batch)]
         return np.concatenate(outs)
