@@ -137,34 +137,26 @@ def evaluate(label: str, runner, path: Path | None, refs: dict, pairs: dict, thr
 
 
 def quantizer_ablation(qat: Checkpoint, pairs: dict, base_psnr: float) -> list[dict]:
-    """What each group of int8 quantizers costs (PyTorch fake-quant, the others switched off),
-    and an int8 body whose final residual add (input + prediction) stays in float."""
+    """What each group of int8 quantizers costs (PyTorch fake-quant of the residual core, the
+    others switched off; the input is added back in float as the runners do)."""
     from torch.ao.quantization import disable_fake_quant
 
     from fad_deploy.quant.graph import Padded
-    from fad_deploy.quant.qat import fake_quant_core, io_quantizers, quantizers
+    from fad_deploy.quant.qat import fake_quant_core, io_quantizers, outputs_residual, quantizers
 
     rows = []
-    for variant in ("all quantizers", "input quantizer only", "output quantizer only", "inner quantizers only",
-                    "int8 body, float input + residual add at the end"):
+    for variant in ("all quantizers", "input quantizer only", "output (residual) quantizer only",
+                    "inner quantizers only"):
         gm, net = fake_quant_core(qat)
         fq_in, fq_out = io_quantizers(gm)
         keep = {"all quantizers": lambda f: True, "input quantizer only": lambda f: f is fq_in,
-                "output quantizer only": lambda f: f is fq_out,
-                "inner quantizers only": lambda f: f is not fq_in and f is not fq_out}.get(variant)
-        if keep is None:  # rewire: output = float input + quantized prediction, no output quantizer
-            nodes = list(gm.graph.nodes)
-            add = nodes[-1].args[0].args[0]
-            add.args = (nodes[0], add.args[1])
-            nodes[-1].args = (add,)
-            gm.graph.eliminate_dead_code()
-            gm.recompile()
-        else:
-            for f in quantizers(gm).values():
-                if not keep(f):
-                    f.apply(disable_fake_quant)
+                "output (residual) quantizer only": lambda f: f is fq_out,
+                "inner quantizers only": lambda f: f is not fq_in and f is not fq_out}[variant]
+        for f in quantizers(gm).values():
+            if not keep(f):
+                f.apply(disable_fake_quant)
         runner = TorchRunner(qat)
-        runner.model = Padded(gm, net.pad).eval()
+        runner.model, runner.residual = Padded(gm, net.pad).eval(), outputs_residual(qat)
         mean, levels = psnr_by_shot(denoised(runner, pairs), pairs)
         rows.append({"variant": variant, "raw_psnr_db": round(mean, 3), "drop_db": round(base_psnr - mean, 3),
                      "psnr_by_shot": {k: round(v, 2) for k, v in levels.items()}})
@@ -242,20 +234,22 @@ def main(argv=None) -> None:
         o2t = onnx2tf_int8(ckpt, calib64, work)
         o2t_big = onnx2tf_int8(ckpt, mosaics(calib64, LATENCY_SIZE), work)
         rows.append(evaluate("onnx2tf -oiqt PTQ (NHWC calibration) -> TFLite int8",
-                             TFLiteRunner(o2t, ckpt.anchor, t, "tflite-int8"), o2t, refs, pairs, t,
-                             timed=TFLiteRunner(o2t_big, ckpt.anchor, t, "tflite-int8")))
+                             TFLiteRunner(o2t, ckpt.anchor, t, "tflite-int8", residual=True), o2t, refs, pairs, t,
+                             timed=TFLiteRunner(o2t_big, ckpt.anchor, t, "tflite-int8", residual=True)))
     except Exception as e:  # noqa: BLE001 - a third-party converter failing is a result to report
         notes.append(f"- onnx2tf int8 failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     ort_q = ort_quantize_static(work / "ours-qat" / "qat.fp32.onnx", calib64, work)
-    rows.append(evaluate("onnxruntime quantize_static PTQ -> ONNX QDQ", OnnxRunner(ort_q, ckpt.anchor, t, "onnx-int8"),
+    rows.append(evaluate("onnxruntime quantize_static PTQ -> ONNX QDQ", OnnxRunner(ort_q, ckpt.anchor, t, "onnx-int8", residual=True),
                          ort_q, refs, pairs, t))
     notes += ["- Parity = PSNR of the network output (anchor space, peak = the reference's range) against the "
               "PyTorch output (fad-export's check); 'same, on denoised RAW' after the k-sigma inverse, which scales "
               "differences by a / a_A (up to ~11 at the highest noise). Our QAT paths are meant to match the "
               "fake-quant network; the PTQ paths can only be compared with fp32.",
-              "- The int8 input and output each have one per-tensor scale over the anchor-space range, which "
-              "spans a_A / a_min times the [0, 1] RAW range for a full-range model: low-noise images use the "
-              "whole grid, high-noise images (dim in anchor space) only a few levels; see the per-level table.",
+              "- Every exported network (ours and the alternatives, which convert our fp32 ONNX) outputs the "
+              "residual; the runner adds the input in float. The int8 input still has one per-tensor scale over "
+              "the anchor-space range, which spans a_A / a_min times the [0, 1] RAW range for a full-range "
+              "model: low-noise images use the whole grid, high-noise images (dim in anchor space) only a few "
+              "levels; see the per-level table (benchmarks/residual_int8.py compares with the old denoised output).",
               "- onnxruntime QDQ (ours) stores weights as uint8 with zero point 128: its u8 x s8 kernels "
               "saturate on this AVX2 CPU without VNNI."]
     source = args.source_label or str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)

@@ -118,10 +118,12 @@ def table(rows: list[dict]) -> str:
         ok = "yes" if r["ok"] else "NO: " + "; ".join(r["failed"])
         lines.append(f"| {r['model']} | {r['backend']} | {r['file']} | {r['reference']} | {dbs[0]} | {dbs[1]} | "
                      f"{r['psnr_db']:.3f} | {r['drop_db']:+.3f} | {ok} |")
-    shots = list(rows[0]["psnr_by_shot"]) if rows else []
-    lines += ["", "RAW PSNR (dB) per shot-noise level a:", "",
-              "| model | backend | " + " | ".join(f"a={s}" for s in shots) + " |",
-              "| --- | --- | " + " | ".join("---:" for _ in shots) + " |"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | " + " | ".join(f"{r['psnr_by_shot'][s]:.2f}" for s in shots) + " |")
+    lines += ["", "RAW PSNR (dB) per shot-noise level a:"]
+    for shots in dict.fromkeys(tuple(r["psnr_by_shot"]) for r in rows):  # one table per validation set
+        lines += ["", "| model | backend | " + " | ".join(f"a={s}" for s in shots) + " |",
+                  "| --- | --- | " + " | ".join("---:" for _ in shots) + " |"]
+        for r in rows:
+            if tuple(r["psnr_by_shot"]) == shots:
+                lines.append(f"| {r['model']} | {r['backend']} | "
+                             + " | ".join(f"{r['psnr_by_shot'][s]:.2f}" for s in shots) + " |")
     return "\n".join(lines)

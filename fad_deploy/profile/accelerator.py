@@ -119,7 +119,8 @@ class AcceleratorReport:
             "roofline_ms": self.seconds * 1e3,
             "compute_bound_ms": self.compute_bound_s * 1e3,
             "layers": [{"name": x.name, "kind": x.kind, "macs": x.macs, "dram_bytes": x.dram_bytes,
-                        "roofline_us": x.seconds * 1e6, "bound": x.bound} for x in self.layers],
+                        "roofline_us": round(x.seconds * 1e6, 3), "bound": x.bound}
+                       for x in self.layers if x.macs or x.dram_bytes],  # free ops (views, shuffles) left out
         }
 
 

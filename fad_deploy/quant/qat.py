@@ -49,6 +49,7 @@ class QATConfig:
     freeze_observers_at: float = 0.75  # fraction of steps after which ranges stay fixed
     seed: int = 0
     cache: str | None = None  # patch cache; default: the one fad-train uses
+    residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
 
 
 @dataclass(frozen=True)
@@ -191,10 +192,11 @@ def check_crop(crop: int, multiple: int) -> None:
         raise FadError(f"quantization crop {crop} must be a multiple of the network's {multiple}")
 
 
-def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict) -> Checkpoint:
+def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict,
+                         residual: bool = True) -> Checkpoint:
     card = {**ckpt.card, "quantization": {"method": method, "source": ckpt.name, **details}}
     extra = {**ckpt.extra, "quantization": {
-        "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT,
+        "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT if residual else "denoised",
         "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
@@ -211,7 +213,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
     torch.manual_seed(cfg.seed)
     net = ckpt.build().train()
-    gm = prepare(net)
+    gm = prepare(net, residual=cfg.residual)
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
     opt = torch.optim.Adam(gm.parameters(), lr=cfg.lr)
@@ -228,13 +230,14 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         for g in opt.param_groups:
             g["lr"] = lr_at(step, schedule)
         u, target = anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)
-        loss = charbonnier(u + gm(u), target)
+        loss = charbonnier(u + gm(u) if cfg.residual else gm(u), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "qat", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)})
+    return quantized_checkpoint(ckpt, gm, net, "qat", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)},
+                                cfg.residual)
 
 
 @torch.no_grad()

@@ -1,0 +1,73 @@
+"""The README's main command, measured: runs `fad-export --int8 --target tflite [ARGS]` (no
+MODEL: the noise sub-range array when models/nsma/ holds it, else fan-student), times it,
+and records its exit status, files and sizes and the validation verdict per model.
+
+    python benchmarks/export_default.py [-- extra fad-export args, e.g. --threads 1]
+
+Writes benchmarks/results/export_default.{md,json} (the export folder's own report.md is
+copied in full below the summary).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fad_deploy.export.manifest import MANIFEST
+from fad_deploy.fileio import write_json, write_text
+
+RESULTS = Path(__file__).parent / "results"
+COMMAND = ["fad-export", "--int8", "--target", "tflite"]
+OUT_LINE = "exported to "
+
+
+def main(argv=None) -> dict:
+    extra = list(sys.argv[1:] if argv is None else argv)
+    extra = extra[1:] if extra[:1] == ["--"] else extra
+    command = COMMAND + extra
+    start = time.time()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    wall = time.time() - start
+    out = next((line[len(OUT_LINE):].rstrip(":") for line in proc.stdout.splitlines() if line.startswith(OUT_LINE)),
+               None)
+    doc = {"command": " ".join(command), "exit_status": proc.returncode, "wall_s": round(wall, 1),
+           "stderr_tail": proc.stderr.strip().splitlines()[-3:], "out": out}
+    lines = ["# `" + doc["command"] + "`", "",
+             f"Exit status {proc.returncode}, wall time {wall / 60:.1f} min on this shared 2-core CPU "
+             "(two training jobs running beside it)."]
+    if out and (Path(out) / MANIFEST).is_file():
+        manifest = json.loads((Path(out) / MANIFEST).read_text())
+        models = []
+        for m in manifest["models"]:
+            int8 = m["files"].get("tflite-int8")
+            rows = {r["backend"]: r for r in m.get("validation", [])}
+            models.append({"name": m["name"], "shot_range": m["shot_range"],
+                           "files": {b: r["bytes"] for b, r in m["files"].items()},
+                           "tflite_int8_kb": round(int8["bytes"] / 1024, 1) if int8 else None,
+                           "qat_s": (m.get("quantization") or {}).get("time_s"),
+                           "parity_int8_db": rows.get("tflite-int8", {}).get("parity_db"),
+                           "drop_db": rows.get("tflite-int8", {}).get("drop_db"),
+                           "ok": all(r["ok"] for r in rows.values())})
+        doc.update(validation=manifest["validation"], models=models,
+                   tflite_int8_total_kb=round(sum(m["tflite_int8_kb"] or 0 for m in models), 1))
+        lines += ["", f"Output: {out} ({len(models)} model(s); int8 TFLite total {doc['tflite_int8_total_kb']} KB); "
+                  f"validation {'passed' if manifest['validation']['passed'] else 'FAILED'}.", "",
+                  "| model | shot range | int8 TFLite KB | QAT s | parity int8 vs QAT dB | drop vs fp32 dB | ok |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        for m in models:
+            lines.append(f"| {m['name']} | [{m['shot_range'][0]:.3g}, {m['shot_range'][1]:.3g}] | {m['tflite_int8_kb']} "
+                         f"| {m['qat_s']} | {m['parity_int8_db']} | {m['drop_db']:+.3f} | {'yes' if m['ok'] else 'no'} |")
+        lines += ["", "## The export's report.md", "", (Path(out) / "report.md").read_text()]
+    else:
+        lines += ["", "No export folder was written:", "", "```", *doc["stderr_tail"], "```"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "export_default.json", doc)
+    write_text(RESULTS / "export_default.md", "\n".join(lines) + "\n")
+    print("\n".join(lines[:12]))
+    return doc
+
+
+if __name__ == "__main__":
+    main()
