@@ -2,10 +2,10 @@
 MODEL: the noise sub-range array when models/nsma/ holds it, else fan-student), times it,
 and records its exit status, files and sizes and the validation verdict per model.
 
-    python benchmarks/export_default.py [-- extra fad-export args, e.g. --threads 1]
+    python benchmarks/export_default.py [--tag TAG] [-- extra fad-export args, e.g. --threads 1]
 
-Writes benchmarks/results/export_default.{md,json} (the export folder's own report.md is
-copied in full below the summary).
+Writes benchmarks/results/export_default[-TAG].{md,json} (the export folder's own report.md
+is copied in full below the summary).
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ OUT_LINE = "exported to "
 
 def main(argv=None) -> dict:
     extra = list(sys.argv[1:] if argv is None else argv)
+    name = "export_default"
+    if extra[:1] == ["--tag"]:
+        name, extra = f"{name}-{extra[1]}", extra[2:]
     extra = extra[1:] if extra[:1] == ["--"] else extra
     command = COMMAND + extra
     start = time.time()
@@ -63,8 +66,8 @@ def main(argv=None) -> dict:
     else:
         lines += ["", "No export folder was written:", "", "```", *doc["stderr_tail"], "```"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "export_default.json", doc)
-    write_text(RESULTS / "export_default.md", "\n".join(lines) + "\n")
+    write_json(RESULTS / f"{name}.json", doc)
+    write_text(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines[:12]))
     return doc
 

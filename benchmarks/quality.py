@@ -23,7 +23,7 @@ RESULTS = Path(__file__).parent / "results"
 TABLES = {
     "Table 1 analogue: architecture (all Charbonnier, 2400 steps from scratch)":
         ["noisy", "unet-plain", "unet-wavelet", "fan-charbonnier", "fan-noskip"],
-    "Table 3 analogue: loss (each fine-tuned 800 more steps from fan-charbonnier)":
+    "Table 3 analogue: loss (each fine-tuned 600 more steps from fan-charbonnier)":
         ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-student"],
     "Table 5 analogue: baselines scaled to the student's compute":
         ["noisy", "upi-lite", "fan-student", "teacher"],

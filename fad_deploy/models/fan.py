@@ -93,6 +93,7 @@ class FAN(nn.Module):
         w, n = c.widths, len(config.widths)
         self.pad = PadToMultiple(2 ** (n - 1))
         self.pool = nn.AvgPool2d(2)
+
         def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
             # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
             hidden = min(max(c_in, 4 * c.group_width), c_out) * c.expansions[level]
