@@ -68,7 +68,8 @@ class TiledRunner(Runner):
         self.inner, self.spec, self.tile = inner, spec, tile  # tile: packed side (default: tiling's)
         self.anchor, self.backend = inner.anchor, inner.backend
 
-    def run(self, u: np.ndarray) -> np.ndarray:
+    def run_network(self, u: np.ndarray) -> np.ndarray:
+        # The inner runner's run() already adds any residual, so this output is final.
         return tiled_run(self.inner, u, self.spec, self.tile, progress=True)
 
 

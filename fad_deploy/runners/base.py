@@ -8,6 +8,7 @@ manifest describes both steps for phones.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def noise_arrays(noise, n: int) -> NoiseParams:
                        np.array([p.read for p in noise], np.float64).reshape(-1, 1, 1, 1))
 
 
-class Runner:
+class Runner(ABC):
     """A loaded model on one backend."""
 
     backend: str = "?"
@@ -58,10 +59,10 @@ class Runner:
     input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
     residual: bool = False  # run_network outputs the residual (see RESIDUAL_NOTE), not the denoised input
 
+    @abstractmethod
     def run_network(self, u: np.ndarray) -> np.ndarray:
-        """The model on anchor-space packed RAW (N, 4, h, w) float32 -> its raw output, same shape.
-        Backends implement this; wrappers of another runner override :meth:`run` instead."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither run_network nor run")
+        """The model on anchor-space packed RAW (N, 4, h, w) float32 -> its raw output, same shape
+        (the residual when ``residual`` is set, else the denoised input)."""
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
