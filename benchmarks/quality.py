@@ -113,7 +113,7 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
     for path in sorted(models_dir().rglob("*.pt")):
         ckpt = load_checkpoint(path)
         card = dict(ckpt.card)
-        card.pop("config", None)
+        init = card.pop("config", {}).get("model", {}).get("init")
         metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
             if ckpt.name in by else None
         info = {"name": ckpt.name, "arch": ckpt.arch, "config": ckpt.config, "shot_range": list(ckpt.shot_range),
@@ -126,7 +126,8 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                  f"[{ckpt.shot_range[0]:g}, {ckpt.shot_range[1]:g}] (k-sigma anchor at a={ckpt.anchor.shot:.3g}).", "",
                  "## How it was made", "", f"    {card.get('command', '?')}", "",
                  f"- data: {card.get('data')}", f"- teacher: {card.get('teacher')}",
-                 f"- steps: {card.get('steps')}, samples seen: {card.get('samples_seen')}, "
+                 f"- initialised from: {init or 'random weights'}",
+                 f"- steps: {card.get('steps')} (of {card.get('scheduled_steps', card.get('steps'))} scheduled), samples seen: {card.get('samples_seen')}, "
                  f"training time: {card.get('training_time_s')} s on {card.get('device')} "
                  f"(world size {card.get('world_size')})",
                  f"- validation RAW PSNR (scikit-image photos, 6 levels): {card.get('validation_raw_psnr')} dB", "",
