@@ -9,11 +9,11 @@ from ..data.bayer import CFA_PATTERNS
 from ..nsma.array import BACKEND_ALIASES, load_array
 from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
 from ..runners import BACKENDS
-from .common import user_errors
+from .common import OneLineParser, user_errors
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="fad-denoise",
         description="Denoise a DNG (or another RAW file rawpy reads, or a SIDD/DND .mat), a `fad-data synth` "
         ".npz set, or a folder of them. For each image the noise level a comes from --shot-noise, else "

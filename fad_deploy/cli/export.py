@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FadError
-from .common import user_errors
+from .common import OneLineParser, user_errors
 
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
@@ -25,7 +25,7 @@ EXIT_VALIDATION_FAILED = 1
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="fad-export",
         description="Quantize a trained denoiser to int8 (quantization-aware fine-tuning, or calibration only "
         "with --ptq) and export it: TFLite (float32 + full-integer int8 keeping the QAT ranges, NHWC, fixed "

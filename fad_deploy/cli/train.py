@@ -9,7 +9,7 @@ import torch
 
 from ..errors import FadError
 from ..train.config import load_config, presets
-from .common import user_errors
+from .common import OneLineParser, user_errors
 
 DESCRIPTION = """\
 Train a denoiser (teacher, FAN student, baselines) on unprocessed photos with
@@ -29,7 +29,7 @@ Override any setting with key.sub=value (values are YAML), e.g.:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="fad-train",
         description=DESCRIPTION,
         epilog=EPILOG.format(presets=", ".join(presets())),
