@@ -250,6 +250,34 @@ def test_tflite_metadata_names_tensors_and_preprocessing(exported):
     assert meta["version"].startswith("tiny (fad-deploy")
 
 
+def test_zero_points_are_stored_once_and_outputs_stay_bit_identical(exported):
+    import flatbuffers
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from fad_deploy.export.tflite import share_zero_points
+
+    shared = (exported / "tiny.int8.tflite").read_bytes()
+    # Unshared: the same model packed by the stock flatbuffers builder.
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(shared, 0))
+    builder = flatbuffers.Builder(len(shared))
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    unshared = bytes(builder.Output())
+    channels = sum(len(t.quantization.zeroPoint) for t in tree.subgraphs[0].tensors
+                   if t.quantization is not None and t.quantization.zeroPoint is not None)
+    assert len(unshared) - len(shared) > 8 * channels * 0.8
+    assert share_zero_points(unshared) == shared
+
+    def run(model):
+        it = Interpreter(model_content=model)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        it.set_tensor(i["index"], np.random.default_rng(0).integers(-128, 128, i["shape"]).astype(i["dtype"]))
+        it.invoke()
+        return it.get_tensor(o["index"])
+    np.testing.assert_array_equal(run(shared), run(unshared))
+
+
 def test_reexport_is_byte_identical(exported, workdir, monkeypatch):
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     before = digests(exported)

@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 
+import flatbuffers
 import numpy as np
 import torch
 import torch.nn as nn
@@ -90,13 +91,44 @@ def io_details(model: bytes) -> dict:
             "output": describe(interpreter.get_output_details()[0])}
 
 
+class SharingBuilder(flatbuffers.Builder):
+    """A flatbuffers Builder that writes each distinct int64 vector once and points every
+    later copy at it (flatbuffers allow shared vectors). TFLite needs one int64 zero point
+    per channel scale, and they are all 0 for symmetric per-channel weights and biases, so
+    this saves 16 bytes per output channel (about 60 KB on the FAN) at no cost."""
+
+    def __init__(self, initial_size: int):
+        super().__init__(initial_size)
+        self.int64_vectors = {}
+
+    def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' name)
+        if x.dtype != np.int64:
+            return super().CreateNumpyVector(x)
+        key = x.tobytes()
+        if key not in self.int64_vectors:
+            self.int64_vectors[key] = super().CreateNumpyVector(x)
+        return self.int64_vectors[key]
+
+
+def share_zero_points(model: bytes) -> bytes:
+    """The same model with its repeated zero-point vectors stored once (see SharingBuilder)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    builder = SharingBuilder(len(model))
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def size_breakdown(model: bytes) -> dict:
     """Where the bytes of a .tflite go: constant tensors by type, their quantization
-    parameters (float32 scale + int64 zero point per channel), and the rest (graph, metadata)."""
+    parameters (a float32 scale per channel, plus int64 zero points, each distinct vector
+    stored once by share_zero_points), and the rest (graph, metadata)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model)
     sizes = {"total": len(model), "constants": {}, "quantization_params": 0}
+    zero_point_vectors = set()
     for t in interpreter.get_tensor_details():
         try:
             data = interpreter.get_tensor(t["index"])
@@ -104,7 +136,10 @@ def size_breakdown(model: bytes) -> dict:
             continue
         key = np.dtype(data.dtype).name
         sizes["constants"][key] = sizes["constants"].get(key, 0) + data.nbytes
-        sizes["quantization_params"] += 12 * len(t["quantization_parameters"]["scales"])
+        q = t["quantization_parameters"]
+        sizes["quantization_params"] += 4 * len(q["scales"])
+        zero_point_vectors.add(q["zero_points"].astype(np.int64).tobytes())
+    sizes["quantization_params"] += sum(len(v) for v in zero_point_vectors)
     sizes["graph_and_metadata"] = len(model) - sum(sizes["constants"].values()) - sizes["quantization_params"]
     return sizes
 
@@ -188,7 +223,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     details = io_details(model)
     if expected and not options.float_io:
         check_io_scales(details, expected)
-    model = add_metadata(model, ckpt.name, version, description, expected)
+    model = share_zero_points(add_metadata(model, ckpt.name, version, description, expected))
     info = {**details, "dynamic_hw": False, "resizable_to_multiples_of": multiple, "group_conv": options.group_conv,
             "size_breakdown": size_breakdown(model)}
     if expected:
