@@ -11,7 +11,9 @@
 #
 # Usage: benchmarks/train_nsma.sh      (after benchmarks/train_all.sh shipped the student and teacher)
 # Re-running resumes each run from $RUNS/fan-nsma-<i>/last.pt and skips shipped models
-# (delete $OUT to retrain). Settings come from the environment, e.g. a dry run:
+# (delete $OUT to retrain); ONLY="0 2" and ONLY="1 3" in two shells train two at a time, and
+# the run that finds all N models shipped writes the table. Settings come from the environment,
+# e.g. a dry run:
 #   STUDENT=/tmp/s.pt TEACHER=/tmp/t.pt OUT=/tmp/nsma RUNS=/tmp/runs RESULTS=/tmp/res STEPS=2 \
 #     EXTRA="data.batch=2" EVAL_ARGS="--crops-per-image 1 --levels-per-subrange 1" benchmarks/train_nsma.sh
 set -euo pipefail
@@ -28,6 +30,7 @@ WARMUP=${WARMUP:-20}
 THREADS=${THREADS:-1}
 EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...)
 EVAL_ARGS=${EVAL_ARGS:-}  # more benchmarks/nsma_table.py options
+ONLY=${ONLY:-}            # train only these sub-range indices (e.g. "0 2" here, "1 3" in a second shell)
 for f in "$STUDENT" "$TEACHER"; do
   [ -f "$f" ] || { echo "$0: $f not found: train the student and teacher first (train_all.sh a)" >&2; exit 2; }
 done
@@ -37,10 +40,14 @@ python -c "from fad_deploy.nsma.partition import subranges
 for i, (lo, hi) in enumerate(subranges($N)): print(i, repr(lo), repr(hi))" |
 while read -r i lo hi; do
   if [ -f "$OUT/fan-nsma-$i.pt" ]; then echo "fan-nsma-$i: already in $OUT"; continue; fi
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $i "* ]]; then continue; fi
   # shellcheck disable=SC2086  # EXTRA holds several words on purpose
   fad-train fan-student name="fan-nsma-$i" out="$RUNS/fan-nsma-$i" model.init="$STUDENT" loss.teacher="$TEACHER" \
     "data.shot_range=[$lo, $hi]" "data.anchor_shot=$ANCHOR" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
     --threads "$THREADS" ${UNTIL:+--until "$UNTIL"} --ship "$OUT/fan-nsma-$i.pt" </dev/null
+done
+for i in $(seq 0 $((N - 1))); do
+  [ -f "$OUT/fan-nsma-$i.pt" ] || { echo "fan-nsma-$i not trained yet: the table waits for all $N models"; exit 0; }
 done
 # shellcheck disable=SC2086
 python benchmarks/nsma_table.py --array "$OUT" --single "$STUDENT" --results "$RESULTS" --write-manifest $EVAL_ARGS

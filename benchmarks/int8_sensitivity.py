@@ -1,0 +1,90 @@
+"""Where the int8 PSNR drop of a quantized checkpoint comes from: the drop with every
+fake quantizer on, with all weight quantizers off, with all activation quantizers off,
+and the gain from turning off each activation quantizer alone (what the op producing that
+tensor costs), on the same seeded validation patches fad-export validates with.
+
+    python benchmarks/int8_sensitivity.py export/fan-nsma/fan-nsma-3.int8.pt [--top 15]
+
+Writes benchmarks/results/int8_sensitivity_<model>.md and .json.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+from torch.ao.quantization import FakeQuantize
+from tqdm import tqdm
+
+from fad_deploy.export.validate import denoised, psnr_by_shot, validation_set
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import load_checkpoint
+from fad_deploy.profile.table import markdown_table
+from fad_deploy.quant.qat import FakeQuantRunner
+from fad_deploy.runners.torch_runner import TorchRunner
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def producers(model: torch.nn.Module) -> dict[str, str]:
+    """Activation quantizer name -> the op whose output it quantizes."""
+    out = {}
+    for prefix, gm in model.named_modules():
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and "activation_post_process" in str(node.target):
+                src = node.args[0]
+                what = getattr(src.target, "__name__", str(src.target))
+                out[f"{prefix}.{node.target}" if prefix else str(node.target)] = f"{src.op} {what}"
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="quantized checkpoint (<model>.int8.pt from fad-export)")
+    p.add_argument("--top", type=int, default=15, help="activation quantizers to list")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(args.checkpoint)
+    pairs, description = validation_set(ckpt.shot_range)
+    runner = FakeQuantRunner(ckpt)
+    quantizers = {n: m for n, m in runner.model.named_modules() if isinstance(m, FakeQuantize)}
+    weights = {n for n in quantizers if n.endswith("weight_fake_quant")}
+    activations = set(quantizers) - weights
+
+    def psnr_without(off: set[str]) -> float:
+        for name, q in quantizers.items():
+            q.disable_fake_quant() if name in off else q.enable_fake_quant()
+        return psnr_by_shot(denoised(runner, pairs), pairs)[0]
+
+    fp32 = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)[0]
+    int8 = psnr_without(set())
+    summary = {"fp32_db": fp32, "int8_db": int8, "drop_db": fp32 - int8,
+               "drop_weights_only_db": fp32 - psnr_without(activations),
+               "drop_activations_only_db": fp32 - psnr_without(weights)}
+    source = producers(runner.model)
+    gains = [{"quantizer": n, "output of": source.get(n, "?"), "gain_db": psnr_without({n}) - int8}
+             for n in tqdm(sorted(activations), desc="activation quantizers")]
+    gains.sort(key=lambda r: -r["gain_db"])
+    name = ckpt.name
+    write_json(RESULTS / f"int8_sensitivity_{name}.json",
+               {"checkpoint": args.checkpoint, "validation": description, **summary, "activations": gains})
+    rows = [[r["quantizer"], r["output of"], f"{r['gain_db']:+.3f}"] for r in gains[:args.top]]
+    write_text(RESULTS / f"int8_sensitivity_{name}.md", "\n".join([
+        f"# Where the int8 drop of {name} comes from", "",
+        f"Checkpoint {args.checkpoint}; validation: {description}. "
+        f"Made by `python benchmarks/int8_sensitivity.py {args.checkpoint}`.", "",
+        f"- RAW PSNR fp32 {fp32:.3f} dB, fake-quant int8 {int8:.3f} dB: drop {summary['drop_db']:.3f} dB",
+        f"- drop with only the weights quantized: {summary['drop_weights_only_db']:.3f} dB",
+        f"- drop with only the activations quantized: {summary['drop_activations_only_db']:.3f} dB",
+        f"- {len(activations)} activation quantizers; the sum of their single gains is "
+        f"{sum(r['gain_db'] for r in gains):.3f} dB", "",
+        f"Gain from leaving one activation in float (top {args.top}):", "",
+        markdown_table(["quantizer", "output of", "gain dB"], rows), ""]))
+    print(f"wrote {RESULTS / f'int8_sensitivity_{name}.md'}")
+
+
+if __name__ == "__main__":
+    main()
