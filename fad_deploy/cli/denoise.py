@@ -46,8 +46,11 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
-    warnings.formatwarning = one_line_warning
-    list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
-    array = load_array(args.model_bundle, args.backend)
-    settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
-    denoise_path(args.input, array, args.out, settings, args.cfa)
+    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    try:
+        list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
+        array = load_array(args.model_bundle, args.backend)
+        settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
+        denoise_path(args.input, array, args.out, settings, args.cfa)
+    finally:  # callers in the same process (tests, notebooks) keep their own warning format
+        warnings.formatwarning = default_format
