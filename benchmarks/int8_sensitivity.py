@@ -17,7 +17,8 @@ import torch.fx as fx
 from torch.ao.quantization import FakeQuantize
 from tqdm import tqdm
 
-from fad_deploy.export.validate import denoised, psnr_by_shot, validation_set
+from fad_deploy.data.synth import validation_set
+from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.table import markdown_table

@@ -16,6 +16,7 @@ import numpy as np
 from fad_deploy.cli.eval import parser as eval_parser
 from fad_deploy.cli.eval import run as fad_eval
 from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.data.synth import validation_set
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
 
@@ -107,6 +108,17 @@ def psnr_vs_macs_plot(rows: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
+def validation_levels(shot_range) -> str:
+    shots = np.unique(validation_set(shot_range)[0]["shot"])
+    return f"{len(shots)} levels in [{shots.min():.3g}, {shots.max():.3g}]"
+
+
+def kept_best(card: dict) -> str:
+    step = card.get("kept_best_of_step")
+    return "" if step is None else f"; the shipped weights are those of step {step}, the best on validation " \
+        "(schedule.keep_best; step 0 = the initial weights)"
+
+
 def write_model_cards(rows: list[dict], set_info: dict) -> None:
     """models/<name>.md + .json: how each shipped model was made and what it measures."""
     by = {r["model"]: r for r in rows}
@@ -130,7 +142,8 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                  f"- steps: {card.get('steps')} (of {card.get('scheduled_steps', card.get('steps'))} scheduled), samples seen: {card.get('samples_seen')}, "
                  f"training time: {card.get('training_time_s')} s on {card.get('device')} "
                  f"(world size {card.get('world_size')})",
-                 f"- validation RAW PSNR (scikit-image photos, 6 levels): {card.get('validation_raw_psnr')} dB", "",
+                 f"- validation RAW PSNR (scikit-image photos, {validation_levels(ckpt.shot_range)}): "
+                 f"{card.get('validation_raw_psnr')} dB" + kept_best(card), "",
                  "## Measured on held-out photos", ""]
         if metrics:
             lines += [f"Set: {set_info}", "", "| RAW PSNR | RAW SSIM | RGB PSNR | RGB SSIM | GMACs/MP | Params |",

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from fad_deploy.export.validate import denoised, psnr_by_shot, validation_set
+from fad_deploy.data.synth import validation_set
+from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.quant.qat import FakeQuantRunner, QATConfig, quantization_aware_training

@@ -3,7 +3,9 @@
 # sub-range of the shot noise a (equations 5, 6), each fine-tuned from the full-range
 # student with the shipped student's losses (preset fan-student: Charbonnier + distillation
 # + Feature Matching from the teacher) on noise restricted to its sub-range (data.shot_range;
-# the checkpoint records it). Each model keeps the student's k-sigma anchor, so fine-tuning
+# the checkpoint records it), validated on its own sub-range: each ships the weights with the best
+# validation PSNR, the student's own included (schedule.keep_best), so a fine-tune that did not
+# help is not shipped. Each model keeps the student's k-sigma anchor, so fine-tuning
 # starts from the input scale the student learned; each gets its own int8 input range at export.
 # Ships $OUT/fan-nsma-{0..N-1}.pt, then evaluates array vs single student and writes
 # $OUT/manifest.json (sub-range table, checkpoints, metrics per sub-range) and
@@ -25,7 +27,8 @@ RESULTS=${RESULTS:-benchmarks/results}
 N=${N:-4}                 # models in the array (the paper's n = 4)
 STEPS=${STEPS:-400}       # fine-tuning schedule per sub-range model
 UNTIL=${UNTIL:-}          # stop each fine-tune after this step (fad-train --until)
-LR=${LR:-0.0005}          # as the student's own fine-tune in train_all.sh
+LR=${LR:-0.0002}          # below the student's own fine-tune (5e-4): these start from a converged model
+VAL_EVERY=${VAL_EVERY:-100}
 WARMUP=${WARMUP:-20}
 THREADS=${THREADS:-1}
 EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...)
@@ -43,7 +46,8 @@ while read -r i lo hi; do
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $i "* ]]; then continue; fi
   # shellcheck disable=SC2086  # EXTRA holds several words on purpose
   fad-train fan-student name="fan-nsma-$i" out="$RUNS/fan-nsma-$i" model.init="$STUDENT" loss.teacher="$TEACHER" \
-    "data.shot_range=[$lo, $hi]" "data.anchor_shot=$ANCHOR" schedule.steps="$STEPS" schedule.lr="$LR" schedule.warmup="$WARMUP" $EXTRA \
+    "data.shot_range=[$lo, $hi]" "data.anchor_shot=$ANCHOR" schedule.steps="$STEPS" schedule.lr="$LR" \
+    schedule.warmup="$WARMUP" schedule.val_every="$VAL_EVERY" schedule.keep_best=true $EXTRA \
     --threads "$THREADS" ${UNTIL:+--until "$UNTIL"} --ship "$OUT/fan-nsma-$i.pt" </dev/null
 done
 for i in $(seq 0 $((N - 1))); do

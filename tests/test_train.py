@@ -60,6 +60,7 @@ def test_yaml_file_and_overrides(tmp_path):
     (["schedule.lr=[1"], "not valid YAML"),
     (["schedule.steps=many"], "'steps'.*whole number.*'many'"),
     (["schedule.lr=fast"], "'lr'.*number"),
+    (["schedule.keep_best=maybe"], "'keep_best'.*true or false"),
     (["data.shot_range=[0.01, 0.001]"], "shot_range.*low < high"),
     (["model=fan"], "model: expected a mapping"),
 ])
@@ -174,6 +175,46 @@ def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
     a, b = read_log(tmp_path / "straight" / "log.csv"), read_log(tmp_path / "killed" / "log.csv")
     assert [r["step"] for r in b] == ["2", "4"]
     assert [r["loss_total"] for r in a] == [r["loss_total"] for r in b]
+
+
+def test_keep_best_ships_the_best_validation_weights_across_a_resume(tmp_path, cache, monkeypatch):
+    scores = {0: 5.0, 2: 7.0, 4: 6.0}  # validation PSNR by step: step 2 is the best
+    monkeypatch.setattr(Trainer, "validate", lambda self: scores[self.step])
+    at_step_2 = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "ref", cache)), command="test")
+    at_step_2.fit(until=2)
+
+    real_batch = Trainer.batch
+
+    def batch_then_die(self, step):
+        if step == 3:
+            raise Killed
+        return real_batch(self, step)
+
+    monkeypatch.setattr(Trainer, "batch", batch_then_die)
+    with pytest.raises(Killed):
+        train(tmp_path / "best", cache, "schedule.keep_best=true")
+    monkeypatch.setattr(Trainer, "batch", real_batch)
+    trainer = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "best", cache, 4, 2,
+                                                                "schedule.keep_best=true")), command="test")
+    ckpt = trainer.fit()
+    assert trainer.step == 4
+    assert (ckpt.card["kept_best_of_step"], ckpt.card["validation_raw_psnr"]) == (2, 7.0)
+    for k, v in at_step_2.model.state_dict().items():
+        assert torch.equal(ckpt.state_dict[k], v), k
+    scores[0] = 9.0  # the initial weights win: the fine-tune is not shipped
+    ckpt = train(tmp_path / "init-best", cache, "schedule.keep_best=true").checkpoint(0.0, None)
+    kept = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "init-best", cache, 4, 2,
+                                                             "schedule.keep_best=true")), command="test").fit()
+    assert kept.card["kept_best_of_step"] == 0
+    assert any(not torch.equal(kept.state_dict[k], v) for k, v in ckpt.state_dict.items())
+
+
+def test_a_sub_range_run_validates_inside_its_range(tmp_path, cache):
+    full = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "a", cache)), command="test")
+    sub_range = tiny_overrides(tmp_path / "b", cache, 4, 2, "data.shot_range=[0.001, 0.004]")
+    sub = Trainer(load_config("charbonnier", sub_range), command="test")
+    assert full.val["shot"].min() < 0.001 and full.val["shot"].max() > 0.004
+    assert len(np.unique(sub.val["shot"])) == 4 and ((0.001 < sub.val["shot"]) & (sub.val["shot"] < 0.004)).all()
 
 
 def test_run_folder_with_a_different_config(tmp_path, cache):

@@ -64,5 +64,7 @@ def main(argv=None):
         ckpt.save(trainer.out / "model.pt")
         if args.ship:
             ckpt.save(args.ship, half=args.half)
+        kept = f" (the weights of step {ckpt.card['kept_best_of_step']}, best on validation)" \
+            if "kept_best_of_step" in ckpt.card else ""
         print(f"{cfg.name}: {ckpt.card['steps']} steps in {ckpt.card['training_time_s']:.0f} s, "
-              f"validation RAW PSNR {ckpt.card['validation_raw_psnr']:.2f} dB -> {trainer.out / 'model.pt'}")
+              f"validation RAW PSNR {ckpt.card['validation_raw_psnr']:.2f} dB{kept} -> {trainer.out / 'model.pt'}")

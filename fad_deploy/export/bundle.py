@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..data.synth import validation_set
 from ..errors import FadError
 from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
@@ -28,7 +29,7 @@ from ..runners.torch_runner import TorchRunner
 from .manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing, sha256
 from .onnx import OPSET, export_onnx
 from .tflite import TFLiteOptions, check_input_size, export_tflite, group_conv_cost
-from .validate import Thresholds, table, validate_model, validation_set
+from .validate import Thresholds, table, validate_model
 
 TARGETS = ("tflite", "onnx")
 REPORT = "report.md"

@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.noise import NoiseParams
-from ..data.synth import synth_pairs, validation_pairs
 from ..isp.metrics import psnr
 from ..runners import load_runner
 from ..runners.base import Runner, check_packed, noise_arrays, postprocess, preprocess
 
-VALIDATION_SEED, VALIDATION_CROP, VALIDATION_CROPS = 1234, 64, 2  # as validation_pairs()
-SUBRANGE_LEVELS = 4  # shot levels of a sub-range model's own validation set
-RANGE_RTOL = 1e-6
 REFERENCE_BACKEND = {"tflite-int8": "torch-int8", "onnx-int8": "torch-int8",
                      "tflite-fp32": "torch", "onnx-fp32": "torch"}
 
@@ -25,24 +21,6 @@ class Thresholds:
     parity_int8_db: float = 45.0  # int8 export vs PyTorch's fake-quant network
     parity_float_db: float = 60.0  # float export vs PyTorch fp32
     max_drop_db: float = 0.15  # denoising PSNR of tflite-int8 below PyTorch fp32
-
-
-def validation_set(shot_range: tuple[float, float]) -> tuple[dict, str]:
-    """Seeded validation patches for a model and their description: the standard set
-    (:func:`validation_pairs`) when the model's noise range holds all its levels, else the
-    same photos, crops and seed at levels inside the model's sub-range (the centres of
-    equal log-a bins), so a sub-range model is judged where it is meant to run."""
-    pairs = validation_pairs()
-    lo, hi = (float(v) for v in shot_range)
-    if lo <= pairs["shot"].min() * (1 + RANGE_RTOL) and pairs["shot"].max() <= hi * (1 + RANGE_RTOL):
-        return pairs, f"fad_deploy.data.synth.validation_pairs(seed={VALIDATION_SEED})"
-    from ..data.photos import SKIMAGE_PHOTOS, skimage_photo
-
-    shots = np.exp(np.linspace(np.log(lo), np.log(hi), 2 * SUBRANGE_LEVELS + 1)[1::2])
-    images = [(n, skimage_photo(n)) for n in SKIMAGE_PHOTOS]
-    pairs = synth_pairs(images, VALIDATION_CROP, VALIDATION_CROPS, shots, VALIDATION_SEED)
-    return pairs, (f"validation_pairs' photos and seed at {SUBRANGE_LEVELS} shot levels inside the model's "
-                   f"range [{lo:.3g}, {hi:.3g}]")
 
 
 def noise_list(pairs: dict) -> list[NoiseParams]:

@@ -51,6 +51,10 @@ class ScheduleConfig:
     warmup: int = 100
     val_every: int = 250
     log_every: int = 25
+    # Ship the weights with the best validation PSNR, the initial ones included, instead of
+    # the last (for fine-tunes, e.g. the sub-range models: never ship a fine-tune that made
+    # the model worse on validation).
+    keep_best: bool = False
 
 
 @dataclass
@@ -67,7 +71,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_KIND_NAMES = {float: "a number", int: "a whole number", str: "a string", dict: "a mapping"}
+_KIND_NAMES = {float: "a number", int: "a whole number", str: "a string", dict: "a mapping", bool: "true or false"}
 
 
 def _number(value) -> float | None:
@@ -94,6 +98,8 @@ def _typed(value, kind, where: str):
     if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     if kind is dict and isinstance(value, dict):
+        return value
+    if kind is bool and isinstance(value, bool):
         return value
     if typing.get_origin(kind) is tuple:  # a (low, high) noise range
         low, high = (_number(v) for v in value) if isinstance(value, (list, tuple)) and len(value) == 2 else (0, 0)

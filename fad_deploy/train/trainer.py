@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..data.dataset import META_KEYS, NoisyPatches, build_patch_cache, load_patch_cache
 from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
-from ..data.synth import validation_pairs
+from ..data.synth import validation_set
 from ..errors import FadError
 from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
@@ -119,8 +119,9 @@ class Trainer:
 
         self.cache_path = resolve_cache(cfg)
         self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed)
-        self.val = validation_pairs()
+        self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
+        self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
 
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -154,7 +155,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean RAW PSNR on the fixed validation set (scikit-image photos, 6 noise levels)."""
+        """Mean RAW PSNR on the fixed validation set (scikit-image photos at 6 noise levels over
+        the full range, or 4 inside a sub-range model's range)."""
         self.model.eval()
         v = self.val
         noise = NoiseParams(torch.from_numpy(v["shot"]).view(-1, 1, 1, 1), torch.from_numpy(v["read"]).view(-1, 1, 1, 1))
@@ -176,6 +178,8 @@ class Trainer:
         blob = {"step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
                 "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                 "config": json.dumps(self.cfg.to_dict())}
+        if self.best:
+            blob |= {"best_val": self.best["val"], "best_step": self.best["step"], "best_model": self.best["state"]}
         with atomic_path(self.state_path()) as tmp:
             torch.save(blob, tmp)
 
@@ -193,9 +197,18 @@ class Trainer:
         self.model.load_state_dict(blob["model"])
         self.opt.load_state_dict(blob["opt"])
         self.step, self.elapsed, self.history = blob["step"], blob["elapsed"], json.loads(blob["history"])
+        if "best_model" in blob:
+            self.best = {"val": blob["best_val"], "step": blob["best_step"], "state": blob["best_model"]}
         return True
 
-    def checkpoint(self, val_psnr: float) -> Checkpoint:
+    def track_best(self, val: float) -> None:
+        if self.cfg.schedule.keep_best and (self.best is None or val > self.best["val"]):
+            self.best = {"val": val, "step": self.step,
+                         "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+
+    def checkpoint(self, val_psnr: float, best: dict | None = None) -> Checkpoint:
+        """The current weights, or the ``best`` ones (keep_best) with the step they come from."""
+        state = best["state"] if best else self.model.state_dict()
         card = {
             "command": self.command,
             "config": self.cfg.to_dict(),
@@ -208,10 +221,12 @@ class Trainer:
             "training_time_s": round(self.elapsed, 1),
             "device": str(self.device),
             "world_size": self.world,
-            "validation_raw_psnr": round(val_psnr, 3),
+            "validation_raw_psnr": round(best["val"] if best else val_psnr, 3),
         }
+        if best:
+            card["kept_best_of_step"] = best["step"]
         return Checkpoint(self.cfg.name, self.cfg.model.arch, model_config(self.model),
-                          {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                          {k: v.detach().cpu() for k, v in state.items()},
                           tuple(self.cfg.data.shot_range), card, anchor_shot=self.anchor.shot)
 
     # ---- loop ------------------------------------------------------------------------------
@@ -234,6 +249,8 @@ class Trainer:
             print(f"resumed {self.out} at step {self.step}")
         if self.rank == 0:
             write_json(self.out / "config.json", self.cfg.to_dict())
+        if sch.keep_best and self.best is None and self.rank == 0:
+            self.track_best(self.validate())  # the initial weights are a candidate too
         self.model.train()
         bar = tqdm(total=sch.steps, initial=self.step, desc=self.cfg.name, unit="step", disable=self.rank != 0,
                    mininterval=2.0)
@@ -258,6 +275,7 @@ class Trainer:
             if self.step % sch.val_every == 0 or self.step == stop:
                 val = self.validate() if self.rank == 0 else val
                 if self.rank == 0:
+                    self.track_best(val)
                     self.log({"step": self.step, "time_s": round(self.elapsed, 1), "lr": lr_at(self.step - 1, sch),
                               **{f"loss_{k}": round(v.item(), 6) for k, v in terms.items()},
                               "val_raw_psnr": round(val, 3)})
@@ -268,4 +286,4 @@ class Trainer:
         bar.close()
         if math.isnan(val) and self.rank == 0:
             val = self.validate()
-        return self.checkpoint(val)
+        return self.checkpoint(val, self.best)
