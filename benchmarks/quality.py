@@ -25,7 +25,7 @@ TABLES = {
     "Table 1 analogue: architecture (all Charbonnier, 2400 steps from scratch)":
         ["noisy", "unet-plain", "unet-wavelet", "fan-charbonnier", "fan-noskip"],
     "Table 3 analogue: loss (each fine-tuned 600 more steps from fan-charbonnier)":
-        ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-student"],
+        ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm"],
     "Table 5 analogue: baselines scaled to the student's compute":
         ["noisy", "upi-lite", "fan-student", "teacher"],
 }
@@ -35,11 +35,11 @@ CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; sm
 ROW_LABELS = {
     "unet-plain": "Plain U-Net", "unet-wavelet": "Wavelet U-Net", "fan-charbonnier": "Feature-Align",
     "fan-noskip": "FA w/o shrunk skips", "fan-charbonnier-ft": "Charbonnier", "fan-kd": "Knowledge dist.",
-    "fan-student": "KD + Feature Matching (shipped)", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
+    "fan-kd-fm": "KD + Feature Matching", "fan-student": "KD + Feature Matching, 3600 steps (shipped student)", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
     "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
 MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavelet", "fan-noskip",
-          "fan-charbonnier-ft", "fan-kd", "upi-lite"]
+          "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> str:
