@@ -183,8 +183,8 @@ def latency(args, names: list[str], exports: Path, note: str, student: str) -> N
     write_text(RESULTS / "bench_cpu.md", "\n\n".join([
         "# CPU latency (`fad-bench --device cpu`)", note,
         f"Device: {d['cpu']}, {d['physical_cores']} cores, {d['simd']}, {d['ghz']} GHz; 1-minute load average "
-        f"{d['load_average_1min']:.1f} at the end (two training jobs share these 2 cores, so latencies are "
-        f"pessimistic and noisy). Input: packed 1x4x{args.size[0]}x{args.size[1]}; median and p90 of "
+        f"{d['load_average_1min']:.1f} at the end (a load above the threads used means other jobs shared the "
+        f"cores: latencies pessimistic and noisy). Input: packed 1x4x{args.size[0]}x{args.size[1]}; median and p90 of "
         f"{args.repeats} runs after 3 warm-up runs. MACs and megapixels are per RAW megapixel "
         "(a 4x512x512 packed input).",
         f"Roofline bound: {d['peak_derivation']}. 'vs roofline' = median / (MACs / peak); int8 backends are "

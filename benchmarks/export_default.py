@@ -10,6 +10,7 @@ is copied in full below the summary).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,8 +39,8 @@ def main(argv=None) -> dict:
     doc = {"command": " ".join(command), "exit_status": proc.returncode, "wall_s": round(wall, 1),
            "stderr_tail": proc.stderr.strip().splitlines()[-3:], "out": out}
     lines = ["# `" + doc["command"] + "`", "",
-             f"Exit status {proc.returncode}, wall time {wall / 60:.1f} min on this shared 2-core CPU "
-             "(two training jobs running beside it)."]
+             f"Exit status {proc.returncode}, wall time {wall / 60:.1f} min on {os.cpu_count()} CPU core(s); "
+             f"1-minute load average {os.getloadavg()[0]:.1f} at the end (other jobs on the cores slow it down)."]
     if out and (Path(out) / MANIFEST).is_file():
         manifest = json.loads((Path(out) / MANIFEST).read_text())
         models = []
