@@ -15,6 +15,7 @@ import numpy as np
 
 from fad_deploy.cli.eval import parser as eval_parser
 from fad_deploy.cli.eval import run as fad_eval
+from fad_deploy.data.noise import SHOT_RANGE
 from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.data.synth import validation_set
 from fad_deploy.fileio import write_json, write_text
@@ -152,6 +153,9 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                       f"{metrics['rgb_ssim']:.4f} | {info['gmacs_per_megapixel']} | {info['params']} |", "",
                       "GMACs per megapixel of RAW input (4x512x512 packed). Re-measure with "
                       "`python benchmarks/quality.py`."]
+        elif tuple(ckpt.shot_range) != SHOT_RANGE:
+            lines.append("A sub-range model: measured in its sub-range against the full-range student in "
+                         "`benchmarks/results/nsma.md` (and the array's `models/nsma/manifest.json`).")
         else:
             lines.append("(not in the benchmark run)")
         write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
