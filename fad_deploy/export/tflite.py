@@ -95,7 +95,7 @@ class SharingBuilder(flatbuffers.Builder):
     """A flatbuffers Builder that writes each distinct int64 vector once and points every
     later copy at it (flatbuffers allow shared vectors). TFLite needs one int64 zero point
     per channel scale, and they are all 0 for symmetric per-channel weights and biases, so
-    this saves 16 bytes per output channel (about 60 KB on the FAN) at no cost."""
+    this saves 16 bytes per output channel (about 55 KB on the FAN) at no cost."""
 
     def __init__(self, initial_size: int):
         super().__init__(initial_size)
