@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ..data.noise import NoiseParams
 from ..errors import FadError
-from ..export.manifest import MANIFEST, locate, read_bundle
+from ..export.manifest import MANIFEST, entry_outputs_residual, locate, read_bundle
 from ..models.registry import models_dir
 from ..nsma.select import TABLE_KEY, select_model, table_from_manifest
-from ..runners.base import RESIDUAL_OUTPUT
 
 TFLITE_BACKENDS = ("tflite-int8", "tflite-fp32")
 
@@ -70,7 +69,7 @@ def device_model(folder: Path, entry: dict) -> DeviceModel:
     checkpoint = Path(entry.get("source", {}).get("checkpoint") or entry["name"]).stem
     lo, hi = entry["shot_range"]
     return DeviceModel(entry["name"], checkpoint, files, anchor, (float(lo), float(hi)), tuple(missing),
-                       entry.get("output") == RESIDUAL_OUTPUT)
+                       entry_outputs_residual(entry))
 
 
 def load_bundle(folder: str | Path, noise_a: float | None = None) -> list[DeviceModel]:

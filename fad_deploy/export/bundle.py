@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
@@ -56,7 +56,6 @@ class Exported:
     entry: dict
     float_ckpt: Checkpoint
     int8_ckpt: Checkpoint | None
-    extra_files: list[str] = field(default_factory=list)
 
 
 def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
@@ -214,9 +213,9 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
               f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "
               f"float >= {t.parity_float_db} dB vs fp32, tflite-int8 denoising drop <= {t.max_drop_db} dB.", "",
               table(rows), "",
-              "The int8 input and output are each on their own per-tensor scale over the anchor-space range, "
-              "which spans ~a_A / a_min times the [0, 1] RAW range: the per-level table shows what that costs "
-              "at each noise level.", "",
+              "The int8 input is on one per-tensor scale over the anchor-space range (~a_A / a_min times the "
+              "[0, 1] RAW range), the output on its own over the residual: the per-level table shows what int8 "
+              "costs at each noise level.", "",
               "ONNX models take any N, h, w (the padding to the network's multiple is in the graph); TFLite "
               "models have a fixed input size (the runner resizes the interpreter to other multiples of the "
               f"network's multiple; delegates may not). ONNX opset {OPSET}."]

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError
 from ..models.registry import Checkpoint, models_dir
+from ..runners.base import RESIDUAL_OUTPUT
 
 MANIFEST = "manifest.json"
 FORMAT = "fad-deploy-export/1"
@@ -95,6 +96,11 @@ def pick_model(manifest: dict, model: str | None, where: Path) -> dict:
         if e["name"] == model:
             return e
     raise FadError(f"{where}: no model {model!r} (has {', '.join(e['name'] for e in entries)})")
+
+
+def entry_outputs_residual(entry: dict) -> bool:
+    """Whether a model entry's files output the residual (absent in bundles from before)."""
+    return entry.get("output") == RESIDUAL_OUTPUT
 
 
 def entry_anchor(entry: dict) -> NoiseParams:

@@ -13,7 +13,7 @@ import torch
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..quant.graph import Core, Padded
-from ..quant.qat import fake_quant_model, outputs_residual
+from ..quant.qat import fake_quant_model, require_residual
 from ..runners.onnx_runner import ANCHOR_READ_KEY, ANCHOR_SHOT_KEY
 
 OPSET = 17
@@ -52,9 +52,8 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
     import onnx
     import onnxsim
 
-    if int8 and not outputs_residual(ckpt):
-        raise FadError(f"{ckpt.name}: quantized before exports output the residual; quantize the float checkpoint again")
     if int8:
+        require_residual(ckpt)
         model = fake_quant_model(ckpt)
     else:
         net = ckpt.build().eval()

@@ -17,7 +17,7 @@ import torch.nn as nn
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..quant.graph import Core, trace_float
-from ..quant.qat import fake_quant_core, grid, io_quantizers, outputs_residual
+from ..quant.qat import fake_quant_core, grid, io_quantizers, require_residual
 from .tf_graph import TFRebuild
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
@@ -207,9 +207,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     tf = quiet_tensorflow()
     expected = None
     if options.int8:
-        if not outputs_residual(ckpt):
-            raise FadError(f"{ckpt.name}: quantized before exports output the residual; quantize the float "
-                           "checkpoint again")
+        require_residual(ckpt)
         gm, net = fake_quant_core(ckpt)
         fq_in, fq_out = io_quantizers(gm)
         expected = {"input": grid(fq_in), "output": grid(fq_out)}

@@ -130,6 +130,13 @@ def outputs_residual(ckpt: Checkpoint) -> bool:
     return ckpt.extra.get("quantization", {}).get("output") == RESIDUAL_OUTPUT
 
 
+def require_residual(ckpt: Checkpoint) -> None:
+    """Exports and runners add the input back in float: they need a residual-output quantization."""
+    if not outputs_residual(ckpt):
+        raise FadError(f"{ckpt.name}: quantized before exports output the residual; quantize the float "
+                       "checkpoint again")
+
+
 def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
     """The frozen fake-quant core of a quantized checkpoint, and the float network it wraps."""
     q = ckpt.extra.get("quantization")

@@ -25,11 +25,10 @@ def load_runner(backend: str, model_or_export_dir: str | Path, threads: int | No
         raise FadError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     if backend == "torch":
         return _torch_runner(model_or_export_dir, threads)
-    from ..export.manifest import entry_anchor, locate_file
-    from .base import RESIDUAL_OUTPUT
+    from ..export.manifest import entry_anchor, entry_outputs_residual, locate_file
 
     path, entry, record = locate_file(model_or_export_dir, backend, model)
-    residual = entry.get("output") == RESIDUAL_OUTPUT  # bundles from before the residual exports: absent
+    residual = entry_outputs_residual(entry)
     if backend.startswith("onnx"):
         from .onnx_runner import OnnxRunner
 
