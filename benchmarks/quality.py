@@ -17,7 +17,7 @@ from fad_deploy.cli.eval import parser as eval_parser
 from fad_deploy.cli.eval import run as fad_eval
 from fad_deploy.data.noise import SHOT_RANGE
 from fad_deploy.data.photos import default_cache_dir
-from fad_deploy.data.synth import validation_set
+from fad_deploy.data.synth import validation_shots
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
 
@@ -110,7 +110,7 @@ def psnr_vs_macs_plot(rows: list[dict], out: Path) -> None:
 
 
 def validation_levels(shot_range) -> str:
-    shots = np.unique(validation_set(shot_range)[0]["shot"])
+    shots = validation_shots(shot_range)
     return f"{len(shots)} levels in [{shots.min():.3g}, {shots.max():.3g}]"
 
 

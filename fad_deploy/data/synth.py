@@ -104,7 +104,7 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     return pairs
 
 
-VALIDATION_SEED, VALIDATION_CROP, VALIDATION_CROPS = 1234, 64, 2
+VALIDATION_SEED, VALIDATION_CROP, VALIDATION_CROPS, VALIDATION_LEVELS = 1234, 64, 2, 6
 SUBRANGE_LEVELS = 4  # shot levels of a sub-range model's own validation set
 RANGE_RTOL = 1e-6
 
@@ -115,21 +115,31 @@ def validation_pairs(seed: int = VALIDATION_SEED, crop: int = VALIDATION_CROP) -
     from .photos import SKIMAGE_PHOTOS, skimage_photo
 
     images = [(n, skimage_photo(n)) for n in SKIMAGE_PHOTOS]
-    return synth_pairs(images, crop, crops_per_image=VALIDATION_CROPS, shots=shot_levels(6), seed=seed)
+    return synth_pairs(images, crop, crops_per_image=VALIDATION_CROPS, shots=shot_levels(VALIDATION_LEVELS),
+                       seed=seed)
+
+
+def validation_shots(shot_range: tuple[float, float]) -> np.ndarray:
+    """The shot levels of a model's validation set: :func:`validation_pairs`' when the model's
+    noise range holds them all, else the centres of equal log-a bins of its sub-range."""
+    full = shot_levels(VALIDATION_LEVELS)
+    lo, hi = (float(v) for v in shot_range)
+    if lo <= full.min() * (1 + RANGE_RTOL) and full.max() <= hi * (1 + RANGE_RTOL):
+        return full
+    return np.exp(np.linspace(np.log(lo), np.log(hi), 2 * SUBRANGE_LEVELS + 1)[1::2])
 
 
 def validation_set(shot_range: tuple[float, float]) -> tuple[dict, str]:
     """Seeded validation patches for a model and their description: the standard set
-    (:func:`validation_pairs`) when the model's noise range holds all its levels, else the
-    same photos, crops and seed at levels inside the model's sub-range (the centres of
-    equal log-a bins), so a sub-range model is judged where it is meant to run."""
-    pairs = validation_pairs()
-    lo, hi = (float(v) for v in shot_range)
-    if lo <= pairs["shot"].min() * (1 + RANGE_RTOL) and pairs["shot"].max() <= hi * (1 + RANGE_RTOL):
-        return pairs, f"fad_deploy.data.synth.validation_pairs(seed={VALIDATION_SEED})"
+    (:func:`validation_pairs`) for a full-range model, else the same photos, crops and seed
+    at :func:`validation_shots` inside its sub-range, so a sub-range model is judged where
+    it is meant to run."""
+    shots = validation_shots(shot_range)
+    if np.array_equal(shots, shot_levels(VALIDATION_LEVELS)):
+        return validation_pairs(), f"fad_deploy.data.synth.validation_pairs(seed={VALIDATION_SEED})"
     from .photos import SKIMAGE_PHOTOS, skimage_photo
 
-    shots = np.exp(np.linspace(np.log(lo), np.log(hi), 2 * SUBRANGE_LEVELS + 1)[1::2])
+    lo, hi = (float(v) for v in shot_range)
     images = [(n, skimage_photo(n)) for n in SKIMAGE_PHOTOS]
     pairs = synth_pairs(images, VALIDATION_CROP, VALIDATION_CROPS, shots, VALIDATION_SEED)
     return pairs, (f"validation_pairs' photos and seed at {SUBRANGE_LEVELS} shot levels inside the model's "
