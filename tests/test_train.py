@@ -152,21 +152,25 @@ class Killed(Exception):
     pass
 
 
-def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
-    straight = train(tmp_path / "straight", cache)
-
+def train_killed_at_step_3(out: Path, cache: Path, monkeypatch, *extra: str) -> None:
+    """A run whose process dies in step 3: step 2 was checkpointed, step 3 is lost."""
     real_batch = Trainer.batch
 
     def batch_then_die(self, step):
-        if step == 3:  # step 2 was checkpointed, step 3 is lost with the process
+        if step == 3:
             raise Killed
         return real_batch(self, step)
 
     monkeypatch.setattr(Trainer, "batch", batch_then_die)
     with pytest.raises(Killed):
-        train(tmp_path / "killed", cache)
-    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
+        train(out, cache, *extra)
     monkeypatch.setattr(Trainer, "batch", real_batch)
+
+
+def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
+    straight = train(tmp_path / "straight", cache)
+    train_killed_at_step_3(tmp_path / "killed", cache, monkeypatch)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
 
     resumed = train(tmp_path / "killed", cache)  # the same command again
     assert resumed.step == 4
@@ -177,36 +181,33 @@ def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
     assert [r["loss_total"] for r in a] == [r["loss_total"] for r in b]
 
 
+def keep_best_trainer(out: Path, cache: Path) -> Trainer:
+    return Trainer(load_config("charbonnier", tiny_overrides(out, cache, 4, 2, "schedule.keep_best=true")),
+                   command="test")
+
+
 def test_keep_best_ships_the_best_validation_weights_across_a_resume(tmp_path, cache, monkeypatch):
     scores = {0: 5.0, 2: 7.0, 4: 6.0}  # validation PSNR by step: step 2 is the best
     monkeypatch.setattr(Trainer, "validate", lambda self: scores[self.step])
     at_step_2 = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "ref", cache)), command="test")
     at_step_2.fit(until=2)
 
-    real_batch = Trainer.batch
-
-    def batch_then_die(self, step):
-        if step == 3:
-            raise Killed
-        return real_batch(self, step)
-
-    monkeypatch.setattr(Trainer, "batch", batch_then_die)
-    with pytest.raises(Killed):
-        train(tmp_path / "best", cache, "schedule.keep_best=true")
-    monkeypatch.setattr(Trainer, "batch", real_batch)
-    trainer = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "best", cache, 4, 2,
-                                                                "schedule.keep_best=true")), command="test")
-    ckpt = trainer.fit()
+    train_killed_at_step_3(tmp_path / "best", cache, monkeypatch, "schedule.keep_best=true")
+    trainer = keep_best_trainer(tmp_path / "best", cache)
+    ckpt = trainer.fit()  # resumes from step 2
     assert trainer.step == 4
     assert (ckpt.card["kept_best_of_step"], ckpt.card["validation_raw_psnr"]) == (2, 7.0)
     for k, v in at_step_2.model.state_dict().items():
         assert torch.equal(ckpt.state_dict[k], v), k
+
     scores[0] = 9.0  # the initial weights win: the fine-tune is not shipped
-    ckpt = train(tmp_path / "init-best", cache, "schedule.keep_best=true").checkpoint(0.0, None)
-    kept = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "init-best", cache, 4, 2,
-                                                             "schedule.keep_best=true")), command="test").fit()
+    trainer = keep_best_trainer(tmp_path / "init-best", cache)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    kept = trainer.fit()
     assert kept.card["kept_best_of_step"] == 0
-    assert any(not torch.equal(kept.state_dict[k], v) for k, v in ckpt.state_dict.items())
+    for k, v in initial.items():
+        assert torch.equal(kept.state_dict[k], v), k
+    assert any(not torch.equal(trainer.model.state_dict()[k], v) for k, v in initial.items())  # it did train
 
 
 def test_a_sub_range_run_validates_inside_its_range(tmp_path, cache):
