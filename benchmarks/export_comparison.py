@@ -34,6 +34,7 @@ from fad_deploy.export.validate import Thresholds, denoised, outputs, parity, ps
 from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
+from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import FakeQuantRunner, anchor_pair, training_patches
 from fad_deploy.runners import load_runner
 from fad_deploy.runners.onnx_runner import OnnxRunner
@@ -136,33 +137,6 @@ def evaluate(label: str, runner, path: Path | None, refs: dict, pairs: dict, thr
     return row
 
 
-def quantizer_ablation(qat: Checkpoint, pairs: dict, base_psnr: float) -> list[dict]:
-    """What each group of int8 quantizers costs (PyTorch fake-quant of the residual core, the
-    others switched off; the input is added back in float as the runners do)."""
-    from torch.ao.quantization import disable_fake_quant
-
-    from fad_deploy.quant.graph import Padded
-    from fad_deploy.quant.qat import fake_quant_core, io_quantizers, outputs_residual, quantizers
-
-    rows = []
-    for variant in ("all quantizers", "input quantizer only", "output (residual) quantizer only",
-                    "inner quantizers only"):
-        gm, net = fake_quant_core(qat)
-        fq_in, fq_out = io_quantizers(gm)
-        keep = {"all quantizers": lambda f: True, "input quantizer only": lambda f: f is fq_in,
-                "output (residual) quantizer only": lambda f: f is fq_out,
-                "inner quantizers only": lambda f: f is not fq_in and f is not fq_out}[variant]
-        for f in quantizers(gm).values():
-            if not keep(f):
-                f.apply(disable_fake_quant)
-        runner = TorchRunner(qat)
-        runner.model, runner.residual = Padded(gm, net.pad).eval(), outputs_residual(qat)
-        mean, levels = psnr_by_shot(denoised(runner, pairs), pairs)
-        rows.append({"variant": variant, "raw_psnr_db": round(mean, 3), "drop_db": round(base_psnr - mean, 3),
-                     "psnr_by_shot": {k: round(v, 2) for k, v in levels.items()}})
-    return rows
-
-
 def markdown(doc: dict) -> str:
     rows = doc["rows"]
     shots = list(rows[0]["psnr_by_shot"])
@@ -184,11 +158,8 @@ def markdown(doc: dict) -> str:
               "| path | " + " | ".join(f"a={s}" for s in shots) + " |",
               "| --- | " + " | ".join("---:" for _ in shots) + " |"]
     lines += [f"| {r['path']} | " + " | ".join(f"{r['psnr_by_shot'][s]:.2f}" for s in shots) + " |" for r in rows]
-    lines += ["", "What the int8 quantizers cost (PyTorch, the QAT network with only some quantizers on):", "",
-              "| variant | RAW PSNR dB | drop vs fp32 dB | " + " | ".join(f"a={s}" for s in shots) + " |",
-              "| --- | ---: | ---: | " + " | ".join("---:" for _ in shots) + " |"]
-    lines += [f"| {r['variant']} | {r['raw_psnr_db']:.3f} | {r['drop_db']:+.3f} | "
-              + " | ".join(f"{r['psnr_by_shot'][s]:.2f}" for s in shots) + " |" for r in doc["ablation"]]
+    lines += ["", "Which int8 quantizers cost the PSNR: `python benchmarks/int8_sensitivity.py "
+              "<export folder>/<model>.int8.pt`."]
     return "\n".join(lines + ["", *doc["notes"]]) + "\n"
 
 
@@ -256,22 +227,12 @@ def main(argv=None) -> None:
     doc = {"model": ckpt.name, "checkpoint": f"{source} ({ckpt.card.get('steps', '?')} training steps)",
            "card_psnr": ckpt.card.get("validation_raw_psnr"), "qat_steps": args.qat_steps,
            "qat_time_s": qat.card.get("quantization", {}).get("time_s"), "threads": args.threads,
-           "calibration_patches": len(calib64), "cpu": cpu_name(),
+           "calibration_patches": len(calib64), "cpu": cpu_peak().model,
            "validation": f"{len(pairs['noisy'])} seeded 64x64 patches, 6 shot levels (validation_pairs)",
-           "rows": rows, "ablation": quantizer_ablation(qat, pairs, refs["psnr"]), "notes": notes}
+           "rows": rows, "notes": notes}
     write_json(RESULTS / "export_comparison.json", doc)
     write_text(RESULTS / "export_comparison.md", markdown(doc))
     print(markdown(doc))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Where the int8 PSNR drop of a quantized checkpoint comes from: the drop with every
-fake quantizer on, with all weight quantizers off, with all activation quantizers off,
-and the gain from turning off each activation quantizer alone (what the op producing that
-tensor costs), on the same seeded validation patches fad-export validates with.
+fake quantizer on, then with only one group on (the weights; the activations; the network
+input; its output), and the gain from turning off each activation quantizer alone (what the
+op producing that tensor costs), on the same seeded validation patches fad-export validates
+with.
 
     python benchmarks/int8_sensitivity.py export/fan-nsma/fan-nsma-3.int8.pt [--top 15]
 
@@ -22,7 +23,7 @@ from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.table import markdown_table
-from fad_deploy.quant.qat import FakeQuantRunner
+from fad_deploy.quant.qat import FakeQuantRunner, io_quantizers
 from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -54,6 +55,10 @@ def main():
     quantizers = {n: m for n, m in runner.model.named_modules() if isinstance(m, FakeQuantize)}
     weights = {n for n in quantizers if n.endswith("weight_fake_quant")}
     activations = set(quantizers) - weights
+    fq_in, fq_out = io_quantizers(runner.model.core)
+    by_module = {id(q): n for n, q in quantizers.items()}
+    groups = {"weights": weights, "activations": activations, "input": {by_module[id(fq_in)]},
+              "output": {by_module[id(fq_out)]}}
 
     def psnr_without(off: set[str]) -> float:
         for name, q in quantizers.items():
@@ -63,8 +68,8 @@ def main():
     fp32 = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)[0]
     int8 = psnr_without(set())
     summary = {"fp32_db": fp32, "int8_db": int8, "drop_db": fp32 - int8,
-               "drop_weights_only_db": fp32 - psnr_without(activations),
-               "drop_activations_only_db": fp32 - psnr_without(weights)}
+               **{f"drop_{group}_only_db": fp32 - psnr_without(set(quantizers) - names)
+                  for group, names in groups.items()}}
     source = producers(runner.model)
     gains = [{"quantizer": n, "output of": source.get(n, "?"), "gain_db": psnr_without({n}) - int8}
              for n in tqdm(sorted(activations), desc="activation quantizers")]
@@ -78,8 +83,7 @@ def main():
         f"Checkpoint {args.checkpoint}; validation: {description}. "
         f"Made by `python benchmarks/int8_sensitivity.py {args.checkpoint}`.", "",
         f"- RAW PSNR fp32 {fp32:.3f} dB, fake-quant int8 {int8:.3f} dB: drop {summary['drop_db']:.3f} dB",
-        f"- drop with only the weights quantized: {summary['drop_weights_only_db']:.3f} dB",
-        f"- drop with only the activations quantized: {summary['drop_activations_only_db']:.3f} dB",
+        *(f"- drop with only the {group} quantized: {summary[f'drop_{group}_only_db']:.3f} dB" for group in groups),
         f"- {len(activations)} activation quantizers; the sum of their single gains is "
         f"{sum(r['gain_db'] for r in gains):.3f} dB", "",
         f"Gain from leaving one activation in float (top {args.top}):", "",
