@@ -4,7 +4,8 @@
 # shipped weights in models/ are found).
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0"; then
+# ldconfig lives in /sbin, which a user's PATH may lack.
+if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "libusb-1.0.so.0"; then
   echo "installing Debian's libusb-1.0-0 (tflite-support's metadata writers need it)"
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q libusb-1.0-0 >/dev/null
   elif command -v sudo >/dev/null; then sudo apt-get install -y -q libusb-1.0-0 >/dev/null
