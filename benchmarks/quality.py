@@ -36,11 +36,18 @@ CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; sm
 ROW_LABELS = {
     "unet-plain": "Plain U-Net", "unet-wavelet": "Wavelet U-Net", "fan-charbonnier": "Feature-Align",
     "fan-noskip": "FA w/o shrunk skips", "fan-charbonnier-ft": "Charbonnier", "fan-kd": "Knowledge dist.",
-    "fan-kd-fm": "KD + Feature Matching", "fan-student": "KD + Feature Matching, 3600 steps (shipped student)", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
+    "fan-kd-fm": "KD + Feature Matching", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
     "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
 MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavelet", "fan-noskip",
           "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
+
+
+def row_label(name: str) -> str:
+    if name == "fan-student":  # its schedule changes between sessions: read it from the card
+        steps = load_checkpoint(resolve_model(name)).card.get("steps")
+        return f"KD + Feature Matching, {steps} steps (shipped student)"
+    return ROW_LABELS.get(name, name)
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> str:
@@ -48,12 +55,12 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
     out = ["| Method | RAW PSNR | RAW SSIM | RGB PSNR | RGB SSIM | GMACs/MP | Params |", "|---|---|---|---|---|---|---|"]
     for n in names:
         if n not in by:
-            out.append(f"| {ROW_LABELS.get(n, n)} | (not available) | | | | | |")
+            out.append(f"| {row_label(n)} | (not available) | | | | | |")
             continue
         r = by[n]
         macs = f"{r['gmacs_per_megapixel']:.3f}" if r.get("gmacs_per_megapixel") else "-"
         params = f"{r['params']:,}" if r.get("params") else "-"
-        out.append(f"| {ROW_LABELS.get(n, n)} | {r['raw_psnr']:.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
+        out.append(f"| {row_label(n)} | {r['raw_psnr']:.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
                    f"{r['rgb_ssim']:.4f} | {macs} | {params} |")
     return "\n".join(out)
 
