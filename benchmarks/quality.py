@@ -43,24 +43,23 @@ MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavel
           "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
 
 
-def row_label(name: str) -> str:
-    if name == "fan-student":  # its schedule changes between sessions: read it from the card
-        steps = load_checkpoint(resolve_model(name)).card.get("steps")
-        return f"KD + Feature Matching, {steps} steps (shipped student)"
-    return ROW_LABELS.get(name, name)
+def row_labels() -> dict[str, str]:
+    """ROW_LABELS plus the shipped student's, whose step count is read from its card."""
+    steps = load_checkpoint(resolve_model("fan-student")).card.get("steps")
+    return {**ROW_LABELS, "fan-student": f"KD + Feature Matching, {steps} steps (shipped student)"}
 
 
-def markdown_table(rows: list[dict], names: list[str]) -> str:
+def markdown_table(rows: list[dict], names: list[str], labels: dict[str, str]) -> str:
     by = {r["model"]: r for r in rows}
     out = ["| Method | RAW PSNR | RAW SSIM | RGB PSNR | RGB SSIM | GMACs/MP | Params |", "|---|---|---|---|---|---|---|"]
     for n in names:
         if n not in by:
-            out.append(f"| {row_label(n)} | (not available) | | | | | |")
+            out.append(f"| {labels.get(n, n)} | (not available) | | | | | |")
             continue
         r = by[n]
         macs = f"{r['gmacs_per_megapixel']:.3f}" if r.get("gmacs_per_megapixel") else "-"
         params = f"{r['params']:,}" if r.get("params") else "-"
-        out.append(f"| {row_label(n)} | {r['raw_psnr']:.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
+        out.append(f"| {labels.get(n, n)} | {r['raw_psnr']:.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
                    f"{r['rgb_ssim']:.4f} | {macs} | {params} |")
     return "\n".join(out)
 
@@ -192,14 +191,15 @@ def main(argv=None) -> None:
           f"(runs `fad-eval {' '.join(main_args)}`). Set: {result['set']}.", "",
           "RAW metrics on the 4 packed Bayer planes (data range 1); RGB after the minimal ISP (white balance, "
           "bilinear demosaic, colour matrix, gamma 1/2.2). GMACs per megapixel of RAW input (4x512x512 packed).", ""]
+    labels = row_labels()
     for title, rows in TABLES.items():
-        md += [f"## {title}", "", markdown_table(result["results"], rows), ""]
+        md += [f"## {title}", "", markdown_table(result["results"], rows, labels), ""]
     if any(r["model"].startswith("nsma") for r in result["results"]):
         md += ["## Table 2 analogue: Noise Subrange Model Array", "",
-               markdown_table(result["results"], ["noisy", "fan-student", "nsma (n=4)"]), "",
+               markdown_table(result["results"], ["noisy", "fan-student", "nsma (n=4)"], labels), "",
                "Per sub-range numbers: benchmarks/results/nsma.md.", ""]
     md += [f"## {CLASSICAL[0]}", "", f"Set: {classical['set']}", "",
-           markdown_table(classical["results"], CLASSICAL[1]), ""]
+           markdown_table(classical["results"], CLASSICAL[1], labels), ""]
     md += ["## Per shot level (RAW PSNR, dB)", ""]
     levels = sorted({lv["shot"] for v in result["per_level"].values() for lv in v})
     md.append("| model | " + " | ".join(f"a={a:.2g}" for a in levels) + " |")
