@@ -4,12 +4,13 @@
 #   lane a: teacher -> fan-kd-fm (Table 3) -> fan-student (KD + Feature Matching, longer) -> noise-subrange array
 #   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier), fan-kd
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
-# The shipped teacher finished its last 900 steps alone on the CPU with --threads 2 (see its card).
+# The shipped teacher finished its last 900 steps alone on the CPU with --threads 2; the shipped
+# student and the distillation fine-tunes (fan-kd, fan-kd-fm) also ran one at a time with
+# --threads 2 (their cards hold the exact commands).
 set -euo pipefail
 STEPS=2400       # from-scratch schedule of every student-sized network
 FINETUNE=600     # distillation / Table 3 fine-tunes, starting from fan-charbonnier
 STUDENT_FINETUNE=8000  # the shipped student: the same fine-tune as fan-kd-fm, 13x longer
-# (the shipped one ran alone on the CPU with --threads 2 and out=runs/fan-student-8k: see its card)
 T="--threads 1"
 FROM_FAN="model.init=models/ablations/fan-charbonnier.pt schedule.lr=0.0005 schedule.warmup=20"
 FT="$FROM_FAN schedule.steps=$FINETUNE"
