@@ -31,9 +31,10 @@ LR=${LR:-0.0002}          # below the student's own fine-tune (5e-4): these star
 VAL_EVERY=${VAL_EVERY:-100}
 WARMUP=${WARMUP:-20}
 THREADS=${THREADS:-1}
-EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...)
+EXTRA=${EXTRA:-}          # more fad-train overrides (key.sub=value ...) and options (--device cuda)
 EVAL_ARGS=${EVAL_ARGS:-}  # more benchmarks/nsma_table.py options
 ONLY=${ONLY:-}            # train only these sub-range indices (e.g. "0 2" here, "1 3" in a second shell)
+TABLE=${TABLE:-yes}       # no: train only (e.g. on a GPU machine; evaluate where you run the benchmarks)
 for f in "$STUDENT" "$TEACHER"; do
   [ -f "$f" ] || { echo "$0: $f not found: train the student and teacher first (train_all.sh a)" >&2; exit 2; }
 done
@@ -50,6 +51,7 @@ while read -r i lo hi; do
     schedule.warmup="$WARMUP" schedule.val_every="$VAL_EVERY" schedule.keep_best=true $EXTRA \
     --threads "$THREADS" ${UNTIL:+--until "$UNTIL"} --ship "$OUT/fan-nsma-$i.pt" </dev/null
 done
+[ "$TABLE" = no ] && exit 0
 for i in $(seq 0 $((N - 1))); do
   [ -f "$OUT/fan-nsma-$i.pt" ] || { echo "fan-nsma-$i not trained yet: the table waits for all $N models"; exit 0; }
 done

@@ -181,6 +181,16 @@ def test_exact_resume_after_a_kill(tmp_path, cache, monkeypatch):
     assert [r["loss_total"] for r in a] == [r["loss_total"] for r in b]
 
 
+def test_worker_processes_make_the_same_batches(tmp_path, cache):
+    here = train(tmp_path / "here", cache)
+    ahead = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "ahead", cache)), command="test", workers=2)
+    ahead.fit()
+    assert ahead.step == 4
+    for k, v in here.model.state_dict().items():
+        assert torch.equal(v, ahead.model.state_dict()[k]), k
+    assert read_log(tmp_path / "here" / "log.csv")[-1]["loss_total"] == read_log(tmp_path / "ahead" / "log.csv")[-1]["loss_total"]
+
+
 def keep_best_trainer(out: Path, cache: Path) -> Trainer:
     return Trainer(load_config("charbonnier", tiny_overrides(out, cache, 4, 2, "schedule.keep_best=true")),
                    command="test")
@@ -273,6 +283,7 @@ def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):
     (["nosuch"], "'nosuch' is neither a config file nor a preset"),
     (["charbonnier", "schedule.bogus=1"], "unknown setting 'bogus'"),
     (["charbonnier", "schedule.steps"], "must look like key.sub=value"),
+    (["charbonnier", "--workers", "-1"], "--workers -1: expected 0 or more"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

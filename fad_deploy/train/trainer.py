@@ -78,9 +78,22 @@ def sample_batch(data: NoisyPatches, step: int, batch: int, seed: int, world: in
     return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
 
 
+class BatchesByStep(torch.utils.data.Dataset):
+    """Item ``step`` is :func:`sample_batch`'s batch ``step``, so DataLoader workers can make
+    batches ahead of the training step (on a GPU the noise synthesis would otherwise be the
+    bottleneck) while every batch stays a pure function of (seed, step)."""
+
+    def __init__(self, data: NoisyPatches, batch: int, seed: int, world: int, rank: int):
+        self.data, self.args = data, (batch, seed, world, rank)
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return sample_batch(self.data, step, *self.args)
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None):
+    def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None, workers: int = 0):
         self.cfg, self.command = cfg, command or shlex.join(["fad-train", *sys.argv[1:]])
+        self.workers = workers
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -89,6 +102,7 @@ class Trainer:
         if device.startswith("cuda") and self.distributed:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self.device = torch.device(device)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed crop size: autotune once
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out or Path("runs") / cfg.name)
         self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
@@ -127,6 +141,16 @@ class Trainer:
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """This rank's share of global batch ``step`` (deterministic)."""
         return sample_batch(self.data, step, self.cfg.data.batch, self.cfg.seed, self.world, self.rank, self.device)
+
+    def batches(self, start: int, stop: int):
+        """Batches ``start`` .. ``stop - 1``: made here, or ahead by ``workers`` processes."""
+        if not self.workers:
+            return (self.batch(step) for step in range(start, stop))
+        loader = torch.utils.data.DataLoader(
+            BatchesByStep(self.data, self.cfg.data.batch, self.cfg.seed, self.world, self.rank),
+            batch_size=None, sampler=range(start, stop), num_workers=self.workers, prefetch_factor=4,
+            pin_memory=self.device.type == "cuda")
+        return ({k: v.to(self.device, non_blocking=True) for k, v in b.items()} for b in loader)
 
     # ---- one step ----------------------------------------------------------------------
     def losses(self, batch) -> dict[str, torch.Tensor]:
@@ -257,10 +281,10 @@ class Trainer:
         val = float("nan")
         t_last = t_start = time.time()
         seen = 0
-        while self.step < stop:
+        for batch in self.batches(self.step, stop):
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, sch)
-            terms = self.losses(self.batch(self.step))
+            terms = self.losses(batch)
             self.opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             self.opt.step()
