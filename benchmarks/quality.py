@@ -27,8 +27,9 @@ TABLES = {
         ["noisy", "unet-plain", "unet-wavelet", "fan-charbonnier", "fan-noskip"],
     "Table 3 analogue: loss (each fine-tuned 600 more steps from fan-charbonnier)":
         ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm"],
+    # fan-charbonnier: the student's network on UPI-Lite's schedule (the equal-training comparison)
     "Table 5 analogue: baselines scaled to the student's compute":
-        ["noisy", "upi-lite", "fan-student", "teacher"],
+        ["noisy", "upi-lite", "fan-charbonnier", "fan-pretrain-gpu", "fan-student", "teacher"],
 }
 # BM3D takes ~90 s per megapixel, so the classical table uses a smaller seeded set.
 CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; smaller set)",
@@ -39,14 +40,23 @@ ROW_LABELS = {
     "fan-kd-fm": "KD + Feature Matching", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
     "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
-MODELS = ["teacher", "fan-student", "unet-plain", "fan-charbonnier", "unet-wavelet", "fan-noskip",
-          "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
+MODELS = ["teacher", "fan-student", "fan-pretrain-gpu", "unet-plain", "fan-charbonnier", "unet-wavelet",
+          "fan-noskip", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
 
 
-def row_labels() -> dict[str, str]:
-    """ROW_LABELS plus the shipped student's, whose step count is read from its card."""
-    steps = load_checkpoint(resolve_model("fan-student")).card.get("steps")
-    return {**ROW_LABELS, "fan-student": f"KD + Feature Matching, {steps} steps (shipped student)"}
+def schedule(name: str) -> str:
+    """How long a model trained, from its card: steps x batch, and where."""
+    card = load_checkpoint(resolve_model(name)).card
+    return f"{card.get('steps')} steps x {card['config']['data']['batch']} on {card.get('device')}"
+
+
+def row_labels(names: list[str]) -> dict[str, str]:
+    """ROW_LABELS plus the labels of the models trained on their own schedules (read from their cards)."""
+    own = {"fan-student": "KD + Feature Matching, {} (shipped student)",
+           "fan-pretrain-gpu": "Charbonnier, {} (the student's pretraining)",
+           "teacher": "Teacher (UPI-style), {}", "upi-lite": "UPI-Raw-Lite, {}",
+           "fan-charbonnier": "Feature-Align, {}"}
+    return {**ROW_LABELS, **{n: label.format(schedule(n)) for n, label in own.items() if n in names}}
 
 
 def markdown_table(rows: list[dict], names: list[str], labels: dict[str, str]) -> str:
@@ -191,7 +201,7 @@ def main(argv=None) -> None:
           f"(runs `fad-eval {' '.join(main_args)}`). Set: {result['set']}.", "",
           "RAW metrics on the 4 packed Bayer planes (data range 1); RGB after the minimal ISP (white balance, "
           "bilinear demosaic, colour matrix, gamma 1/2.2). GMACs per megapixel of RAW input (4x512x512 packed).", ""]
-    labels = row_labels()
+    labels = row_labels(names)
     for title, rows in TABLES.items():
         md += [f"## {title}", "", markdown_table(result["results"], rows, labels), ""]
     if any(r["model"].startswith("nsma") for r in result["results"]):

@@ -4,8 +4,10 @@
 #   lane a: teacher -> fan-kd-fm (Table 3) -> fan-student (KD + Feature Matching, longer) -> noise-subrange array
 #   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier), fan-kd
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
-# The shipped teacher finished its last 900 steps alone on the CPU with --threads 2; the shipped
-# student and the distillation fine-tunes (fan-kd, fan-kd-fm) also ran one at a time with
+# The shipped teacher, student and noise-subrange array come from benchmarks/train_gpu.sh (the
+# same presets, 4x the batch, minutes on one GPU); lane a is their CPU route (shipped before,
+# see git history). The Table 3 fine-tunes (fan-kd, fan-kd-fm) distil from whichever teacher
+# models/teacher.pt holds: the shipped ones from the GPU teacher, each run alone with
 # --threads 2 (their cards hold the exact commands).
 set -euo pipefail
 STEPS=2400       # from-scratch schedule of every student-sized network

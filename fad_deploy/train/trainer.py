@@ -243,7 +243,8 @@ class Trainer:
             "scheduled_steps": self.cfg.schedule.steps,
             "samples_seen": self.step * self.cfg.data.batch * self.world,
             "training_time_s": round(self.elapsed, 1),
-            "device": str(self.device),
+            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
+                                          if self.device.type == "cuda" else ""),
             "world_size": self.world,
             "validation_raw_psnr": round(best["val"] if best else val_psnr, 3),
         }
