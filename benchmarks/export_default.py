@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
                            "drop_db": rows.get("tflite-int8", {}).get("drop_db"),
                            "ok": all(r["ok"] for r in rows.values())})
         doc.update(validation=manifest["validation"], models=models,
-                   tflite_int8_total_kb=round(sum(m["tflite_int8_kb"] or 0 for m in models), 1))
+                   tflite_int8_total_kb=round(sum(m["files"].get("tflite-int8", 0) for m in models) / 1024, 1))
         lines += ["", f"Output: {out} ({len(models)} model(s); int8 TFLite total {doc['tflite_int8_total_kb']} KB); "
                   f"validation {'passed' if manifest['validation']['passed'] else 'FAILED'}.", "",
                   "| model | shot range | int8 TFLite KB | QAT s | parity int8 vs QAT dB | drop vs fp32 dB | ok |",
