@@ -45,17 +45,15 @@ probe() {  # NAME PRESET OVERRIDES...: prints seconds per training step
   python -c "import csv; r = list(csv.DictReader(open('$RUNS/probe-$name/log.csv')))
 print(round((float(r[-1]['time_s']) - float(r[0]['time_s'])) / (int(r[-1]['step']) - int(r[0]['step'])), 5))"
 }
-steps_in() {  # SECONDS SECONDS_PER_STEP [SHARE]: whole steps that fit, in multiples of 10
+steps_in() {  # SECONDS SECONDS_PER_STEP [SLOWDOWN]: whole steps that fit, in multiples of 10
   python -c "print(max(10, int($1 / ($2 * ${3:-1}) / 10) * 10))"
 }
-run() {  # SECONDS NAME ARGS...: a fad-train run, stopped after 1.5x its seconds + 60 if it overruns;
-  # then its last validated weights (out=$RUNS/NAME) are shipped, so the next stage can go on
-  local seconds=$1 name=$2 ship=""
-  shift 2
-  local args=("$@")
-  for i in "${!args[@]}"; do [ "${args[$i]}" = --ship ] && ship=${args[$((i + 1))]}; done
-  echo "$name: fad-train $*"
-  if timeout $((seconds * 3 / 2 + 60)) fad-train "$@" >"$RUNS/$name.log" 2>&1 </dev/null; then
+run() {  # SECONDS NAME SHIP ARGS...: fad-train ARGS --ship SHIP, stopped after 1.5x its seconds + 60
+  # if it overruns; then its last validated weights (out=$RUNS/NAME) are shipped, so the next stage can go on
+  local seconds=$1 name=$2 ship=$3
+  shift 3
+  echo "$name: fad-train $* --ship $ship"
+  if timeout $((seconds * 3 / 2 + 60)) fad-train "$@" --ship "$ship" >"$RUNS/$name.log" 2>&1 </dev/null; then
     tail -n 1 "$RUNS/$name.log"
   else
     echo "$name: stopped early, shipping its last validated weights (see $RUNS/$name.log)"
@@ -71,19 +69,19 @@ T=$(cat "$RUNS/t.s") P=$(cat "$RUNS/p.s") S=$(cat "$RUNS/s.s")
 echo "seconds per step with three runs side by side: teacher $T, pretraining $P, student $S"
 
 # shellcheck disable=SC2086
-run "$A" teacher teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON \
-  --ship models/teacher.pt --half &
+run "$A" teacher models/teacher.pt teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON \
+  --half &
 # shellcheck disable=SC2086
-run "$A" fan-pretrain-gpu charbonnier name=fan-pretrain-gpu schedule.steps="$(steps_in "$A" "$P")" \
-  out="$RUNS/fan-pretrain-gpu" $ON --ship "$PRETRAIN" &
+run "$A" fan-pretrain-gpu "$PRETRAIN" charbonnier name=fan-pretrain-gpu schedule.steps="$(steps_in "$A" "$P")" \
+  out="$RUNS/fan-pretrain-gpu" $ON &
 wait
 
 # shellcheck disable=SC2086
-run "$B" fan-student fan-student model.init="$PRETRAIN" $STUDENT_FT schedule.steps="$(steps_in "$B" "$S")" \
-  out="$RUNS/fan-student" $ON --ship models/fan-student.pt
+run "$B" fan-student models/fan-student.pt fan-student model.init="$PRETRAIN" $STUDENT_FT \
+  schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $ON
 
 # Each of the N fine-tunes shares the GPU with N-1 others (the probe shared it with 2).
-STEPS=$(steps_in "$C" "$S" "$(python -c "print($N / 3)")")
+STEPS=$(steps_in "$C" "$S" "$N / 3")
 rm -f models/nsma/fan-nsma-*.pt
 for i in $(seq 0 $((N - 1))); do
   ONLY=$i STEPS=$STEPS VAL_EVERY=$((STEPS / 4)) RUNS=$RUNS TABLE=no EXTRA="$ON" THREADS=1 \
