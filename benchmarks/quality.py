@@ -29,7 +29,10 @@ TABLES = {
         ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm"],
     # fan-charbonnier: the student's network on UPI-Lite's schedule (the equal-training comparison)
     "Table 5 analogue: baselines scaled to the student's compute":
-        ["noisy", "upi-lite", "fan-charbonnier", "fan-pretrain-gpu", "fan-student", "teacher"],
+        ["noisy", "upi-lite", "fan-charbonnier", "fan-pretrain-gpu", "fan-student-gpu", "fan-student", "teacher"],
+    # loss.level_weighting: "relative" makes each image's errors relative to its noise std
+    "Loss weighting over noise levels: the GPU student fine-tuned further on the CPU":
+        ["noisy", "fan-student-gpu", "fan-student-ft-anchor", "fan-student-ft-relative", "fan-student"],
 }
 # BM3D takes ~90 s per megapixel, so the classical table uses a smaller seeded set.
 CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; smaller set)",
@@ -40,20 +43,28 @@ ROW_LABELS = {
     "fan-kd-fm": "KD + Feature Matching", "upi-lite": "UPI-Raw-Lite", "teacher": "Teacher (UPI-style)",
     "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
-MODELS = ["teacher", "fan-student", "fan-pretrain-gpu", "unet-plain", "fan-charbonnier", "unet-wavelet",
+MODELS = ["teacher", "fan-student", "fan-student-gpu", "fan-student-ft-anchor", "fan-student-ft-relative",
+          "fan-pretrain-gpu", "unet-plain", "fan-charbonnier", "unet-wavelet",
           "fan-noskip", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
 
 
 def schedule(name: str) -> str:
-    """How long a model trained, from its card: steps x batch, and where."""
+    """How long a model trained, from its card and those of the checkpoints it was fine-tuned
+    from (model.init): steps x batch, and where, oldest first."""
     card = load_checkpoint(resolve_model(name)).card
-    return f"{card.get('steps')} steps x {card['config']['data']['batch']} on {card.get('device')}"
+    own = f"{card.get('steps')} steps x {card['config']['data']['batch']} on {card.get('device')}"
+    init = card["config"]["model"].get("init")
+    return f"{schedule(init)} + {own}" if init else own
 
 
 def row_labels(names: list[str]) -> dict[str, str]:
     """ROW_LABELS plus the labels of the models trained on their own schedules (read from their cards)."""
-    own = {"fan-student": "KD + Feature Matching, {} (shipped student)",
-           "fan-pretrain-gpu": "Charbonnier, {} (the student's pretraining)",
+    # Student rows: each stage's steps, then its loss (KD + FM: distillation + Feature Matching).
+    own = {"fan-pretrain-gpu": "Student, {}: Charbonnier (its pretraining)",
+           "fan-student-gpu": "Student, {}: Charbonnier, KD + FM (the GPU student)",
+           "fan-student-ft-anchor": "Student, {}: Charbonnier, KD + FM, KD + FM",
+           "fan-student-ft-relative": "Student, {}: Charbonnier, KD + FM, KD + FM noise-relative",
+           "fan-student": "Student, {}: Charbonnier, KD + FM, KD + FM noise-relative x2 (shipped)",
            "teacher": "Teacher (UPI-style), {}", "upi-lite": "UPI-Raw-Lite, {}",
            "fan-charbonnier": "Feature-Align, {}"}
     return {**ROW_LABELS, **{n: label.format(schedule(n)) for n, label in own.items() if n in names}}
@@ -156,6 +167,7 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                  "## How it was made", "", f"    {card.get('command', '?')}", "",
                  f"- data: {card.get('data')}", f"- teacher: {card.get('teacher')}",
                  f"- initialised from: {init or 'random weights'}",
+                 *(f"- note: {note}" for note in card.get("notes", [])),  # e.g. a rename since training
                  f"- steps: {card.get('steps')} (of {card.get('scheduled_steps', card.get('steps'))} scheduled), samples seen: {card.get('samples_seen')}, "
                  f"training time: {card.get('training_time_s')} s on {card.get('device')} "
                  f"(world size {card.get('world_size')})",

@@ -4,9 +4,9 @@
 #   lane a: teacher -> fan-kd-fm (Table 3) -> fan-student (KD + Feature Matching, longer) -> noise-subrange array
 #   lane b: Charbonnier-only networks for Tables 1, 3 and 5 (same schedule as fan-charbonnier), fan-kd
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
-# The shipped teacher, student and noise-subrange array come from benchmarks/train_gpu.sh (the
-# same presets, 4x the batch, minutes on one GPU); lane a is their CPU route (shipped before,
-# see git history). The Table 3 fine-tunes (fan-kd, fan-kd-fm) distil from whichever teacher
+# The shipped teacher and noise-subrange array come from benchmarks/train_gpu.sh (the same
+# presets, 4x the batch, minutes on one GPU), the shipped student from its GPU student with
+# benchmarks/finetune_student.sh; lane a is their CPU route (shipped before, see git history). The Table 3 fine-tunes (fan-kd, fan-kd-fm) distil from whichever teacher
 # models/teacher.pt holds: the shipped ones from the GPU teacher, each run alone with
 # --threads 2 (their cards hold the exact commands).
 set -euo pipefail

@@ -7,9 +7,11 @@
 # PROBE..3*PROBE; each stage then gets the steps that fit its seconds, so every model card holds
 # a plain fad-train command that re-runs anywhere. Batches are 4x the CPU presets' (BATCH) at the
 # presets' learning rates; worker processes make them (WORKERS per run).
-# Writes models/teacher.pt, models/ablations/fan-pretrain-gpu.pt, models/fan-student.pt and
-# models/nsma/fan-nsma-*.pt (evaluate them afterwards with benchmarks/quality.py and
-# benchmarks/nsma_table.py), run folders under $RUNS.
+# Writes models/teacher.pt, models/ablations/fan-pretrain-gpu.pt, models/ablations/fan-student-gpu.pt
+# and models/nsma/fan-nsma-*.pt (fine-tuned from fan-student-gpu), run folders under $RUNS; then
+# benchmarks/finetune_student.sh makes the shipped student from fan-student-gpu on the CPU
+# (evaluate with benchmarks/quality.py and benchmarks/nsma_table.py). The shipped run wrote the
+# GPU student as models/fan-student.pt, renamed since (its card says so).
 # Usage: benchmarks/train_gpu.sh     (needs `fad-data fetch` photos; a dry run on the CPU:
 #   DEVICE=cpu BATCH=2 PROBE=2 A=20 B=20 C=10 WORKERS=1 RUNS=/tmp/g benchmarks/train_gpu.sh)
 # The defaults should end in about 8.5 minutes on an H200 (each run also spends ~20 s starting;
@@ -29,6 +31,7 @@ RUNS=${RUNS:-runs/gpu}
 N=${N:-4}
 ON="data.batch=$BATCH --device $DEVICE --workers $WORKERS"
 PRETRAIN=models/ablations/fan-pretrain-gpu.pt
+STUDENT=models/ablations/fan-student-gpu.pt
 STUDENT_FT="schedule.lr=0.0005 schedule.warmup=20"  # train_all.sh's fine-tune from a pretrained student
 mkdir -p "$RUNS"
 
@@ -77,14 +80,14 @@ run "$A" fan-pretrain-gpu "$PRETRAIN" charbonnier name=fan-pretrain-gpu schedule
 wait
 
 # shellcheck disable=SC2086
-run "$B" fan-student models/fan-student.pt fan-student model.init="$PRETRAIN" $STUDENT_FT \
+run "$B" fan-student-gpu "$STUDENT" fan-student name=fan-student-gpu model.init="$PRETRAIN" $STUDENT_FT \
   schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $ON
 
 # Each of the N fine-tunes shares the GPU with N-1 others (the probe shared it with 2).
 STEPS=$(steps_in "$C" "$S" "$N / 3")
 rm -f models/nsma/fan-nsma-*.pt
 for i in $(seq 0 $((N - 1))); do
-  ONLY=$i STEPS=$STEPS VAL_EVERY=$((STEPS / 4)) RUNS=$RUNS TABLE=no EXTRA="$ON" THREADS=1 \
+  STUDENT=$STUDENT ONLY=$i STEPS=$STEPS VAL_EVERY=$((STEPS / 4)) RUNS=$RUNS TABLE=no EXTRA="$ON" THREADS=1 \
     benchmarks/train_nsma.sh >"$RUNS/fan-nsma-$i.sh.log" 2>&1 &
 done
 wait

@@ -61,6 +61,7 @@ def test_yaml_file_and_overrides(tmp_path):
     (["schedule.steps=many"], "'steps'.*whole number.*'many'"),
     (["schedule.lr=fast"], "'lr'.*number"),
     (["schedule.keep_best=maybe"], "'keep_best'.*true or false"),
+    (["loss.level_weighting=flat"], "'level_weighting'.*one of anchor, relative.*'flat'"),
     (["data.shot_range=[0.01, 0.001]"], "shot_range.*low < high"),
     (["model=fan"], "model: expected a mapping"),
 ])
@@ -255,6 +256,19 @@ def test_distillation_and_feature_matching(tmp_path, cache):
     assert float(row["loss_total"]) == pytest.approx(charb + kd + 0.5 * fm, abs=1e-5)
     assert load_checkpoint(tmp_path / "kd" / "model.pt").card["teacher"] == "tiny-teacher"
     assert all(torch.equal(trainer.teacher.state_dict()[k], v) for k, v in before.items())  # frozen
+
+
+def test_relative_level_weighting_scales_errors_by_the_noise_std(tmp_path, cache):
+    """At 4x the anchor's shot level "relative" doubles the errors "anchor" sees."""
+    losses = {}
+    for weighting in ("anchor", "relative"):
+        torch.manual_seed(0)
+        trainer = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / weighting, cache, 2, 2,
+                                                                     f"loss.level_weighting={weighting}")))
+        batch = trainer.batch(0)
+        batch["shot"] = torch.full_like(batch["shot"], 4 * trainer.anchor.shot)
+        losses[weighting] = trainer.losses(batch)["charbonnier"].item()
+    assert losses["relative"] == pytest.approx(2 * losses["anchor"], rel=1e-4)
 
 
 def test_loss_setups_that_cannot_work(tmp_path, cache):

@@ -41,6 +41,11 @@ class LossConfig:
     style_weight: float = 1.0  # style vs content inside the two perceptual losses
     teacher: str = "teacher"  # shipped model name or checkpoint path
     vgg_weights: str | None = None
+    # How the Charbonnier and distillation terms weigh noise levels. "anchor": errors as they
+    # are in anchor space, which scales an image's errors by anchor_shot / shot, so low-noise
+    # images dominate. "relative": each image's errors also times sqrt(shot / anchor_shot),
+    # i.e. relative to its own noise std, so every level counts alike, as in a mean PSNR.
+    level_weighting: typing.Literal["anchor", "relative"] = "anchor"
 
 
 @dataclass
@@ -91,6 +96,10 @@ def _typed(value, kind, where: str):
         if value is None:
             return None
         kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        if value in args:
+            return value
+        raise FadError(f"{where}: expected one of {', '.join(map(str, args))}, got {value!r}")
     if kind is float and _number(value) is not None:
         return _number(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):

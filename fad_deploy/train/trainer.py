@@ -38,6 +38,15 @@ def batch_noise(batch: dict, device=None) -> NoiseParams:
     return NoiseParams(batch["shot"].to(device).view(shape), batch["read"].to(device).view(shape))
 
 
+def level_weights(noise: NoiseParams, anchor: NoiseParams, weighting: str):
+    """Per-image factors on anchor-space errors (see ``LossConfig.level_weighting``). Anchor
+    space scales an image's errors by anchor.shot / shot while its noise std there goes as
+    anchor.shot / sqrt(shot): sqrt(shot / anchor.shot) makes the errors relative to noise."""
+    if weighting == "relative":
+        return torch.sqrt(noise.shot / anchor.shot)
+    return 1.0
+
+
 def lr_at(step: int, cfg) -> float:
     """Linear warm-up then cosine decay to ``min_lr``."""
     if step < cfg.warmup:
@@ -157,16 +166,16 @@ class Trainer:
         cfg, noise = self.cfg.loss, batch_noise(batch)
         u = to_anchor(batch["noisy"], noise, self.anchor)
         pred_u = self.net(u)
-        # Losses in anchor space weigh every noise level alike (errors relative to noise).
         target_u = to_anchor(batch["clean"], noise, self.anchor)
-        terms = {"charbonnier": charbonnier(pred_u, target_u)}
+        w = level_weights(noise, self.anchor, cfg.level_weighting)
+        terms = {"charbonnier": charbonnier(w * pred_u, w * target_u)}
         if self.teacher is not None:
             to_teacher = lambda x: to_anchor(x, noise, self.teacher_anchor)  # noqa: E731
             pred_x = from_anchor(pred_u, noise, self.anchor)
             if cfg.distillation > 0:
                 with torch.no_grad():
                     teacher_x = from_anchor(self.teacher(to_teacher(batch["noisy"])), noise, self.teacher_anchor)
-                terms["distillation"] = distillation_l1(pred_u, to_anchor(teacher_x, noise, self.anchor))
+                terms["distillation"] = distillation_l1(w * pred_u, w * to_anchor(teacher_x, noise, self.anchor))
             if self.fm_loss is not None:
                 terms["feature_matching"] = self.fm_loss(to_teacher(pred_x), to_teacher(batch["clean"]))
         if self.rgb_loss is not None:
