@@ -81,7 +81,7 @@ wait
 
 # shellcheck disable=SC2086
 run "$B" fan-student-gpu "$STUDENT" fan-student name=fan-student-gpu model.init="$PRETRAIN" $STUDENT_FT \
-  schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $ON
+  schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student-gpu" $ON
 
 # Each of the N fine-tunes shares the GPU with N-1 others (the probe shared it with 2).
 STEPS=$(steps_in "$C" "$S" "$N / 3")
