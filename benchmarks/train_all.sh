@@ -6,9 +6,10 @@
 # Usage: benchmarks/train_all.sh a|b    (needs `fad-data fetch` photos first)
 # The shipped teacher and noise-subrange array come from benchmarks/train_gpu.sh (the same
 # presets, 4x the batch, minutes on one GPU), the shipped student from its GPU student with
-# benchmarks/finetune_student.sh; lane a is their CPU route (shipped before, see git history). The Table 3 fine-tunes (fan-kd, fan-kd-fm) distil from whichever teacher
-# models/teacher.pt holds: the shipped ones from the GPU teacher, each run alone with
-# --threads 2 (their cards hold the exact commands).
+# benchmarks/finetune_student.sh; lane a is their CPU route (shipped before, see git history).
+# The Table 3 fine-tunes (fan-kd, fan-kd-fm) distil from whichever teacher models/teacher.pt
+# holds: the shipped ones from the GPU teacher, each run alone with --threads 2 (their cards
+# hold the exact commands).
 set -euo pipefail
 STEPS=2400       # from-scratch schedule of every student-sized network
 FINETUNE=600     # distillation / Table 3 fine-tunes, starting from fan-charbonnier

@@ -7,11 +7,12 @@
 # PROBE..3*PROBE; each stage then gets the steps that fit its seconds, so every model card holds
 # a plain fad-train command that re-runs anywhere. Batches are 4x the CPU presets' (BATCH) at the
 # presets' learning rates; worker processes make them (WORKERS per run).
-# Writes models/teacher.pt, models/ablations/fan-pretrain-gpu.pt, models/ablations/fan-student-gpu.pt
-# and models/nsma/fan-nsma-*.pt (fine-tuned from fan-student-gpu), run folders under $RUNS; then
-# benchmarks/finetune_student.sh makes the shipped student from fan-student-gpu on the CPU
-# (evaluate with benchmarks/quality.py and benchmarks/nsma_table.py). The shipped run wrote the
-# GPU student as models/fan-student.pt, renamed since (its card says so).
+# Writes models/teacher.pt, models/ablations/fan-pretrain-gpu.pt,
+# models/ablations/fan-student-gpu.pt and models/nsma/fan-nsma-*.pt (fine-tuned from
+# fan-student-gpu), run folders under $RUNS; then benchmarks/finetune_student.sh makes the
+# shipped student from fan-student-gpu on the CPU (evaluate with benchmarks/quality.py and
+# benchmarks/nsma_table.py). The shipped run wrote the GPU student as models/fan-student.pt,
+# renamed since (its card says so).
 # Usage: benchmarks/train_gpu.sh     (needs `fad-data fetch` photos; a dry run on the CPU:
 #   DEVICE=cpu BATCH=2 PROBE=2 A=20 B=20 C=10 WORKERS=1 RUNS=/tmp/g benchmarks/train_gpu.sh)
 # The defaults should end in about 8.5 minutes on an H200 (each run also spends ~20 s starting;
