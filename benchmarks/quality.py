@@ -48,25 +48,30 @@ MODELS = ["teacher", "fan-student", "fan-student-gpu", "fan-student-ft-anchor", 
           "fan-noskip", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
 
 
+def losses(loss: dict) -> str:
+    """A training stage's losses, from its card's config (KD + FM: distillation + Feature Matching)."""
+    names = ["Charbonnier"] + [label for key, label in (("distillation", "KD"), ("feature_matching", "FM"))
+                               if loss.get(key, 0) > 0]
+    weighting = ", noise-relative" if loss.get("level_weighting") == "relative" else ""
+    return " + ".join(names) + weighting
+
+
 def schedule(name: str) -> str:
-    """How long a model trained, from its card and those of the checkpoints it was fine-tuned
-    from (model.init): steps x batch, and where, oldest first."""
+    """How a model trained, from its card and those of the checkpoints it was fine-tuned from
+    (model.init), oldest stage first: steps x batch, where, and the losses."""
     card = load_checkpoint(resolve_model(name)).card
-    own = f"{card.get('steps')} steps x {card['config']['data']['batch']} on {card.get('device')}"
-    init = card["config"]["model"].get("init")
-    return f"{schedule(init)} + {own}" if init else own
+    config = card["config"]
+    own = f"{card.get('steps')} steps x {config['data']['batch']} on {card.get('device')} ({losses(config['loss'])})"
+    init = config["model"].get("init")
+    return f"{schedule(init)}, then {own}" if init else own
 
 
 def row_labels(names: list[str]) -> dict[str, str]:
     """ROW_LABELS plus the labels of the models trained on their own schedules (read from their cards)."""
-    # Student rows: each stage's steps, then its loss (KD + FM: distillation + Feature Matching).
-    own = {"fan-pretrain-gpu": "Student, {}: Charbonnier (its pretraining)",
-           "fan-student-gpu": "Student, {}: Charbonnier, KD + FM (the GPU student)",
-           "fan-student-ft-anchor": "Student, {}: Charbonnier, KD + FM, KD + FM",
-           "fan-student-ft-relative": "Student, {}: Charbonnier, KD + FM, KD + FM noise-relative",
-           "fan-student": "Student, {}: Charbonnier, KD + FM, KD + FM noise-relative x2 (shipped)",
-           "teacher": "Teacher (UPI-style), {}", "upi-lite": "UPI-Raw-Lite, {}",
-           "fan-charbonnier": "Feature-Align, {}"}
+    own = {"fan-pretrain-gpu": "Student, {} (its pretraining)", "fan-student-gpu": "Student, {} (the GPU student)",
+           "fan-student-ft-anchor": "Student, {}", "fan-student-ft-relative": "Student, {}",
+           "fan-student": "Student, {} (shipped)", "teacher": "Teacher (UPI-style), {}",
+           "upi-lite": "UPI-Raw-Lite, {}", "fan-charbonnier": "Feature-Align, {}"}
     return {**ROW_LABELS, **{n: label.format(schedule(n)) for n, label in own.items() if n in names}}
 
 
