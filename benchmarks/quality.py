@@ -8,6 +8,7 @@ $FAD_CACHE/photos/test). Also refreshes the model cards in models/.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,10 +30,12 @@ TABLES = {
         ["noisy", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm"],
     # fan-charbonnier: the student's network on UPI-Lite's schedule (the equal-training comparison)
     "Table 5 analogue: baselines scaled to the student's compute":
-        ["noisy", "upi-lite", "fan-charbonnier", "fan-pretrain-gpu", "fan-student-gpu", "fan-student", "teacher"],
+        ["noisy", "upi-lite", "cycleisp-lite", "fan-charbonnier", "fan-pretrain-gpu", "fan-student-gpu", "fan-student",
+         "teacher"],
     # loss.level_weighting: "relative" makes each image's errors relative to its noise std
-    "Loss weighting over noise levels: the GPU student fine-tuned further on the CPU":
-        ["noisy", "fan-student-gpu", "fan-student-ft-anchor", "fan-student-ft-relative", "fan-student"],
+    "The GPU student fine-tuned further on the CPU: loss weighting over noise levels, then longer":
+        ["noisy", "fan-student-gpu", "fan-student-ft-anchor", "fan-student-ft-relative", "fan-student-cpu-kd",
+         "fan-student"],
 }
 # BM3D takes ~90 s per megapixel, so the classical table uses a smaller seeded set.
 CLASSICAL = ("Classical baselines (per Bayer plane, generalised Anscombe VST; smaller set)",
@@ -44,8 +47,8 @@ ROW_LABELS = {
     "noisy": "Input", "nlm": "Non-local means", "bm3d": "BM3D", "nsma (n=4)": "NSMA (n=4)",
 }
 MODELS = ["teacher", "fan-student", "fan-student-gpu", "fan-student-ft-anchor", "fan-student-ft-relative",
-          "fan-pretrain-gpu", "unet-plain", "fan-charbonnier", "unet-wavelet",
-          "fan-noskip", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite"]
+          "fan-student-cpu-kd", "fan-pretrain-gpu", "unet-plain", "fan-charbonnier", "unet-wavelet",
+          "fan-noskip", "fan-charbonnier-ft", "fan-kd", "fan-kd-fm", "upi-lite", "cycleisp-lite"]
 
 
 def losses(loss: dict) -> str:
@@ -56,22 +59,51 @@ def losses(loss: dict) -> str:
     return " + ".join(names) + weighting
 
 
-def schedule(name: str) -> str:
-    """How a model trained, from its card and those of the checkpoints it was fine-tuned from
-    (model.init), oldest stage first: steps x batch, where, and the losses."""
-    card = load_checkpoint(resolve_model(name)).card
+def training_chain(name: str) -> list[tuple[str, dict]]:
+    """(name, card) of a model and of the checkpoints it was fine-tuned from (model.init),
+    oldest stage first."""
+    ckpt = load_checkpoint(resolve_model(name))
+    init = ckpt.card["config"]["model"].get("init")
+    return [*(training_chain(init) if init else []), (ckpt.name, ckpt.card)]
+
+
+def stage(card: dict) -> str:
+    """One training stage from its card: steps x batch, where, and the losses."""
     config = card["config"]
-    own = f"{card.get('steps')} steps x {config['data']['batch']} on {card.get('device')} ({losses(config['loss'])})"
-    init = config["model"].get("init")
-    return f"{schedule(init)}, then {own}" if init else own
+    return f"{card.get('steps')} steps x {config['data']['batch']} on {card.get('device')} ({losses(config['loss'])})"
+
+
+def schedule(name: str) -> str:
+    """How a model trained, every stage of its chain in order."""
+    return ", then ".join(stage(card) for _, card in training_chain(name))
+
+
+def stages_table(rows: list[dict], name: str) -> str:
+    """The model's training chain stage by stage: what each stage cost and gained on this set."""
+    by = {r["model"]: r for r in rows}
+    out = ["| Checkpoint | Stage | Threads | Training time (min) | RAW PSNR | Gain (dB) | dB per hour |",
+           "|---|---|---|---|---|---|---|"]
+    before = None
+    for ckpt_name, card in training_chain(name):
+        minutes = card["training_time_s"] / 60
+        psnr = by[ckpt_name]["raw_psnr"] if ckpt_name in by else None
+        gain = psnr - before if psnr is not None and before is not None else None
+        args = shlex.split(card["command"])
+        threads = args[args.index("--threads") + 1] if "--threads" in args else "-"
+        out.append(f"| {ckpt_name} | {stage(card)} | {threads} | {minutes:.1f} | " + (f"{psnr:.3f}" if psnr else "-") + " | "
+                   + (f"{gain:+.3f} | {gain / minutes * 60:+.3f}" if gain is not None else "- | -") + " |")
+        before = psnr
+    return "\n".join(out)
 
 
 def row_labels(names: list[str]) -> dict[str, str]:
     """ROW_LABELS plus the labels of the models trained on their own schedules (read from their cards)."""
     own = {"fan-pretrain-gpu": "Student, {} (its pretraining)", "fan-student-gpu": "Student, {} (the GPU student)",
            "fan-student-ft-anchor": "Student, {}", "fan-student-ft-relative": "Student, {}",
+           "fan-student-cpu-kd": "Student, {}",
            "fan-student": "Student, {} (shipped)", "teacher": "Teacher (UPI-style), {}",
-           "upi-lite": "UPI-Raw-Lite, {}", "fan-charbonnier": "Feature-Align, {}"}
+           "upi-lite": "UPI-Raw-Lite, {}", "cycleisp-lite": "CycleISP-Lite, {}",
+           "fan-charbonnier": "Feature-Align, {}"}
     return {**ROW_LABELS, **{n: label.format(schedule(n)) for n, label in own.items() if n in names}}
 
 
@@ -225,6 +257,10 @@ def main(argv=None) -> None:
         md += ["## Table 2 analogue: Noise Subrange Model Array", "",
                markdown_table(result["results"], ["noisy", "fan-student", "nsma (n=4)"], labels), "",
                "Per sub-range numbers: benchmarks/results/nsma.md.", ""]
+    if "fan-student" in names:
+        md += ["## The shipped student's training, stage by stage", "",
+               "Each stage fine-tunes the checkpoint above it; training time as in its card (validation "
+               "and saving not counted); threads: torch CPU threads (--threads) of a CPU run.", "", stages_table(result["results"], "fan-student"), ""]
     md += [f"## {CLASSICAL[0]}", "", f"Set: {classical['set']}", "",
            markdown_table(classical["results"], CLASSICAL[1], labels), ""]
     md += ["## Per shot level (RAW PSNR, dB)", ""]

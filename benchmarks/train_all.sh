@@ -31,6 +31,8 @@ case "${1:-}" in
     # Table 3's Charbonnier row: the same fine-tuning steps as fan-kd-fm, Charbonnier only.
     fad-train charbonnier name=fan-charbonnier-ft $FT $T --ship models/ablations/fan-charbonnier-ft.pt
     fad-train charbonnier name=upi-lite model.arch=upi-lite schedule.steps=$STEPS $T --ship models/ablations/upi-lite.pt
+    fad-train charbonnier name=cycleisp-lite model.arch=cycleisp-lite schedule.steps=$STEPS $T \
+      --ship models/ablations/cycleisp-lite.pt
     while [ ! -f models/teacher.pt ]; do sleep 30; done
     fad-train fan-kd $FT $T --ship models/ablations/fan-kd.pt
     fad-train charbonnier name=unet-wavelet model.arch=unet-wavelet schedule.steps=$STEPS $T \

@@ -82,7 +82,7 @@ def test_teacher_has_at_least_10x_the_student_macs():
 def test_ablations_stay_near_the_student_mac_budget():
     shape = (1, 4, 128, 128)
     fan = simple_macs(build("fan"), shape)
-    for arch in ("fan-noskip", "unet-plain", "unet-wavelet", "upi-lite"):
+    for arch in ("fan-noskip", "unet-plain", "unet-wavelet", "upi-lite", "cycleisp-lite"):
         assert 0.7 * fan < simple_macs(build(arch), shape) < 1.1 * MAC_BUDGET_PER_MP / 16, arch
 
 
@@ -259,3 +259,18 @@ def test_resolve_model_by_name_and_path(tmp_path, monkeypatch):
         resolve_model("fan-huge")
     with pytest.raises(FadError, match="gone.pt.*not found"):
         resolve_model(str(tmp_path / "gone.pt"))
+
+
+def test_cycleisp_lite_keeps_full_resolution_with_dual_attention():
+    from fad_deploy.models.cycleisp import ChannelAttention, DualAttentionBlock, SpatialAttention
+
+    model = build("cycleisp-lite")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.stride == (1, 1) for m in convs)  # no down-sampling anywhere
+    blocks = [m for m in model.modules() if isinstance(m, DualAttentionBlock)]
+    assert len(blocks) == model.config.groups * model.config.blocks_per_group
+    assert all(isinstance(b.channel, ChannelAttention) and isinstance(b.spatial, SpatialAttention) for b in blocks)
+    gate = SpatialAttention(6, 3)
+    x = torch.randn(2, 6, 5, 7)
+    g = gate.gate(gate.conv(gate.pool(x)))
+    assert torch.allclose(gate(x), x * g) and g.shape == (2, 1, 5, 7) and ((g > 0) & (g < 1)).all()

@@ -11,6 +11,7 @@ import torch.nn as nn
 from ..data.noise import SHOT_RANGE, NoiseParams, anchor_at, anchor_for_range
 from ..errors import FadError
 from ..fileio import atomic_path
+from .cycleisp import CycleISPConfig, CycleISPLite
 from .fan import FAN, FANConfig
 from .unet import UNet, UNetConfig
 
@@ -23,6 +24,7 @@ ARCHITECTURES = {
     "teacher": (UNet, UNetConfig, {}),
     # UPI-Raw-Lite (Table 5): one conv per level, widths x 0.3 of UPI's 32..512.
     "upi-lite": (UNet, UNetConfig, {"widths": (10, 19, 38, 77, 154), "convs_per_level": 1}),
+    "cycleisp-lite": (CycleISPLite, CycleISPConfig, {}),  # Table 5
 }
 CHECKPOINT_FORMAT = "fad-deploy-checkpoint/1"
 
