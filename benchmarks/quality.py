@@ -90,8 +90,9 @@ def stages_table(rows: list[dict], name: str) -> str:
         gain = psnr - before if psnr is not None and before is not None else None
         args = shlex.split(card["command"])
         threads = args[args.index("--threads") + 1] if "--threads" in args else "-"
-        out.append(f"| {ckpt_name} | {stage(card)} | {threads} | {minutes:.1f} | " + (f"{psnr:.3f}" if psnr else "-") + " | "
-                   + (f"{gain:+.3f} | {gain / minutes * 60:+.3f}" if gain is not None else "- | -") + " |")
+        measured = f"{psnr:.3f}" if psnr is not None else "-"
+        change = f"{gain:+.3f} | {gain / minutes * 60:+.3f}" if gain is not None else "- | -"
+        out.append(f"| {ckpt_name} | {stage(card)} | {threads} | {minutes:.1f} | {measured} | {change} |")
         before = psnr
     return "\n".join(out)
 
@@ -260,22 +261,27 @@ def main(argv=None) -> None:
     if "fan-student" in names:
         md += ["## The shipped student's training, stage by stage", "",
                "Each stage fine-tunes the checkpoint above it; training time as in its card (validation "
-               "and saving not counted); threads: torch CPU threads (--threads) of a CPU run.", "", stages_table(result["results"], "fan-student"), ""]
+               "and saving not counted); threads: torch CPU threads (--threads) of a CPU run.", "",
+               stages_table(result["results"], "fan-student"), ""]
     md += [f"## {CLASSICAL[0]}", "", f"Set: {classical['set']}", "",
            markdown_table(classical["results"], CLASSICAL[1], labels), ""]
-    md += ["## Per shot level (RAW PSNR, dB)", ""]
-    levels = sorted({lv["shot"] for v in result["per_level"].values() for lv in v})
-    md.append("| model | " + " | ".join(f"a={a:.2g}" for a in levels) + " |")
-    md.append("|---|" + "---|" * len(levels))
-    for name, lv in result["per_level"].items():
-        md.append(f"| {name} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in lv) + " |")
-    md += ["", "![examples](quality_examples.png)", "", "![psnr vs macs](quality_psnr_vs_macs.png)", ""]
+    md += ["## Per shot level (RAW PSNR, dB)", "", per_level_table(result["per_level"]), "",
+           "The classical set, per level:", "", per_level_table(classical["per_level"]), "",
+           "![examples](quality_examples.png)", "", "![psnr vs macs](quality_psnr_vs_macs.png)", ""]
     write_text(RESULTS / "quality.md", "\n".join(md))
     psnr_vs_macs_plot(result["results"], RESULTS / "quality_psnr_vs_macs.png")
     example_figure(eval_parser().parse_args(main_args), [n for n in ("teacher", "fan-student") if n in names],
                    RESULTS / "quality_examples.png")
     write_model_cards(result["results"], result["set"])
     print(f"wrote {RESULTS / 'quality.md'}")
+
+
+def per_level_table(per_level: dict[str, list[dict]]) -> str:
+    levels = sorted({lv["shot"] for v in per_level.values() for lv in v})
+    lines = ["| model | " + " | ".join(f"a={a:.2g}" for a in levels) + " |", "|---|" + "---|" * len(levels)]
+    lines += [f"| {name} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in lv) + " |"
+              for name, lv in per_level.items()]
+    return "\n".join(lines)
 
 
 def add_params(rows: list[dict], names: list[str]) -> None:
