@@ -6,12 +6,12 @@
 #   stage 1: two equal fine-tunes side by side (one thread each), anchor-space vs
 #            noise-relative loss: the comparison in quality.md's loss-weighting table
 #   stage 2: the noise-relative fine-tune goes on (both threads): fan-student-cpu-kd
-#   stage 3: Charbonnier alone (noise-relative), 2.4x the steps per CPU second of distillation
-#            + Feature Matching, which made no difference at equal steps (quality.md Table 3):
-#            models/fan-student.pt
+#   stage 3: Charbonnier alone (noise-relative), 2.3x the steps per CPU second of distillation
+#            + Feature Matching (the cards' training times), which made no difference at equal
+#            steps (quality.md Table 3): models/fan-student.pt
 # Every run ships its best validated weights, its start included (schedule.keep_best).
 # Usage: benchmarks/finetune_student.sh    (on 2 cores: stage 1 ~40 min, stage 2 ~STEPS/80 min,
-# stage 3 ~STEPS3/200 min; re-running resumes each run from runs/<name>/last.pt; then
+# stage 3 ~STEPS3/180 min; re-running resumes each run from runs/<name>/last.pt; then
 # benchmarks/quality.py)
 set -euo pipefail
 STEPS=${STEPS:-4000}    # stage 2
