@@ -8,6 +8,7 @@ $FAD_CACHE/photos/test). Also refreshes the model cards in models/.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -59,12 +60,13 @@ def losses(loss: dict) -> str:
     return " + ".join(names) + weighting
 
 
-def training_chain(name: str) -> list[tuple[str, dict]]:
+@functools.cache  # every row label and the stage table walk the same chains
+def training_chain(name: str) -> tuple[tuple[str, dict], ...]:
     """(name, card) of a model and of the checkpoints it was fine-tuned from (model.init),
     oldest stage first."""
     ckpt = load_checkpoint(resolve_model(name))
     init = ckpt.card["config"]["model"].get("init")
-    return [*(training_chain(init) if init else []), (ckpt.name, ckpt.card)]
+    return (*(training_chain(init) if init else ()), (ckpt.name, ckpt.card))
 
 
 def stage(card: dict) -> str:

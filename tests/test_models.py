@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from fad_deploy.errors import FadError
+from fad_deploy.models.cycleisp import ChannelAttention, DualAttentionBlock, SpatialAttention
 from fad_deploy.models.fan import ARNetBlock, FeatureAlign, SkipShrink
 from fad_deploy.models.layers import HaarDown, HaarUp
 from fad_deploy.models.registry import (
@@ -262,15 +263,15 @@ def test_resolve_model_by_name_and_path(tmp_path, monkeypatch):
 
 
 def test_cycleisp_lite_keeps_full_resolution_with_dual_attention():
-    from fad_deploy.models.cycleisp import ChannelAttention, DualAttentionBlock, SpatialAttention
-
     model = build("cycleisp-lite")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(m.stride == (1, 1) for m in convs)  # no down-sampling anywhere
     blocks = [m for m in model.modules() if isinstance(m, DualAttentionBlock)]
     assert len(blocks) == model.config.groups * model.config.blocks_per_group
     assert all(isinstance(b.channel, ChannelAttention) and isinstance(b.spatial, SpatialAttention) for b in blocks)
-    gate = SpatialAttention(6, 3)
-    x = torch.randn(2, 6, 5, 7)
-    g = gate.gate(gate.conv(gate.pool(x)))
-    assert torch.allclose(gate(x), x * g) and g.shape == (2, 1, 5, 7) and ((g > 0) & (g < 1)).all()
+    # Spatial attention scales every channel of a pixel by one factor in (0, 1).
+    x = torch.rand(2, 6, 5, 7) + 0.5
+    with torch.no_grad():
+        factor = SpatialAttention(6, 3)(x) / x
+    assert torch.allclose(factor, factor[:, :1].expand_as(factor), atol=1e-6)
+    assert ((factor > 0) & (factor < 1)).all() and factor.std() > 0
