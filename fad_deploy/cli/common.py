@@ -6,6 +6,7 @@ import functools
 import sys
 
 from ..errors import FadError
+from ..native_logs import show_native_logs
 
 EXIT_USER_ERROR = 2
 
@@ -18,18 +19,46 @@ def user_errors(main):
         try:
             return main(argv)
         except FadError as e:
+            close_progress_bars()
             prog = main.__module__.rsplit(".", 1)[-1]
             print(f"fad-{prog}: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
+            close_progress_bars()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
     return wrapper
 
 
+def close_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the line printed next starts
+    on a line of its own."""
+    tqdm = sys.modules.get("tqdm")  # not imported: no bar to close
+    if tqdm is not None:
+        for bar in list(tqdm.tqdm._instances):
+            bar.close()
+
+
+class VerboseAction(argparse.Action):
+    """``--verbose``: show the log lines of TensorFlow, TFLite and other native libraries
+    (see fad_deploy.native_logs); stores nothing, like ``--help``."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        show_native_logs()
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """Argument mistakes as one line (``prog: error: ...``) and exit code 2, like every other user error."""
+    """Argument mistakes as one line (``prog: error: ...``) and exit code 2, like every other
+    user error; every parser (sub-commands' too) takes ``--verbose``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action=VerboseAction,
+                          help="show the log lines of TensorFlow, TFLite and other native libraries (hidden by default)")
 
     def error(self, message):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from ..errors import FadError
 from ..models.registry import Checkpoint
+from ..native_logs import quiet_native_logs
 from ..quant.graph import Core, trace_float
 from ..quant.qat import fake_quant_core, grid, io_quantizers, require_residual
 from .tf_graph import TFRebuild
@@ -34,13 +35,12 @@ class TFLiteOptions:
 
 
 def quiet_tensorflow():
-    """Import TensorFlow with its start-up chatter off (and oneDNN's reordered float
-    arithmetic off, so constant folding gives the same bytes on every run)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Import TensorFlow with its start-up log lines off (see fad_deploy.native_logs) and
+    oneDNN's reordered float arithmetic off, so constant folding gives the same bytes on
+    every run."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
+    with quiet_native_logs():
+        import tensorflow as tf
     return tf
 
 
@@ -73,7 +73,8 @@ def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[f
         converter.representative_dataset = lambda: (
             [np.random.default_rng(i).uniform(lo, hi, (1, h, w, 4)).astype(np.float32)] for i in range(2))
     try:
-        return bytes(converter.convert())
+        with quiet_native_logs():
+            return bytes(converter.convert())
     except Exception as e:  # noqa: BLE001 - the converter raises many types; report one line
         raise FadError(f"TFLite conversion failed: {str(e).splitlines()[0][:300]}")
 

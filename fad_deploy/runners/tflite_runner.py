@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data.noise import NoiseParams
 from ..errors import FadError
+from ..native_logs import quiet_native_logs
 from .base import Runner
 
 RESIZABLE_MULTIPLE = 16  # a FAN of 5 levels needs no internal padding at multiples of 16
@@ -40,8 +41,9 @@ class TFLiteRunner(Runner):
         self.residual = residual  # the file outputs the residual (the manifest's "output")
         self.multiple = multiple  # the network's padding multiple: sizes it can be resized to
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_logs():  # the first allocation announces the XNNPACK delegate
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except Exception as e:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError for bad files
             raise FadError(f"{path}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})")
         inp = self.interpreter.get_input_details()[0]
