@@ -40,8 +40,8 @@ from fad_deploy.profile.macs import count_macs
 from fad_deploy.profile.memory import BYTES, compare_peaks, profile_memory, tflite_allocation
 from fad_deploy.profile.report import profile_model
 from fad_deploy.profile.table import markdown_table
-from fad_deploy.profile.tiling import tile_spec, tiled_run
 from fad_deploy.runners import load_runner
+from fad_deploy.runners.tiling import tile_spec, tiled_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -18,7 +18,7 @@ from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.data.unprocess import random_params, unprocess
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, model_config
-from fad_deploy.nsma.array import TiledRunner, load_array
+from fad_deploy.nsma.array import load_array
 from fad_deploy.nsma.estimate import estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
@@ -26,6 +26,7 @@ from fad_deploy.nsma.noise_level import noise_for
 from fad_deploy.nsma.partition import subranges
 from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, parse_table, select_model,
                                     table_from_manifest)
+from fad_deploy.runners.tiling import TiledRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from test_raw_io import make_dng  # the DNG writer of the RAW-reading tests (a camera-style file)
 

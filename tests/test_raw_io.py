@@ -165,9 +165,23 @@ def test_bad_raw_files_give_one_clear_error(tmp_path):
         read_raw(tmp_path / "missing.dng")
 
 
-def test_odd_sized_and_non_bayer_dngs_are_rejected(tmp_path):
-    with pytest.raises(FadError, match="odd.dng has size 23x24: .*even"):
-        read_raw(make_dng(tmp_path / "odd.dng", coded_values(24, 24, "RGGB")[:23]))
+@pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
+def test_odd_sized_dngs_are_padded_by_a_same_colour_row_and_written_back_at_their_size(tmp_path, cfa):
+    values = coded_values(23, 27, cfa)
+    raw = read_raw(make_dng(tmp_path / "odd.dng", values, cfa))
+    assert raw.mosaic_shape == (23, 27) and raw.odd == (1, 1)
+    expected = (values - black_grid(24, 28)[:23, :27]) / (WHITE - black_grid(24, 28)[:23, :27])
+    np.testing.assert_allclose(raw.mosaic(), expected, atol=1e-6)
+    dn = raw.planes * (WHITE - np.reshape(raw.black_level, (4, 1, 1))) + np.reshape(raw.black_level, (4, 1, 1))
+    assert [set(np.unique(np.rint(p) // 100).tolist()) for p in dn] == [{2}, {3}, {3}, {4}]  # added row: same colours
+    back = read_raw(write_dng(tmp_path / "out.dng", raw, raw.planes))
+    assert back.mosaic_shape == (23, 27) and back.cfa == cfa
+    np.testing.assert_allclose(back.mosaic(), raw.mosaic(), atol=1e-4)
+
+
+def test_non_bayer_and_too_small_mosaics_are_rejected(tmp_path):
+    with pytest.raises(FadError, match="cam.dng: a 1x8 mosaic is smaller than one 2x2 Bayer block"):
+        raw_io.from_mosaic(np.zeros((1, 8)), "RGGB", [0] * 4, 1023, "cam.dng")
     xtrans = [1, 1, 0, 1, 1, 2, 1, 1, 2, 1, 1, 0, 2, 0, 1, 0, 2, 1, 1, 1, 2, 1, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2, 1, 2, 0, 1]
     path = make_dng(tmp_path / "xtrans.dng", np.full((36, 36), 500), cfa_dim=(6, 6), cfa_codes=xtrans)
     with pytest.raises(FadError, match="xtrans.dng: .*not a 2x2 Bayer pattern"):
@@ -284,7 +298,6 @@ def test_bad_mat_files_give_one_clear_error(tmp_path):
         "nan.mat": (np.where(np.eye(16, 20) > 0, np.nan, 0.5), "16 NaN or Inf"),
         "dn.mat": (normalised_mosaic() * 1023, "not normalised|normalised to \\[0, 1\\]"),
         "int.mat": ((normalised_mosaic() * 1023).astype(np.uint16), "dtype uint16"),
-        "odd.mat": (normalised_mosaic(15, 20), "size 15x20"),
         "cube.mat": (np.zeros((4, 8, 8)), "2-D Bayer mosaic"),
     }
     for name, (values, message) in bad_values.items():

@@ -6,6 +6,8 @@ Every reader hands back packed RGGB planes normalised by the file's black and wh
 levels, the file's own CFA pattern (other patterns are unified to RGGB with
 :func:`fad_deploy.data.bayer.pack_unified`, undone by :meth:`RawImage.mosaic`), and, when
 the file says, its noise level function and the white balance / colour matrix for previews.
+A mosaic of odd height or width gets one more row or column, a copy of the one two before
+it (the same colours), which :meth:`RawImage.mosaic` drops again.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from ..errors import FadError
 from ..fileio import write_bytes
-from .bayer import RED_OFFSET, check_even, check_pattern, pack_unified, unpack_unified
+from .bayer import RED_OFFSET, check_pattern, pack_unified, unpack_unified
 from .noise import NoiseParams
 from .unprocess import RGB2XYZ
 
@@ -57,17 +59,20 @@ class RawImage:
     cam2rgb: np.ndarray | None = None  # (3, 3) camera RGB -> linear sRGB, rows sum to 1
     source: str = ""
     format: str = ""
+    odd: tuple[int, int] = (0, 0)  # rows, columns added at the bottom/right to make an odd mosaic even
 
     def mosaic(self, planes: np.ndarray | None = None) -> np.ndarray:
         """``planes`` (default: this image's) back in the file's own pattern and size."""
-        return unpack_unified(self.planes if planes is None else planes, self.cfa)
+        mosaic = unpack_unified(self.planes if planes is None else planes, self.cfa)
+        h, w = mosaic.shape[-2:]
+        return mosaic[..., : h - self.odd[0], : w - self.odd[1]]
 
     @property
     def mosaic_shape(self) -> tuple[int, int]:
         """(H, W) of the file's mosaic (unification padded one row/column at each shifted side)."""
         dy, dx = RED_OFFSET[self.cfa]
         h, w = self.planes.shape[-2:]
-        return 2 * h - 2 * dy, 2 * w - 2 * dx
+        return 2 * h - 2 * dy - self.odd[0], 2 * w - 2 * dx - self.odd[1]
 
     def isp_meta(self) -> dict:
         """Metadata for :func:`fad_deploy.isp.process.preview_rgb` (neutral where the file says nothing)."""
@@ -137,8 +142,13 @@ def check_normalised(values: np.ndarray, path) -> np.ndarray:
 
 
 def from_mosaic(mosaic: np.ndarray, cfa: str, black_tile, white: float, source, **extra) -> RawImage:
-    """Normalise a mosaic by its 2x2 black-level tile and white level and unify it to RGGB."""
-    check_even(mosaic.shape, str(source))
+    """Normalise a mosaic by its 2x2 black-level tile and white level and unify it to RGGB
+    (an odd height or width first gets one row/column more: see the module docstring)."""
+    h, w = mosaic.shape
+    if h < 2 or w < 2:
+        raise FadError(f"{source}: a {h}x{w} mosaic is smaller than one 2x2 Bayer block")
+    odd = (h % 2, w % 2)
+    mosaic = np.pad(mosaic, ((0, odd[0]), (0, odd[1])), mode="reflect")
     tile = np.asarray(black_tile, dtype=np.float64).reshape(2, 2)
     if not np.all(white > tile):
         raise FadError(f"{source}: white level {white} is not above the black level {tile.ravel().tolist()}")
@@ -146,7 +156,8 @@ def from_mosaic(mosaic: np.ndarray, cfa: str, black_tile, white: float, source, 
     black = np.tile(tile, (h // 2, w // 2))
     planes = pack_unified((mosaic - black) / (white - black), cfa).astype(np.float32)
     black_planes = pack_unified(tile, cfa)[:, 0, 0]
-    return RawImage(planes, cfa, tuple(float(b) for b in black_planes), float(white), source=str(source), **extra)
+    return RawImage(planes, cfa, tuple(float(b) for b in black_planes), float(white), source=str(source), odd=odd,
+                    **extra)
 
 
 # ---- camera RAW files via LibRaw --------------------------------------------------------

@@ -25,8 +25,9 @@ from ..quant.graph import Core
 from ..quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, is_quantized, post_training_quantization,
                          quantization_aware_training)
 from ..runners.base import RESIDUAL_OUTPUT, RESIDUAL_NOTE
+from ..runners.tiling import DEFAULT_TILE
 from ..runners.torch_runner import TorchRunner
-from .manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing, sha256
+from .manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing, sha256, tiling_record
 from .onnx import OPSET, export_onnx
 from .tflite import TFLiteOptions, check_input_size, export_tflite, group_conv_cost
 from .validate import Thresholds, table, validate_model
@@ -90,6 +91,7 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
     ckpt = load_checkpoint(path)
     if "tflite" in options.targets:  # before minutes of QAT
         check_input_size(options.tflite.input_size, Core(ckpt.build()).multiple)
+    tiling = tiling_record(ckpt, options.tflite.input_size if "tflite" in options.targets else (DEFAULT_TILE,) * 2)
     source_sha = sha256(path)
     version = f"{name} (fad-deploy {__version__}, source sha256 {source_sha[:12]})"
     pre = {**preprocessing(ckpt), "output": RESIDUAL_NOTE}
@@ -135,7 +137,7 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
              "params": sum(v.numel() for k, v in ckpt.state_dict.items() if v.is_floating_point()),
              "source": {"checkpoint": path.name, "sha256": source_sha}, "version": version,
              "shot_range": list(ckpt.shot_range), "output": RESIDUAL_OUTPUT, "preprocessing": pre,
-             "quantization": quant_info,
+             "quantization": quant_info, "tiling": tiling,
              "files": files}
     if "tflite" in options.targets and not options.tflite.group_conv:
         entry["group_conv_cost"] = group_conv_cost(ckpt.build(), options.tflite.input_size)
@@ -176,7 +178,9 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
         lines += [f"## {m['name']} ({m['arch']}, {m['params']:,} parameters)", "",
                   f"- source: {m['source']['checkpoint']} (sha256 {m['source']['sha256'][:12]})",
                   f"- noise range a in [{m['shot_range'][0]:.3g}, {m['shot_range'][1]:.3g}], anchor "
-                  f"a_A = {m['preprocessing']['anchor']['shot']:.4g}, b_A = {m['preprocessing']['anchor']['read']:.4g}"]
+                  f"a_A = {m['preprocessing']['anchor']['shot']:.4g}, b_A = {m['preprocessing']['anchor']['read']:.4g}",
+                  f"- exact tiling (manifest \"tiling\"): {m['tiling']['tile'][0]}x{m['tiling']['tile'][1]} tiles, "
+                  f"receptive-field margin {m['tiling']['margin']}, aligned to {m['tiling']['align']}"]
         if q:
             lines.append(f"- int8: {q['method'].upper()}, {q['quantizers']} quantizers; weights {q['weights']}; "
                          f"activations {q['activations']}" + (f"; took {q['time_s']:.0f} s" if q["time_s"] else ""))

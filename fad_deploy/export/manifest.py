@@ -1,6 +1,7 @@
 """The export folder's manifest.json: every file (size, sha256, input/output layout and
 quantization), the preprocessing a phone must repeat (CFA packing, black/white level,
-k-sigma map to the anchor noise level and back), the valid noise range, and validation.
+k-sigma map to the anchor noise level and back), how to tile frames of any size exactly
+(``tiling``), the valid noise range, and validation.
 
 A bundle may hold several networks (a noise sub-range array): ``models`` is a list, and
 :func:`locate` finds one network's file for a backend.
@@ -14,6 +15,7 @@ from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
+from ..runners.tiling import TileSpec, arch_tile_spec
 
 MANIFEST = "manifest.json"
 FORMAT = "fad-deploy-export/1"
@@ -24,6 +26,15 @@ FILE_SUFFIX = {  # backend -> file name suffix after the model name
     "onnx-fp32": ".fp32.onnx",
     "torch-int8": ".int8.pt",  # the quantized checkpoint (PyTorch fake-quant reference)
 }
+TILING_KEY = "tiling"  # per model entry: {"tile": [h, w], "margin", "align", "rule"}; absent in older bundles
+TILING_RULE = (
+    "Replicate-pad the packed frame on the bottom/right to a multiple of align. Along each axis, tiles are "
+    "tile long, or the padded length where that is shorter (a TFLite file runs any multiple of align once its "
+    "input is resized; a model that cannot be resized gets the frame padded up to the tile instead). Core k "
+    "is [k * c, (k + 1) * c) with c = tile - 2 * margin, clipped to the frame; its tile starts margin before "
+    "it (the first at 0, the last shifted to end at the border). Keep each tile's core and crop the padding: "
+    "the output equals one run on the whole padded frame."
+)
 
 
 def default_export_dir(name: str) -> Path:
@@ -65,6 +76,16 @@ def preprocessing(ckpt: Checkpoint) -> dict:
     }
 
 
+def tiling_record(ckpt: Checkpoint, tile: tuple[int, int]) -> dict:
+    """The model's ``tiling`` entry: the tile size its readers use (a fixed-size file's input)
+    and the measured margin and alignment that make tiled output equal to a whole-frame run."""
+    spec = arch_tile_spec(ckpt.arch, ckpt.config)
+    if min(tile) <= 2 * spec.margin:
+        raise FadError(f"input size {tile[0]}x{tile[1]}: tiles of {ckpt.name} need more than twice its "
+                       f"receptive-field margin of {spec.margin} packed pixels per side")
+    return {"tile": list(tile), "margin": spec.margin, "align": spec.align, "rule": TILING_RULE}
+
+
 def anchor_value(x: float, ckpt: Checkpoint, low_noise: bool) -> float:
     from ..data.noise import read_from_shot, to_anchor
 
@@ -101,6 +122,22 @@ def pick_model(manifest: dict, model: str | None, where: Path) -> dict:
 def entry_outputs_residual(entry: dict) -> bool:
     """Whether a model entry's files output the residual (absent in bundles from before)."""
     return entry.get("output") == RESIDUAL_OUTPUT
+
+
+def entry_tiling(entry: dict, where) -> TileSpec:
+    """A model entry's exact tiling; bundles from before the ``tiling`` entry get it measured
+    on the entry's architecture."""
+    tiling = entry.get(TILING_KEY)
+    if tiling is None:
+        return arch_tile_spec(entry["arch"], entry["config"])
+    try:
+        spec = TileSpec(int(tiling["margin"]), int(tiling["align"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise FadError(f"{where}: {entry['name']}: {TILING_KEY!r} needs integer 'margin' and 'align' ({e!r})")
+    if spec.align < 1 or spec.margin < 0 or spec.margin % spec.align:
+        raise FadError(f"{where}: {entry['name']}: {TILING_KEY!r} needs align >= 1 and a margin that is a "
+                       f"non-negative multiple of it, got margin {spec.margin}, align {spec.align}")
+    return spec
 
 
 def entry_anchor(entry: dict) -> NoiseParams:

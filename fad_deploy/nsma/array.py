@@ -3,6 +3,9 @@
 The array comes from a folder with a manifest.json holding the sub-range table (the
 torch checkpoints in models/nsma/, or an exported bundle in export/), or from one
 checkpoint, which becomes an array of one model covering that checkpoint's shot range.
+Every runner is tiled (:mod:`fad_deploy.runners.tiling`), so frames of any size run with
+the memory of one tile: fixed-size models at their input size, the others in tiles of
+:data:`~fad_deploy.runners.tiling.DEFAULT_TILE`.
 """
 from __future__ import annotations
 
@@ -10,22 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch.nn as nn
 
 from ..errors import FadError
+from ..export.manifest import entry_tiling, locate_file
 from ..models.registry import load_checkpoint, models_dir, resolve_model
-from ..profile.tiling import TileSpec, tile_spec, tiled_run
-from ..runners import BACKENDS, load_runner
+from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
+from ..runners.tiling import TiledRunner, arch_tile_spec
 from .select import TABLE_KEY, Selection, SubRange, read_manifest, select_model, table_from_manifest
 
 ARRAY_FOLDER = "nsma"  # models/nsma/: the trained array's checkpoints and manifest
 MANIFEST = "manifest.json"
 SINGLE_MODEL = "fan-student"  # the fallback when no array exists
 CHECKPOINT_SUFFIX = ".pt"
-TILE_KEY = "tile"  # optional in a bundle manifest: {"margin", "align"} of its models (profile.tiling.TileSpec)
-# Short backend names of fad-denoise: tflite means the shipped int8 model.
-BACKEND_ALIASES = {"tflite": "tflite-int8", "onnx": "onnx-fp32"}
 
 
 def export_dir() -> Path:
@@ -61,25 +61,12 @@ def default_bundle(backend: str | None = None) -> Path:
     return resolve_model(SINGLE_MODEL)
 
 
-class TiledRunner(Runner):
-    """Any runner, run tile by tile on large frames (output equal to one whole run)."""
-
-    def __init__(self, inner: Runner, spec: TileSpec, tile: int | None = None):
-        self.inner, self.spec, self.tile = inner, spec, tile  # tile: packed side (default: tiling's)
-        self.anchor, self.backend = inner.anchor, inner.backend
-
-    def run_network(self, u: np.ndarray) -> np.ndarray:
-        # The inner runner's run() already adds any residual, so this output is final.
-        return tiled_run(self.inner, u, self.spec, self.tile, progress=True)
-
-
 @dataclass
 class ModelArray:
     table: list[SubRange]
     root: Path  # the folder the table's files are relative to
     backend: str
     source: str  # what was loaded, for messages
-    tile: TileSpec | None = None  # for exported models (torch models are measured)
     _runners: dict[int, Runner] = field(default_factory=dict, repr=False)
 
     def select(self, shot: float, source: str = "given") -> Selection:
@@ -93,30 +80,20 @@ class ModelArray:
                     raise FadError(f"{self.source} holds torch checkpoints; backend {self.backend!r} needs an "
                                    "exported bundle (fad-export), or use --backend torch")
                 runner = load_runner("torch", self.root / entry.file)
+                spec = arch_tile_spec(runner.checkpoint.arch, runner.checkpoint.config)
             else:
                 if self.backend == "torch":
                     raise FadError(f"{self.source} holds exported models; --backend torch needs the checkpoints "
                                    f"(e.g. --model-bundle {models_dir() / ARRAY_FOLDER})")
                 runner = load_runner(self.backend, self.root, model=entry.name)
-            model = getattr(runner, "model", None)
-            spec = tile_spec(model) if isinstance(model, nn.Module) else self.tile
-            self._runners[index] = TiledRunner(runner, spec) if spec else runner
+                spec = entry_tiling(locate_file(self.root, self.backend, entry.name)[1], self.root / MANIFEST)
+            self._runners[index] = TiledRunner(runner, spec)
         return self._runners[index]
 
     def denoise(self, noisy: np.ndarray, noise, index: int) -> np.ndarray:
         """Packed noisy RAW (N, 4, h, w) at its noise level(s) (one NoiseParams or one per
         image) with model ``index``."""
         return self.runner(index).denoise(noisy, noise)
-
-
-def tile_from_manifest(manifest: dict, where) -> TileSpec | None:
-    tile = manifest.get(TILE_KEY)
-    if tile is None:
-        return None
-    try:
-        return TileSpec(int(tile["margin"]), int(tile["align"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise FadError(f"{where}: {TILE_KEY!r} needs integer 'margin' and 'align' ({e!r})")
 
 
 def load_array(path: str | Path | None = None, backend: str | None = None) -> ModelArray:
@@ -132,7 +109,7 @@ def load_array(path: str | Path | None = None, backend: str | None = None) -> Mo
         table = table_from_manifest(manifest, str(path / MANIFEST))
         exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
         chosen = backend or backend_name("tflite" if exported else "torch")
-        return ModelArray(table, path, chosen, str(path), tile_from_manifest(manifest, path))
+        return ModelArray(table, path, chosen, str(path))
     checkpoint_path = resolve_model(str(path))
     ckpt = load_checkpoint(checkpoint_path)
     entry = SubRange(ckpt.name, checkpoint_path.name, *ckpt.shot_range)

@@ -8,12 +8,13 @@ from dataclasses import asdict
 import torch.nn as nn
 
 from ..errors import FadError
+from ..runners.tiling import tile_spec
 from .accelerator import PRESETS, AcceleratorTarget, accelerator_report
 from .graph import DEFAULT_INPUT_SIZE, trace
 from .macs import count_macs
 from .memory import BYTES, profile_memory
 from .table import markdown_table
-from .tiling import largest_tile, tile_spec
+from .tiling import largest_tile
 
 FRAME_12MP = (1500, 2000)  # packed h, w of a 3000x4000 (12 MP) Bayer frame
 

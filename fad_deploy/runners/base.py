@@ -57,6 +57,7 @@ class Runner(ABC):
     backend: str = "?"
     anchor: NoiseParams
     input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
+    multiple: int | None = None  # a fixed-size runner also runs multiples of this (None: input_size only)
     residual: bool = False  # run_network outputs the residual (see RESIDUAL_NOTE), not the denoised input
 
     @abstractmethod
