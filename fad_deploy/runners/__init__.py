@@ -15,6 +15,8 @@ from ..errors import FadError
 from .base import Runner
 
 BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+# Short backend names (fad-denoise's --backend): tflite means the shipped int8 model.
+BACKEND_ALIASES = {"tflite": "tflite-int8", "onnx": "onnx-fp32"}
 
 
 def load_runner(backend: str, model_or_export_dir: str | Path, threads: int | None = None,
