@@ -2,6 +2,7 @@
 without the heavy libraries, choice lists folded, progress bars closed before an error."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -47,3 +48,23 @@ def test_error_line_follows_a_closed_progress_bar(exc, code, line, capsys):
     err = capsys.readouterr().err
     assert e.value.code == code
     assert "working" in err and err.endswith(f"]\n{line}\n")  # the bar's last state ends its line
+
+
+HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "ai_edge_litert", "scipy", "skimage", "rawpy", "matplotlib")
+CLIS = ("data", "train", "eval", "export", "bench", "denoise")
+
+
+def test_help_imports_no_heavy_library():
+    code = f"""
+import contextlib, importlib, io, json, sys
+loaded = {{}}
+for cli in {CLIS!r}:
+    with contextlib.redirect_stdout(io.StringIO()) as help_text, contextlib.suppress(SystemExit):
+        importlib.import_module("fad_deploy.cli." + cli).main(["--help"])
+    assert "usage: fad-" + cli in help_text.getvalue()
+    loaded[cli] = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps(loaded))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {cli: [] for cli in CLIS}

@@ -6,9 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..data.bayer import CFA_PATTERNS
-from ..nsma.array import BACKEND_ALIASES, load_array
-from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
-from ..runners import BACKENDS
+from ..runners import BACKEND_ALIASES, BACKENDS
 from .common import OneLineParser, user_errors
 
 
@@ -46,6 +44,9 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
+    from ..nsma.array import load_array  # torch: not needed for --help
+    from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
+
     default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first

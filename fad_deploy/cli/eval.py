@@ -10,12 +10,10 @@ from ..data.patch_cache import CacheConfig
 from ..data.synth import folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
-from ..evaluate.quality import denoise_set, denoise_set_classical, score
 from ..fileio import write_json
-from ..models.registry import load_checkpoint, models_dir, resolve_model
+from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
 
-BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
 
 
@@ -30,13 +28,15 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", metavar="DIR", help="folder of photos to synthesise the set from")
     src.add_argument("--set", metavar="FILE", help="an existing `fad-data synth` .npz set")
-    p.add_argument("models", nargs="*", help=f"model names or checkpoints (default: {', '.join(DEFAULT_MODELS)})")
+    p.add_argument("models", nargs="*", help=f"model names or checkpoints (default: {', '.join(DEFAULT_MODELS)}; "
+                   "none with --nsma)")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend(s) to run each model on (repeatable; default torch)")
     p.add_argument("--baselines", default="", help="comma list of classical baselines: nlm,bm3d")
     p.add_argument("--nsma", nargs="?", const="", metavar="DIR",
-                   help="add the Noise Subrange Model Array row (default bundle: models/nsma or its export); "
-                   "each image goes to the sub-range model of its annotated shot level")
+                   help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
+                   "export for the exported backends) alone, or beside the models named; each image goes to the "
+                   "sub-range model of its annotated shot level")
     p.add_argument("--json", metavar="OUT", help="write results as JSON here")
     p.add_argument("--shot-noise", type=float, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=float, help="fix the read-noise parameter b (default: UPI's regression)")
@@ -68,13 +68,17 @@ def model_macs(checkpoint) -> float:
 
 
 def evaluate(args) -> dict:
+    from ..evaluate.quality import denoise_set, denoise_set_classical, score  # torch: not needed for --help
+    from ..models.registry import load_checkpoint, models_dir, resolve_model
+
     pairs, info = make_set(args)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
-    names = args.models or [m for m in DEFAULT_MODELS if (models_dir() / f"{m}.pt").is_file()]
-    if not names and not args.baselines:
+    shipped = [] if args.nsma is not None else [m for m in DEFAULT_MODELS if (models_dir() / f"{m}.pt").is_file()]
+    names = args.models or shipped  # --nsma alone evaluates just the array
+    if not names and not args.baselines and args.nsma is None:
         raise FadError(f"no trained models in {models_dir()} and none given")
     for name in names:
         ckpt = load_checkpoint(resolve_model(name))

@@ -5,8 +5,6 @@ import argparse
 import shlex
 import sys
 
-import torch
-
 from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import OneLineParser, user_errors
@@ -54,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    import torch  # not needed for --help
+
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.workers < 0:

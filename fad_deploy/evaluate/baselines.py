@@ -8,7 +8,6 @@ whose noise has unit variance; inverted algebraically (a small bias at very low 
 from __future__ import annotations
 
 import numpy as np
-from skimage.restoration import denoise_nl_means
 
 from ..data.noise import NoiseParams
 
@@ -34,6 +33,8 @@ def _per_plane(noisy: np.ndarray, noise: NoiseParams, denoise_plane) -> np.ndarr
 
 
 def nlm(noisy: np.ndarray, noise: NoiseParams) -> np.ndarray:
+    from skimage.restoration import denoise_nl_means
+
     return _per_plane(noisy, noise, lambda p: denoise_nl_means(
         p, patch_size=NLM_PATCH, patch_distance=NLM_DISTANCE, h=NLM_H, sigma=1.0, fast_mode=True))
 
