@@ -1,7 +1,7 @@
 """Rebuild a torch.fx core (float, or frozen fake-quant from :mod:`fad_deploy.quant`) in
-TensorFlow, NHWC, node by node, over a closed op list: conv (incl. grouped, fused
-ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool, pixel shuffle (DEPTH_TO_SPACE)
-and identity; anything else fails loudly. Fake quantizers become
+TensorFlow, NHWC, node by node, over a closed op list: conv (incl. grouped; depthwise as
+DEPTHWISE_CONV_2D; fused ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool, pixel
+shuffle (DEPTH_TO_SPACE) and identity; anything else fails loudly. Fake quantizers become
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
 which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
 """
@@ -98,10 +98,11 @@ class TFRebuild:
             w, b = w[order], b[order]
             scale = scale[order] if scale is not None else None
         groups = mod.groups
-        if groups > 1 and not self.group_conv:
+        depthwise = groups > 1 and groups == mod.in_channels == mod.out_channels
+        if groups > 1 and not depthwise and not self.group_conv:
             w, groups = dense_from_grouped(w, groups), 1
-        kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO
-        if fq is not None:
+        kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO (depthwise: HW1C)
+        if fq is not None:  # per output channel: the last axis
             lo, hi = grid_range(scale, np.zeros_like(scale), fq.quant_min, fq.quant_max)
             kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(
                 kernel, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
@@ -109,7 +110,13 @@ class TFRebuild:
         k = mod.kernel_size
         same = (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)
         padding = "SAME" if same else [[0, 0], [ph, ph], [pw, pw], [0, 0]]
-        y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=[1, sh, sw, 1], padding=padding), tf.constant(b))
+        strides = [1, sh, sw, 1]
+        if depthwise:  # DEPTHWISE_CONV_2D (a CONV_2D with one channel per group is slower and less portable)
+            kernel = tf.reshape(kernel, [*k, groups, 1])  # HW1C -> HWC1: TF's depthwise layout
+            y = tf.nn.depthwise_conv2d(x, kernel, strides=strides, padding=padding)
+        else:
+            y = tf.nn.conv2d(x, kernel, strides=strides, padding=padding)
+        y = tf.nn.bias_add(y, tf.constant(b))
         if isinstance(mod, QATConvReLU62d):
             return tf.nn.relu6(y)
         if isinstance(mod, nniqat.ConvReLU2d):

@@ -13,6 +13,7 @@ from ..errors import FadError
 from ..fileio import atomic_path
 from .cycleisp import CycleISPConfig, CycleISPLite
 from .fan import FAN, FANConfig
+from .pmrid import PMRID, PMRIDConfig
 from .unet import UNet, UNetConfig
 
 # name -> (class, config class, config overrides). Table 1 ablations are FAN configs.
@@ -25,6 +26,7 @@ ARCHITECTURES = {
     # UPI-Raw-Lite (Table 5): one conv per level, widths x 0.3 of UPI's 32..512.
     "upi-lite": (UNet, UNetConfig, {"widths": (10, 19, 38, 77, 154), "convs_per_level": 1}),
     "cycleisp-lite": (CycleISPLite, CycleISPConfig, {}),  # Table 5
+    "pmrid": (PMRID, PMRIDConfig, {}),  # PMRID-architecture speed baseline (issue 18)
 }
 CHECKPOINT_FORMAT = "fad-deploy-checkpoint/1"
 
