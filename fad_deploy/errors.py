@@ -1,4 +1,5 @@
 """User-facing errors: the CLIs print these as one line and exit with code 2."""
+import difflib
 
 
 class FadError(Exception):
@@ -6,3 +7,15 @@ class FadError(Exception):
 
     The message must name the offending file or value and the problem.
     """
+
+
+def fold(names, given: str | None = None, limit: int = 8) -> str:
+    """``names`` for a one-line message: all of them when there are few, else the first
+    ``limit`` and how many more; those closest to the mistaken ``given`` come first."""
+    names = list(names)
+    if given is not None:
+        close = difflib.get_close_matches(given, names, n=limit, cutoff=0.5)
+        names = close + [n for n in names if n not in close]
+    if len(names) <= limit + 2:  # folding fewer than 3 would not shorten the line
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"

@@ -1,5 +1,6 @@
 """What every CLI shares: native libraries' log lines hidden unless --verbose, --help
-without the heavy libraries, choice lists folded, progress bars closed before an error."""
+without the heavy libraries, choice lists folded, progress bars closed before an error;
+and the shipped exported array in fad-bench and fad-eval."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,19 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 from tqdm import tqdm
 
 from fad_deploy.cli.common import user_errors
-from fad_deploy.errors import FadError
+from fad_deploy.cli.eval import run as fad_eval
+from fad_deploy.data.photos import skimage_photo
+from fad_deploy.data.synth import save_pairs, synth_pairs
+from fad_deploy.errors import FadError, fold
+from fad_deploy.models.registry import models_dir, resolve_model
 from fad_deploy.native_logs import VERBOSE_ENV, quiet_native_logs
+from fad_deploy.profile.bench_cpu import bench_models, default_models
 
 NATIVE_LOG = (  # as TensorFlow, absl (XLA, cuDNN) and LiteRT write them
     "2026-12-02 04:25:43.987599: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n"
@@ -68,3 +76,58 @@ print(json.dumps(loaded))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {cli: [] for cli in CLIS}
+
+
+def test_fold_lists_few_names_whole_and_many_folded_closest_first():
+    assert fold(["torch", "onnx-fp32", "tflite-int8"]) == "torch, onnx-fp32, tflite-int8"
+    names = [f"net-{i:02d}" for i in range(20)]
+    assert fold(names, limit=4) == "net-00, net-01, net-02, net-03 and 16 more"
+    assert fold(names, "net-007", limit=4).startswith("net-07, ")  # the likeliest meant first
+
+
+def test_unknown_model_lists_the_shipped_ones_folded(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path))
+    for i in range(20):
+        (tmp_path / f"net-{i:02d}.pt").touch()
+    with pytest.raises(FadError, match=r"unknown model 'net-007' \(shipped models: net-07, .* and 12 more\)$"):
+        resolve_model("net-007")
+
+
+# ---- the shipped exported array in fad-bench and fad-eval ----------------------------------------
+
+SHIPPED_ARRAY = models_dir().parent / "export" / "fan-nsma"  # fad-export's default bundle
+ARRAY_MODELS = [f"fan-nsma-{i}" for i in range(4)]
+
+
+def test_bench_names_the_exported_array_and_measures_it_by_default():
+    assert "fan-nsma" in default_models()
+    models = bench_models(["fan-nsma"])
+    assert [m.label for m in models] == ARRAY_MODELS and all(m.export == SHIPPED_ARRAY for m in models)
+    assert [m.checkpoint for m in models] == [models_dir() / "nsma" / f"{n}.pt" for n in ARRAY_MODELS]
+    assert [m.label for m in bench_models([str(SHIPPED_ARRAY)])] == ARRAY_MODELS
+
+
+def fad_bench(*argv) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != VERBOSE_ENV}
+    return subprocess.run([str(Path(sys.executable).with_name("fad-bench")), "fan-nsma", "--threads", "1", "--size",
+                           "32", "32", "--repeats", "1", "--warmup", "0", "--no-progress", *map(str, argv)],
+                          capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+
+
+def test_bench_times_the_exported_array_without_native_log_lines(tmp_path):
+    done = fad_bench("--backends", "torch", "tflite-int8", "tflite-fp32", "--json", tmp_path / "bench.json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert [m["name"] for m in doc["models"]] == ARRAY_MODELS
+    assert all([r["backend"] for r in m["results"]] == ["torch", "tflite-int8", "tflite-fp32"] for m in doc["models"])
+    assert done.stderr == ""  # no XNNPACK delegate line, nothing else
+    verbose = fad_bench("--backends", "tflite-int8", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in verbose.stderr
+
+
+def test_eval_of_the_exported_array_runs_just_the_array(tmp_path, capsys):
+    pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [2e-4, 5e-3], seed=0)
+    save_pairs(tmp_path / "set.npz", pairs)
+    result = fad_eval(["--set", str(tmp_path / "set.npz"), "--nsma", str(SHIPPED_ARRAY), "--backend", "tflite-int8"])
+    assert [(r["model"], r["backend"]) for r in result["results"]] == [("noisy", "-"), ("nsma (n=4)", "tflite-int8")]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.noise import NoiseParams
-from ..errors import FadError
-from ..export.manifest import MANIFEST, entry_outputs_residual, locate, read_bundle
+from ..errors import FadError, fold
+from ..export.manifest import MANIFEST, entry_outputs_residual, entry_source, locate, read_bundle
 from ..models.registry import models_dir
 from ..nsma.select import TABLE_KEY, select_model, table_from_manifest
 
@@ -45,7 +45,7 @@ def resolve_bundle(name_or_path: str, root: Path | None = None) -> Path:
             return candidate
     found = sorted(d.name for d in root.glob("*") if (d / MANIFEST).is_file()) if root.is_dir() else []
     raise FadError(f"{name_or_path}: no such export bundle (run `fad-export --int8 --target tflite` first; "
-                   f"bundles in {root}: {', '.join(found) or 'none'})")
+                   f"bundles in {root}: {fold(found, name_or_path) or 'none'})")
 
 
 def default_bundles(root: Path | None = None) -> list[Path]:
@@ -66,9 +66,8 @@ def device_model(folder: Path, entry: dict) -> DeviceModel:
             missing.append(f"{backend}: {e}")
     if not files:
         raise FadError(f"{folder}: no TFLite file for {entry['name']} (export with `fad-export --target tflite`)")
-    checkpoint = Path(entry.get("source", {}).get("checkpoint") or entry["name"]).stem
     lo, hi = entry["shot_range"]
-    return DeviceModel(entry["name"], checkpoint, files, anchor, (float(lo), float(hi)), tuple(missing),
+    return DeviceModel(entry["name"], entry_source(entry), files, anchor, (float(lo), float(hi)), tuple(missing),
                        entry_outputs_residual(entry))
 
 

@@ -21,11 +21,13 @@ def parser() -> argparse.ArgumentParser:
         description="Measure denoisers after warm-up: median and p90 latency per backend (PyTorch fp32, "
         "onnxruntime fp32/int8, TFLite fp32/int8 with XNNPACK) and thread count, with parameters, MACs per RAW "
         "megapixel (one megapixel = a 4x512x512 packed input), peak activation arena (greedy planner) and the "
-        "ratio to this CPU's roofline bound. Exported backends read export/<model>/ (fad-export). Prints a "
+        "ratio to this CPU's roofline bound. Exported backends read export/<model>/ (fad-export); an export "
+        "folder's name (fan-nsma: the exported noise sub-range array) stands for each network in it. Prints a "
         "table; writes JSON, and a quality/compute/latency plot when fad-eval's quality JSON exists.",
     )
-    p.add_argument("models", nargs="*", help="shipped model names or checkpoint paths (default: every model in "
-                   "models/); with --device adb, export bundles")
+    p.add_argument("models", nargs="*", help="shipped model names, checkpoint paths or export folders (names in "
+                   "export/ or paths; default: every model in models/ and every folder in export/); with --device "
+                   "adb, export folders")
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
                    help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
@@ -54,8 +56,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def bench_cpu(args) -> dict | None:
-    from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, default_models, \
-        run_cpu_bench, write_profiles
+    from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, bench_models, \
+        default_models, run_cpu_bench, write_profiles
 
     cfg = BenchConfig(
         backends=tuple(args.backends), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
@@ -65,7 +67,7 @@ def bench_cpu(args) -> dict | None:
     cfg.check()
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
-    models = args.models or default_models()
+    models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
     if args.report:
         for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE)):
             print(f"wrote {path}")

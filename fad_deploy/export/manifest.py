@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
-from ..errors import FadError
+from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
 from ..runners.tiling import TileSpec, arch_tile_spec
@@ -111,12 +111,12 @@ def pick_model(manifest: dict, model: str | None, where: Path) -> dict:
     entries = manifest["models"]
     if model is None:
         if len(entries) > 1:
-            raise FadError(f"{where}: holds {len(entries)} models ({', '.join(e['name'] for e in entries)}); name one")
+            raise FadError(f"{where}: holds {len(entries)} models ({fold(e['name'] for e in entries)}); name one")
         return entries[0]
     for e in entries:
         if e["name"] == model:
             return e
-    raise FadError(f"{where}: no model {model!r} (has {', '.join(e['name'] for e in entries)})")
+    raise FadError(f"{where}: no model {model!r} (has {fold((e['name'] for e in entries), model)})")
 
 
 def entry_outputs_residual(entry: dict) -> bool:
@@ -138,6 +138,11 @@ def entry_tiling(entry: dict, where) -> TileSpec:
         raise FadError(f"{where}: {entry['name']}: {TILING_KEY!r} needs align >= 1 and a margin that is a "
                        f"non-negative multiple of it, got margin {spec.margin}, align {spec.align}")
     return spec
+
+
+def entry_source(entry: dict) -> str:
+    """The name of the checkpoint a model entry was exported from (a shipped model's name)."""
+    return Path(entry.get("source", {}).get("checkpoint") or entry["name"]).stem
 
 
 def entry_anchor(entry: dict) -> NoiseParams:

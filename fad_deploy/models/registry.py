@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..data.noise import SHOT_RANGE, NoiseParams, anchor_at, anchor_for_range
-from ..errors import FadError
+from ..errors import FadError, fold
 from ..fileio import atomic_path
 from .cycleisp import CycleISPConfig, CycleISPLite
 from .fan import FAN, FANConfig
@@ -141,5 +141,5 @@ def resolve_model(name_or_path: str) -> Path:
     if candidates:
         return min(candidates, key=lambda q: len(q.parts))
     shipped = sorted(q.stem for q in models_dir().rglob("*.pt"))
-    hint = f"shipped models: {', '.join(shipped)}" if shipped else f"no trained models in {models_dir()} yet"
+    hint = f"shipped models: {fold(shipped, name_or_path)}" if shipped else f"no trained models in {models_dir()} yet"
     raise FadError(f"unknown model {name_or_path!r} ({hint})")

@@ -8,7 +8,7 @@ import warnings
 
 from ..data.noise import NoiseParams, load_profiles, read_from_shot
 from ..data.raw_io import RawImage
-from ..errors import FadError
+from ..errors import FadError, fold
 from .estimate import estimate_noise
 
 
@@ -41,7 +41,7 @@ def given_noise(shot: float | None = None, read: float | None = None, iso: float
         return None
     profiles = load_profiles() if profiles is None else profiles
     if camera not in profiles:
-        raise FadError(f"unknown camera {camera!r}: noise profiles exist for {', '.join(sorted(profiles))}")
+        raise FadError(f"unknown camera {camera!r}: noise profiles exist for {fold(sorted(profiles), camera)}")
     return profiles[camera].params(float(iso)), f"camera profile {camera!r} at ISO {iso:g}"
 
 

@@ -2,23 +2,30 @@
 machine, next to its MACs, parameters, activation arena and the CPU roofline bound.
 
 PyTorch runs the checkpoint; the exported backends run the files of the model's export
-folder (``export/<model>/``, written by fad-export). A backend whose files are missing is
+folder (``export/<model>/``, written by fad-export). An export folder named instead of a
+model (``fan-nsma``, the exported noise sub-range array) stands for each network in it,
+PyTorch running the checkpoint it was exported from. A backend whose files are missing is
 reported as skipped, never silently dropped.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch.nn as nn
 from tqdm import tqdm
 
 from ..errors import FadError
+from ..export.manifest import MANIFEST, entry_source, read_bundle
 from ..fileio import write_json, write_text
-from ..models.registry import load_checkpoint, models_dir, resolve_model
+from ..models.registry import build, load_checkpoint, models_dir, resolve_model
 from ..runners import BACKENDS, load_runner
+from ..runners.base import Runner
 from .cpu import CpuPeak, cpu_peak
 from .latency import ModelEntry, bench_json, model_entry, packed_megapixels, result_from_times
 
@@ -48,12 +55,70 @@ class BenchConfig:
             raise FadError(f"--repeats {self.repeats} --warmup {self.warmup}: need at least 1 repeat, warm-up >= 0")
 
 
-def default_models() -> list[str]:
-    """The shipped models: every checkpoint directly in models/."""
-    names = sorted(p.stem for p in models_dir().glob("*.pt"))
+@dataclass(frozen=True)
+class BenchModel:
+    """One network to measure: its checkpoint (for torch; None when not found), the export
+    folder of its other backends and its name there, and for a bundle's network its
+    (arch, config) from the manifest."""
+
+    label: str
+    checkpoint: Path | None
+    export: Path
+    model: str | None = None
+    spec: tuple[str, dict] | None = None
+
+    def network(self) -> nn.Module:
+        """The network (for parameters, MACs, activation memory)."""
+        return build(*self.spec) if self.spec else load_checkpoint(self.checkpoint).build()
+
+    def runner(self, backend: str, threads: int) -> Runner:
+        if backend == "torch":
+            if self.checkpoint is None:
+                raise FadError(f"the checkpoint {self.label} was exported from is not in {models_dir()}")
+            return load_runner(backend, self.checkpoint, threads)
+        if not self.export.is_dir():
+            raise FadError(f"no export folder {self.export} (run: fad-export {self.label} --int8 --target all)")
+        return load_runner(backend, self.export, threads, model=self.model)
+
+
+def default_export_root() -> Path:
+    return models_dir().parent / "export"
+
+
+def is_bundle(folder: Path) -> bool:
+    return (folder / MANIFEST).is_file()
+
+
+def default_models(export_root: Path | None = None) -> list[str]:
+    """The shipped models: every checkpoint directly in models/ and every export folder (the
+    exported array, fan-nsma, among them)."""
+    root = export_root or default_export_root()
+    names = {p.stem for p in models_dir().glob("*.pt")} | {d.name for d in root.glob("*") if is_bundle(d)}
     if not names:
-        raise FadError(f"no shipped models in {models_dir()}: name models or checkpoint paths")
-    return names
+        raise FadError(f"no shipped models in {models_dir()} and no exports in {root}: name models or checkpoint paths")
+    return sorted(names)
+
+
+def bench_models(names: list[str], export_root: Path | None = None) -> list[BenchModel]:
+    """What each name stands for (a bad one fails here, before any work): an export folder
+    (a path, or a folder name in the export root) is each network in it; anything else is a
+    checkpoint (shipped name or path) with its exports in ``<export root>/<name>/``."""
+    root = export_root or default_export_root()
+    found = []
+    for name in names:
+        given = Path(name)
+        folder = given if given.is_dir() else root / name
+        if given.is_dir() or is_bundle(folder):
+            for e in read_bundle(folder)["models"]:
+                try:
+                    checkpoint = resolve_model(entry_source(e))
+                except FadError:
+                    checkpoint = None
+                found.append(BenchModel(e["name"], checkpoint, folder, e["name"], (e["arch"], e["config"])))
+        else:
+            label = Path(name).stem if name.endswith(".pt") else name
+            found.append(BenchModel(label, resolve_model(name), root / label))
+    return found
 
 
 def cpu_device(peak: CpuPeak) -> dict:
@@ -68,33 +133,28 @@ def cpu_device(peak: CpuPeak) -> dict:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
-def run_cpu_bench(models: list[str], cfg: BenchConfig, progress: bool = True) -> dict:
+def run_cpu_bench(models: list[BenchModel], cfg: BenchConfig, progress: bool = True) -> dict:
     cfg.check()
     peak = cpu_peak()
-    paths = [(m, resolve_model(m)) for m in models]  # fail on a bad name before any timing
-    entries = []
-    total = len(paths) * len(cfg.backends) * len(cfg.threads)
+    total = len(models) * len(cfg.backends) * len(cfg.threads)
+    profiles = {}  # the networks of an array share one architecture: profiled once
     with tqdm(total=total, desc="fad-bench", disable=not progress, unit="run") as bar:
-        for name, path in paths:
-            entries.append(_bench_model(name, path, cfg, peak, bar))
+        entries = [_bench_model(model, cfg, peak, bar, profiles) for model in models]
     return bench_json(cpu_device(peak), entries)
 
 
-def _bench_model(name: str, path: Path, cfg: BenchConfig, peak: CpuPeak, bar) -> ModelEntry:
-    label = Path(name).stem if name.endswith(".pt") else name
-    entry = model_entry(label, load_checkpoint(path).build(), cfg.size)
-    export = (cfg.export_root or models_dir().parent / "export") / label
+def _bench_model(model: BenchModel, cfg: BenchConfig, peak: CpuPeak, bar, profiles: dict) -> ModelEntry:
+    key = json.dumps(model.spec, sort_keys=True) if model.spec else model.label
+    if key not in profiles:
+        profiles[key] = model_entry(model.label, model.network(), cfg.size)
+    entry = dataclasses.replace(profiles[key], name=model.label, results=[], skipped=[])
     u = np.random.default_rng(INPUT_SEED).random((1, 4, *cfg.size), dtype=np.float32)
     megapixels = packed_megapixels(*cfg.size)
     for backend in cfg.backends:
-        source = path if backend == "torch" else export
         for threads in cfg.threads:
-            bar.set_postfix_str(f"{label} {backend} x{threads}")
+            bar.set_postfix_str(f"{model.label} {backend} x{threads}")
             try:
-                if backend != "torch" and not export.is_dir():
-                    raise FadError(f"no export folder {export} (run: fad-export {label} --int8 --target all)")
-                runner = load_runner(backend, source, threads)
-                times = runner.time(u, warmup=cfg.warmup, repeats=cfg.repeats)
+                times = model.runner(backend, threads).time(u, warmup=cfg.warmup, repeats=cfg.repeats)
             except FadError as e:
                 entry.skipped.append(f"{backend} x{threads}: {e}")
                 bar.update(1)
@@ -106,15 +166,14 @@ def _bench_model(name: str, path: Path, cfg: BenchConfig, peak: CpuPeak, bar) ->
     return entry
 
 
-def write_profiles(models: list[str], out_dir: Path, size: tuple[int, int]) -> list[Path]:
+def write_profiles(models: list[BenchModel], out_dir: Path, size: tuple[int, int]) -> list[Path]:
     """profile_<model>.md/.json (per-layer MACs, memory timeline, accelerator fit) for each model."""
     from .report import profile_model
 
     written = []
-    for name in models:
-        label = Path(name).stem if name.endswith(".pt") else name
-        md, doc = profile_model(label, load_checkpoint(resolve_model(name)).build(), size)
-        write_text(out_dir / f"profile_{label}.md", md)
-        write_json(out_dir / f"profile_{label}.json", doc)
-        written.append(out_dir / f"profile_{label}.md")
+    for model in models:
+        md, doc = profile_model(model.label, model.network(), size)
+        write_text(out_dir / f"profile_{model.label}.md", md)
+        write_json(out_dir / f"profile_{model.label}.json", doc)
+        written.append(out_dir / f"profile_{model.label}.md")
     return written

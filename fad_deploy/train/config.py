@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..data.noise import SHOT_RANGE
-from ..errors import FadError
+from ..errors import FadError, fold
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _build(cls, data: dict, where: str):
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if key not in names:
-            raise FadError(f"{where}: unknown setting {key!r} (known: {', '.join(names)})")
+            raise FadError(f"{where}: unknown setting {key!r} (known: {fold(names, str(key))})")
         sub = {"model": ModelSpec, "data": DataConfig, "loss": LossConfig, "schedule": ScheduleConfig}
         if cls is TrainConfig and key in sub:
             value = _build(sub[key], value, f"{where}.{key}")
@@ -159,7 +159,7 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
         text = resources.files("fad_deploy.train").joinpath("presets", f"{name_or_path}.yaml").read_text()
         where = f"preset {name_or_path}"
     else:
-        raise FadError(f"{name_or_path!r} is neither a config file nor a preset ({', '.join(presets())})")
+        raise FadError(f"{name_or_path!r} is neither a config file nor a preset ({fold(presets(), name_or_path)})")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
