@@ -97,7 +97,7 @@ def test_synth_bad_input_leaves_no_output(photos, tmp_path, capsys):
         (["--images", str(tmp_path / "empty")], ["empty", "no photos"]),
         (["--images", str(tmp_path / "nowhere")], ["nowhere"]),
         (["--images", str(broken)], ["b.jpg", "cannot read photo"]),
-        (["--images", str(photos), "--crop", "40"], ["chelsea.png", "smaller"]),
+        (["--images", str(photos), "--crop", "40"], ["chelsea.png", "coffee.png", "no photo is large enough"]),
         (["--images", str(photos), "--shot-noise", "-1"], ["-1"]),
         (["--images", str(photos), "--read-noise", "-1"], ["-1"]),
         (["--images", str(photos), "--crop", "0"], ["--crop"]),
@@ -119,7 +119,7 @@ def test_cache_builds_a_patch_cache(photos, tmp_path, capsys):
     assert load_patch_cache(out)["raw"].shape == (6, 4, 8, 8)
     code, _, err = run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "big.npz"), "--patch", "64",
                              "--downscale", "1"], capsys)
-    assert_user_error(code, err, "smaller")
+    assert_user_error(code, err, "no photo is large enough")
     assert not (tmp_path / "big.npz").exists()
 
 

@@ -2,6 +2,7 @@
 seeded evaluation sets, the patch cache and the noisy-patch dataset."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,15 +33,28 @@ def test_list_and_load_photos(tmp_path):
     assert load_photo(photos[0], downscale=2, max_side=24).shape == (18, 24, 3)
 
 
-def test_odd_photos_are_cropped_even_and_16bit_grey_is_read(tmp_path):
-    save_photo(tmp_path / "odd.png", size=(33, 25))
-    assert load_photo(tmp_path / "odd.png").shape == (24, 32, 3)
-    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "grey16.png")
-    img = load_photo(tmp_path / "grey16.png")
-    assert img.shape == (8, 8, 3) and img.max() == pytest.approx(1.0)
+def test_8_and_16_bit_versions_of_a_photo_are_prepared_alike(tmp_path):
+    rgb = (skimage_photo("coffee")[:50, :66] * 255).round().astype(np.uint8)  # 50x66: odd halves and thirds
+    grey = rgb[..., 1]
+    Image.fromarray(rgb).save(tmp_path / "rgb8.png")
+    cv2.imwrite(str(tmp_path / "rgb16.png"), rgb[..., ::-1].astype(np.uint16) * 257)
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    for steps in ({}, {"downscale": 2}, {"downscale": 3, "max_side": 7}):
+        rgb8, rgb16 = load_photo(tmp_path / "rgb8.png", **steps), load_photo(tmp_path / "rgb16.png", **steps)
+        grey8, grey16 = load_photo(tmp_path / "grey8.png", **steps), load_photo(tmp_path / "grey16.png", **steps)
+        assert rgb8.shape == rgb16.shape == grey8.shape == grey16.shape and rgb8.dtype == grey16.dtype == np.float32
+        np.testing.assert_array_equal(rgb16, rgb8)
+        np.testing.assert_array_equal(grey16, grey8)
+        np.testing.assert_array_equal(grey8, grey8[..., :1].repeat(3, axis=-1))  # grey: three equal channels
+        np.testing.assert_array_equal(grey8[..., 0], rgb8[..., 1])
+    assert load_photo(tmp_path / "grey16.png").shape == (50, 66, 3)  # odd sizes are kept
+    assert load_photo(tmp_path / "grey16.png", downscale=3, max_side=7).shape == (6, 7, 3)
+    np.testing.assert_array_equal(load_photo(tmp_path / "grey16.png")[..., 0], grey / np.float32(255))
 
 
-def test_photo_errors_name_the_file(tmp_path):
+def test_photo_errors_name_the_file(tmp_path, monkeypatch):
     jpeg = save_photo(tmp_path / "good.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     with pytest.raises(FadError, match="truncated.jpg: cannot read photo"):
@@ -48,9 +62,9 @@ def test_photo_errors_name_the_file(tmp_path):
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(FadError, match="fake.png: cannot read photo"):
         load_photo(tmp_path / "fake.png")
-    save_photo(tmp_path / "tiny.png", size=(1, 1))
-    with pytest.raises(FadError, match="tiny.png: .*too small"):
-        load_photo(tmp_path / "tiny.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses twice its limit
+    with pytest.raises(FadError, match="good.jpg: too large to read"):
+        load_photo(tmp_path / "good.jpg")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FadError, match="empty: no photos found"):
         list_photos(tmp_path / "empty")
@@ -94,7 +108,7 @@ def test_synth_options_and_errors(tmp_path):
     assert pairs["read"].tolist() == [pytest.approx(1e-5)]
     with pytest.raises(FadError, match="read noise -1"):
         synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [2e-3], 0, read=-1.0)
-    with pytest.raises(FadError, match="a.png: 72x96 is smaller than the 200x200 crop"):
+    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 crop .*: a.png \(72x96\)"):
         synth_pairs(folder_images(tmp_path, 1, None), 100, 1, [2e-3], 0)
 
 
@@ -124,6 +138,23 @@ def test_patch_cache_and_noisy_patches(tmp_path):
     residual = (item["noisy"] - item["clean"]).numpy().astype(np.float64)
     expected = NoiseParams(item["shot"].item(), item["read"].item()).variance(item["clean"].numpy()).mean()
     assert residual.var() == pytest.approx(expected, rel=0.5)
-    with pytest.raises(FadError, match="a.png: 72x96 .* smaller than one 200x200 crop"):
+    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 crop .*a.png \(72x96\)"):
         build_patch_cache(list_photos(tmp_path), tmp_path / "big.npz", CacheConfig(patch=100, downscale=1))
     assert not (tmp_path / "big.npz").exists()
+
+
+def test_photos_too_small_for_the_crop_are_skipped_with_one_warning(tmp_path, recwarn):
+    save_photo(tmp_path / "a.png")  # 96x72
+    save_photo(tmp_path / "small.png", size=(40, 30))
+    save_photo(tmp_path / "tiny.png", size=(1, 1))
+    pairs = synth_pairs(folder_images(tmp_path, 1, None), 16, 2, [2e-3], 0)  # 32x32 RGB crops
+    assert set(pairs["source"].tolist()) == {"a.png"} and len(pairs["noisy"]) == 2
+    (warning,) = recwarn.list
+    assert str(warning.message) == ("skipped 2 photos smaller than the 32x32 crop (sizes after any downscaling): "
+                                    "small.png (30x40), tiny.png (1x1)")
+    recwarn.clear()
+    config = CacheConfig(patch=16, patches_per_photo=3, downscale=1, max_side=None)
+    assert build_patch_cache(list_photos(tmp_path), tmp_path / "cache.npz", config) == 1
+    assert load_patch_cache(tmp_path / "cache.npz")["raw"].shape == (3, 4, 16, 16)
+    (warning,) = recwarn.list
+    assert "skipped 2 photos" in str(warning.message) and "small.png (30x40)" in str(warning.message)

@@ -201,7 +201,7 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
     ckpt.save(path)
     out = tmp_path / "bench.json"
     bench.main([str(path), "--backends", "torch", "onnx-fp32", "--threads", "1", "--size", "32", "32",
-                "--repeats", "2", "--warmup", "0", "--json", str(out), "--export-dir", str(tmp_path / "none"),
+                "--repeats", "2", "--warmup", "0", "--json", str(out), "--export-dir", str(tmp_path),
                 "--no-progress"])
     doc = json.loads(out.read_text())
     assert set(doc) == {"device", "models"}
@@ -220,8 +220,8 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["no-such-model"], "unknown model 'no-such-model'"),
     (["x.pt"], "x.pt: checkpoint not found"),
-    (["x.pt", "--threads", "0"], "thread counts must be at least 1"),
-    (["--size", "abc", "4"], "invalid int value: 'abc'"),
+    (["x.pt", "--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+    (["--size", "abc", "4"], "argument --size: expected a whole number >= 1, got 'abc'"),
     (["--backends", "tpu", "--", "x.pt"], "unknown backend 'tpu'"),
     (["--device", "gpu"], "--device 'gpu': expected cpu, adb or adb:SERIAL"),
 ])

@@ -340,9 +340,9 @@ def test_default_export_bundles_the_subrange_array_and_a_failed_drop_still_write
     (["no-such-model", "--int8"], "unknown model 'no-such-model'"),
     (["{tmp}/missing.pt", "--int8"], "missing.pt: checkpoint not found"),
     (["{tmp}/corrupt.pt", "--int8"], "corrupt.pt: not a readable fad-deploy checkpoint"),
-    (["{tiny}", "--int8", "--target", "coreml"], "unsupported target 'coreml'"),
+    (["{tiny}", "--int8", "--target", "coreml"], "argument --target: invalid choice: 'coreml'"),
     (["{tiny}", "--int8", "--input-size", "30", "30"], "input size 30x30: TFLite inputs must be positive multiples of 4"),
-    (["{tiny}", "--int8", "--input-size", "0", "32"], "input size 0x32"),
+    (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number >= 1"),
     (["{tiny}", "--ptq"], "--ptq and --float-io apply to int8 models"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, workdir, tmp_path, capsys, monkeypatch):

@@ -106,8 +106,9 @@ def cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     photo = folder / "chelsea.png"
     Image.fromarray((skimage_photo("chelsea") * 255).round().astype(np.uint8)).save(photo)
-    return build_patch_cache([photo], folder / "patches.npz",
-                             CacheConfig(patch=24, patches_per_photo=8, downscale=1, max_side=512))
+    build_patch_cache([photo], folder / "patches.npz",
+                      CacheConfig(patch=24, patches_per_photo=8, downscale=1, max_side=512))
+    return folder / "patches.npz"
 
 
 def tiny_overrides(out: Path, cache: Path, steps: int = 4, batch: int = 2, *extra: str) -> list[str]:
@@ -297,7 +298,7 @@ def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):
     (["nosuch"], "'nosuch' is neither a config file nor a preset"),
     (["charbonnier", "schedule.bogus=1"], "unknown setting 'bogus'"),
     (["charbonnier", "schedule.steps"], "must look like key.sub=value"),
-    (["charbonnier", "--workers", "-1"], "--workers -1: expected 0 or more"),
+    (["charbonnier", "--workers", "-1"], "argument --workers: expected a whole number >= 0, got '-1'"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..checks import input_file, input_folder, non_negative_int, output_file, output_folder, positive_float, \
+    positive_int, shot_noise
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -31,27 +33,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
                    help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
-    p.add_argument("--threads", nargs="+", type=int, metavar="N",
+    p.add_argument("--threads", nargs="+", type=positive_int, metavar="N",
                    help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))})")
-    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+    p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels)")
-    p.add_argument("--repeats", type=int, help="timed runs per measurement (default on cpu: 10)")
-    p.add_argument("--warmup", type=int, help="untimed runs first (default on cpu: 3)")
-    p.add_argument("--json", metavar="OUT", help="write the results here (JSON)")
-    p.add_argument("--export-dir", metavar="DIR", type=Path, help="folder holding <model>/ export folders "
+    p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default on cpu: 10)")
+    p.add_argument("--warmup", type=non_negative_int, help="untimed runs first (default on cpu: 3)")
+    p.add_argument("--json", metavar="OUT", type=output_file, help="write the results here (JSON)")
+    p.add_argument("--export-dir", metavar="DIR", type=input_folder, help="folder holding <model>/ export folders "
                    "(default: export/ beside models/)")
-    p.add_argument("--quality", metavar="JSON", type=Path, help="fad-eval results for the plot (default: "
+    p.add_argument("--quality", metavar="JSON", type=input_file, help="fad-eval results for the plot (default: "
                    "benchmarks/results/quality.json when it exists)")
-    p.add_argument("--plot", metavar="PNG", type=Path, help="plot path (default: beside --json, .png)")
-    p.add_argument("--report", metavar="DIR", type=Path, help="also write profile_<model>.md/.json here: MACs per "
-                   "layer, activation memory timeline, accelerator fit and exact-tiling sizes, at --size (default 512 512)")
+    p.add_argument("--plot", metavar="PNG", type=output_file, help="plot path (default: beside --json, .png)")
+    p.add_argument("--report", metavar="DIR", type=output_folder,
+                   help="also write profile_<model>.md/.json here: MACs per layer, activation memory timeline, "
+                   "accelerator fit and exact-tiling sizes, at --size (default 512 512)")
     p.add_argument("--no-timing", action="store_true", help="profile only (with --report): no latency runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
-    adb.add_argument("--benchmark-binary", metavar="PATH", help="TFLite benchmark_model for the phone's ABI")
+    adb.add_argument("--benchmark-binary", metavar="PATH", type=input_file,
+                     help="TFLite benchmark_model for the phone's ABI")
     adb.add_argument("--delegate", action="append", help="xnnpack, cpu, gpu or nnapi (repeatable)")
-    adb.add_argument("--noise-a", type=float, help="shot-noise level: run the sub-range model the phone would pick")
-    adb.add_argument("--timeout", type=float, help="seconds per benchmark_model run")
+    adb.add_argument("--noise-a", type=shot_noise,
+                     help="shot-noise level: run the sub-range model the phone would pick")
+    adb.add_argument("--timeout", type=positive_float, help="seconds per benchmark_model run")
     return p
 
 
@@ -78,8 +83,6 @@ def write_plot(args, doc: dict) -> None:
     from ..profile.plot import load_quality, quality_plot
 
     quality = args.quality or DEFAULT_QUALITY
-    if args.quality and not args.quality.is_file():
-        raise FadError(f"{args.quality}: quality file not found")
     out = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
     if out is None or not quality.is_file():
         return

@@ -1,10 +1,13 @@
-"""What every CLI shares: user errors become one line on stderr and exit code 2."""
+"""What every CLI shares: user errors become one line on stderr and exit code 2, warnings
+one line each, and the parser refuses an output path that is also an input."""
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
+import warnings
 
+from ..checks import path_clash
 from ..errors import FadError
 from ..native_logs import show_native_logs
 
@@ -12,21 +15,28 @@ EXIT_USER_ERROR = 2
 
 
 def user_errors(main):
-    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2."""
+    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2, and
+    warnings print as ``<prog>: warning: <message>``."""
+    prog = "fad-" + main.__module__.rsplit(".", 1)[-1]
+
+    def one_line_warning(message, category, filename, lineno, line=None) -> str:
+        return f"{prog}: warning: {message}\n"
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
         try:
             return main(argv)
         except FadError as e:
             close_progress_bars()
-            prog = main.__module__.rsplit(".", 1)[-1]
-            print(f"fad-{prog}: error: {e}", file=sys.stderr)
+            print(f"{prog}: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             close_progress_bars()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        finally:  # callers in the same process (tests, notebooks) keep their own warning format
+            warnings.formatwarning = default_format
 
     return wrapper
 
@@ -62,3 +72,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, then an output path equal to an input path is an error (see fad_deploy.checks)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        clash = path_clash(self._actions, namespace)
+        if clash:
+            self.error(clash)
+        return namespace, extras

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import input_file, input_folder, output_file, output_folder, positive_int, random_seed, read_noise, \
+    shot_noise
 from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
@@ -16,22 +18,6 @@ from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, folder_images, save_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from .common import OneLineParser, user_errors
-
-
-def check_output(path: Path) -> Path:
-    if path.is_dir():
-        raise FadError(f"{path}: is a folder; give an output file name such as {path / 'set.npz'}")
-    return path
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
                        "`apt-get download` and unpack them with `dpkg -x` (nothing is installed on the system). "
                        "Photos land in DEST/train/<package> and DEST/test/<package>; packages already there are "
                        "skipped. Needs Debian's apt; elsewhere use --images with your own photos.")
-    f.add_argument("--dest", type=Path, help="where to put them (default: $FAD_CACHE/photos, "
+    f.add_argument("--dest", type=output_folder, help="where to put them (default: $FAD_CACHE/photos, "
                    "$FAD_CACHE defaulting to ~/.cache/fad-deploy)")
 
     s = sub.add_parser("synth", help="write a seeded evaluation set of noisy/clean RAW pairs (.npz)",
@@ -60,15 +46,17 @@ def parser() -> argparse.ArgumentParser:
                        "--shot-noise (and --read-noise). The same photos, options and --seed give a byte-identical "
                        "file. Keys: noisy, clean (N, 4, crop, crop), shot, read, red_gain, blue_gain, rgb_gain, "
                        "cam2rgb, source.")
-    s.add_argument("--images", required=True, type=Path, help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
-    s.add_argument("--out", required=True, type=Path, help="output .npz file")
-    s.add_argument("--seed", type=int, default=0, help="random seed for crops, cameras and noise (default 0)")
+    s.add_argument("--images", required=True, type=input_folder,
+                   help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
+    s.add_argument("--out", required=True, type=output_file, help="output .npz file")
+    s.add_argument("--seed", type=random_seed, default=0, help="random seed for crops, cameras and noise (default 0)")
     s.add_argument("--crop", type=positive_int, default=128,
                    help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
     s.add_argument("--crops-per-image", type=positive_int, default=4, help="crops per photo (default 4)")
     s.add_argument("--levels", type=positive_int, default=6, help="number of shot-noise levels (default 6)")
-    s.add_argument("--shot-noise", type=float, metavar="A", help="one fixed shot-noise parameter a instead of --levels")
-    s.add_argument("--read-noise", type=float, metavar="B",
+    s.add_argument("--shot-noise", type=shot_noise, metavar="A",
+                   help="one fixed shot-noise parameter a instead of --levels")
+    s.add_argument("--read-noise", type=read_noise, metavar="B",
                    help="fixed read-noise parameter b (default: UPI's regression from a)")
     add_photo_options(s)
 
@@ -76,21 +64,22 @@ def parser() -> argparse.ArgumentParser:
                        description="Unprocess random patches of every photo (each with its own random camera) into "
                        "one .npz of float16 packed RAW plus the ISP metadata; training crops, Bayer-augments and "
                        "adds noise on the fly from it.")
-    c.add_argument("--images", required=True, type=Path, help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
-    c.add_argument("--out", required=True, type=Path, help="output .npz file")
+    c.add_argument("--images", required=True, type=input_folder,
+                   help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
+    c.add_argument("--out", required=True, type=output_file, help="output .npz file")
     defaults = CacheConfig()
     c.add_argument("--patch", type=positive_int, default=defaults.patch,
                    help=f"packed patch size (default {defaults.patch})")
     c.add_argument("--patches-per-photo", type=positive_int, default=defaults.patches_per_photo,
                    help=f"default {defaults.patches_per_photo}")
-    c.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    c.add_argument("--seed", type=random_seed, default=defaults.seed, help=f"default {defaults.seed}")
     add_photo_options(c)
 
     i = sub.add_parser("info", help="show what a RAW file or a fad-deploy .npz holds",
                        description="RAW files (DNG and other LibRaw formats, SIDD .MAT, DND .mat): size, CFA "
                        "pattern, black/white levels, noise profile, white balance. .npz files: evaluation sets "
                        "from `fad-data synth`, patch caches from `fad-data cache`, or any other arrays.")
-    i.add_argument("file", type=Path)
+    i.add_argument("file", type=input_file)
     i.add_argument("--cfa", help="CFA pattern for .mat files that do not record one (RGGB, GRBG, GBRG, BGGR)")
     return p
 
@@ -113,7 +102,6 @@ def fetch(args) -> None:
 
 
 def synth(args) -> None:
-    check_output(args.out)
     shots = set_shots(args.levels, args.shot_noise)
     # closing() ends the progress bar before an error message is printed
     with contextlib.closing(folder_images(args.images, args.downscale, args.max_side, desc="synthesising")) as images:
@@ -127,11 +115,9 @@ def synth(args) -> None:
 def cache(args) -> None:
     config = CacheConfig(patch=args.patch, patches_per_photo=args.patches_per_photo, downscale=args.downscale,
                          max_side=args.max_side, seed=args.seed)
-    check_output(args.out)
-    photos = list_photos(args.images)
-    build_patch_cache(photos, args.out, config)
-    print(f"{len(photos) * config.patches_per_photo} patches of 4x{config.patch}x{config.patch} "
-          f"from {len(photos)} photos -> {args.out}")
+    photos = build_patch_cache(list_photos(args.images), args.out, config)
+    print(f"{photos * config.patches_per_photo} patches of 4x{config.patch}x{config.patch} "
+          f"from {photos} photos -> {args.out}")
 
 
 def describe_raw(raw: RawImage) -> list[str]:
@@ -172,8 +158,6 @@ def describe_npz(path: Path) -> list[str]:
 
 
 def info(args) -> None:
-    if not args.file.is_file():
-        raise FadError(f"{args.file}: no such file")
     if args.file.suffix.lower() == ".npz":
         lines = describe_npz(args.file)
     else:

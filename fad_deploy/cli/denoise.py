@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import warnings
-from pathlib import Path
 
+from ..checks import input_path, output_path, positive_float, read_noise, shot_noise
 from ..data.bayer import CFA_PATTERNS
 from ..runners import BACKEND_ALIASES, BACKENDS
 from .common import OneLineParser, user_errors
@@ -19,8 +18,8 @@ def parser() -> argparse.ArgumentParser:
         "the model of the array trained for that sub-range of a and says which and why. Writes the denoised "
         "RAW (<name>-denoised.dng, or .npz for sets) and an RGB preview (<name>-denoised.png).",
     )
-    p.add_argument("input", type=Path, help="RAW file, .npz set, or folder of them")
-    p.add_argument("--out", type=Path, help="output folder, or for one input the output .dng/.npz file "
+    p.add_argument("input", type=input_path, help="RAW file, .npz set, or folder of them")
+    p.add_argument("--out", type=output_path, help="output folder, or for one input the output .dng/.npz file "
                    "(default: beside the input; for a folder, its subfolder 'denoised')")
     p.add_argument("--model-bundle", metavar="DIR", help="model array folder (manifest.json with a sub-range "
                    "table) or one checkpoint (default: the exported array in export/, else models/nsma/, "
@@ -28,17 +27,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=[*BACKEND_ALIASES, *BACKENDS],
                    help="tflite (= tflite-int8), onnx (= onnx-fp32), torch, or a full backend name "
                    "(default: tflite-int8 for an exported bundle, torch for checkpoints)")
-    p.add_argument("--shot-noise", type=float, metavar="A", help="shot-noise parameter a (variance = a x + b)")
-    p.add_argument("--read-noise", type=float, metavar="B", help="read-noise parameter b (default: UPI's "
+    p.add_argument("--shot-noise", type=shot_noise, metavar="A", help="shot-noise parameter a (variance = a x + b)")
+    p.add_argument("--read-noise", type=read_noise, metavar="B", help="read-noise parameter b (default: UPI's "
                    "regression on a); needs --shot-noise")
-    p.add_argument("--iso", type=float, help="ISO, with --camera: noise level from the camera's noise profile")
+    p.add_argument("--iso", type=positive_float, help="ISO, with --camera: noise level from the camera's noise profile")
     p.add_argument("--camera", help="camera noise profile name (fad_deploy/data/camera_profiles.json)")
     p.add_argument("--cfa", choices=CFA_PATTERNS, help="CFA pattern of .mat files that do not record one")
     return p
-
-
-def one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"fad-denoise: warning: {message}\n"
 
 
 @user_errors
@@ -47,11 +42,7 @@ def main(argv=None):
     from ..nsma.array import load_array  # torch: not needed for --help
     from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
 
-    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
-    try:
-        list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
-        array = load_array(args.model_bundle, args.backend)
-        settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
-        denoise_path(args.input, array, args.out, settings, args.cfa)
-    finally:  # callers in the same process (tests, notebooks) keep their own warning format
-        warnings.formatwarning = default_format
+    list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
+    array = load_array(args.model_bundle, args.backend)
+    settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
+    denoise_path(args.input, array, args.out, settings, args.cfa)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..checks import input_file, input_folder, output_file, positive_int, random_seed, read_noise, shot_noise
 from ..data.patch_cache import CacheConfig
 from ..data.synth import folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
@@ -17,6 +18,15 @@ from .common import OneLineParser, user_errors
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
 
 
+def baseline_names(text: str) -> list[str]:
+    """The argparse type of --baselines: a comma list of names in BASELINES."""
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown baseline {unknown[0]!r}: choose from {', '.join(BASELINES)}")
+    return names
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="fad-eval",
@@ -26,25 +36,26 @@ def parser() -> argparse.ArgumentParser:
         "a `fad-data synth` file. MACs are per megapixel of RAW input (a 4x512x512 packed tensor).",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", metavar="DIR", help="folder of photos to synthesise the set from")
-    src.add_argument("--set", metavar="FILE", help="an existing `fad-data synth` .npz set")
+    src.add_argument("--images", metavar="DIR", type=input_folder, help="folder of photos to synthesise the set from")
+    src.add_argument("--set", metavar="FILE", type=input_file, help="an existing `fad-data synth` .npz set")
     p.add_argument("models", nargs="*", help=f"model names or checkpoints (default: {', '.join(DEFAULT_MODELS)}; "
                    "none with --nsma)")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend(s) to run each model on (repeatable; default torch)")
-    p.add_argument("--baselines", default="", help="comma list of classical baselines: nlm,bm3d")
+    p.add_argument("--baselines", default="", type=baseline_names,
+                   help=f"comma list of classical baselines: {','.join(BASELINES)}")
     p.add_argument("--nsma", nargs="?", const="", metavar="DIR",
                    help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
                    "export for the exported backends) alone, or beside the models named; each image goes to the "
                    "sub-range model of its annotated shot level")
-    p.add_argument("--json", metavar="OUT", help="write results as JSON here")
-    p.add_argument("--shot-noise", type=float, help="fix the shot-noise parameter a (default: a spread)")
-    p.add_argument("--read-noise", type=float, help="fix the read-noise parameter b (default: UPI's regression)")
-    p.add_argument("--levels", type=int, default=6, help="number of shot levels over the training range")
-    p.add_argument("--crop", type=int, default=64, help="packed crop size (a 2x RGB crop; default 64)")
-    p.add_argument("--crops-per-image", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--json", metavar="OUT", type=output_file, help="write results as JSON here")
+    p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
+    p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
+    p.add_argument("--levels", type=positive_int, default=6, help="number of shot levels over the training range")
+    p.add_argument("--crop", type=positive_int, default=64, help="packed crop size (a 2x RGB crop; default 64)")
+    p.add_argument("--crops-per-image", type=positive_int, default=3)
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     return p
 
 
@@ -71,40 +82,43 @@ def evaluate(args) -> dict:
     from ..evaluate.quality import denoise_set, denoise_set_classical, score  # torch: not needed for --help
     from ..models.registry import load_checkpoint, models_dir, resolve_model
 
+    shipped = [] if args.nsma is not None else [m for m in DEFAULT_MODELS if (models_dir() / f"{m}.pt").is_file()]
+    names = args.models or shipped  # --nsma alone evaluates just the array
+    if not names and not args.baselines and args.nsma is None:
+        raise FadError(f"no trained models in {models_dir()} and none given")
+    # every model and array is found and read before the set is made
+    models = [(path, load_checkpoint(path)) for path in map(resolve_model, names)]
+    arrays = []
+    if args.nsma is not None:
+        from ..nsma.array import load_array
+
+        arrays = [load_array(args.nsma or None, backend) for backend in args.backend or ["torch"]]
     pairs, info = make_set(args)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
-    shipped = [] if args.nsma is not None else [m for m in DEFAULT_MODELS if (models_dir() / f"{m}.pt").is_file()]
-    names = args.models or shipped  # --nsma alone evaluates just the array
-    if not names and not args.baselines and args.nsma is None:
-        raise FadError(f"no trained models in {models_dir()} and none given")
-    for name in names:
-        ckpt = load_checkpoint(resolve_model(name))
+    for path, ckpt in models:
         macs = model_macs(ckpt)
         for backend in args.backend or ["torch"]:
             from ..runners import load_runner
 
-            runner = load_runner(backend, resolve_model(name), input_size=pairs["noisy"].shape[-2:])
+            runner = load_runner(backend, path, input_size=pairs["noisy"].shape[-2:])
             s = score(denoise_set(runner, pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
             rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
             per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
-    if args.nsma is not None:
-        from ..nsma.array import load_array
+    if arrays:
         from ..nsma.evaluate import array_choices, array_denoise
 
-        for backend in args.backend or ["torch"]:
-            array = load_array(args.nsma or None, backend)
+        for array in arrays:
+            backend = array.backend
             s = score(array_denoise(array, pairs, array_choices(array, pairs)), pairs)
             name = f"nsma (n={len(array.table)})"
             macs = model_macs(load_checkpoint(resolve_model(str(array.root / array.table[0].file)))) \
                 if array.table[0].file.endswith(".pt") else None
             rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
             per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
-    for base in filter(None, args.baselines.split(",")):
-        if base not in BASELINES:
-            raise FadError(f"unknown baseline {base!r}: choose from {', '.join(BASELINES)}")
+    for base in args.baselines:
         s = score(denoise_set_classical(BASELINES[base], pairs, desc=base), pairs)
         rows.append({"model": base, "backend": "cpu", **s.mean(), "gmacs_per_megapixel": None})
         per_level[base] = s.per_level(pairs["shot"])

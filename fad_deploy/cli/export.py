@@ -13,6 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..checks import non_negative_float, output_folder, positive_int, require_output
 from ..errors import FadError
 from .common import OneLineParser, user_errors
 
@@ -38,20 +39,21 @@ def parser() -> argparse.ArgumentParser:
                    help="shipped model name or checkpoint path (default: the noise sub-range array in "
                         f"models/nsma/ as one bundle, export/{ARRAY_BUNDLE}/, else {DEFAULT_MODEL})")
     p.add_argument("--int8", action="store_true", help="also quantize and export int8 models (else float32 only)")
-    p.add_argument("--target", default="tflite", help="tflite, onnx or all (default tflite)")
-    p.add_argument("--out", type=Path, help="output folder (default export/<model>/)")
+    p.add_argument("--target", default="tflite", choices=list(TARGET_CHOICES),
+                   help="tflite, onnx or all (default tflite)")
+    p.add_argument("--out", type=output_folder, help="output folder (default export/<model>/)")
     p.add_argument("--ptq", action="store_true", help="post-training calibration instead of QAT (fast, lower quality)")
     p.add_argument("--float-io", action="store_true", help="int8 TFLite with float32 input/output")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+    p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
-    p.add_argument("--qat-steps", type=int,
+    p.add_argument("--qat-steps", type=positive_int,
                    help=f"QAT fine-tuning steps (default 300; {ARRAY_QAT_STEPS} per model of the sub-range array)")
-    p.add_argument("--max-drop", type=float,
+    p.add_argument("--max-drop", type=non_negative_float,
                    help="accepted int8 denoising PSNR drop in dB (default 0.15); above it the files are still "
                         "written, with the verdict in the report, and fad-export exits with status 1")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch and the validation runtimes")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and the validation runtimes")
     return p
 
 
@@ -59,14 +61,10 @@ def options_from(args, qat_steps: int | None = None) -> "ExportOptions":  # noqa
     from ..export.bundle import ExportOptions
     from ..export.tflite import DEFAULT_INPUT_SIZE, TFLiteOptions
 
-    if args.target not in TARGET_CHOICES:
-        raise FadError(f"unsupported target {args.target!r}: choose from {', '.join(TARGET_CHOICES)}")
     size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8,
                             ptq=args.ptq, tflite=TFLiteOptions(size, True, args.float_io, not args.no_group_conv),
                             threads=args.threads)
-    if args.qat_steps is not None and args.qat_steps < 1:
-        raise FadError(f"--qat-steps {args.qat_steps}: must be at least 1")
     steps = args.qat_steps if args.qat_steps is not None else qat_steps
     if steps is not None:
         options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=steps))
@@ -135,13 +133,14 @@ def main(argv=None):
         table = nsma_bundle_table(array)
         options = options_from(args, ARRAY_QAT_STEPS)
         models = [(m["name"], Path(m["checkpoint"])) for m in table["models"]]
-        out = args.out or default_export_dir(ARRAY_BUNDLE)
+        out = args.out or require_output(default_export_dir(ARRAY_BUNDLE), "folder", "default output folder")
         extra = array_extra(table, options.targets, options.int8)
         print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
     else:
         path = model_path(args.model or DEFAULT_MODEL)
         options = options_from(args)
-        models, out, extra = [(path.stem, path)], args.out or default_export_dir(path.stem), None
+        out = args.out or require_output(default_export_dir(path.stem), "folder", "default output folder")
+        models, extra = [(path.stem, path)], None
     from ..export.bundle import export_bundle
 
     manifest = export_bundle(models, options, out, extra)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 
+from ..checks import non_negative_int, output_file, positive_int
 from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import OneLineParser, user_errors
@@ -26,6 +28,13 @@ Override any setting with key.sub=value (values are YAML), e.g.:
 """
 
 
+def device(text: str) -> str:
+    """The argparse type of --device: cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="fad-train",
@@ -35,15 +44,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="preset name or YAML config file")
     p.add_argument("overrides", nargs="*", help="settings as key.sub=value (YAML values)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                    help="processes that make batches ahead of training (default 0: the training process "
                         "makes them; use 4-8 with --device cuda, where the noise synthesis is the bottleneck)")
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
-    p.add_argument("--ship", metavar="PATH", help="also write the final checkpoint here (e.g. models/fan-student.pt)")
+    p.add_argument("--ship", metavar="PATH", type=output_file,
+                   help="also write the final checkpoint here (e.g. models/fan-student.pt)")
     p.add_argument("--half", action="store_true", help="store shipped weights in fp16 (for the large teacher)")
-    p.add_argument("--until", type=int, metavar="STEP",
+    p.add_argument("--until", type=positive_int, metavar="STEP",
                    help="stop after this step, keeping the schedule (re-run without it to continue)")
     return p
 
@@ -56,8 +66,6 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.workers < 0:
-        raise FadError(f"--workers {args.workers}: expected 0 or more processes")
     cfg = load_config(args.config, args.overrides)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise FadError(f"--device {args.device}: CUDA is not available on this machine")

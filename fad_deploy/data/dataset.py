@@ -12,14 +12,21 @@ from .noise import SHOT_RANGE, add_noise, sample_noise_params
 from .patch_cache import META_KEYS, CacheConfig, build_patch_cache, load_patch_cache  # noqa: F401 (re-exported)
 
 
+def check_crop(crop: int, patch: int) -> None:
+    """A FadError unless packed crops of ``crop`` fit in cached patches of ``patch``: a Bayer
+    flip costs one packed pixel (see :func:`.bayer.augment`)."""
+    if crop > patch - 1:
+        raise FadError(f"data.crop {crop}: patches of {patch}x{patch} allow crops up to {patch - 1} "
+                       "(a Bayer flip takes one pixel)")
+
+
 def random_crop_augmented(raw: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Bayer-preserving random flip/transpose, then a random packed crop of ``size``."""
+    """Bayer-preserving random flip/transpose, then a random packed crop of ``size`` (see
+    :func:`check_crop`)."""
     flips = rng.integers(0, 2, size=3).astype(bool)
     mosaic = augment(unpack(raw), flip_h=flips[0], flip_v=flips[1], transpose=flips[2])
     planes = pack(mosaic[: mosaic.shape[0] // 2 * 2, : mosaic.shape[1] // 2 * 2])
     h, w = planes.shape[-2:]
-    if h < size or w < size:
-        raise FadError(f"cached patches of {h}x{w} are smaller than the crop size {size}")
     y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     return planes[:, y : y + size, x : x + size]
 
@@ -32,6 +39,7 @@ class NoisyPatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache: dict, crop: int, shot_range=SHOT_RANGE, seed: int = 0, length: int | None = None):
+        check_crop(crop, min(cache["raw"].shape[-2:]))
         self.cache, self.crop, self.shot_range, self.seed = cache, crop, tuple(shot_range), seed
         self.length = length or len(cache["raw"])
         self.epoch = 0

@@ -4,6 +4,7 @@ metadata, built once (the expensive part of the data pipeline). Numpy only, so
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tqdm import tqdm
 
 from ..errors import FadError
 from ..fileio import save_npz
-from .photos import load_photo
+from .photos import large_enough, load_photo
 from .unprocess import random_params, unprocess
 
 META_KEYS = ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")
@@ -27,12 +28,11 @@ class CacheConfig:
     seed: int = 0
 
 
-def unprocess_crops(image: np.ndarray, n: int, patch: int, rng: np.random.Generator, name: str = "photo"):
-    """``n`` random RGB crops of one photo, each unprocessed with its own random camera."""
+def unprocess_crops(image: np.ndarray, n: int, patch: int, rng: np.random.Generator):
+    """``n`` random RGB crops of one photo (at least 2 * ``patch`` pixels on each side), each
+    unprocessed with its own random camera."""
     rgb = 2 * patch
     h, w = image.shape[:2]
-    if h < rgb or w < rgb:
-        raise FadError(f"{name}: {h}x{w} (after downscaling) is smaller than one {rgb}x{rgb} crop")
     raws, metas = [], []
     for _ in range(n):
         y = 2 * rng.integers(0, (h - rgb) // 2 + 1)  # even offsets keep the mosaic phase
@@ -43,17 +43,19 @@ def unprocess_crops(image: np.ndarray, n: int, patch: int, rng: np.random.Genera
     return np.stack(raws), metas
 
 
-def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig = CacheConfig()) -> Path:
-    """Unprocess random crops of every photo into one .npz (float16 RAW + ISP metadata)."""
-    if not photos:
-        raise FadError("no photos given for the patch cache")
+def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig = CacheConfig()) -> int:
+    """Unprocess random crops of every photo into one .npz (float16 RAW + ISP metadata);
+    photos smaller than one crop are skipped (see :func:`.photos.large_enough`). Returns
+    the number of photos used."""
     rng = np.random.default_rng(config.seed)
     raws, metas = [], []
-    for path in tqdm(photos, desc="unprocessing photos", unit="photo", leave=False):  # an error line replaces it
-        image = load_photo(path, config.downscale, config.max_side)
-        r, m = unprocess_crops(image, config.patches_per_photo, config.patch, rng, str(path))
-        raws.append(r.astype(np.float16))
-        metas += m
+    bar = tqdm(photos, desc="unprocessing photos", unit="photo", leave=False)  # an error line replaces it
+    with contextlib.closing(bar):
+        images = ((str(path), load_photo(path, config.downscale, config.max_side)) for path in bar)
+        for _, image in large_enough(images, 2 * config.patch):
+            r, m = unprocess_crops(image, config.patches_per_photo, config.patch, rng)
+            raws.append(r.astype(np.float16))
+            metas += m
     arrays = {
         "raw": np.concatenate(raws),
         "red_gain": np.array([m.red_gain for m in metas], np.float32),
@@ -62,7 +64,7 @@ def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig =
         "cam2rgb": np.stack([m.cam2rgb for m in metas]).astype(np.float32),
     }
     save_npz(out, **arrays)
-    return Path(out)
+    return len(raws)
 
 
 def load_patch_cache(path: str | Path) -> dict[str, np.ndarray]:

@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -54,30 +56,50 @@ def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None
 
     Downscaling by 2 or more averages away JPEG blocking and the camera's own noise and
     demosaicing, so the unprocessed image is a cleaner stand-in for a RAW ground truth.
+    Photos are prepared at 8 bits per channel: Pillow reads 16-bit colour as its high bytes,
+    and 16-bit greyscale is read the same way, so the 8-bit and 16-bit versions of a photo
+    give the same image. Photos beyond Pillow's decompression-bomb limit are an error.
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I"):
-                arr = np.asarray(im, dtype=np.float32) / 65535.0
-                arr = np.repeat(arr[..., None], 3, axis=-1)
-                im = None
-            else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large photos are downscaled next
+            with Image.open(path) as im:
+                im.load()
+                if im.mode.startswith("I"):  # 16-bit greyscale
+                    im = Image.fromarray(np.clip(np.asarray(im) >> 8, 0, 255).astype(np.uint8))
                 im = im.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise FadError(f"{path}: too large to read ({e})")
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise FadError(f"{path}: cannot read photo ({e})")
-    if im is not None:
-        if max_side and max(im.size) > max_side * downscale:
-            scale = max_side * downscale / max(im.size)
-            im = im.resize((max(2, round(im.size[0] * scale)), max(2, round(im.size[1] * scale))), Image.BOX)
-        if downscale > 1:
-            im = im.reduce(downscale)
-        arr = np.asarray(im, dtype=np.float32) / 255.0
-    h, w = arr.shape[:2] // np.array(2) * 2
-    if h < 2 or w < 2:
-        raise FadError(f"{path}: image of {arr.shape[0]}x{arr.shape[1]} pixels is too small")
-    return np.ascontiguousarray(arr[:h, :w])  # even sizes for the Bayer mosaic
+    if max_side and max(im.size) > max_side * downscale:
+        scale = max_side * downscale / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
+    if downscale > 1:
+        im = im.reduce(downscale)
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def large_enough(images: Iterable[tuple[str, np.ndarray]], side: int) -> Iterator[tuple[str, np.ndarray]]:
+    """The (name, image) pairs of ``images`` at least ``side`` x ``side`` pixels.
+
+    The others are skipped with one warning naming them all (once ``images`` is used up);
+    none large enough is an error.
+    """
+    used, skipped = 0, []
+    for name, image in images:
+        h, w = image.shape[:2]
+        if h >= side and w >= side:
+            used += 1
+            yield name, image
+        else:
+            skipped.append(f"{name} ({h}x{w})")
+    what = f"the {side}x{side} crop (sizes after any downscaling): {', '.join(skipped)}"
+    if not used:
+        raise FadError(f"no photo is large enough for {what}" if skipped else "no photos to take crops from")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} photo{'s' if len(skipped) > 1 else ''} smaller than {what}")
 
 
 def skimage_photo(name: str) -> np.ndarray:

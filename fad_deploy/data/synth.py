@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..errors import FadError
 from ..fileio import save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
-from .photos import list_photos, load_photo
+from .photos import large_enough, list_photos, load_photo
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
@@ -46,8 +46,9 @@ def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_i
                 read: float | None = None) -> dict[str, np.ndarray]:
     """Every crop at every shot level: deterministic given the images and ``seed``.
 
-    ``crop`` is the packed size (a 2*crop RGB crop). Read noise follows UPI's regression
-    at each shot level unless fixed by ``read``. ``images`` is iterated once (may be lazy).
+    ``crop`` is the packed size (a 2*crop RGB crop); smaller images are skipped (see
+    :func:`.photos.large_enough`). Read noise follows UPI's regression at each shot level
+    unless fixed by ``read``. ``images`` is iterated once (may be lazy).
     """
     if crop < 1 or crops_per_image < 1:
         raise FadError(f"crop {crop} and crops per image {crops_per_image}: both must be at least 1")
@@ -57,10 +58,8 @@ def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_i
     out = {k: [] for k in PAIR_KEYS}
     sources = []
     rgb = 2 * crop
-    for name, image in images:
+    for name, image in large_enough(images, rgb):
         h, w = image.shape[:2]
-        if h < rgb or w < rgb:
-            raise FadError(f"{name}: {h}x{w} is smaller than the {rgb}x{rgb} crop")
         for _ in range(crops_per_image):
             y, x = 2 * rng.integers(0, (h - rgb) // 2 + 1), 2 * rng.integers(0, (w - rgb) // 2 + 1)
             params = random_params(rng)
@@ -76,8 +75,6 @@ def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_i
                 out["rgb_gain"].append(params.rgb_gain)
                 out["cam2rgb"].append(params.cam2rgb)
                 sources.append(name)
-    if not sources:
-        raise FadError("no images to make pairs from")
     arrays = {k: np.asarray(np.stack(v), dtype=np.float32) for k, v in out.items()}
     arrays["source"] = np.asarray(sources)
     return arrays
@@ -99,6 +96,8 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
         raise FadError(f"{path}: not a fad-data synth set (missing {', '.join(sorted(missing))})")
     if pairs["noisy"].ndim != 4 or pairs["noisy"].shape[1] != 4 or pairs["noisy"].shape != pairs["clean"].shape:
         raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w), got {pairs['noisy'].shape}")
+    if not len(pairs["noisy"]):
+        raise FadError(f"{path}: the set holds no pairs")
     if not (np.isfinite(pairs["noisy"]).all() and np.isfinite(pairs["clean"]).all()):
         raise FadError(f"{path}: contains NaN or Inf")
     return pairs

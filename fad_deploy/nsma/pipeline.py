@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..checks import require_output
 from ..data.noise import NoiseParams
 from ..data.raw_io import read_raw, write_dng
 from ..data.synth import load_pairs
@@ -85,8 +86,8 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tuple[Path, Path]]:
-    """(denoised file, preview PNG) per input. ``out`` is a folder, or for one input a file
-    name with the input's output suffix (.dng for RAW, .npz for sets)."""
+    """(denoised file, preview PNG) per input, each checked to be writable. ``out`` is a folder,
+    or for one input a file name with the input's output suffix (.dng for RAW, .npz for sets)."""
     kinds = [SET_SUFFIX if p.suffix.lower() == SET_SUFFIX else ".dng" for p in inputs]
     if out is not None and out.suffix.lower() in (".dng", SET_SUFFIX):
         if len(inputs) > 1:
@@ -100,9 +101,11 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
             raise FadError(f"--out {folder}: exists and is not a folder")
         pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
                  for p, k in zip(inputs, kinds)]
-    for p, (o, _) in zip(inputs, pairs):
+    for p, (o, preview) in zip(inputs, pairs):
         if o.resolve() == p.resolve():
             raise FadError(f"{o}: would overwrite the input")
+        require_output(o, "file", "output")
+        require_output(preview, "file", "output")
     return pairs
 
 

@@ -140,6 +140,9 @@ def run_cpu_bench(models: list[BenchModel], cfg: BenchConfig, progress: bool = T
     profiles = {}  # the networks of an array share one architecture: profiled once
     with tqdm(total=total, desc="fad-bench", disable=not progress, unit="run") as bar:
         entries = [_bench_model(model, cfg, peak, bar, profiles) for model in models]
+    if not any(e.results for e in entries):
+        reasons = [f"{e.name} {reason}" for e in entries for reason in e.skipped]
+        raise FadError(f"nothing could be measured: {' | '.join(reasons)}")
     return bench_json(cpu_device(peak), entries)
 
 

@@ -1,14 +1,20 @@
-"""Training configuration: one dataclass per concern, loadable from YAML or a preset name."""
+"""Training configuration: one dataclass per concern, loadable from YAML or a preset name.
+
+Every setting is checked against its annotation when a config is built, number ranges
+included (``Annotated[int, positive_int]``, see :mod:`fad_deploy.checks`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
+from ..checks import non_negative_float, non_negative_int, positive_float, positive_int, random_seed
 from ..data.noise import SHOT_RANGE
 from ..errors import FadError, fold
 
@@ -24,21 +30,21 @@ class ModelSpec:
 class DataConfig:
     cache: str | None = None  # patch cache .npz; default: built from `fad-data fetch` train photos
     photos: str | None = None  # build the cache from this folder instead
-    crop: int = 64  # packed crop size (a 128x128 Bayer patch)
-    batch: int = 16
+    crop: Annotated[int, positive_int] = 64  # packed crop size (a 128x128 Bayer patch)
+    batch: Annotated[int, positive_int] = 16
     shot_range: tuple[float, float] = SHOT_RANGE
     # k-sigma anchor shot level; default: the geometric centre of shot_range. Noise-subrange
     # fine-tunes keep their parent's anchor so the network's input scale doesn't move.
-    anchor_shot: float | None = None
+    anchor_shot: Annotated[float, positive_float] | None = None
 
 
 @dataclass
 class LossConfig:
-    charbonnier: float = 1.0
-    distillation: float = 0.0  # L1 to the teacher's output
-    feature_matching: float = 0.0  # teacher-feature content + style
-    rgb_perceptual: float = 0.0  # VGG16 on sRGB; needs vgg_weights
-    style_weight: float = 1.0  # style vs content inside the two perceptual losses
+    charbonnier: Annotated[float, non_negative_float] = 1.0
+    distillation: Annotated[float, non_negative_float] = 0.0  # L1 to the teacher's output
+    feature_matching: Annotated[float, non_negative_float] = 0.0  # teacher-feature content + style
+    rgb_perceptual: Annotated[float, non_negative_float] = 0.0  # VGG16 on sRGB; needs vgg_weights
+    style_weight: Annotated[float, non_negative_float] = 1.0  # style vs content inside the two perceptual losses
     teacher: str = "teacher"  # shipped model name or checkpoint path
     vgg_weights: str | None = None
     # How the Charbonnier and distillation terms weigh noise levels. "anchor": errors as they
@@ -50,12 +56,12 @@ class LossConfig:
 
 @dataclass
 class ScheduleConfig:
-    steps: int = 3000
-    lr: float = 1e-3
-    min_lr: float = 1e-5  # cosine decay floor
-    warmup: int = 100
-    val_every: int = 250
-    log_every: int = 25
+    steps: Annotated[int, positive_int] = 3000
+    lr: Annotated[float, positive_float] = 1e-3
+    min_lr: Annotated[float, non_negative_float] = 1e-5  # cosine decay floor
+    warmup: Annotated[int, non_negative_int] = 100
+    val_every: Annotated[int, positive_int] = 250
+    log_every: Annotated[int, positive_int] = 25
     # Ship the weights with the best validation PSNR, the initial ones included, instead of
     # the last (for fine-tunes, e.g. the sub-range models: never ship a fine-tune that made
     # the model worse on validation).
@@ -69,7 +75,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    seed: int = 0
+    seed: Annotated[int, random_seed] = 0
     out: str | None = None  # run folder; default runs/<name>
 
     def to_dict(self) -> dict:
@@ -90,12 +96,19 @@ def _number(value) -> float | None:
 
 
 def _typed(value, kind, where: str):
-    """Check ``value`` against a field's annotation (float, int, str, dict, optional, range)."""
+    """Check ``value`` against a field's annotation (float, int, str, dict, optional, range,
+    and the :class:`fad_deploy.checks.Number` of an ``Annotated`` one)."""
     args = typing.get_args(kind)
     if type(None) in args:
         if value is None:
             return None
         kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is Annotated:
+        base, number = typing.get_args(kind)
+        try:
+            return number.check(_typed(value, base, where))
+        except ValueError as e:
+            raise FadError(f"{where}: {e}")
     if typing.get_origin(kind) is typing.Literal:
         if value in args:
             return value
@@ -112,9 +125,9 @@ def _typed(value, kind, where: str):
         return value
     if typing.get_origin(kind) is tuple:  # a (low, high) noise range
         low, high = (_number(v) for v in value) if isinstance(value, (list, tuple)) and len(value) == 2 else (0, 0)
-        if low is not None and high is not None and 0 < low < high:
+        if low is not None and high is not None and 0 < low < high and math.isfinite(high):
             return (low, high)
-        raise FadError(f"{where}: expected [low, high] with 0 < low < high, got {value!r}")
+        raise FadError(f"{where}: expected [low, high] with 0 < low < high, both finite, got {value!r}")
     raise FadError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {value!r}")
 
 
@@ -123,7 +136,7 @@ def _build(cls, data: dict, where: str):
         raise FadError(f"{where}: expected a mapping, got {type(data).__name__}")
     kwargs = {}
     names = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     for key, value in data.items():
         if key not in names:
             raise FadError(f"{where}: unknown setting {key!r} (known: {fold(names, str(key))})")

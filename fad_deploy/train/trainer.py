@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..data.dataset import META_KEYS, NoisyPatches, build_patch_cache, load_patch_cache
+from ..checks import require_output
+from ..data.dataset import META_KEYS, CacheConfig, NoisyPatches, build_patch_cache, check_crop, load_patch_cache
 from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
 from ..data.synth import validation_set
@@ -28,6 +29,7 @@ from ..errors import FadError
 from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
 from ..models.registry import Checkpoint, build, load_checkpoint, load_weights, model_config, resolve_model
+from ..runners.tiling import network_align
 from .config import TrainConfig, config_from_dict
 from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
 
@@ -69,6 +71,7 @@ def resolve_cache(cfg: TrainConfig) -> Path:
             raise FadError(f"no training photos: run `fad-data fetch` or set data.photos=DIR (looked in {photo_dir})")
         photos = list_photos(photo_dir) if not out.is_file() else []
     if not out.is_file():
+        check_crop(cfg.data.crop, CacheConfig().patch)  # before minutes of unprocessing
         build_patch_cache(photos, out)
     return out
 
@@ -113,10 +116,14 @@ class Trainer:
         self.device = torch.device(device)
         torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed crop size: autotune once
         torch.manual_seed(cfg.seed)
-        self.out = Path(cfg.out or Path("runs") / cfg.name)
+        self.out = require_output(Path(cfg.out or Path("runs") / cfg.name), "folder", "run folder (out=)")
         self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
 
         self.model = build(cfg.model.arch, cfg.model.config).to(self.device)
+        multiple = network_align(self.model)
+        if cfg.data.crop < multiple:
+            raise FadError(f"data.crop {cfg.data.crop}: network {cfg.model.arch!r} needs crops of at least {multiple} "
+                           "(the multiple it pads its input to)")
         if cfg.model.init:
             init = load_checkpoint(resolve_model(cfg.model.init))
             if init.arch != cfg.model.arch:

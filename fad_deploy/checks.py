@@ -1,0 +1,172 @@
+"""Argument checks declared once: number ranges and input/output paths.
+
+Every CLI declares its arguments with these as argparse ``type=`` (the parser then also
+refuses an output path that is one of the inputs, see :func:`path_clash`), and the training
+config declares its number fields with them (``Annotated[int, positive_int]``), so a wrong
+value is refused, naming the argument, before any work starts and before anything is
+written. Checks raise ``ValueError`` with a description of the problem; as argparse types
+they raise ``argparse.ArgumentTypeError`` (``prog: error: argument --x: ...``, exit 2), and
+for outputs that are not arguments :func:`require_output` raises a FadError. Standard
+library only, so the checks cost nothing at start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import FadError
+
+
+class Number:
+    """A finite whole number or real number within optional (open or closed) bounds."""
+
+    def __init__(self, kind: type = float, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False):
+        self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
+
+    def __str__(self) -> str:
+        noun = "a whole number" if self.kind is int else "a finite number"
+        low, high = (f"{b:g}" if isinstance(b, float) else f"{b}" for b in (self.low, self.high))
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {low}"
+        if self.high is not None:
+            return f"{noun} {'<' if self.high_open else '<='} {high}"
+        return noun
+
+    def check(self, value):
+        """``value`` if it is such a number, else ValueError."""
+        ok = not isinstance(value, bool) and (isinstance(value, int) if self.kind is int else
+                                              isinstance(value, (int, float)) and math.isfinite(value))
+        if ok and self.low is not None:
+            ok = value > self.low if self.low_open else value >= self.low
+        if ok and self.high is not None:
+            ok = value < self.high if self.high_open else value <= self.high
+        if not ok:
+            raise ValueError(f"expected {self}, got {value!r}")
+        return self.kind(value)
+
+    def __call__(self, text: str):
+        """The argparse type: parse ``text`` and check it."""
+        try:
+            return self.check(self.kind(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {self}, got {text!r}")
+
+
+positive_int = Number(int, 1)
+non_negative_int = Number(int, 0)
+random_seed = Number(int, 0, 2**32 - 1)  # numpy's and torch's seeds alike
+finite_float = Number(float)
+positive_float = Number(float, 0, low_open=True)
+non_negative_float = Number(float, 0)
+shot_noise = Number(float, 0, 1, low_open=True)  # a in variance = a x + b, x in [0, 1]
+read_noise = Number(float, 0, 1)  # b
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_writable_folder(folder: Path, path: Path) -> None:
+    """ValueError unless files can be created in ``folder`` (on the way to ``path``).
+
+    Tries it (an unnamed temporary file), since permission bits say nothing for root,
+    read-only mounts or pseudo file systems."""
+    if not folder.is_dir():
+        raise ValueError(f"{path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write in {folder} ({e.strerror})")
+
+
+def check_output(path: Path, kind: str = "file") -> Path:
+    """``path`` if an output ``kind`` ("file", "folder" or "any") can be written there: not an
+    existing entry of the other kind, and its folder (created when missing) writable."""
+    if path.is_dir() and kind == "file":
+        raise ValueError(f"{path}: is a folder; give a file name such as {path / ('out' + (path.suffix or '.npz'))}")
+    if path.exists() and not path.is_dir() and kind == "folder":
+        raise ValueError(f"{path}: is a file, not a folder")
+    check_writable_folder(nearest_existing(path if path.is_dir() else path.parent), path)
+    return path
+
+
+def require_output(path: Path, kind: str, what: str) -> Path:
+    """:func:`check_output` for an output not given as an argument (a default, a config
+    setting): a FadError starting with ``what``."""
+    try:
+        return check_output(path, kind)
+    except ValueError as e:
+        raise FadError(f"{what}: {e}")
+
+
+class PathArg:
+    """An argparse type for a path; ``kind`` is "file", "folder" or "any". Subclasses
+    define ``check(path)``, which returns the path or raises ValueError."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __call__(self, text: str) -> Path:
+        try:
+            return self.check(Path(text))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e))
+
+
+class InputPath(PathArg):
+    """An existing, readable file or folder."""
+
+    def check(self, path: Path) -> Path:
+        noun = {"file": "file", "folder": "folder", "any": "file or folder"}[self.kind]
+        if not path.exists():
+            raise ValueError(f"{path}: no such {noun}")
+        if self.kind == "file" and path.is_dir():
+            raise ValueError(f"{path}: is a folder, not a file")
+        if self.kind == "folder" and not path.is_dir():
+            raise ValueError(f"{path}: is a file, not a folder")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise ValueError(f"{path}: not readable")
+        return path
+
+
+class OutputPath(PathArg):
+    """A file or folder to write (see :func:`check_output`)."""
+
+    def check(self, path: Path) -> Path:
+        return check_output(path, self.kind)
+
+
+input_file, input_folder, input_path = InputPath("file"), InputPath("folder"), InputPath("any")
+output_file, output_folder, output_path = OutputPath("file"), OutputPath("folder"), OutputPath("any")
+
+
+def argument_name(action: argparse.Action) -> str:
+    return action.option_strings[0] if action.option_strings else action.metavar or action.dest
+
+
+def path_values(namespace: argparse.Namespace, action: argparse.Action) -> list[Path]:
+    value = getattr(namespace, action.dest, None)
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Path)]
+
+
+def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) -> str | None:
+    """The error for an output argument whose path is also an input argument's, or None."""
+    inputs = {p.resolve(): argument_name(a) for a in actions if isinstance(a.type, InputPath)
+              for p in path_values(namespace, a)}
+    for action in actions:
+        if isinstance(action.type, OutputPath):
+            for path in path_values(namespace, action):
+                if path.resolve() in inputs:
+                    return f"argument {argument_name(action)}: {path} is also an input ({inputs[path.resolve()]})"
+    return None

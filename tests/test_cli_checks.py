@@ -1,0 +1,237 @@
+"""Every CLI checks its arguments and output paths before any work: a wrong number, a
+missing input, an output that cannot be written or that is an input gives one line naming
+the argument or file, exit code 2, and nothing written."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fad_deploy.checks import Number, check_output
+from fad_deploy.cli import bench, data, denoise, eval as eval_cli, export, train
+from fad_deploy.data.patch_cache import CacheConfig, build_patch_cache
+from fad_deploy.data.photos import skimage_photo
+from fad_deploy.data.synth import PAIR_KEYS, save_pairs, synth_pairs
+from fad_deploy.models.registry import Checkpoint, build, model_config
+
+READ_ONLY = "/proc"  # no files can be created there, not even by root
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Inputs every check may name: photos, a set, an empty set, a patch cache, a plain file."""
+    root = tmp_path_factory.mktemp("inputs")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in ("chelsea", "coffee"):
+        Image.fromarray((skimage_photo(name) * 255).astype(np.uint8)).resize((64, 48)).save(photos / f"{name}.png")
+    images = [(p.name, np.asarray(Image.open(p), np.float32) / 255) for p in sorted(photos.iterdir())]
+    save_pairs(root / "set.npz", synth_pairs(images, 8, 1, [2e-3], 0))
+    save_pairs(root / "empty.npz", {k: np.zeros((0, 4, 8, 8) if k in ("noisy", "clean") else (0,), np.float32)
+                                    for k in PAIR_KEYS})
+    build_patch_cache(sorted(photos.iterdir()), root / "cache.npz",
+                      CacheConfig(patch=20, patches_per_photo=2, downscale=1, max_side=None))
+    (root / "afile").write_text("not a folder")
+    return root
+
+
+# (CLI, arguments with {in} for the inputs folder and {out} for an empty output folder,
+#  text the error line must hold)
+CASES = [
+    # fad-data
+    (data, "synth --images {in}/photos --out {out}/s.npz --crop 0",
+     "argument --crop: expected a whole number >= 1, got '0'"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --crops-per-image -2", "argument --crops-per-image"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --levels 0", "argument --levels"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --seed -1",
+     "argument --seed: expected a whole number in [0, "),
+    (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise nan",
+     "argument --shot-noise: expected a finite number in (0, 1], got 'nan'"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise inf", "argument --shot-noise"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --read-noise -1e-5", "argument --read-noise"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --downscale 0", "argument --downscale"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --max-side 1.5", "argument --max-side"),
+    (data, "synth --images {in}/nowhere --out {out}/s.npz", "argument --images: {in}/nowhere: no such folder"),
+    (data, "synth --images {in}/afile --out {out}/s.npz", "argument --images: {in}/afile: is a file, not a folder"),
+    (data, "synth --images {in}/photos --out {in}/afile/s.npz",
+     "argument --out: {in}/afile/s.npz: {in}/afile is a file, not a folder"),
+    (data, "synth --images {in}/photos --out {in}/afile/deeper/s.npz", "{in}/afile is a file, not a folder"),
+    (data, "synth --images {in}/photos --out " + READ_ONLY + "/s.npz",
+     "argument --out: /proc/s.npz: cannot write in /proc"),
+    (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
+    (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
+    (data, "cache --images {in}/photos --out {out}/c.npz --patches-per-photo 0", "argument --patches-per-photo"),
+    (data, "cache --images {in}/photos --out {out}/c.npz --seed 1e3", "argument --seed"),
+    (data, "cache --images {in}/photos --out " + READ_ONLY + "/x/c.npz", "cannot write in /proc"),
+    (data, "info {in}/missing.dng", "argument file: {in}/missing.dng: no such file"),
+    (data, "info {in}/photos", "argument file: {in}/photos: is a folder, not a file"),
+    (data, "fetch --dest {in}/afile", "argument --dest: {in}/afile: is a file, not a folder"),
+    (data, "fetch --dest " + READ_ONLY + "/photos", "argument --dest: /proc/photos: cannot write in /proc"),
+    # fad-train: flags, then the config's typed settings, then the run's folder and data
+    (train, "charbonnier --threads 0", "argument --threads"),
+    (train, "charbonnier --workers -1", "argument --workers: expected a whole number >= 0, got '-1'"),
+    (train, "charbonnier --until 0", "argument --until"),
+    (train, "charbonnier --device gpu", "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    (train, "charbonnier --ship {in}/afile/x.pt", "argument --ship: {in}/afile/x.pt: {in}/afile is a file"),
+    (train, "charbonnier --ship " + READ_ONLY + "/x.pt", "argument --ship: /proc/x.pt: cannot write in /proc"),
+    (train, "charbonnier data.batch=0", "setting 'batch': expected a whole number >= 1, got 0"),
+    (train, "charbonnier data.crop=-8", "setting 'crop': expected a whole number >= 1, got -8"),
+    (train, "charbonnier schedule.steps=0", "setting 'steps'"),
+    (train, "charbonnier schedule.lr=.nan", "setting 'lr': expected a finite number > 0, got nan"),
+    (train, "charbonnier schedule.lr=-1e-3", "setting 'lr'"),
+    (train, "charbonnier schedule.warmup=-1", "setting 'warmup'"),
+    (train, "charbonnier schedule.val_every=0", "setting 'val_every'"),
+    (train, "charbonnier loss.distillation=-1", "setting 'distillation'"),
+    (train, "charbonnier data.anchor_shot=0", "setting 'anchor_shot'"),
+    (train, "charbonnier data.shot_range=[1e-3,.inf]",
+     "setting 'shot_range': expected [low, high] with 0 < low < high"),
+    (train, "charbonnier seed=-1", "setting 'seed'"),
+    (train, "charbonnier out={in}/afile/run", "run folder (out=): {in}/afile/run: {in}/afile is a file, not a folder"),
+    (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=8",
+     "data.crop 8: network 'fan' needs crops of at least 16"),
+    (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=32",
+     "data.crop 32: patches of 20x20 allow crops up to 19"),
+    # fad-eval
+    (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
+    (eval_cli, "--set {in}/missing.npz", "argument --set: {in}/missing.npz: no such file"),
+    (eval_cli, "--set {in}/photos", "argument --set: {in}/photos: is a folder, not a file"),
+    (eval_cli, "--set {in}/empty.npz fan-student --json {out}/q.json", "{in}/empty.npz: the set holds no pairs"),
+    (eval_cli, "--set {in}/set.npz --json {in}/set.npz", "argument --json: {in}/set.npz is also an input (--set)"),
+    (eval_cli, "--set {in}/set.npz --json {in}/photos/../set.npz", "is also an input (--set)"),
+    (eval_cli, "--set {in}/set.npz --json {in}/afile/q.json",
+     "argument --json: {in}/afile/q.json: {in}/afile is a file"),
+    (eval_cli, "--set {in}/set.npz --json " + READ_ONLY + "/q.json", "cannot write in /proc"),
+    (eval_cli, "--images {in}/photos --crop 0", "argument --crop"),
+    (eval_cli, "--images {in}/photos --levels -1", "argument --levels"),
+    (eval_cli, "--images {in}/photos --crops-per-image 0", "argument --crops-per-image"),
+    (eval_cli, "--images {in}/photos --seed -3", "argument --seed"),
+    (eval_cli, "--images {in}/photos --threads 0", "argument --threads"),
+    (eval_cli, "--images {in}/photos --shot-noise -inf", "argument --shot-noise"),
+    (eval_cli, "--images {in}/photos --read-noise nan", "argument --read-noise"),
+    (eval_cli, "--images {in}/photos --baselines nlm,median", "argument --baselines: unknown baseline 'median'"),
+    (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
+    # fad-export
+    (export, "--threads 0", "argument --threads"),
+    (export, "--int8 --qat-steps 0", "argument --qat-steps"),
+    (export, "--int8 --max-drop nan", "argument --max-drop: expected a finite number >= 0, got 'nan'"),
+    (export, "--int8 --max-drop -0.1", "argument --max-drop"),
+    (export, "--input-size 0 256", "argument --input-size"),
+    (export, "--target tpu", "argument --target: invalid choice: 'tpu'"),
+    (export, "--out {in}/afile", "argument --out: {in}/afile: is a file, not a folder"),
+    (export, "--out " + READ_ONLY + "/bundle", "argument --out: /proc/bundle: cannot write in /proc"),
+    (export, "no-such-model --out {out}/bundle", "unknown model 'no-such-model'"),
+    # fad-bench
+    (bench, "--threads 1 0", "argument --threads"),
+    (bench, "--size 0 256", "argument --size"),
+    (bench, "--repeats 0", "argument --repeats"),
+    (bench, "--warmup -1", "argument --warmup"),
+    (bench, "--json {in}/afile/b.json", "argument --json: {in}/afile/b.json: {in}/afile is a file"),
+    (bench, "--json " + READ_ONLY + "/b.json", "argument --json: /proc/b.json: cannot write in /proc"),
+    (bench, "--plot " + READ_ONLY + "/b.png", "argument --plot"),
+    (bench, "--report {in}/afile", "argument --report: {in}/afile: is a file, not a folder"),
+    (bench, "--quality {in}/missing.json", "argument --quality: {in}/missing.json: no such file"),
+    (bench, "--export-dir {in}/nowhere", "argument --export-dir: {in}/nowhere: no such folder"),
+    (bench, "--device adb --timeout 0", "argument --timeout"),
+    (bench, "--device adb --noise-a nan", "argument --noise-a"),
+    (bench, "--device adb --benchmark-binary {in}/missing", "argument --benchmark-binary: {in}/missing: no such file"),
+    (bench, "no-such-model --report {out}/profiles", "unknown model 'no-such-model'"),
+    # fad-denoise
+    (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
+    (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 1], got '0'"),
+    (denoise, "{in}/set.npz --shot-noise nan", "argument --shot-noise"),
+    (denoise, "{in}/set.npz --shot-noise 2e-3 --read-noise -1", "argument --read-noise"),
+    (denoise, "{in}/set.npz --iso 0", "argument --iso"),
+    (denoise, "{in}/set.npz --iso inf", "argument --iso"),
+    (denoise, "{in}/set.npz --out {in}/set.npz", "argument --out: {in}/set.npz is also an input (input)"),
+    (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
+    (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),
+    (denoise, "{in}/empty.npz --out {out}/d.npz", "{in}/empty.npz: the set holds no pairs"),
+]
+
+
+def files_under(*folders) -> list:
+    return sorted(p for folder in folders for p in folder.rglob("*"))
+
+
+def prog(cli) -> str:
+    return "fad-" + cli.__name__.rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize("cli, argv, message", CASES, ids=[f"{prog(c)} {a}" for c, a, _ in CASES])
+def test_bad_argument_is_one_line_exit_2_and_writes_nothing(cli, argv, message, inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # default outputs (runs/, export/) would land here
+    out = tmp_path / "out"
+    out.mkdir()
+    fill = lambda text: text.replace("{in}", str(inputs)).replace("{out}", str(out))  # noqa: E731
+    before = files_under(tmp_path, inputs)
+    with pytest.raises(SystemExit) as e:
+        cli.main(fill(argv).split())
+    stdout, stderr = capsys.readouterr()
+    lines = [line for line in stderr.split("\n") if line.rsplit("\r", 1)[-1].strip()]  # progress bars erase themselves
+    assert e.value.code == 2 and len(lines) == 1, stderr
+    line = lines[0].rsplit("\r", 1)[-1]
+    assert line.startswith(prog(cli)) and ": error: " in line  # fad-data's subcommands: "fad-data synth: error: "
+    assert fill(message) in line, line
+    assert files_under(tmp_path, inputs) == before
+
+
+@pytest.mark.parametrize("cli", [data, train, eval_cli, export, bench, denoise])
+def test_help_still_works(cli, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_numbers_describe_their_range():
+    assert str(Number(int, 1)) == "a whole number >= 1"
+    assert str(Number(float, 0, 1, low_open=True)) == "a finite number in (0, 1]"
+    assert str(Number(float, high=5, high_open=True)) == "a finite number < 5"
+    assert Number(float, 0)("1e-3") == 1e-3 and Number(int, 0)("0") == 0
+    for text in ("nan", "-inf", "1e999", "-1", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            Number(float, 0)(text)
+    with pytest.raises(ValueError, match="expected a whole number >= 1, got True"):
+        Number(int, 1).check(True)
+
+
+def test_output_paths_may_create_folders_in_a_writable_place(tmp_path):
+    assert check_output(tmp_path / "new" / "deeper" / "x.json") == tmp_path / "new" / "deeper" / "x.json"
+    assert check_output(tmp_path / "new", "folder") == tmp_path / "new"
+    assert not (tmp_path / "new").exists()  # checking writes nothing
+    (tmp_path / "old.json").write_text("{}")
+    assert check_output(tmp_path / "old.json") == tmp_path / "old.json"  # replacing an output is fine
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_output(tmp_path / "old.json", "folder")
+
+
+def test_bench_that_measures_nothing_is_an_error(tmp_path, capsys):
+    net = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
+    Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(tmp_path / "tiny.pt")
+    with pytest.raises(SystemExit) as e:
+        bench.main([str(tmp_path / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",
+                    "--size", "32", "32", "--export-dir", str(tmp_path), "--json", str(tmp_path / "b.json"),
+                    "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("fad-bench: error: nothing could be measured: tiny onnx-fp32 x1: no export folder")
+    assert "tiny tflite-int8 x1" in err and not (tmp_path / "b.json").exists()
+
+
+def test_skipped_photos_are_one_warning_line(inputs, tmp_path):
+    Image.new("RGB", (10, 12)).save(tmp_path / "small.png")
+    for photo in (inputs / "photos").iterdir():
+        (tmp_path / photo.name).write_bytes(photo.read_bytes())
+    run = subprocess.run([sys.executable, "-c", "from fad_deploy.cli.data import main; main()", "synth", "--images",
+                          str(tmp_path), "--out", str(tmp_path / "s.npz"), "--crop", "8", "--crops-per-image", "1",
+                          "--levels", "1", "--downscale", "1"], capture_output=True)  # bytes: keep the \r
+    stderr = run.stderr.decode()
+    assert run.returncode == 0, stderr
+    lines = [line for line in stderr.split("\n") if line.rsplit("\r", 1)[-1].strip()]  # progress bars erase themselves
+    assert len(lines) == 1 and lines[0].rsplit("\r", 1)[-1] == (
+        "fad-data: warning: skipped 1 photo smaller than the 16x16 crop (sizes after any downscaling): "
+        "small.png (12x10)")
+    assert "2 pairs (2 photos" in run.stdout.decode()
