@@ -23,6 +23,7 @@ LOG_LINE = re.compile(  # info, warning and error lines; fatal ones pass
     r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl: "E0000 00:00:1796185603.752581   5606 cuda_dnn.cc:8579] ..."
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions: "  # second line of TensorFlow's CPU-feature notice
+    r"|fully_quantize: \d+, inference_type: "  # the TFLite converter's int8 quantizer
     r"|INFO: "  # LiteRT: "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 )
 

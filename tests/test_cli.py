@@ -27,6 +27,7 @@ NATIVE_LOG = (  # as TensorFlow, absl (XLA, cuDNN) and LiteRT write them
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
     "E0000 00:00:1796185603.752581    5606 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
     "W0000 00:00:1796185613.344816    5606 tf_tfl_flatbuffer_helpers.cc:365] Ignored output_format.\n"
+    "fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8\n"
     "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
 )
 
