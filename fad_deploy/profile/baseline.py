@@ -25,6 +25,7 @@ from ..quant.graph import Core
 
 BASELINES = ("pmrid",)  # architectures fad-bench times next to the shipped models by default
 CALIBRATION_BATCHES = 4
+WEIGHT_NOISE = 0.01
 CALIBRATION_SIZE = 64  # packed h, w of the random calibration inputs
 
 
@@ -34,10 +35,16 @@ def baseline_name(arch: str) -> str:
 
 
 def architecture_checkpoint(arch: str, config: dict | None = None, seed: int = 0) -> Checkpoint:
+    """Initial weights plus seeded noise of std WEIGHT_NOISE on every parameter, so that no
+    layer is constant (FAN's Feature-Align heads start at exactly zero weights, and the
+    TFLite converter folds such a conv away, which would time a smaller graph)."""
     torch.manual_seed(seed)
     net = build(arch, config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(WEIGHT_NOISE * torch.randn_like(p))
     return Checkpoint(baseline_name(arch), arch, model_config(net), net.state_dict(),
-                      card={"weights": f"initial (torch seed {seed}): for timing only"})
+                      card={"weights": f"initial + N(0, {WEIGHT_NOISE}^2) noise (torch seed {seed}): for timing only"})
 
 
 @torch.no_grad()
@@ -82,7 +89,7 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
     multiple = Core(float_ckpt.build()).multiple
     if size[0] % multiple or size[1] % multiple:
         raise FadError(f"size {size[0]}x{size[1]}: the {arch} baseline needs multiples of {multiple}")
-    recipe = {"arch": arch, "config": float_ckpt.config, "seed": seed, "size": list(size), "targets": list(targets),
+    recipe = {"arch": arch, "config": float_ckpt.config, "seed": seed, "weight_noise": WEIGHT_NOISE, "size": list(size), "targets": list(targets),
               "fad_deploy": __version__, "torch": torch.__version__}
     folder = (root or default_cache_dir() / "baselines") / f"{name}-{size[0]}x{size[1]}"
     try:

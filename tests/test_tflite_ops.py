@@ -1,0 +1,81 @@
+"""Per-op TFLite profiling (fad_deploy.profile.tflite_ops): the op table's MACs agree with
+the PyTorch graph's count, a cut single-op model computes what that op computes inside the
+whole model, and the interleaved timer's rounds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fad_deploy.profile.baseline import architecture_checkpoint, calibrate_on_random
+from fad_deploy.profile.macs import count_macs
+from fad_deploy.profile.tflite_ops import cut, interleaved_times, interpreter, kind_summary, model_ops
+
+TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1], "group_width": 2}  # padding multiple 4
+EXPORT, RUN = (16, 16), (32, 32)  # the file's input size and the size it is resized to
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def models():
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+
+    ckpt = architecture_checkpoint("fan", TINY)
+    return ckpt, {int8: export_tflite(c, TFLiteOptions(EXPORT, int8=int8), "test", {})[0]
+                  for int8, c in ((False, ckpt), (True, calibrate_on_random(ckpt)))}
+
+
+def test_op_macs_match_the_graph_count_at_the_resized_shape(models):
+    ckpt, files = models
+    expected = count_macs(ckpt.build(), RUN).macs - 4 * RUN[0] * RUN[1]  # the files output the residual: no input add
+    for model in files.values():
+        ops = model_ops(model, RUN)
+        assert sum(op.macs for op in ops) == expected
+        assert ops[-1].out_shape == (1, *RUN, 4)
+        kinds = {op.kind for op in ops}
+        assert "conv 3x3 grouped (2 ch/group)" in kinds and "conv 1x1" in kinds and "elementwise mul" in kinds
+        assert all(op.bytes > 0 for op in ops)
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling .experimental_preserve_all_tensors")
+def test_a_cut_op_computes_what_it_computes_in_the_whole_model(models):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, files = models
+    for model in files.values():
+        whole = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+        whole.allocate_tensors()
+        inp = whole.get_input_details()[0]
+        rng = np.random.default_rng(0)
+        x = rng.random(inp["shape"], dtype=np.float32) if inp["dtype"] == np.float32 else \
+            rng.integers(-128, 128, inp["shape"]).astype(np.int8)
+        whole.set_tensor(inp["index"], x)
+        whole.invoke()
+        details = whole._get_ops_details()
+        grouped = next(op for op in model_ops(model) if "grouped" in op.kind)
+        conv = details[grouped.ops[-1]]
+        sub = interpreter(cut(model, grouped.ops), 1)
+        (sub_in,) = sub.get_input_details()
+        sub.set_tensor(sub_in["index"], whole.get_tensor(details[grouped.ops[0]]["inputs"][0]))
+        sub.invoke()
+        out = sub.get_tensor(sub.get_output_details()[0]["index"])
+        np.testing.assert_allclose(out.astype(np.float32), whole.get_tensor(conv["outputs"][0]).astype(np.float32),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_interleaved_rounds_time_every_entry_and_rotate_the_order(models):
+    calls = []
+    runs = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    times = interleaved_times(runs, rounds=3, per_round=2, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6, "c": 6}
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3::2] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # round r starts at entry r
+
+
+def test_kind_summary_adds_up(models):
+    _, files = models
+    ops = model_ops(files[False], RUN)
+    medians = {op.index: 1.0 for op in ops}
+    rows = kind_summary(ops, medians)
+    assert sum(r["ops"] for r in rows) == len(ops)
+    assert sum(r["time_share"] for r in rows) == pytest.approx(1.0)
+    assert sum(r["macs"] for r in rows) == sum(op.macs for op in ops)
