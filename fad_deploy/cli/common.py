@@ -1,5 +1,6 @@
-"""What every CLI shares: user errors become one line on stderr and exit code 2, warnings
-one line each, and the parser refuses an output path that is also an input."""
+"""What every CLI shares: user errors become one line on stderr and exit code 2 (after
+closing any progress bar), warnings one line each, the parser refuses an output path that
+is also an input, and every parser takes ``--verbose``."""
 from __future__ import annotations
 
 import argparse
