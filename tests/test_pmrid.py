@@ -3,6 +3,8 @@
 DEPTHWISE_CONV_2D with PyTorch's int8 scales, TFLite parity with PyTorch)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,24 @@ def test_int8_depthwise_filters_keep_pytorch_scales(exported):
     assert scales["quantized_dimension"] == 3  # per channel on TFLite's (1, kh, kw, C) depthwise filter
     expected = q.extra["quantization"]["fake_quant"]["net.enc.0.0.conv1.depthwise.weight_fake_quant"]["scale"]
     np.testing.assert_allclose(scales["scales"], expected, rtol=1e-6)
+
+
+def test_fad_bench_times_an_architecture_baseline_from_its_cached_export(tmp_path, monkeypatch, capsys):
+    from fad_deploy.cli import bench
+
+    monkeypatch.setenv("FAD_CACHE", str(tmp_path / "cache"))
+    ckpt = architecture_checkpoint("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
+    ckpt.save(tmp_path / "tiny.pt")
+    out = tmp_path / "bench.json"
+    argv = [str(tmp_path / "tiny.pt"), "--backends", "torch", "tflite-fp32", "--threads", "1", "--size", "32", "32",
+            "--repeats", "1", "--warmup", "0", "--baselines", "fan", "--json", str(out), "--no-progress",
+            "--export-dir", str(tmp_path)]
+    bench.main(argv)
+    doc = json.loads(out.read_text())
+    rows = {m["name"]: {r["backend"] for r in m["results"]} for m in doc["models"]}
+    assert rows == {"tiny": {"torch"}, "fan-arch": {"torch", "tflite-fp32"}}
+    assert "fan-arch: the fan architecture with initial weights" in capsys.readouterr().out
+    folder = tmp_path / "cache" / "baselines" / "fan-arch-32x32"
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+    bench.main(argv)  # the export is reused
+    assert (folder / "manifest.json").stat().st_mtime_ns == stamp

@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", type=output_folder,
                    help="also write profile_<model>.md/.json here: MACs per layer, activation memory timeline, "
                    "accelerator fit and exact-tiling sizes, at --size (default 512 512)")
+    p.add_argument("--baselines", nargs="*", metavar="ARCH", help="architectures timed with initial weights next to "
+                   "the models (latency does not depend on the weights; exported once into the cache; default: pmrid, "
+                   "our PMRID-architecture baseline, when no models are named; none: --baselines alone)")
     p.add_argument("--no-timing", action="store_true", help="profile only (with --report): no latency runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
@@ -73,10 +76,22 @@ def bench_cpu(args) -> dict | None:
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
     models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
+    baselines = []
+    if not args.no_timing:
+        from ..profile.baseline import BASELINES, baseline_bench_models
+
+        archs = BASELINES if args.baselines is None and not args.models else args.baselines or ()
+        baselines = baseline_bench_models(list(archs), cfg.size, cfg.backends)
     if args.report:
         for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE)):
             print(f"wrote {path}")
-    return None if args.no_timing else run_cpu_bench(models, cfg, progress=not args.no_progress)
+    if args.no_timing:
+        return None
+    doc = run_cpu_bench(models + baselines, cfg, progress=not args.no_progress)
+    if baselines:
+        doc["baselines"] = {b.label: f"the {b.spec[0]} architecture with initial weights, timed only (latency does "
+                            "not depend on the weights)" for b in baselines}
+    return doc
 
 
 def write_plot(args, doc: dict) -> None:
@@ -106,6 +121,8 @@ def main(argv=None):
     from ..profile.latency import results_table
 
     print(results_table(doc))
+    for name, note in doc.get("baselines", {}).items():
+        print(f"{name}: {note}")
     for m in doc["models"]:
         for reason in m.get("skipped", []):
             print(f"skipped {m['name']} {reason}", file=sys.stderr)

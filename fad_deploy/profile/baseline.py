@@ -17,9 +17,9 @@ import torch
 
 from .. import __version__
 from ..data.photos import default_cache_dir
-from ..errors import FadError
+from ..errors import FadError, fold
 from ..fileio import write_json
-from ..models.registry import Checkpoint, build, model_config
+from ..models.registry import ARCHITECTURES, Checkpoint, build, model_config
 from ..quant.qat import freeze, prepare, quantized_checkpoint
 from ..quant.graph import Core
 
@@ -108,3 +108,23 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
     write_json(folder / MANIFEST, {"format": FORMAT, "generator": f"fad-deploy {__version__}",
                                    "targets": list(targets), "models": [entry], "baseline": recipe})
     return folder
+
+
+def baseline_bench_models(archs: list[str], size: tuple[int, int], backends: tuple[str, ...]) -> list:
+    """`fad-bench` entries for architecture baselines: their exported backends from the cached
+    export folder (made on first use), torch from its float checkpoint."""
+    from ..export.manifest import read_bundle
+    from .bench_cpu import BenchModel
+
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown:
+        raise FadError(f"--baselines {unknown[0]}: not a network architecture "
+                       f"(choose from {fold(sorted(ARCHITECTURES), unknown[0])})")
+    targets = tuple(t for t in ("tflite", "onnx") if any(b.startswith(t) for b in backends)) or ("tflite",)
+    found = []
+    for arch in archs:
+        folder = export_architecture(arch, size, targets)
+        entry = read_bundle(folder)["models"][0]
+        found.append(BenchModel(entry["name"], folder / f"{entry['name']}.pt", folder, entry["name"],
+                                (entry["arch"], entry["config"])))
+    return found

@@ -1,0 +1,246 @@
+"""FAN against the PMRID architecture per RAW megapixel on this CPU (issue 18): TFLite with
+XNNPACK (ai_edge_litert), fp32 and int8, 1 and 2 threads, one 4x512x512 packed input, all
+in one process with rounds interleaved; then the measured per-op latency of both.
+
+    python benchmarks/fan_vs_pmrid.py [--rounds 8] [--per-round 2] [--op-rounds 5]
+
+Models:
+- FAN: the shipped export of the first noise-subrange model (export/fan-nsma/fan-nsma-0);
+- PMRID architecture: our PMRID baseline (fad_deploy/models/pmrid.py) with initial weights,
+  int8 ranges calibrated on random inputs (fad_deploy/profile/baseline.py);
+- FAN architecture, initial weights: fan-nsma-0's configuration exported the same way as
+  the PMRID baseline, a control that latency does not depend on the weights.
+Each TFLite file is resized to 512x512; only ``invoke`` is timed (no I/O conversion).
+
+Writes benchmarks/results/fan_vs_pmrid.{md,json} and per_op_fan.md, per_op_pmrid.md
+(with .json), recording the CPU, its SIMD flags and the share of CPU time other processes
+used during the timing (the machine is shared: compare ratios within one run).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fad_deploy.export.manifest import read_bundle
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import build, load_checkpoint
+from fad_deploy.profile.baseline import baseline_name, export_architecture
+from fad_deploy.profile.cpu import cpu_peak
+from fad_deploy.profile.macs import count_macs
+from fad_deploy.profile.table import markdown_table
+from fad_deploy.profile.tflite_ops import interleaved_times, interpreter, kind_summary, op_rows, per_op_times
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FAN_BUNDLE, FAN_MODEL = ROOT / "export" / "fan-nsma", "fan-nsma-0"
+SIZE = (512, 512)  # packed: one RAW megapixel
+THREADS = (1, 2)
+PRECISIONS = ("fp32", "int8")
+TARGETS = {"int8": 0.6, "fp32": 0.7}  # issue 18: FAN ms/MP at most this times PMRID's, same run
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16")
+PER_OP_THREADS = 1  # per-op tables at one thread: each op's time is its own
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the side-by-side timing")
+    p.add_argument("--per-round", type=int, default=2, help="invokes per model and round")
+    p.add_argument("--op-rounds", type=int, default=5, help="interleaved rounds of the per-op timing")
+    return p.parse_args()
+
+
+def cpu_record() -> dict:
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    peak = cpu_peak()
+    return {"model": peak.model, "cores": peak.cores, "logical_cpus": os.cpu_count(), "ghz": peak.ghz,
+            "flags": {f: f in flags for f in SIMD_FLAGS}, "machine": platform.machine()}
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that other processes used while the block ran
+    (from /proc/stat's busy time minus this process's own CPU time)."""
+
+    def __enter__(self):
+        self.start = self._busy(), os.times(), time.time()
+        self.load_start = os.getloadavg()[0]
+        return self
+
+    @staticmethod
+    def _busy() -> float:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc):
+        busy0, t0, wall0 = self.start
+        t1 = os.times()
+        own = (t1.user - t0.user) + (t1.system - t0.system) + (t1.children_user - t0.children_user) \
+            + (t1.children_system - t0.children_system)
+        wall = time.time() - wall0
+        other = max(0.0, self._busy() - busy0 - own)
+        self.record = {"seconds": round(wall, 1), "other_processes_cpu_share": round(other / (wall * os.cpu_count()), 3),
+                       "load_average_1min": [round(self.load_start, 2), round(os.getloadavg()[0], 2)]}
+
+
+def model_files() -> dict[str, dict]:
+    """name -> {"fp32"/"int8": tflite path, "arch", "config", "weights"}."""
+    entry = next(e for e in read_bundle(FAN_BUNDLE)["models"] if e["name"] == FAN_MODEL)
+    fan = {p: FAN_BUNDLE / entry["files"][f"tflite-{p}"]["file"] for p in PRECISIONS}
+    models = {"FAN": {**fan, "arch": entry["arch"], "config": entry["config"],
+                      "weights": f"trained ({FAN_MODEL}, shipped export; int8 by QAT)"}}
+    for label, arch, config in (("PMRID architecture", "pmrid", None),
+                                ("FAN architecture (control)", entry["arch"], entry["config"])):
+        name = baseline_name(arch) if config is None else f"{FAN_MODEL}-arch"
+        folder = export_architecture(arch, SIZE, ("tflite",), config=config, name=name)
+        files = read_bundle(folder)["models"][0]["files"]
+        models[label] = {**{p: folder / files[f"tflite-{p}"]["file"] for p in PRECISIONS}, "arch": arch,
+                         "config": config, "weights": float_card(folder)}
+    return models
+
+
+def float_card(folder: Path) -> str:
+    name = read_bundle(folder)["models"][0]["name"]
+    return load_checkpoint(folder / f"{name}.pt").card["weights"] + "; int8 ranges calibrated on random inputs"
+
+
+def side_by_side(models: dict, rounds: int, per_round: int) -> tuple[list[dict], dict]:
+    runs, keys = {}, {}
+    for name, m in models.items():
+        for p in PRECISIONS:
+            for t in THREADS:
+                key = f"{name} {p} x{t}"
+                runs[key] = interpreter(Path(m[p]).read_bytes(), t, SIZE).invoke
+                keys[key] = (name, p, t)
+    with OtherLoad() as load:
+        times = interleaved_times(runs, rounds, per_round)
+    macs = {name: count_macs(build(m["arch"], m["config"]), SIZE) for name, m in models.items()}
+    rows = []
+    for key, (name, p, t) in keys.items():
+        ms = float(np.median(times[key]))
+        rows.append({"model": name, "precision": p, "threads": t, "median_ms": ms,
+                     "p90_ms": float(np.percentile(times[key], 90)), "runs": len(times[key]),
+                     "ms_per_megapixel": ms / macs[name].raw_megapixels,
+                     "gmacs_per_megapixel": macs[name].gmacs_per_megapixel, "params": macs[name].params,
+                     "gmac_per_s": macs[name].macs / ms / 1e6})
+    return rows, load.record
+
+
+def ratio_rows(rows: list[dict], a: str, b: str) -> list[dict]:
+    by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
+    return [{"precision": p, "threads": t, "ratio": by[a, p, t]["median_ms"] / by[b, p, t]["median_ms"],
+             "target": TARGETS[p]} for p in PRECISIONS for t in THREADS]
+
+
+def side_by_side_md(rows: list[dict], ratios: list[dict], control: list[dict], cpu: dict, load: dict,
+                    models: dict, args) -> str:
+    by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
+    table = []
+    for name in models:
+        first = by[name, "fp32", 1]
+        cells = [name, f"{first['gmacs_per_megapixel']:.3f}", f"{first['params']:,}"]
+        for p in PRECISIONS:
+            cells.append(" / ".join(f"{by[name, p, t]['ms_per_megapixel']:.1f}" for t in THREADS))
+            cells.append(" / ".join(f"{by[name, p, t]['gmac_per_s']:.1f}" for t in THREADS))
+        table.append(cells)
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
+    ratio_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}", f"<= {r['target']}",
+                    "met" if r["ratio"] <= r["target"] else "missed"] for r in ratios]
+    control_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}"] for r in control]
+    weights = "\n".join(f"- {name}: {m['weights']}" for name, m in models.items())
+    return "\n\n".join([
+        "# FAN vs the PMRID architecture on this CPU (TFLite, XNNPACK)",
+        f"`python benchmarks/fan_vs_pmrid.py --rounds {args.rounds} --per-round {args.per_round} "
+        f"--op-rounds {args.op_rounds}`. One process; every model, precision and thread count is timed in "
+        f"{args.rounds} interleaved rounds of {args.per_round} `invoke` calls on a 1x512x512x4 input (one RAW "
+        "megapixel, 2**20 Bayer pixels); medians. MACs are counted on the PyTorch graph (one MAC per "
+        "multiply-accumulate).",
+        f"CPU: {cpu['model']}, {cpu['cores']} cores ({cpu['logical_cpus']} logical), flags: {flags}. The machine "
+        f"is shared: other processes used {load['other_processes_cpu_share']:.0%} of its CPU time during the "
+        f"{load['seconds']:.0f} s of timing (1-min load average {load['load_average_1min'][0]} -> "
+        f"{load['load_average_1min'][1]}), so absolute times are noisy; the ratios below come from this one run.",
+        weights + "\n\nLatency does not depend on the weights' values (the kernels do the same work for any "
+        "numbers): the control row, FAN's own configuration with initial weights exported the same way as the "
+        "PMRID baseline, should time like the trained FAN (ratios in the last table).",
+        markdown_table(["model", "GMACs/MP", "params", "fp32 ms/MP (1 / 2 threads)", "fp32 GMAC/s (1 / 2)",
+                        "int8 ms/MP (1 / 2 threads)", "int8 GMAC/s (1 / 2)"], table),
+        "## FAN / PMRID architecture, time per megapixel (issue 18's targets)\n\n"
+        + markdown_table(["precision", "threads", "FAN / PMRID", "target", ""], ratio_table),
+        "## Control: FAN initial weights / FAN trained\n\n"
+        + markdown_table(["precision", "threads", "ratio"], control_table),
+        "Per-op tables: [per_op_fan.md](per_op_fan.md), [per_op_pmrid.md](per_op_pmrid.md).",
+    ]) + "\n"
+
+
+def per_op_md(name: str, files: dict, results: dict, load: dict, args) -> str:
+    parts = [f"# Per-op latency of {name} (TFLite, XNNPACK, {PER_OP_THREADS} thread, 1x512x512x4 input)",
+             "Measured, not estimated: the model is cut into single-op sub-models (each a valid .tflite with "
+             "one op and its weights; its activation inputs become model inputs, at the shapes of the 512x512 "
+             "run), each timed alone in its own interpreter with XNNPACK on random input. A PAD that feeds a "
+             "convolution is timed with it (XNNPACK folds it into the convolution's padding). The sub-models and "
+             f"the whole model run in {args.op_rounds} interleaved rounds of {args.per_round} invokes; medians. "
+             "A cut op starts with its input cold in cache and pays one invoke's fixed cost, so the per-op sum "
+             "differs from the whole model; both are given. MACs: one per conv tap, per elementwise output, per "
+             "pooled input. Bytes: every input (weights and biases included) and the output, at their stored "
+             "types. Shares are of the per-op sum.",
+             f"Machine as in [fan_vs_pmrid.md](fan_vs_pmrid.md); other processes used "
+             f"{load['other_processes_cpu_share']:.0%} of its CPU time during these {load['seconds']:.0f} s."]
+    for p in PRECISIONS:
+        r = results[p]
+        total = sum(row["ms"] for row in r["ops"])
+        macs = sum(row["macs"] for row in r["ops"])
+        summary = [[k["kind"], k["ops"], f"{k['macs'] / 1e6:.1f}", f"{k['mac_share']:.1%}", f"{k['ms']:.2f}",
+                    f"{k['time_share']:.1%}", f"{k['gmac_per_s']:.1f}", f"{k['bytes'] / 1e6:.2f}"]
+                   for k in r["kinds"]]
+        ops = [[row["index"], row["op"], row["kind"], "x".join(map(str, row["out_shape"])), f"{row['macs']:,}",
+                f"{row['bytes']:,}", f"{row['ms']:.3f}", f"{row['gmac_per_s']:.1f}", f"{row['share']:.1%}"]
+               for row in r["ops"]]
+        parts += [f"## {p} ({Path(files[p]).name})",
+                  f"Per-op sum {total:.1f} ms, whole model {r['whole_ms']:.1f} ms (sum / whole "
+                  f"{total / r['whole_ms']:.2f}); {macs / 1e9:.3f} GMACs, {macs / total / 1e6:.1f} GMAC/s overall.",
+                  "### By op kind (slowest first)\n\n" + markdown_table(
+                      ["kind", "ops", "MMACs", "MAC share", "ms", "time share", "GMAC/s", "MB moved"], summary),
+                  "### Every op (execution order)\n\n" + markdown_table(
+                      ["#", "op", "kind", "output", "MACs", "bytes", "ms", "GMAC/s", "share"], ops)]
+    return "\n\n".join(parts) + "\n"
+
+
+def per_op(models: dict, name: str, args) -> dict:
+    results = {}
+    for p in PRECISIONS:
+        ops, medians, whole = per_op_times(models[name][p], SIZE, PER_OP_THREADS, args.op_rounds, args.per_round)
+        results[p] = {"whole_ms": whole, "ops": op_rows(ops, medians), "kinds": kind_summary(ops, medians)}
+    return results
+
+
+def main():
+    args = parse_args()
+    models = model_files()
+    cpu = cpu_record()
+    rows, load = side_by_side(models, args.rounds, args.per_round)
+    ratios = ratio_rows(rows, "FAN", "PMRID architecture")
+    control = ratio_rows(rows, "FAN architecture (control)", "FAN")
+    write_text(RESULTS / "fan_vs_pmrid.md", side_by_side_md(rows, ratios, control, cpu, load, models, args))
+    write_json(RESULTS / "fan_vs_pmrid.json", {"cpu": cpu, "load": load, "size": list(SIZE), "rows": rows,
+                                               "fan_over_pmrid": ratios, "control_over_fan": control,
+                                               "weights": {n: m["weights"] for n, m in models.items()}})
+    print(f"wrote {RESULTS / 'fan_vs_pmrid.md'}")
+    for name, stem in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):
+        with OtherLoad() as load:
+            results = per_op(models, name, args)
+        write_text(RESULTS / f"{stem}.md", per_op_md(name, models[name], results, load.record, args))
+        write_json(RESULTS / f"{stem}.json", {"model": name, "cpu": cpu, "load": load.record,
+                                              "threads": PER_OP_THREADS, **results})
+        print(f"wrote {RESULTS / stem}.md")
+
+
+if __name__ == "__main__":
+    main()
