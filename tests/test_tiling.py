@@ -18,7 +18,8 @@ from fad_deploy.errors import FadError
 from fad_deploy.export.manifest import TILING_RULE, entry_tiling, read_bundle, tiling_record
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.runners import BACKENDS, load_runner
-from fad_deploy.runners.tiling import TileSpec, arch_tile_spec, axis_tiles, receptive_reach, tile_spec, tiled_run
+from fad_deploy.runners.tiling import (TileSpec, arch_tile_spec, axis_tiles, receptive_reach, round_up, tile_spec,
+                                       tiled_run)
 from fad_deploy.runners.torch_runner import TorchRunner
 from test_profile import TINY_FAN, randomised
 from test_quant_export import SIZE, exported, workdir  # noqa: F401 - the tiny exported bundle (fixtures)
@@ -90,7 +91,7 @@ def test_tiles_of_every_backend_equal_one_whole_frame_run(exported, backend):  #
     rng = np.random.default_rng(4)
     for h, w in FRAMES:
         u = rng.uniform(0, 2, (1, 4, h, w)).astype(np.float32)
-        whole = runner.run(padded(u, (-(-h // spec.align) * spec.align, -(-w // spec.align) * spec.align)))
+        whole = runner.run(padded(u, (round_up(h, spec.align), round_up(w, spec.align))))
         diff = np.abs(tiled_run(runner, u, spec, tile=SIZE) - whole[..., :h, :w]).max()
         assert diff <= TOLERANCE[backend], (backend, (h, w), diff)
 

@@ -36,6 +36,7 @@ COMPANION_MARKERS = ("_METADATA_", "info.mat")
 OUT_SUFFIX = "-denoised"
 FOLDER_OUT = "denoised"  # default output folder inside an input folder
 MONTAGE_GAP = 4  # pixels between the previews of a set
+PNG_LEVEL = 1  # zlib level of the previews: a 12 MP one in 2.7 s, 11% larger than at PIL's default 6 (12 s)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def montage(images: list[np.ndarray]) -> np.ndarray:
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_LEVEL)
     write_bytes(path, buf.getvalue())
 
 

@@ -35,6 +35,7 @@ DEFAULT_TILE = 512
 PROBE_BLOCKS = 16  # first probe is this many align-blocks wide; doubled until NaN stays inside
 MAX_PROBE = 4096
 PLANES = 4  # packed RGGB input planes
+Span = tuple[int, int, int, int]  # along one axis: tile start, tile end, core start, core end
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,12 @@ def arch_tile_spec(arch: str, config: dict | None) -> TileSpec:
     return tile_spec(build(arch, config))
 
 
-def axis_tiles(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """(tile start, tile end, core start, core end) along one axis of a padded length.
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def axis_tiles(length: int, tile: int, margin: int) -> list[Span]:
+    """The tiles' spans along one axis of a padded length.
 
     Cores are ``tile - 2 * margin`` long; every tile is exactly ``tile`` long and covers its
     core plus at least ``margin`` on each side that is not a border (the last tile is shifted
@@ -109,6 +114,20 @@ def tile_shape(runner: Runner, padded: tuple[int, int], tile: int) -> tuple[int,
     return min(size[0], padded[0]), min(size[1], padded[1])
 
 
+def tile_plan(runner: Runner, hw: tuple[int, int], spec: TileSpec,
+              tile: int | None = None) -> tuple[tuple[int, int], list[tuple[Span, Span]]]:
+    """How :func:`tiled_run` cuts an (h, w) frame: the padded (h, w), and per tile its spans
+    along the rows and along the columns."""
+    ph, pw = round_up(hw[0], spec.align), round_up(hw[1], spec.align)
+    th, tw = tile_shape(runner, (ph, pw), tile or DEFAULT_TILE)
+    for name, t in (("height", th), ("width", tw)):
+        if t % spec.align:
+            raise FadError(f"tile {name} {t} is not a multiple of {spec.align}: the tiles would not share the "
+                           f"network's downsampling grid")
+    ph, pw = max(ph, th), max(pw, tw)
+    return (ph, pw), [(r, q) for r in axis_tiles(ph, th, spec.margin) for q in axis_tiles(pw, tw, spec.margin)]
+
+
 def tiled_run(runner: Runner, u: np.ndarray, spec: TileSpec, tile: int | None = None,
               progress: bool = False) -> np.ndarray:
     """``runner.run`` on (N, 4, H, W) anchor-space input, tile by tile, equal to one whole run.
@@ -116,16 +135,9 @@ def tiled_run(runner: Runner, u: np.ndarray, spec: TileSpec, tile: int | None = 
     The frame is replicate-padded on the bottom/right to a multiple of ``spec.align`` (and,
     for a runner that takes only its fixed ``input_size``, up to that size), then run in tiles
     of :func:`tile_shape`; the output equals one run on that padded frame, cropped back."""
-    n, c, h, w = u.shape
-    ph, pw = _round_up(h, spec.align), _round_up(w, spec.align)
-    th, tw = tile_shape(runner, (ph, pw), tile or DEFAULT_TILE)
-    for name, t in (("height", th), ("width", tw)):
-        if t % spec.align:
-            raise FadError(f"tile {name} {t} is not a multiple of {spec.align}: the tiles would not share the "
-                           f"network's downsampling grid")
-    ph, pw = max(ph, th), max(pw, tw)
+    h, w = u.shape[-2:]
+    (ph, pw), tiles = tile_plan(runner, (h, w), spec, tile)
     padded = np.pad(u, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="edge")
-    tiles = [(r, q) for r in axis_tiles(ph, th, spec.margin) for q in axis_tiles(pw, tw, spec.margin)]
     if len(tiles) == 1:
         return runner.run(padded)[..., :h, :w]
     out = np.empty_like(padded)
@@ -133,10 +145,6 @@ def tiled_run(runner: Runner, u: np.ndarray, spec: TileSpec, tile: int | None = 
         res = runner.run(np.ascontiguousarray(padded[..., y0:y1, x0:x1]))
         out[..., cy0:cy1, cx0:cx1] = res[..., cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     return out[..., :h, :w]
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 class TiledRunner(Runner):
