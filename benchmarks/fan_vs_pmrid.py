@@ -19,30 +19,22 @@ used during the timing (the machine is shared: compare ratios within one run).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 from pathlib import Path
-
-import numpy as np
 
 from fad_deploy.export.manifest import read_bundle
 from fad_deploy.fileio import write_json, write_text
-from fad_deploy.models.registry import build, load_checkpoint
+from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.baseline import baseline_name, export_architecture
-from fad_deploy.profile.cpu import cpu_peak
-from fad_deploy.profile.macs import count_macs
+from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record, ratios, time_models
 from fad_deploy.profile.table import markdown_table
-from fad_deploy.profile.tflite_ops import interleaved_times, interpreter, kind_summary, op_rows, per_op_times
+from fad_deploy.profile.tflite_ops import kind_summary, op_rows, per_op_times
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 FAN_BUNDLE, FAN_MODEL = ROOT / "export" / "fan-nsma", "fan-nsma-0"
 SIZE = (512, 512)  # packed: one RAW megapixel
 THREADS = (1, 2)
-PRECISIONS = ("fp32", "int8")
 TARGETS = {"int8": 0.6, "fp32": 0.7}  # issue 18: FAN ms/MP at most this times PMRID's, same run
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16")
 PER_OP_THREADS = 1  # per-op tables at one thread: each op's time is its own
 
 
@@ -52,43 +44,6 @@ def parse_args():
     p.add_argument("--per-round", type=int, default=2, help="invokes per model and round")
     p.add_argument("--op-rounds", type=int, default=5, help="interleaved rounds of the per-op timing")
     return p.parse_args()
-
-
-def cpu_record() -> dict:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    peak = cpu_peak()
-    return {"model": peak.model, "cores": peak.cores, "logical_cpus": os.cpu_count(), "ghz": peak.ghz,
-            "flags": {f: f in flags for f in SIMD_FLAGS}, "machine": platform.machine()}
-
-
-class OtherLoad:
-    """Share of the machine's CPU time that other processes used while the block ran
-    (from /proc/stat's busy time minus this process's own CPU time)."""
-
-    def __enter__(self):
-        self.start = self._busy(), os.times(), time.time()
-        self.load_start = os.getloadavg()[0]
-        return self
-
-    @staticmethod
-    def _busy() -> float:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def __exit__(self, *exc):
-        busy0, t0, wall0 = self.start
-        t1 = os.times()
-        own = (t1.user - t0.user) + (t1.system - t0.system) + (t1.children_user - t0.children_user) \
-            + (t1.children_system - t0.children_system)
-        wall = time.time() - wall0
-        other = max(0.0, self._busy() - busy0 - own)
-        self.record = {"seconds": round(wall, 1), "other_processes_cpu_share": round(other / (wall * os.cpu_count()), 3),
-                       "load_average_1min": [round(self.load_start, 2), round(os.getloadavg()[0], 2)]}
 
 
 def model_files() -> dict[str, dict]:
@@ -112,35 +67,12 @@ def float_card(folder: Path) -> str:
     return load_checkpoint(folder / f"{name}.pt").card["weights"] + "; int8 ranges calibrated on random inputs"
 
 
-def side_by_side(models: dict, rounds: int, per_round: int) -> tuple[list[dict], dict]:
-    runs, keys = {}, {}
-    for name, m in models.items():
-        for p in PRECISIONS:
-            for t in THREADS:
-                key = f"{name} {p} x{t}"
-                runs[key] = interpreter(Path(m[p]).read_bytes(), t, SIZE).invoke
-                keys[key] = (name, p, t)
-    with OtherLoad() as load:
-        times = interleaved_times(runs, rounds, per_round)
-    macs = {name: count_macs(build(m["arch"], m["config"]), SIZE) for name, m in models.items()}
-    rows = []
-    for key, (name, p, t) in keys.items():
-        ms = float(np.median(times[key]))
-        rows.append({"model": name, "precision": p, "threads": t, "median_ms": ms,
-                     "p90_ms": float(np.percentile(times[key], 90)), "runs": len(times[key]),
-                     "ms_per_megapixel": ms / macs[name].raw_megapixels,
-                     "gmacs_per_megapixel": macs[name].gmacs_per_megapixel, "params": macs[name].params,
-                     "gmac_per_s": macs[name].macs / ms / 1e6})
-    return rows, load.record
-
-
 def ratio_rows(rows: list[dict], a: str, b: str) -> list[dict]:
-    by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
-    return [{"precision": p, "threads": t, "ratio": by[a, p, t]["median_ms"] / by[b, p, t]["median_ms"],
-             "target": TARGETS[p]} for p in PRECISIONS for t in THREADS]
+    r = ratios(rows, a, b)
+    return [{"precision": p, "threads": t, "ratio": r[p, t], "target": TARGETS[p]} for p in PRECISIONS for t in THREADS]
 
 
-def side_by_side_md(rows: list[dict], ratios: list[dict], control: list[dict], cpu: dict, load: dict,
+def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict], cpu: dict, load: dict,
                     models: dict, args) -> str:
     by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
     table = []
@@ -153,7 +85,7 @@ def side_by_side_md(rows: list[dict], ratios: list[dict], control: list[dict], c
         table.append(cells)
     flags = ", ".join(f for f, on in cpu["flags"].items() if on)
     ratio_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}", f"<= {r['target']}",
-                    "met" if r["ratio"] <= r["target"] else "missed"] for r in ratios]
+                    "met" if r["ratio"] <= r["target"] else "missed"] for r in fan_ratios]
     control_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}"] for r in control]
     weights = "\n".join(f"- {name}: {m['weights']}" for name, m in models.items())
     return "\n\n".join([
@@ -225,12 +157,12 @@ def main():
     args = parse_args()
     models = model_files()
     cpu = cpu_record()
-    rows, load = side_by_side(models, args.rounds, args.per_round)
-    ratios = ratio_rows(rows, "FAN", "PMRID architecture")
+    rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
+    fan_ratios = ratio_rows(rows, "FAN", "PMRID architecture")
     control = ratio_rows(rows, "FAN architecture (control)", "FAN")
-    write_text(RESULTS / "fan_vs_pmrid.md", side_by_side_md(rows, ratios, control, cpu, load, models, args))
+    write_text(RESULTS / "fan_vs_pmrid.md", side_by_side_md(rows, fan_ratios, control, cpu, load, models, args))
     write_json(RESULTS / "fan_vs_pmrid.json", {"cpu": cpu, "load": load, "size": list(SIZE), "rows": rows,
-                                               "fan_over_pmrid": ratios, "control_over_fan": control,
+                                               "fan_over_pmrid": fan_ratios, "control_over_fan": control,
                                                "weights": {n: m["weights"] for n, m in models.items()}})
     print(f"wrote {RESULTS / 'fan_vs_pmrid.md'}")
     for name, stem in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):

@@ -129,6 +129,16 @@ def test_unet_plain_has_no_feature_align():
     assert sum(isinstance(m, FeatureAlign) for m in build("fan").modules()) == 2 * len(build("fan").config.widths) - 1
 
 
+def test_feature_align_runs_from_align_min_level_and_keeps_checkpoint_keys():
+    full, coarse = build("fan"), build("fan", {"align_min_level": 2})
+    levels = [level for level, m in enumerate(coarse.enc_align) if isinstance(m, FeatureAlign)]
+    assert levels == [2, 3, 4] and sum(isinstance(m, FeatureAlign) for m in coarse.dec_align) == 2
+    assert set(coarse.state_dict()) < set(full.state_dict())  # the remaining modules keep their names
+    with torch.no_grad():
+        assert coarse(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    assert simple_macs(build("fan", {"align_min_level": 1}), MEGAPIXEL_PACKED) < simple_macs(full, MEGAPIXEL_PACKED)
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

@@ -28,6 +28,7 @@ class FANConfig:
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
     feature_align: bool = True
+    align_min_level: int = 0  # Feature-Align at this level and coarser ones (0: every level, as in the paper)
     skips: bool = True
     sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
 
@@ -118,9 +119,12 @@ class FAN(nn.Module):
                 self.up.append(Upsample2x(w[i + 1], w[i]))
             self.dec.append(block(i, w[i], w[i]))
         self.skips = nn.ModuleList([SkipShrink(w[i], c.skip_shrink) for i in range(n - 1)]) if c.skips else None
-        if c.feature_align:
-            self.enc_align = nn.ModuleList([FeatureAlign(wi, c.align_hidden) for wi in w])
-            self.dec_align = nn.ModuleList([FeatureAlign(w[i], c.align_hidden) for i in reversed(range(n - 1))])
+        if c.feature_align:  # an identity placeholder keeps the module indices (checkpoint keys) per level
+            def align(level: int) -> nn.Module:
+                return FeatureAlign(w[level], c.align_hidden) if level >= c.align_min_level else nn.Identity()
+
+            self.enc_align = nn.ModuleList([align(i) for i in range(n)])
+            self.dec_align = nn.ModuleList([align(i) for i in reversed(range(n - 1))])
         self.head = conv3x3(w[0], 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +149,7 @@ class FAN(nn.Module):
             if i > 0:
                 f = self.down[i - 1](f)
             f = self.enc[i](f)
-            if self.config.feature_align:
+            if self.config.feature_align and i >= self.config.align_min_level:
                 f = self.enc_align[i](f, pyramid[i])
             if i < n - 1 and self.skips is not None:
                 skips.append(self.skips[i](f))
@@ -154,6 +158,6 @@ class FAN(nn.Module):
             if self.skips is not None:
                 f = f + self.skips[i].expand(skips[i])
             f = self.dec[j](f)
-            if self.config.feature_align:
+            if self.config.feature_align and i >= self.config.align_min_level:
                 f = self.dec_align[j](f, pyramid[i])
         return self.head(f)

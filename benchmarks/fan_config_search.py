@@ -1,0 +1,120 @@
+"""A small search over FAN's configuration knobs by measured TFLite latency (issue 18):
+group width, expansions, widths and where Feature-Align runs, each candidate at most
+2.7 GMACs per RAW megapixel, timed against the PMRID architecture in one process.
+
+    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1]
+
+Every candidate is exported like the PMRID baseline (initial weights with seeded noise,
+int8 ranges from random inputs: latency does not depend on the weights) and timed with
+XNNPACK on a 1x512x512x4 input (one RAW megapixel), fp32 and int8, 1 and 2 threads, all
+rounds interleaved. The candidates come from the per-op tables (per_op_fan.md): the
+grouped 3x3 convs at 4 channels per group and the full-resolution Feature-Align run at a
+fraction of the 1x1 convs' MAC rate. Writes benchmarks/results/fan_config_search.{md,json}.
+Quality at equal training is not measured here.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.export.manifest import read_bundle
+from fad_deploy.models.fan import FANConfig
+from fad_deploy.models.registry import build
+from fad_deploy.profile.baseline import baseline_name, export_architecture
+from fad_deploy.profile.macs import count_macs
+from fad_deploy.profile.side_by_side import PRECISIONS, cpu_record, ratios, time_models
+from fad_deploy.profile.table import markdown_table
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+SIZE = (512, 512)
+THREADS = (1, 2)
+MAC_BUDGET = 2.7e9  # per RAW megapixel
+PMRID = "PMRID architecture"
+CANDIDATES = {  # label -> FANConfig overrides of today's configuration
+    "paper (today)": {},
+    "FA from level 1": {"align_min_level": 1},
+    "FA from level 2": {"align_min_level": 2},
+    "group width 2": {"group_width": 2},
+    "group width 2, FA from level 1": {"group_width": 2, "align_min_level": 1},
+    "group width 8, FA from level 1, expansions 1,1,1,2,2": {"group_width": 8, "align_min_level": 1,
+                                                             "expansions": [1, 1, 1, 2, 2]},
+    "widths 12.., FA from level 1": {"widths": [12, 24, 48, 96, 160], "align_min_level": 1},
+    "group width 1 (depthwise)": {"group_width": 1},
+    "group width 1, FA from level 1, widths 16,32,64,128,192": {"group_width": 1, "align_min_level": 1,
+                                                                "widths": [16, 32, 64, 128, 192]},
+}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--per-round", type=int, default=1)
+    return p.parse_args()
+
+
+def files(folder: Path) -> dict:
+    entry = read_bundle(folder)["models"][0]
+    return {**{p: folder / entry["files"][f"tflite-{p}"]["file"] for p in PRECISIONS},
+            "arch": entry["arch"], "config": entry["config"]}
+
+
+def main():
+    args = parse_args()
+    candidates, over_budget = {}, {}
+    for i, (label, overrides) in enumerate(CANDIDATES.items()):
+        macs = count_macs(build("fan", overrides), SIZE).gmacs_per_megapixel
+        if macs * 1e9 > MAC_BUDGET:
+            over_budget[label] = macs
+            continue
+        candidates[label] = files(export_architecture("fan", SIZE, ("tflite",), config=overrides,
+                                                      name=f"fan-search-{i}"))
+    models = {PMRID: files(export_architecture("pmrid", SIZE, ("tflite",), name=baseline_name("pmrid"))),
+              **candidates}
+    cpu = cpu_record()
+    rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
+    by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
+    table, results = [], []
+    for label in candidates:
+        r = ratios(rows, label, PMRID)
+        first = by[label, "int8", 1]
+        results.append({"label": label, "overrides": CANDIDATES[label], "gmacs_per_megapixel":
+                        first["gmacs_per_megapixel"], "params": first["params"],
+                        "vs_pmrid": {f"{p} x{t}": v for (p, t), v in r.items()},
+                        "ms_per_megapixel": {f"{p} x{t}": by[label, p, t]["ms_per_megapixel"]
+                                             for p in PRECISIONS for t in THREADS}})
+        table.append([label, f"{first['gmacs_per_megapixel']:.3f}", f"{first['params']:,}",
+                      *(" / ".join(f"{by[label, p, t]['ms_per_megapixel']:.0f}" for t in THREADS) for p in PRECISIONS),
+                      *(" / ".join(f"{r[p, t]:.2f}" for t in THREADS) for p in PRECISIONS)])
+    table.sort(key=lambda row: float(row[-1].split(" / ")[0]))
+    pmrid = [PMRID, f"{by[PMRID, 'int8', 1]['gmacs_per_megapixel']:.3f}", f"{by[PMRID, 'int8', 1]['params']:,}",
+             *(" / ".join(f"{by[PMRID, p, t]['ms_per_megapixel']:.0f}" for t in THREADS) for p in PRECISIONS),
+             "1", "1"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
+    today = dataclasses.asdict(FANConfig())
+    md = "\n\n".join([
+        "# FAN configuration search by measured TFLite latency",
+        f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round}`: every "
+        "candidate within 2.7 GMACs per RAW megapixel exported with initial weights (seeded noise; latency does not "
+        "depend on the weights) and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
+        f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",
+        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {flags}. Other processes used "
+        f"{load['other_processes_cpu_share']:.0%} of the CPU time during the {load['seconds']:.0f} s of timing "
+        "(compare ratios only).",
+        f"Today's configuration: {today}. Candidates override it; sorted by int8 1-thread time vs PMRID "
+        "(issue 18's targets: int8 <= 0.6, fp32 <= 0.7).",
+        markdown_table(["candidate", "GMACs/MP", "params", "fp32 ms/MP (1 / 2 thr)", "int8 ms/MP (1 / 2 thr)",
+                        "fp32 / PMRID (1 / 2)", "int8 / PMRID (1 / 2)"], [pmrid, *table]),
+        "Over the MAC budget, not timed: " + (", ".join(f"{k} ({v:.2f})" for k, v in over_budget.items()) or "none")
+        + ". Quality at equal training is not measured here: a chosen configuration still has to be trained "
+        "and compared on held-out photos.",
+    ]) + "\n"
+    write_text(RESULTS / "fan_config_search.md", md)
+    write_json(RESULTS / "fan_config_search.json", {"cpu": cpu, "load": load, "rows": rows, "candidates": results,
+                                                    "over_budget": over_budget})
+    print(f"wrote {RESULTS / 'fan_config_search.md'}")
+
+
+if __name__ == "__main__":
+    main()
