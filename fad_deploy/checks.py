@@ -68,6 +68,13 @@ shot_noise = Number(float, 0, 1, low_open=True)  # a in variance = a x + b, x in
 read_noise = Number(float, 0, 1)  # b
 
 
+def non_empty(text: str) -> str:
+    """A name or path (of a model, bundle or preset): not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a name or path, got nothing")
+    return text
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` or its closest ancestor that exists."""
     path = Path(os.path.abspath(path))
@@ -108,6 +115,16 @@ def require_output(path: Path, kind: str, what: str) -> Path:
         return check_output(path, kind)
     except ValueError as e:
         raise FadError(f"{what}: {e}")
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """A FadError when ``what`` (``nbytes`` bytes) would not fit in the memory available now."""
+    import psutil
+
+    free = psutil.virtual_memory().available
+    if nbytes > free:
+        raise FadError(f"{what} would take {nbytes / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB of "
+                       "memory available")
 
 
 class PathArg:

@@ -39,8 +39,8 @@ def inputs(tmp_path_factory):
     return root
 
 
-# (CLI, arguments with {in} for the inputs folder and {out} for an empty output folder,
-#  text the error line must hold)
+# (CLI, arguments (split at spaces, or a list) with {in} for the inputs folder and {out} for
+#  an empty output folder, text the error line must hold)
 CASES = [
     # fad-data
     (data, "synth --images {in}/photos --out {out}/s.npz --crop 0",
@@ -63,7 +63,11 @@ CASES = [
     (data, "synth --images {in}/photos --out " + READ_ONLY + "/s.npz",
      "argument --out: /proc/s.npz: cannot write in /proc"),
     (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000", "a set of 8000000000000 pairs of "
+     "4x128x128 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
+    (data, "cache --images {in}/photos --out {out}/c.npz --patches-per-photo 1000000000000", "a cache of 2000000000000 "
+     "patches of 4x72x72 (2 photos x 1000000000000) would take"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patches-per-photo 0", "argument --patches-per-photo"),
     (data, "cache --images {in}/photos --out {out}/c.npz --seed 1e3", "argument --seed"),
     (data, "cache --images {in}/photos --out " + READ_ONLY + "/x/c.npz", "cannot write in /proc"),
@@ -90,6 +94,9 @@ CASES = [
     (train, "charbonnier data.shot_range=[1e-3,.inf]",
      "setting 'shot_range': expected [low, high] with 0 < low < high"),
     (train, "charbonnier seed=-1", "setting 'seed'"),
+    (train, "charbonnier out={out}/run model.config.group_width=0",
+     "model.config {'group_width': 0}: no working 'fan' network with it (ZeroDivisionError"),
+    (train, "charbonnier out={out}/run model.config.widths=[-4,8,16]", "no working 'fan' network with it"),
     (train, "charbonnier out={in}/afile/run", "run folder (out=): {in}/afile/run: {in}/afile is a file, not a folder"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=8",
      "data.crop 8: network 'fan' needs crops of at least 16"),
@@ -109,11 +116,14 @@ CASES = [
     (eval_cli, "--images {in}/photos --levels -1", "argument --levels"),
     (eval_cli, "--images {in}/photos --crops-per-image 0", "argument --crops-per-image"),
     (eval_cli, "--images {in}/photos --seed -3", "argument --seed"),
+    (eval_cli, "--images {in}/photos --levels 1000000000000", "a set of 6000000000000 pairs of 4x64x64 (2 photos x 3 "
+     "crops x 1000000000000 noise levels) would take"),
     (eval_cli, "--images {in}/photos --threads 0", "argument --threads"),
     (eval_cli, "--images {in}/photos --shot-noise -inf", "argument --shot-noise"),
     (eval_cli, "--images {in}/photos --read-noise nan", "argument --read-noise"),
     (eval_cli, "--images {in}/photos --baselines nlm,median", "argument --baselines: unknown baseline 'median'"),
     (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
+    (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: checkpoint not found"),
     # fad-export
     (export, "--threads 0", "argument --threads"),
     (export, "--int8 --qat-steps 0", "argument --qat-steps"),
@@ -124,6 +134,8 @@ CASES = [
     (export, "--out {in}/afile", "argument --out: {in}/afile: is a file, not a folder"),
     (export, "--out " + READ_ONLY + "/bundle", "argument --out: /proc/bundle: cannot write in /proc"),
     (export, "no-such-model --out {out}/bundle", "unknown model 'no-such-model'"),
+    (export, ["", "--out", "{out}/bundle"], "argument model: expected a name or path, got nothing"),
+    (export, "/nowhere/model --out {out}/bundle", "/nowhere/model: checkpoint not found"),
     # fad-bench
     (bench, "--threads 1 0", "argument --threads"),
     (bench, "--size 0 256", "argument --size"),
@@ -139,6 +151,7 @@ CASES = [
     (bench, "--device adb --noise-a nan", "argument --noise-a"),
     (bench, "--device adb --benchmark-binary {in}/missing", "argument --benchmark-binary: {in}/missing: no such file"),
     (bench, "no-such-model --report {out}/profiles", "unknown model 'no-such-model'"),
+    (bench, "fan-* --backends torch", "unknown model 'fan-*'"),  # names are not patterns
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
     (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 1], got '0'"),
@@ -150,6 +163,7 @@ CASES = [
     (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
     (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),
     (denoise, "{in}/empty.npz --out {out}/d.npz", "{in}/empty.npz: the set holds no pairs"),
+    (denoise, "{in}/set.npz --model-bundle /nowhere --out {out}/d.npz", "/nowhere: checkpoint not found"),
 ]
 
 
@@ -169,7 +183,7 @@ def test_bad_argument_is_one_line_exit_2_and_writes_nothing(cli, argv, message, 
     fill = lambda text: text.replace("{in}", str(inputs)).replace("{out}", str(out))  # noqa: E731
     before = files_under(tmp_path, inputs)
     with pytest.raises(SystemExit) as e:
-        cli.main(fill(argv).split())
+        cli.main(fill(argv).split() if isinstance(argv, str) else [fill(a) for a in argv])
     stdout, stderr = capsys.readouterr()
     lines = [line for line in stderr.split("\n") if line.rsplit("\r", 1)[-1].strip()]  # progress bars erase themselves
     assert e.value.code == 2 and len(lines) == 1, stderr

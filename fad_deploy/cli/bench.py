@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checks import input_file, input_folder, non_negative_int, output_file, output_folder, positive_float, \
-    positive_int, shot_noise
+from ..checks import input_file, input_folder, non_empty, non_negative_int, output_file, output_folder, \
+    positive_float, positive_int, shot_noise
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -27,9 +27,9 @@ def parser() -> argparse.ArgumentParser:
         "folder's name (fan-nsma: the exported noise sub-range array) stands for each network in it. Prints a "
         "table; writes JSON, and a quality/compute/latency plot when fad-eval's quality JSON exists.",
     )
-    p.add_argument("models", nargs="*", help="shipped model names, checkpoint paths or export folders (names in "
-                   "export/ or paths; default: every model in models/ and every folder in export/); with --device "
-                   "adb, export folders")
+    p.add_argument("models", nargs="*", type=non_empty,
+                   help="shipped model names, checkpoint paths or export folders (names in export/ or paths; "
+                   "default: every model in models/ and every folder in export/); with --device adb, export folders")
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
                    help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")

@@ -15,7 +15,7 @@ from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
-from ..data.synth import PAIR_KEYS, folder_images, save_pairs, set_shots, synth_pairs
+from ..data.synth import PAIR_KEYS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from .common import OneLineParser, user_errors
 
@@ -102,6 +102,7 @@ def fetch(args) -> None:
 
 
 def synth(args) -> None:
+    check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
     shots = set_shots(args.levels, args.shot_noise)
     # closing() ends the progress bar before an error message is printed
     with contextlib.closing(folder_images(args.images, args.downscale, args.max_side, desc="synthesising")) as images:

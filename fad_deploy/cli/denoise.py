@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..checks import input_path, output_path, positive_float, read_noise, shot_noise
+from ..checks import input_path, non_empty, output_path, positive_float, read_noise, shot_noise
 from ..data.bayer import CFA_PATTERNS
 from ..runners import BACKEND_ALIASES, BACKENDS
 from .common import OneLineParser, user_errors
@@ -21,9 +21,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=input_path, help="RAW file, .npz set, or folder of them")
     p.add_argument("--out", type=output_path, help="output folder, or for one input the output .dng/.npz file "
                    "(default: beside the input; for a folder, its subfolder 'denoised')")
-    p.add_argument("--model-bundle", metavar="DIR", help="model array folder (manifest.json with a sub-range "
-                   "table) or one checkpoint (default: the exported array in export/, else models/nsma/, "
-                   "else models/fan-student.pt)")
+    p.add_argument("--model-bundle", metavar="DIR", type=non_empty,
+                   help="model array folder (manifest.json with a sub-range table) or one checkpoint (default: "
+                   "the exported array in export/, else models/nsma/, else models/fan-student.pt)")
     p.add_argument("--backend", choices=[*BACKEND_ALIASES, *BACKENDS],
                    help="tflite (= tflite-int8), onnx (= onnx-fp32), torch, or a full backend name "
                    "(default: tflite-int8 for an exported bundle, torch for checkpoints)")

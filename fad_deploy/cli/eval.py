@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checks import input_file, input_folder, output_file, positive_int, random_seed, read_noise, shot_noise
+from ..checks import input_file, input_folder, non_empty, output_file, positive_int, random_seed, read_noise, \
+    shot_noise
 from ..data.patch_cache import CacheConfig
-from ..data.synth import folder_images, load_pairs, set_shots, synth_pairs
+from ..data.photos import list_photos
+from ..data.synth import check_set_size, folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
@@ -38,13 +40,13 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", metavar="DIR", type=input_folder, help="folder of photos to synthesise the set from")
     src.add_argument("--set", metavar="FILE", type=input_file, help="an existing `fad-data synth` .npz set")
-    p.add_argument("models", nargs="*", help=f"model names or checkpoints (default: {', '.join(DEFAULT_MODELS)}; "
-                   "none with --nsma)")
+    p.add_argument("models", nargs="*", type=non_empty,
+                   help=f"model names or checkpoints (default: {', '.join(DEFAULT_MODELS)}; none with --nsma)")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend(s) to run each model on (repeatable; default torch)")
     p.add_argument("--baselines", default="", type=baseline_names,
                    help=f"comma list of classical baselines: {','.join(BASELINES)}")
-    p.add_argument("--nsma", nargs="?", const="", metavar="DIR",
+    p.add_argument("--nsma", nargs="?", const="", metavar="DIR", type=non_empty,
                    help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
                    "export for the exported backends) alone, or beside the models named; each image goes to the "
                    "sub-range model of its annotated shot level")
@@ -63,6 +65,7 @@ def make_set(args) -> tuple[dict, dict]:
     if args.set:
         return load_pairs(args.set), {"source": str(args.set)}
     cache = CacheConfig()  # evaluation photos get the same preparation as training photos
+    check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
     shots = set_shots(args.levels, args.shot_noise)
     images = list(folder_images(args.images, cache.downscale, cache.max_side, desc="loading photos"))
     pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..checks import non_negative_float, output_folder, positive_int, require_output
+from ..checks import non_empty, non_negative_float, output_folder, positive_int, require_output
 from ..errors import FadError
 from .common import OneLineParser, user_errors
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
         "report.md.",
         epilog="Re-running reuses the int8 checkpoint of the previous export (same source and settings), so "
         "the files come out byte-identical.")
-    p.add_argument("model", nargs="?",
+    p.add_argument("model", nargs="?", type=non_empty,
                    help="shipped model name or checkpoint path (default: the noise sub-range array in "
                         f"models/nsma/ as one bundle, export/{ARRAY_BUNDLE}/, else {DEFAULT_MODEL})")
     p.add_argument("--int8", action="store_true", help="also quantize and export int8 models (else float32 only)")

@@ -6,7 +6,7 @@ import re
 import shlex
 import sys
 
-from ..checks import non_negative_int, output_file, positive_int
+from ..checks import non_empty, non_negative_int, output_file, positive_int
 from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import OneLineParser, user_errors
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG.format(presets=", ".join(presets())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", help="preset name or YAML config file")
+    p.add_argument("config", type=non_empty, help="preset name or YAML config file")
     p.add_argument("overrides", nargs="*", help="settings as key.sub=value (YAML values)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..checks import check_memory
 from ..errors import FadError
 from ..fileio import save_npz
 from .photos import large_enough, load_photo
@@ -47,6 +48,9 @@ def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig =
     """Unprocess random crops of every photo into one .npz (float16 RAW + ISP metadata);
     photos smaller than one crop are skipped (see :func:`.photos.large_enough`). Returns
     the number of photos used."""
+    patches, p = len(photos) * config.patches_per_photo, config.patch
+    check_memory(2 * patches * 4 * p * p * 2,  # float16, held twice while joined
+                 f"a cache of {patches} patches of 4x{p}x{p} ({len(photos)} photos x {config.patches_per_photo})")
     rng = np.random.default_rng(config.seed)
     raws, metas = [], []
     bar = tqdm(photos, desc="unprocessing photos", unit="photo", leave=False)  # an error line replaces it

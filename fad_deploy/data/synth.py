@@ -8,6 +8,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ..checks import check_memory
 from ..errors import FadError
 from ..fileio import save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
@@ -31,6 +32,16 @@ def set_shots(levels: int, shot: float | None = None) -> np.ndarray:
     if levels < 1:
         raise FadError(f"{levels} noise levels: need at least 1")
     return shot_levels(levels)
+
+
+def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int, shot: float | None = None) -> None:
+    """A FadError, before any work, when the set :func:`synth_pairs` would make from ``photos``
+    photos at :func:`set_shots`' levels does not fit in memory (noisy and clean float32 pairs,
+    held twice while stacked)."""
+    levels = 1 if shot is not None else levels
+    pairs = photos * crops_per_image * levels
+    check_memory(2 * 2 * pairs * 4 * crop * crop * 4, f"a set of {pairs} pairs of 4x{crop}x{crop} ({photos} photos x "
+                 f"{crops_per_image} crops x {levels} noise levels)")
 
 
 def folder_images(folder: str | Path, downscale: int, max_side: int | None,

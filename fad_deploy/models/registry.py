@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from pathlib import Path
 
@@ -132,12 +133,12 @@ def models_dir() -> Path:
 def resolve_model(name_or_path: str) -> Path:
     """A shipped model name (e.g. ``fan-student``) or a checkpoint path -> checkpoint path."""
     p = Path(name_or_path)
-    if p.suffix == ".pt" or p.exists():
+    if p.suffix == ".pt" or p.exists() or p.is_absolute():
         if not p.is_file():
             raise FadError(f"{p}: checkpoint not found")
         return p
     # Shipped models sit in models/ and its sub-folders (ablations/, nsma/).
-    candidates = sorted(models_dir().rglob(f"{name_or_path}.pt"))
+    candidates = sorted(models_dir().rglob(f"{glob.escape(name_or_path)}.pt"))
     if candidates:
         return min(candidates, key=lambda q: len(q.parts))
     shipped = sorted(q.stem for q in models_dir().rglob("*.pt"))

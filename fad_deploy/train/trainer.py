@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,26 @@ def resolve_cache(cfg: TrainConfig) -> Path:
     return out
 
 
+def checked_network(arch: str, config: dict, crop: int) -> torch.nn.Module:
+    """The network of ``model.arch`` with ``model.config``, refused (FadError) when the config
+    does not make a network that runs on a ``crop`` x ``crop`` crop (tried once on zeros, which
+    draws no random numbers; torch's warnings about a broken config give way to the error) or
+    when ``crop`` is below the multiple it pads its input to."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            model = build(arch, config)
+            model(torch.zeros(1, 4, crop, crop))
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        raise FadError(f"model.config {config}: no working {arch!r} network with it ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0]})")
+    multiple = network_align(model)
+    if crop < multiple:
+        raise FadError(f"data.crop {crop}: network {arch!r} needs crops of at least {multiple} "
+                       "(the multiple it pads its input to)")
+    return model
+
+
 def sample_batch(data: NoisyPatches, step: int, batch: int, seed: int, world: int = 1, rank: int = 0,
                  device=None) -> dict[str, torch.Tensor]:
     """Rank ``rank``'s share of global batch ``step``: a pure function of (seed, step), each
@@ -119,11 +140,7 @@ class Trainer:
         self.out = require_output(Path(cfg.out or Path("runs") / cfg.name), "folder", "run folder (out=)")
         self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
 
-        self.model = build(cfg.model.arch, cfg.model.config).to(self.device)
-        multiple = network_align(self.model)
-        if cfg.data.crop < multiple:
-            raise FadError(f"data.crop {cfg.data.crop}: network {cfg.model.arch!r} needs crops of at least {multiple} "
-                           "(the multiple it pads its input to)")
+        self.model = checked_network(cfg.model.arch, cfg.model.config, cfg.data.crop).to(self.device)
         if cfg.model.init:
             init = load_checkpoint(resolve_model(cfg.model.init))
             if init.arch != cfg.model.arch:
