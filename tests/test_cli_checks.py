@@ -152,6 +152,8 @@ CASES = [
     (bench, "--device adb --benchmark-binary {in}/missing", "argument --benchmark-binary: {in}/missing: no such file"),
     (bench, "no-such-model --report {out}/profiles", "unknown model 'no-such-model'"),
     (bench, "fan-* --backends torch", "unknown model 'fan-*'"),  # names are not patterns
+    (bench, "fan-student --backends torch --threads 1 --size 100000 100000 --no-progress",
+     "fan-student at 100000x100000 (its fp32 activations alone) would take"),
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
     (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 1], got '0'"),

@@ -20,6 +20,7 @@ import numpy as np
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..checks import check_memory
 from ..errors import FadError
 from ..export.manifest import MANIFEST, entry_source, read_bundle
 from ..fileio import write_json, write_text
@@ -151,6 +152,8 @@ def _bench_model(model: BenchModel, cfg: BenchConfig, peak: CpuPeak, bar, profil
     if key not in profiles:
         profiles[key] = model_entry(model.label, model.network(), cfg.size)
     entry = dataclasses.replace(profiles[key], name=model.label, results=[], skipped=[])
+    check_memory(entry.peak_activation_bytes_fp32, f"{model.label} at {cfg.size[0]}x{cfg.size[1]} (its fp32 "
+                 "activations alone)")  # a lower bound: fails fast instead of swapping or being killed
     u = np.random.default_rng(INPUT_SEED).random((1, 4, *cfg.size), dtype=np.float32)
     megapixels = packed_megapixels(*cfg.size)
     for backend in cfg.backends:
