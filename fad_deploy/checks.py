@@ -128,15 +128,21 @@ def check_memory(nbytes: int, what: str) -> None:
 
 
 class PathArg:
-    """An argparse type for a path; ``kind`` is "file", "folder" or "any". Subclasses
-    define ``check(path)``, which returns the path or raises ValueError."""
+    """An argparse type for a path; ``kind`` is "file", "folder" or "any", and a file must
+    end in one of ``suffixes`` when given. Subclasses define ``check(path)``, which returns
+    the path or raises ValueError."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, suffixes: tuple[str, ...] = ()):
+        self.kind, self.suffixes = kind, suffixes
 
     def __call__(self, text: str) -> Path:
+        path = Path(text)
         try:
-            return self.check(Path(text))
+            self.check(path)
+            if self.suffixes and path.suffix.lower() not in self.suffixes:
+                names = ", ".join(self.suffixes[:-1]) + " or " * (len(self.suffixes) > 1) + self.suffixes[-1]
+                raise ValueError(f"{path}: expected a {names} file")
+            return path
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e))
 
@@ -166,6 +172,8 @@ class OutputPath(PathArg):
 
 input_file, input_folder, input_path = InputPath("file"), InputPath("folder"), InputPath("any")
 output_file, output_folder, output_path = OutputPath("file"), OutputPath("folder"), OutputPath("any")
+npz_output = OutputPath("file", (".npz",))  # sets and caches: readers tell them by their suffix
+plot_output = OutputPath("file", (".png", ".pdf", ".svg"))
 
 
 def argument_name(action: argparse.Action) -> str:

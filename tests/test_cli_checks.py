@@ -63,6 +63,8 @@ CASES = [
     (data, "synth --images {in}/photos --out " + READ_ONLY + "/s.npz",
      "argument --out: /proc/s.npz: cannot write in /proc"),
     (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
+    (data, "synth --images {in}/photos --out {in}/photos/chelsea.png", "argument --out: {in}/photos/chelsea.png: "
+     "expected a .npz file"),
     (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000", "a set of 8000000000000 pairs of "
      "4x128x128 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
@@ -144,6 +146,7 @@ CASES = [
     (bench, "--json {in}/afile/b.json", "argument --json: {in}/afile/b.json: {in}/afile is a file"),
     (bench, "--json " + READ_ONLY + "/b.json", "argument --json: /proc/b.json: cannot write in /proc"),
     (bench, "--plot " + READ_ONLY + "/b.png", "argument --plot"),
+    (bench, "--plot {out}/b.xyz", "argument --plot: {out}/b.xyz: expected a .png, .pdf or .svg file"),
     (bench, "--report {in}/afile", "argument --report: {in}/afile: is a file, not a folder"),
     (bench, "--quality {in}/missing.json", "argument --quality: {in}/missing.json: no such file"),
     (bench, "--export-dir {in}/nowhere", "argument --export-dir: {in}/nowhere: no such folder"),

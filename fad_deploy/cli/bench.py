@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..checks import input_file, input_folder, non_empty, non_negative_int, output_file, output_folder, \
-    positive_float, positive_int, shot_noise
+    plot_output, positive_float, positive_int, shot_noise
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    "(default: export/ beside models/)")
     p.add_argument("--quality", metavar="JSON", type=input_file, help="fad-eval results for the plot (default: "
                    "benchmarks/results/quality.json when it exists)")
-    p.add_argument("--plot", metavar="PNG", type=output_file, help="plot path (default: beside --json, .png)")
+    p.add_argument("--plot", metavar="PNG", type=plot_output, help="plot path: .png, .pdf or .svg (default: beside "
+                   "--json, .png)")
     p.add_argument("--report", metavar="DIR", type=output_folder,
                    help="also write profile_<model>.md/.json here: MACs per layer, activation memory timeline, "
                    "accelerator fit and exact-tiling sizes, at --size (default 512 512)")

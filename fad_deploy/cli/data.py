@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import input_file, input_folder, output_file, output_folder, positive_int, random_seed, read_noise, \
+from ..checks import input_file, input_folder, npz_output, output_folder, positive_int, random_seed, read_noise, \
     shot_noise
 from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
 from ..data.noise import SHOT_RANGE
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
                        "cam2rgb, source.")
     s.add_argument("--images", required=True, type=input_folder,
                    help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
-    s.add_argument("--out", required=True, type=output_file, help="output .npz file")
+    s.add_argument("--out", required=True, type=npz_output, help="output .npz file")
     s.add_argument("--seed", type=random_seed, default=0, help="random seed for crops, cameras and noise (default 0)")
     s.add_argument("--crop", type=positive_int, default=128,
                    help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                        "adds noise on the fly from it.")
     c.add_argument("--images", required=True, type=input_folder,
                    help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
-    c.add_argument("--out", required=True, type=output_file, help="output .npz file")
+    c.add_argument("--out", required=True, type=npz_output, help="output .npz file")
     defaults = CacheConfig()
     c.add_argument("--patch", type=positive_int, default=defaults.patch,
                    help=f"packed patch size (default {defaults.patch})")
