@@ -117,6 +117,14 @@ def require_output(path: Path, kind: str, what: str) -> Path:
         raise FadError(f"{what}: {e}")
 
 
+def require_apart(folder: Path, inputs: list[Path], what: str) -> None:
+    """A FadError when the output ``folder`` holds one of the ``inputs`` (writing there could
+    overwrite it or its companions, such as an array's manifest.json)."""
+    for path in inputs:
+        if path.resolve().parent == folder.resolve():
+            raise FadError(f"{what} {folder}: holds the input {path.name}; write to another folder")
+
+
 def check_memory(nbytes: int, what: str) -> None:
     """A FadError when ``what`` (``nbytes`` bytes) would not fit in the memory available now."""
     import psutil

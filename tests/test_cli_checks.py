@@ -23,7 +23,8 @@ READ_ONLY = "/proc"  # no files can be created there, not even by root
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Inputs every check may name: photos, a set, an empty set, a patch cache, a plain file."""
+    """Inputs every check may name: photos, a set, an empty set, a patch cache, a tiny
+    checkpoint, a plain file."""
     root = tmp_path_factory.mktemp("inputs")
     photos = root / "photos"
     photos.mkdir()
@@ -35,6 +36,8 @@ def inputs(tmp_path_factory):
                                     for k in PAIR_KEYS})
     build_patch_cache(sorted(photos.iterdir()), root / "cache.npz",
                       CacheConfig(patch=20, patches_per_photo=2, downscale=1, max_side=None))
+    net = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
+    Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(root / "tiny.pt")
     (root / "afile").write_text("not a folder")
     return root
 
@@ -138,6 +141,7 @@ CASES = [
     (export, "no-such-model --out {out}/bundle", "unknown model 'no-such-model'"),
     (export, ["", "--out", "{out}/bundle"], "argument model: expected a name or path, got nothing"),
     (export, "/nowhere/model --out {out}/bundle", "/nowhere/model: checkpoint not found"),
+    (export, "{in}/tiny.pt --out {in}", "--out {in}: holds the input tiny.pt; write to another folder"),
     # fad-bench
     (bench, "--threads 1 0", "argument --threads"),
     (bench, "--size 0 256", "argument --size"),
@@ -227,11 +231,9 @@ def test_output_paths_may_create_folders_in_a_writable_place(tmp_path):
         check_output(tmp_path / "old.json", "folder")
 
 
-def test_bench_that_measures_nothing_is_an_error(tmp_path, capsys):
-    net = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
-    Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(tmp_path / "tiny.pt")
+def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        bench.main([str(tmp_path / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",
+        bench.main([str(inputs / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",
                     "--size", "32", "32", "--export-dir", str(tmp_path), "--json", str(tmp_path / "b.json"),
                     "--no-progress"])
     err = capsys.readouterr().err

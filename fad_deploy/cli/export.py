@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..checks import non_empty, non_negative_float, output_folder, positive_int, require_output
+from ..checks import non_empty, non_negative_float, output_folder, positive_int, require_apart, require_output
 from ..errors import FadError
 from .common import OneLineParser, user_errors
 
@@ -135,12 +135,14 @@ def main(argv=None):
         models = [(m["name"], Path(m["checkpoint"])) for m in table["models"]]
         out = args.out or require_output(default_export_dir(ARRAY_BUNDLE), "folder", "default output folder")
         extra = array_extra(table, options.targets, options.int8)
-        print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
     else:
         path = model_path(args.model or DEFAULT_MODEL)
         options = options_from(args)
         out = args.out or require_output(default_export_dir(path.stem), "folder", "default output folder")
         models, extra = [(path.stem, path)], None
+    require_apart(out, [path for _, path in models], "--out" if args.out else "default output folder")
+    if array is not None:
+        print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
     from ..export.bundle import export_bundle
 
     manifest = export_bundle(models, options, out, extra)
