@@ -129,6 +129,8 @@ CASES = [
     (eval_cli, "--images {in}/photos --baselines nlm,median", "argument --baselines: unknown baseline 'median'"),
     (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
     (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: checkpoint not found"),
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --backend torch --backend onnx-fp32 --json {out}/q.json",
+     "{in}/tiny.pt: no export folder"),  # found before the torch row is scored
     # fad-export
     (export, "--threads 0", "argument --threads"),
     (export, "--int8 --qat-steps 0", "argument --qat-steps"),

@@ -97,19 +97,25 @@ def evaluate(args) -> dict:
 
         arrays = [load_array(args.nsma or None, backend) for backend in args.backend or ["torch"]]
     pairs, info = make_set(args)
+    # every runner is made before the scoring, so a missing export stops the run before minutes of work
+    from ..runners import load_runner
+
+    runs = []
+    for path, ckpt in models:
+        macs = model_macs(ckpt)
+        runs += [(ckpt, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]))
+                 for backend in args.backend or ["torch"]]
+    for array in arrays:
+        for index in range(len(array.table)):
+            array.runner(index)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
-    for path, ckpt in models:
-        macs = model_macs(ckpt)
-        for backend in args.backend or ["torch"]:
-            from ..runners import load_runner
-
-            runner = load_runner(backend, path, input_size=pairs["noisy"].shape[-2:])
-            s = score(denoise_set(runner, pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
-            rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
-            per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
+    for ckpt, macs, backend, runner in runs:
+        s = score(denoise_set(runner, pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
+        rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
+        per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
     if arrays:
         from ..nsma.evaluate import array_choices, array_denoise
 
