@@ -6,8 +6,8 @@ config declares its number fields with them (``Annotated[int, positive_int]``), 
 value is refused, naming the argument, before any work starts and before anything is
 written. Checks raise ``ValueError`` with a description of the problem; as argparse types
 they raise ``argparse.ArgumentTypeError`` (``prog: error: argument --x: ...``, exit 2), and
-for outputs that are not arguments :func:`require_output` raises a FadError. Standard
-library only, so the checks cost nothing at start-up.
+for outputs that are not arguments :func:`require_output` raises a FadError. Only the
+standard library is imported up front, so the checks cost nothing at start-up.
 """
 from __future__ import annotations
 
@@ -61,7 +61,6 @@ class Number:
 positive_int = Number(int, 1)
 non_negative_int = Number(int, 0)
 random_seed = Number(int, 0, 2**32 - 1)  # numpy's and torch's seeds alike
-finite_float = Number(float)
 positive_float = Number(float, 0, low_open=True)
 non_negative_float = Number(float, 0)
 shot_noise = Number(float, 0, 1, low_open=True)  # a in variance = a x + b, x in [0, 1]
@@ -101,7 +100,7 @@ def check_output(path: Path, kind: str = "file") -> Path:
     """``path`` if an output ``kind`` ("file", "folder" or "any") can be written there: not an
     existing entry of the other kind, and its folder (created when missing) writable."""
     if path.is_dir() and kind == "file":
-        raise ValueError(f"{path}: is a folder; give a file name such as {path / ('out' + (path.suffix or '.npz'))}")
+        raise ValueError(f"{path}: is a folder; give a file name")
     if path.exists() and not path.is_dir() and kind == "folder":
         raise ValueError(f"{path}: is a file, not a folder")
     check_writable_folder(nearest_existing(path if path.is_dir() else path.parent), path)
@@ -185,10 +184,12 @@ plot_output = OutputPath("file", (".png", ".pdf", ".svg"))
 
 
 def argument_name(action: argparse.Action) -> str:
+    """How error messages name an argument: its first option string, else its metavar or name."""
     return action.option_strings[0] if action.option_strings else action.metavar or action.dest
 
 
 def path_values(namespace: argparse.Namespace, action: argparse.Action) -> list[Path]:
+    """The paths an argument was given (none, one, or several for nargs / append)."""
     value = getattr(namespace, action.dest, None)
     return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Path)]
 
