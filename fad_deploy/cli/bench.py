@@ -15,6 +15,7 @@ from .common import OneLineParser, user_errors
 CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
+DEFAULT_CALIBRATION = DEFAULT_QUALITY.with_name("cpu_calibration.json")  # benchmarks/cpu_calibration.py's
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", type=output_folder,
                    help="also write profile_<model>.md/.json here: MACs per layer, activation memory timeline, "
                    "accelerator fit and exact-tiling sizes, at --size (default 512 512)")
+    p.add_argument("--calibration", metavar="JSON", type=input_file, help="CPU latency model for --report's "
+                   "per-layer latency (default: benchmarks/results/cpu_calibration.json when it exists; "
+                   "benchmarks/cpu_calibration.py calibrates this machine)")
     p.add_argument("--baselines", nargs="*", metavar="ARCH", help="architectures timed with initial weights next to "
                    "the models (latency does not depend on the weights; exported once into the cache; default: pmrid, "
                    "our PMRID-architecture baseline, when no models are named; none: --baselines alone)")
@@ -77,6 +81,12 @@ def bench_cpu(args) -> dict | None:
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
     models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
+    cpu_model = None
+    if args.report:
+        from ..profile.cpu_model import CpuCostModel
+
+        calibration = args.calibration or (DEFAULT_CALIBRATION if DEFAULT_CALIBRATION.is_file() else None)
+        cpu_model = CpuCostModel.load(calibration) if calibration else None
     baselines = []
     if not args.no_timing:
         from ..profile.baseline import BASELINES, baseline_bench_models
@@ -84,7 +94,7 @@ def bench_cpu(args) -> dict | None:
         archs = BASELINES if args.baselines is None and not args.models else args.baselines or ()
         baselines = baseline_bench_models(list(archs), cfg.size, cfg.backends)
     if args.report:
-        for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE)):
+        for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE), cpu_model):
             print(f"wrote {path}")
     if args.no_timing:
         return None

@@ -172,13 +172,15 @@ def _bench_model(model: BenchModel, cfg: BenchConfig, peak: CpuPeak, bar, profil
     return entry
 
 
-def write_profiles(models: list[BenchModel], out_dir: Path, size: tuple[int, int]) -> list[Path]:
-    """profile_<model>.md/.json (per-layer MACs, memory timeline, accelerator fit) for each model."""
+def write_profiles(models: list[BenchModel], out_dir: Path, size: tuple[int, int],
+                   cpu_model=None) -> list[Path]:
+    """profile_<model>.md/.json (per-layer MACs, memory timeline, accelerator fit, and with a
+    calibrated ``cpu_model`` the per-layer CPU latency) for each model."""
     from .report import profile_model
 
     written = []
     for model in models:
-        md, doc = profile_model(model.label, model.network(), size)
+        md, doc = profile_model(model.label, model.network(), size, cpu_model=cpu_model)
         write_text(out_dir / f"profile_{model.label}.md", md)
         write_json(out_dir / f"profile_{model.label}.json", doc)
         written.append(out_dir / f"profile_{model.label}.md")

@@ -20,7 +20,9 @@ FRAME_12MP = (1500, 2000)  # packed h, w of a 3000x4000 (12 MP) Bayer frame
 
 
 def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
-                  targets: list[AcceleratorTarget] | None = None) -> tuple[str, dict]:
+                  targets: list[AcceleratorTarget] | None = None, cpu_model=None) -> tuple[str, dict]:
+    """``cpu_model`` (a :class:`fad_deploy.profile.cpu_model.CpuCostModel`) adds the calibrated
+    per-layer CPU latency: which layers cost the most time, not the most MACs."""
     targets = list(PRESETS.values()) if targets is None else targets
     graph = trace(model, input_size)
     macs = count_macs(graph)
@@ -37,6 +39,10 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
                      f"{report.arena_bytes:,}", "yes" if report.activations_fit else "no",
                      f"{report.seconds * 1e3:.2f}", tile_text])
     shape = "x".join(map(str, graph.input_shape))
+    if cpu_model is not None:
+        from .cpu_model import layer_report
+
+        cpu_text, cpu_doc = layer_report(cpu_model, graph)
     md = "\n\n".join([
         f"# Profile of {name} at input {shape}",
         f"MACs: {macs.summary()}",
@@ -48,11 +54,17 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
             ["target", "weights B", "fit", f"arena B at {shape}", "fit", f"roofline ms at {shape}",
              "largest SRAM tile, 12 MP frame roofline"], rows),
         "\n".join(f"- {t.name}: {t.basis}" for t in targets),
+        *([] if cpu_model is None else [
+            f"## CPU latency per layer (TFLite XNNPACK, calibrated on {cpu_model.cpu} by "
+            "benchmarks/cpu_calibration.py: per op kind, fixed cost + time per MAC + time per byte)\n\n"
+            + cpu_text]),
         "## Per-layer MACs\n\n" + macs.table(),
         "## Live int8 activation bytes per op (execution order)\n\n" + memory["int8"].timeline_table(),
     ]) + "\n"
     doc = {"name": name, "macs": macs.to_dict(), "memory": {k: m.to_dict() for k, m in memory.items()},
            "tiling": asdict(spec), "accelerators": fits}
+    if cpu_model is not None:
+        doc["cpu_latency"] = {"calibrated_on": cpu_model.cpu, **cpu_doc}
     return md, doc
 
 

@@ -74,15 +74,21 @@ def interpreter(model: bytes, threads: int, size: tuple[int, int] | None = None,
     return interp
 
 
+def conv_kind(depthwise: bool, kh: int, kw: int, stride: int, per_group: int, in_channels: int) -> str:
+    """The class of a convolution for summaries and the calibrated CPU model (stride shown
+    where it changes the kernel XNNPACK runs: strided grouped and dense convs)."""
+    if depthwise:
+        return f"depthwise {kh}x{kw}"
+    s = f" s{stride}" if stride > 1 else ""
+    if per_group != in_channels:
+        return f"conv {kh}x{kw}{s} grouped ({per_group} ch/group)"
+    return f"conv {kh}x{kw}{s}" + (" dense" if kh * kw > 1 else "")
+
+
 def _op_kind(name: str, filt: tuple[int, ...] | None, in_channels: int, options) -> str:
-    if name == "DEPTHWISE_CONV_2D":
-        return f"depthwise {filt[1]}x{filt[2]}"
-    if name == "CONV_2D":
-        kh, kw, per_group = filt[1], filt[2], filt[3]
-        stride = f" s{options.strideH}" if options.strideH > 1 else ""
-        if per_group != in_channels:
-            return f"conv {kh}x{kw}{stride} grouped ({per_group} ch/group)"
-        return f"conv {kh}x{kw}{stride}" + (" dense" if kh * kw > 1 else "")
+    if name in CONV_OPS:
+        depthwise = name == "DEPTHWISE_CONV_2D"
+        return conv_kind(depthwise, filt[1], filt[2], options.strideH, 1 if depthwise else filt[3], in_channels)
     if name in ELEMENTWISE_OPS:
         return "elementwise " + name.lower()
     if name == "AVERAGE_POOL_2D":

@@ -1,0 +1,217 @@
+"""A per-op CPU latency model (TFLite, XNNPACK) calibrated by measured micro-benchmarks,
+where the roofline treats a MAC as a MAC.
+
+Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense,
+grouped and strided grouped 3x3 conv, depthwise 3x3 and 5x5, add, mul, average pool,
+concat, depth-to-space) at FAN's level shapes (its resolutions and widths at one RAW
+megapixel), fp32 and int8, timed with :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
+Per op kind (the classes of :mod:`fad_deploy.profile.tflite_ops`) and precision the model is
+
+    ms = a + b * MACs + c * bytes moved      (a, b, c >= 0, least squares)
+
+so a kind pays a fixed cost, its own time per MAC and its own time per byte; a kind
+without micro-benchmarks falls back to the CPU's peak MAC rate (the plain roofline).
+:func:`graph_layers` maps a traced PyTorch network's ops onto the same kinds (activations
+fused into their producer, as TFLite does), so `fad-bench --report` predicts per layer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .graph import Graph
+from .macs import module_params, op_macs, weight_bytes_int8
+from .table import markdown_table
+from .tflite_ops import TFLiteOp, conv_kind
+
+# (kind, resolution, channels) at FAN's levels for one RAW megapixel: 512..32 packed pixels.
+LEVELS = ((512, 16), (256, 24), (128, 48), (64, 96), (32, 160))
+MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)",
+               "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", "average pool",
+               "data movement")
+GROUP_WIDTH = 4
+
+
+FA_SHARED = (4, 8)  # Feature-Align's shared 3x3 conv: the 4 RAW planes to its hidden width
+
+
+@dataclass(frozen=True)
+class Micro:
+    kind: str
+    size: int  # packed h = w of the input
+    channels: int
+    out_channels: int | None = None  # convs: default channels
+
+    @property
+    def c_out(self) -> int:
+        return self.out_channels or self.channels
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.size}x{self.size}x{self.channels}" + (
+            f"->{self.out_channels}" if self.out_channels else "")
+
+
+def micro_benchmarks() -> list[Micro]:
+    """Every kind at every FAN level, plus the narrow convs FAN runs at every level: Feature-Align's
+    shared 3x3 conv (4 -> 8) and its 1x1 heads (8 -> the level's width)."""
+    grid = [Micro(kind, size, channels) for kind in MICRO_KINDS for size, channels in LEVELS]
+    narrow = [Micro("conv 3x3 dense", size, *FA_SHARED) for size, _ in LEVELS]
+    heads = [Micro("conv 1x1", size, FA_SHARED[1], channels) for size, channels in LEVELS]
+    return grid + narrow + heads
+
+
+def micro_model(tf, micro: Micro, int8: bool) -> bytes:
+    """The single-op .tflite of ``micro`` (random weights; int8: full-integer, random calibration)."""
+    rng = np.random.default_rng(0)
+    h, c, o = micro.size, micro.channels, micro.c_out
+    kind = micro.kind
+    two_inputs = kind.startswith("elementwise")
+    const = lambda *shape: tf.constant(rng.normal(0, 0.1, shape).astype(np.float32))  # noqa: E731
+
+    def op(x, y=None):
+        if kind == "conv 1x1":
+            return tf.nn.bias_add(tf.nn.conv2d(x, const(1, 1, c, o), 1, "SAME"), const(o))
+        if kind == "conv 3x3 dense":
+            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, c, o), 1, "SAME"), const(o))
+        if kind.startswith("conv 3x3") and "grouped" in kind:
+            stride = 2 if " s2 " in kind else 1
+            padding = "SAME" if stride == 1 else [[0, 0], [1, 1], [1, 1], [0, 0]]
+            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, GROUP_WIDTH, c), stride, padding), const(c))
+        if kind.startswith("depthwise"):
+            k = int(kind.split()[1][0])
+            return tf.nn.bias_add(tf.nn.depthwise_conv2d(x, const(k, k, c, 1), [1, 1, 1, 1], "SAME"), const(c))
+        if kind == "elementwise add":
+            return x + y
+        if kind == "elementwise mul":
+            return x * y
+        if kind == "average pool":
+            return tf.nn.avg_pool2d(x, 2, 2, "VALID")
+        if kind == "data movement":  # SkipShrink.expand: the shrunk skip copied back to the width
+            return tf.concat([x] * 4, axis=3)
+        raise ValueError(kind)
+
+    spec = [tf.TensorSpec([1, h, h, c], tf.float32)] * (2 if two_inputs else 1)
+    fn = tf.function(op, input_signature=spec, autograph=False)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        converter.representative_dataset = lambda: (
+            [rng.random((1, h, h, c), dtype=np.float32) for _ in spec] for _ in range(2))
+    with warnings.catch_warnings():  # int8 I/O without input statistics: the ranges come from the calibration
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return bytes(converter.convert())
+
+
+@dataclass
+class CpuCostModel:
+    """Per (precision, kind): (a ms, b ms per MAC, c ms per byte); ``peak`` MACs/s per precision
+    for kinds without micro-benchmarks."""
+
+    coefficients: dict[str, dict[str, list[float]]]
+    peak: dict[str, float]
+    fits: dict[str, dict[str, dict]] = field(default_factory=dict)  # residuals of each fit
+    cpu: str = ""  # the CPU it was calibrated on
+
+    def predict(self, op: TFLiteOp, precision: str) -> float:
+        coef = self.coefficients[precision].get(op.kind)
+        if coef is None:
+            return op.macs / self.peak[precision] * 1e3
+        a, b, c = coef
+        return a + b * op.macs + c * op.bytes
+
+    def to_dict(self) -> dict:
+        return {"coefficients": self.coefficients, "peak_macs_per_s": self.peak, "fits": self.fits,
+                "model": "ms = a + b * MACs + c * bytes per op kind and precision"}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CpuCostModel":
+        """From benchmarks/cpu_calibration.py's JSON (the model under "model", the CPU under "cpu")."""
+        from ..errors import FadError
+
+        try:
+            d = json.loads(Path(path).read_text())
+            m = d["model"]
+            return cls(m["coefficients"], m["peak_macs_per_s"], m.get("fits", {}), d.get("cpu", {}).get("model", "?"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise FadError(f"{path}: not a CPU calibration from benchmarks/cpu_calibration.py ({e!r})")
+
+
+def fit(samples: dict[str, list[tuple[TFLiteOp, float]]], peak: dict[str, float]) -> CpuCostModel:
+    """``samples``: precision -> [(micro op, measured ms)]. Non-negative least squares per kind,
+    each sample weighted by 1 / its time (relative errors count, not absolute ones)."""
+    from scipy.optimize import nnls
+
+    coefficients, fits = {}, {}
+    for precision, pairs in samples.items():
+        coefficients[precision], fits[precision] = {}, {}
+        for kind in sorted({op.kind for op, _ in pairs}):
+            ops = [(op, ms) for op, ms in pairs if op.kind == kind]
+            x = np.array([[1.0, op.macs, op.bytes] for op, _ in ops])
+            y = np.array([ms for _, ms in ops])
+            scale = x.max(axis=0)  # columns of comparable size for the solver
+            scale[scale == 0] = 1.0
+            coef, _ = nnls(x / scale / y[:, None], np.ones_like(y))
+            coef = coef / scale
+            pred = x @ coef
+            coefficients[precision][kind] = [float(v) for v in coef]
+            fits[precision][kind] = {"samples": len(ops),
+                                     "max_relative_error": float(np.max(np.abs(pred - y) / y))}
+    return CpuCostModel(coefficients, peak, fits)
+
+
+ELEMENT_BYTES = {"fp32": 4, "int8": 1}
+FUSED_KINDS = {"activation", "identity", "reshape", "slice", "input", "constant"}  # no kernel of their own
+
+
+def graph_layers(graph: Graph, precision: str) -> list[TFLiteOp]:
+    """The traced network's ops as the kinds, MACs and bytes moved the cost model reads
+    (weights at their stored size: int8 with per-channel scales, or fp32)."""
+    size = ELEMENT_BYTES[precision]
+    layers = []
+    for op in graph.ops:
+        if op.kind in FUSED_KINDS:
+            continue
+        kind = {"add": "elementwise add", "mul": "elementwise mul", "avg_pool": "average pool"}.get(op.kind,
+                                                                                              "data movement")
+        weights = 0
+        if op.kind == "conv":
+            m = op.module
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // m.groups, m.in_channels)
+            weights = weight_bytes_int8(m) if precision == "int8" else size * module_params(m)
+        moved = size * (sum(math.prod(s) for s in op.in_shapes) + math.prod(op.out_shape)) + weights
+        layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, op.out_shape, op_macs(op), moved))
+    return layers
+
+
+def layer_report(model: CpuCostModel, graph: Graph, top: int = 12) -> tuple[str, dict]:
+    """Markdown (per kind, then the slowest layers) and a dict of the predicted per-layer ms."""
+    parts, doc = [], {}
+    for precision in ("int8", "fp32"):
+        layers = graph_layers(graph, precision)
+        ms = [model.predict(op, precision) for op in layers]
+        total = sum(ms)
+        kinds = {}
+        for op, t in zip(layers, ms):
+            k = kinds.setdefault(op.kind, [0, 0, 0.0])
+            k[0], k[1], k[2] = k[0] + 1, k[1] + op.macs, k[2] + t
+        kind_rows = [[kind, n, f"{macs / 1e6:.1f}", f"{t:.2f}", f"{t / total:.0%}",
+                      f"{macs / t / 1e6:.1f}" if t else "-"] for kind, (n, macs, t) in
+                     sorted(kinds.items(), key=lambda kv: -kv[1][2])]
+        slow = sorted(zip(layers, ms), key=lambda lt: -lt[1])[:top]
+        layer_rows = [[op.name, op.kind, "x".join(map(str, op.out_shape)), f"{op.macs:,}", f"{t:.3f}",
+                       f"{t / total:.0%}"] for op, t in slow]
+        parts += [f"{precision}: {total:.1f} ms predicted at 1 thread.",
+                  markdown_table(["kind", "layers", "MMACs", "ms", "share", "GMAC/s"], kind_rows),
+                  markdown_table(["slowest layers", "kind", "output", "MACs", "ms", "share"], layer_rows)]
+        doc[precision] = {"total_ms": total, "layers": [{"name": op.name, "kind": op.kind, "macs": op.macs,
+                                                         "bytes": op.bytes, "ms": t} for op, t in zip(layers, ms)]}
+    return "\n\n".join(parts), doc
