@@ -27,7 +27,8 @@ from fad_deploy.runners.tflite_runner import TFLiteRunner
 
 TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}  # padding multiple 4
 SIZE = 32
-RUN = ["--input-size", str(SIZE), str(SIZE), "--qat-steps", "2", "--threads", "1", "--max-drop", "100"]
+RUN = ["--input-size", str(SIZE), str(SIZE), "--qat-steps", "2", "--threads", "1", "--max-drop", "100",
+       "--max-level-drop", "100"]
 
 
 def tiny_checkpoint(seed: int = 0) -> Checkpoint:
@@ -125,6 +126,58 @@ def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread
         quantization_aware_training(qat, QATConfig(steps=1))
     with pytest.raises(FadError, match="multiple"):
         post_training_quantization(ckpt, PTQConfig(crop=30))
+
+
+def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdir, monkeypatch, one_thread):
+    from fad_deploy.quant.learned import affine_grid, mse_grid, quantize_error
+
+    torch.manual_seed(0)
+    x = torch.distributions.Exponential(1.0).sample((100000,))  # a long tail, like ReLU features
+    full = affine_grid(0.0, float(x.max()), 0, 255)
+    scale, zp = mse_grid(x, 0, 255)
+    assert scale < full[0] and zp == 0  # clips the rare largest values
+    assert quantize_error(x, scale, zp, 0, 255) < quantize_error(x, *full, 0, 255)
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    ckpt = tiny_checkpoint()
+    cfg = QATConfig(steps=6, batch=2, observe_steps=2, ranges="learned", freeze_observers_at=1.0, scale_lr=1e-2)
+    minmax = quantization_aware_training(ckpt, dataclasses.replace(cfg, ranges="minmax"), progress=False)
+    learned = quantization_aware_training(ckpt, cfg, progress=False)
+    fq = {k: learned.extra["quantization"]["fake_quant"][k]["scale"] for k in minmax.extra["quantization"]["fake_quant"]}
+    ref = {k: v["scale"] for k, v in minmax.extra["quantization"]["fake_quant"].items()}
+    activations = [k for k in ref if "activation" in k]
+    assert activations and all(fq[k] != ref[k] for k in activations)  # every activation range moved
+    x = torch.rand(1, 4, SIZE, SIZE)
+    with torch.no_grad():  # the stored scales rebuild the trained network exactly
+        y = fake_quant_model(learned)(x)
+        assert torch.isfinite(y).all()
+
+
+def test_qat_resumes_after_an_interruption_to_the_same_weights(workdir, tmp_path, monkeypatch, one_thread):
+    import fad_deploy.quant.qat as qat
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    ckpt = tiny_checkpoint()
+    cfg = QATConfig(steps=6, batch=2, observe_steps=2, ranges="learned", freeze_observers_at=0.7)
+    whole = quantization_aware_training(ckpt, cfg, progress=False)
+    state = tmp_path / "qat-state.pt"
+    real = qat.sample_batch
+
+    def interrupted(data, step, *args, **kwargs):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(data, step, *args, **kwargs)
+
+    monkeypatch.setattr(qat, "sample_batch", interrupted)
+    monkeypatch.setattr(qat, "STATE_EVERY_S", 0.0)  # save after every step
+    with pytest.raises(KeyboardInterrupt):
+        quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
+    assert torch.load(state, weights_only=True)["step"] == 4
+    monkeypatch.setattr(qat, "sample_batch", real)
+    resumed = quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
+    assert not state.exists()  # removed once the run ends
+    for k in whole.state_dict:
+        torch.testing.assert_close(resumed.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
+    assert resumed.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
 
 
 # ---- TFLite ----------------------------------------------------------------------------------------------
@@ -295,10 +348,13 @@ def test_failed_validation_publishes_nothing(workdir, tmp_path, one_thread):
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
 
 
-def test_default_export_bundles_the_subrange_array_and_a_failed_drop_still_writes_exit_1(
+def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_checkpoints(
         workdir, tmp_path, monkeypatch, capsys, one_thread):
     """No MODEL + a shipped array: one bundle, each sub-range model with its own QAT on its
-    own noise and its own validation set; a drop above --max-drop writes the files, exit 1."""
+    own noise and its own validation set. int8 checkpoints shipped beside the float ones
+    with the same recipe are converted without QAT; a broken one is refused: exit 1,
+    nothing written."""
+    import fad_deploy.export.bundle as bundle
     from fad_deploy.android.bundle import load_bundle
     from fad_deploy.nsma.array import load_array
     from fad_deploy.nsma.manifest import write_manifest
@@ -307,16 +363,33 @@ def test_default_export_bundles_the_subrange_array_and_a_failed_drop_still_write
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     monkeypatch.setenv("FAD_MODELS", str(tmp_path / "models"))
     ranges = subranges(2)
+    shipped = tmp_path / "models" / "nsma"
     for i, shot_range in enumerate(ranges):
         ckpt = dataclasses.replace(tiny_checkpoint(), name=f"fan-nsma-{i}", shot_range=shot_range)
-        ckpt.save(tmp_path / "models" / "nsma" / f"fan-nsma-{i}.pt")
-    write_manifest(tmp_path / "models" / "nsma")
+        ckpt.save(shipped / f"fan-nsma-{i}.pt")
+    write_manifest(shipped)
     out = tmp_path / "bundle"
-    with pytest.raises(SystemExit) as e:
-        export_main(["--int8", "--out", str(out), *RUN[:-1], "-100"])  # every drop fails a -100 dB bound
-    assert e.value.code == 1 and "validation failed (files written" in capsys.readouterr().err
+    export_main(["--int8", "--out", str(out), *RUN])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["validation"]["passed"] is False and "FAILED" in (out / "report.md").read_text()
+    assert manifest["validation"]["passed"] is True and "PASSED" in (out / "report.md").read_text()
+    for i in range(2):  # ship them, one broken (its residual 8x too large) but with the same recipe
+        q = load_checkpoint(out / f"fan-nsma-{i}.int8.pt")
+        if i == 1:
+            last = [k for k in q.state_dict if k.endswith("weight")][-1]
+            q.state_dict[last] = q.state_dict[last] * 8
+        q.save(shipped / f"fan-nsma-{i}.int8.pt")
+
+    def no_qat(*args, **kwargs):
+        raise AssertionError("QAT ran although shipped int8 checkpoints match the recipe")
+
+    monkeypatch.setattr(bundle, "quantization_aware_training", no_qat)
+    refused = tmp_path / "refused"
+    with pytest.raises(SystemExit) as e:
+        export_main(["--int8", "--out", str(refused), *RUN[:-4], "--max-drop", "0.5", "--max-level-drop", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and "validation failed, nothing written" in err[-1] and "fan-nsma-1" in err[-1]
+    assert "fan-nsma-0" not in err[-1].split("nothing written")[1]  # the intact one passes
+    assert not refused.exists() and not list(tmp_path.glob(".refused*"))
     assert [(s["name"], s["file"]) for s in manifest["subranges"]] == [
         ("fan-nsma-0", "fan-nsma-0.int8.tflite"), ("fan-nsma-1", "fan-nsma-1.int8.tflite")]
     assert [(s["shot_min"], s["shot_max"]) for s in manifest["subranges"]] == [pytest.approx(r) for r in ranges]

@@ -1,10 +1,11 @@
 """fad-export: int8 QAT (or PTQ) and export to TFLite / ONNX, validated against PyTorch.
 
 With no MODEL it exports the shipped noise sub-range array (models/nsma/manifest.json) as
-one bundle, each sub-range model with its own QAT on its own noise; without the array, the
-full-range student. Exit status: 0 when every file passes validation, 1 when the files are
-written but an int8 model loses more PSNR than --max-drop allows, 2 on user errors and
-broken conversions (nothing written).
+one bundle, converting the int8 checkpoints shipped beside it (``--qat`` makes them again
+from the float ones, each sub-range model on its own noise); without the array, the
+full-range student. Exit status: 0 when every file passes validation, 1 when validation
+refuses the export (parity, or an int8 PSNR drop above --max-drop / --max-level-drop), 2 on
+user errors; nothing is written unless it is 0.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from pathlib import Path
 
 from ..checks import non_empty, non_negative_float, output_folder, positive_int, require_apart, require_output
 from ..errors import FadError
+from ..export.thresholds import Thresholds
+from ..quant.recipe import QATConfig
 from .common import OneLineParser, user_errors
 
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
-ARRAY_QAT_STEPS = 120  # per sub-range model: keeps the default export within a few minutes here
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
 BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
 EXIT_VALIDATION_FAILED = 1
@@ -33,8 +35,9 @@ def parser() -> argparse.ArgumentParser:
         "input size) and/or ONNX (float32 + int8 QDQ, any input size). Every file is validated against "
         "PyTorch on seeded patches before the folder is written: export/<model>/ with manifest.json and "
         "report.md.",
-        epilog="Re-running reuses the int8 checkpoint of the previous export (same source and settings), so "
-        "the files come out byte-identical.")
+        epilog="An int8 checkpoint shipped beside the float one (models/nsma/<name>.int8.pt) or left by a "
+        "previous export is reused when it was made from the same source with the same settings, so the "
+        "files come out byte-identical; --qat makes it again.")
     p.add_argument("model", nargs="?", type=non_empty,
                    help="shipped model name or checkpoint path (default: the noise sub-range array in "
                         f"models/nsma/ as one bundle, export/{ARRAY_BUNDLE}/, else {DEFAULT_MODEL})")
@@ -48,30 +51,32 @@ def parser() -> argparse.ArgumentParser:
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
-    p.add_argument("--qat-steps", type=positive_int,
-                   help=f"QAT fine-tuning steps (default 300; {ARRAY_QAT_STEPS} per model of the sub-range array)")
+    p.add_argument("--qat", action="store_true",
+                   help="run quantization-aware training again from the float checkpoints (minutes per model on "
+                        "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
+    p.add_argument("--qat-steps", type=positive_int, help=f"QAT fine-tuning steps (default {QATConfig().steps})")
     p.add_argument("--max-drop", type=non_negative_float,
-                   help="accepted int8 denoising PSNR drop in dB (default 0.15); above it the files are still "
-                        "written, with the verdict in the report, and fad-export exits with status 1")
+                   help=f"accepted int8 denoising PSNR drop in dB, mean over the noise levels (default "
+                        f"{Thresholds().max_drop_db}); above it nothing is written and fad-export exits with status 1")
+    p.add_argument("--max-level-drop", type=non_negative_float,
+                   help=f"the same at any one noise level (default {Thresholds().max_level_drop_db})")
     p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and the validation runtimes")
     return p
 
 
-def options_from(args, qat_steps: int | None = None) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
+def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     from ..export.bundle import ExportOptions
     from ..export.tflite import DEFAULT_INPUT_SIZE, TFLiteOptions
 
     size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8,
                             ptq=args.ptq, tflite=TFLiteOptions(size, True, args.float_io, not args.no_group_conv),
-                            threads=args.threads)
-    steps = args.qat_steps if args.qat_steps is not None else qat_steps
-    if steps is not None:
-        options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=steps))
-    if args.max_drop is not None:
-        options = dataclasses.replace(options, thresholds=dataclasses.replace(options.thresholds,
-                                                                             max_drop_db=args.max_drop))
-    return options
+                            threads=args.threads, requantize=args.qat)
+    if args.qat_steps is not None:
+        options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
+    bounds = {k: v for k, v in (("max_drop_db", args.max_drop), ("max_level_drop_db", args.max_level_drop))
+              if v is not None}
+    return dataclasses.replace(options, thresholds=dataclasses.replace(options.thresholds, **bounds))
 
 
 def model_path(name: str) -> Path:
@@ -104,12 +109,14 @@ def array_extra(table: dict, targets: tuple[str, ...], int8: bool) -> dict:
                          "shot_min": m["shot_min"], "shot_max": m["shot_max"]} for m in table["models"]]}
 
 
-def summary(manifest: dict, out: Path) -> str:
+def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
     lines = [f"exported to {out}:"]
     total = 0
     for m in manifest["models"]:
         total += sum(r["bytes"] for b, r in m["files"].items() if b.startswith("tflite-int8"))
-        lines.append(f"  {m['name']}: " + ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB" for r in m["files"].values()))
+        made = f" (int8 made in {quantize_s[m['name']]:.0f} s)" if m["name"] in quantize_s else ""
+        lines.append(f"  {m['name']}: " + ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB"
+                                                  for r in m["files"].values()) + made)
     if len(manifest["models"]) > 1 and total:
         lines.append(f"  int8 TFLite total: {total / 1024:.1f} KB for {len(manifest['models'])} models")
     return "\n".join(lines)
@@ -131,7 +138,7 @@ def main(argv=None):
         from ..nsma.manifest import nsma_bundle_table
 
         table = nsma_bundle_table(array)
-        options = options_from(args, ARRAY_QAT_STEPS)
+        options = options_from(args)
         models = [(m["name"], Path(m["checkpoint"])) for m in table["models"]]
         out = args.out or require_output(default_export_dir(ARRAY_BUNDLE), "folder", "default output folder")
         extra = array_extra(table, options.targets, options.int8)
@@ -143,12 +150,11 @@ def main(argv=None):
     require_apart(out, [path for _, path in models], "--out" if args.out else "default output folder")
     if array is not None:
         print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
-    from ..export.bundle import export_bundle
+    from ..export.bundle import ExportRefused, export_bundle
 
-    manifest = export_bundle(models, options, out, extra)
-    print(summary(manifest, out))
-    verdict = manifest["validation"]
-    if not verdict["passed"]:
-        print(f"fad-export: validation failed (files written to {out}, see its report.md): "
-              f"{' | '.join(verdict['failed'])} (--max-drop DB accepts a larger int8 PSNR drop)", file=sys.stderr)
+    try:
+        manifest, quantize_s = export_bundle(models, options, out, extra)
+    except ExportRefused as e:
+        print(f"fad-export: {e} (--max-drop / --max-level-drop accept a larger int8 PSNR drop)", file=sys.stderr)
         sys.exit(EXIT_VALIDATION_FAILED)
+    print(summary(manifest, out, quantize_s))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.fx as fx
@@ -31,39 +31,20 @@ from ..runners.base import RESIDUAL_OUTPUT
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier
-from ..train.trainer import batch_noise, lr_at, resolve_cache, sample_batch
+from ..train.trainer import batch_noise, level_weights, lr_at, resolve_cache, sample_batch
 from .graph import Core, Padded
+from .learned import init_ranges, learned, stop_learning
 from .qconfig import ACT_INT8_SHIFT, backend_config, qconfig_mapping
+from .recipe import PTQConfig, QATConfig
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
-
-
-@dataclass(frozen=True)
-class QATConfig:
-    steps: int = 300
-    lr: float = 5e-5  # a gentle fine-tune of an already trained network
-    min_lr: float = 1e-6
-    batch: int = 8
-    crop: int = 64  # packed; a multiple of the network's padding multiple (16 for the FAN)
-    observe_steps: int = 20  # observers only (no fake quant) first, so ranges start sensible
-    freeze_observers_at: float = 0.75  # fraction of steps after which ranges stay fixed
-    seed: int = 0
-    cache: str | None = None  # patch cache; default: the one fad-train uses
-    residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
-
-
-@dataclass(frozen=True)
-class PTQConfig:
-    batches: int = 16
-    batch: int = 8
-    crop: int = 64
-    seed: int = 0
-    cache: str | None = None
+STATE_EVERY_S = 30.0  # how often an interrupted QAT's resume file is written
 
 
 # ---- preparing and freezing ---------------------------------------------------------------
 
-def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True) -> fx.GraphModule:
+def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True,
+            learned_ranges: bool = False) -> fx.GraphModule:
     """The network's core (residual output unless ``residual`` is False) with fake quantizers
     inserted (conv + activation fused).
 
@@ -75,7 +56,8 @@ def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True)
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice; the FX path works on 2.13
         from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-        return prepare_qat_fx(core, qconfig_mapping(calibrate_only), example, backend_config=backend_config())
+        return prepare_qat_fx(core, qconfig_mapping(calibrate_only, learned_ranges), example,
+                              backend_config=backend_config())
 
 
 def quantizers(gm: nn.Module) -> dict[str, FakeQuantize]:
@@ -210,41 +192,112 @@ def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method
     return dataclasses.replace(ckpt, state_dict=float_state(gm, net), card=card, extra=extra)
 
 
-def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True) -> Checkpoint:
-    """Fine-tune a float checkpoint with fake quantization; Charbonnier loss in anchor space on
-    input + residual (the add in float, as the runners do). Noise is sampled over the
-    checkpoint's own shot range (a sub-range model's sub-range)."""
+def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, residual: bool) -> torch.Tensor:
+    """Charbonnier in anchor space on input + residual (the add in float, as the runners do),
+    each image's errors times ``weight`` (see :func:`fad_deploy.train.trainer.level_weights`)."""
+    pred = u + gm(u) if residual else gm(u)
+    return charbonnier(weight * pred, weight * target)
+
+
+class QATState:
+    """Resume file of an interrupted QAT: the fake-quant network, its optimiser and the step,
+    written atomically every :data:`STATE_EVERY_S` seconds and removed when the run ends."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.saved_at = path, time.time()
+
+    def load(self, gm: nn.Module, opt: torch.optim.Optimizer, fingerprint: dict) -> int:
+        if self.path is None or not self.path.is_file():
+            return 0
+        state = torch.load(self.path, weights_only=True)
+        if state["fingerprint"] != fingerprint:
+            return 0  # another checkpoint or recipe: start over
+        if state["learning"]:
+            init_learning(gm)
+        gm.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        return state["step"]
+
+    def save(self, gm: nn.Module, opt, step: int, fingerprint: dict) -> None:
+        if self.path is None or time.time() - self.saved_at < STATE_EVERY_S:
+            return
+        from ..fileio import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            torch.save({"fingerprint": fingerprint, "step": step, "model": gm.state_dict(),
+                        "opt": opt.state_dict(), "learning": any(q.learning for q in learned(gm))}, tmp)
+        self.saved_at = time.time()
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def init_learning(gm: nn.Module) -> None:
+    """Learned quantizers as after their MSE start (on resume, the stored scales follow)."""
+    for q in learned(gm):
+        q.learning = True
+        q.log_scale.requires_grad_(True)
+
+
+def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
+                                state_path: Path | None = None) -> Checkpoint:
+    """Fine-tune a float checkpoint with fake quantization. Loss: Charbonnier in anchor space
+    on input + residual against the clean patch or (``cfg.target == "float"``) the float
+    network's own output. Noise is sampled over the checkpoint's own shot range (a sub-range
+    model's sub-range). With ``state_path`` an interrupted run resumes where it stopped."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
         raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
     torch.manual_seed(cfg.seed)
     net = ckpt.build().train()
-    gm = prepare(net, residual=cfg.residual)
+    reference = ckpt.build().eval().requires_grad_(False) if cfg.target == "float" else None
+    gm = prepare(net, residual=cfg.residual, learned_ranges=cfg.ranges == "learned")
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
-    opt = torch.optim.Adam(gm.parameters(), lr=cfg.lr)
+    scales = [q.log_scale for q in learned(gm)]
+    weights = [p for p in gm.parameters() if all(p is not s for s in scales)]
+    opt = torch.optim.Adam([{"params": weights, "lr": cfg.lr}, {"params": scales, "lr": cfg.scale_lr}])
     schedule = ScheduleConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
     freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
-    gm.apply(disable_fake_quant)
-    start = time.time()
-    bar = tqdm(range(cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress, mininterval=2.0)
+    fingerprint = {"source": ckpt.name, "params": sum(float(v.double().sum()) for v in ckpt.state_dict.values()
+                                                      if v.is_floating_point()), **dataclasses.asdict(cfg)}
+    resume = QATState(state_path)
+    start_step = resume.load(gm, opt, fingerprint)
+    gm.apply(disable_fake_quant if start_step < cfg.observe_steps else enable_fake_quant)
+    if start_step >= freeze_step:
+        gm.apply(disable_observer)
+        stop_learning(gm)
+    bar = tqdm(range(start_step, cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
+               mininterval=2.0, initial=start_step, total=cfg.steps)
     for step in bar:
         if step == cfg.observe_steps:
+            init_ranges(gm)
             gm.apply(enable_fake_quant)
         if step == freeze_step:
             gm.apply(disable_observer)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, schedule)
-        u, target = anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)
-        loss = charbonnier(u + gm(u) if cfg.residual else gm(u), target)
+            stop_learning(gm)
+        lr = lr_at(step, schedule)
+        opt.param_groups[0]["lr"] = lr
+        opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
+        batch = sample_batch(data, step, cfg.batch, cfg.seed)
+        noise = batch_noise(batch)
+        u, target = anchor_pair(batch, ckpt.anchor)
+        if reference is not None:
+            with torch.no_grad():
+                target = reference(u)
+        loss = qat_loss(gm, u, target, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg.residual)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
+            resume.save(gm, opt, step + 1, fingerprint)
+    bar.close()
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "qat", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)},
-                                cfg.residual)
+    resume.clear()
+    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual)
 
 
 @torch.no_grad()
@@ -259,8 +312,7 @@ def post_training_quantization(ckpt: Checkpoint, cfg: PTQConfig = PTQConfig(), p
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
     gm.apply(disable_fake_quant)  # observe the float network's own ranges
-    start = time.time()
     for step in tqdm(range(cfg.batches), desc=f"PTQ {ckpt.name}", unit="batch", disable=not progress):
         gm(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)[0])
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "ptq", {**dataclasses.asdict(cfg), "time_s": round(time.time() - start, 1)})
+    return quantized_checkpoint(ckpt, gm, net, "ptq", dataclasses.asdict(cfg))

@@ -22,6 +22,8 @@ from torch.ao.quantization import (FakeQuantize, MinMaxObserver, MovingAverageMi
 from torch.ao.quantization.backend_config import BackendConfig, BackendPatternConfig, get_native_backend_config
 from torch.ao.quantization.backend_config.backend_config import ObservationType
 
+from .learned import LearnedFakeQuantize
+
 ACT_QMIN, ACT_QMAX = 0, 255  # quint8 here; TFLite's int8 is the same grid shifted by 128
 ACT_INT8_SHIFT = -128  # quint8 zero point + this = TFLite int8 zero point
 WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
@@ -72,12 +74,14 @@ def backend_config() -> BackendConfig:
     return config
 
 
-def qconfig_mapping(calibrate_only: bool = False) -> QConfigMapping:
-    """Moving-average observers for QAT; plain min/max over the calibration set for PTQ."""
+def qconfig_mapping(calibrate_only: bool = False, learned_ranges: bool = False) -> QConfigMapping:
+    """Moving-average observers for QAT (``learned_ranges``: activation scales trained, see
+    :mod:`.learned`); plain min/max over the calibration set for PTQ."""
     act_observer = MinMaxObserver if calibrate_only else MovingAverageMinMaxObserver
     weight_observer = PerChannelMinMaxObserver if calibrate_only else MovingAveragePerChannelMinMaxObserver
-    activation = FakeQuantize.with_args(observer=act_observer, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
-                                        dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    act_quantizer = LearnedFakeQuantize if learned_ranges else FakeQuantize
+    activation = act_quantizer.with_args(observer=act_observer, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
+                                         dtype=torch.quint8, qscheme=torch.per_tensor_affine)
     weight = FakeQuantize.with_args(observer=weight_observer, quant_min=WEIGHT_QMIN, quant_max=WEIGHT_QMAX,
                                     dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
     return QConfigMapping().set_global(QConfig(activation=activation, weight=weight))

@@ -1,0 +1,34 @@
+"""The int8 recipes as plain settings (no torch import, so the CLIs can show their defaults):
+quantization-aware training (:class:`QATConfig`, run by :func:`.qat.quantization_aware_training`)
+and calibration only (:class:`PTQConfig`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    steps: int = 300
+    lr: float = 5e-5  # a gentle fine-tune of an already trained network
+    min_lr: float = 1e-6
+    batch: int = 8
+    crop: int = 64  # packed; a multiple of the network's padding multiple (16 for the FAN)
+    observe_steps: int = 20  # observers only (no fake quant) first, so ranges start sensible
+    freeze_observers_at: float = 0.75  # fraction of steps after which ranges stay fixed
+    ranges: Literal["minmax", "learned"] = "minmax"  # learned: LSQ scales from an MSE start (see .learned)
+    scale_lr: float = 1e-3  # Adam on the learned log-scales
+    target: Literal["clean", "float"] = "clean"  # float: distil the float network's output
+    level_weighting: Literal["anchor", "relative"] = "anchor"  # as fad-train's loss.level_weighting
+    seed: int = 0
+    cache: str | None = None  # patch cache; default: the one fad-train uses
+    residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
+
+
+@dataclass(frozen=True)
+class PTQConfig:
+    batches: int = 16
+    batch: int = 8
+    crop: int = 64
+    seed: int = 0
+    cache: str | None = None
