@@ -44,6 +44,17 @@ CANDIDATES = {  # label -> FANConfig overrides of today's configuration
     "group width 1 (depthwise)": {"group_width": 1},
     "group width 1, FA from level 1, widths 16,32,64,128,192": {"group_width": 1, "align_min_level": 1,
                                                                 "widths": [16, 32, 64, 128, 192]},
+    # second round, from the first: wider groups and no full-resolution Feature-Align pay off
+    "group width 8, FA from level 2, expansions 1,1,1,2,2": {"group_width": 8, "align_min_level": 2,
+                                                             "expansions": [1, 1, 1, 2, 2]},
+    "group width 8, FA from level 1, expansions 1,1,1,1,2": {"group_width": 8, "align_min_level": 1,
+                                                             "expansions": [1, 1, 1, 1, 2]},
+    "group width 8, FA from level 1, widths 8,24,..": {"group_width": 8, "align_min_level": 1,
+                                                       "widths": [8, 24, 48, 96, 160]},
+    "group width 8, FA from level 2, widths 8,24,..": {"group_width": 8, "align_min_level": 2,
+                                                       "widths": [8, 24, 48, 96, 160]},
+    "group width 16, FA from level 1, expansions 1, widths 8,24,..": {
+        "group_width": 16, "align_min_level": 1, "expansions": [1, 1, 1, 1, 1], "widths": [8, 24, 48, 96, 160]},
 }
 
 
