@@ -331,11 +331,15 @@ def test_zero_points_are_stored_once_and_outputs_stay_bit_identical(exported):
     np.testing.assert_array_equal(run(shared), run(unshared))
 
 
-def test_reexport_is_byte_identical(exported, workdir, monkeypatch):
+def test_reexport_is_byte_identical_in_place_and_into_a_new_folder(exported, workdir, tmp_path, monkeypatch):
+    """In place the int8 checkpoint is reused; a new folder runs QAT again: every file,
+    manifest and report included, comes out the same (no timings or paths in artifacts)."""
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     before = digests(exported)
     export_main([str(workdir / "tiny.pt"), "--int8", "--target", "all", "--out", str(exported), *RUN])
     assert digests(exported) == before
+    export_main([str(workdir / "tiny.pt"), "--int8", "--target", "all", "--out", str(tmp_path / "again"), *RUN])
+    assert digests(tmp_path / "again") == before
 
 
 def test_failed_validation_publishes_nothing(workdir, tmp_path, one_thread):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch.nn as nn
 
 from ..data.noise import SHOT_RANGE, NoiseParams, anchor_at, anchor_for_range
 from ..errors import FadError, fold
-from ..fileio import atomic_path
+from ..fileio import write_bytes
 from .cycleisp import CycleISPConfig, CycleISPLite
 from .fan import FAN, FANConfig
 from .pmrid import PMRID, PMRIDConfig
@@ -87,8 +88,9 @@ class Checkpoint:
             "extra": self.extra,
             "state_dict": state,
         }
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
+        buffer = io.BytesIO()  # torch.save names the zip's records after a file's name: a stream keeps
+        torch.save(blob, buffer)  # them fixed, so equal checkpoints are equal bytes wherever written
+        write_bytes(path, buffer.getvalue())
 
 
 def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:

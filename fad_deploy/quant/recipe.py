@@ -9,17 +9,20 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class QATConfig:
-    steps: int = 300
+    """The QAT recipe (its defaults are what ``fad-export --qat`` runs; each field's effect is
+    measured in benchmarks/results/int8_recipe.md)."""
+
+    steps: int = 1200
     lr: float = 5e-5  # a gentle fine-tune of an already trained network
     min_lr: float = 1e-6
     batch: int = 8
-    crop: int = 64  # packed; a multiple of the network's padding multiple (16 for the FAN)
+    crop: int = 64  # packed; a multiple of the network's padding multiple (16 for the FAN), within the cache's patches
     observe_steps: int = 20  # observers only (no fake quant) first, so ranges start sensible
     freeze_observers_at: float = 0.75  # fraction of steps after which ranges stay fixed
-    ranges: Literal["minmax", "learned"] = "minmax"  # learned: LSQ scales from an MSE start (see .learned)
-    scale_lr: float = 1e-3  # Adam on the learned log-scales
-    target: Literal["clean", "float"] = "clean"  # float: distil the float network's output
-    level_weighting: Literal["anchor", "relative"] = "anchor"  # as fad-train's loss.level_weighting
+    ranges: Literal["minmax", "learned"] = "learned"  # learned: LSQ scales from an MSE start (see .learned)
+    scale_lr: float = 1e-2  # Adam on the learned log-scales (1e-2: 1% of a scale per step at most)
+    target: Literal["clean", "float"] = "float"  # float: distil the float network's output
+    level_weighting: Literal["anchor", "relative"] = "relative"  # as fad-train's loss.level_weighting
     seed: int = 0
     cache: str | None = None  # patch cache; default: the one fad-train uses
     residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
