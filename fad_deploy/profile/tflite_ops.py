@@ -177,12 +177,8 @@ def cut(model: bytes, ops: tuple[int, ...], size: tuple[int, int] | None = None)
     for t in used:
         tensor = copy.copy(sg.tensors[t])
         tensor.shape, tensor.shapeSignature = shapes[t], None
-        if constant(t):
-            buffers.append(tree.buffers[tensor.buffer])
-            tensor.buffer = len(buffers) - 1
-        else:
-            buffers.append(schema.BufferT())
-            tensor.buffer = len(buffers) - 1
+        buffers.append(tree.buffers[tensor.buffer] if constant(t) else schema.BufferT())
+        tensor.buffer = len(buffers) - 1
         tensors.append(tensor)
     operators = []
     for i in ops:
