@@ -4,7 +4,10 @@ input; its output), and the gain from turning off each activation quantizer alon
 op producing that tensor costs), on the same seeded validation patches fad-export validates
 with.
 
-    python benchmarks/int8_sensitivity.py export/fan-nsma/fan-nsma-3.int8.pt [--top 15]
+    python benchmarks/int8_sensitivity.py models/nsma/fan-nsma-3.int8.pt [--top 15] [--float models/nsma/fan-nsma-3.pt]
+
+With --float (the checkpoint QAT started from) it also says how far QAT moved the float
+weights themselves: the drop splits into that drift plus what 8 bits cost the new weights.
 
 Writes benchmarks/results/int8_sensitivity_<model>.md and .json.
 """
@@ -47,6 +50,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="quantized checkpoint (<model>.int8.pt from fad-export)")
     p.add_argument("--top", type=int, default=15, help="activation quantizers to list")
+    p.add_argument("--float", dest="source", help="the float checkpoint QAT started from")
     args = p.parse_args()
     torch.set_num_threads(1)
     ckpt = load_checkpoint(args.checkpoint)
@@ -66,8 +70,9 @@ def main():
         return psnr_by_shot(denoised(runner, pairs), pairs)[0]
 
     fp32 = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)[0]
+    start = psnr_by_shot(denoised(TorchRunner(load_checkpoint(args.source)), pairs), pairs)[0] if args.source else None
     int8 = psnr_without(set())
-    summary = {"fp32_db": fp32, "int8_db": int8, "drop_db": fp32 - int8,
+    summary = {"fp32_db": fp32, "int8_db": int8, "drop_db": fp32 - int8, "start_fp32_db": start,
                **{f"drop_{group}_only_db": fp32 - psnr_without(set(quantizers) - names)
                   for group, names in groups.items()}}
     source = producers(runner.model)
@@ -80,9 +85,14 @@ def main():
     rows = [[r["quantizer"], r["output of"], f"{r['gain_db']:+.3f}"] for r in gains[:args.top]]
     write_text(RESULTS / f"int8_sensitivity_{name}.md", "\n".join([
         f"# Where the int8 drop of {name} comes from", "",
-        f"Checkpoint {args.checkpoint}; validation: {description}. "
-        f"Made by `python benchmarks/int8_sensitivity.py {args.checkpoint}`.", "",
-        f"- RAW PSNR fp32 {fp32:.3f} dB, fake-quant int8 {int8:.3f} dB: drop {summary['drop_db']:.3f} dB",
+        f"Checkpoint {args.checkpoint}; validation: {description}. Made by `python "
+        f"benchmarks/int8_sensitivity.py {args.checkpoint}" + (f" --float {args.source}" if args.source else "")
+        + "`.", "",
+        f"- RAW PSNR fp32 {fp32:.3f} dB (the QAT's float weights), fake-quant int8 {int8:.3f} dB: drop "
+        f"{summary['drop_db']:.3f} dB",
+        *([f"- the float model QAT started from ({args.source}): {start:.3f} dB, so QAT moved the float "
+           f"weights by {fp32 - start:+.3f} dB and the int8 network is {int8 - start:+.3f} dB from it"]
+          if start is not None else []),
         *(f"- drop with only the {group} quantized: {summary[f'drop_{group}_only_db']:.3f} dB" for group in groups),
         f"- {len(activations)} activation quantizers; the sum of their single gains is "
         f"{sum(r['gain_db'] for r in gains):.3f} dB", "",

@@ -16,7 +16,9 @@ def parser() -> argparse.ArgumentParser:
         ".npz set, or a folder of them. For each image the noise level a comes from --shot-noise, else "
         "--iso with --camera, else the file's noise profile, else an estimate from the image itself; it picks "
         "the model of the array trained for that sub-range of a and says which and why. Writes the denoised "
-        "RAW (<name>-denoised.dng, or .npz for sets) and an RGB preview (<name>-denoised.png).",
+        "RAW (<name>-denoised.dng, or .npz for sets) and an RGB preview (<name>-denoised.png). Frames of any "
+        "size run on every backend: odd RAW sizes are padded by one same-colour row/column (dropped again on "
+        "output) and large frames are denoised in overlapping tiles whose result equals one whole-frame run.",
     )
     p.add_argument("input", type=input_path, help="RAW file, .npz set, or folder of them")
     p.add_argument("--out", type=output_path, help="output folder, or for one input the output .dng/.npz file "

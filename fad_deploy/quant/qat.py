@@ -295,6 +295,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if step >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
             resume.save(gm, opt, step + 1, fingerprint)
     bar.close()
+    if cfg.steps <= cfg.observe_steps:  # never past watching: the ranges from everything observed
+        init_ranges(gm)
+        stop_learning(gm)
     freeze(gm)
     resume.clear()
     return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual)

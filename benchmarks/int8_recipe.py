@@ -1,0 +1,144 @@
+"""What each int8 technique buys, per sub-range model and per noise level: QAT variants that
+add one change at a time (today's min/max recipe, learned ranges, distillation from the float
+network with every level weighted alike, larger crops and longer runs), each measured as the
+RAW PSNR drop of PyTorch's fake-quant network (which the int8 TFLite reproduces: fad-export's
+parity >= 45 dB) against the same float model, on photos never used in training (the fetched
+test photos) at levels spread over the model's own sub-range.
+
+    python benchmarks/int8_recipe.py [--models fan-nsma-3 ...] [--variants NAME ...] [--threads 2]
+
+Each (model, variant) result is kept in benchmarks/results/int8_recipe.json as it is made,
+so an interrupted run goes on where it stopped; benchmarks/results/int8_recipe.md is
+rewritten from all of them.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.data.synth import folder_images, synth_pairs, validation_shots
+from fad_deploy.export.validate import denoised, psnr_by_shot
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import load_checkpoint, models_dir
+from fad_deploy.profile.cpu import cpu_peak
+from fad_deploy.quant.qat import FakeQuantRunner, quantization_aware_training
+from fad_deploy.quant.recipe import QATConfig
+from fad_deploy.runners.torch_runner import TorchRunner
+
+RESULTS = Path(__file__).parent / "results"
+RECIPE = QATConfig()
+TODAY = dataclasses.replace(RECIPE, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
+                            level_weighting="anchor")  # the export default before the recipe
+# Each variant adds one change to the one before it; the last is the shipped recipe.
+VARIANTS = {
+    "before (min/max ranges, clean target, 120 steps)": TODAY,
+    "+ learned ranges (LSQ, MSE start)": dataclasses.replace(TODAY, ranges="learned", scale_lr=RECIPE.scale_lr),
+    "+ distil the float model, levels alike": dataclasses.replace(RECIPE, steps=TODAY.steps),
+    f"+ {RECIPE.steps} steps (the recipe, shipped)": RECIPE,
+}
+EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
+
+
+def evaluation_set(images: list, shot_range) -> dict:
+    """Held-out test photos at the model's validation levels (spread over its sub-range)."""
+    return synth_pairs(images, EVAL_CROP, EVAL_CROPS, validation_shots(shot_range), EVAL_SEED)
+
+
+def shipped_int8(name: str, cfg: QATConfig):
+    """The shipped int8 checkpoint of ``name`` when it was made with ``cfg`` (and its QAT time
+    from its card), else None."""
+    path = models_dir() / "nsma" / f"{name}.int8.pt"
+    if not path.is_file():
+        return None
+    q = load_checkpoint(path)
+    config = {k: v for k, v in q.card["quantization"].items() if k in dataclasses.asdict(cfg)}
+    return q if config == dataclasses.asdict(cfg) else None
+
+
+def measure(ckpt, cfg: QATConfig, pairs: dict, base: float, base_levels: dict) -> dict:
+    """The drop of ``ckpt`` quantized with ``cfg``: the shipped int8 checkpoint when it was
+    made so, else a new QAT."""
+    q, qat_s = shipped_int8(ckpt.name, cfg), None
+    if q is None:
+        start = time.time()
+        q = quantization_aware_training(ckpt, cfg)
+        qat_s = round(time.time() - start, 1)
+    mean, levels = psnr_by_shot(denoised(FakeQuantRunner(q), pairs), pairs)
+    return {"config": dataclasses.asdict(cfg), "qat_s": qat_s, "psnr_db": mean, "drop_db": base - mean,
+            "drop_by_shot": {s: base_levels[s] - v for s, v in levels.items()}}
+
+
+def markdown(result: dict) -> str:
+    lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
+             f"Made by `python benchmarks/int8_recipe.py` on {result['cpu']} ({result['threads']} threads). Drop = "
+             f"RAW PSNR of the float model minus that of its fake-quant int8 network (dB; the int8 TFLite matches "
+             f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
+             "each to the one above; the last row is the recipe `fad-export --qat` runs (QATConfig's defaults).", ""]
+    for name, model in result["models"].items():
+        shots = list(model["float_by_shot"])
+        lines += [f"## {name}: a in [{model['shot_range'][0]:.3g}, {model['shot_range'][1]:.3g}]", "",
+                  f"Float RAW PSNR {model['float_db']:.3f} dB (" + ", ".join(
+                      f"a={s}: {v:.2f}" for s, v in model["float_by_shot"].items()) + ").", "",
+                  "| variant | steps x batch, crop | QAT s | drop dB | " + " | ".join(f"a={s}" for s in shots) + " |",
+                  "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in shots) + " |"]
+        for variant, r in model["variants"].items():
+            c = r["config"]
+            qat_s = f"{r['qat_s']:.0f}" if r["qat_s"] else "shipped"
+            lines.append(f"| {variant} | {c['steps']} x {c['batch']}, {c['crop']} | {qat_s} | "
+                         f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) + " |")
+        lines.append("")
+    lines += ["## Inputs that fill the int8 grid", "",
+              "Each sub-range model keeps the k-sigma anchor it was trained with (a_A in the manifest, read by "
+              "every runner). Another anchor would not fill the grid better: the k-sigma map is u = x a_A / a + c, "
+              "so a different a_A multiplies every input by the same factor, which the first convolution absorbs "
+              "and the per-tensor input scale follows; what sets how much of the grid an image uses is the ratio "
+              "a_max / a_min of the sub-range (3.3 for each of the four), unchanged by the anchor. A per-image scale "
+              "would change the noise level the network sees (it is an anchor per image) and needs retraining.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=[f"fan-nsma-{i}" for i in range(4)])
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--images", type=Path, default=default_cache_dir() / "photos" / "test")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    path = args.results / "int8_recipe.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"models": {}}
+    images = list(folder_images(args.images, 1, None))
+    peak = cpu_peak()
+    result.update(cpu=f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''})", threads=args.threads, platform=platform.platform(),
+                  set=f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
+                      f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)")
+    for name in args.models:
+        ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
+        pairs = evaluation_set(images, ckpt.shot_range)
+        base, base_levels = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)
+        model = result["models"].setdefault(name, {"variants": {}})
+        model.update(shot_range=list(ckpt.shot_range), float_db=base, float_by_shot=base_levels)
+        for variant in args.variants:
+            cfg = VARIANTS[variant]
+            if model["variants"].get(variant, {}).get("config") == dataclasses.asdict(cfg):
+                continue  # already measured with these settings
+            model["variants"][variant] = measure(ckpt, cfg, pairs, base, base_levels)
+            write_json(path, result)
+            write_text(args.results / "int8_recipe.md", markdown(result))
+            print(f"{name} {variant}: drop {model['variants'][variant]['drop_db']:+.3f} dB", flush=True)
+    write_json(path, result)
+    write_text(args.results / "int8_recipe.md", markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
