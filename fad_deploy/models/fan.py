@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import HaarDown, HaarUp, PadToMultiple, Upsample2x, conv1x1, conv3x3
+from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample2x, conv1x1, conv3x3
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class SkipShrink(nn.Module):
         return torch.cat([shrunk] * self.factor, dim=1)
 
 
-class FAN(nn.Module):
+class FAN(PaddedResidualNet):
     def __init__(self, config: FANConfig = FANConfig()):
         super().__init__()
         self.config = c = config
@@ -126,15 +126,6 @@ class FAN(nn.Module):
             self.enc_align = nn.ModuleList([align(i) for i in range(n)])
             self.dec_align = nn.ModuleList([align(i) for i in reversed(range(n - 1))])
         self.head = conv3x3(w[0], 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        return self.forward_padded(self.pad(x))[..., :h, :w]
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on an input already padded to a multiple of ``self.pad.multiple``:
-        free of shape-dependent code, so torch.fx traces it (QAT, TensorFlow rebuild)."""
-        return x + self.residual_padded(x)
 
     def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted residual (``forward_padded`` without the final input add): what the

@@ -31,6 +31,26 @@ class PadToMultiple(nn.Module):
         return F.pad(x, (0, (-w) % self.multiple, 0, (-h) % self.multiple), mode="replicate")
 
 
+class PaddedResidualNet(nn.Module):
+    """What every exportable denoiser shares: ``pad`` (a :class:`PadToMultiple`) and
+    ``residual_padded`` (the predicted residual on a padded input) define it; the input is
+    added back, and the padding cropped, here."""
+
+    pad: PadToMultiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return self.forward_padded(self.pad(x))[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input already padded to a multiple of ``self.pad.multiple``:
+        free of shape-dependent code, so torch.fx traces it (QAT, TensorFlow rebuild)."""
+        return x + self.residual_padded(x)
+
+    def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
 class Upsample2x(nn.Module):
     """Learned 2x upsampling: 1x1 conv to 4x channels, then pixel shuffle (DEPTH_TO_SPACE)."""
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import FadError
-from .layers import PadToMultiple, Upsample2x, conv3x3
+from .layers import PaddedResidualNet, PadToMultiple, Upsample2x, conv3x3
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class DecoderStage(nn.Module):
         return self.up(self.refine(coarse)) + self.skip(skip)
 
 
-class PMRID(nn.Module):
+class PMRID(PaddedResidualNet):
     def __init__(self, config: PMRIDConfig = PMRIDConfig()):
         super().__init__()
         self.config = c = config
@@ -122,15 +122,6 @@ class PMRID(nn.Module):
             c_in = width
         self.out = ResidualBlock(c_in, c.decoder_kernel)
         self.head = conv3x3(c_in, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        return self.forward_padded(self.pad(x))[..., :h, :w]
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on an input already padded to a multiple of ``self.pad.multiple``
-        (shape-independent code, traceable by torch.fx)."""
-        return x + self.residual_padded(x)
 
     def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted residual (``forward_padded`` without the final input add), for exports."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .layers import PadToMultiple, Upsample2x, conv3x3
+from .layers import PaddedResidualNet, PadToMultiple, Upsample2x, conv3x3
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ConvStack(nn.Sequential):
         super().__init__(*layers)
 
 
-class UNet(nn.Module):
+class UNet(PaddedResidualNet):
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = c = config
@@ -52,15 +52,6 @@ class UNet(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Encoder activations at every resolution (for the Feature Matching loss)."""
         return self._encode(self.pad(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        return self.forward_padded(self.pad(x))[..., :h, :w]
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on an input already padded to a multiple of ``self.pad.multiple``
-        (shape-independent code, traceable by torch.fx)."""
-        return x + self.residual_padded(x)
 
     def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted residual (``forward_padded`` without the final input add), for exports."""
