@@ -192,6 +192,8 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
     by = {r["model"]: r for r in rows}
     for path in sorted(models_dir().rglob("*.pt")):
         ckpt = load_checkpoint(path)
+        if ckpt.extra.get("quantization"):  # int8 checkpoints: their cards come from ship_int8.py
+            continue
         card = dict(ckpt.card)
         init = card.pop("config", {}).get("model", {}).get("init")
         metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
