@@ -420,6 +420,33 @@ def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_che
     assert [m.name for m in load_bundle(out, noise_a=ranges[0][0] * 1.5)] == ["fan-nsma-0"]
 
 
+def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir, tmp_path, monkeypatch, one_thread):
+    import fad_deploy.export.bundle as bundle
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.pt").write_bytes((workdir / "tiny.pt").read_bytes())
+    real, calls = bundle.quantization_aware_training, []
+
+    def counted(ckpt, *args, **kwargs):
+        calls.append(ckpt.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(ckpt, *args, **kwargs)
+
+    monkeypatch.setattr(bundle, "quantization_aware_training", counted)
+    options = bundle.ExportOptions(progress=False, qat=QATConfig(steps=2, batch=2),
+                                   tflite=dataclasses.replace(bundle.ExportOptions().tflite, input_size=(SIZE, SIZE)),
+                                   thresholds=bundle.Thresholds(max_drop_db=100, max_level_drop_db=100))
+    models = [("a", tmp_path / "a.pt"), ("b", tmp_path / "b.pt")]
+    with pytest.raises(KeyboardInterrupt):
+        bundle.export_bundle(models, options, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and (tmp_path / ".out.a.int8.pt").is_file()
+    bundle.export_bundle(models, options, tmp_path / "out")
+    assert calls == ["tiny", "tiny", "tiny"]  # a's QAT once, b's interrupted and then done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "out"]
+
+
 # ---- user errors --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [

@@ -5,7 +5,9 @@ Files are built in a staging folder next to the output; a failed export, a broke
 conversion (parity below its bound) or an int8 model that loses more denoising PSNR than
 allowed (:class:`ExportRefused`) publishes nothing. An int8 checkpoint shipped next to its
 float source (models/nsma/<name>.int8.pt) or left by a previous export is reused when it
-was made from the same source with the same recipe. Exporting several
+was made from the same source with the same recipe. Until the bundle is published, each
+finished QAT's checkpoint (and an interrupted QAT's state) stays beside the output, so a
+re-run after an interruption or a refusal does not redo it. Exporting several
 checkpoints into one bundle (a noise sub-range array) is a loop over :func:`export_model`
 with one manifest; each model is validated on patches of its own noise range.
 """
@@ -90,6 +92,12 @@ def reusable(candidates: list[Path], recipe: dict) -> tuple[Path, Checkpoint] | 
     return None
 
 
+def resume_files(out: Path, name: str) -> tuple[Path, Path]:
+    """Beside the output folder while an export is unfinished: the int8 checkpoint of a model
+    whose QAT/PTQ has finished, and the resume state of one whose QAT was interrupted."""
+    return out.parent / f".{out.name}.{name}.int8.pt", out.parent / f".{out.name}.{name}.qat-state.pt"
+
+
 def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates: list[Path], dest: Path,
              resume: Path) -> tuple[Checkpoint, float | None]:
     """The int8 checkpoint, written to ``dest``: a shipped or previous export's file (bytes
@@ -135,9 +143,11 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
             write_bytes(staging / int8_file, path.read_bytes())
         else:
             recipe = quantization_recipe(source_sha, options)
-            candidates = [] if options.requantize else [published / int8_file, shipped_int8(path)]
-            int8_ckpt, quantize_s = quantize(ckpt, recipe, options, candidates, staging / int8_file,
-                                             published.parent / f".{published.name}.{name}.qat-state.pt")
+            done, state = resume_files(published, name)
+            candidates = [done] + ([] if options.requantize else [published / int8_file, shipped_int8(path)])
+            int8_ckpt, quantize_s = quantize(ckpt, recipe, options, candidates, staging / int8_file, state)
+            if quantize_s is not None:  # kept until the bundle is published: a re-run does not redo it
+                write_bytes(done, (staging / int8_file).read_bytes())
         files["torch-int8"] = file_record(staging, int8_file,
                                           {"format": "fad-deploy checkpoint with extra.quantization"})
         q = int8_ckpt.extra["quantization"]
@@ -293,6 +303,8 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
         write_json(staging / MANIFEST, manifest)
         write_text(staging / REPORT, report(manifest, rows, options))
         publish(staging, out)
+        for it in items:
+            resume_files(out, it.entry["name"])[0].unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest, {it.entry["name"]: it.quantize_s for it in items if it.quantize_s is not None}
