@@ -39,12 +39,13 @@ RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
 TODAY = dataclasses.replace(RECIPE, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
                             level_weighting="anchor")  # the export default before the recipe
-# Each variant adds one change to the one before it; the last is the shipped recipe.
+# Each variant adds one change to the one before it, up to the shipped recipe; then controls.
 VARIANTS = {
     "before (min/max ranges, clean target, 120 steps)": TODAY,
     "+ learned ranges (LSQ, MSE start)": dataclasses.replace(TODAY, ranges="learned", scale_lr=RECIPE.scale_lr),
     "+ distil the float model, levels alike": dataclasses.replace(RECIPE, steps=TODAY.steps),
     f"+ {RECIPE.steps} steps (the recipe, shipped)": RECIPE,
+    "the recipe at lr 1e-5 (less drift of the float weights?)": dataclasses.replace(RECIPE, lr=1e-5, min_lr=2e-7),
 }
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
 
@@ -97,7 +98,8 @@ def markdown(result: dict) -> str:
              f"Made by `python benchmarks/int8_recipe.py` on {result['cpu']} ({result['threads']} threads). Drop = "
              f"RAW PSNR of the float model minus that of its fake-quant int8 network (dB; the int8 TFLite matches "
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
-             "each to the one above; the last row is the recipe `fad-export --qat` runs (QATConfig's defaults).", ""]
+             "each to the one above, up to the recipe `fad-export --qat` runs (QATConfig's defaults); rows after it "
+             "change one setting of the recipe.", ""]
     for name, model in result["models"].items():
         shots = list(model["float_by_shot"])
         lines += [f"## {name}: a in [{model['shot_range'][0]:.3g}, {model['shot_range'][1]:.3g}]", "",
