@@ -32,9 +32,9 @@ class PadToMultiple(nn.Module):
 
 
 class PaddedResidualNet(nn.Module):
-    """What every exportable denoiser shares: ``pad`` (a :class:`PadToMultiple`) and
-    ``residual_padded`` (the predicted residual on a padded input) define it; the input is
-    added back, and the padding cropped, here."""
+    """What every exportable denoiser shares. A subclass sets ``pad`` (a :class:`PadToMultiple`)
+    and defines ``residual_padded(x)`` (the predicted residual on a padded input); the input
+    is added back, and the padding cropped, here."""
 
     pad: PadToMultiple
 
@@ -46,9 +46,6 @@ class PaddedResidualNet(nn.Module):
         """The network on an input already padded to a multiple of ``self.pad.multiple``:
         free of shape-dependent code, so torch.fx traces it (QAT, TensorFlow rebuild)."""
         return x + self.residual_padded(x)
-
-    def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
 
 class Upsample2x(nn.Module):
