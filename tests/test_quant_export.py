@@ -23,6 +23,7 @@ from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_qu
                                   quantized_checkpoint, quantizers)
 from fad_deploy.quant.qconfig import QATConvReLU62d
 from fad_deploy.runners import load_runner
+from fad_deploy.runners.base import quantized_base
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 
 TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}  # padding multiple 4
@@ -228,12 +229,15 @@ def test_exports_output_the_residual_and_every_backend_returns_the_denoised_outp
         torch.testing.assert_close(net.forward_padded(torch.from_numpy(u)),
                                    torch.from_numpy(u) + net.residual_padded(torch.from_numpy(u)))
     peak = float(np.ptp(torch_fp32.run(u)))
+    assert fake_quant.base_grid is not None  # the recipe adds the residual to the quantized input
     for backend, reference, bound in (("tflite-int8", fake_quant, 45), ("onnx-int8", fake_quant, 45),
                                       ("tflite-fp32", torch_fp32, 60), ("onnx-fp32", torch_fp32, 60)):
         runner = load_runner(backend, exported, threads=1)
+        assert runner.base_grid == (fake_quant.base_grid if backend.endswith("int8") else None), backend
+        base = quantized_base(u, runner.base_grid) if runner.base_grid else u
         residual, expected = runner.run_network(u), reference.run(u)
-        assert runner.residual and psnr(residual, expected - u, data_range=peak) >= bound, backend  # the file's output
-        np.testing.assert_allclose(runner.run(u), u + residual, atol=1e-6)  # the base class adds the input
+        assert runner.residual and psnr(residual, expected - base, data_range=peak) >= bound, backend  # the file's output
+        np.testing.assert_allclose(runner.run(u), base + residual, atol=1e-6)  # the base class adds the base
         assert psnr(runner.run(u), expected, data_range=peak) >= bound, backend
 
 
@@ -283,7 +287,12 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
     assert rows["tflite-int8"]["parity_db"] >= 45 and rows["onnx-int8"]["parity_db"] >= 45
     assert rows["tflite-fp32"]["parity_db"] >= 60 and rows["onnx-fp32"]["parity_db"] >= 60
     assert all(r["ok"] for r in rows.values()) and manifest["validation"]["passed"] is True
-    assert entry["output"] == "residual" and "denoised = input + output" in pre["output"]
+    assert entry["output"] == "residual" and "denoised = base + output" in pre["output"]
+    base = entry["residual_base"]  # a phone adds the int8 residual to the quantized input: the file's own grid
+    quant = entry["files"]["tflite-int8"]["input"]["quantization"]
+    assert base["int8"] == "quantized input" and "round(u / scale) + zero_point" in base["rule"]
+    assert (base["input_grid"]["scale"], base["input_grid"]["zero_point"]) == pytest.approx(
+        (quant["scale"], quant["zero_point"]))
     report = (exported / "report.md").read_text()
     assert "| tiny | tflite-int8 | tiny.int8.tflite |" in report and "per shot-noise level" in report
     assert not list(exported.parent.glob(".*staging*"))

@@ -136,7 +136,8 @@ def bench_model(session: DeviceSession, model: DeviceModel, cfg: AdbBenchConfig,
     results, skipped = [], list(model.missing)
     facts = None
     for backend, path in model.files.items():
-        host = TFLiteRunner(path, model.anchor, backend=backend, residual=model.residual)
+        host = TFLiteRunner(path, model.anchor, backend=backend, residual=model.residual,
+                            base_grid=model.base_grid if backend == "tflite-int8" else None)
         hw = cfg.size or host.input_size
         facts = facts or model_facts(model.checkpoint, hw)
         for delegate in cfg.delegates:

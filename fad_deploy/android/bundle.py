@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..data.noise import NoiseParams
 from ..errors import FadError, fold
-from ..export.manifest import MANIFEST, entry_outputs_residual, entry_source, locate, read_bundle
+from ..export.manifest import MANIFEST, entry_base_grid, entry_outputs_residual, entry_source, locate, read_bundle
 from ..models.registry import models_dir
 from ..nsma.select import TABLE_KEY, select_model, table_from_manifest
 
@@ -31,6 +31,7 @@ class DeviceModel:
     shot_range: tuple[float, float]
     missing: tuple[str, ...] = ()  # "backend: why" for TFLite backends the bundle lacks
     residual: bool = False  # the files output the residual (manifest "output"): the runner adds the input
+    base_grid: dict | None = None  # ... or, for the int8 file, the quantized input (manifest "residual_base")
 
 
 def default_export_root() -> Path:
@@ -68,7 +69,7 @@ def device_model(folder: Path, entry: dict) -> DeviceModel:
         raise FadError(f"{folder}: no TFLite file for {entry['name']} (export with `fad-export --target tflite`)")
     lo, hi = entry["shot_range"]
     return DeviceModel(entry["name"], entry_source(entry), files, anchor, (float(lo), float(hi)), tuple(missing),
-                       entry_outputs_residual(entry))
+                       entry_outputs_residual(entry), entry_base_grid(entry, "tflite-int8"))
 
 
 def load_bundle(folder: str | Path, noise_a: float | None = None) -> list[DeviceModel]:

@@ -37,7 +37,7 @@ class AdbRunner(Runner):
 
     def __init__(self, session: DeviceSession, host: TFLiteRunner, config: RunConfig):
         self.session, self.host, self.config = session, host, config
-        self.anchor, self.residual = host.anchor, host.residual  # the same file: the same output kind
+        self.anchor, self.residual, self.base_grid = host.anchor, host.residual, host.base_grid  # the same file
         self.input_size = host.input_size
         self.backend = f"adb-{host.backend}-{config.delegate}"
         self.graph = session.push(host.path)

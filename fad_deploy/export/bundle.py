@@ -27,11 +27,12 @@ from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
 from ..quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, is_quantized, post_training_quantization,
-                         quantization_aware_training)
-from ..runners.base import RESIDUAL_OUTPUT, RESIDUAL_NOTE
+                         quantization_aware_training, quantized_base_grid)
+from ..runners.base import QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE, RESIDUAL_OUTPUT
 from ..runners.tiling import DEFAULT_TILE
 from ..runners.torch_runner import TorchRunner
-from .manifest import FILE_SUFFIX, FORMAT, MANIFEST, file_record, preprocessing, sha256, tiling_record
+from .manifest import (FILE_SUFFIX, FORMAT, MANIFEST, RESIDUAL_BASE_KEY, file_record, preprocessing, sha256,
+                       tiling_record)
 from .onnx import OPSET, export_onnx
 from .tflite import TFLiteOptions, check_input_size, export_tflite, group_conv_cost
 from .validate import Thresholds, table, validate_model
@@ -153,13 +154,15 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
         q = int8_ckpt.extra["quantization"]
         quant_info = {"method": q["method"], "weights": q["weights"], "activations": q["activations"],
                       "quantizers": len(q["fake_quant"])}
+    base_grid = quantized_base_grid(int8_ckpt) if int8_ckpt is not None else None
+    base = {"int8": QUANTIZED_BASE, "rule": QUANTIZED_BASE_RULE, "input_grid": base_grid} if base_grid else None
     for target in options.targets:
         if target == "tflite":
             put("tflite-fp32", *export_tflite(ckpt, dataclasses.replace(options.tflite, int8=False, float_io=False),
                                               version, description))
             if int8_ckpt is not None:
                 put("tflite-int8", *export_tflite(int8_ckpt, dataclasses.replace(options.tflite, int8=True),
-                                                  version, description))
+                                                  version, {**description, RESIDUAL_BASE_KEY: base}))
         elif target == "onnx":
             meta = {"version": version, "preprocessing": str(pre)}
             put("onnx-fp32", *export_onnx(ckpt, False, meta))
@@ -173,6 +176,8 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
              "shot_range": list(ckpt.shot_range), "output": RESIDUAL_OUTPUT, "preprocessing": pre,
              "quantization": quant_info, "tiling": tiling,
              "files": files}
+    if base is not None:
+        entry[RESIDUAL_BASE_KEY] = base
     if "tflite" in options.targets and not options.tflite.group_conv:
         entry["group_conv_cost"] = group_conv_cost(ckpt.build(), options.tflite.input_size)
     return Exported(entry, ckpt, int8_ckpt, quantize_s)
@@ -241,8 +246,9 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
                      f"{m['validation_set']['size']} packed, {m['validation_set']['levels']} shot-noise levels "
                      f"({m['validation_set']['set']})" for m in manifest["models"])
     lines += ["## Validation", "", "**PASSED**: every file within the bounds.", "",
-              f"Seeded validation patches ({sets}). Networks output the residual; the runner adds the input "
-              f"in float (the same for every backend). Parity = PSNR of the denoised network output "
+              f"Seeded validation patches ({sets}). Networks output the residual; the runner adds it in float to "
+              f"the input, or for int8 files to the quantized input where the manifest's residual_base says so "
+              f"(the same for every backend). Parity = PSNR of the denoised network output "
               f"(anchor space, peak = the reference's range) against the PyTorch reference; parity (RAW) = the "
               f"same on the denoised RAW in [0, 1], where the k-sigma inverse scales differences by a / a_A. "
               f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "

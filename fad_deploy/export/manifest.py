@@ -15,6 +15,8 @@ from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
+
+RESIDUAL_BASE_KEY = "residual_base"  # a model entry's int8 residual base: rule and input grid
 from ..runners.tiling import TileSpec, arch_tile_spec
 
 MANIFEST = "manifest.json"
@@ -122,6 +124,13 @@ def pick_model(manifest: dict, model: str | None, where: Path) -> dict:
 def entry_outputs_residual(entry: dict) -> bool:
     """Whether a model entry's files output the residual (absent in bundles from before)."""
     return entry.get("output") == RESIDUAL_OUTPUT
+
+
+def entry_base_grid(entry: dict, backend: str) -> dict | None:
+    """The int8 input grid an int8 file's residual is added to (the entry's ``residual_base``);
+    None for float files and for entries without one (the residual goes onto the input)."""
+    base = entry.get(RESIDUAL_BASE_KEY)
+    return base["input_grid"] if base and backend.endswith("int8") else None
 
 
 def entry_tiling(entry: dict, where) -> TileSpec:

@@ -174,8 +174,9 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
                     "(see the model description's preprocessing).")
     out = metadata_info.TensorMd(
         name=OUTPUT_NAME, min_values=bounds("output")[0], max_values=bounds("output")[1],
-        description="Residual in the same anchor space: denoised = input + residual (in float); then invert "
-                    "the k-sigma map and clip to [0, 1].")
+        description="Residual in the same anchor space: denoised = input + residual (in float; an int8 model "
+                    "whose description's residual_base says so adds it to the dequantized int8 input instead); "
+                    "then invert the k-sigma map and clip to [0, 1].")
     writer = metadata_writer.MetadataWriter.create_from_metadata_info(bytearray(model), general, [inp], [out])
     return bytes(writer.populate())
 

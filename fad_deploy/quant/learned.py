@@ -62,6 +62,10 @@ class LearnedFakeQuantize(FakeQuantize):
             if sum(len(s) for s in self.sample) < SAMPLE_MAX:
                 idx = torch.randint(len(flat), (min(SAMPLE_PER_BATCH, len(flat)),), device=flat.device)
                 self.sample.append(flat[idx])
+        return self.quantize(x)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward without observing."""
         if self.fake_quant_enabled[0] == 0:
             return x
         if self.learning and self.training:

@@ -7,9 +7,10 @@ scale and zero point as plain numbers, so :func:`fake_quant_model` rebuilds exac
 fake-quant network that the exporters reproduce.
 
 The quantized network is the residual core (``extra["quantization"]["output"] ==
-"residual"``): its output quantizer covers the noise-sized residual, and the input is
-added back in float by the runner. Checkpoints quantized before that (no "output") keep
-their full network.
+"residual"``): its output quantizer covers the noise-sized residual, and the runner adds
+it in float to the input or, with ``extra["quantization"]["base"] == "quantized input"``
+(the recipe's default), to the int8 input the network saw (see :func:`quantized_input`).
+Checkpoints quantized before that (no "output") keep their full network.
 """
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ from ..data.dataset import NoisyPatches, load_patch_cache
 from ..data.noise import to_anchor
 from ..errors import FadError
 from ..models.registry import Checkpoint
-from ..runners.base import RESIDUAL_OUTPUT
+from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier
 from ..train.trainer import batch_noise, level_weights, lr_at, resolve_cache, sample_batch
 from .graph import Core, Padded
-from .learned import init_ranges, learned, stop_learning
+from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
 from .qconfig import ACT_INT8_SHIFT, backend_config, qconfig_mapping
 from .recipe import PTQConfig, QATConfig
 
@@ -119,6 +120,14 @@ def require_residual(ckpt: Checkpoint) -> None:
                        "checkpoint again")
 
 
+def quantized_base_grid(ckpt: Checkpoint, gm: fx.GraphModule | None = None) -> dict | None:
+    """The int8 input grid of a quantized checkpoint whose residual is added to the quantized
+    input (None: to the input); ``gm``, its fake-quant core, is built when not given."""
+    if ckpt.extra.get("quantization", {}).get("base") != QUANTIZED_BASE:
+        return None
+    return grid(io_quantizers(gm if gm is not None else fake_quant_core(ckpt)[0])[0])
+
+
 def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
     """The frozen fake-quant core of a quantized checkpoint, and the float network it wraps."""
     q = ckpt.extra.get("quantization")
@@ -161,6 +170,7 @@ class FakeQuantRunner(TorchRunner):
         super().__init__(checkpoint, device, batch)
         self.model = fake_quant_model(checkpoint).to(device)
         self.residual = outputs_residual(checkpoint)
+        self.base_grid = quantized_base_grid(checkpoint, self.model.core)
 
 
 # ---- QAT and PTQ --------------------------------------------------------------------------------
@@ -182,20 +192,45 @@ def check_crop(crop: int, multiple: int) -> None:
 
 
 def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict,
-                         residual: bool = True) -> Checkpoint:
+                         residual: bool = True, base: str = "input") -> Checkpoint:
+    """``base``: what the runner adds the residual to, "input" or "quantized" (see :func:`quantized_input`)."""
     card = {**ckpt.card, "quantization": {"method": method, "source": ckpt.name, **details}}
+    base = QUANTIZED_BASE if residual and base == "quantized" else "input"
     extra = {**ckpt.extra, "quantization": {
-        "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT if residual else "denoised",
+        "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT if residual else "denoised", "base": base,
         "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
     return dataclasses.replace(ckpt, state_dict=float_state(gm, net), card=card, extra=extra)
 
 
-def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, residual: bool) -> torch.Tensor:
-    """Charbonnier in anchor space on input + residual (the add in float, as the runners do),
-    each image's errors times ``weight`` (see :func:`fad_deploy.train.trainer.level_weights`)."""
-    pred = u + gm(u) if residual else gm(u)
+def quantized_input(gm: nn.Module, u: torch.Tensor) -> torch.Tensor:
+    """What the residual is added to when the base is the quantized input: the network's int8
+    input as it saw it (dequantized), and the input itself where it lies outside the int8
+    range. The input's rounding error then reaches the network, which removes it as it
+    removes noise; added to the float input instead, it would pass to the output untouched
+    (step^2 / 12 of error at every pixel). Call after ``gm(u)``, which sets a learned
+    quantizer's scale."""
+    fq = io_quantizers(gm)[0]
+    if not fq.fake_quant_enabled[0]:
+        return u
+    with torch.no_grad():
+        level = torch.round(u / fq.scale) + fq.zero_point
+        inside = (level >= fq.quant_min) & (level <= fq.quant_max)
+    quantized = fq.quantize(u) if isinstance(fq, LearnedFakeQuantize) else torch.fake_quantize_per_tensor_affine(
+        u, fq.scale, fq.zero_point, fq.quant_min, fq.quant_max)
+    return torch.where(inside, quantized, u)
+
+
+def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, cfg: QATConfig) -> torch.Tensor:
+    """Charbonnier in anchor space on base + residual (the add in float, as the runners do;
+    the base is the input or the quantized input, ``cfg.base``), each image's errors times
+    ``weight`` (see :func:`fad_deploy.train.trainer.level_weights`)."""
+    if not cfg.residual:
+        pred = gm(u)
+    else:
+        r = gm(u)
+        pred = r + (quantized_input(gm, u) if cfg.base == "quantized" else u)
     return charbonnier(weight * pred, weight * target)
 
 
@@ -287,7 +322,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if reference is not None:
             with torch.no_grad():
                 target = reference(u)
-        loss = qat_loss(gm, u, target, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg.residual)
+        loss = qat_loss(gm, u, target, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -300,7 +335,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         stop_learning(gm)
     freeze(gm)
     resume.clear()
-    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual)
+    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base)
 
 
 @torch.no_grad()
@@ -318,4 +353,4 @@ def post_training_quantization(ckpt: Checkpoint, cfg: PTQConfig = PTQConfig(), p
     for step in tqdm(range(cfg.batches), desc=f"PTQ {ckpt.name}", unit="batch", disable=not progress):
         gm(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), ckpt.anchor)[0])
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "ptq", dataclasses.asdict(cfg))
+    return quantized_checkpoint(ckpt, gm, net, "ptq", dataclasses.asdict(cfg), base=cfg.base)

@@ -25,12 +25,14 @@ class QATConfig:
     level_weighting: Literal["anchor", "relative"] = "relative"  # as fad-train's loss.level_weighting
     seed: int = 0
     cache: str | None = None  # patch cache; default: the one fad-train uses
+    base: Literal["input", "quantized"] = "quantized"  # what the residual is added to (see .qat.quantized_input)
     residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
 
 
 @dataclass(frozen=True)
 class PTQConfig:
     batches: int = 16
+    base: Literal["input", "quantized"] = "quantized"  # as QATConfig.base
     batch: int = 8
     crop: int = 64
     seed: int = 0

@@ -27,18 +27,18 @@ def load_runner(backend: str, model_or_export_dir: str | Path, threads: int | No
         raise FadError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     if backend == "torch":
         return _torch_runner(model_or_export_dir, threads)
-    from ..export.manifest import entry_anchor, entry_outputs_residual, locate_file
+    from ..export.manifest import entry_anchor, entry_base_grid, entry_outputs_residual, locate_file
 
     path, entry, record = locate_file(model_or_export_dir, backend, model)
-    residual = entry_outputs_residual(entry)
+    residual, base_grid = entry_outputs_residual(entry), entry_base_grid(entry, backend)
     if backend.startswith("onnx"):
         from .onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, entry_anchor(entry), threads, backend, residual)
+        return OnnxRunner(path, entry_anchor(entry), threads, backend, residual, base_grid)
     from .tflite_runner import RESIZABLE_MULTIPLE, TFLiteRunner
 
     runner = TFLiteRunner(path, entry_anchor(entry), threads, backend,
-                          record.get("resizable_to_multiples_of", RESIZABLE_MULTIPLE), residual)
+                          record.get("resizable_to_multiples_of", RESIZABLE_MULTIPLE), residual, base_grid)
     if input_size is not None:
         runner.prepare(tuple(int(v) for v in input_size))
     return runner

@@ -1,7 +1,8 @@
 """The runner interface. Every backend implements :meth:`Runner.run_network` (the model
 file on anchor-space input); :meth:`Runner.run` turns its output into the denoised
-anchor-space output for every backend alike (exported networks output the residual: the
-input is added here, in float), and :meth:`Runner.denoise` adds the one shared
+anchor-space output for every backend alike (exported networks output the residual: it is
+added here, in float, to the input or, for int8 models quantized so, to the quantized
+input the network saw), and :meth:`Runner.denoise` adds the one shared
 pre/post-processing (k-sigma to the model's anchor noise level and back). The export
 manifest describes both steps for phones.
 """
@@ -16,8 +17,24 @@ from ..data.noise import NoiseParams, from_anchor, to_anchor
 from ..errors import FadError
 
 RESIDUAL_OUTPUT = "residual"  # a model file's "output" in the export manifest: it predicts the residual
-RESIDUAL_NOTE = ("residual in anchor space; denoised = input + output (add in float, before the k-sigma "
-                 "inverse): the residual has a noise-sized range, so int8 represents it finely")
+RESIDUAL_NOTE = ("residual in anchor space; denoised = base + output (add in float, before the k-sigma "
+                 "inverse), base = the input, or see residual_base: the residual has a noise-sized range, so int8 "
+                 "represents it finely")
+QUANTIZED_BASE = "quantized input"  # what an int8 model's residual is added to (see quantized_base)
+QUANTIZED_BASE_RULE = ("int8 files: q = round(u / scale) + zero_point is the int8 input the network gets; where q "
+                       "lies in [-128, 127] (before clamping), denoised = (q - zero_point) * scale + output, elsewhere "
+                       "u + output. Float files: denoised = u + output.")
+
+
+def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
+    """What an int8 network's residual is added to: its int8 input as it saw it (dequantized),
+    and the input itself where it lies outside the int8 range. The network can remove the
+    input's rounding error as it removes noise; added to the float input, that error would
+    pass to the output untouched (see benchmarks/results/int8_recipe.md)."""
+    u = np.asarray(u, np.float32)
+    level = np.round(u / np.float32(grid["scale"])) + grid["zero_point"]
+    inside = (level >= -128) & (level <= 127)
+    return np.where(inside, (level - grid["zero_point"]) * np.float32(grid["scale"]), u).astype(np.float32)
 
 
 def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
@@ -59,6 +76,7 @@ class Runner(ABC):
     input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
     multiple: int | None = None  # a fixed-size runner also runs multiples of this (None: input_size only)
     residual: bool = False  # run_network outputs the residual (see RESIDUAL_NOTE), not the denoised input
+    base_grid: dict | None = None  # int8 input grid when the residual is added to the quantized input
 
     @abstractmethod
     def run_network(self, u: np.ndarray) -> np.ndarray:
@@ -68,7 +86,9 @@ class Runner(ABC):
     def run(self, u: np.ndarray) -> np.ndarray:
         """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
         y = self.run_network(u)
-        return np.asarray(u, np.float32) + y if self.residual else y
+        if not self.residual:
+            return y
+        return y + (quantized_base(u, self.base_grid) if self.base_grid else np.asarray(u, np.float32))
 
     def denoise(self, noisy: np.ndarray, noise) -> np.ndarray:
         """Packed noisy RAW in [0, 1] with its noise level(s) -> denoised RAW in [0, 1]."""

@@ -24,7 +24,7 @@ def onnx_anchor(session) -> NoiseParams | None:
 
 class OnnxRunner(Runner):
     def __init__(self, path: str | Path, anchor: NoiseParams | None = None, threads: int | None = None,
-                 backend: str = "onnx", residual: bool = False):
+                 backend: str = "onnx", residual: bool = False, base_grid: dict | None = None):
         import onnxruntime as ort
 
         path = Path(path)
@@ -38,7 +38,7 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise FadError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})")
-        self.path, self.backend, self.residual = path, backend, residual
+        self.path, self.backend, self.residual, self.base_grid = path, backend, residual, base_grid
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4 or inp.shape[1] != 4:
             raise FadError(f"{path}: expected an (N, 4, h, w) input, the model takes {inp.shape}")

@@ -31,7 +31,7 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 class TFLiteRunner(Runner):
     def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite",
-                 multiple: int = RESIZABLE_MULTIPLE, residual: bool = False):
+                 multiple: int = RESIZABLE_MULTIPLE, residual: bool = False, base_grid: dict | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         path = Path(path)
@@ -39,6 +39,7 @@ class TFLiteRunner(Runner):
             raise FadError(f"{path}: TFLite model not found")
         self.path, self.anchor, self.backend, self.threads = path, anchor, backend, threads
         self.residual = residual  # the file outputs the residual (the manifest's "output")
+        self.base_grid = base_grid  # ... added to the quantized input (the manifest's "residual_base")
         self.multiple = multiple  # the network's padding multiple: sizes it can be resized to
         try:
             with quiet_native_logs():  # the first allocation announces the XNNPACK delegate
