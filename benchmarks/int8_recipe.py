@@ -37,15 +37,18 @@ from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
-TODAY = dataclasses.replace(RECIPE, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
+ONTO_INPUT = dataclasses.replace(RECIPE, base="input")  # the residual added to the float input
+TODAY = dataclasses.replace(ONTO_INPUT, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
                             level_weighting="anchor")  # the export default before the recipe
 # Each variant adds one change to the one before it, up to the shipped recipe; then controls.
 VARIANTS = {
     "before (min/max ranges, clean target, 120 steps)": TODAY,
     "+ learned ranges (LSQ, MSE start)": dataclasses.replace(TODAY, ranges="learned", scale_lr=RECIPE.scale_lr),
-    "+ distil the float model, levels alike": dataclasses.replace(RECIPE, steps=TODAY.steps),
-    f"+ {RECIPE.steps} steps (the recipe, shipped)": RECIPE,
-    "the recipe at lr 1e-5 (less drift of the float weights?)": dataclasses.replace(RECIPE, lr=1e-5, min_lr=2e-7),
+    "+ distil the float model, levels alike": dataclasses.replace(ONTO_INPUT, steps=TODAY.steps),
+    f"+ {RECIPE.steps} steps": ONTO_INPUT,
+    "+ residual onto the quantized input (the recipe, shipped)": RECIPE,
+    f"the {RECIPE.steps}-step row at lr 1e-5 (less drift of the float weights?)":
+        dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
 }
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
 
@@ -56,20 +59,23 @@ def evaluation_set(images: list, shot_range) -> dict:
 
 
 def shipped_int8(name: str, cfg: QATConfig):
-    """The shipped int8 checkpoint of ``name`` when it was made with ``cfg`` (and its QAT time
-    from its card), else None."""
+    """The shipped int8 checkpoint of ``name`` when it was made with ``cfg``, with its QAT time
+    from its card (else None, None)."""
     path = models_dir() / "nsma" / f"{name}.int8.pt"
     if not path.is_file():
-        return None
+        return None, None
     q = load_checkpoint(path)
     config = {k: v for k, v in q.card["quantization"].items() if k in dataclasses.asdict(cfg)}
-    return q if config == dataclasses.asdict(cfg) else None
+    if config != dataclasses.asdict(cfg):
+        return None, None
+    card = path.with_suffix(".json")
+    return q, json.loads(card.read_text()).get("qat_s") if card.is_file() else None
 
 
 def measure(ckpt, cfg: QATConfig, pairs: dict, base: float, base_levels: dict) -> dict:
     """The drop of ``ckpt`` quantized with ``cfg``: the shipped int8 checkpoint when it was
     made so, else a new QAT."""
-    q, qat_s = shipped_int8(ckpt.name, cfg), None
+    q, qat_s = shipped_int8(ckpt.name, cfg)
     if q is None:
         start = time.time()
         q = quantization_aware_training(ckpt, cfg)
@@ -107,9 +113,10 @@ def markdown(result: dict) -> str:
                       f"a={s}: {v:.2f}" for s, v in model["float_by_shot"].items()) + ").", "",
                   "| variant | steps x batch, crop | QAT s | drop dB | " + " | ".join(f"a={s}" for s in shots) + " |",
                   "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in shots) + " |"]
-        for variant, r in model["variants"].items():
+        for variant in (v for v in VARIANTS if v in model["variants"]):
+            r = model["variants"][variant]
             c = r["config"]
-            qat_s = f"{r['qat_s']:.0f}" if r["qat_s"] else "shipped"
+            qat_s = f"{r['qat_s']:.0f}" if r["qat_s"] else "?"
             lines.append(f"| {variant} | {c['steps']} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) + " |")
         lines.append("")
@@ -125,8 +132,14 @@ def markdown(result: dict) -> str:
         if "input_step_per_noise" in model:
             lines.append(f"| {name} | " + " | ".join(f"{v:.2f} (a={s})" for s, v in
                                                    model["input_step_per_noise"].items()) + " |")
-    lines += ["", "A variance-stabilising input (noise of one std at every intensity) would spread the 256 "
-              "levels evenly over the noise; it changes the float network, so it needs the array retrained.", "",
+    lines += ["", "Added to the float input, the residual cannot undo the input's rounding error: the network never "
+              "sees that error, so it reaches the output untouched (uniform, step^2 / 12 in variance at every "
+              "pixel; `int8_sensitivity_<model>_held-out.md` measures what the input alone costs). The recipe adds "
+              "the residual to the quantized input the network saw (the input itself where it lies beyond the int8 "
+              "range): the rounding error becomes one more noise the network removes (the row '+ residual onto the "
+              "quantized input'). A variance-stabilising input (noise of one std at every intensity) would not "
+              "help much further: at the lowest noise a white pixel is ~100 noise stds above black, so 256 levels "
+              "are under 3 per std wherever they go; it would also need the array retrained.", "",
               "## Inputs that fill the int8 grid", "",
               "Each sub-range model keeps the k-sigma anchor it was trained with (a_A in the manifest, read by "
               "every runner). Another anchor would not fill the grid better: the k-sigma map is u = x a_A / a + c, "
@@ -160,7 +173,7 @@ def main(argv=None) -> dict:
         base, base_levels = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)
         model = result["models"].setdefault(name, {"variants": {}})
         model.update(shot_range=list(ckpt.shot_range), float_db=base, float_by_shot=base_levels)
-        shipped = shipped_int8(name, RECIPE)
+        shipped = shipped_int8(name, RECIPE)[0]
         if shipped is not None:
             model["input_step_per_noise"] = input_step_per_noise(shipped, ckpt, pairs)
         for variant in args.variants:

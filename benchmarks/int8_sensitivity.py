@@ -2,14 +2,14 @@
 fake quantizer on, then with only one group on (the weights; the activations; the network
 input; its output), and the gain from turning off each activation quantizer alone (what the
 op producing that tensor costs), on the same seeded validation patches fad-export validates
-with.
+with, or (--held-out) on int8_recipe.py's crops of the test photos, never used in training.
 
-    python benchmarks/int8_sensitivity.py models/nsma/fan-nsma-3.int8.pt [--top 15] [--float models/nsma/fan-nsma-3.pt]
+    python benchmarks/int8_sensitivity.py models/nsma/fan-nsma-3.int8.pt [--top 15] [--float models/nsma/fan-nsma-3.pt] [--held-out]
 
 With --float (the checkpoint QAT started from) it also says how far QAT moved the float
 weights themselves: the drop splits into that drift plus what 8 bits cost the new weights.
 
-Writes benchmarks/results/int8_sensitivity_<model>.md and .json.
+Writes benchmarks/results/int8_sensitivity_<model>[_held-out].md and .json.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import torch.fx as fx
 from torch.ao.quantization import FakeQuantize
 from tqdm import tqdm
 
-from fad_deploy.data.synth import validation_set
+from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.data.synth import folder_images, validation_set
 from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
@@ -51,10 +52,20 @@ def main():
     p.add_argument("checkpoint", help="quantized checkpoint (<model>.int8.pt from fad-export)")
     p.add_argument("--top", type=int, default=15, help="activation quantizers to list")
     p.add_argument("--float", dest="source", help="the float checkpoint QAT started from")
+    p.add_argument("--held-out", action="store_true", help="measure on int8_recipe.py's crops of the test photos")
     args = p.parse_args()
     torch.set_num_threads(1)
     ckpt = load_checkpoint(args.checkpoint)
-    pairs, description = validation_set(ckpt.shot_range)
+    if args.held_out:
+        from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, evaluation_set
+
+        test = default_cache_dir() / "photos" / "test"
+        images = list(folder_images(test, 1, None))
+        pairs = evaluation_set(images, ckpt.shot_range)
+        description = (f"{len(images)} fetched test photos (never used in training), {EVAL_CROPS} crops of "
+                       f"{EVAL_CROP}x{EVAL_CROP} packed each, seed {EVAL_SEED}, 4 shot levels inside {ckpt.shot_range}")
+    else:
+        pairs, description = validation_set(ckpt.shot_range)
     runner = FakeQuantRunner(ckpt)
     quantizers = {n: m for n, m in runner.model.named_modules() if isinstance(m, FakeQuantize)}
     weights = {n for n in quantizers if n.endswith("weight_fake_quant")}
@@ -62,24 +73,29 @@ def main():
     fq_in, fq_out = io_quantizers(runner.model.core)
     by_module = {id(q): n for n, q in quantizers.items()}
     groups = {"weights": weights, "activations": activations, "input": {by_module[id(fq_in)]},
-              "output": {by_module[id(fq_out)]}}
+              "output": {by_module[id(fq_out)]},
+              "inner activations (all but the input)": activations - {by_module[id(fq_in)]}}
+    key = {group: f"drop_{group.split(' (')[0].replace(' ', '_')}_only_db" for group in groups}
+
+    base_grid = runner.base_grid
 
     def psnr_without(off: set[str]) -> float:
         for name, q in quantizers.items():
             q.disable_fake_quant() if name in off else q.enable_fake_quant()
+        runner.base_grid = None if by_module[id(fq_in)] in off else base_grid  # a float input is its own base
         return psnr_by_shot(denoised(runner, pairs), pairs)[0]
 
     fp32 = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)[0]
     start = psnr_by_shot(denoised(TorchRunner(load_checkpoint(args.source)), pairs), pairs)[0] if args.source else None
     int8 = psnr_without(set())
     summary = {"fp32_db": fp32, "int8_db": int8, "drop_db": fp32 - int8, "start_fp32_db": start,
-               **{f"drop_{group}_only_db": fp32 - psnr_without(set(quantizers) - names)
+               **{key[group]: fp32 - psnr_without(set(quantizers) - names)
                   for group, names in groups.items()}}
     source = producers(runner.model)
     gains = [{"quantizer": n, "output of": source.get(n, "?"), "gain_db": psnr_without({n}) - int8}
              for n in tqdm(sorted(activations), desc="activation quantizers")]
     gains.sort(key=lambda r: -r["gain_db"])
-    name = ckpt.name
+    name = ckpt.name + ("_held-out" if args.held_out else "")
     write_json(RESULTS / f"int8_sensitivity_{name}.json",
                {"checkpoint": args.checkpoint, "validation": description, **summary, "activations": gains})
     rows = [[r["quantizer"], r["output of"], f"{r['gain_db']:+.3f}"] for r in gains[:args.top]]
@@ -87,13 +103,13 @@ def main():
         f"# Where the int8 drop of {name} comes from", "",
         f"Checkpoint {args.checkpoint}; validation: {description}. Made by `python "
         f"benchmarks/int8_sensitivity.py {args.checkpoint}" + (f" --float {args.source}" if args.source else "")
-        + "`.", "",
+        + (" --held-out" if args.held_out else "") + "`.", "",
         f"- RAW PSNR fp32 {fp32:.3f} dB (the QAT's float weights), fake-quant int8 {int8:.3f} dB: drop "
         f"{summary['drop_db']:.3f} dB",
         *([f"- the float model QAT started from ({args.source}): {start:.3f} dB, so QAT moved the float "
            f"weights by {fp32 - start:+.3f} dB and the int8 network is {int8 - start:+.3f} dB from it"]
           if start is not None else []),
-        *(f"- drop with only the {group} quantized: {summary[f'drop_{group}_only_db']:.3f} dB" for group in groups),
+        *(f"- drop with only the {group} quantized: {summary[key[group]]:.3f} dB" for group in groups),
         f"- {len(activations)} activation quantizers; the sum of their single gains is "
         f"{sum(r['gain_db'] for r in gains):.3f} dB", "",
         f"Gain from leaving one activation in float (top {args.top}):", "",

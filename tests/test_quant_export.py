@@ -18,9 +18,9 @@ from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
-from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, prepare,
-                                  post_training_quantization, quant_state, quantization_aware_training,
-                                  quantized_checkpoint, quantizers)
+from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, grid,
+                                  io_quantizers, post_training_quantization, prepare, quant_state,
+                                  quantization_aware_training, quantized_checkpoint, quantized_input, quantizers)
 from fad_deploy.quant.qconfig import QATConvReLU62d
 from fad_deploy.runners import load_runner
 from fad_deploy.runners.base import quantized_base
@@ -83,6 +83,32 @@ def digests(folder) -> dict[str, str]:
 
 
 # ---- quantization ----------------------------------------------------------------------------------------
+
+def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(one_thread):
+    ckpt = tiny_checkpoint()
+    net = ckpt.build()
+    gm = prepare(net)
+    gm(torch.rand(2, 4, SIZE, SIZE) * 3)
+    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized")
+    assert q.extra["quantization"]["base"] == "quantized input"
+    runner = FakeQuantRunner(q)
+    g = runner.base_grid
+    assert g == grid(io_quantizers(gm)[0])
+    u = np.random.default_rng(3).uniform(-0.5, 1.5 * g["max"], (1, 4, SIZE, SIZE)).astype(np.float32)
+    base = quantized_base(u, g)
+    inside = (u >= g["min"] - g["scale"] / 2) & (u <= g["max"] + g["scale"] / 2)
+    assert 0 < inside.mean() < 1  # the test covers both cases
+    np.testing.assert_array_equal(base[~inside], u[~inside])  # beyond the int8 range: the input itself
+    levels = base[inside] / g["scale"] + g["zero_point"]
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # inside: on the int8 grid, within half a step
+    assert np.abs(base - u).max() <= g["scale"] / 2 * (1 + 1e-5)
+    with torch.no_grad():  # QAT's loss adds the residual to the same base the runners use
+        np.testing.assert_allclose(quantized_input(gm, torch.from_numpy(u)).numpy(), base, atol=1e-6)
+        np.testing.assert_allclose(runner.run(u), runner.run_network(u) + base, atol=1e-6)
+    onto_input = FakeQuantRunner(quantized_checkpoint(ckpt, gm, net, "test", {}))
+    assert onto_input.base_grid is None
+    np.testing.assert_allclose(onto_input.run(u), onto_input.run_network(u) + u, atol=1e-6)
+
 
 def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_network(tmp_path, one_thread):
     ckpt = tiny_checkpoint()
