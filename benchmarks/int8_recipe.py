@@ -49,6 +49,7 @@ VARIANTS = {
     "+ residual onto the quantized input (the recipe, shipped)": RECIPE,
     f"the {RECIPE.steps}-step row at lr 1e-5 (less drift of the float weights?)":
         dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
+    "the recipe with the weights frozen (ranges only: no drift)": dataclasses.replace(RECIPE, lr=1e-12, min_lr=1e-14),
 }
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
 

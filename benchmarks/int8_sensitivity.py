@@ -54,7 +54,7 @@ def main():
     p.add_argument("--float", dest="source", help="the float checkpoint QAT started from")
     p.add_argument("--held-out", action="store_true", help="measure on int8_recipe.py's crops of the test photos")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     ckpt = load_checkpoint(args.checkpoint)
     if args.held_out:
         from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, evaluation_set
