@@ -28,6 +28,7 @@ from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
+from quality import add_params, write_model_cards
 
 RESULTS = Path(__file__).parent / "results"
 TODAY = "fan-charbonnier"
@@ -73,6 +74,9 @@ def main(argv=None) -> None:
     result = fad_eval(eval_args)
     by = {r["model"]: r for r in result["results"]}
     names = [TODAY, *chosen]
+    add_params(result["results"], list(chosen))
+    write_model_cards(result["results"], result["set"], only=list(chosen),
+                      measured_by=f"python benchmarks/fan_config_quality.py --ranks {' '.join(map(str, args.ranks))}")
     cards = {n: load_checkpoint(models_dir() / "ablations" / f"{n}.pt").card for n in names}
     latency = {TODAY: next(c for c in ranked if c["label"] == "paper (today)"), **chosen}
     peak = cpu_peak()

@@ -187,13 +187,15 @@ def kept_best(card: dict) -> str:
         "(schedule.keep_best; step 0 = the initial weights)"
 
 
-def write_model_cards(rows: list[dict], set_info: dict) -> None:
-    """models/<name>.md + .json: how each shipped model was made and what it measures."""
+def write_model_cards(rows: list[dict], set_info: dict, only: list[str] | None = None,
+                      measured_by: str = "python benchmarks/quality.py") -> None:
+    """models/<name>.md + .json: how each shipped model was made and what it measures (every
+    float model, or the ones named in ``only``)."""
     by = {r["model"]: r for r in rows}
     for path in sorted(models_dir().rglob("*.pt")):
         ckpt = load_checkpoint(path)
-        if ckpt.extra.get("quantization"):  # int8 checkpoints: their cards come from ship_int8.py
-            continue
+        if ckpt.extra.get("quantization") or (only is not None and ckpt.name not in only):
+            continue  # int8 checkpoints: their cards come from ship_int8.py
         card = dict(ckpt.card)
         init = card.pop("config", {}).get("model", {}).get("init")
         metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
@@ -202,7 +204,7 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                 "params": by.get(ckpt.name, {}).get("params"),
                 "gmacs_per_megapixel": by.get(ckpt.name, {}).get("gmacs_per_megapixel"),
                 "training": card, "test_metrics": metrics, "test_set": set_info,
-                "measured_by": "python benchmarks/quality.py"}
+                "measured_by": measured_by}
         write_json(path.with_suffix(".json"), info)
         lines = [f"# {ckpt.name}", "", f"Network `{ckpt.arch}`, trained on shot noise a in "
                  f"[{ckpt.shot_range[0]:g}, {ckpt.shot_range[1]:g}] (k-sigma anchor at a={ckpt.anchor.shot:.3g}).", "",
@@ -221,8 +223,7 @@ def write_model_cards(rows: list[dict], set_info: dict) -> None:
                       "|---|---|---|---|---|---|",
                       f"| {metrics['raw_psnr']:.3f} | {metrics['raw_ssim']:.4f} | {metrics['rgb_psnr']:.3f} | "
                       f"{metrics['rgb_ssim']:.4f} | {info['gmacs_per_megapixel']} | {info['params']} |", "",
-                      "GMACs per megapixel of RAW input (4x512x512 packed). Re-measure with "
-                      "`python benchmarks/quality.py`."]
+                      f"GMACs per megapixel of RAW input (4x512x512 packed). Re-measure with `{measured_by}`."]
         elif tuple(ckpt.shot_range) != SHOT_RANGE:
             lines.append("A sub-range model: measured in its sub-range against the full-range student in "
                          "`benchmarks/results/nsma.md` (and the array's `models/nsma/manifest.json`).")
