@@ -4,7 +4,8 @@ exporters rebuild) plus the pad/crop around it.
 Exports use the residual core (the network without its final ``input + residual`` add):
 the residual has a noise-sized range that one int8 scale covers finely, whereas the
 denoised output spans the whole anchor-space range. The add moves into
-:meth:`fad_deploy.runners.base.Runner.run`, in float.
+:meth:`fad_deploy.runners.base.Runner.run`, in float (onto the input, or onto the quantized
+input an int8 network saw: :func:`fad_deploy.runners.base.quantized_base`).
 """
 from __future__ import annotations
 

@@ -278,7 +278,7 @@ def init_learning(gm: nn.Module) -> None:
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
                                 state_path: Path | None = None) -> Checkpoint:
     """Fine-tune a float checkpoint with fake quantization. Loss: Charbonnier in anchor space
-    on input + residual against the clean patch or (``cfg.target == "float"``) the float
+    on base + residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the float
     network's own output. Noise is sampled over the checkpoint's own shot range (a sub-range
     model's sub-range). With ``state_path`` an interrupted run resumes where it stopped."""
     from tqdm import tqdm
