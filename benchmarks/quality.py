@@ -8,6 +8,7 @@ $FAD_CACHE/photos/test). Also refreshes the model cards in models/.
 from __future__ import annotations
 
 import argparse
+import json
 import functools
 import shlex
 import sys
@@ -190,12 +191,16 @@ def kept_best(card: dict) -> str:
 def write_model_cards(rows: list[dict], set_info: dict, only: list[str] | None = None,
                       measured_by: str = "python benchmarks/quality.py") -> None:
     """models/<name>.md + .json: how each shipped model was made and what it measures (every
-    float model, or the ones named in ``only``)."""
+    float model whose card no other benchmark made, or the ones named in ``only``)."""
     by = {r["model"]: r for r in rows}
     for path in sorted(models_dir().rglob("*.pt")):
         ckpt = load_checkpoint(path)
         if ckpt.extra.get("quantization") or (only is not None and ckpt.name not in only):
             continue  # int8 checkpoints: their cards come from ship_int8.py
+        card_json = path.with_suffix(".json")
+        if only is None and card_json.is_file() and \
+                json.loads(card_json.read_text()).get("measured_by", measured_by) != measured_by:
+            continue  # e.g. fan_config_quality.py's candidates keep their own cards
         card = dict(ckpt.card)
         init = card.pop("config", {}).get("model", {}).get("init")
         metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
