@@ -24,12 +24,15 @@ COMMAND = ["fad-export", "--int8", "--target", "tflite"]
 OUT_LINE = "exported to "
 
 
-def max_level_drop(rows: dict) -> float | None:
-    """The int8 TFLite's largest drop at one noise level against PyTorch fp32."""
-    if "tflite-int8" not in rows:
+QUANTIZED = ("tflite-int8", "tflite-int16")  # the quantized TFLite of a bundle (--activations)
+
+
+def max_level_drop(rows: dict, backend: str) -> float | None:
+    """The quantized TFLite's largest drop at one noise level against PyTorch fp32."""
+    if backend not in rows:
         return None
-    base, int8 = rows["torch"]["psnr_by_shot"], rows["tflite-int8"]["psnr_by_shot"]
-    return max(base[s] - int8[s] for s in base)
+    base, quantized = rows["torch"]["psnr_by_shot"], rows[backend]["psnr_by_shot"]
+    return max(base[s] - quantized[s] for s in base)
 
 
 def main(argv=None) -> dict:
@@ -52,25 +55,28 @@ def main(argv=None) -> dict:
     if out and (Path(out) / MANIFEST).is_file():
         manifest = json.loads((Path(out) / MANIFEST).read_text())
         models = []
+        backend = next(b for b in QUANTIZED if any(b in m["files"] for m in manifest["models"]))
         for m in manifest["models"]:
-            int8 = m["files"].get("tflite-int8")
+            quantized = m["files"].get(backend)
             rows = {r["backend"]: r for r in m.get("validation", [])}
             models.append({"name": m["name"], "shot_range": m["shot_range"],
                            "files": {b: r["bytes"] for b, r in m["files"].items()},
-                           "tflite_int8_kb": round(int8["bytes"] / 1024, 1) if int8 else None,
-                           "parity_int8_db": rows.get("tflite-int8", {}).get("parity_db"),
-                           "drop_db": rows.get("tflite-int8", {}).get("drop_db"),
-                           "max_level_drop_db": max_level_drop(rows),
+                           "tflite_quantized_kb": round(quantized["bytes"] / 1024, 1) if quantized else None,
+                           "parity_db": rows.get(backend, {}).get("parity_db"),
+                           "parity_vs": rows.get(backend, {}).get("reference"),
+                           "drop_db": rows.get(backend, {}).get("drop_db"),
+                           "max_level_drop_db": max_level_drop(rows, backend),
                            "ok": all(r["ok"] for r in rows.values())})
-        doc.update(validation=manifest["validation"], models=models,
-                   tflite_int8_total_kb=round(sum(m["files"].get("tflite-int8", 0) for m in models) / 1024, 1))
-        lines += ["", f"Output: {out} ({len(models)} model(s); int8 TFLite total {doc['tflite_int8_total_kb']} KB); "
+        doc.update(validation=manifest["validation"], models=models, backend=backend,
+                   tflite_quantized_total_kb=round(sum(m["files"].get(backend, 0) for m in models) / 1024, 1))
+        lines += ["", f"Output: {out} ({len(models)} model(s); {backend} total {doc['tflite_quantized_total_kb']} KB); "
                   f"validation {'passed' if manifest['validation']['passed'] else 'FAILED'}.", "",
-                  "| model | shot range | int8 TFLite KB | parity int8 vs QAT dB | drop vs fp32 dB | worst level dB | ok |",
+                  f"| model | shot range | {backend} KB | parity dB (vs) | drop vs fp32 dB | worst level dB | ok |",
                   "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
         for m in models:
-            lines.append(f"| {m['name']} | [{m['shot_range'][0]:.3g}, {m['shot_range'][1]:.3g}] | {m['tflite_int8_kb']} "
-                         f"| {m['parity_int8_db']} | {m['drop_db']:+.3f} | {m['max_level_drop_db']:+.3f} | "
+            lines.append(f"| {m['name']} | [{m['shot_range'][0]:.3g}, {m['shot_range'][1]:.3g}] | "
+                         f"{m['tflite_quantized_kb']} | {m['parity_db']} ({m['parity_vs']}) | {m['drop_db']:+.3f} | "
+                         f"{m['max_level_drop_db']:+.3f} | "
                          f"{'yes' if m['ok'] else 'no'} |")
         lines += ["", "## The export's report.md", "", (Path(out) / "report.md").read_text()]
     else:

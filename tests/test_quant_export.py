@@ -155,6 +155,26 @@ def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread
         post_training_quantization(ckpt, PTQConfig(crop=30))
 
 
+def test_weight_only_qat_gives_a_float_network_on_tflites_int8_weight_grid(workdir, monkeypatch, one_thread):
+    from fad_deploy.quant.qat import WEIGHT_GRID_KEY, on_weight_grid
+    from fad_deploy.runners.torch_runner import TorchRunner
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    ckpt = tiny_checkpoint()
+    q = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, activations="float"),
+                                    progress=False)
+    assert not q.extra.get("quantization") and q.extra[WEIGHT_GRID_KEY]["method"] == "qat-weights"
+    convs = [k for k, v in q.state_dict.items() if k.endswith("weight") and v.dim() == 4]
+    assert convs and all(not torch.equal(q.state_dict[k], ckpt.state_dict[k]) for k in convs)
+    for k in convs:  # at most 255 levels per output channel, the largest at +-127 steps
+        w = q.state_dict[k].flatten(1)
+        steps = w / (w.abs().amax(1, keepdim=True) / 127)
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().amax() == pytest.approx(127, abs=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(on_weight_grid(q.state_dict).values(), q.state_dict.values()))
+    u = np.random.default_rng(0).uniform(0, 2, (1, 4, SIZE, SIZE)).astype(np.float32)
+    assert np.isfinite(TorchRunner(q).run(u)).all()  # a plain float network
+
+
 def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdir, monkeypatch, one_thread):
     from fad_deploy.quant.learned import affine_grid, mse_grid, quantize_error
 
@@ -234,6 +254,46 @@ def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, 
     assert psnr(runner.run(u), ref, data_range=float(np.abs(ref).max())) >= 45
     cost = group_conv_cost(q.build(), (SIZE, SIZE))
     assert cost["macs_plain"] > cost["macs_grouped"] and cost["weights_plain"] > cost["weights_grouped"]
+
+
+def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_network(workdir, tmp_path, monkeypatch,
+                                                                                  one_thread):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from fad_deploy.runners.tiling import tile_spec, tiled_run
+    from fad_deploy.runners.torch_runner import TorchRunner
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))  # the converter calibrates on the tiny patch cache
+    out = tmp_path / "int16"
+    export_main([str(workdir / "tiny.pt"), "--int8", "--activations", "int16", "--out", str(out),
+                 "--input-size", "64", "64", "--qat-steps", "2", "--threads", "1", "--max-drop", "100",
+                 "--max-level-drop", "100"])
+    entry = json.loads((out / "manifest.json").read_text())["models"][0]
+    assert set(entry["files"]) == {"tflite-fp32", "tflite-int16"} and entry["quantization"]["method"] == "qat-weights-16x8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int16"]  # the weight-only QAT's file is gone
+    record = entry["files"]["tflite-int16"]
+    assert record["input"]["dtype"] == record["output"]["dtype"] == "int16"
+    assert record["resizable_to_multiples_of"] is None  # constant reshapes: its export size only
+    row = next(r for r in entry["validation"] if r["backend"] == "tflite-int16")
+    assert row["reference"] == "torch" and row["parity_db"] >= 45 and row["ok"]
+    interp = Interpreter(model_path=str(out / record["file"]))
+    ops = {d["op_name"] for d in interp._get_ops_details()}
+    assert "DEPTH_TO_SPACE" not in ops and {"TRANSPOSE", "RESHAPE", "CONV_2D", "MUL"} <= ops  # pixel shuffle moved
+    assert not ops & {"DEQUANTIZE", "QUANTIZE"}  # no float island
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    for d in interp._get_ops_details():
+        assert all(tensors[i]["dtype"] == np.int16 for i in d["outputs"]), d["op_name"]
+        if d["op_name"] == "CONV_2D":
+            assert tensors[d["inputs"][1]]["dtype"] == np.int8  # weights
+    # A frame of another size runs in tiles of the export size, matching PyTorch's float network.
+    runner = load_runner("tflite-int16", out, threads=1)
+    u = np.random.default_rng(0).uniform(0, 2, (1, 4, 40, 72)).astype(np.float32)
+    with pytest.raises(FadError, match="takes 64x64 inputs, got 40x72"):
+        runner.run(u)
+    ckpt = tiny_checkpoint()
+    ref = TorchRunner(ckpt).run(np.pad(u, ((0, 0), (0, 0), (0, 24), (0, 0)), mode="edge"))[..., :40, :]
+    out16 = tiled_run(runner, u, tile_spec(ckpt.build()))  # the frame padded to 64x72: two overlapping tiles
+    assert psnr(out16, ref, data_range=float(ref.max() - ref.min())) >= 40
 
 
 def test_tflite_runner_resizes_to_multiples_and_refuses_other_sizes(exported, one_thread):
@@ -491,7 +551,13 @@ def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir,
     (["{tiny}", "--int8", "--target", "coreml"], "argument --target: invalid choice: 'coreml'"),
     (["{tiny}", "--int8", "--input-size", "30", "30"], "input size 30x30: TFLite inputs must be positive multiples of 4"),
     (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number >= 1"),
-    (["{tiny}", "--ptq"], "--ptq and --float-io apply to int8 models"),
+    (["{tiny}", "--ptq"], "--ptq, --float-io and --activations apply to quantized models"),
+    (["{tiny}", "--activations", "int16"], "--ptq, --float-io and --activations apply to quantized models"),
+    (["{tiny}", "--int8", "--activations", "int16", "--target", "onnx"], "it takes --target tflite"),
+    (["{tiny}", "--int8", "--activations", "int16", "--ptq"], "it takes --target tflite, and not --ptq"),
+    (["{tiny}", "--int8", "--activations", "int16", "--input-size", "32", "32"],
+     "int16 models run their input size only: --input-size 32x32 must be at least the 64x64 validation patches"),
+    (["{tiny}", "--int8", "--activations", "int32"], "argument --activations: invalid choice: 'int32'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, workdir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FAD_MODELS", str(tmp_path))

@@ -23,7 +23,7 @@ from .common import OneLineParser, user_errors
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
-BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
+BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
 EXIT_VALIDATION_FAILED = 1
 
 
@@ -46,6 +46,11 @@ def parser() -> argparse.ArgumentParser:
                    help="tflite, onnx or all (default tflite)")
     p.add_argument("--out", type=output_folder, help="output folder (default export/<model>/)")
     p.add_argument("--ptq", action="store_true", help="post-training calibration instead of QAT (fast, lower quality)")
+    p.add_argument("--activations", choices=("int8", "int16"), default="int8",
+                   help="activations of the quantized TFLite (with --int8): int8 (full-integer, from QAT; default) "
+                        "or int16 (TFLite 16x8 for NPUs that run it: int8 weights fine-tuned on their grid, int16 "
+                        "activations calibrated on training patches; QAT of the weights takes minutes per model; "
+                        "written to export/<model>-int16/ by default)")
     p.add_argument("--float-io", action="store_true", help="int8 TFLite with float32 input/output")
     p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
@@ -69,8 +74,9 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     from ..export.tflite import DEFAULT_INPUT_SIZE, TFLiteOptions
 
     size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
-    options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8,
-                            ptq=args.ptq, tflite=TFLiteOptions(size, True, args.float_io, not args.no_group_conv),
+    options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8, ptq=args.ptq,
+                            tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
+                                                activations=args.activations),
                             threads=args.threads, requantize=args.qat)
     if args.qat_steps is not None:
         options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
@@ -97,13 +103,19 @@ def array_manifest() -> Path | None:
     return path if path.is_file() else None
 
 
-def array_extra(table: dict, targets: tuple[str, ...], int8: bool) -> dict:
+def exported_backends(options) -> list[str]:
+    """The model files an export with ``options`` writes (PyTorch's int8 checkpoint aside)."""
+    quantized = {"tflite": f"tflite-{options.tflite.activations}", "onnx": "onnx-int8"}
+    return [b for t in options.targets for b in (f"{t}-fp32",) + ((quantized[t],) if options.int8 else ())]
+
+
+def array_extra(table: dict, backends: list[str]) -> dict:
     """The bundle manifest's selection data: the sub-range table with each model's file
-    (the int8 TFLite where exported), read by fad_deploy.nsma and the phone."""
+    (the quantized TFLite where exported), read by fad_deploy.nsma and the phone."""
     from ..export.manifest import FILE_SUFFIX
     from ..nsma.select import TABLE_KEY
 
-    exported = [b for b in BUNDLE_FILE_PREFERENCE if b.split("-")[0] in targets and (int8 or b.endswith("fp32"))]
+    exported = [b for b in BUNDLE_FILE_PREFERENCE if b in backends]
     return {"selection_rule": table["selection_rule"], "shot_range": table["shot_range"],
             TABLE_KEY: [{"name": m["name"], "file": f"{m['name']}{FILE_SUFFIX[exported[0]]}",
                          "shot_min": m["shot_min"], "shot_max": m["shot_max"]} for m in table["models"]]}
@@ -113,12 +125,12 @@ def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
     lines = [f"exported to {out}:"]
     total = 0
     for m in manifest["models"]:
-        total += sum(r["bytes"] for b, r in m["files"].items() if b.startswith("tflite-int8"))
+        total += sum(r["bytes"] for b, r in m["files"].items() if b in ("tflite-int8", "tflite-int16"))
         made = f" (int8 made in {quantize_s[m['name']]:.0f} s)" if m["name"] in quantize_s else ""
         lines.append(f"  {m['name']}: " + ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB"
                                                   for r in m["files"].values()) + made)
     if len(manifest["models"]) > 1 and total:
-        lines.append(f"  int8 TFLite total: {total / 1024:.1f} KB for {len(manifest['models'])} models")
+        lines.append(f"  quantized TFLite total: {total / 1024:.1f} KB for {len(manifest['models'])} models")
     return "\n".join(lines)
 
 
@@ -129,8 +141,19 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.threads)
-    if (args.ptq or args.float_io) and not args.int8:
-        raise FadError("--ptq and --float-io apply to int8 models: add --int8")
+    if (args.ptq or args.float_io or args.activations != "int8") and not args.int8:
+        raise FadError("--ptq, --float-io and --activations apply to quantized models: add --int8")
+    if args.activations == "int16" and (args.target != "tflite" or args.ptq):
+        raise FadError("--activations int16 makes a TFLite 16x8 model (QAT of the weights, calibrated int16 "
+                       "activations): it takes --target tflite, and not --ptq")
+    if args.activations == "int16" and args.input_size:
+        from ..data.synth import VALIDATION_CROP
+
+        if min(args.input_size) < VALIDATION_CROP:
+            raise FadError(f"int16 models run their input size only: --input-size {args.input_size[0]}x"
+                           f"{args.input_size[1]} must be at least the {VALIDATION_CROP}x{VALIDATION_CROP} "
+                           "validation patches")
+    suffix = "-int16" if args.activations == "int16" else ""  # beside, not over, the int8 bundle
     from ..export.manifest import default_export_dir
 
     array = array_manifest() if args.model is None else None
@@ -140,12 +163,12 @@ def main(argv=None):
         table = nsma_bundle_table(array)
         options = options_from(args)
         models = [(m["name"], Path(m["checkpoint"])) for m in table["models"]]
-        out = args.out or require_output(default_export_dir(ARRAY_BUNDLE), "folder", "default output folder")
-        extra = array_extra(table, options.targets, options.int8)
+        out = args.out or require_output(default_export_dir(ARRAY_BUNDLE + suffix), "folder", "default output folder")
+        extra = array_extra(table, exported_backends(options))
     else:
         path = model_path(args.model or DEFAULT_MODEL)
         options = options_from(args)
-        out = args.out or require_output(default_export_dir(path.stem), "folder", "default output folder")
+        out = args.out or require_output(default_export_dir(path.stem + suffix), "folder", "default output folder")
         models, extra = [(path.stem, path)], None
     require_apart(out, [path for _, path in models], "--out" if args.out else "default output folder")
     if array is not None:

@@ -26,8 +26,8 @@ from ..errors import FadError
 from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
-from ..quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, is_quantized, post_training_quantization,
-                         quantization_aware_training, quantized_base_grid)
+from ..quant.qat import (WEIGHT_GRID_KEY, PTQConfig, QATConfig, FakeQuantRunner, is_quantized,
+                         post_training_quantization, quantization_aware_training, quantized_base_grid)
 from ..runners.base import QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE, RESIDUAL_OUTPUT
 from ..runners.tiling import DEFAULT_TILE
 from ..runners.torch_runner import TorchRunner
@@ -39,7 +39,13 @@ from .validate import Thresholds, table, validate_model
 
 TARGETS = ("tflite", "onnx")
 REPORT = "report.md"
-DYNAMIC_HW = {"onnx-fp32": True, "onnx-int8": True, "tflite-fp32": False, "tflite-int8": False}
+DYNAMIC_HW = {"onnx-fp32": True, "onnx-int8": True, "tflite-fp32": False, "tflite-int8": False, "tflite-int16": False}
+
+
+INT16_QUANTIZATION = {  # the manifest's "quantization" of a 16x8 export
+    "method": "qat-weights-16x8", "weights": "int8 per-output-channel symmetric [-127 s, 127 s], fine-tuned on "
+    "that grid (QAT of the weights only)",
+    "activations": "16-bit per-tensor symmetric, calibrated by the converter on training patches"}
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,25 @@ class Exported:
     quantize_s: float | None = None  # seconds of a new QAT/PTQ (None: reused)
 
 
+def int16(options: ExportOptions) -> bool:
+    return options.int8 and options.tflite.activations == "int16"
+
+
+def quantization_config(options: ExportOptions) -> PTQConfig | QATConfig:
+    """PTQ's or QAT's settings; for a 16x8 export, QAT of the weights only."""
+    if options.ptq:
+        return options.ptq_config
+    return dataclasses.replace(options.qat, activations="float") if int16(options) else options.qat
+
+
 def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
-    method = "ptq" if options.ptq else "qat"
-    config = options.ptq_config if options.ptq else options.qat
-    return {"source_sha256": source_sha, "method": method, "output": RESIDUAL_OUTPUT,
-            "config": dataclasses.asdict(config)}
+    return {"source_sha256": source_sha, "method": "ptq" if options.ptq else "qat", "output": RESIDUAL_OUTPUT,
+            "config": dataclasses.asdict(quantization_config(options))}
+
+
+def recipe_of(ckpt: Checkpoint) -> dict | None:
+    """The recipe an int8 (or weight-only QAT) checkpoint was made with."""
+    return (ckpt.extra.get("quantization") or ckpt.extra.get(WEIGHT_GRID_KEY) or {}).get("recipe")
 
 
 def shipped_int8(path: Path) -> Path:
@@ -88,7 +108,7 @@ def reusable(candidates: list[Path], recipe: dict) -> tuple[Path, Checkpoint] | 
             previous = load_checkpoint(path)
         except FadError:
             continue
-        if previous.extra.get("quantization", {}).get("recipe") == recipe:
+        if recipe_of(previous) == recipe:
             return path, previous
     return None
 
@@ -113,8 +133,9 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
     if options.ptq:
         q = post_training_quantization(ckpt, options.ptq_config, options.progress)
     else:
-        q = quantization_aware_training(ckpt, options.qat, options.progress, resume)
-    q.extra["quantization"]["recipe"] = recipe
+        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, resume)
+    key = "quantization" if is_quantized(q) else WEIGHT_GRID_KEY
+    q = dataclasses.replace(q, extra={**q.extra, key: {**q.extra[key], "recipe": recipe}})
     q.save(dest)
     return q, time.time() - start
 
@@ -136,8 +157,13 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
         write_bytes(staging / file, data)
         files[backend] = file_record(staging, file, info)
 
-    int8_ckpt = quant_info = quantize_s = None
-    if options.int8:
+    int8_ckpt = quant_info = quantize_s = int16_ckpt = None
+    if int16(options):  # weight-only QAT, kept beside the output until the bundle is published
+        done, state = resume_files(published, name)
+        int16_ckpt, quantize_s = quantize(ckpt, quantization_recipe(source_sha, options), options, [done], done,
+                                          state)
+        quant_info = INT16_QUANTIZATION
+    elif options.int8:
         int8_file = f"{name}{FILE_SUFFIX['torch-int8']}"
         if is_quantized(ckpt):
             int8_ckpt = ckpt
@@ -163,6 +189,8 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
             if int8_ckpt is not None:
                 put("tflite-int8", *export_tflite(int8_ckpt, dataclasses.replace(options.tflite, int8=True),
                                                   version, {**description, RESIDUAL_BASE_KEY: base}))
+            if int16_ckpt is not None:
+                put("tflite-int16", *export_tflite(int16_ckpt, options.tflite, version, description))
         elif target == "onnx":
             meta = {"version": version, "preprocessing": str(pre)}
             put("onnx-fp32", *export_onnx(ckpt, False, meta))
@@ -221,8 +249,8 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
                   f"- exact tiling (manifest \"tiling\"): {m['tiling']['tile'][0]}x{m['tiling']['tile'][1]} tiles, "
                   f"receptive-field margin {m['tiling']['margin']}, aligned to {m['tiling']['align']}"]
         if q:
-            lines.append(f"- int8: {q['method'].upper()}, {q['quantizers']} quantizers; weights {q['weights']}; "
-                         f"activations {q['activations']}")
+            made = f"{q['method'].upper()}, {q['quantizers']} quantizers" if "quantizers" in q else q["method"].upper()
+            lines.append(f"- quantized: {made}; weights {q['weights']}; activations {q['activations']}")
         lines += ["", "| file | bytes | KB | dynamic h, w | sha256 |", "| --- | ---: | ---: | --- | --- |"]
         for backend, r in m["files"].items():
             dyn = {True: "yes", False: "no (fixed; resizable to multiples of "
@@ -251,8 +279,9 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
               f"(the same for every backend). Parity = PSNR of the denoised network output "
               f"(anchor space, peak = the reference's range) against the PyTorch reference; parity (RAW) = the "
               f"same on the denoised RAW in [0, 1], where the k-sigma inverse scales differences by a / a_A. "
-              f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, "
-              f"float >= {t.parity_float_db} dB vs fp32, tflite-int8 denoising drop <= {t.max_drop_db} dB on average "
+              f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, 16x8 >= {t.parity_int16_db} dB "
+              f"vs fp32, float >= {t.parity_float_db} dB vs fp32, quantized TFLite denoising drop <= "
+              f"{t.max_drop_db} dB on average "
               f"and <= {t.max_level_drop_db} dB at every noise level.", "",
               table(rows), "",
               "The int8 input is on one per-tensor scale over the anchor-space range (~a_A / a_min times the "

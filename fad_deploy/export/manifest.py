@@ -23,6 +23,7 @@ MANIFEST = "manifest.json"
 FORMAT = "fad-deploy-export/1"
 FILE_SUFFIX = {  # backend -> file name suffix after the model name
     "tflite-int8": ".int8.tflite",
+    "tflite-int16": ".int16.tflite",  # 16x8: int8 weights, int16 activations
     "tflite-fp32": ".fp32.tflite",
     "onnx-int8": ".int8.onnx",
     "onnx-fp32": ".fp32.onnx",

@@ -1,7 +1,8 @@
 """Rebuild a torch.fx core (float, or frozen fake-quant from :mod:`fad_deploy.quant`) in
 TensorFlow, NHWC, node by node, over a closed op list: conv (incl. grouped; depthwise as
 DEPTHWISE_CONV_2D; fused ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool, pixel
-shuffle (DEPTH_TO_SPACE) and identity; anything else fails loudly. Fake quantizers become
+shuffle (DEPTH_TO_SPACE, or RESHAPE-TRANSPOSE-RESHAPE where int16 activations need it: TFLite
+has no int16 DEPTH_TO_SPACE kernel) and identity; anything else fails loudly. Fake quantizers become
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
 which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
 """
@@ -45,6 +46,16 @@ def depth_to_space_order(channels_out: int, r: int) -> np.ndarray:
     return np.array([c * r * r + ij for ij in range(r * r) for c in range(channels_out)])
 
 
+def depth_to_space_moves(tf, x, r: int):
+    """DEPTH_TO_SPACE of ``x`` (TF's channel order) as RESHAPE, 6-D TRANSPOSE, RESHAPE: the
+    same data movement with ops that TFLite also runs on int16 tensors. The shapes are
+    constants, so the model keeps its export size."""
+    _, h, w, c = x.shape
+    y = tf.reshape(x, [1, h, w, r, r, c // (r * r)])
+    y = tf.transpose(y, [0, 1, 3, 2, 4, 5])
+    return tf.reshape(y, [1, h * r, w * r, c // (r * r)])
+
+
 def dense_from_grouped(w: np.ndarray, groups: int) -> np.ndarray:
     """(O, I/g, kh, kw) grouped weights -> block-diagonal (O, I, kh, kw): one plain conv."""
     o, i_g = w.shape[:2]
@@ -58,8 +69,9 @@ def dense_from_grouped(w: np.ndarray, groups: int) -> np.ndarray:
 class TFRebuild:
     """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
 
-    def __init__(self, gm: fx.GraphModule, group_conv: bool = True):
-        self.gm, self.group_conv = gm, group_conv
+    def __init__(self, gm: fx.GraphModule, group_conv: bool = True, depth_to_space: bool = True):
+        """``depth_to_space=False``: pixel shuffles as :func:`depth_to_space_moves`."""
+        self.gm, self.group_conv, self.depth_to_space = gm, group_conv, depth_to_space
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
 
@@ -146,7 +158,7 @@ class TFRebuild:
             src = self._producer(node)
             if not (src.op == "call_module" and src.target in self.shuffle_fed):  # reorder channels here
                 x = tf.gather(x, depth_to_space_order(x.shape[-1] // (r * r), r), axis=3)
-            return tf.nn.depth_to_space(x, r)
+            return tf.nn.depth_to_space(x, r) if self.depth_to_space else depth_to_space_moves(tf, x, r)
         raise FadError(f"{node.target}: {type(mod).__name__} is not in the exportable op list")
 
     def call_function(self, tf, node: fx.Node, args, kwargs):

@@ -1,13 +1,16 @@
 """TFLite export: the network rebuilt in TensorFlow (NHWC, fixed input size) and
-converted by TFLiteConverter, as float32 or as full-integer int8 that keeps PyTorch's QAT
-ranges (fake quantizers at exactly PyTorch's grids, no re-calibration), with tflite-support
-metadata (names, preprocessing, noise range, version). The output is the residual (the
+converted by TFLiteConverter, as float32, as full-integer int8 that keeps PyTorch's QAT
+ranges (fake quantizers at exactly PyTorch's grids, no re-calibration), or as 16x8 (int8
+weights, int16 activations: the converter calibrates per-tensor int16 ranges on training
+patches; no QAT needed at 65536 levels), with tflite-support metadata (names,
+preprocessing, noise range, version). The output is the residual (the
 network without its final input add, see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import flatbuffers
 import numpy as np
@@ -18,7 +21,7 @@ from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..native_logs import quiet_native_logs
 from ..quant.graph import Core, trace_float
-from ..quant.qat import fake_quant_core, grid, io_quantizers, require_residual
+from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from .tf_graph import TFRebuild
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
@@ -31,6 +34,7 @@ class TFLiteOptions:
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     int8: bool = True
     float_io: bool = False  # int8 model with float32 input/output (QUANTIZE/DEQUANTIZE inside)
+    activations: Literal["int8", "int16"] = "int8"  # of a quantized model (int16: TFLite 16x8)
     group_conv: bool = True  # False: grouped convs as block-diagonal plain convs (GPU/NNAPI)
 
 
@@ -51,7 +55,10 @@ def check_input_size(input_size: tuple[int, int], multiple: int) -> None:
                        "(the network's padding multiple); larger frames are tiled")
 
 
-def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[float, float] | None) -> bytes:
+def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[float, float] | None = None,
+            calibration: list[np.ndarray] | None = None) -> bytes:
+    """``input_range``: an int8 QAT graph's input grid; ``calibration``: (1, 4, h, w) inputs a
+    16x8 conversion sets its ranges on."""
     h, w = options.input_size
 
     class Model(tf.Module):
@@ -61,7 +68,13 @@ def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[f
 
     module = Model()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
-    if options.int8:
+    if options.int8 and options.activations == "int16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.float32 if options.float_io else tf.int16
+        converter.representative_dataset = lambda: ([np.ascontiguousarray(u.transpose(0, 2, 3, 1))]
+                                                    for u in calibration)
+    elif options.int8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io_type = tf.float32 if options.float_io else tf.int8
@@ -203,12 +216,17 @@ def group_conv_cost(net: nn.Module, input_size: tuple[int, int]) -> dict:
 def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, description: dict) -> tuple[bytes, dict]:
     """The .tflite bytes (with metadata) and a description of its I/O for the manifest.
 
-    int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 exports
-    the checkpoint's float weights.
+    int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 and 16x8
+    export the checkpoint's float weights (16x8 calibrated on :func:`calibration_inputs`).
     """
     tf = quiet_tensorflow()
-    expected = None
-    if options.int8:
+    expected = calibration = None
+    int16 = options.int8 and options.activations == "int16"
+    if int16:
+        net = ckpt.build()
+        gm = trace_float(net, residual=True)
+        calibration = calibration_inputs(ckpt, options.input_size)
+    elif options.int8:
         require_residual(ckpt)
         gm, net = fake_quant_core(ckpt)
         fq_in, fq_out = io_quantizers(gm)
@@ -219,13 +237,15 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     multiple = Core(net).multiple
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
-    model = convert(tf, TFRebuild(gm, options.group_conv), options, input_range)
+    model = convert(tf, TFRebuild(gm, options.group_conv, depth_to_space=not int16), options, input_range,
+                    calibration)
     details = io_details(model)
     if expected and not options.float_io:
         check_io_scales(details, expected)
     model = share_zero_points(add_metadata(model, ckpt.name, version, description, expected))
-    info = {**details, "dynamic_hw": False, "resizable_to_multiples_of": multiple, "group_conv": options.group_conv,
-            "size_breakdown": size_breakdown(model)}
+    info = {**details, "dynamic_hw": False, "group_conv": options.group_conv, "size_breakdown": size_breakdown(model),
+            # int16's pixel shuffles reshape to constant shapes: that file runs its export size only
+            "resizable_to_multiples_of": None if int16 else multiple}
     if expected:
         info["int8_io_grid"] = expected
     return model, info

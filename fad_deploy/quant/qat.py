@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -31,23 +32,25 @@ from ..models.registry import Checkpoint
 from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
-from ..train.losses import charbonnier
+from ..train.losses import charbonnier, rmse
 from ..train.trainer import batch_noise, level_weights, lr_at, resolve_cache, sample_batch
 from .graph import Core, Padded
 from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
-from .qconfig import ACT_INT8_SHIFT, backend_config, qconfig_mapping
+from .qconfig import ACT_INT8_SHIFT, WEIGHT_QMIN, backend_config, qconfig_mapping
 from .recipe import PTQConfig, QATConfig
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
+WEIGHT_GRID_KEY = "weights_on_grid"  # Checkpoint.extra of a float checkpoint made by weight-only QAT
+WEIGHT_GRID = "conv weights on TFLite's int8 grid: per output channel scale max|w| / 127, levels [-127, 127]"
 STATE_EVERY_S = 30.0  # how often an interrupted QAT's resume file is written
 
 
 # ---- preparing and freezing ---------------------------------------------------------------
 
 def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True,
-            learned_ranges: bool = False) -> fx.GraphModule:
+            learned_ranges: bool = False, weight_qmin: int = WEIGHT_QMIN) -> fx.GraphModule:
     """The network's core (residual output unless ``residual`` is False) with fake quantizers
-    inserted (conv + activation fused).
+    inserted (conv + activation fused); ``weight_qmin`` -127: TFLite's narrow weight grid.
 
     The weights are shared with ``net``; padding and cropping stay outside (see :class:`Padded`).
     """
@@ -57,13 +60,34 @@ def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True,
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice; the FX path works on 2.13
         from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-        return prepare_qat_fx(core, qconfig_mapping(calibrate_only, learned_ranges), example,
+        return prepare_qat_fx(core, qconfig_mapping(calibrate_only, learned_ranges, weight_qmin), example,
                               backend_config=backend_config())
 
 
 def quantizers(gm: nn.Module) -> dict[str, FakeQuantize]:
     """Every distinct fake quantizer by its first name (shared ones appear once)."""
     return {name: m for name, m in gm.named_modules() if isinstance(m, FakeQuantize)}
+
+
+def enable_quantizers(gm: nn.Module, activations: str) -> None:
+    """Fake quant on for every quantizer, or (``activations == "float"``) for the weights only."""
+    for name, m in gm.named_modules():
+        if isinstance(m, FakeQuantize):
+            on = activations == "int8" or name.endswith("weight_fake_quant")
+            (enable_fake_quant if on else disable_fake_quant)(m)
+
+
+def on_weight_grid(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every conv weight rounded onto TFLite's symmetric int8 grid of its output channel:
+    scale max|w| / 127, levels [-127, 127]. A converter that quantizes weights so (TFLite 16x8)
+    then keeps exactly these values."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith("weight") and v.dim() == 4:
+            scale = v.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) / 127
+            v = torch.round(v / scale).clamp(-127, 127) * scale
+        out[k] = v
+    return out
 
 
 def freeze(gm: nn.Module) -> nn.Module:
@@ -222,8 +246,11 @@ def quantized_input(gm: nn.Module, u: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, quantized, u)
 
 
+QAT_LOSSES = {"charbonnier": charbonnier, "rmse": rmse}
+
+
 def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, cfg: QATConfig) -> torch.Tensor:
-    """Charbonnier in anchor space on base + residual (the add in float, as the runners do;
+    """``cfg.loss`` (Charbonnier or RMSE) in anchor space on base + residual (the add in float, as the runners do;
     the base is the input or the quantized input, ``cfg.base``), each image's errors times
     ``weight`` (see :func:`fad_deploy.train.trainer.level_weights`)."""
     if not cfg.residual:
@@ -231,7 +258,7 @@ def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, cfg: 
     else:
         r = gm(u)
         pred = r + (quantized_input(gm, u) if cfg.base == "quantized" else u)
-    return charbonnier(weight * pred, weight * target)
+    return QAT_LOSSES[cfg.loss](weight * pred, weight * target)
 
 
 class QATState:
@@ -288,7 +315,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     torch.manual_seed(cfg.seed)
     net = ckpt.build().train()
     reference = ckpt.build().eval().requires_grad_(False) if cfg.target == "float" else None
-    gm = prepare(net, residual=cfg.residual, learned_ranges=cfg.ranges == "learned")
+    int8 = cfg.activations == "int8"
+    gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
+                 weight_qmin=WEIGHT_QMIN if int8 else -127)
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
     scales = [q.log_scale for q in learned(gm)]
@@ -300,7 +329,10 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                                                       if v.is_floating_point()), **dataclasses.asdict(cfg)}
     resume = QATState(state_path)
     start_step = resume.load(gm, opt, fingerprint)
-    gm.apply(disable_fake_quant if start_step < cfg.observe_steps else enable_fake_quant)
+    if start_step < cfg.observe_steps:
+        gm.apply(disable_fake_quant)
+    else:
+        enable_quantizers(gm, cfg.activations)
     if start_step >= freeze_step:
         gm.apply(disable_observer)
         stop_learning(gm)
@@ -309,7 +341,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     for step in bar:
         if step == cfg.observe_steps:
             init_ranges(gm)
-            gm.apply(enable_fake_quant)
+            enable_quantizers(gm, cfg.activations)
         if step == freeze_step:
             gm.apply(disable_observer)
             stop_learning(gm)
@@ -333,9 +365,31 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     if cfg.steps <= cfg.observe_steps:  # never past watching: the ranges from everything observed
         init_ranges(gm)
         stop_learning(gm)
-    freeze(gm)
     resume.clear()
+    if not int8:  # a float network whose weights the 16x8 converter keeps as they are
+        details = {"method": "qat-weights", "source": ckpt.name, **dataclasses.asdict(cfg)}
+        return dataclasses.replace(ckpt, state_dict=on_weight_grid(float_state(gm, net)),
+                                   card={**ckpt.card, "quantization": details},
+                                   extra={**ckpt.extra, WEIGHT_GRID_KEY: {"grid": WEIGHT_GRID, **details}})
+    freeze(gm)
     return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base)
+
+
+@torch.no_grad()
+def calibration_inputs(ckpt: Checkpoint, size: tuple[int, int], cfg: PTQConfig = PTQConfig()) -> list[np.ndarray]:
+    """``cfg.batches`` network inputs of packed ``size`` for a converter that calibrates its own
+    ranges (TFLite 16x8): each a mosaic of ``cfg.crop`` training patches (fad-train's cache,
+    noise over the checkpoint's range, k-sigma mapped to its anchor), (1, 4, h, w) float32."""
+    crop = cfg.crop
+    data = training_patches(ckpt, crop, cfg.seed, cfg.cache)
+    h, w = size
+    rows, cols = -(-h // crop), -(-w // crop)
+    inputs = []
+    for step in range(cfg.batches):
+        u = anchor_pair(sample_batch(data, step, rows * cols, cfg.seed), ckpt.anchor)[0]
+        mosaic = u.reshape(rows, cols, 4, crop, crop).permute(2, 0, 3, 1, 4).reshape(1, 4, rows * crop, cols * crop)
+        inputs.append(mosaic[..., :h, :w].numpy().astype(np.float32))
+    return inputs
 
 
 @torch.no_grad()

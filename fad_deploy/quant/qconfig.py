@@ -74,7 +74,8 @@ def backend_config() -> BackendConfig:
     return config
 
 
-def qconfig_mapping(calibrate_only: bool = False, learned_ranges: bool = False) -> QConfigMapping:
+def qconfig_mapping(calibrate_only: bool = False, learned_ranges: bool = False,
+                    weight_qmin: int = WEIGHT_QMIN) -> QConfigMapping:
     """Moving-average observers for QAT (``learned_ranges``: activation scales trained, see
     :mod:`.learned`); plain min/max over the calibration set for PTQ."""
     act_observer = MinMaxObserver if calibrate_only else MovingAverageMinMaxObserver
@@ -82,6 +83,6 @@ def qconfig_mapping(calibrate_only: bool = False, learned_ranges: bool = False) 
     act_quantizer = LearnedFakeQuantize if learned_ranges else FakeQuantize
     activation = act_quantizer.with_args(observer=act_observer, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
                                          dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    weight = FakeQuantize.with_args(observer=weight_observer, quant_min=WEIGHT_QMIN, quant_max=WEIGHT_QMAX,
+    weight = FakeQuantize.with_args(observer=weight_observer, quant_min=weight_qmin, quant_max=WEIGHT_QMAX,
                                     dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
     return QConfigMapping().set_global(QConfig(activation=activation, weight=weight))

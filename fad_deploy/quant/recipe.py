@@ -23,10 +23,14 @@ class QATConfig:
     scale_lr: float = 1e-2  # Adam on the learned log-scales (1e-2: 1% of a scale per step at most)
     target: Literal["clean", "float"] = "float"  # float: distil the float network's output
     level_weighting: Literal["anchor", "relative"] = "relative"  # as fad-train's loss.level_weighting
+    loss: Literal["charbonnier", "rmse"] = "charbonnier"  # rmse: minimised where PSNR is maximised
     seed: int = 0
     cache: str | None = None  # patch cache; default: the one fad-train uses
     base: Literal["input", "quantized"] = "quantized"  # what the residual is added to (see .qat.quantized_input)
     residual: bool = True  # quantize the residual core (False: the full network, for comparisons only)
+    # "float": only the weights are fake-quantized (for a 16x8 export, whose int16 activations cost next to
+    # nothing); the result is a float checkpoint whose weights lie on TFLite's int8 grid (see .qat)
+    activations: Literal["int8", "float"] = "int8"
 
 
 @dataclass(frozen=True)

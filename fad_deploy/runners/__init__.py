@@ -1,4 +1,4 @@
-"""One interface for every backend (torch, onnx-fp32/int8, tflite-fp32/int8, adb):
+"""One interface for every backend (torch, onnx-fp32/int8, tflite-fp32/int8/int16, adb):
 "denoise this packed RAW" and "time this". Pre/post-processing lives in base.py only.
 
 :func:`load_runner` opens a model on a backend: ``torch`` takes a checkpoint (shipped name
@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import FadError
 from .base import Runner
 
-BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "tflite-int16")
 # Short backend names (fad-denoise's --backend): tflite means the shipped int8 model.
 BACKEND_ALIASES = {"tflite": "tflite-int8", "onnx": "onnx-fp32"}
 

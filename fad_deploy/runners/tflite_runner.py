@@ -3,8 +3,9 @@
 The TFLite models are NHWC with a fixed input size (mobile delegates want static shapes):
 ``input_size`` is that size. Our exports of a multiple-of-16 size contain no
 size-dependent ops, so the interpreter is resized for other multiples of the network's
-padding multiple (16 for the FAN; the manifest records it); other sizes must be tiled. int8 I/O is (de)quantized here with the model's own
-scale and zero point.
+padding multiple (16 for the FAN; the manifest records it; None for a file that runs its
+export size only, as 16x8 exports); other sizes must be tiled. int8 / int16 I/O is
+(de)quantized here with the model's own scale and zero point.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 class TFLiteRunner(Runner):
     def __init__(self, path: str | Path, anchor: NoiseParams, threads: int | None = None, backend: str = "tflite",
-                 multiple: int = RESIZABLE_MULTIPLE, residual: bool = False, base_grid: dict | None = None):
+                 multiple: int | None = RESIZABLE_MULTIPLE, residual: bool = False, base_grid: dict | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         path = Path(path)
@@ -57,9 +58,10 @@ class TFLiteRunner(Runner):
         """Resize the interpreter for (h, w) inputs (multiples of the network's multiple)."""
         if hw == self._shape:
             return
-        if any(v <= 0 or v % self.multiple for v in (*self.input_size, *hw)):
+        if self.multiple is None or any(v <= 0 or v % self.multiple for v in (*self.input_size, *hw)):
+            sizes = f"multiples of {self.multiple}" if self.multiple else "that size"
             raise FadError(f"{self.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "
-                           f"got {hw[0]}x{hw[1]} (tile the image, or use multiples of {self.multiple})")
+                           f"got {hw[0]}x{hw[1]} (tile the image, or use {sizes})")
         idx = self.interpreter.get_input_details()[0]["index"]
         self.interpreter.resize_tensor_input(idx, [1, hw[0], hw[1], 4])
         self.interpreter.allocate_tensors()

@@ -19,6 +19,13 @@ def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = CHARBONNI
     return torch.sqrt((pred - target) ** 2 + eps**2).mean()
 
 
+def rmse(pred: torch.Tensor, target: torch.Tensor, eps: float = CHARBONNIER_EPS) -> torch.Tensor:
+    """Root mean squared error: minimised where MSE (and so PSNR) is, with gradients of L1's size
+    (plain MSE's are tiny at the small errors of a nearly converged network, below Adam's eps);
+    ``eps`` keeps the gradient finite where pred == target (a distillation's first steps)."""
+    return torch.sqrt(((pred - target) ** 2).mean() + eps**2)
+
+
 def distillation_l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Simple KD: L1 between the student's and the (frozen) teacher's outputs."""
     return (student - teacher.detach()).abs().mean()
