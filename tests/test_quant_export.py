@@ -260,6 +260,8 @@ def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_networ
                                                                                   one_thread):
     from ai_edge_litert.interpreter import Interpreter
 
+    from fad_deploy.export.manifest import FILE_SUFFIX
+    from fad_deploy.nsma.array import file_backend
     from fad_deploy.runners.tiling import tile_spec, tiled_run
     from fad_deploy.runners.torch_runner import TorchRunner
 
@@ -285,6 +287,8 @@ def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_networ
         assert all(tensors[i]["dtype"] == np.int16 for i in d["outputs"]), d["op_name"]
         if d["op_name"] == "CONV_2D":
             assert tensors[d["inputs"][1]]["dtype"] == np.int8  # weights
+    assert [file_backend(f"m{FILE_SUFFIX[b]}") for b in ("tflite-int16", "tflite-int8", "onnx-fp32")] == [
+        "tflite-int16", "tflite-int8", "onnx-fp32"]  # what fad-denoise runs on a bundle by default
     # A frame of another size runs in tiles of the export size, matching PyTorch's float network.
     runner = load_runner("tflite-int16", out, threads=1)
     u = np.random.default_rng(0).uniform(0, 2, (1, 4, 40, 72)).astype(np.float32)

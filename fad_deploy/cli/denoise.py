@@ -28,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
                    "the exported array in export/, else models/nsma/, else models/fan-student.pt)")
     p.add_argument("--backend", choices=[*BACKEND_ALIASES, *BACKENDS],
                    help="tflite (= tflite-int8), onnx (= onnx-fp32), torch, or a full backend name "
-                   "(default: tflite-int8 for an exported bundle, torch for checkpoints)")
+                   "(default: the file an exported bundle's sub-range table names, tflite-int8, or tflite-int16 "
+                   "in a 16x8 bundle; torch for checkpoints)")
     p.add_argument("--shot-noise", type=shot_noise, metavar="A", help="shot-noise parameter a (variance = a x + b)")
     p.add_argument("--read-noise", type=read_noise, metavar="B", help="read-noise parameter b (default: UPI's "
                    "regression on a); needs --shot-noise")

@@ -2,7 +2,8 @@
 converted by TFLiteConverter, as float32, as full-integer int8 that keeps PyTorch's QAT
 ranges (fake quantizers at exactly PyTorch's grids, no re-calibration), or as 16x8 (int8
 weights, int16 activations: the converter calibrates per-tensor int16 ranges on training
-patches; no QAT needed at 65536 levels), with tflite-support metadata (names,
+patches and rounds the weights per channel, which it keeps exactly when they already lie on
+its grid, see :func:`fad_deploy.quant.qat.on_weight_grid`), with tflite-support metadata (names,
 preprocessing, noise range, version). The output is the residual (the
 network without its final input add, see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations

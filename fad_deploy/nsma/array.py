@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FadError
-from ..export.manifest import entry_tiling, locate_file
+from ..export.manifest import FILE_SUFFIX, entry_tiling, locate_file
 from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
@@ -96,9 +96,16 @@ class ModelArray:
         return self.runner(index).denoise(noisy, noise)
 
 
+def file_backend(file: str) -> str:
+    """The backend of a bundle's model file (its suffix), else the int8 TFLite."""
+    return next((b for b, suffix in FILE_SUFFIX.items() if file.endswith(suffix) and b in BACKENDS),
+                backend_name("tflite"))
+
+
 def load_array(path: str | Path | None = None, backend: str | None = None) -> ModelArray:
     """The array in folder ``path`` (or one checkpoint; default: :func:`default_bundle`).
-    ``backend`` defaults to torch for checkpoints and int8 TFLite for exported bundles."""
+    ``backend`` defaults to torch for checkpoints and, for exported bundles, to the file their
+    sub-range table names (the quantized TFLite: int8, or int16 in a 16x8 bundle)."""
     if backend is not None:
         backend = backend_name(backend)
     path = default_bundle(backend) if path is None else Path(path)
@@ -108,7 +115,7 @@ def load_array(path: str | Path | None = None, backend: str | None = None) -> Mo
         manifest = read_manifest(path / MANIFEST)
         table = table_from_manifest(manifest, str(path / MANIFEST))
         exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
-        chosen = backend or backend_name("tflite" if exported else "torch")
+        chosen = backend or (file_backend(table[0].file) if exported else "torch")
         return ModelArray(table, path, chosen, str(path))
     checkpoint_path = resolve_model(str(path))
     ckpt = load_checkpoint(checkpoint_path)
