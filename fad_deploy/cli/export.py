@@ -122,10 +122,12 @@ def array_extra(table: dict, backends: list[str]) -> dict:
 
 
 def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
+    from ..export.validate import QUANTIZED_TFLITE
+
     lines = [f"exported to {out}:"]
     total = 0
     for m in manifest["models"]:
-        total += sum(r["bytes"] for b, r in m["files"].items() if b in ("tflite-int8", "tflite-int16"))
+        total += sum(r["bytes"] for b, r in m["files"].items() if b in QUANTIZED_TFLITE)
         made = f" (int8 made in {quantize_s[m['name']]:.0f} s)" if m["name"] in quantize_s else ""
         lines.append(f"  {m['name']}: " + ", ".join(f"{r['file']} {r['bytes'] / 1024:.1f} KB"
                                                   for r in m["files"].values()) + made)

@@ -73,7 +73,7 @@ class Exported:
 
 
 def int16(options: ExportOptions) -> bool:
-    return options.int8 and options.tflite.activations == "int16"
+    return options.int8 and options.tflite.int16
 
 
 def quantization_config(options: ExportOptions) -> PTQConfig | QATConfig:

@@ -38,6 +38,11 @@ class TFLiteOptions:
     activations: Literal["int8", "int16"] = "int8"  # of a quantized model (int16: TFLite 16x8)
     group_conv: bool = True  # False: grouped convs as block-diagonal plain convs (GPU/NNAPI)
 
+    @property
+    def int16(self) -> bool:
+        """A 16x8 model (int8 weights, int16 activations)."""
+        return self.int8 and self.activations == "int16"
+
 
 def quiet_tensorflow():
     """Import TensorFlow with its start-up log lines off (see fad_deploy.native_logs) and
@@ -69,7 +74,7 @@ def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[f
 
     module = Model()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
-    if options.int8 and options.activations == "int16":
+    if options.int16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.float32 if options.float_io else tf.int16
@@ -222,7 +227,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     """
     tf = quiet_tensorflow()
     expected = calibration = None
-    int16 = options.int8 and options.activations == "int16"
+    int16 = options.int16
     if int16:
         net = ckpt.build()
         gm = trace_float(net, residual=True)
