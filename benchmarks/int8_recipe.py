@@ -40,31 +40,33 @@ from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
-PREVIOUS = dataclasses.replace(RECIPE, lr=5e-5, min_lr=1e-6)  # the recipe shipped before the learning-rate sweep
+SWEEP = dataclasses.replace(RECIPE, steps=1200)  # the steps of the learning-rate sweep and the rows before it
+PREVIOUS = dataclasses.replace(SWEEP, lr=5e-5, min_lr=1e-6)  # the recipe shipped before the learning-rate sweep
 ONTO_INPUT = dataclasses.replace(PREVIOUS, base="input")  # the residual added to the float input
 TODAY = dataclasses.replace(ONTO_INPUT, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
                             level_weighting="anchor")  # the export default before the recipe
-WEIGHTS_ONLY = dataclasses.replace(RECIPE, activations="float")  # 16x8: QAT of the weights, int16 activations
+WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float")  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
 VARIANTS = {
     "before (min/max ranges, clean target, 120 steps)": TODAY,
     "+ learned ranges (LSQ, MSE start)": dataclasses.replace(TODAY, ranges="learned", scale_lr=RECIPE.scale_lr),
     "+ distil the float model, levels alike": dataclasses.replace(ONTO_INPUT, steps=TODAY.steps),
-    f"+ {RECIPE.steps} steps": ONTO_INPUT,
+    f"+ {SWEEP.steps} steps": ONTO_INPUT,
     "+ residual onto the quantized input": PREVIOUS,
     "+ lr 2e-4": dataclasses.replace(PREVIOUS, lr=2e-4, min_lr=4e-6),
     "+ lr 5e-4": dataclasses.replace(PREVIOUS, lr=5e-4, min_lr=1e-5),
-    "+ lr 1.5e-3 (the recipe, shipped)": RECIPE,
+    "+ lr 1.5e-3": SWEEP,
     "+ lr 4e-3": dataclasses.replace(PREVIOUS, lr=4e-3, min_lr=8e-5),
-    f"the {RECIPE.steps}-step row at lr 1e-5 (less drift of the float weights?)":
+    f"+ {RECIPE.steps} steps (the recipe, shipped)": RECIPE,
+    f"the {SWEEP.steps}-step row at lr 1e-5 (less drift of the float weights?)":
         dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
     "the lr 5e-5 row with the weights frozen (ranges only: no drift)":
         dataclasses.replace(PREVIOUS, lr=1e-12, min_lr=1e-14),
     "the lr 5e-5 row with an RMSE loss (the metric's minimiser)": dataclasses.replace(PREVIOUS, loss="rmse"),
     "16x8: int16 activations, the float weights rounded to TFLite's int8 grid (TFLite, no QAT)":
         dataclasses.replace(WEIGHTS_ONLY, steps=1, lr=1e-12, min_lr=1e-14),
-    "16x8: int16 activations, weights fine-tuned on that grid (TFLite; fad-export --activations int16)":
+    f"16x8: int16 activations, weights fine-tuned on that grid, {SWEEP.steps} steps (TFLite)":
         WEIGHTS_ONLY,
 }
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
@@ -135,7 +137,8 @@ def markdown(result: dict) -> str:
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
              "each to the one above, up to the recipe `fad-export --qat` runs (QATConfig's defaults); the '+ lr' "
              "rows each set the learning rate (min_lr 50x lower) of the '+ residual onto the quantized "
-             "input' row, whose 5e-5 the recipe used before; rows after the sweep change one setting of that row. "
+             f"input' row, whose 5e-5 the recipe used before; '+ {RECIPE.steps} steps' runs the lr 1.5e-3 row "
+             f"{RECIPE.steps // SWEEP.steps}x longer (the recipe); rows after it change one setting of an earlier row. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size.", ""]
     for name, model in result["models"].items():
