@@ -1,16 +1,16 @@
-"""Issue 18's quality check: FAN configurations chosen by measured latency (the k-th fastest
-within the MAC budget in fan_config_search.md, by int8 time at 1 thread against PMRID)
-against today's configuration at equal training, on photos never used in training (Table 1
-style).
+"""Issue 18's quality check: FAN configurations chosen by measured latency (candidates of
+fan_config_search.py by their keys; its table ranks them by int8 time at 1 thread against
+PMRID) against today's configuration at equal training, on photos never used in training
+(Table 1 style).
 
 All train on the Table 1 schedule (Charbonnier, the same steps, data and seed, from
 scratch): today's is models/ablations/fan-charbonnier.pt (quality.py's Table 1 row); each
 candidate is trained here with the same command plus its configuration's overrides,
 through fad-train (its run folder resumes an interrupted run), and shipped to
-models/ablations/fan-fast[k]-charbonnier.pt with a card (k = its rank; none for the
-fastest). All are then measured with fad-eval on quality.py's Table 1 set.
+models/ablations/fan-<key>-charbonnier.pt with a card. All are then measured with fad-eval
+on quality.py's Table 1 set.
 
-    python benchmarks/fan_config_quality.py [--ranks 1 3] [--threads 2]
+    python benchmarks/fan_config_quality.py --candidates KEY [KEY ...] [--threads 2]
 
 Writes benchmarks/results/fan_config_quality.md and .json.
 """
@@ -41,8 +41,8 @@ def ranked_candidates() -> list[dict]:
     return sorted(search["candidates"], key=lambda c: c["vs_pmrid"]["int8 x1"])
 
 
-def model_name(rank: int) -> str:
-    return f"fan-fast{rank if rank > 1 else ''}-charbonnier"
+def model_name(key: str) -> str:
+    return f"fan-{key}-charbonnier"
 
 
 def train_command(name: str, overrides: dict, threads: int, ship: Path) -> list[str]:
@@ -56,12 +56,17 @@ def train_command(name: str, overrides: dict, threads: int, ship: Path) -> list[
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ranks", type=int, nargs="+", default=[1], help="candidates by speed rank (1: the fastest)")
+    p.add_argument("--candidates", nargs="+", required=True, metavar="KEY",
+                   help="fan_config_search.py's candidates by key (in its table's first column)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
     args = p.parse_args(argv)
     ranked = ranked_candidates()
-    chosen = {model_name(k): ranked[k - 1] for k in args.ranks}
+    by_key = {c["key"]: c for c in ranked}
+    unknown = [k for k in args.candidates if k not in by_key]
+    if unknown:
+        p.error(f"--candidates: not in fan_config_search.json: {', '.join(unknown)} (known: {', '.join(by_key)})")
+    chosen = {model_name(k): by_key[k] for k in args.candidates}
     commands = {}
     for name, candidate in chosen.items():
         ship = models_dir() / "ablations" / f"{name}.pt"
@@ -76,9 +81,9 @@ def main(argv=None) -> None:
     names = [TODAY, *chosen]
     add_params(result["results"], list(chosen))
     write_model_cards(result["results"], result["set"], only=list(chosen),
-                      measured_by=f"python benchmarks/fan_config_quality.py --ranks {' '.join(map(str, args.ranks))}")
+                      measured_by=f"python benchmarks/fan_config_quality.py --candidates {' '.join(args.candidates)}")
     cards = {n: load_checkpoint(models_dir() / "ablations" / f"{n}.pt").card for n in names}
-    latency = {TODAY: next(c for c in ranked if c["label"] == "paper (today)"), **chosen}
+    latency = {TODAY: by_key["today"], **chosen}
     peak = cpu_peak()
     out = {"cpu": f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''})", "platform": platform.platform(),
            "candidates": {n: {"rank": ranked.index(c) + 1, **c} for n, c in chosen.items()},
@@ -100,10 +105,10 @@ def main(argv=None) -> None:
     per_level = ["| configuration | " + " | ".join(f"a={lv['shot']:.2g}" for lv in levels[TODAY]) + " |",
                  "|---|" + "---:|" * len(levels[TODAY])]
     per_level += [f"| {n} | " + " | ".join(f"{lv['raw_psnr']:.2f}" for lv in levels[n]) + " |" for n in levels]
-    ranks = " ".join(str(k) for k in args.ranks)
+    keys = " ".join(args.candidates)
     write_text(RESULTS / "fan_config_quality.md", "\n".join([
         "# Latency-chosen FAN configurations at equal training", "",
-        f"Made by `python benchmarks/fan_config_quality.py --ranks {ranks} --threads {args.threads}` on {out['cpu']}. "
+        f"Made by `python benchmarks/fan_config_quality.py --candidates {keys} --threads {args.threads}` on {out['cpu']}. "
         "Every network trained on the Table 1 schedule from scratch: today's is fan-charbonnier (its card), each "
         "candidate the same command with its `model.config` overrides (`fad-train charbonnier name=NAME "
         "schedule.steps=2400 model.config.KEY=VALUE ...`, in the JSON and the cards). Latency ratios against the "

@@ -32,29 +32,46 @@ SIZE = (512, 512)
 THREADS = (1, 2)
 MAC_BUDGET = 2.7e9  # per RAW megapixel
 PMRID = "PMRID architecture"
-CANDIDATES = {  # label -> FANConfig overrides of today's configuration
-    "paper (today)": {},
-    "FA from level 1": {"align_min_level": 1},
-    "FA from level 2": {"align_min_level": 2},
-    "group width 2": {"group_width": 2},
-    "group width 2, FA from level 1": {"group_width": 2, "align_min_level": 1},
-    "group width 8, FA from level 1, expansions 1,1,1,2,2": {"group_width": 8, "align_min_level": 1,
-                                                             "expansions": [1, 1, 1, 2, 2]},
-    "widths 12.., FA from level 1": {"widths": [12, 24, 48, 96, 160], "align_min_level": 1},
-    "group width 1 (depthwise)": {"group_width": 1},
-    "group width 1, FA from level 1, widths 16,32,64,128,192": {"group_width": 1, "align_min_level": 1,
-                                                                "widths": [16, 32, 64, 128, 192]},
+# key (names the trained model: fan-<key>-charbonnier) -> (label, FANConfig overrides of today's configuration)
+CANDIDATES = {
+    "today": ("paper (today)", {}),
+    "fa1": ("FA from level 1", {"align_min_level": 1}),
+    "fa2": ("FA from level 2", {"align_min_level": 2}),
+    "g2": ("group width 2", {"group_width": 2}),
+    "g2-fa1": ("group width 2, FA from level 1", {"group_width": 2, "align_min_level": 1}),
+    "g8-fa1-e11122": ("group width 8, FA from level 1, expansions 1,1,1,2,2",
+                      {"group_width": 8, "align_min_level": 1, "expansions": [1, 1, 1, 2, 2]}),
+    "w12-fa1": ("widths 12.., FA from level 1", {"widths": [12, 24, 48, 96, 160], "align_min_level": 1}),
+    "g1": ("group width 1 (depthwise)", {"group_width": 1}),
+    "g1-fa1-w16-192": ("group width 1, FA from level 1, widths 16,32,64,128,192",
+                       {"group_width": 1, "align_min_level": 1, "widths": [16, 32, 64, 128, 192]}),
     # second round, from the first: wider groups and no full-resolution Feature-Align pay off
-    "group width 8, FA from level 2, expansions 1,1,1,2,2": {"group_width": 8, "align_min_level": 2,
-                                                             "expansions": [1, 1, 1, 2, 2]},
-    "group width 8, FA from level 1, expansions 1,1,1,1,2": {"group_width": 8, "align_min_level": 1,
-                                                             "expansions": [1, 1, 1, 1, 2]},
-    "group width 8, FA from level 1, widths 8,24,..": {"group_width": 8, "align_min_level": 1,
-                                                       "widths": [8, 24, 48, 96, 160]},
-    "group width 8, FA from level 2, widths 8,24,..": {"group_width": 8, "align_min_level": 2,
-                                                       "widths": [8, 24, 48, 96, 160]},
-    "group width 16, FA from level 1, expansions 1, widths 8,24,..": {
-        "group_width": 16, "align_min_level": 1, "expansions": [1, 1, 1, 1, 1], "widths": [8, 24, 48, 96, 160]},
+    "g8-fa2-e11122": ("group width 8, FA from level 2, expansions 1,1,1,2,2",
+                      {"group_width": 8, "align_min_level": 2, "expansions": [1, 1, 1, 2, 2]}),
+    "g8-fa1-e11112": ("group width 8, FA from level 1, expansions 1,1,1,1,2",
+                      {"group_width": 8, "align_min_level": 1, "expansions": [1, 1, 1, 1, 2]}),
+    "g8-fa1-w8": ("group width 8, FA from level 1, widths 8,24,..",
+                  {"group_width": 8, "align_min_level": 1, "widths": [8, 24, 48, 96, 160]}),
+    "g8-fa2-w8": ("group width 8, FA from level 2, widths 8,24,..",
+                  {"group_width": 8, "align_min_level": 2, "widths": [8, 24, 48, 96, 160]}),
+    "g16-fa1-e1-w8": ("group width 16, FA from level 1, expansions 1, widths 8,24,..",
+                      {"group_width": 16, "align_min_level": 1, "expansions": [1, 1, 1, 1, 1],
+                       "widths": [8, 24, 48, 96, 160]}),
+    # third round: the second's fast candidates lost 2-3.6 dB without full-resolution Feature-Align
+    # (fan_config_quality.md), so keep it there and make that level cheap: a depthwise conv
+    # where 4-channel groups run at 14 GMAC/s, one conditioning conv per level for both Feature-Aligns
+    "sa": ("shared FA conditioning", {"shared_align": True}),
+    "g1x4-sa": ("depthwise at full resolution, shared FA conditioning",
+                {"group_width": [1, 4, 4, 4, 4], "shared_align": True}),
+    "g1x8-sa": ("depthwise at full resolution, group width 8 below, shared FA conditioning",
+                {"group_width": [1, 8, 8, 8, 8], "shared_align": True}),
+    "g1x8-sa-e11122": ("depthwise at full resolution, group width 8 below, shared FA, expansions 1,1,1,2,2",
+                       {"group_width": [1, 8, 8, 8, 8], "shared_align": True, "expansions": [1, 1, 1, 2, 2]}),
+    "g1-sa": ("group width 1 (depthwise), shared FA conditioning", {"group_width": 1, "shared_align": True}),
+    "g1x8-sa-w12": ("depthwise at full resolution, width 12 there, group width 8 below, shared FA",
+                    {"group_width": [1, 8, 8, 8, 8], "shared_align": True, "widths": [12, 24, 48, 96, 160]}),
+    "g1x8-sa-w8": ("depthwise at full resolution, width 8 there, group width 8 below, shared FA",
+                   {"group_width": [1, 8, 8, 8, 8], "shared_align": True, "widths": [8, 24, 48, 96, 160]}),
 }
 
 
@@ -74,28 +91,29 @@ def files(folder: Path) -> dict:
 def main():
     args = parse_args()
     candidates, over_budget = {}, {}
-    for i, (label, overrides) in enumerate(CANDIDATES.items()):
+    for key, (label, overrides) in CANDIDATES.items():
         macs = count_macs(build("fan", overrides), SIZE).gmacs_per_megapixel
         if macs * 1e9 > MAC_BUDGET:
             over_budget[label] = macs
             continue
         candidates[label] = files(export_architecture("fan", SIZE, ("tflite",), config=overrides,
-                                                      name=f"fan-search-{i}"))
+                                                      name=f"fan-search-{key}"))
     models = {PMRID: files(export_architecture("pmrid", SIZE, ("tflite",), name=baseline_name("pmrid"))),
               **candidates}
     cpu = cpu_record()
     rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
     by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
     table, results = [], []
+    keys = {label: key for key, (label, _) in CANDIDATES.items()}
     for label in candidates:
         r = ratios(rows, label, PMRID)
         first = by[label, "int8", 1]
-        results.append({"label": label, "overrides": CANDIDATES[label], "gmacs_per_megapixel":
+        results.append({"key": keys[label], "label": label, "overrides": CANDIDATES[keys[label]][1], "gmacs_per_megapixel":
                         first["gmacs_per_megapixel"], "params": first["params"],
                         "vs_pmrid": {f"{p} x{t}": v for (p, t), v in r.items()},
                         "ms_per_megapixel": {f"{p} x{t}": by[label, p, t]["ms_per_megapixel"]
                                              for p in PRECISIONS for t in THREADS}})
-        table.append([label, f"{first['gmacs_per_megapixel']:.3f}", f"{first['params']:,}",
+        table.append([f"{label} ({keys[label]})", f"{first['gmacs_per_megapixel']:.3f}", f"{first['params']:,}",
                       *(" / ".join(f"{by[label, p, t]['ms_per_megapixel']:.0f}" for t in THREADS) for p in PRECISIONS),
                       *(" / ".join(f"{r[p, t]:.2f}" for t in THREADS) for p in PRECISIONS)])
     table.sort(key=lambda row: float(row[-1].split(" / ")[0]))

@@ -39,13 +39,13 @@ def simple_macs(model: nn.Module, shape) -> int:
         nonlocal total
         total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
 
-    def align_hook(_mod, _inp, out):
+    def align_hook(_mod, _inp, out):  # on gamma's output: one element per modulated element
         nonlocal total
         total += 2 * out.numel()
 
     model = model.to("meta")
     hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_hook(align_hook) for m in model.modules() if isinstance(m, FeatureAlign)]
+    hooks += [m.gamma.register_forward_hook(align_hook) for m in model.modules() if isinstance(m, FeatureAlign)]
     with torch.no_grad():
         model(torch.zeros(shape, device="meta"))
     for h in hooks:
@@ -137,6 +137,19 @@ def test_feature_align_runs_from_align_min_level_and_keeps_checkpoint_keys():
     with torch.no_grad():
         assert coarse(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
     assert simple_macs(build("fan", {"align_min_level": 1}), MEGAPIXEL_PACKED) < simple_macs(full, MEGAPIXEL_PACKED)
+
+
+def test_per_level_group_width_and_shared_feature_align_conditioning():
+    model = build("fan", {"group_width": [1, 4, 4, 4, 4], "shared_align": True})
+    assert model.enc[0].group.groups == model.enc[0].group.in_channels  # depthwise at full resolution
+    assert model.dec[-1].group.groups == model.dec[-1].group.in_channels
+    assert model.enc[1].group.groups == model.enc[1].group.in_channels // 4
+    # one conditioning conv per level: the decoder's Feature-Aligns reuse the encoder's
+    assert all(fa.shared is None for fa in model.dec_align) and all(fa.shared is not None for fa in model.enc_align)
+    with torch.no_grad():
+        assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    full = build("fan")
+    assert simple_macs(model, MEGAPIXEL_PACKED) < simple_macs(full, MEGAPIXEL_PACKED)
 
 
 def test_fan_noskip_has_no_skips():

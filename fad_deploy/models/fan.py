@@ -24,13 +24,17 @@ from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample
 class FANConfig:
     widths: tuple[int, ...] = (16, 24, 48, 96, 160)  # channels per resolution level
     expansions: tuple[int, ...] = (1, 1, 2, 2, 2)  # ARNet inverted-residual expansion per level
-    group_width: int = 4  # channels per group of the ARNet group conv
+    group_width: int | tuple[int, ...] = 4  # channels per group of the ARNet group conv (1: depthwise); or one per level
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
     feature_align: bool = True
     align_min_level: int = 0  # Feature-Align at this level and coarser ones (0: every level, as in the paper)
+    shared_align: bool = False  # the decoder's Feature-Align reuses the encoder's conditioning at its level
     skips: bool = True
     sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
+
+    def group_width_at(self, level: int) -> int:
+        return self.group_width if isinstance(self.group_width, int) else self.group_width[level]
 
 
 class ARNetBlock(nn.Module):
@@ -53,9 +57,10 @@ class FeatureAlign(nn.Module):
     """G = gamma * F + beta, with per-pixel gamma and beta computed from the noisy input
     resized to the feature's resolution (a SPADE-style conditioning net)."""
 
-    def __init__(self, channels: int, hidden: int, in_channels: int = 4):
+    def __init__(self, channels: int, hidden: int, in_channels: int = 4, condition: bool = True):
         super().__init__()
-        self.shared = conv3x3(in_channels, hidden)
+        # condition=False: the conditioning features come from another Feature-Align (FANConfig.shared_align)
+        self.shared = conv3x3(in_channels, hidden) if condition else None
         self.act = nn.ReLU()
         # 1x1 heads (SPADE uses 3x3): the 3x3 shared conv already gives spatial context,
         # and at full resolution 3x3 heads alone would cost more than the whole MAC budget.
@@ -67,9 +72,15 @@ class FeatureAlign(nn.Module):
         nn.init.zeros_(self.beta.weight)
         nn.init.zeros_(self.beta.bias)
 
-    def forward(self, features: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.shared(noisy))
+    def condition(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.act(self.shared(noisy))
+
+    def modulate(self, features: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``features`` modulated by the conditioning features ``h`` (see :meth:`condition`)."""
         return self.gamma(h) * features + self.beta(h)
+
+    def forward(self, features: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        return self.modulate(features, self.condition(noisy))
 
 
 class SkipShrink(nn.Module):
@@ -97,8 +108,9 @@ class FAN(PaddedResidualNet):
 
         def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
             # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
-            hidden = min(max(c_in, 4 * c.group_width), c_out) * c.expansions[level]
-            return ARNetBlock(c_in, c_out, hidden, c.group_width, stride)
+            gw = c.group_width_at(level)
+            hidden = min(max(c_in, 4 * gw), c_out) * c.expansions[level]
+            return ARNetBlock(c_in, c_out, hidden, gw, stride)
 
         self.enc = nn.ModuleList([block(0, 4, w[0])])  # the first contracting layer reads the RAW
         self.down = nn.ModuleList()
@@ -120,11 +132,13 @@ class FAN(PaddedResidualNet):
             self.dec.append(block(i, w[i], w[i]))
         self.skips = nn.ModuleList([SkipShrink(w[i], c.skip_shrink) for i in range(n - 1)]) if c.skips else None
         if c.feature_align:  # an identity placeholder keeps the module indices (checkpoint keys) per level
-            def align(level: int) -> nn.Module:
-                return FeatureAlign(w[level], c.align_hidden) if level >= c.align_min_level else nn.Identity()
+            def align(level: int, condition: bool = True) -> nn.Module:
+                if level < c.align_min_level:
+                    return nn.Identity()
+                return FeatureAlign(w[level], c.align_hidden, condition=condition)
 
             self.enc_align = nn.ModuleList([align(i) for i in range(n)])
-            self.dec_align = nn.ModuleList([align(i) for i in reversed(range(n - 1))])
+            self.dec_align = nn.ModuleList([align(i, not c.shared_align) for i in reversed(range(n - 1))])
         self.head = conv3x3(w[0], 4)
 
     def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,14 +148,16 @@ class FAN(PaddedResidualNet):
         pyramid = [x]  # the noisy input at each level's resolution, for Feature-Align
         for _ in range(1, n):
             pyramid.append(self.pool(pyramid[-1]))
+        aligned = self.config.feature_align
         f = x
-        skips = []
+        skips, conditions = [], {}
         for i in range(n):
             if i > 0:
                 f = self.down[i - 1](f)
             f = self.enc[i](f)
-            if self.config.feature_align and i >= self.config.align_min_level:
-                f = self.enc_align[i](f, pyramid[i])
+            if aligned and i >= self.config.align_min_level:
+                conditions[i] = self.enc_align[i].condition(pyramid[i])
+                f = self.enc_align[i].modulate(f, conditions[i])
             if i < n - 1 and self.skips is not None:
                 skips.append(self.skips[i](f))
         for j, i in enumerate(reversed(range(n - 1))):
@@ -149,6 +165,7 @@ class FAN(PaddedResidualNet):
             if self.skips is not None:
                 f = f + self.skips[i].expand(skips[i])
             f = self.dec[j](f)
-            if self.config.feature_align and i >= self.config.align_min_level:
-                f = self.dec_align[j](f, pyramid[i])
+            if aligned and i >= self.config.align_min_level:
+                fa = self.dec_align[j]
+                f = fa.modulate(f, conditions[i] if self.config.shared_align else fa.condition(pyramid[i]))
         return self.head(f)
