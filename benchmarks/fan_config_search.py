@@ -61,6 +61,7 @@ CANDIDATES = {
     # (fan_config_quality.md), so keep it there and make that level cheap: a depthwise conv
     # where 4-channel groups run at 14 GMAC/s, one conditioning conv per level for both Feature-Aligns
     "sa": ("shared FA conditioning", {"shared_align": True}),
+    "g1x4": ("depthwise at full resolution", {"group_width": [1, 4, 4, 4, 4]}),
     "g1x4-sa": ("depthwise at full resolution, shared FA conditioning",
                 {"group_width": [1, 4, 4, 4, 4], "shared_align": True}),
     "g1x8-sa": ("depthwise at full resolution, group width 8 below, shared FA conditioning",
