@@ -108,7 +108,8 @@ def main(argv=None) -> None:
     keys = " ".join(args.candidates)
     write_text(RESULTS / "fan_config_quality.md", "\n".join([
         "# Latency-chosen FAN configurations at equal training", "",
-        f"Made by `python benchmarks/fan_config_quality.py --candidates {keys} --threads {args.threads}` on {out['cpu']}. "
+        f"Made by `python benchmarks/fan_config_quality.py --candidates {keys} --threads {args.threads}` "
+        f"on {out['cpu']}. "
         "Every network trained on the Table 1 schedule from scratch: today's is fan-charbonnier (its card), each "
         "candidate the same command with its `model.config` overrides (`fad-train charbonnier name=NAME "
         "schedule.steps=2400 model.config.KEY=VALUE ...`, in the JSON and the cards). Latency ratios against the "

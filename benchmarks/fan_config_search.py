@@ -92,6 +92,7 @@ def files(folder: Path) -> dict:
 def main():
     args = parse_args()
     candidates, over_budget = {}, {}
+    keys = {label: key for key, (label, _) in CANDIDATES.items()}
     for key, (label, overrides) in CANDIDATES.items():
         macs = count_macs(build("fan", overrides), SIZE).gmacs_per_megapixel
         if macs * 1e9 > MAC_BUDGET:
@@ -105,12 +106,11 @@ def main():
     rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
     by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
     table, results = [], []
-    keys = {label: key for key, (label, _) in CANDIDATES.items()}
     for label in candidates:
         r = ratios(rows, label, PMRID)
         first = by[label, "int8", 1]
-        results.append({"key": keys[label], "label": label, "overrides": CANDIDATES[keys[label]][1], "gmacs_per_megapixel":
-                        first["gmacs_per_megapixel"], "params": first["params"],
+        results.append({"key": keys[label], "label": label, "overrides": CANDIDATES[keys[label]][1],
+                        "gmacs_per_megapixel": first["gmacs_per_megapixel"], "params": first["params"],
                         "vs_pmrid": {f"{p} x{t}": v for (p, t), v in r.items()},
                         "ms_per_megapixel": {f"{p} x{t}": by[label, p, t]["ms_per_megapixel"]
                                              for p in PRECISIONS for t in THREADS}})

@@ -24,7 +24,7 @@ from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample
 class FANConfig:
     widths: tuple[int, ...] = (16, 24, 48, 96, 160)  # channels per resolution level
     expansions: tuple[int, ...] = (1, 1, 2, 2, 2)  # ARNet inverted-residual expansion per level
-    group_width: int | tuple[int, ...] = 4  # channels per group of the ARNet group conv (1: depthwise); or one per level
+    group_width: int | tuple[int, ...] = 4  # channels per group of the ARNet group conv (1: depthwise), or per level
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
     feature_align: bool = True
