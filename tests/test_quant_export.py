@@ -175,6 +175,41 @@ def test_weight_only_qat_gives_a_float_network_on_tflites_int8_weight_grid(workd
     assert np.isfinite(TorchRunner(q).run(u)).all()  # a plain float network
 
 
+def test_feature_distillation_compares_every_unactivated_conv_after_its_quantizer(workdir, monkeypatch, one_thread):
+    from torch.ao.quantization import disable_fake_quant, enable_fake_quant
+
+    from fad_deploy.export.bundle import recipe_of
+    from fad_deploy.quant.qat import FeatureTaps
+    from fad_deploy.quant.recipe import QAT_ADDED
+
+    ckpt = tiny_checkpoint()
+    net, reference = ckpt.build(), ckpt.build().eval()
+    gm = prepare(net)
+    taps = FeatureTaps(gm, reference)
+    plain = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)
+             and not any(n.endswith(s) for s in (".expand", ".group", ".shared"))]  # those have an activation
+    x = torch.rand(2, 4, SIZE, SIZE) * 3
+    with torch.no_grad():
+        gm.apply(disable_fake_quant)
+        gm(x), reference(x)
+        assert sorted(taps.float) == sorted(plain) and float(taps.loss()) == pytest.approx(1e-4)  # same network
+        gm.apply(enable_fake_quant)
+        gm(x), reference(x)
+        assert float(taps.loss()) > 1e-3  # the int8 rounding shows in the maps
+    taps.remove()
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    cfg = QATConfig(steps=3, batch=2, observe_steps=1)
+    with_maps = quantization_aware_training(ckpt, dataclasses.replace(cfg, feature_distil=1.0), progress=False)
+    without = quantization_aware_training(ckpt, cfg, progress=False)
+    assert any(not torch.equal(with_maps.state_dict[k], without.state_dict[k]) for k in ckpt.state_dict)
+    with pytest.raises(FadError, match="float network"):
+        quantization_aware_training(ckpt, dataclasses.replace(cfg, feature_distil=1.0, target="clean"))
+    # a recipe stored before a field existed reads as having run with the field off
+    stored = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in QAT_ADDED}
+    old = dataclasses.replace(ckpt, extra={"quantization": {"recipe": {"method": "qat", "config": stored}}})
+    assert recipe_of(old)["config"] == {**dataclasses.asdict(cfg), **QAT_ADDED}
+
+
 def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdir, monkeypatch, one_thread):
     from fad_deploy.quant.learned import affine_grid, mse_grid, quantize_error
 

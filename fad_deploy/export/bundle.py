@@ -28,6 +28,7 @@ from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
 from ..quant.qat import (WEIGHT_GRID_KEY, PTQConfig, QATConfig, FakeQuantRunner, is_quantized,
                          post_training_quantization, quantization_aware_training, quantized_base_grid)
+from ..quant.recipe import stored_qat_config
 from ..runners.base import QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE, RESIDUAL_OUTPUT
 from ..runners.tiling import DEFAULT_TILE
 from ..runners.torch_runner import TorchRunner
@@ -89,8 +90,12 @@ def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
 
 
 def recipe_of(ckpt: Checkpoint) -> dict | None:
-    """The recipe an int8 (or weight-only QAT) checkpoint was made with."""
-    return (ckpt.extra.get("quantization") or ckpt.extra.get(WEIGHT_GRID_KEY) or {}).get("recipe")
+    """The recipe an int8 (or weight-only QAT) checkpoint was made with (a QAT's settings
+    completed with the fields added since, see :func:`stored_qat_config`)."""
+    recipe = (ckpt.extra.get("quantization") or ckpt.extra.get(WEIGHT_GRID_KEY) or {}).get("recipe")
+    if recipe is None or recipe["method"] != "qat":
+        return recipe
+    return {**recipe, "config": stored_qat_config(recipe["config"])}
 
 
 def shipped_int8(path: Path) -> Path:

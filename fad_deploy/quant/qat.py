@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,47 @@ def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, cfg: 
     return QAT_LOSSES[cfg.loss](weight * pred, weight * target)
 
 
+class FeatureTaps:
+    """Feature-map distillation: the convs of the fake-quant core that no activation follows
+    (block projections, Feature-Align's gamma and beta, skips, upsampling, the head) read
+    after their output quantizer, against the same convs of the float ``reference``. Hooks
+    keep each forward's maps; :meth:`loss` is their relative RMSE averaged over the maps."""
+
+    def __init__(self, gm: fx.GraphModule, reference: nn.Module):
+        mods = dict(gm.named_modules(remove_duplicate=False))
+        ref = dict(reference.named_modules())
+        calls = Counter(id(mods[n.target]) for n in gm.graph.nodes if n.op == "call_module")
+        self.quantized: dict[str, torch.Tensor] = {}
+        self.float: dict[str, torch.Tensor] = {}
+        self.handles = []
+        for node in gm.graph.nodes:
+            name = node.target if node.op == "call_module" else None
+            if type(mods.get(name)) is not torch.ao.nn.qat.Conv2d:  # fused conv + activation excluded
+                continue
+            tap = next(iter(node.users))  # the conv's output quantizer, unless it is shared (a concat's)
+            tapped = mods.get(tap.target) if tap.op == "call_module" else None
+            if not isinstance(tapped, FakeQuantize) or calls[id(tapped)] > 1:
+                tapped = mods[name]
+            key = name.removeprefix("net.")
+            self.handles += [tapped.register_forward_hook(self.keep(self.quantized, key)),
+                             ref[key].register_forward_hook(self.keep(self.float, key))]
+
+    @staticmethod
+    def keep(store: dict, key: str):
+        def hook(module, inputs, output):
+            store[key] = output
+        return hook
+
+    def loss(self) -> torch.Tensor:
+        terms = [torch.sqrt(((self.quantized[k] - f) ** 2).mean() / (f ** 2).mean().clamp_min(1e-12) + 1e-8)
+                 for k, f in self.float.items()]  # 1e-8: a finite gradient where the maps agree (observation steps)
+        return torch.stack(terms).mean()
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 class QATState:
     """Resume file of an interrupted QAT: the fake-quant network, its optimiser and the step,
     written atomically every :data:`STATE_EVERY_S` seconds and removed when the run ends."""
@@ -318,6 +360,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=WEIGHT_QMIN if int8 else -127)
+    if cfg.feature_distil and reference is None:
+        raise FadError("feature-map distillation needs the float network as the target (target='float')")
+    taps = FeatureTaps(gm, reference) if cfg.feature_distil else None
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
     scales = [q.log_scale for q in learned(gm)]
@@ -355,6 +400,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
             with torch.no_grad():
                 target = reference(u)
         loss = qat_loss(gm, u, target, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg)
+        if taps is not None:
+            loss = loss + cfg.feature_distil * taps.loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -362,6 +409,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if step >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
             resume.save(gm, opt, step + 1, fingerprint)
     bar.close()
+    if taps is not None:
+        taps.remove()
     if cfg.steps <= cfg.observe_steps:  # never past watching: the ranges from everything observed
         init_ranges(gm)
         stop_learning(gm)

@@ -24,6 +24,9 @@ class QATConfig:
     target: Literal["clean", "float"] = "float"  # float: distil the float network's output
     level_weighting: Literal["anchor", "relative"] = "relative"  # as fad-train's loss.level_weighting
     loss: Literal["charbonnier", "rmse"] = "charbonnier"  # rmse: minimised where PSNR is maximised
+    # weight of feature-map distillation: the relative RMSE of every block's quantized feature maps against the
+    # float network's, added to the output loss (0: the output alone; see .qat.FeatureTaps)
+    feature_distil: float = 0.0
     seed: int = 0
     cache: str | None = None  # patch cache; default: the one fad-train uses
     base: Literal["input", "quantized"] = "quantized"  # what the residual is added to (see .qat.quantized_input)
@@ -31,6 +34,16 @@ class QATConfig:
     # "float": only the weights are fake-quantized (for a 16x8 export, whose int16 activations cost next to
     # nothing); the result is a float checkpoint whose weights lie on TFLite's int8 grid (see .qat)
     activations: Literal["int8", "float"] = "int8"
+
+
+# Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
+# what ran before it existed: a stored recipe without the field ran so.
+QAT_ADDED = {"feature_distil": 0.0}
+
+
+def stored_qat_config(config: dict) -> dict:
+    """A stored QATConfig (as a dict) completed with the fields added since it was stored."""
+    return {**QAT_ADDED, **config}
 
 
 @dataclass(frozen=True)
