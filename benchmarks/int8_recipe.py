@@ -49,6 +49,7 @@ TODAY = dataclasses.replace(ONTO_INPUT, steps=120, ranges="minmax", scale_lr=1e-
 # alike at the start of fan-nsma-3's QAT (relative RMSE ~0.13 against an output loss ~0.004)
 FEATURES = dataclasses.replace(SWEEP, feature_distil=0.03)
 FEATURES_LIGHT = dataclasses.replace(SWEEP, feature_distil=0.003)
+DROP = dataclasses.replace(SWEEP, loss="drop")
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float")  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -70,6 +71,7 @@ VARIANTS = {
     "the lr 5e-5 row with an RMSE loss (the metric's minimiser)": dataclasses.replace(PREVIOUS, loss="rmse"),
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES.feature_distil:g})": FEATURES,
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES_LIGHT.feature_distil:g})": FEATURES_LIGHT,
+    "the lr 1.5e-3 row with each image's PSNR drop as the loss (every image by its dB)": DROP,
     "16x8: int16 activations, the float weights rounded to TFLite's int8 grid (TFLite, no QAT)":
         dataclasses.replace(WEIGHTS_ONLY, steps=1, lr=1e-12, min_lr=1e-14),
     f"16x8: int16 activations, weights fine-tuned on that grid, {SWEEP.steps} steps (TFLite)":

@@ -1,6 +1,7 @@
 """Losses of the paper's section 3.2: Charbonnier, distillation, Feature Matching, RGB perceptual."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,18 @@ def test_rgb_perceptual_runs_with_user_supplied_weights(tmp_path):
     assert torch.isfinite(value) and value.item() > 0
     value.backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_psnr_drop_is_each_images_drop_in_any_scale():
+    from fad_deploy.train.losses import psnr_drop
+
+    torch.manual_seed(0)
+    clean = torch.rand(3, 4, 8, 8)
+    reference = clean + 0.01 * torch.randn_like(clean)
+    pred = reference + 0.01 * torch.randn_like(clean)
+    assert float(psnr_drop(reference, reference, clean)) == 0.0
+    loss = float(psnr_drop(pred, reference, clean))
+    assert loss == pytest.approx(float(psnr_drop(7 * pred, 7 * reference, 7 * clean)), rel=1e-5)
+    per_image = [float(torch.log1p(((p - r) ** 2).mean() / ((r - c) ** 2).mean())) for p, r, c in
+                 zip(pred, reference, clean)]
+    assert loss == pytest.approx(np.mean(per_image), rel=1e-5)

@@ -175,7 +175,7 @@ def test_weight_only_qat_gives_a_float_network_on_tflites_int8_weight_grid(workd
     assert np.isfinite(TorchRunner(q).run(u)).all()  # a plain float network
 
 
-def test_feature_distillation_compares_every_unactivated_conv_after_its_quantizer(workdir, monkeypatch, one_thread):
+def test_feature_distillation_taps_every_unactivated_conv_and_the_drop_loss_needs_the_float_target(workdir, monkeypatch, one_thread):
     from torch.ao.quantization import disable_fake_quant, enable_fake_quant
 
     from fad_deploy.export.bundle import recipe_of
@@ -202,8 +202,11 @@ def test_feature_distillation_compares_every_unactivated_conv_after_its_quantize
     with_maps = quantization_aware_training(ckpt, dataclasses.replace(cfg, feature_distil=1.0), progress=False)
     without = quantization_aware_training(ckpt, cfg, progress=False)
     assert any(not torch.equal(with_maps.state_dict[k], without.state_dict[k]) for k in ckpt.state_dict)
-    with pytest.raises(FadError, match="float network"):
-        quantization_aware_training(ckpt, dataclasses.replace(cfg, feature_distil=1.0, target="clean"))
+    drop = quantization_aware_training(ckpt, dataclasses.replace(cfg, loss="drop"), progress=False)
+    assert any(not torch.equal(drop.state_dict[k], without.state_dict[k]) for k in ckpt.state_dict)
+    for wrong in ({"feature_distil": 1.0}, {"loss": "drop"}):
+        with pytest.raises(FadError, match="float network"):
+            quantization_aware_training(ckpt, dataclasses.replace(cfg, target="clean", **wrong))
     # a recipe stored before a field existed reads as having run with the field off
     stored = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in QAT_ADDED}
     old = dataclasses.replace(ckpt, extra={"quantization": {"recipe": {"method": "qat", "config": stored}}})

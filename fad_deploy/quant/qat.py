@@ -33,7 +33,7 @@ from ..models.registry import Checkpoint
 from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
-from ..train.losses import charbonnier, rmse
+from ..train.losses import charbonnier, psnr_drop, rmse
 from ..train.trainer import batch_noise, level_weights, lr_at, resolve_cache, sample_batch
 from .graph import Core, Padded
 from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
@@ -250,15 +250,20 @@ def quantized_input(gm: nn.Module, u: torch.Tensor) -> torch.Tensor:
 QAT_LOSSES = {"charbonnier": charbonnier, "rmse": rmse}
 
 
-def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, weight, cfg: QATConfig) -> torch.Tensor:
-    """``cfg.loss`` (Charbonnier or RMSE) in anchor space on base + residual (the add in float, as the runners do;
-    the base is the input or the quantized input, ``cfg.base``), each image's errors times
-    ``weight`` (see :func:`fad_deploy.train.trainer.level_weights`)."""
+def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, clean: torch.Tensor, weight,
+             cfg: QATConfig) -> torch.Tensor:
+    """``cfg.loss`` in anchor space on base + residual (the add in float, as the runners do;
+    the base is the input or the quantized input, ``cfg.base``): Charbonnier or RMSE against
+    ``target`` with each image's errors times ``weight`` (see
+    :func:`fad_deploy.train.trainer.level_weights`), or each image's PSNR drop against the
+    float network's output ``target`` given its error against ``clean`` (:func:`psnr_drop`)."""
     if not cfg.residual:
         pred = gm(u)
     else:
         r = gm(u)
         pred = r + (quantized_input(gm, u) if cfg.base == "quantized" else u)
+    if cfg.loss == "drop":
+        return psnr_drop(pred, target, clean)
     return QAT_LOSSES[cfg.loss](weight * pred, weight * target)
 
 
@@ -346,9 +351,10 @@ def init_learning(gm: nn.Module) -> None:
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
                                 state_path: Path | None = None) -> Checkpoint:
-    """Fine-tune a float checkpoint with fake quantization. Loss: Charbonnier in anchor space
-    on base + residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the float
-    network's own output. Noise is sampled over the checkpoint's own shot range (a sub-range
+    """Fine-tune a float checkpoint with fake quantization. Loss: ``cfg.loss`` on base +
+    residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
+    float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
+    :class:`FeatureTaps`). Noise is sampled over the checkpoint's own shot range (a sub-range
     model's sub-range). With ``state_path`` an interrupted run resumes where it stopped."""
     from tqdm import tqdm
 
@@ -360,8 +366,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=WEIGHT_QMIN if int8 else -127)
-    if cfg.feature_distil and reference is None:
-        raise FadError("feature-map distillation needs the float network as the target (target='float')")
+    if (cfg.feature_distil or cfg.loss == "drop") and reference is None:
+        raise FadError("feature-map distillation and the drop loss need the float network as the target "
+                       "(target='float')")
     taps = FeatureTaps(gm, reference) if cfg.feature_distil else None
     check_crop(cfg.crop, Core(net).multiple)
     data = training_patches(ckpt, cfg.crop, cfg.seed, cfg.cache)
@@ -395,11 +402,12 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
         batch = sample_batch(data, step, cfg.batch, cfg.seed)
         noise = batch_noise(batch)
-        u, target = anchor_pair(batch, ckpt.anchor)
+        u, clean = anchor_pair(batch, ckpt.anchor)
+        target = clean
         if reference is not None:
             with torch.no_grad():
                 target = reference(u)
-        loss = qat_loss(gm, u, target, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg)
+        loss = qat_loss(gm, u, target, clean, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg)
         if taps is not None:
             loss = loss + cfg.feature_distil * taps.loss()
         opt.zero_grad(set_to_none=True)

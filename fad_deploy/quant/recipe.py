@@ -23,7 +23,9 @@ class QATConfig:
     scale_lr: float = 1e-2  # Adam on the learned log-scales (1e-2: 1% of a scale per step at most)
     target: Literal["clean", "float"] = "float"  # float: distil the float network's output
     level_weighting: Literal["anchor", "relative"] = "relative"  # as fad-train's loss.level_weighting
-    loss: Literal["charbonnier", "rmse"] = "charbonnier"  # rmse: minimised where PSNR is maximised
+    # rmse: minimised where PSNR is maximised; drop: each image's PSNR drop against the float network
+    # (needs target "float"; see fad_deploy.train.losses.psnr_drop)
+    loss: Literal["charbonnier", "rmse", "drop"] = "charbonnier"
     # weight of feature-map distillation: the relative RMSE of every block's quantized feature maps against the
     # float network's, added to the output loss (0: the output alone; see .qat.FeatureTaps)
     feature_distil: float = 0.0

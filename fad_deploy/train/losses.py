@@ -26,6 +26,17 @@ def rmse(pred: torch.Tensor, target: torch.Tensor, eps: float = CHARBONNIER_EPS)
     return torch.sqrt(((pred - target) ** 2).mean() + eps**2)
 
 
+def psnr_drop(pred: torch.Tensor, reference: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The mean over images of log(1 + MSE(pred, reference) / MSE(reference, clean)): each
+    image's PSNR drop (in units of ln 10 / 10 dB) of ``pred`` against ``reference`` when their
+    errors are independent. Every image counts by its dB, as a mean PSNR does, so a smooth
+    image the reference denoises to a tiny error weighs as much as a textured one; and the
+    ratio is the same in any scale (anchor space's per-level scaling cancels)."""
+    deviation = ((pred - reference) ** 2).flatten(1).mean(1)
+    error = ((reference - clean) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return torch.log1p(deviation / error).mean()
+
+
 def distillation_l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Simple KD: L1 between the student's and the (frozen) teacher's outputs."""
     return (student - teacher.detach()).abs().mean()
