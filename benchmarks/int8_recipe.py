@@ -80,6 +80,7 @@ VARIANTS = {
     "the lr 1.5e-3 row with each image's PSNR drop as the loss (every image by its dB)": DROP,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
+    "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
     "16x8: int16 activations, the float weights rounded to TFLite's int8 grid (TFLite, no QAT)":
         dataclasses.replace(WEIGHTS_ONLY, steps=1, lr=1e-12, min_lr=1e-14),
     f"16x8: int16 activations, weights fine-tuned on that grid, {SWEEP.steps} steps (TFLite)":
@@ -183,7 +184,9 @@ def error_budget(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
-             f"Made by `python benchmarks/int8_recipe.py` on {result['cpu']} ({result['threads']} threads). Drop = "
+             "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
+             f"is the time on the CPU of the session that made the row; the latest: {result['cpu']}, "
+             f"{result['threads']} threads). Drop = "
              f"RAW PSNR of the float model minus that of its fake-quant int8 network (dB; the int8 TFLite matches "
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
              "each to the one above, up to the recipe `fad-export --qat` runs (QATConfig's defaults); the '+ lr' "
