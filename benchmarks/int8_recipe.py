@@ -81,7 +81,7 @@ VARIANTS = {
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
-    f"the recipe at batch 4, twice the steps (the same pixels)":
+    "the recipe at batch 4, twice the steps (the same pixels)":
         dataclasses.replace(RECIPE, batch=RECIPE.batch // 2, steps=2 * RECIPE.steps),
     "16x8: int16 activations, the float weights rounded to TFLite's int8 grid (TFLite, no QAT)":
         dataclasses.replace(WEIGHTS_ONLY, steps=1, lr=1e-12, min_lr=1e-14),
