@@ -41,7 +41,9 @@ from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
-SWEEP = dataclasses.replace(RECIPE, steps=1200)  # the steps of the learning-rate sweep and the rows before it
+FULL_GRID = dataclasses.replace(RECIPE, weight_qmin=-128)  # the recipe before TFLite's narrow weight grid
+EIGHTS = dataclasses.replace(FULL_GRID, steps=4800, batch=8)  # the recipe shipped before batch 4
+SWEEP = dataclasses.replace(EIGHTS, steps=1200)  # the steps of the learning-rate sweep and the rows before it
 PREVIOUS = dataclasses.replace(SWEEP, lr=5e-5, min_lr=1e-6)  # the recipe shipped before the learning-rate sweep
 ONTO_INPUT = dataclasses.replace(PREVIOUS, base="input")  # the residual added to the float input
 TODAY = dataclasses.replace(ONTO_INPUT, steps=120, ranges="minmax", scale_lr=1e-3, target="clean",
@@ -56,7 +58,7 @@ DROP = dataclasses.replace(SWEEP, loss="drop")
 LARGE_PATCHES = CacheConfig(patch=136, patches_per_photo=40)
 LARGE_CACHE = default_cache_dir() / "patches-train-136.npz"
 LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACHE))
-WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float")  # 16x8: QAT of the weights, int16 activations
+WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
 VARIANTS = {
@@ -69,7 +71,9 @@ VARIANTS = {
     "+ lr 5e-4": dataclasses.replace(PREVIOUS, lr=5e-4, min_lr=1e-5),
     "+ lr 1.5e-3": SWEEP,
     "+ lr 4e-3": dataclasses.replace(PREVIOUS, lr=4e-3, min_lr=8e-5),
-    f"+ {RECIPE.steps} steps (the recipe, shipped)": RECIPE,
+    f"+ {EIGHTS.steps} steps": EIGHTS,
+    f"+ batch {RECIPE.batch}, {RECIPE.steps} steps (the same pixels)": FULL_GRID,
+    "+ weights on TFLite's narrow grid [-127, 127] (the recipe, shipped)": RECIPE,
     f"the {SWEEP.steps}-step row at lr 1e-5 (less drift of the float weights?)":
         dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
     "the lr 5e-5 row with the weights frozen (ranges only: no drift)":
@@ -81,8 +85,6 @@ VARIANTS = {
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
-    "the recipe at batch 4, twice the steps (the same pixels)":
-        dataclasses.replace(RECIPE, batch=RECIPE.batch // 2, steps=2 * RECIPE.steps),
     "16x8: int16 activations, the float weights rounded to TFLite's int8 grid (TFLite, no QAT)":
         dataclasses.replace(WEIGHTS_ONLY, steps=1, lr=1e-12, min_lr=1e-14),
     f"16x8: int16 activations, weights fine-tuned on that grid, {SWEEP.steps} steps (TFLite)":
@@ -155,17 +157,22 @@ def input_step_per_noise(q, ckpt, pairs: dict) -> dict[str, float]:
     return out
 
 
+def added_power(drop_db: float) -> float:
+    """The int8 network's added error power over the float model's, for a drop of ``drop_db``."""
+    return 10 ** (drop_db / 10) - 1
+
+
 def added_error_db(drop_db: float) -> float:
     """How far (dB) the int8 network's own added error lies below the float model's error, for a
     PSNR drop of ``drop_db`` when the two errors are independent: 10 log10(1 / (10^(drop/10) - 1))."""
-    return -10 * np.log10(10 ** (drop_db / 10) - 1)
+    return -10 * np.log10(added_power(drop_db))
 
 
 def error_budget(result: dict) -> list[str]:
     """Per model and level: the int8 error of the recipe against what the 0.20 dB per-level
     bound needs (the float model's error power plus at most 4.7 % of it)."""
     need = added_error_db(0.20)
-    label = f"+ {RECIPE.steps} steps (the recipe, shipped)"
+    label = label_of(RECIPE)
     lines = ["## What the bound asks of the int8 error", "",
              "A drop of d dB means the int8 network adds error power 10^(d/10) - 1 times the float model's "
              f"(their errors independent). The per-level bound of 0.20 dB allows 4.7 %: the added error must lie "
@@ -184,6 +191,37 @@ def error_budget(result: dict) -> list[str]:
     return lines + [""]
 
 
+def label_of(cfg: QATConfig) -> str:
+    return next(v for v, c in VARIANTS.items() if c is cfg)
+
+
+def steps_projection(result: dict) -> list[str]:
+    """Per model: the added error power against QAT steps at the recipe's learning rate (the
+    rows of 1,200 and 4,800 steps of 8 and the recipe), fitted as a power law, and the steps
+    it projects for the 0.10 dB mean and the 0.20 dB worst-level bounds."""
+    rows = [label_of(SWEEP), label_of(EIGHTS), label_of(RECIPE)]
+    lines = ["## How many steps the bound would take (a projection)", "",
+             "The added error power p = 10^(drop/10) - 1 of the rows " + ", ".join(f"'{r}'" for r in rows) +
+             " fitted as p ~ steps^k (least squares in log-log; the recipe's row has half the batch, so this "
+             "counts optimizer steps), then extrapolated to the steps where the mean drop would be 0.10 dB and "
+             "the worst level's 0.20 dB. An extrapolation, not a measurement.", "",
+             "| model | steps: mean drop dB | k | steps for 0.10 dB mean | k (worst level) | steps for 0.20 dB at "
+             "every level |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name, model in result["models"].items():
+        runs = [model["variants"].get(r) for r in rows]
+        if any(r is None for r in runs):
+            continue
+        steps = np.log([r["config"]["steps"] for r in runs])
+        cells = [", ".join(f"{r['config']['steps']}: {r['drop_db']:.3f}" for r in runs)]
+        for drops, bound in (([r["drop_db"] for r in runs], 0.10),
+                             ([max(r["drop_by_shot"].values()) for r in runs], 0.20)):
+            k, c = np.polyfit(steps, np.log([added_power(d) for d in drops]), 1)
+            need = np.exp((np.log(added_power(bound)) - c) / k) if k < 0 else float("inf")
+            cells += [f"{k:.2f}", f"{need:,.0f}" if need < 1e7 else "no trend (over 10 million)"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
              "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
@@ -193,8 +231,9 @@ def markdown(result: dict) -> str:
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
              "each to the one above, up to the recipe `fad-export --qat` runs (QATConfig's defaults); the '+ lr' "
              "rows each set the learning rate (min_lr 50x lower) of the '+ residual onto the quantized "
-             f"input' row, whose 5e-5 the recipe used before; '+ {RECIPE.steps} steps' runs the lr 1.5e-3 row "
-             f"{RECIPE.steps // SWEEP.steps}x longer (the recipe); rows after it change one setting of an earlier row. "
+             f"input' row, whose 5e-5 the recipe used before; '+ {EIGHTS.steps} steps' runs the lr 1.5e-3 row "
+             f"{EIGHTS.steps // SWEEP.steps}x longer, and the recipe runs that at batch {RECIPE.batch} for "
+             f"{RECIPE.steps} steps (as many pixels); rows after it change one setting of an earlier row. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size.", ""]
     for name, model in result["models"].items():
@@ -211,7 +250,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {variant} | {c['steps']} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) + " |")
         lines.append("")
-    lines += error_budget(result)
+    lines += error_budget(result) + steps_projection(result)
     lines += ["## Where the signal lives: the int8 input against the noise", "",
               "The drop grows with the PSNR of the content: on these full-resolution test crops (float 53 dB at "
               "the lowest noise) it is larger than on fad-export's validation patches. The network must tell the "

@@ -26,6 +26,7 @@ from fad_deploy.export.manifest import FILE_SUFFIX, MANIFEST
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import models_dir
 from fad_deploy.profile.cpu import cpu_peak
+from fad_deploy.quant.recipe import QATConfig
 
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
 
@@ -51,7 +52,8 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str) -> tuple[dict
            "parity_int8_db": round(rows["tflite-int8"]["parity_db"], 2)}
     md = [f"# {entry['name']} int8", "",
           f"The int8 quantization of `{entry['source']['checkpoint']}` (sha256 {entry['source']['sha256'][:12]}): "
-          "per-channel symmetric int8 weights, learned per-tensor 8-bit activation ranges (QAT recipe: "
+          f"per-channel symmetric int8 weights on the grid [{QATConfig().weight_qmin}, 127], learned per-tensor "
+          "8-bit activation ranges (QAT recipe: "
           "`fad_deploy.quant.recipe.QATConfig` defaults). `fad-export --int8 --target tflite` converts it as it is.",
           "", "## How it was made", "", f"    {command}", "",
           f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else "- QAT time: not recorded",

@@ -18,9 +18,10 @@ from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
-from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, grid,
-                                  io_quantizers, post_training_quantization, prepare, quant_state,
-                                  quantization_aware_training, quantized_checkpoint, quantized_input, quantizers)
+from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, full_range_weights,
+                                  grid, io_quantizers, post_training_quantization, prepare, quant_state,
+                                  quantization_aware_training, quantized_checkpoint, quantized_input, quantizers,
+                                  weight_grid)
 from fad_deploy.quant.qconfig import QATConvReLU62d
 from fad_deploy.runners import load_runner
 from fad_deploy.runners.base import quantized_base
@@ -130,11 +131,45 @@ def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_n
     state = quant_state(gm)
     weight = state["net.enc.0.expand.weight_fake_quant"]
     assert weight["axis"] == 0 and len(weight["scale"]) == 8 and set(weight["zero_point"]) == {0}
-    assert (weight["quant_min"], weight["quant_max"]) == (-128, 127)
+    assert (weight["quant_min"], weight["quant_max"]) == (-127, 127)  # TFLite's narrow weight grid
     with torch.no_grad():  # outputs lie on the output quantizer's grid
         out_fq = list(quantizers(gm).values())[-1]
         grid = rebuilt(x) / out_fq.scale
     assert torch.allclose(grid, grid.round(), atol=1e-3)
+
+
+def test_weights_use_tflites_narrow_grid_and_older_full_grid_checkpoints_rebuild_as_made(one_thread):
+    ckpt = tiny_checkpoint()
+    model = fake_quant_model(calibrated(ckpt))
+    assert weight_grid(model.core) == (-127, 127)
+    x = torch.rand(1, 4, SIZE, SIZE) * 3
+    with torch.no_grad():
+        y = model(x)
+        full_range_weights(model)  # as the ONNX export writes it: the same levels on [-128, 127]
+        assert weight_grid(model.core) == (-128, 127)
+        torch.testing.assert_close(model(x), y, rtol=0, atol=0)
+    net = ckpt.build()  # an int8 checkpoint made before the narrow grid keeps its [-128, 127]
+    gm = prepare(net, weight_qmin=-128)
+    gm(x)
+    old = quantized_checkpoint(ckpt, freeze(gm), net, "test", {})
+    assert old.extra["quantization"]["weights"].endswith("[-128 s, 127 s]")
+    rebuilt = fake_quant_model(old)
+    assert weight_grid(rebuilt.core) == (-128, 127)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), gm(x), rtol=0, atol=0)
+
+
+def test_tflite_int8_weights_are_symmetric_on_the_narrow_grid(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(exported / "tiny.int8.tflite"))
+    weights = [d for d in it.get_tensor_details() if d["dtype"] == np.int8 and len(d["shape"]) == 4
+               and len(d["quantization_parameters"]["scales"]) > 1]
+    assert weights
+    for d in weights:
+        w = it.get_tensor(d["index"])
+        assert not d["quantization_parameters"]["zero_points"].any()
+        assert w.min() >= -127 and np.abs(w).max() == 127, d["name"]
 
 
 def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread):
@@ -180,7 +215,7 @@ def test_feature_distillation_taps_every_unactivated_conv_and_the_drop_loss_need
 
     from fad_deploy.export.bundle import recipe_of
     from fad_deploy.quant.qat import FeatureTaps
-    from fad_deploy.quant.recipe import QAT_ADDED
+    from fad_deploy.quant.recipe import QAT_ADDED, stored_qat_config
 
     ckpt = tiny_checkpoint()
     net, reference = ckpt.build(), ckpt.build().eval()
@@ -207,10 +242,12 @@ def test_feature_distillation_taps_every_unactivated_conv_and_the_drop_loss_need
     for wrong in ({"feature_distil": 1.0}, {"loss": "drop"}):
         with pytest.raises(FadError, match="float network"):
             quantization_aware_training(ckpt, dataclasses.replace(cfg, target="clean", **wrong))
-    # a recipe stored before a field existed reads as having run with the field off
+    # a recipe stored before a field existed reads as having run as it did then: no feature maps,
+    # int8 weights on the full grid (weight-only QAT always used the narrow one)
     stored = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in QAT_ADDED}
     old = dataclasses.replace(ckpt, extra={"quantization": {"recipe": {"method": "qat", "config": stored}}})
-    assert recipe_of(old)["config"] == {**dataclasses.asdict(cfg), **QAT_ADDED}
+    assert recipe_of(old)["config"] == {**dataclasses.asdict(cfg), "feature_distil": 0.0, "weight_qmin": -128}
+    assert stored_qat_config({**stored, "activations": "float"})["weight_qmin"] == -127
 
 
 def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdir, monkeypatch, one_thread):

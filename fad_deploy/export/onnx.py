@@ -13,7 +13,7 @@ import torch
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..quant.graph import Core, Padded
-from ..quant.qat import fake_quant_model, require_residual
+from ..quant.qat import fake_quant_model, full_range_weights, require_residual
 from ..runners.onnx_runner import ANCHOR_READ_KEY, ANCHOR_SHOT_KEY
 
 OPSET = 17
@@ -54,7 +54,7 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
 
     if int8:
         require_residual(ckpt)
-        model = fake_quant_model(ckpt)
+        model = full_range_weights(fake_quant_model(ckpt))
     else:
         net = ckpt.build().eval()
         model = Padded(Core(net, residual=True), net.pad).eval()
@@ -79,6 +79,6 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
             "output": {"name": OUTPUT_NAME, "shape": shape, "layout": "NCHW", "dtype": "float32"},
             "dynamic_hw": not fixed_size, "opset": OPSET, "ops": ops}
     if int8:
-        info["qdq"] = {"weights": "per-channel 8-bit, stored uint8 with zero point 128 (int8 grid [-128, 127])",
+        info["qdq"] = {"weights": "per-channel 8-bit, stored uint8 with zero point 128 (the int8 grid shifted)",
                        "activations": "per-tensor uint8", "weight_quantizers": rewritten}
     return proto.SerializeToString(), info

@@ -116,8 +116,9 @@ class TFRebuild:
         kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO (depthwise: HW1C)
         if fq is not None:  # per output channel: the last axis
             lo, hi = grid_range(scale, np.zeros_like(scale), fq.quant_min, fq.quant_max)
-            kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-                kernel, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
+            kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(  # narrow: [-127, 127], 254 steps
+                kernel, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS,
+                narrow_range=fq.quant_min == -fq.quant_max)
         (ph, pw), (sh, sw) = mod.padding, mod.stride
         k = mod.kernel_size
         same = (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)

@@ -109,6 +109,20 @@ def quant_state(gm: nn.Module) -> dict:
     return state
 
 
+def set_levels(fq: FakeQuantize, quant_min: int, quant_max: int) -> None:
+    """A quantizer's integer range (torch's forward reads its observer's, exporters its own)."""
+    fq.quant_min, fq.quant_max = quant_min, quant_max
+    fq.activation_post_process.quant_min, fq.activation_post_process.quant_max = quant_min, quant_max
+
+
+def weight_grid(gm: nn.Module) -> tuple[int, int]:
+    """The int8 levels of the weights, (quant_min, quant_max), the same for every conv."""
+    grids = {(fq.quant_min, fq.quant_max) for name, fq in quantizers(gm).items() if name.endswith("weight_fake_quant")}
+    if len(grids) != 1:
+        raise FadError(f"the weight quantizers do not share one int8 grid: {sorted(grids)}")
+    return grids.pop()
+
+
 def load_quant_state(gm: nn.Module, state: dict) -> nn.Module:
     fqs = quantizers(gm)
     if set(fqs) != set(state):
@@ -116,6 +130,7 @@ def load_quant_state(gm: nn.Module, state: dict) -> nn.Module:
                        f"({len(state)} stored, {len(fqs)} in the network)")
     for name, fq in fqs.items():
         s = state[name]
+        set_levels(fq, s["quant_min"], s["quant_max"])  # as made (older weights: [-128, 127])
         fq.scale = torch.tensor(s["scale"], dtype=torch.float32)
         fq.zero_point = torch.tensor(s["zero_point"], dtype=torch.int32)
         if s["axis"] is None:  # 0-d: ONNX QuantizeLinear needs scalar per-tensor scales
@@ -167,6 +182,21 @@ def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
     the residual when :func:`outputs_residual`)."""
     gm, net = fake_quant_core(ckpt)
     return Padded(gm, net.pad).eval()
+
+
+@torch.no_grad()
+def full_range_weights(model: nn.Module) -> nn.Module:
+    """``model`` (a frozen fake-quant network) with its narrow-grid weight quantizers written
+    as full-range ones: each weight first clamped into [-127 s, 127 s], so quantizing it on
+    [-128, 127] gives the same level. For exporters that take only the full signed range
+    (torch's ONNX QuantizeLinear)."""
+    for mod in model.modules():
+        fq = getattr(mod, "weight_fake_quant", None)
+        if fq is not None and fq.quant_min == -fq.quant_max:
+            bound = (fq.scale * fq.quant_max).reshape(-1, *([1] * (mod.weight.dim() - 1)))
+            mod.weight.copy_(torch.maximum(torch.minimum(mod.weight, bound), -bound))
+            set_levels(fq, fq.quant_max - 255, fq.quant_max)
+    return model
 
 
 def io_quantizers(gm: fx.GraphModule) -> tuple[FakeQuantize, FakeQuantize]:
@@ -223,7 +253,7 @@ def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method
     base = QUANTIZED_BASE if residual and base == "quantized" else "input"
     extra = {**ckpt.extra, "quantization": {
         "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT if residual else "denoised", "base": base,
-        "weights": "int8 per-output-channel symmetric [-128 s, 127 s]",
+        "weights": "int8 per-output-channel symmetric [{} s, {} s]".format(*weight_grid(gm)),
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
     return dataclasses.replace(ckpt, state_dict=float_state(gm, net), card=card, extra=extra)
@@ -365,7 +395,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     reference = ckpt.build().eval().requires_grad_(False) if cfg.target == "float" else None
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
-                 weight_qmin=WEIGHT_QMIN if int8 else -127)
+                 weight_qmin=cfg.weight_qmin)
     if (cfg.feature_distil or cfg.loss == "drop") and reference is None:
         raise FadError("feature-map distillation and the drop loss need the float network as the target "
                        "(target='float')")

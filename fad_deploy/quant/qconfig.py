@@ -1,7 +1,8 @@
 """What int8 means here, chosen to match TFLite's integer kernels so that the TensorFlow
 rebuild can reproduce PyTorch's fake-quant model exactly:
 
-- weights: per-output-channel symmetric int8, PyTorch's full range [-128 s, 127 s];
+- weights: per-output-channel symmetric int8 on TFLite's narrow grid [-127 s, 127 s] (its
+  quantization spec; integer kernels and NNAPI/NPU delegates rely on -128 never occurring);
 - activations: per-tensor affine 8-bit, every op output on its own scale except ops that
   TFLite runs in one scale (ReLU/ReLU6 after a non-conv, average pool, pixel shuffle,
   concat): those share their input's quantizer (PyTorch's native backend rules);
@@ -26,7 +27,7 @@ from .learned import LearnedFakeQuantize
 
 ACT_QMIN, ACT_QMAX = 0, 255  # quint8 here; TFLite's int8 is the same grid shifted by 128
 ACT_INT8_SHIFT = -128  # quint8 zero point + this = TFLite int8 zero point
-WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
+WEIGHT_QMIN, WEIGHT_QMAX = -127, 127  # int8 checkpoints made before the narrow grid stored -128
 
 
 class ConvReLU62d(nni._FusedModule):
