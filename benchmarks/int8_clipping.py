@@ -44,8 +44,9 @@ def brightness_bands(clean: np.ndarray, float_out: np.ndarray, int8_out: np.ndar
     return rows
 
 
-def clipped_fractions(runner: FakeQuantRunner, pairs: dict) -> dict[str, float]:
-    """Per activation quantizer: the fraction of its input outside its int8 range."""
+def run_counting_clips(runner: FakeQuantRunner, pairs: dict) -> tuple[np.ndarray, dict[str, float]]:
+    """``pairs`` denoised by the int8 network, and per activation quantizer the fraction of its
+    input outside its int8 range."""
     counts: dict[str, list[float]] = {}
 
     def hook(name):
@@ -61,11 +62,11 @@ def clipped_fractions(runner: FakeQuantRunner, pairs: dict) -> dict[str, float]:
     acts = {n: m for n, m in quantizers(runner.model.core).items() if not n.endswith("weight_fake_quant")}
     handles = [m.register_forward_hook(hook(n)) for n, m in acts.items()]
     try:
-        denoised(runner, pairs)
+        out = denoised(runner, pairs)
     finally:
         for h in handles:
             h.remove()
-    return {n: c[0] / c[1] for n, c in counts.items()}
+    return out, {n: c[0] / c[1] for n, c in counts.items()}
 
 
 def main():
@@ -79,7 +80,7 @@ def main():
     images = list(folder_images(default_cache_dir() / "photos" / "test", 1, None))
     pairs = evaluation_set(images, source.shot_range)
     runner = FakeQuantRunner(q)
-    float_out, int8_out = denoised(TorchRunner(source), pairs), denoised(runner, pairs)
+    float_out = denoised(TorchRunner(source), pairs)
     ops = {n.split(".")[-1]: op for n, op in producers(runner.model).items()}
     result = {"checkpoint": str(args.checkpoint), "levels": {}}
     lines = [f"# Where the int8 error of {q.name} lies", "",
@@ -91,8 +92,8 @@ def main():
     for shot in np.unique(pairs["shot"]):
         sel = pairs["shot"] == shot
         level = {k: v[sel] for k, v in pairs.items()}
-        bands = brightness_bands(level["clean"], float_out[sel], int8_out[sel])
-        clipped = clipped_fractions(runner, level)
+        int8_out, clipped = run_counting_clips(runner, level)
+        bands = brightness_bands(level["clean"], float_out[sel], int8_out)
         top = sorted(clipped.items(), key=lambda kv: -kv[1])[:args.top]
         result["levels"][f"{shot:.3g}"] = {"bands": bands, "clipped": clipped}
         lines += [f"## a = {shot:.3g}", "", "| clean signal | pixels | int8 drop dB | share of the added error |",
