@@ -58,6 +58,7 @@ DROP = dataclasses.replace(SWEEP, loss="drop")
 LARGE_PATCHES = CacheConfig(patch=136, patches_per_photo=40)
 LARGE_CACHE = default_cache_dir() / "patches-train-136.npz"
 LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACHE))
+SQRT_ADAPTED = dataclasses.replace(RECIPE, input_map="sqrt", adapt_steps=20000)
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -82,6 +83,10 @@ VARIANTS = {
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES.feature_distil:g})": FEATURES,
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES_LIGHT.feature_distil:g})": FEATURES_LIGHT,
     "the lr 1.5e-3 row with each image's PSNR drop as the loss (every image by its dB)": DROP,
+    "the lr 1.5e-3 row with a square-root int8 input (variance-stabilised: sqrt(max(u, 0)))":
+        dataclasses.replace(SWEEP, input_map="sqrt"),
+    f"the recipe with a square-root int8 input, the network first adapted to it ({SQRT_ADAPTED.adapt_steps} "
+    "float steps)": SQRT_ADAPTED,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -222,6 +227,45 @@ def steps_projection(result: dict) -> list[str]:
     return lines + [""]
 
 
+def input_map_section(result: dict) -> list[str]:
+    """What a square-root int8 input buys: the input alone (int8_input_map.py's results) and the
+    QAT rows that use it."""
+    path = RESULTS / "int8_input_map.json"
+    if not path.is_file():
+        return []
+    alone = json.loads(path.read_text())["models"]
+    rows = {name: {label: r["drop_db"] for label, r in m["grids"].items()} for name, m in alone.items()}
+    learned = lambda r: next((v for k, v in r.items() if k.startswith("the shipped")), float("nan"))  # noqa: E731
+    sqrt = lambda r: next(v for k, v in r.items() if k.startswith("square root"))  # noqa: E731
+    names = list(rows)
+    lines = ["## A square-root input", "",
+             "In anchor space a pixel's shot noise grows as sqrt(u), so a linear 8-bit grid fine enough for the "
+             "shadows clips the highlights, and one that spans white at the sub-range's lowest noise is coarse against "
+             "the shadows' noise. On x = sqrt(max(u, 0)) the shot noise has one size at every intensity "
+             "(`QATConfig.input_map = \"sqrt\"`; the runners and the manifest's residual_base apply it, the residual "
+             "goes onto the squared int8 input). The input alone (`int8_input_map.md`: the float network on its "
+             "rounded input, no QAT) costs " + " / ".join(f"{sqrt(rows[n]):.3f}" for n in names) +
+             " dB on a square-root grid over [0, sqrt(white)] against " +
+             " / ".join(f"{learned(rows[n]):.3f}" for n in names) + f" dB on the shipped learned linear grids "
+             f"({', '.join(names)}).", ""]
+    for name, model in result["models"].items():
+        mapped = {k: v for k, v in model["variants"].items() if VARIANTS.get(k) is not None
+                  and VARIANTS[k].input_map != "linear"}
+        for label, r in mapped.items():
+            plain = dataclasses.asdict(dataclasses.replace(VARIANTS[label], input_map="linear", adapt_steps=0))
+            twin = next((k for k, v in model["variants"].items() if stored_qat_config(v["config"]) == plain), None)
+            against = f" (linear input, '{twin}': {model['variants'][twin]['drop_db']:+.3f} dB)" if twin else ""
+            lines.append(f"- {name}, '{label}': {r['drop_db']:+.3f} dB{against}.")
+    lines += ["", "A network trained on u does not take the square-root input as it is: QAT alone from the u-trained "
+              "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
+              "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
+              "input clips the highlights (`int8_clipping_fan-nsma-0.md`); at its top levels the adapted network "
+              "has likely not yet caught up with the u-trained float one it is measured against. Still to do: "
+              "train the sub-range models on the map from the start (their fine-tune from the student; minutes "
+              "each on a GPU), then QAT them with it, and ship that array if it measures better at every level.", ""]
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
              "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
@@ -268,9 +312,7 @@ def markdown(result: dict) -> str:
               "pixel; `int8_sensitivity_<model>_held-out.md` measures what the input alone costs). The recipe adds "
               "the residual to the quantized input the network saw (the input itself where it lies beyond the int8 "
               "range): the rounding error becomes one more noise the network removes (the row '+ residual onto the "
-              "quantized input'). A variance-stabilising input (noise of one std at every intensity) would not "
-              "help much further: at the lowest noise a white pixel is ~100 noise stds above black, so 256 levels "
-              "are under 3 per std wherever they go; it would also need the array retrained.", "",
+              "quantized input').", ""] + input_map_section(result) + [
               "## Inputs that fill the int8 grid", "",
               "Each sub-range model keeps the k-sigma anchor it was trained with (a_A in the manifest, read by "
               "every runner). Another anchor would not fill the grid better: the k-sigma map is u = x a_A / a + c, "

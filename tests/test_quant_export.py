@@ -111,6 +111,31 @@ def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(
     np.testing.assert_allclose(onto_input.run(u), onto_input.run_network(u) + u, atol=1e-6)
 
 
+def test_a_square_root_input_map_feeds_the_network_sqrt_u_and_squares_its_int8_input_back_for_the_base(one_thread):
+    ckpt = tiny_checkpoint()
+    net = ckpt.build()
+    gm = prepare(net)
+    gm(torch.rand(2, 4, SIZE, SIZE))  # observes sqrt-sized inputs: [0, 1]
+    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized", input_map="sqrt")
+    runner = FakeQuantRunner(q)
+    g = runner.base_grid
+    assert g == {**grid(io_quantizers(gm)[0]), "input_map": "sqrt"}
+    u = np.random.default_rng(4).uniform(-0.2, 1.5 * g["max"] ** 2, (1, 4, SIZE, SIZE)).astype(np.float32)
+    base = quantized_base(u, g)
+    x = np.sqrt(np.maximum(u, 0))
+    inside = x <= g["max"] + g["scale"] / 2
+    assert 0 < inside.mean() < 1 and (u[inside] < 0).any()  # the test covers both cases, and negative inputs
+    np.testing.assert_array_equal(base[~inside], u[~inside])  # beyond the int8 range: the input itself
+    levels = np.sqrt(base[inside]) / g["scale"] + g["zero_point"]  # inside: squares of the int8 grid
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert (base[u < 0] == 0).all()  # below zero the network sees 0 and the base is 0
+    with torch.no_grad():  # QAT's loss adds the residual to the same base, and feeds the network sqrt(u)
+        np.testing.assert_allclose(quantized_input(gm, torch.from_numpy(u), "sqrt").numpy(), base, atol=1e-6)
+        np.testing.assert_allclose(runner.run(u), runner.run_network(x) + base, atol=1e-6)
+    with pytest.raises(FadError, match="quantized input"):
+        quantized_checkpoint(ckpt, gm, net, "test", {}, base="input", input_map="sqrt")
+
+
 def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_network(tmp_path, one_thread):
     ckpt = tiny_checkpoint()
     net = ckpt.build()
@@ -186,6 +211,11 @@ def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread
         assert all(np.isfinite(v) and v > 0 for s in scales for v in s)
     with pytest.raises(FadError, match="already quantized"):
         quantization_aware_training(qat, QATConfig(steps=1))
+    with pytest.raises(FadError, match="input map"):  # refused before any training
+        quantization_aware_training(ckpt, QATConfig(steps=1, input_map="sqrt", base="input"))
+    mapped = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, adapt_steps=2,
+                                                         input_map="sqrt"), progress=False)
+    assert FakeQuantRunner(mapped).base_grid["input_map"] == "sqrt"
     with pytest.raises(FadError, match="multiple"):
         post_training_quantization(ckpt, PTQConfig(crop=30))
 
@@ -274,18 +304,21 @@ def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdi
         assert torch.isfinite(y).all()
 
 
-def test_qat_resumes_after_an_interruption_to_the_same_weights(workdir, tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}], ids=["qat", "adapt-then-qat"])
+def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, tmp_path, monkeypatch, one_thread):
     import fad_deploy.quant.qat as qat
 
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     ckpt = tiny_checkpoint()
-    cfg = QATConfig(steps=6, batch=2, observe_steps=2, ranges="learned", freeze_observers_at=0.7)
+    cfg = QATConfig(steps=6, batch=2, observe_steps=2, ranges="learned", freeze_observers_at=0.7, **adapt)
     whole = quantization_aware_training(ckpt, cfg, progress=False)
     state = tmp_path / "qat-state.pt"
     real = qat.sample_batch
 
+    stop = cfg.adapt_steps + 4  # a QAT step past the observation (whose samples a resume file does not keep)
+
     def interrupted(data, step, *args, **kwargs):
-        if step == 4:
+        if step == stop:
             raise KeyboardInterrupt
         return real(data, step, *args, **kwargs)
 
@@ -293,7 +326,7 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(workdir, tmp_path
     monkeypatch.setattr(qat, "STATE_EVERY_S", 0.0)  # save after every step
     with pytest.raises(KeyboardInterrupt):
         quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
-    assert torch.load(state, weights_only=True)["step"] == 4
+    assert torch.load(state, weights_only=True)["step"] == stop
     monkeypatch.setattr(qat, "sample_batch", real)
     resumed = quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
     assert not state.exists()  # removed once the run ends
@@ -383,6 +416,30 @@ def test_tflite_runner_resizes_to_multiples_and_refuses_other_sizes(exported, on
         runner.run(np.ones((1, 4, 30, 30), np.float32))
 
 
+def test_square_root_input_exports_keep_parity_with_pytorch(tmp_path, one_thread):
+    from fad_deploy.export.onnx import export_onnx
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+    from fad_deploy.runners.onnx_runner import OnnxRunner
+
+    ckpt = tiny_checkpoint()
+    net = ckpt.build()
+    gm = prepare(net)
+    torch.manual_seed(1)
+    for _ in range(4):
+        gm(torch.rand(2, 4, SIZE, SIZE) * 1.5)  # sqrt of inputs up to ~2
+    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized", input_map="sqrt")
+    reference = FakeQuantRunner(q)
+    u = np.random.default_rng(5).uniform(-0.1, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
+    expected = reference.run(u)
+    model, _ = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=True), "test", {})
+    (tmp_path / "m.tflite").write_bytes(model)
+    (tmp_path / "m.onnx").write_bytes(export_onnx(q, True, {})[0])
+    g = reference.base_grid
+    for runner in (TFLiteRunner(tmp_path / "m.tflite", q.anchor, multiple=4, residual=True, base_grid=g),
+                   OnnxRunner(tmp_path / "m.onnx", q.anchor, threads=1, residual=True, base_grid=g)):
+        assert psnr(runner.run(u), expected, data_range=float(np.ptp(expected))) >= 45, runner
+
+
 def test_exports_output_the_residual_and_every_backend_returns_the_denoised_output(exported, one_thread):
     u = np.random.default_rng(2).uniform(0, 2, (1, 4, SIZE, SIZE)).astype(np.float32)
     fp32 = load_checkpoint(exported.parent / "tiny.pt")
@@ -455,7 +512,7 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
     assert entry["output"] == "residual" and "denoised = base + output" in pre["output"]
     base = entry["residual_base"]  # a phone adds the int8 residual to the quantized input: the file's own grid
     quant = entry["files"]["tflite-int8"]["input"]["quantization"]
-    assert base["int8"] == "quantized input" and "round(u / scale) + zero_point" in base["rule"]
+    assert base["int8"] == "quantized input" and "round(x / scale) + zero_point" in base["rule"]
     assert (base["input_grid"]["scale"], base["input_grid"]["zero_point"]) == pytest.approx(
         (quant["scale"], quant["zero_point"]))
     report = (exported / "report.md").read_text()
@@ -475,6 +532,11 @@ def test_tflite_metadata_names_tensors_and_preprocessing(exported):
     description = json.loads(meta["description"])
     assert description["preprocessing"]["cfa"] == "RGGB" and "k_sigma_forward" in description["preprocessing"]
     assert meta["version"].startswith("tiny (fad-deploy")
+    from ai_edge_litert.interpreter import Interpreter  # phones' signature runners find the tensors by these names
+
+    for f in ("tiny.int8.tflite", "tiny.fp32.tflite"):
+        signatures = Interpreter(model_path=str(exported / f)).get_signature_list()
+        assert signatures == {"serving_default": {"inputs": ["noisy"], "outputs": ["residual"]}}, f
 
 
 def test_zero_points_are_stored_once_and_outputs_stay_bit_identical(exported):

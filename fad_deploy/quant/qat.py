@@ -24,13 +24,14 @@ import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.ao.quantization import FakeQuantize, disable_fake_quant, disable_observer, enable_fake_quant
+from torch.ao.quantization import (FakeQuantize, disable_fake_quant, disable_observer, enable_fake_quant,
+                                   enable_observer)
 
 from ..data.dataset import NoisyPatches, load_patch_cache
 from ..data.noise import to_anchor
 from ..errors import FadError
 from ..models.registry import Checkpoint
-from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT
+from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT, from_network_input, network_input
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier, psnr_drop, rmse
@@ -162,10 +163,14 @@ def require_residual(ckpt: Checkpoint) -> None:
 
 def quantized_base_grid(ckpt: Checkpoint, gm: fx.GraphModule | None = None) -> dict | None:
     """The int8 input grid of a quantized checkpoint whose residual is added to the quantized
-    input (None: to the input); ``gm``, its fake-quant core, is built when not given."""
-    if ckpt.extra.get("quantization", {}).get("base") != QUANTIZED_BASE:
+    input (None: to the input), with its ``input_map`` where that is not linear (see
+    :func:`fad_deploy.runners.base.network_input`); ``gm``, its fake-quant core, is built when
+    not given."""
+    q = ckpt.extra.get("quantization", {})
+    if q.get("base") != QUANTIZED_BASE:
         return None
-    return grid(io_quantizers(gm if gm is not None else fake_quant_core(ckpt)[0])[0])
+    g = grid(io_quantizers(gm if gm is not None else fake_quant_core(ckpt)[0])[0])
+    return g if q.get("input_map", "linear") == "linear" else {**g, "input_map": q["input_map"]}
 
 
 def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
@@ -247,34 +252,42 @@ def check_crop(crop: int, multiple: int) -> None:
 
 
 def quantized_checkpoint(ckpt: Checkpoint, gm: nn.Module, net: nn.Module, method: str, details: dict,
-                         residual: bool = True, base: str = "input") -> Checkpoint:
-    """``base``: what the runner adds the residual to, "input" or "quantized" (see :func:`quantized_input`)."""
+                         residual: bool = True, base: str = "input", input_map: str = "linear") -> Checkpoint:
+    """``base``: what the runner adds the residual to, "input" or "quantized" (see
+    :func:`quantized_input`); ``input_map``: how the network's input is made from the anchor-space
+    input (see :func:`fad_deploy.runners.base.network_input`; only with base "quantized")."""
     card = {**ckpt.card, "quantization": {"method": method, "source": ckpt.name, **details}}
     base = QUANTIZED_BASE if residual and base == "quantized" else "input"
+    if input_map != "linear" and base != QUANTIZED_BASE:
+        raise FadError(f"an int8 input map ({input_map}) needs the residual added to the quantized input")
+    mapped = {} if input_map == "linear" else {"input_map": input_map}  # older checkpoints: linear
     extra = {**ckpt.extra, "quantization": {
         "format": QUANT_FORMAT, "method": method, "output": RESIDUAL_OUTPUT if residual else "denoised", "base": base,
+        **mapped,
         "weights": "int8 per-output-channel symmetric [{} s, {} s]".format(*weight_grid(gm)),
         "activations": "8-bit per-tensor affine (quint8 grid; TFLite int8 = zero point - 128)",
         "fake_quant": quant_state(gm)}}
     return dataclasses.replace(ckpt, state_dict=float_state(gm, net), card=card, extra=extra)
 
 
-def quantized_input(gm: nn.Module, u: torch.Tensor) -> torch.Tensor:
+def quantized_input(gm: nn.Module, u: torch.Tensor, input_map: str = "linear") -> torch.Tensor:
     """What the residual is added to when the base is the quantized input: the network's int8
-    input as it saw it (dequantized), and the input itself where it lies outside the int8
-    range. The input's rounding error then reaches the network, which removes it as it
-    removes noise; added to the float input instead, it would pass to the output untouched
-    (step^2 / 12 of error at every pixel). Call after ``gm(u)``, which sets a learned
-    quantizer's scale."""
+    input as it saw it (dequantized, through the inverse ``input_map``), and the input itself
+    where it lies outside the int8 range. The input's rounding error then reaches the network,
+    which removes it as it removes noise; added to the float input instead, it would pass to
+    the output untouched (step^2 / 12 of error at every pixel). Call after
+    ``gm(network_input(u, ...))``, which sets a learned quantizer's scale."""
     fq = io_quantizers(gm)[0]
+    mapping = {"input_map": input_map}
+    x = network_input(u, mapping)
     if not fq.fake_quant_enabled[0]:
-        return u
+        return from_network_input(x, mapping)
     with torch.no_grad():
-        level = torch.round(u / fq.scale) + fq.zero_point
+        level = torch.round(x / fq.scale) + fq.zero_point
         inside = (level >= fq.quant_min) & (level <= fq.quant_max)
-    quantized = fq.quantize(u) if isinstance(fq, LearnedFakeQuantize) else torch.fake_quantize_per_tensor_affine(
-        u, fq.scale, fq.zero_point, fq.quant_min, fq.quant_max)
-    return torch.where(inside, quantized, u)
+    quantized = fq.quantize(x) if isinstance(fq, LearnedFakeQuantize) else torch.fake_quantize_per_tensor_affine(
+        x, fq.scale, fq.zero_point, fq.quant_min, fq.quant_max)
+    return torch.where(inside, from_network_input(quantized, mapping), u)
 
 
 QAT_LOSSES = {"charbonnier": charbonnier, "rmse": rmse}
@@ -290,8 +303,8 @@ def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, clean: torch.
     if not cfg.residual:
         pred = gm(u)
     else:
-        r = gm(u)
-        pred = r + (quantized_input(gm, u) if cfg.base == "quantized" else u)
+        r = gm(network_input(u, {"input_map": cfg.input_map}))
+        pred = r + (quantized_input(gm, u, cfg.input_map) if cfg.base == "quantized" else u)
     if cfg.loss == "drop":
         return psnr_drop(pred, target, clean)
     return QAT_LOSSES[cfg.loss](weight * pred, weight * target)
@@ -385,7 +398,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
     float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
     :class:`FeatureTaps`). Noise is sampled over the checkpoint's own shot range (a sub-range
-    model's sub-range). With ``state_path`` an interrupted run resumes where it stopped."""
+    model's sub-range). ``cfg.adapt_steps`` float steps come first (the network learning its
+    ``cfg.input_map`` before any rounding). With ``state_path`` an interrupted run resumes where
+    it stopped."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
@@ -396,6 +411,9 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=cfg.weight_qmin)
+    if cfg.input_map != "linear" and not (int8 and cfg.residual and cfg.base == "quantized"):
+        raise FadError(f"the {cfg.input_map} int8 input map needs int8 activations and the residual added to the "
+                       "quantized input (residual=True, base='quantized')")
     if (cfg.feature_distil or cfg.loss == "drop") and reference is None:
         raise FadError("feature-map distillation and the drop loss need the float network as the target "
                        "(target='float')")
@@ -411,23 +429,29 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                                                       if v.is_floating_point()), **dataclasses.asdict(cfg)}
     resume = QATState(state_path)
     start_step = resume.load(gm, opt, fingerprint)
-    if start_step < cfg.observe_steps:
+    adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
+    adapt_schedule = ScheduleConfig(steps=max(adapt, 1), lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
+    if start_step - adapt < cfg.observe_steps:
         gm.apply(disable_fake_quant)
     else:
         enable_quantizers(gm, cfg.activations)
-    if start_step >= freeze_step:
+    if start_step < adapt or start_step - adapt >= freeze_step:
         gm.apply(disable_observer)
+    if start_step - adapt >= freeze_step:
         stop_learning(gm)
-    bar = tqdm(range(start_step, cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
-               mininterval=2.0, initial=start_step, total=cfg.steps)
+    bar = tqdm(range(start_step, adapt + cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
+               mininterval=2.0, initial=start_step, total=adapt + cfg.steps)
     for step in bar:
-        if step == cfg.observe_steps:
+        q = step - adapt  # the QAT step (negative while adapting)
+        if q == 0:
+            gm.apply(enable_observer)
+        if q == cfg.observe_steps:
             init_ranges(gm)
             enable_quantizers(gm, cfg.activations)
-        if step == freeze_step:
+        if q == freeze_step:
             gm.apply(disable_observer)
             stop_learning(gm)
-        lr = lr_at(step, schedule)
+        lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
         batch = sample_batch(data, step, cfg.batch, cfg.seed)
@@ -444,7 +468,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
+        if q < 0 or q >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
             resume.save(gm, opt, step + 1, fingerprint)
     bar.close()
     if taps is not None:
@@ -459,7 +483,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                                    card={**ckpt.card, "quantization": details},
                                    extra={**ckpt.extra, WEIGHT_GRID_KEY: {"grid": WEIGHT_GRID, **details}})
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base)
+    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base, cfg.input_map)
 
 
 @torch.no_grad()

@@ -40,12 +40,18 @@ class QATConfig:
     activations: Literal["int8", "float"] = "int8"
     # the weights' int8 grid: TFLite's spec wants levels [-127, 127] (-128 reproduces checkpoints made before)
     weight_qmin: Literal[-127, -128] = -127
+    # the int8 input: "linear" (u itself) or "sqrt" (sqrt(max(u, 0)): one step as fine against the shot noise in
+    # the shadows as in the highlights; see fad_deploy.runners.base.network_input); needs base "quantized"
+    input_map: Literal["linear", "sqrt"] = "linear"
+    # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
+    adapt_steps: int = 0
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
 # what ran before it existed: a stored recipe without the field ran so (weight-only QAT for
 # 16x8 always put the weights on the narrow grid).
-QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}}
+QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
+             "adapt_steps": 0}
 
 
 def stored_qat_config(config: dict) -> dict:

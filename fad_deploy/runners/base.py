@@ -21,20 +21,39 @@ RESIDUAL_NOTE = ("residual in anchor space; denoised = base + output (add in flo
                  "inverse), base = the input, or see residual_base: the residual has a noise-sized range, so int8 "
                  "represents it finely")
 QUANTIZED_BASE = "quantized input"  # what an int8 model's residual is added to (see quantized_base)
-QUANTIZED_BASE_RULE = ("int8 files: q = round(u / scale) + zero_point is the int8 input the network gets; where q "
-                       "lies in [-128, 127] (before clamping), denoised = (q - zero_point) * scale + output, elsewhere "
-                       "u + output. Float files: denoised = u + output.")
+QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the "
+                       "network input; q = round(x / scale) + zero_point is the int8 input the network gets; where q "
+                       "lies in [-128, 127] (before clamping), denoised = b + output with b = (q - zero_point) * scale "
+                       "(squared for 'sqrt'), elsewhere u + output. Float files: x = u, denoised = u + output.")
+
+
+def network_input(u, grid: dict | None):
+    """The int8 network's input for anchor-space ``u`` (numpy or torch) under ``grid``'s input map:
+    ``u`` itself ("linear", the default), or sqrt(max(u, 0)) ("sqrt"), which stabilises the variance:
+    shot noise has one size at every intensity, so one int8 step is as fine against the noise in
+    the shadows as in the highlights (benchmarks/results/int8_input_map.md)."""
+    if grid is None or grid.get("input_map", "linear") == "linear":
+        return u
+    return (u * (u > 0)) ** 0.5
+
+
+def from_network_input(x, grid: dict | None):
+    """The inverse of :func:`network_input` (where it is invertible)."""
+    if grid is None or grid.get("input_map", "linear") == "linear":
+        return x
+    return x * x
 
 
 def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
-    """What an int8 network's residual is added to: its int8 input as it saw it (dequantized),
-    and the input itself where it lies outside the int8 range. The network can remove the
-    input's rounding error as it removes noise; added to the float input, that error would
-    pass to the output untouched (see benchmarks/results/int8_recipe.md)."""
+    """What an int8 network's residual is added to: its int8 input as it saw it (dequantized,
+    through the inverse input map), and the input itself where it lies outside the int8 range.
+    The network can remove the input's rounding error as it removes noise; added to the float
+    input, that error would pass to the output untouched (see benchmarks/results/int8_recipe.md)."""
     u = np.asarray(u, np.float32)
-    level = np.round(u / np.float32(grid["scale"])) + grid["zero_point"]
+    level = np.round(network_input(u, grid) / np.float32(grid["scale"])) + grid["zero_point"]
     inside = (level >= -128) & (level <= 127)
-    return np.where(inside, (level - grid["zero_point"]) * np.float32(grid["scale"]), u).astype(np.float32)
+    seen = from_network_input((level - grid["zero_point"]) * np.float32(grid["scale"]), grid)
+    return np.where(inside, seen, u).astype(np.float32)
 
 
 def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
@@ -80,12 +99,13 @@ class Runner(ABC):
 
     @abstractmethod
     def run_network(self, u: np.ndarray) -> np.ndarray:
-        """The model on anchor-space packed RAW (N, 4, h, w) float32 -> its raw output, same shape
-        (the residual when ``residual`` is set, else the denoised input)."""
+        """The model on its input, packed (N, 4, h, w) float32 (anchor-space RAW, or an int8
+        network's input map of it: :func:`network_input`) -> its raw output, same shape (the
+        residual when ``residual`` is set, else the denoised input)."""
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
-        y = self.run_network(u)
+        y = self.run_network(network_input(u, self.base_grid))
         if not self.residual:
             return y
         return y + (quantized_base(u, self.base_grid) if self.base_grid else np.asarray(u, np.float32))
