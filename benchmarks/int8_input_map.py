@@ -27,8 +27,8 @@ from fad_deploy.export.validate import noise_list, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.quant.qat import quantized_base_grid
-from fad_deploy.runners.base import (from_network_input, network_input, noise_arrays, postprocess, preprocess,
-                                     quantized_base)
+from fad_deploy.runners.base import (from_network_input, input_map_of, network_input, noise_arrays, postprocess,
+                                     preprocess, quantized_base)
 from int8_recipe import evaluation_set
 
 RESULTS = Path(__file__).parent / "results"
@@ -49,8 +49,9 @@ def denoised_anchor(net: torch.nn.Module, u: np.ndarray, grid: dict | None) -> n
     space: it takes u), the residual added to the rounded input as the int8 recipe does."""
     rounded = u
     if grid is not None:
-        level = np.clip(np.round(network_input(u, grid) / grid["scale"]) + grid["zero_point"], -128, 127)
-        rounded = from_network_input((level - grid["zero_point"]) * grid["scale"], grid).astype(np.float32)
+        input_map = input_map_of(grid)
+        level = np.clip(np.round(network_input(u, input_map) / grid["scale"]) + grid["zero_point"], -128, 127)
+        rounded = from_network_input((level - grid["zero_point"]) * grid["scale"], input_map).astype(np.float32)
     out = np.concatenate([net(torch.from_numpy(rounded[i:i + BATCH])).numpy() for i in range(0, len(u), BATCH)])
     return out if grid is None else out - rounded + quantized_base(u, grid)
 

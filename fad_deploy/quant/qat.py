@@ -278,16 +278,15 @@ def quantized_input(gm: nn.Module, u: torch.Tensor, input_map: str = "linear") -
     the output untouched (step^2 / 12 of error at every pixel). Call after
     ``gm(network_input(u, ...))``, which sets a learned quantizer's scale."""
     fq = io_quantizers(gm)[0]
-    mapping = {"input_map": input_map}
-    x = network_input(u, mapping)
+    x = network_input(u, input_map)
     if not fq.fake_quant_enabled[0]:
-        return from_network_input(x, mapping)
+        return from_network_input(x, input_map)
     with torch.no_grad():
         level = torch.round(x / fq.scale) + fq.zero_point
         inside = (level >= fq.quant_min) & (level <= fq.quant_max)
     quantized = fq.quantize(x) if isinstance(fq, LearnedFakeQuantize) else torch.fake_quantize_per_tensor_affine(
         x, fq.scale, fq.zero_point, fq.quant_min, fq.quant_max)
-    return torch.where(inside, from_network_input(quantized, mapping), u)
+    return torch.where(inside, from_network_input(quantized, input_map), u)
 
 
 QAT_LOSSES = {"charbonnier": charbonnier, "rmse": rmse}
@@ -303,7 +302,7 @@ def qat_loss(gm: nn.Module, u: torch.Tensor, target: torch.Tensor, clean: torch.
     if not cfg.residual:
         pred = gm(u)
     else:
-        r = gm(network_input(u, {"input_map": cfg.input_map}))
+        r = gm(network_input(u, cfg.input_map))
         pred = r + (quantized_input(gm, u, cfg.input_map) if cfg.base == "quantized" else u)
     if cfg.loss == "drop":
         return psnr_drop(pred, target, clean)
@@ -411,9 +410,6 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=cfg.weight_qmin)
-    if cfg.input_map != "linear" and not (int8 and cfg.residual and cfg.base == "quantized"):
-        raise FadError(f"the {cfg.input_map} int8 input map needs int8 activations and the residual added to the "
-                       "quantized input (residual=True, base='quantized')")
     if (cfg.feature_distil or cfg.loss == "drop") and reference is None:
         raise FadError("feature-map distillation and the drop loss need the float network as the target "
                        "(target='float')")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import FadError
+
 
 @dataclass(frozen=True)
 class QATConfig:
@@ -45,6 +47,12 @@ class QATConfig:
     input_map: Literal["linear", "sqrt"] = "linear"
     # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
     adapt_steps: int = 0
+
+    def __post_init__(self):
+        if self.input_map != "linear" and not (self.activations == "int8" and self.residual
+                                               and self.base == "quantized"):
+            raise FadError(f"the {self.input_map} int8 input map needs int8 activations and the residual added to "
+                           "the quantized input (residual=True, base='quantized')")
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces

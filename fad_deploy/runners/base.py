@@ -27,21 +27,23 @@ QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.i
                        "(squared for 'sqrt'), elsewhere u + output. Float files: x = u, denoised = u + output.")
 
 
-def network_input(u, grid: dict | None):
-    """The int8 network's input for anchor-space ``u`` (numpy or torch) under ``grid``'s input map:
-    ``u`` itself ("linear", the default), or sqrt(max(u, 0)) ("sqrt"), which stabilises the variance:
-    shot noise has one size at every intensity, so one int8 step is as fine against the noise in
-    the shadows as in the highlights (benchmarks/results/int8_input_map.md)."""
-    if grid is None or grid.get("input_map", "linear") == "linear":
-        return u
-    return (u * (u > 0)) ** 0.5
+def input_map_of(grid: dict | None) -> str:
+    """The input map of an int8 input grid (the manifest's ``residual_base.input_grid``; linear
+    when it names none, and for float files, which have no grid)."""
+    return grid.get("input_map", "linear") if grid else "linear"
 
 
-def from_network_input(x, grid: dict | None):
+def network_input(u, input_map: str):
+    """The network's input for anchor-space ``u`` (numpy or torch): ``u`` itself ("linear"), or
+    sqrt(max(u, 0)) ("sqrt"), which stabilises the variance: shot noise has one size at every
+    intensity, so one int8 step is as fine against the noise in the shadows as in the
+    highlights (benchmarks/results/int8_input_map.md)."""
+    return u if input_map == "linear" else (u * (u > 0)) ** 0.5
+
+
+def from_network_input(x, input_map: str):
     """The inverse of :func:`network_input` (where it is invertible)."""
-    if grid is None or grid.get("input_map", "linear") == "linear":
-        return x
-    return x * x
+    return x if input_map == "linear" else x * x
 
 
 def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
@@ -49,10 +51,10 @@ def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
     through the inverse input map), and the input itself where it lies outside the int8 range.
     The network can remove the input's rounding error as it removes noise; added to the float
     input, that error would pass to the output untouched (see benchmarks/results/int8_recipe.md)."""
-    u = np.asarray(u, np.float32)
-    level = np.round(network_input(u, grid) / np.float32(grid["scale"])) + grid["zero_point"]
+    u, input_map = np.asarray(u, np.float32), input_map_of(grid)
+    level = np.round(network_input(u, input_map) / np.float32(grid["scale"])) + grid["zero_point"]
     inside = (level >= -128) & (level <= 127)
-    seen = from_network_input((level - grid["zero_point"]) * np.float32(grid["scale"]), grid)
+    seen = from_network_input((level - grid["zero_point"]) * np.float32(grid["scale"]), input_map)
     return np.where(inside, seen, u).astype(np.float32)
 
 
@@ -105,7 +107,7 @@ class Runner(ABC):
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
-        y = self.run_network(network_input(u, self.base_grid))
+        y = self.run_network(network_input(u, input_map_of(self.base_grid)))
         if not self.residual:
             return y
         return y + (quantized_base(u, self.base_grid) if self.base_grid else np.asarray(u, np.float32))
