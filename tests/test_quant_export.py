@@ -683,6 +683,27 @@ def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "out"]
 
 
+def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp_path, monkeypatch, one_thread):
+    """--jobs: each model's QAT in its own process (one thread each here, as in this process)
+    gives the bytes the sequential export gives; the summary still has each QAT's time."""
+    import fad_deploy.export.bundle as bundle
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    models = []
+    for name, shot_range in (("low", (1e-4, 1e-3)), ("high", (1e-3, 1.2e-2))):
+        dataclasses.replace(load_checkpoint(workdir / "tiny.pt"), name=name, shot_range=shot_range).save(
+            tmp_path / f"{name}.pt")
+        models.append((name, tmp_path / f"{name}.pt"))
+    options = bundle.ExportOptions(progress=False, qat=QATConfig(steps=3, batch=2, observe_steps=1), threads=1,
+                                   tflite=dataclasses.replace(bundle.ExportOptions().tflite, input_size=(SIZE, SIZE)),
+                                   thresholds=bundle.Thresholds(max_drop_db=100, max_level_drop_db=100))
+    _, sequential_s = bundle.export_bundle(models, options, tmp_path / "one-by-one")
+    _, side_by_side_s = bundle.export_bundle(models, dataclasses.replace(options, jobs=2), tmp_path / "side-by-side")
+    assert digests(tmp_path / "one-by-one") == digests(tmp_path / "side-by-side")
+    assert set(sequential_s) == set(side_by_side_s) == {"low", "high"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["high.pt", "low.pt", "one-by-one", "side-by-side"]
+
+
 # ---- user errors --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
@@ -692,6 +713,7 @@ def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir,
     (["{tiny}", "--int8", "--target", "coreml"], "argument --target: invalid choice: 'coreml'"),
     (["{tiny}", "--int8", "--input-size", "30", "30"], "input size 30x30: TFLite inputs must be positive multiples of 4"),
     (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number >= 1"),
+    (["{tiny}", "--int8", "--jobs", "0"], "argument --jobs: expected a whole number >= 1"),
     (["{tiny}", "--ptq"], "--ptq, --float-io and --activations apply to quantized models"),
     (["{tiny}", "--activations", "int16"], "--ptq, --float-io and --activations apply to quantized models"),
     (["{tiny}", "--int8", "--activations", "int16", "--target", "onnx"], "it takes --target tflite"),

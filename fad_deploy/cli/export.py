@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -65,7 +66,12 @@ def parser() -> argparse.ArgumentParser:
                         f"{Thresholds().max_drop_db}); above it nothing is written and fad-export exits with status 1")
     p.add_argument("--max-level-drop", type=non_negative_float,
                    help=f"the same at any one noise level (default {Thresholds().max_level_drop_db})")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and the validation runtimes")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for PyTorch and the validation runtimes (for each QAT process, see --jobs)")
+    p.add_argument("--jobs", type=positive_int,
+                   help="QATs of an array's models run side by side, one process each (default: the CPU cores "
+                        "over --threads: a QAT step is too small to keep several cores busy, so one-thread QATs "
+                        "side by side finish sooner; benchmarks/results/qat_jobs.md)")
     return p
 
 
@@ -77,7 +83,8 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8, ptq=args.ptq,
                             tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
                                                 activations=args.activations),
-                            threads=args.threads, requantize=args.qat)
+                            threads=args.threads, requantize=args.qat,
+                            jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)))
     if args.qat_steps is not None:
         options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
     bounds = {k: v for k, v in (("max_drop_db", args.max_drop), ("max_level_drop_db", args.max_level_drop))

@@ -9,13 +9,16 @@ was made from the same source with the same recipe. Until the bundle is publishe
 finished QAT's checkpoint (and an interrupted QAT's state) stays beside the output, so a
 re-run after an interruption or a refusal does not redo it. Exporting several
 checkpoints into one bundle (a noise sub-range array) is a loop over :func:`export_model`
-with one manifest; each model is validated on patches of its own noise range.
+with one manifest; each model is validated on patches of its own noise range. With
+``ExportOptions.jobs`` > 1 the bundle's QATs first run side by side, one process each
+(:func:`quantize_ahead`), into those files; the loop then finds them done.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,9 @@ class ExportOptions:
     threads: int | None = None
     progress: bool = True
     requantize: bool = False  # QAT/PTQ again even where a shipped int8 checkpoint has the same recipe
+    # QATs of a bundle's models run at once, one process each (threads split between them): a QAT step
+    # is too small to keep two cores busy (benchmarks/results/qat_jobs.md)
+    jobs: int = 1
 
 
 @dataclass
@@ -125,7 +131,7 @@ def resume_files(out: Path, name: str) -> tuple[Path, Path]:
 
 
 def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates: list[Path], dest: Path,
-             resume: Path) -> tuple[Checkpoint, float | None]:
+             resume: Path, position: int = 0) -> tuple[Checkpoint, float | None]:
     """The int8 checkpoint, written to ``dest``: a shipped or previous export's file (bytes
     unchanged) made from the same source with the same recipe, else a new QAT (resumable
     from ``resume``) or PTQ; and the seconds that took (None when reused). Timings go to the
@@ -138,11 +144,95 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
     if options.ptq:
         q = post_training_quantization(ckpt, options.ptq_config, options.progress)
     else:
-        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, resume)
+        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, resume, position)
     key = "quantization" if is_quantized(q) else WEIGHT_GRID_KEY
     q = dataclasses.replace(q, extra={**q.extra, key: {**q.extra[key], "recipe": recipe}})
     q.save(dest)
     return q, time.time() - start
+
+
+@dataclass(frozen=True)
+class QuantizeJob:
+    """How :func:`export_model` gets one model's int8 (or, for 16x8, weight-grid) checkpoint."""
+
+    recipe: dict
+    candidates: list[Path]  # reusable files, the first made with ``recipe`` wins
+    done: Path  # a finished QAT's checkpoint, kept beside the output until the bundle is published
+    state: Path  # an interrupted QAT's resume state
+
+
+def quantize_job(name: str, ckpt: Checkpoint, path: Path, options: ExportOptions,
+                 published: Path) -> QuantizeJob | None:
+    """The quantization :func:`export_model` runs or reuses for model ``name`` (None: none, as
+    for a float export or an int8 checkpoint given as it is)."""
+    if not options.int8 or (is_quantized(ckpt) and not int16(options)):
+        return None
+    done, state = resume_files(published, name)
+    shipped = [] if int16(options) or options.requantize else [
+        published / f"{name}{FILE_SUFFIX['torch-int8']}", shipped_int8(path)]
+    return QuantizeJob(quantization_recipe(sha256(path), options), [done] + shipped, done, state)
+
+
+def worker_setup() -> None:
+    """A side-by-side QAT's process: Ctrl-C is left to fad-export, which stops them all (SIGTERM,
+    on which a file being written is removed, as on any exit), and its progress bar takes a thread
+    lock (tqdm's default, a multiprocessing lock, would be reported leaked when it is stopped)."""
+    import signal
+    import threading
+
+    from tqdm import tqdm
+
+    def stop(*_):
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
+    tqdm.set_lock(threading.RLock())
+
+
+def quantize_worker(path: Path, job: QuantizeJob, options: ExportOptions, threads: int, position: int) -> float:
+    """One of :func:`quantize_ahead`'s QATs, in its own process: into ``job.done``; its seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return quantize(load_checkpoint(path), job.recipe, options, [], job.done, job.state, position)[1]
+
+
+def quantize_ahead(models: list[tuple[str, Path]], options: ExportOptions, published: Path) -> dict[str, float]:
+    """With ``options.jobs`` > 1, the QATs :func:`export_model` would run, side by side: one
+    process each, the CPU threads split between them, each into its job's ``done`` file, where
+    export_model then finds it. Returns the seconds each took, by model name."""
+    if options.jobs < 2 or options.ptq:
+        return {}
+    todo = []
+    for name, path in models:
+        job = quantize_job(name, load_checkpoint(path), path, options, published)
+        if job is not None and reusable(job.candidates, job.recipe) is None:
+            todo.append((path, job, name))
+    if len(todo) < 2:
+        return {}
+    import multiprocessing
+
+    from ..train.config import DataConfig, TrainConfig
+    from ..train.trainer import resolve_cache
+
+    resolve_cache(TrainConfig(data=DataConfig(cache=options.qat.cache)))  # built once, before the workers read it
+    jobs = min(options.jobs, len(todo))
+    threads = options.threads or max(1, len(os.sched_getaffinity(0)) // jobs)
+    pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=worker_setup)
+    try:
+        runs = [(name, pool.apply_async(quantize_worker, (path, job, options, threads, i % jobs)))
+                for i, (path, job, name) in enumerate(todo)]
+        seconds = {name: run.get() for name, run in runs}
+    except BaseException:
+        pool.terminate()  # an error or an interruption stops them all (each QAT's resume state is kept)
+        if options.progress:  # below the workers' bars, which they cannot close
+            sys.stderr.write("\n" * jobs)
+        raise
+    finally:
+        pool.close()
+        pool.join()
+    return seconds
 
 
 def export_model(name: str, path: Path, options: ExportOptions, staging: Path, published: Path) -> Exported:
@@ -163,23 +253,20 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
         files[backend] = file_record(staging, file, info)
 
     int8_ckpt = quant_info = quantize_s = int16_ckpt = None
+    job = quantize_job(name, ckpt, path, options, published)
     if int16(options):  # weight-only QAT, kept beside the output until the bundle is published
-        done, state = resume_files(published, name)
-        int16_ckpt, quantize_s = quantize(ckpt, quantization_recipe(source_sha, options), options, [done], done,
-                                          state)
+        int16_ckpt, quantize_s = quantize(ckpt, job.recipe, options, job.candidates, job.done, job.state)
         quant_info = INT16_QUANTIZATION
     elif options.int8:
         int8_file = f"{name}{FILE_SUFFIX['torch-int8']}"
-        if is_quantized(ckpt):
+        if job is None:  # an int8 checkpoint, exported as it is
             int8_ckpt = ckpt
             write_bytes(staging / int8_file, path.read_bytes())
         else:
-            recipe = quantization_recipe(source_sha, options)
-            done, state = resume_files(published, name)
-            candidates = [done] + ([] if options.requantize else [published / int8_file, shipped_int8(path)])
-            int8_ckpt, quantize_s = quantize(ckpt, recipe, options, candidates, staging / int8_file, state)
+            int8_ckpt, quantize_s = quantize(ckpt, job.recipe, options, job.candidates, staging / int8_file,
+                                             job.state)
             if quantize_s is not None:  # kept until the bundle is published: a re-run does not redo it
-                write_bytes(done, (staging / int8_file).read_bytes())
+                write_bytes(job.done, (staging / int8_file).read_bytes())
         files["torch-int8"] = file_record(staging, int8_file,
                                           {"format": "fad-deploy checkpoint with extra.quantization"})
         q = int8_ckpt.extra["quantization"]
@@ -319,7 +406,10 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        made = quantize_ahead(models, options, out)
         items = [export_model(name, path, options, staging, out) for name, path in models]
+        for it in items:
+            it.quantize_s = made.get(it.entry["name"], it.quantize_s)
         manifest = {"format": FORMAT, "generator": f"fad-deploy {__version__}", "targets": list(options.targets),
                     "dynamic_hw": {b: v for b, v in DYNAMIC_HW.items()
                                    if any(b in it.entry["files"] for it in items)},

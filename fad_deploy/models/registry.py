@@ -5,6 +5,7 @@ import dataclasses
 import glob
 import io
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -89,8 +90,20 @@ class Checkpoint:
             "state_dict": state,
         }
         buffer = io.BytesIO()  # torch.save names the zip's records after a file's name: a stream keeps
-        torch.save(blob, buffer)  # them fixed, so equal checkpoints are equal bytes wherever written
+        torch.save(canonical(blob), buffer)  # them fixed, so equal checkpoints are equal bytes wherever written
         write_bytes(path, buffer.getvalue())
+
+
+def canonical(value):
+    """``value`` with its plain data rebuilt and its strings interned, so that pickling writes the
+    same bytes for equal contents however they were made: pickle refers back to an object it has
+    written by identity, and equal strings made apart (say, unpickled in another process) are
+    otherwise written again in full."""
+    if isinstance(value, dict):
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(canonical(v) for v in value)
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:

@@ -392,14 +392,14 @@ def init_learning(gm: nn.Module) -> None:
 
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
-                                state_path: Path | None = None) -> Checkpoint:
+                                state_path: Path | None = None, position: int = 0) -> Checkpoint:
     """Fine-tune a float checkpoint with fake quantization. Loss: ``cfg.loss`` on base +
     residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
     float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
     :class:`FeatureTaps`). Noise is sampled over the checkpoint's own shot range (a sub-range
     model's sub-range). ``cfg.adapt_steps`` float steps come first (the network learning its
     ``cfg.input_map`` before any rounding). With ``state_path`` an interrupted run resumes where
-    it stopped."""
+    it stopped. ``position``: the progress bar's line, for QATs run side by side."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
@@ -436,7 +436,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     if start_step - adapt >= freeze_step:
         stop_learning(gm)
     bar = tqdm(range(start_step, adapt + cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
-               mininterval=2.0, initial=start_step, total=adapt + cfg.steps)
+               mininterval=2.0, initial=start_step, total=adapt + cfg.steps, position=position)
     for step in bar:
         q = step - adapt  # the QAT step (negative while adapting)
         if q == 0:
