@@ -240,6 +240,15 @@ def steps_projection(result: dict) -> list[str]:
     return lines + [""]
 
 
+def gate_note(row: dict, twin: dict | None) -> str:
+    """A row's drop on fad-export's validation patches (mean, worst level), and its twin's."""
+    if "gate_drop_db" not in row:
+        return ""
+    mean_worst = lambda r: f"{r['gate_drop_db']:+.3f} / {max(r['gate_drop_by_shot'].values()):+.3f} dB"  # noqa: E731
+    linear = f" (linear: {mean_worst(twin)})" if twin and "gate_drop_db" in twin else ""
+    return f"; on fad-export's validation patches, mean / worst level, {mean_worst(row)}{linear}"
+
+
 def input_map_section(result: dict) -> list[str]:
     """What a square-root int8 input buys: the input alone (int8_input_map.py's results) and the
     QAT rows that use it."""
@@ -268,7 +277,8 @@ def input_map_section(result: dict) -> list[str]:
             plain = dataclasses.asdict(dataclasses.replace(VARIANTS[label], input_map="linear", adapt_steps=0))
             twin = next((k for k, v in model["variants"].items() if stored_qat_config(v["config"]) == plain), None)
             against = f" (linear input, '{twin}': {model['variants'][twin]['drop_db']:+.3f} dB)" if twin else ""
-            lines.append(f"- {name}, '{label}': {r['drop_db']:+.3f} dB{against}.")
+            gate = gate_note(r, model["variants"].get(twin))
+            lines.append(f"- {name}, '{label}': {r['drop_db']:+.3f} dB{against}{gate}.")
     lines += ["", "A network trained on u does not take the square-root input as it is: QAT alone from the u-trained "
               "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
               "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
