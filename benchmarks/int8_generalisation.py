@@ -1,0 +1,93 @@
+"""Is the int8 drop a generalisation gap? The shipped int8 array's RAW PSNR drop against its float
+models on the photos its QAT trained on and on held-out photos, at the QAT's crop size and at
+the held-out set's (int8_recipe.py): if the training photos lost much less, more or other data
+would be the lever; if they lose as much, it is the quantized network's fit itself.
+
+    python benchmarks/int8_generalisation.py   # writes benchmarks/results/int8_generalisation.{md,json}
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.data.synth import folder_images, synth_pairs, validation_shots
+from fad_deploy.export.validate import denoised, psnr_by_shot
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import load_checkpoint, models_dir
+from fad_deploy.quant.qat import FakeQuantRunner
+from fad_deploy.runners.torch_runner import TorchRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, RECIPE, shipped_int8  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+SPLITS = ("train", "test")  # `fad-data fetch`'s photos: the QAT's (through fad-train's patch cache) and held-out
+CROPS = (RECIPE.crop, EVAL_CROP)  # packed: the QAT's crops and the held-out set's
+
+
+def drops(name: str, photos: int) -> list[dict]:
+    """One row per (photos, crop): the float model's RAW PSNR and the int8 drop, mean and per level."""
+    ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
+    q = shipped_int8(name, RECIPE)[0]
+    rows = []
+    for split in SPLITS:
+        images = list(folder_images(default_cache_dir() / "photos" / split, 1, None))[:photos]
+        for crop in CROPS:
+            pairs = synth_pairs(images, crop, EVAL_CROPS, validation_shots(ckpt.shot_range), EVAL_SEED)
+            base, base_levels = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)
+            mean, levels = psnr_by_shot(denoised(FakeQuantRunner(q), pairs), pairs)
+            rows.append({"photos": split, "images": len(images), "crop": crop, "float_db": base,
+                         "drop_db": base - mean, "drop_by_shot": {s: base_levels[s] - v for s, v in levels.items()}})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Is the int8 drop a generalisation gap?", "",
+             f"Made by `python benchmarks/int8_generalisation.py`. "
+             f"The shipped int8 checkpoints (the recipe, QATConfig's defaults) against their float models, fake-quant "
+             f"in PyTorch (the int8 TFLite matches it: parity >= 45 dB in fad-export's validation). The first "
+             f"{result['photos']} photos of each of `fad-data fetch`'s folders: train (the QAT's photos, through "
+             f"fad-train's patch cache; its crops are {RECIPE.crop} packed) and test (held-out); {EVAL_CROPS} crops per "
+             f"photo, seed {EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line).", "",
+             "| model | photos | crop | float RAW PSNR dB | drop dB | per level dB |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for name, rows in result["models"].items():
+        for r in rows:
+            per = ", ".join(f"{v:+.3f}" for v in r["drop_by_shot"].values())
+            lines.append(f"| {name} | {r['photos']} ({r['images']}) | {r['crop']} | {r['float_db']:.2f} | "
+                         f"{r['drop_db']:+.3f} | {per} |")
+    lines += ["", "Mean drop over the models, training photos / held-out photos: " + "; ".join(
+        f"{crop}-pixel crops {mean_drop(result, 'train', crop):+.3f} / {mean_drop(result, 'test', crop):+.3f} dB"
+        for crop in CROPS) + ". Where the two are alike, the int8 network fits the photos it was trained on no "
+        "better than new ones: the drop is not a generalisation gap, and more QAT (or a better-fitting quantized "
+        "network), not more data, is the lever."]
+    return "\n".join(lines + [""])
+
+
+def mean_drop(result: dict, photos: str, crop: int) -> float:
+    return float(np.mean([r["drop_db"] for rows in result["models"].values() for r in rows
+                          if r["photos"] == photos and r["crop"] == crop]))
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=[f"fan-nsma-{i}" for i in range(4)])
+    p.add_argument("--photos", type=int, default=12, help="photos of each folder (the test folder has 12)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = {"photos": args.photos,
+              "models": {name: drops(name, args.photos) for name in args.models}}
+    write_json(args.results / "int8_generalisation.json", result)
+    write_text(args.results / "int8_generalisation.md", markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
