@@ -38,6 +38,7 @@ from fad_deploy.quant.qat import (FakeQuantRunner, fake_quant_core, grid, io_qua
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
+from fad_deploy.train.losses import CHARBONNIER_EPS
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
@@ -84,6 +85,8 @@ VARIANTS = {
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES.feature_distil:g})": FEATURES,
     f"the lr 1.5e-3 row + feature-map distillation (weight {FEATURES_LIGHT.feature_distil:g})": FEATURES_LIGHT,
     "the lr 1.5e-3 row with each image's PSNR drop as the loss (every image by its dB)": DROP,
+    "the lr 1.5e-3 row with an RMSE loss (squared errors, as PSNR counts them: clipped highlights weigh more)":
+        dataclasses.replace(SWEEP, loss="rmse"),
     "the lr 1.5e-3 row with a square-root int8 input (variance-stabilised: sqrt(max(u, 0)))":
         dataclasses.replace(SWEEP, input_map="sqrt"),
     f"the recipe with a square-root int8 input, the network first adapted to it ({SQRT_ADAPTED.adapt_steps} "
@@ -292,6 +295,28 @@ def input_map_section(result: dict) -> list[str]:
     return lines
 
 
+def loss_section(result: dict) -> list[str]:
+    """The QAT loss against the metric: the lr 1.5e-3 row and its twins that change only the loss."""
+    sweep = dataclasses.asdict(SWEEP)
+    lines = []
+    for name, model in result["models"].items():
+        twins = {k: r for k, r in model["variants"].items()
+                 if {**stored_qat_config(r["config"]), "loss": sweep["loss"]} == sweep}
+        if len(twins) < 2:
+            continue
+        lines.append(f"- {name}: " + "; ".join(
+            f"{r['config']['loss']} {r['drop_db']:+.3f} dB (levels "
+            + ", ".join(f"{v:+.3f}" for v in r["drop_by_shot"].values()) + ")" for r in twins.values()) + ".")
+    if not lines:
+        return []
+    return ["## The loss against the metric", "",
+            f"The recipe's Charbonnier loss (eps {CHARBONNIER_EPS:g}: an L1 loss) weighs an error by its size; PSNR "
+            "weighs it by its square, so an L1-trained int8 network may clip a few bright pixels by a lot (fan-nsma-0's "
+            "lowest levels, `int8_clipping_fan-nsma-0.md`). The lr 1.5e-3 row against the same row with another "
+            "loss (rmse: one RMSE over the batch, which weighs the images with the largest errors most; drop: each "
+            "image's PSNR drop against the float model), mean and per level:", ""] + lines + [""]
+
+
 def markdown(result: dict) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
              "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
@@ -344,7 +369,7 @@ def markdown(result: dict) -> str:
               "pixel; `int8_sensitivity_<model>_held-out.md` measures what the input alone costs). The recipe adds "
               "the residual to the quantized input the network saw (the input itself where it lies beyond the int8 "
               "range): the rounding error becomes one more noise the network removes (the row '+ residual onto the "
-              "quantized input').", ""] + input_map_section(result) + [
+              "quantized input').", ""] + input_map_section(result) + loss_section(result) + [
               "## Inputs that fill the int8 grid", "",
               "Each sub-range model keeps the k-sigma anchor it was trained with (a_A in the manifest, read by "
               "every runner). Another anchor would not fill the grid better: the k-sigma map is u = x a_A / a + c, "
