@@ -9,12 +9,14 @@ test photos) at levels spread over the model's own sub-range.
 
 Each (model, variant) result is kept in benchmarks/results/int8_recipe.json as it is made,
 so an interrupted run goes on where it stopped; benchmarks/results/int8_recipe.md is
-rewritten from all of them.
+rewritten from all of them. Each QAT's int8 checkpoint is kept under
+$FAD_CACHE/int8_recipe/<settings>/ for a closer look at its row (int8_clipping.py etc.).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import platform
 import tempfile
@@ -101,6 +103,7 @@ VARIANTS = {
         WEIGHTS_ONLY,
 }
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
+KEPT = default_cache_dir() / "int8_recipe"  # the QATs this benchmark ran (see kept_path)
 
 
 def evaluation_set(images: list, shot_range) -> dict:
@@ -114,11 +117,19 @@ def large_patch_cache() -> None:
         build_patch_cache(list_photos(default_cache_dir() / "photos" / "train"), LARGE_CACHE, LARGE_PATCHES)
 
 
+def kept_path(name: str, cfg: QATConfig) -> Path:
+    """Where a QAT this benchmark ran is kept, by its settings, for later analysis of its row
+    (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    return KEPT / key / f"{name}.int8.pt"
+
+
 def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
-    """The int8 checkpoint of ``name`` made with ``cfg``: the shipped one, else one in ``folders``
-    (e.g. the output of ``fad-export --qat-steps N``), with its QAT time from its card (else None,
-    None)."""
-    for path in [models_dir() / "nsma" / f"{name}.int8.pt"] + [Path(f) / f"{name}.int8.pt" for f in folders]:
+    """The int8 checkpoint of ``name`` made with ``cfg``: the shipped one, else a kept one (see
+    :func:`kept_path`), else one in ``folders`` (e.g. the output of ``fad-export --qat-steps N``),
+    with its QAT time from its card (else None, None)."""
+    candidates = [models_dir() / "nsma" / f"{name}.int8.pt", kept_path(name, cfg)]
+    for path in candidates + [Path(f) / f"{name}.int8.pt" for f in folders]:
         if not path.is_file():
             continue
         q = load_checkpoint(path)
@@ -158,6 +169,8 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...]) -> dict
         start = time.time()
         q = quantization_aware_training(ckpt, cfg)
         qat_s = round(time.time() - start, 1)
+        q.save(kept_path(ckpt.name, cfg))
+        write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
     drop, by_shot = drops(q, cfg, *sets["held-out"])
     gate, gate_by_shot = drops(q, cfg, *sets["gate"])
     return {"config": dataclasses.asdict(cfg), "qat_s": qat_s, "drop_db": drop, "drop_by_shot": by_shot,
