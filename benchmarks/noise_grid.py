@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fad_deploy.checks import Number, positive_int, random_seed
 from fad_deploy.data.noise import read_from_shot
 from fad_deploy.data.synth import synth_pairs
 from fad_deploy.evaluate.baselines import BASELINES
@@ -173,11 +174,11 @@ def main(argv=None) -> dict:
     p.add_argument("--models", nargs="+", default=[STUDENT, TEACHER],
                    help="networks beside the array (shipped names or checkpoints; default: student, teacher)")
     p.add_argument("--baselines", nargs="*", choices=list(BASELINES), default=list(BASELINES))
-    p.add_argument("--levels", type=int, default=6, help="shot levels over 1e-4..1.2e-2")
-    p.add_argument("--crop", type=int, default=128, help="packed crop size")
-    p.add_argument("--crops-per-image", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--levels", type=Number(int, 2), default=6, help="shot levels over 1e-4..1.2e-2 (both ends)")
+    p.add_argument("--crop", type=positive_int, default=128, help="packed crop size")
+    p.add_argument("--crops-per-image", type=positive_int, default=1)
+    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 levels, 32-pixel crops, no BM3D")
     args = p.parse_args(argv)
