@@ -1,7 +1,9 @@
 """Is the int8 drop a generalisation gap? The shipped int8 array's RAW PSNR drop against its float
 models on the photos its QAT trained on and on held-out photos, at the QAT's crop size and at
 the held-out set's (int8_recipe.py): if the training photos lost much less, more or other data
-would be the lever; if they lose as much, it is the quantized network's fit itself.
+would be the lever; if they lose as much, it is the quantized network's fit itself. Also on
+fad-export's validation patches (the README command's gate), and every figure with its
+standard error, so a reader sees how sure each set's verdict is.
 
     python benchmarks/int8_generalisation.py   # writes benchmarks/results/int8_generalisation.{md,json}
 """
@@ -15,8 +17,8 @@ import numpy as np
 import torch
 
 from fad_deploy.data.photos import default_cache_dir
-from fad_deploy.data.synth import folder_images, synth_pairs, validation_shots
-from fad_deploy.export.validate import denoised, psnr_by_shot
+from fad_deploy.data.synth import folder_images, synth_pairs, validation_set, validation_shots
+from fad_deploy.export.validate import denoised, patch_psnr
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.quant.qat import FakeQuantRunner
@@ -28,10 +30,25 @@ from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, RECIPE, shipped_int8  
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "test")  # `fad-data fetch`'s photos: the QAT's (through fad-train's patch cache) and held-out
 CROPS = (RECIPE.crop, EVAL_CROP)  # packed: the QAT's crops and the held-out set's
+GATE = "fad-export's validation patches (the gate)"
+
+
+def stats(values: np.ndarray) -> dict:
+    """Mean and its standard error (the patches' spread over the square root of their number)."""
+    return {"mean": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(len(values)))}
+
+
+def row(ckpt, q, pairs: dict, **label) -> dict:
+    """The float model's RAW PSNR and the int8 drop on ``pairs``, mean and per level, each with its
+    standard error over the patches (the drop is paired: float and int8 on the same patch)."""
+    base = patch_psnr(denoised(TorchRunner(ckpt), pairs), pairs)
+    drop = base - patch_psnr(denoised(FakeQuantRunner(q), pairs), pairs)
+    return {**label, "patches": len(drop), "float_db": float(base.mean()), "drop": stats(drop),
+            "drop_by_shot": {f"{s:.3g}": stats(drop[pairs["shot"] == s]) for s in np.unique(pairs["shot"])}}
 
 
 def drops(name: str, photos: int) -> list[dict]:
-    """One row per (photos, crop): the float model's RAW PSNR and the int8 drop, mean and per level."""
+    """One row per set: the photos and crop sizes above, then fad-export's validation patches."""
     ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
     q = shipped_int8(name, RECIPE)[0]
     rows = []
@@ -39,38 +56,39 @@ def drops(name: str, photos: int) -> list[dict]:
         images = list(folder_images(default_cache_dir() / "photos" / split, 1, None))[:photos]
         for crop in CROPS:
             pairs = synth_pairs(images, crop, EVAL_CROPS, validation_shots(ckpt.shot_range), EVAL_SEED)
-            base, base_levels = psnr_by_shot(denoised(TorchRunner(ckpt), pairs), pairs)
-            mean, levels = psnr_by_shot(denoised(FakeQuantRunner(q), pairs), pairs)
-            rows.append({"photos": split, "images": len(images), "crop": crop, "float_db": base,
-                         "drop_db": base - mean, "drop_by_shot": {s: base_levels[s] - v for s, v in levels.items()}})
-    return rows
+            rows.append(row(ckpt, q, pairs, photos=f"{split} ({len(images)})", crop=crop))
+    gate = validation_set(ckpt.shot_range)[0]
+    return rows + [row(ckpt, q, gate, photos=GATE, crop=int(gate["noisy"].shape[-1]))]
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Is the int8 drop a generalisation gap?", "",
-             f"Made by `python benchmarks/int8_generalisation.py`. "
-             f"The shipped int8 checkpoints (the recipe, QATConfig's defaults) against their float models, fake-quant "
-             f"in PyTorch (the int8 TFLite matches it: parity >= 45 dB in fad-export's validation). The first "
-             f"{result['photos']} photos of each of `fad-data fetch`'s folders: train (the QAT's photos, through "
-             f"fad-train's patch cache; its crops are {RECIPE.crop} packed) and test (held-out); {EVAL_CROPS} crops per "
-             f"photo, seed {EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line).", "",
-             "| model | photos | crop | float RAW PSNR dB | drop dB | per level dB |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    lines = ["# Is the int8 drop a generalisation gap? And how sure is each figure?", "",
+             "Made by `python benchmarks/int8_generalisation.py`. The shipped int8 checkpoints (the recipe, "
+             "QATConfig's defaults) against their float models, fake-quant in PyTorch (the int8 TFLite matches it: "
+             f"parity >= 45 dB in fad-export's validation). The first {result['photos']} photos of each of "
+             "`fad-data fetch`'s folders: train (the QAT's photos, through fad-train's patch cache; its crops are "
+             f"{RECIPE.crop} packed) and test (held-out; int8_recipe.md's set is the test photos' {EVAL_CROP} row); "
+             f"{EVAL_CROPS} crops per photo, seed {EVAL_SEED}, at 4 shot levels inside each model's sub-range (read "
+             f"noise on UPI's line); then {GATE}. Each drop +- its standard error over the patches.", "",
+             "| model | photos | crop | patches | float RAW PSNR dB | drop dB | per level dB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, rows in result["models"].items():
         for r in rows:
-            per = ", ".join(f"{v:+.3f}" for v in r["drop_by_shot"].values())
-            lines.append(f"| {name} | {r['photos']} ({r['images']}) | {r['crop']} | {r['float_db']:.2f} | "
-                         f"{r['drop_db']:+.3f} | {per} |")
+            per = ", ".join(f"{v['mean']:+.3f} +- {v['se']:.3f}" for v in r["drop_by_shot"].values())
+            lines.append(f"| {name} | {r['photos']} | {r['crop']} | {r['patches']} | {r['float_db']:.2f} | "
+                         f"{r['drop']['mean']:+.3f} +- {r['drop']['se']:.3f} | {per} |")
     lines += ["", "Mean drop over the models, training photos / held-out photos: " + "; ".join(
         f"{crop}-pixel crops {mean_drop(result, 'train', crop):+.3f} / {mean_drop(result, 'test', crop):+.3f} dB"
         for crop in CROPS) + ". Where the two are alike, the int8 network fits the photos it was trained on no "
         "better than new ones: the drop is not a generalisation gap, and more QAT (or a better-fitting quantized "
-        "network), not more data, is the lever."]
+        "network), not more data, is the lever. The standard errors say how far a figure can be trusted: a gate "
+        "decision closer to its bound than about two of them (per level, on few patches) is partly chance."]
     return "\n".join(lines + [""])
 
 
 def mean_drop(result: dict, photos: str, crop: int) -> float:
-    return float(np.mean([r["drop_db"] for rows in result["models"].values() for r in rows
-                          if r["photos"] == photos and r["crop"] == crop]))
+    return float(np.mean([r["drop"]["mean"] for rows in result["models"].values() for r in rows
+                          if r["photos"].startswith(photos) and r["crop"] == crop]))
 
 
 def main(argv=None) -> dict:

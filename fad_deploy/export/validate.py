@@ -62,9 +62,14 @@ def parity(y: np.ndarray, reference: np.ndarray) -> float:
     return psnr(y, reference, data_range=float(reference.max() - reference.min()))
 
 
+def patch_psnr(out: np.ndarray, pairs: dict) -> np.ndarray:
+    """The RAW PSNR of each patch."""
+    return np.array([psnr(o, c) for o, c in zip(out, pairs["clean"])])
+
+
 def psnr_by_shot(out: np.ndarray, pairs: dict) -> tuple[float, dict[str, float]]:
     """Mean RAW PSNR over the patches, and per shot-noise level."""
-    scores = np.array([psnr(o, c) for o, c in zip(out, pairs["clean"])])
+    scores = patch_psnr(out, pairs)
     levels = {f"{s:.3g}": float(scores[pairs["shot"] == s].mean()) for s in np.unique(pairs["shot"])}
     return float(scores.mean()), levels
 
