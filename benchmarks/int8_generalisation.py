@@ -38,11 +38,11 @@ def stats(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
-def row(ckpt, q, pairs: dict, **label) -> dict:
+def row(float_runner, int8_runner, pairs: dict, **label) -> dict:
     """The float model's RAW PSNR and the int8 drop on ``pairs``, mean and per level, each with its
     standard error over the patches (the drop is paired: float and int8 on the same patch)."""
-    base = patch_psnr(denoised(TorchRunner(ckpt), pairs), pairs)
-    drop = base - patch_psnr(denoised(FakeQuantRunner(q), pairs), pairs)
+    base = patch_psnr(denoised(float_runner, pairs), pairs)
+    drop = base - patch_psnr(denoised(int8_runner, pairs), pairs)
     return {**label, "patches": len(drop), "float_db": float(base.mean()), "drop": stats(drop),
             "drop_by_shot": {f"{s:.3g}": stats(drop[pairs["shot"] == s]) for s in np.unique(pairs["shot"])}}
 
@@ -50,15 +50,15 @@ def row(ckpt, q, pairs: dict, **label) -> dict:
 def drops(name: str, photos: int) -> list[dict]:
     """One row per set: the photos and crop sizes above, then fad-export's validation patches."""
     ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
-    q = shipped_int8(name, RECIPE)[0]
+    runners = TorchRunner(ckpt), FakeQuantRunner(shipped_int8(name, RECIPE)[0])  # built once, used on every set
     rows = []
     for split in SPLITS:
         images = list(folder_images(default_cache_dir() / "photos" / split, 1, None))[:photos]
         for crop in CROPS:
             pairs = synth_pairs(images, crop, EVAL_CROPS, validation_shots(ckpt.shot_range), EVAL_SEED)
-            rows.append(row(ckpt, q, pairs, photos=f"{split} ({len(images)})", crop=crop))
+            rows.append(row(*runners, pairs, photos=f"{split} ({len(images)})", crop=crop))
     gate = validation_set(ckpt.shot_range)[0]
-    return rows + [row(ckpt, q, gate, photos=GATE, crop=int(gate["noisy"].shape[-1]))]
+    return rows + [row(*runners, gate, photos=GATE, crop=int(gate["noisy"].shape[-1]))]
 
 
 def markdown(result: dict) -> str:
