@@ -333,8 +333,9 @@ def loss_section(result: dict) -> list[str]:
 def markdown(result: dict) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
              "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
-             f"is the time on the CPU of the session that made the row; the latest: {result['cpu']}, "
-             f"{result['threads']} threads). Drop = "
+             "is the time on the CPU of the session that made the row, ? where `fad-export --qat-steps` made it over "
+             f"several resumed runs; the latest: {result['cpu']}, {result['threads']} thread"
+             f"{'s' if result['threads'] != 1 else ''}). Drop = "
              f"RAW PSNR of the float model minus that of its fake-quant int8 network (dB; the int8 TFLite matches "
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
              "each to the one above, up to the recipe `fad-export --qat` runs (QATConfig's defaults); the '+ lr' "
