@@ -304,6 +304,32 @@ def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdi
         assert torch.isfinite(y).all()
 
 
+def test_grid_round_rounds_as_pytorchs_fake_quant_with_lsqs_gradients():
+    from fad_deploy.quant.learned import GridRound
+
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 3, 17, 19) * 3
+    scale, zp, qmin, qmax = 0.02, 7, -128, 127
+    x = x0.clone().requires_grad_(True)
+    log_s = torch.tensor(scale).log().requires_grad_(True)
+    y = GridRound.apply(x, log_s.exp(), qmin - zp, qmax - zp)
+    ref = torch.fake_quantize_per_tensor_affine(x0, scale, zp, qmin, qmax)
+    assert torch.equal(y.detach(), ref)  # the same values as the exported kernels
+    y.backward(x0)
+    # the autograd expression of LSQ (straight-through round) gives the same gradients
+    x2, log_s2 = x0.clone().requires_grad_(True), log_s.detach().clone().requires_grad_(True)
+    s = log_s2.exp()
+    r = x2 / s
+    r = r + (torch.round(r) - r).detach()
+    ((torch.clamp(r + zp, qmin, qmax) - zp) * s).backward(x0)
+    clipped = x.grad == 0  # x's gradient is the output's, except where the grid clips
+    assert torch.equal(clipped, x2.grad == 0) and 0 < clipped.float().mean() < 1
+    assert torch.equal(x.grad[~clipped], x0[~clipped]) and torch.allclose(x2.grad, x.grad, rtol=1e-6, atol=0)
+    assert torch.allclose(log_s.grad, log_s2.grad, rtol=1e-4)
+    frozen = GridRound.apply(x0.clone().requires_grad_(True), torch.tensor(scale), qmin - zp, qmax - zp)
+    frozen.sum().backward()  # a fixed scale: no gradient asked for it
+
+
 @pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}], ids=["qat", "adapt-then-qat"])
 def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, tmp_path, monkeypatch, one_thread):
     import fad_deploy.quant.qat as qat
