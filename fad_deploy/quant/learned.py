@@ -26,8 +26,9 @@ class GridRound(torch.autograd.Function):
     as PyTorch's and TFLite's kernels round (``x * (1 / s)``, half to even), with LSQ's
     gradients: ``x``'s passes straight through inside the grid and is zero outside; ``s``'s
     is ``round(x / s) - x / s`` inside and the clamped level outside. Written out as one
-    function it runs 1.5-3x faster on the CPU than the same expression left to autograd or
-    PyTorch's fake-quant kernels, which in QAT is a good part of each step."""
+    function it keeps fewer tensors and passes than the same expression left to autograd
+    (``benchmarks/fake_quant_speed.py`` times it against that and PyTorch's fake-quant
+    kernels): the quantizers are a good part of each QAT step."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, s: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
