@@ -6,8 +6,8 @@ Life of a :class:`LearnedFakeQuantize` in QAT: it first watches (observer on, fa
 off) and keeps a sample of its input; :func:`init_ranges` then picks each quantizer's
 clipping range by mean squared error on that sample and makes its log-scale trainable;
 from there on the forward is ``(clamp(round(x / s) + z, qmin, qmax) - z) * s`` with a
-straight-through round, so the task loss moves ``s`` (:class:`GridRound`). The zero point stays the integer the
-search chose. After :func:`freeze` it is a plain fixed-scale fake quantizer: the scale is
+straight-through round, so the task loss moves ``s`` (:class:`GridRound`). The zero point
+stays the integer the search chose. After :func:`freeze` it is a plain fixed-scale fake quantizer: the scale is
 an ordinary per-tensor float32 that the exporters write as it is.
 """
 from __future__ import annotations
