@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up fad-deploy in ./.venv: system library for tflite-support, then the pinned
-# Python packages (torch 2.13.0 CPU build) and the package itself (editable, so the
+# Python packages (torch 2.13.0 CPU build; tflite-support without its protobuf<4 pin, see
+# requirements-no-deps.txt) and the package itself (editable, so the
 # shipped weights in models/ are found).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,5 +16,6 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -r requirements.txt
+.venv/bin/pip install -q --no-deps -r requirements-no-deps.txt
 .venv/bin/pip install -q --no-deps -e .
 echo "fad-deploy installed in $(pwd)/.venv (activate with: . .venv/bin/activate)"
