@@ -352,10 +352,13 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     monkeypatch.setattr(qat, "sample_batch", interrupted)
     monkeypatch.setattr(qat, "STATE_EVERY_S", 0.0)  # save after every step
     with pytest.raises(KeyboardInterrupt):
-        quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
-    assert torch.load(state, weights_only=True)["step"] == stop
+        quantization_aware_training(ckpt, cfg, progress=False, state=qat.QATState(state))
+    stored = torch.load(state, weights_only=True)
+    assert stored["step"] == stop and stored["elapsed_s"] > 0
     monkeypatch.setattr(qat, "sample_batch", real)
-    resumed = quantization_aware_training(ckpt, cfg, progress=False, state_path=state)
+    again = qat.QATState(state)
+    resumed = quantization_aware_training(ckpt, cfg, progress=False, state=again)
+    assert again.earlier_s == stored["elapsed_s"]  # the time of the interrupted run counts in the total
     assert not state.exists()  # removed once the run ends
     for k in whole.state_dict:
         torch.testing.assert_close(resumed.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
@@ -629,6 +632,16 @@ def test_an_int8_drop_above_the_bound_is_refused_and_nothing_written(bound, mess
     with pytest.raises(ExportRefused, match=f"validation failed, nothing written .*tiny tflite-int8: {message}"):
         export_bundle([("tiny", source)], options, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.int8.pt"]
+
+
+def test_a_drop_just_above_the_bound_reads_as_above_it():
+    """A refusal never reads "0.100 dB > 0.1 dB": the drop gets the decimals that show it."""
+    from fad_deploy.export.validate import Thresholds, drop_failures
+
+    bounds = Thresholds(max_drop_db=0.1, max_level_drop_db=0.2)
+    failed = drop_failures(0.10041, {"0.001": 0.2000004, "0.002": 0.05}, bounds)
+    assert failed == ["PSNR drop 0.1004 dB > 0.1 dB", "PSNR drop 0.2000004 dB at a=0.001 > 0.2 dB"]
+    assert drop_failures(0.1, {"0.001": 0.2}, bounds) == []
 
 
 def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_checkpoints(

@@ -29,7 +29,7 @@ from ..errors import FadError
 from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
-from ..quant.qat import (WEIGHT_GRID_KEY, PTQConfig, QATConfig, FakeQuantRunner, is_quantized,
+from ..quant.qat import (WEIGHT_GRID_KEY, PTQConfig, QATConfig, QATState, FakeQuantRunner, is_quantized,
                          post_training_quantization, quantization_aware_training, quantized_base_grid)
 from ..quant.recipe import stored_qat_config
 from ..runners.base import QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE, RESIDUAL_OUTPUT
@@ -134,21 +134,21 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
              resume: Path, position: int = 0) -> tuple[Checkpoint, float | None]:
     """The int8 checkpoint, written to ``dest``: a shipped or previous export's file (bytes
     unchanged) made from the same source with the same recipe, else a new QAT (resumable
-    from ``resume``) or PTQ; and the seconds that took (None when reused). Timings go to the
-    printed summary, never into the files."""
+    from ``resume``) or PTQ; and the seconds that took, over every resumed run (None when
+    reused). Timings go to the printed summary, never into the files."""
     found = reusable(candidates, recipe)
     if found is not None:
         write_bytes(dest, found[0].read_bytes())
         return found[1], None
-    start = time.time()
+    start, state = time.time(), QATState(resume)
     if options.ptq:
         q = post_training_quantization(ckpt, options.ptq_config, options.progress)
     else:
-        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, resume, position)
+        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position)
     key = "quantization" if is_quantized(q) else WEIGHT_GRID_KEY
     q = dataclasses.replace(q, extra={**q.extra, key: {**q.extra[key], "recipe": recipe}})
     q.save(dest)
-    return q, time.time() - start
+    return q, state.earlier_s + time.time() - start
 
 
 @dataclass(frozen=True)

@@ -74,12 +74,22 @@ def psnr_by_shot(out: np.ndarray, pairs: dict) -> tuple[float, dict[str, float]]
     return float(scores.mean()), levels
 
 
+def over(value: float, bound: float) -> str:
+    """``value`` (above ``bound``) with the decimals it takes to read as above it: 0.1004, not 0.100."""
+    decimals = 3
+    while decimals < 9 and not float(f"{value:.{decimals}f}") > bound:
+        decimals += 1
+    return f"{value:.{decimals}f}"
+
+
 def drop_failures(drop: float, level_drops: dict[str, float], thresholds: Thresholds) -> list[str]:
     """Why an int8 model's PSNR drop (mean, and per noise level) misses the bounds, if it does."""
-    failed = [] if drop <= thresholds.max_drop_db else [f"PSNR drop {drop:.3f} dB > {thresholds.max_drop_db} dB"]
+    failed = [] if drop <= thresholds.max_drop_db else [
+        f"PSNR drop {over(drop, thresholds.max_drop_db)} dB > {thresholds.max_drop_db} dB"]
     worst = max(level_drops, key=level_drops.get)
     if not level_drops[worst] <= thresholds.max_level_drop_db:
-        failed.append(f"PSNR drop {level_drops[worst]:.3f} dB at a={worst} > {thresholds.max_level_drop_db} dB")
+        failed.append(f"PSNR drop {over(level_drops[worst], thresholds.max_level_drop_db)} dB at a={worst} > "
+                      f"{thresholds.max_level_drop_db} dB")
     return failed
 
 

@@ -351,13 +351,15 @@ class FeatureTaps:
 
 
 class QATState:
-    """Resume file of an interrupted QAT: the fake-quant network, its optimiser and the step,
-    written atomically every :data:`STATE_EVERY_S` seconds and removed when the run ends."""
+    """Resume file of an interrupted QAT: the fake-quant network, its optimiser, the step and
+    the seconds the earlier runs spent (``earlier_s`` once loaded), written atomically every
+    :data:`STATE_EVERY_S` seconds and removed when the run ends."""
 
     def __init__(self, path: Path | None):
-        self.path, self.saved_at = path, time.time()
+        self.path, self.saved_at, self.started, self.earlier_s = path, time.time(), time.time(), 0.0
 
     def load(self, gm: nn.Module, opt: torch.optim.Optimizer, fingerprint: dict) -> int:
+        self.started = time.time()
         if self.path is None or not self.path.is_file():
             return 0
         state = torch.load(self.path, weights_only=True)
@@ -367,6 +369,7 @@ class QATState:
             init_learning(gm)
         gm.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        self.earlier_s = state.get("elapsed_s", 0.0)  # files of before this field: their time is lost
         return state["step"]
 
     def save(self, gm: nn.Module, opt, step: int, fingerprint: dict) -> None:
@@ -376,7 +379,8 @@ class QATState:
 
         with atomic_path(self.path) as tmp:
             torch.save({"fingerprint": fingerprint, "step": step, "model": gm.state_dict(),
-                        "opt": opt.state_dict(), "learning": any(q.learning for q in learned(gm))}, tmp)
+                        "opt": opt.state_dict(), "learning": any(q.learning for q in learned(gm)),
+                        "elapsed_s": self.earlier_s + time.time() - self.started}, tmp)
         self.saved_at = time.time()
 
     def clear(self) -> None:
@@ -392,14 +396,15 @@ def init_learning(gm: nn.Module) -> None:
 
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
-                                state_path: Path | None = None, position: int = 0) -> Checkpoint:
+                                state: QATState | None = None, position: int = 0) -> Checkpoint:
     """Fine-tune a float checkpoint with fake quantization. Loss: ``cfg.loss`` on base +
     residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
     float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
     :class:`FeatureTaps`). Noise is sampled over the checkpoint's own shot range (a sub-range
     model's sub-range). ``cfg.adapt_steps`` float steps come first (the network learning its
-    ``cfg.input_map`` before any rounding). With ``state_path`` an interrupted run resumes where
-    it stopped. ``position``: the progress bar's line, for QATs run side by side."""
+    ``cfg.input_map`` before any rounding). With ``state`` an interrupted run resumes where
+    it stopped (``state.earlier_s``: the seconds the runs before took). ``position``: the
+    progress bar's line, for QATs run side by side."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
@@ -423,7 +428,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
     fingerprint = {"source": ckpt.name, "params": sum(float(v.double().sum()) for v in ckpt.state_dict.values()
                                                       if v.is_floating_point()), **dataclasses.asdict(cfg)}
-    resume = QATState(state_path)
+    resume = state or QATState(None)
     start_step = resume.load(gm, opt, fingerprint)
     adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
     adapt_schedule = ScheduleConfig(steps=max(adapt, 1), lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
