@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from fad_deploy.data.photos import default_cache_dir
-from fad_deploy.data.synth import folder_images, synth_pairs, validation_set, validation_shots
+from fad_deploy.data.synth import (VALIDATION_CROP, VALIDATION_CROPS, folder_images, synth_pairs, validation_set,
+                                   validation_shots)
 from fad_deploy.export.validate import denoised, patch_psnr
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
@@ -31,6 +32,7 @@ RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "test")  # `fad-data fetch`'s photos: the QAT's (through fad-train's patch cache) and held-out
 CROPS = (RECIPE.crop, EVAL_CROP)  # packed: the QAT's crops and the held-out set's
 GATE = "fad-export's validation patches (the gate)"
+GATE_BEFORE = 2  # crops per photo of the gate's set before it took VALIDATION_CROPS
 
 
 def stats(values: np.ndarray) -> dict:
@@ -57,8 +59,14 @@ def drops(name: str, photos: int) -> list[dict]:
         for crop in CROPS:
             pairs = synth_pairs(images, crop, EVAL_CROPS, validation_shots(ckpt.shot_range), EVAL_SEED)
             rows.append(row(*runners, pairs, photos=f"{split} ({len(images)})", crop=crop))
-    gate = validation_set(ckpt.shot_range)[0]
-    return rows + [row(*runners, gate, photos=GATE, crop=int(gate["noisy"].shape[-1]))]
+    for crops in (VALIDATION_CROPS, GATE_BEFORE):
+        gate = validation_set(ckpt.shot_range, crops)[0]
+        rows.append(row(*runners, gate, photos=gate_label(crops), crop=int(gate["noisy"].shape[-1])))
+    return rows
+
+
+def gate_label(crops: int) -> str:
+    return f"{GATE}, {crops} crops a photo"
 
 
 def markdown(result: dict) -> str:
@@ -69,7 +77,8 @@ def markdown(result: dict) -> str:
              "`fad-data fetch`'s folders: train (the QAT's photos, through fad-train's patch cache; its crops are "
              f"{RECIPE.crop} packed) and test (held-out; int8_recipe.md's set is the test photos' {EVAL_CROP} row); "
              f"{EVAL_CROPS} crops per photo, seed {EVAL_SEED}, at 4 shot levels inside each model's sub-range (read "
-             f"noise on UPI's line); then {GATE}. Each drop +- its standard error over the patches.", "",
+             f"noise on UPI's line); then {GATE}, as fad-export builds them ({VALIDATION_CROPS} crops a photo) and as "
+             f"it did before ({GATE_BEFORE}). Each drop +- its standard error over the patches.", "",
              "| model | photos | crop | patches | float RAW PSNR dB | drop dB | per level dB |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, rows in result["models"].items():
@@ -82,7 +91,11 @@ def markdown(result: dict) -> str:
         for crop in CROPS) + ". Where the two are alike, the int8 network fits the photos it was trained on no "
         "better than new ones: the drop is not a generalisation gap, and more QAT (or a better-fitting quantized "
         "network), not more data, is the lever. The standard errors say how far a figure can be trusted: a gate "
-        "decision closer to its bound than about two of them (per level, on few patches) is partly chance."]
+        "decision closer to its bound than about two of them (per level, on few patches) is partly chance.",
+        "", f"The gate's patches at {VALIDATION_CROPS} / {GATE_BEFORE} crops a photo, mean drop over the models: "
+        + " / ".join(f"{mean_drop(result, gate_label(c), VALIDATION_CROP):+.3f}"
+                     for c in (VALIDATION_CROPS, GATE_BEFORE))
+        + " dB."]
     return "\n".join(lines + [""])
 
 

@@ -56,7 +56,9 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str) -> tuple[dict
           "8-bit activation ranges (QAT recipe: "
           "`fad_deploy.quant.recipe.QATConfig` defaults). `fad-export --int8 --target tflite` converts it as it is.",
           "", "## How it was made", "", f"    {command}", "",
-          f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else "- QAT time: not recorded",
+          f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else
+          "- QAT time: not recorded (the QAT was interrupted and resumed over several runs; the recipe's "
+          "steps per second on this CPU: `benchmarks/results/qat_jobs.md`)",
           "", "## Validated by fad-export", "",
           f"Set: {doc['validation_set']}. int8 TFLite vs PyTorch fp32 RAW PSNR drop {doc['drop_db']:+.3f} dB; "
           f"per level: " + ", ".join(f"a={s}: {v:+.3f}" for s, v in drops.items()) +

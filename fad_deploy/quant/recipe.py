@@ -14,9 +14,9 @@ class QATConfig:
     """The QAT recipe (its defaults are what ``fad-export --qat`` runs; each field's effect is
     measured in benchmarks/results/int8_recipe.md)."""
 
-    # measured (int8_recipe.md): 1200 -> 4800 steps of 8 more than halved fan-nsma-3's held-out drop, and
-    # 9600 steps of 4 (the same pixels, ~1.3x the time) cut it by another third
-    steps: int = 9600
+    # measured (int8_recipe.md): 1200 -> 4800 steps of 8 more than halved fan-nsma-3's held-out drop, 9600 steps
+    # of 4 (the same pixels, ~1.3x the time) cut it by another third, and 3x that halved it again
+    steps: int = 28800
     lr: float = 1.5e-3  # measured best of 5e-5 ... 4e-3 (int8_recipe.md): the weights must move to fit 8 bits
     min_lr: float = 3e-5
     batch: int = 4  # measured: 4 beats 8 and 16 at the same pixels (int8_recipe.md)
