@@ -35,7 +35,7 @@ from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
-from fad_deploy.quant.qat import (FakeQuantRunner, fake_quant_core, grid, io_quantizers,
+from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers,
                                   quantization_aware_training)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
@@ -63,6 +63,7 @@ LARGE_PATCHES = CacheConfig(patch=136, patches_per_photo=40)
 LARGE_CACHE = default_cache_dir() / "patches-train-136.npz"
 LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACHE))
 SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
+SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -94,6 +95,7 @@ VARIANTS = {
         dataclasses.replace(SWEEP, input_map="sqrt"),
     f"the narrow-grid row with a square-root int8 input, the network first adapted to it "
     f"({SQRT_ADAPTED.adapt_steps} float steps)": SQRT_ADAPTED,
+    "the recipe with that square-root input and adaptation": SQRT_RECIPE,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -166,10 +168,10 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...]) -> dict
     :func:`shipped_int8`, else a new QAT) on the held-out crops and on fad-export's validation
     patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
     q, qat_s = shipped_int8(ckpt.name, cfg, folders)
-    if q is None:
-        start = time.time()
-        q = quantization_aware_training(ckpt, cfg)
-        qat_s = round(time.time() - start, 1)
+    if q is None:  # a new QAT, resumed where an interrupted run of this benchmark stopped
+        start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
+        q = quantization_aware_training(ckpt, cfg, state=state)
+        qat_s = round(state.earlier_s + time.time() - start, 1)
         q.save(kept_path(ckpt.name, cfg))
         write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
     drop, by_shot = drops(q, cfg, *sets["held-out"])
