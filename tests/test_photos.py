@@ -10,7 +10,8 @@ from PIL import Image
 from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, load_patch_cache
 from fad_deploy.data.noise import NoiseParams
 from fad_deploy.data.photos import list_photos, load_photo, skimage_photo
-from fad_deploy.data.synth import PAIR_KEYS, folder_images, load_pairs, save_pairs, set_shots, shot_levels, synth_pairs
+from fad_deploy.data.synth import (PAIR_KEYS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
+                                   set_shots, shot_levels, synth_pairs, validation_set)
 from fad_deploy.errors import FadError
 
 
@@ -94,6 +95,19 @@ def test_synth_pairs_are_seeded_and_complete(tmp_path):
     save_pairs(tmp_path / "set.npz", pairs)
     loaded = load_pairs(tmp_path / "set.npz")
     np.testing.assert_array_equal(loaded["noisy"], pairs["noisy"])
+
+
+def test_a_subrange_models_validation_set_lies_in_its_range_with_every_crop_at_every_level():
+    """fad-export's gate set for a sub-range model: its own levels, VALIDATION_CROPS crops of
+    each bundled photo at each, fewer only when asked; the description says which."""
+    pairs, described = validation_set((1e-3, 4e-3))
+    shots = np.unique(pairs["shot"])
+    assert len(shots) == SUBRANGE_LEVELS and 1e-3 < shots.min() and shots.max() < 4e-3
+    photos = len(set(pairs["source"].tolist()))
+    assert len(pairs["noisy"]) == photos * VALIDATION_CROPS * SUBRANGE_LEVELS
+    assert f"{VALIDATION_CROPS} crops each" in described and "[0.001, 0.004]" in described
+    fewer, described = validation_set((1e-3, 4e-3), crops=2)
+    assert len(fewer["noisy"]) == photos * 2 * SUBRANGE_LEVELS and "2 crops each" in described
 
 
 def test_synth_options_and_errors(tmp_path):
