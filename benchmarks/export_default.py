@@ -19,6 +19,9 @@ from pathlib import Path
 from fad_deploy.export.manifest import MANIFEST
 from fad_deploy.fileio import write_json, write_text
 
+sys.path.insert(0, str(Path(__file__).parent))
+from ship_int8 import MADE  # noqa: E402  (fad-export's "(int8 made in N s)" summary line)
+
 RESULTS = Path(__file__).parent / "results"
 COMMAND = ["fad-export", "--int8", "--target", "tflite"]
 OUT_LINE = "exported to "
@@ -47,11 +50,14 @@ def main(argv=None) -> dict:
     wall = time.time() - start
     out = next((line[len(OUT_LINE):].rstrip(":") for line in proc.stdout.splitlines() if line.startswith(OUT_LINE)),
                None)
+    made = {m.group(1): float(m.group(2)) for m in map(MADE.match, proc.stdout.splitlines()) if m}
     doc = {"command": " ".join(command), "exit_status": proc.returncode, "wall_s": round(wall, 1),
-           "stderr_tail": proc.stderr.strip().splitlines()[-3:], "out": out}
+           "qat_s": made, "stderr_tail": proc.stderr.strip().splitlines()[-3:], "out": out}
     lines = ["# `" + doc["command"] + "`", "",
              f"Exit status {proc.returncode}, wall time {wall / 60:.1f} min on {os.cpu_count()} CPU core(s); "
-             f"1-minute load average {os.getloadavg()[0]:.1f} at the end (other jobs on the cores slow it down)."]
+             f"1-minute load average {os.getloadavg()[0]:.1f} at the end (other jobs on the cores slow it down)." +
+             ("" if not made else " QAT, over every run of an interrupted and resumed one: " +
+              ", ".join(f"{name} {s / 60:.0f} min" for name, s in made.items()) + ".")]
     if out and (Path(out) / MANIFEST).is_file():
         manifest = json.loads((Path(out) / MANIFEST).read_text())
         models = []
