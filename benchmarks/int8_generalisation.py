@@ -26,13 +26,12 @@ from fad_deploy.quant.qat import FakeQuantRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, RECIPE, shipped_int8  # noqa: E402
+from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, GATE_CROPS_BEFORE, RECIPE, shipped_int8  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "test")  # `fad-data fetch`'s photos: the QAT's (through fad-train's patch cache) and held-out
 CROPS = (RECIPE.crop, EVAL_CROP)  # packed: the QAT's crops and the held-out set's
 GATE = "fad-export's validation patches (the gate)"
-GATE_BEFORE = 2  # crops per photo of the gate's set before it took VALIDATION_CROPS
 
 
 def stats(values: np.ndarray) -> dict:
@@ -59,7 +58,7 @@ def drops(name: str, photos: int) -> list[dict]:
         for crop in CROPS:
             pairs = synth_pairs(images, crop, EVAL_CROPS, validation_shots(ckpt.shot_range), EVAL_SEED)
             rows.append(row(*runners, pairs, photos=f"{split} ({len(images)})", crop=crop))
-    for crops in (VALIDATION_CROPS, GATE_BEFORE):
+    for crops in (VALIDATION_CROPS, GATE_CROPS_BEFORE):
         gate = validation_set(ckpt.shot_range, crops)[0]
         rows.append(row(*runners, gate, photos=gate_label(crops), crop=int(gate["noisy"].shape[-1])))
     return rows
@@ -78,7 +77,7 @@ def markdown(result: dict) -> str:
              f"{RECIPE.crop} packed) and test (held-out; int8_recipe.md's set is the test photos' {EVAL_CROP} row); "
              f"{EVAL_CROPS} crops per photo, seed {EVAL_SEED}, at 4 shot levels inside each model's sub-range (read "
              f"noise on UPI's line); then {GATE}, as fad-export builds them ({VALIDATION_CROPS} crops a photo) and as "
-             f"it did before ({GATE_BEFORE}). Each drop +- its standard error over the patches.", "",
+             f"it did before ({GATE_CROPS_BEFORE}). Each drop +- its standard error over the patches.", "",
              "| model | photos | crop | patches | float RAW PSNR dB | drop dB | per level dB |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, rows in result["models"].items():
@@ -92,9 +91,10 @@ def markdown(result: dict) -> str:
         "better than new ones: the drop is not a generalisation gap, and more QAT (or a better-fitting quantized "
         "network), not more data, is the lever. The standard errors say how far a figure can be trusted: a gate "
         "decision closer to its bound than about two of them (per level, on few patches) is partly chance.",
-        "", f"The gate's patches at {VALIDATION_CROPS} / {GATE_BEFORE} crops a photo, mean drop over the models: "
+        "", f"The gate's patches at {VALIDATION_CROPS} / {GATE_CROPS_BEFORE} crops a photo, mean drop over the "
+        "models: "
         + " / ".join(f"{mean_drop(result, gate_label(c), VALIDATION_CROP):+.3f}"
-                     for c in (VALIDATION_CROPS, GATE_BEFORE))
+                     for c in (VALIDATION_CROPS, GATE_CROPS_BEFORE))
         + " dB."]
     return "\n".join(lines + [""])
 
