@@ -1,40 +1,38 @@
 #!/usr/bin/env bash
-# The shipped chain of train_all.sh lane a, on one CUDA GPU inside a fixed time budget:
+# The teacher, the FAN student and the PMRID-architecture baseline on one CUDA GPU inside a
+# fixed time budget (issue 19's GPU lever):
 #   stage A (A seconds): the teacher and the student's Charbonnier pretraining, side by side
 #   stage B (B seconds): the student, KD + Feature Matching from the new teacher
-#   stage C (C seconds): the noise-subrange array (train_nsma.sh), its N fine-tunes side by side
+#   all along (A + B seconds): the PMRID-architecture baseline (Charbonnier), the peer trained
+#     by the same pipeline on the same data, beside them
+# What makes a GPU minute count here: batches made on the GPU (data.synthesis=device: crops,
+# Bayer flips and noise for a whole batch in a few kernels, instead of NumPy per image in
+# worker processes, the last run's bottleneck), channels-last convolutions, batches of BATCH.
+# The read noise is sampled READ_BAND ln-units around UPI's line (2.3: 0.1x-10x, issue 19), and
+# each image's loss is relative to its noise (WEIGHTING), so the high-noise images count.
 # A probe first runs each kind of run for 3*PROBE steps, all side by side, and times steps
-# PROBE..3*PROBE; each stage then gets the steps that fit its seconds, so every model card holds
-# a plain fad-train command that re-runs anywhere. Batches are 4x the CPU presets' (BATCH) at the
-# presets' learning rates; worker processes make them (WORKERS per run).
-# Writes models/teacher.pt, models/ablations/fan-pretrain-gpu.pt,
-# models/ablations/fan-student-gpu.pt and models/nsma/fan-nsma-*.pt (fine-tuned from
-# fan-student-gpu), run folders under $RUNS; then benchmarks/finetune_student.sh makes the
-# shipped student from fan-student-gpu on the CPU (evaluate with benchmarks/quality.py and
-# benchmarks/nsma_table.py). The shipped run wrote the GPU student as models/fan-student.pt,
-# renamed since (its card says so).
+# PROBE..3*PROBE; each run then gets the steps that fit its seconds, so every model card holds
+# a plain fad-train command that re-runs anywhere. Models go to $MODELS (not the shipped
+# ones: benchmarks/noise_grid.py compares them first); run folders to $RUNS.
 # Usage: benchmarks/train_gpu.sh     (needs `fad-data fetch` photos; a dry run on the CPU:
-#   DEVICE=cpu BATCH=2 PROBE=2 A=20 B=20 C=10 WORKERS=1 RUNS=/tmp/g benchmarks/train_gpu.sh)
-# The defaults should end in about 8.5 minutes on an H200 (each run also spends ~20 s starting;
-# estimated from the shipped run). The shipped models: A=220 B=160 on an H200, where a 570 s
-# limit around the script cut stage C; it was re-run alone as STEPS=1000 VAL_EVERY=250
-# EXTRA="data.batch=64 --device cuda --workers 3" train_nsma.sh, four side by side (their
-# cards hold the exact commands).
+#   DEVICE=cpu BATCH=4 PROBE=2 A=20 B=20 RUNS=/tmp/g MODELS=/tmp/g/models benchmarks/train_gpu.sh)
+# The earlier run of this script (numpy batches in 5 workers, batch 64, no PMRID) is
+# benchmarks/results/train_gpu.log; this one's is benchmarks/results/train_gpu_device.log.
 set -euo pipefail
-A=${A:-190}
-B=${B:-140}
-C=${C:-45}
-BATCH=${BATCH:-64}
-WORKERS=${WORKERS:-5}
+A=${A:-200}
+B=${B:-170}
+BATCH=${BATCH:-128}
+READ_BAND=${READ_BAND:-2.3}
+WEIGHTING=${WEIGHTING:-relative}  # loss.level_weighting: every noise level counts alike
 PROBE=${PROBE:-20}
 DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-runs/gpu}
-N=${N:-4}
-ON="data.batch=$BATCH --device $DEVICE --workers $WORKERS"
-PRETRAIN=models/ablations/fan-pretrain-gpu.pt
-STUDENT=models/ablations/fan-student-gpu.pt
+MODELS=${MODELS:-models/gpu}
+ON="data.batch=$BATCH data.synthesis=device data.read_band=$READ_BAND loss.level_weighting=$WEIGHTING
+  --device $DEVICE --channels-last"
+PRETRAIN=$MODELS/fan-pretrain.pt
 STUDENT_FT="schedule.lr=0.0005 schedule.warmup=20"  # train_all.sh's fine-tune from a pretrained student
-mkdir -p "$RUNS"
+mkdir -p "$RUNS" "$MODELS"
 
 # The patch cache, once, before runs side by side would each build it.
 python -c "from fad_deploy.train.config import load_config as c; from fad_deploy.train.trainer import resolve_cache as r
@@ -49,8 +47,8 @@ probe() {  # NAME PRESET OVERRIDES...: prints seconds per training step
   python -c "import csv; r = list(csv.DictReader(open('$RUNS/probe-$name/log.csv')))
 print(round((float(r[-1]['time_s']) - float(r[0]['time_s'])) / (int(r[-1]['step']) - int(r[0]['step'])), 5))"
 }
-steps_in() {  # SECONDS SECONDS_PER_STEP [SLOWDOWN]: whole steps that fit, in multiples of 10
-  python -c "print(max(10, int($1 / ($2 * ${3:-1}) / 10) * 10))"
+steps_in() {  # SECONDS SECONDS_PER_STEP: whole steps that fit, in multiples of 10
+  python -c "print(max(10, int($1 / $2 / 10) * 10))"
 }
 run() {  # SECONDS NAME SHIP ARGS...: fad-train ARGS --ship SHIP, stopped after 1.5x its seconds + 60
   # if it overruns; then its last validated weights (out=$RUNS/NAME) are shipped, so the next stage can go on
@@ -68,28 +66,25 @@ run() {  # SECONDS NAME SHIP ARGS...: fad-train ARGS --ship SHIP, stopped after 
 probe teacher teacher >"$RUNS/t.s" &
 probe pretrain charbonnier >"$RUNS/p.s" &
 probe student fan-student >"$RUNS/s.s" &
+probe pmrid charbonnier model.arch=pmrid >"$RUNS/m.s" &
 wait
-T=$(cat "$RUNS/t.s") P=$(cat "$RUNS/p.s") S=$(cat "$RUNS/s.s")
-echo "seconds per step with three runs side by side: teacher $T, pretraining $P, student $S"
+T=$(cat "$RUNS/t.s") P=$(cat "$RUNS/p.s") S=$(cat "$RUNS/s.s") M=$(cat "$RUNS/m.s")
+echo "seconds per step of $BATCH with four runs side by side: teacher $T, pretraining $P, student $S, pmrid $M"
 
 # shellcheck disable=SC2086
-run "$A" teacher models/teacher.pt teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON \
+run $((A + B)) pmrid "$MODELS/pmrid.pt" charbonnier name=pmrid model.arch=pmrid \
+  schedule.steps="$(steps_in $((A + B)) "$M")" out="$RUNS/pmrid" $ON &
+PEER=$!
+# shellcheck disable=SC2086
+run "$A" teacher "$MODELS/teacher.pt" teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON \
   --half &
+TEACHER=$!
 # shellcheck disable=SC2086
-run "$A" fan-pretrain-gpu "$PRETRAIN" charbonnier name=fan-pretrain-gpu schedule.steps="$(steps_in "$A" "$P")" \
-  out="$RUNS/fan-pretrain-gpu" $ON &
-wait
-
+run "$A" fan-pretrain "$PRETRAIN" charbonnier name=fan-pretrain schedule.steps="$(steps_in "$A" "$P")" \
+  out="$RUNS/fan-pretrain" $ON &
+wait $TEACHER $!  # the PMRID run goes on
 # shellcheck disable=SC2086
-run "$B" fan-student-gpu "$STUDENT" fan-student name=fan-student-gpu model.init="$PRETRAIN" $STUDENT_FT \
-  schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student-gpu" $ON
-
-# Each of the N fine-tunes shares the GPU with N-1 others (the probe shared it with 2).
-STEPS=$(steps_in "$C" "$S" "$N / 3")
-rm -f models/nsma/fan-nsma-*.pt
-for i in $(seq 0 $((N - 1))); do
-  STUDENT=$STUDENT ONLY=$i STEPS=$STEPS VAL_EVERY=$((STEPS / 4)) RUNS=$RUNS TABLE=no EXTRA="$ON" THREADS=1 \
-    benchmarks/train_nsma.sh >"$RUNS/fan-nsma-$i.sh.log" 2>&1 &
-done
-wait
-ls models/nsma/fan-nsma-*.pt
+run "$B" fan-student "$MODELS/fan-student.pt" fan-student model.init="$PRETRAIN" loss.teacher="$MODELS/teacher.pt" \
+  $STUDENT_FT schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $ON
+wait $PEER
+ls "$MODELS"

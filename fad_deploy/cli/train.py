@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                    help="processes that make batches ahead of training (default 0: the training process "
                         "makes them; use 4-8 with --device cuda, where the noise synthesis is the bottleneck)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="run the networks in channels-last memory layout (faster convolutions on a GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the trained network with torch.compile (the first steps wait for it)")
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
     p.add_argument("--ship", metavar="PATH", type=output_file,
                    help="also write the final checkpoint here (e.g. models/fan-student.pt)")
@@ -71,7 +75,11 @@ def main(argv=None):
         raise FadError(f"--device {args.device}: CUDA is not available on this machine")
     from ..train.trainer import Trainer
 
-    trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]), workers=args.workers)
+    if args.workers and cfg.data.synthesis == "device":
+        raise FadError("--workers make numpy batches, but data.synthesis=device makes them on the device: "
+                       "drop one of the two")
+    trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]), workers=args.workers,
+                      channels_last=args.channels_last, compile=args.compile)
     ckpt = trainer.fit(resume=not args.fresh, until=args.until)
     if trainer.rank == 0:
         ckpt.save(trainer.out / "model.pt")

@@ -38,9 +38,11 @@ class NoisyPatches(torch.utils.data.Dataset):
     exactly. ``shot_range`` restricts the sampled shot noise (noise-subrange models).
     """
 
-    def __init__(self, cache: dict, crop: int, shot_range=SHOT_RANGE, seed: int = 0, length: int | None = None):
+    def __init__(self, cache: dict, crop: int, shot_range=SHOT_RANGE, seed: int = 0, length: int | None = None,
+                 read_band: float = 0.0):
         check_crop(crop, min(cache["raw"].shape[-2:]))
         self.cache, self.crop, self.shot_range, self.seed = cache, crop, tuple(shot_range), seed
+        self.read_band = read_band
         self.length = length or len(cache["raw"])
         self.epoch = 0
 
@@ -51,7 +53,7 @@ class NoisyPatches(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         k = int(rng.integers(0, len(self.cache["raw"])))
         clean = random_crop_augmented(self.cache["raw"][k].astype(np.float32), self.crop, rng)
-        noise = sample_noise_params(rng, self.shot_range)
+        noise = sample_noise_params(rng, self.shot_range, self.read_band)
         noisy = add_noise(clean, noise, rng)
         item = {
             "noisy": torch.from_numpy(noisy),

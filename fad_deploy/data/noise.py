@@ -34,13 +34,22 @@ def read_from_shot(shot, scatter: float = 0.0):
     return np.exp(READ_SLOPE * np.log(shot) + READ_INTERCEPT + scatter)
 
 
-def sample_noise_params(rng: np.random.Generator, shot_range: tuple[float, float] = SHOT_RANGE) -> NoiseParams:
-    """Sample (a, b) log-uniformly in the shot range with UPI's read-noise regression."""
+def read_scatter(rng: np.random.Generator, read_band: float = 0.0) -> float:
+    """The log-offset of the read level from UPI's line: UPI's Gaussian scatter, or (``read_band``
+    > 0) uniform in [-read_band, read_band], so read noise off the line (other sensors, other
+    gains) is seen as often as on it (ln 10 = 2.30: from 0.1x to 10x the line)."""
+    return rng.uniform(-read_band, read_band) if read_band > 0 else rng.normal(0.0, READ_SCATTER)
+
+
+def sample_noise_params(rng: np.random.Generator, shot_range: tuple[float, float] = SHOT_RANGE,
+                        read_band: float = 0.0) -> NoiseParams:
+    """Sample (a, b): a log-uniformly in the shot range, b from UPI's read-noise regression
+    (see :func:`read_scatter`)."""
     lo, hi = shot_range
     if not 0 < lo <= hi:
         raise FadError(f"shot-noise range {shot_range} must satisfy 0 < min <= max")
     log_a = rng.uniform(np.log(lo), np.log(hi))
-    b = read_from_shot(np.exp(log_a), rng.normal(0.0, READ_SCATTER))
+    b = read_from_shot(np.exp(log_a), read_scatter(rng, read_band))
     return NoiseParams(float(np.exp(log_a)), float(b))
 
 

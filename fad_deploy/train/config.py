@@ -36,6 +36,13 @@ class DataConfig:
     # k-sigma anchor shot level; default: the geometric centre of shot_range. Noise-subrange
     # fine-tunes keep their parent's anchor so the network's input scale doesn't move.
     anchor_shot: Annotated[float, positive_float] | None = None
+    # Read noise around UPI's line (log b = 2.18 log a + 1.2): 0 samples its Gaussian scatter (sd
+    # 0.26 in ln b); > 0 samples ln b uniformly within this many units of the line (2.3: 0.1x-10x).
+    read_band: Annotated[float, non_negative_float] = 0.0
+    # Where batches are made: "numpy" per image on the CPU (optionally in --workers processes),
+    # "device" a whole batch at once with torch on the training device (a GPU: see
+    # fad_deploy.data.device_batches); the same distribution, other random numbers.
+    synthesis: typing.Literal["numpy", "device"] = "numpy"
 
 
 @dataclass

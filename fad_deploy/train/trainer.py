@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..checks import require_output
 from ..data.dataset import META_KEYS, CacheConfig, NoisyPatches, build_patch_cache, check_crop, load_patch_cache
+from ..data.device_batches import DeviceBatches
 from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
 from ..data.synth import validation_set
@@ -124,9 +125,13 @@ class BatchesByStep(torch.utils.data.Dataset):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None, workers: int = 0):
+    def __init__(self, cfg: TrainConfig, device: str = "cpu", command: str | None = None, workers: int = 0,
+                 channels_last: bool = False, compile: bool = False):
+        """``workers``: processes making numpy batches ahead; ``channels_last``: the networks
+        and batches in NHWC; ``compile``: the trained network through ``torch.compile``."""
         self.cfg, self.command = cfg, command or shlex.join(["fad-train", *sys.argv[1:]])
         self.workers = workers
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -146,16 +151,19 @@ class Trainer:
             if init.arch != cfg.model.arch:
                 raise FadError(f"model.init {cfg.model.init!r} is a {init.arch!r}, not a {cfg.model.arch!r}")
             load_weights(self.model, init.state_dict, f"model.init {cfg.model.init!r}")
+        self.model.to(memory_format=self.layout)
         self.net = self.model
         if self.distributed:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+        if compile:
+            self.net = torch.compile(self.net)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.schedule.lr)
 
         self.teacher = self.teacher_anchor = None
         loss = cfg.loss
         if loss.distillation > 0 or loss.feature_matching > 0:
             ckpt = load_checkpoint(resolve_model(loss.teacher))
-            self.teacher = ckpt.build().to(self.device).requires_grad_(False)
+            self.teacher = ckpt.build().to(self.device, memory_format=self.layout).requires_grad_(False)
             self.teacher_anchor = ckpt.anchor
             self.teacher_name = ckpt.name
         self.fm_loss = FeatureMatchingLoss(self.teacher, loss.style_weight) if loss.feature_matching > 0 else None
@@ -165,7 +173,10 @@ class Trainer:
             if loss.rgb_perceptual > 0 else None
 
         self.cache_path = resolve_cache(cfg)
-        self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed)
+        self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed,
+                                 read_band=cfg.data.read_band)
+        self.device_batches = DeviceBatches(self.data.cache, cfg.data.crop, cfg.data.shot_range, cfg.seed,
+                                            cfg.data.read_band, self.device) if cfg.data.synthesis == "device" else None
         self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
@@ -176,7 +187,10 @@ class Trainer:
         return sample_batch(self.data, step, self.cfg.data.batch, self.cfg.seed, self.world, self.rank, self.device)
 
     def batches(self, start: int, stop: int):
-        """Batches ``start`` .. ``stop - 1``: made here, or ahead by ``workers`` processes."""
+        """Batches ``start`` .. ``stop - 1``: made on the device, here, or ahead by ``workers`` processes."""
+        if self.device_batches is not None:
+            return (self.device_batches.batch(step, self.cfg.data.batch, self.world, self.rank)
+                    for step in range(start, stop))
         if not self.workers:
             return (self.batch(step) for step in range(start, stop))
         loader = torch.utils.data.DataLoader(
@@ -188,6 +202,7 @@ class Trainer:
     # ---- one step ----------------------------------------------------------------------
     def losses(self, batch) -> dict[str, torch.Tensor]:
         cfg, noise = self.cfg.loss, batch_noise(batch)
+        batch = {k: v.contiguous(memory_format=self.layout) if v.dim() == 4 else v for k, v in batch.items()}
         u = to_anchor(batch["noisy"], noise, self.anchor)
         pred_u = self.net(u)
         target_u = to_anchor(batch["clean"], noise, self.anchor)
