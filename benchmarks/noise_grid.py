@@ -5,7 +5,7 @@ and 10x UPI's line (b, a variance: log b = 2.18 log a + 1.2), on held-out photos
 test photos, never used in training). RAW and RGB PSNR/SSIM per level, a plot of the RAW PSNR
 against BM3D's, and the issue's targets checked.
 
-    python benchmarks/noise_grid.py [--quick]   # writes benchmarks/results/noise_grid.{md,json,png}
+    python benchmarks/noise_grid.py [--quick] [--name N]   # writes benchmarks/results/N.{md,json,png}
 
 Every method sees the same crops with the same clean signal at every level (one seed); only the
 noise differs. The array picks each image's model from its annotated a (as the paper does).
@@ -131,7 +131,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [n for n in rows[0]["methods"] if n != "noisy"]
-    ref = "bm3d" if "bm3d" in names else STUDENT
+    ref = next(n for n in ("bm3d", STUDENT, *names) if n in names)
     multiples = list(dict.fromkeys(r["read_multiple"] for r in rows))
     fig, axes = plt.subplots(1, len(multiples), figsize=(5 * len(multiples), 4), sharey=True, squeeze=False)
     for ax, multiple in zip(axes[0], multiples):
@@ -167,6 +167,23 @@ def markdown(result: dict, command: str, plot_file: str) -> str:
     return "\n".join(lines)
 
 
+def write_cards(rows: list[dict], set_info: dict, names: list[str], command: str) -> None:
+    """Model cards (quality.py's format) for ``names``, their metrics the means over the grid."""
+    from quality import write_model_cards
+
+    from fad_deploy.models.registry import load_checkpoint
+    from fad_deploy.profile.macs import count_macs
+
+    means = []
+    for name in names:
+        net = load_checkpoint(resolve_model(name)).build()
+        means.append({"model": name, **{m: float(np.mean([r["methods"][name][m] for r in rows])) for m in METRICS},
+                      "params": sum(p.numel() for p in net.parameters()),
+                      "gmacs_per_megapixel": round(count_macs(net).gmacs_per_megapixel, 3)})
+    write_model_cards(means, {**set_info, "levels": "every shot level x read multiple of the grid"}, only=names,
+                      measured_by=command)
+
+
 def main(argv=None) -> dict:
     import time
 
@@ -183,7 +200,12 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 levels, 32-pixel crops, no BM3D")
+    p.add_argument("--name", default="noise_grid", help="the results' file name (default noise_grid)")
+    p.add_argument("--cards", nargs="+", default=[], metavar="MODEL",
+                   help="write these --models' cards (models/.../NAME.md, .json) with this grid's means")
     args = p.parse_args(argv)
+    if set(args.cards) - set(args.models):
+        p.error(f"--cards: not among --models: {', '.join(sorted(set(args.cards) - set(args.models)))}")
     if args.quick:
         args.levels, args.crop, args.baselines = 3, 32, [b for b in args.baselines if b != "bm3d"]
     torch.set_num_threads(args.threads)
@@ -197,11 +219,13 @@ def main(argv=None) -> dict:
                       "read_multiples": list(READ_MULTIPLES)},
               "threads": args.threads, "seconds": round(time.time() - start, 1), "rows": rows,
               "checks": checks(rows)}
-    name = "noise_grid-quick" if args.quick else "noise_grid"
+    name = f"{args.name}-quick" if args.quick else args.name
     command = "python benchmarks/noise_grid.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_json(args.results / f"{name}.json", result)
     plot(rows, args.results / f"{name}.png")
     write_text(args.results / f"{name}.md", markdown(result, command.strip(), f"{name}.png"))
+    if args.cards:
+        write_cards(rows, result["set"], args.cards, command.strip())
     print(f"wrote {args.results / name}.md")
     return result
 

@@ -112,3 +112,12 @@ def test_user_camera_profile_and_its_errors(tmp_path):
         N.load_profiles(path)
     with pytest.raises(FadError, match="missing.json: cannot read"):
         N.load_profiles(tmp_path / "missing.json")
+
+
+def test_a_read_band_spreads_read_noise_uniformly_around_the_line():
+    rng = np.random.default_rng(2)
+    band = np.log(10.0)
+    samples = [N.sample_noise_params(rng, read_band=band) for _ in range(4000)]
+    offset = np.log([p.read for p in samples]) - (N.READ_SLOPE * np.log([p.shot for p in samples]) + N.READ_INTERCEPT)
+    assert offset.min() >= -band and offset.max() <= band
+    np.testing.assert_allclose(np.quantile(offset, [0.1, 0.5, 0.9]), [-0.8 * band, 0.0, 0.8 * band], atol=0.1)

@@ -193,6 +193,27 @@ def test_worker_processes_make_the_same_batches(tmp_path, cache):
     assert read_log(tmp_path / "here" / "log.csv")[-1]["loss_total"] == read_log(tmp_path / "ahead" / "log.csv")[-1]["loss_total"]
 
 
+def test_batches_made_on_the_device_resume_exactly(tmp_path, cache, monkeypatch):
+    extra = ("data.synthesis=device", "data.read_band=2.3")
+    straight = train(tmp_path / "straight", cache, *extra)
+    train_killed_at_step_3(tmp_path / "killed", cache, monkeypatch, *extra)
+    resumed = train(tmp_path / "killed", cache, *extra)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    numpy_made = train(tmp_path / "numpy", cache)
+    assert read_log(tmp_path / "numpy" / "log.csv")[0]["loss_total"] != read_log(tmp_path / "straight" / "log.csv")[0]["loss_total"]
+    assert numpy_made.step == straight.step == 4
+
+
+def test_channels_last_trains_the_same_network(tmp_path, cache):
+    nchw = train(tmp_path / "nchw", cache)
+    nhwc = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "nhwc", cache)), command="test",
+                   channels_last=True)
+    nhwc.fit()
+    for k, v in nchw.model.state_dict().items():
+        torch.testing.assert_close(nhwc.model.state_dict()[k], v, atol=1e-4, rtol=1e-3)
+
+
 def keep_best_trainer(out: Path, cache: Path) -> Trainer:
     return Trainer(load_config("charbonnier", tiny_overrides(out, cache, 4, 2, "schedule.keep_best=true")),
                    command="test")
@@ -299,6 +320,8 @@ def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):
     (["charbonnier", "schedule.bogus=1"], "unknown setting 'bogus'"),
     (["charbonnier", "schedule.steps"], "must look like key.sub=value"),
     (["charbonnier", "--workers", "-1"], "argument --workers: expected a whole number >= 0, got '-1'"),
+    (["charbonnier", "data.synthesis=device", "--workers", "2"], "--workers make numpy batches"),
+    (["charbonnier", "data.read_band=-1"], "'read_band': expected a finite number >= 0"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -183,14 +183,13 @@ class Trainer:
 
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """This rank's share of global batch ``step`` (deterministic)."""
+        """This rank's share of global batch ``step`` (deterministic), made on the device or here."""
+        if self.device_batches is not None:
+            return self.device_batches.batch(step, self.cfg.data.batch, self.world, self.rank)
         return sample_batch(self.data, step, self.cfg.data.batch, self.cfg.seed, self.world, self.rank, self.device)
 
     def batches(self, start: int, stop: int):
-        """Batches ``start`` .. ``stop - 1``: made on the device, here, or ahead by ``workers`` processes."""
-        if self.device_batches is not None:
-            return (self.device_batches.batch(step, self.cfg.data.batch, self.world, self.rank)
-                    for step in range(start, stop))
+        """Batches ``start`` .. ``stop - 1``: made by :meth:`batch`, or ahead by ``workers`` processes."""
         if not self.workers:
             return (self.batch(step) for step in range(start, stop))
         loader = torch.utils.data.DataLoader(
