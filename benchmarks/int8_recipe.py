@@ -163,20 +163,23 @@ def drops(q, cfg: QATConfig, pairs: dict, reference: tuple[float, dict]) -> tupl
     return base - mean, {s: base_levels[s] - v for s, v in levels.items()}
 
 
-def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...]) -> dict:
+def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device: str = "cpu") -> dict:
     """The drops of ``ckpt`` quantized with ``cfg`` (an int8 checkpoint made so, see
-    :func:`shipped_int8`, else a new QAT) on the held-out crops and on fad-export's validation
-    patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
+    :func:`shipped_int8`, else a new QAT on ``device``) on the held-out crops and on fad-export's
+    validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
     q, qat_s = shipped_int8(ckpt.name, cfg, folders)
-    if q is None:  # a new QAT, resumed where an interrupted run of this benchmark stopped
+    made_on = None  # the device of a QAT run here
+    if q is None:
+        made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
         start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
-        q = quantization_aware_training(ckpt, cfg, state=state)
+        q = quantization_aware_training(ckpt, cfg, state=state, device=device)
         qat_s = round(state.earlier_s + time.time() - start, 1)
         q.save(kept_path(ckpt.name, cfg))
         write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
     drop, by_shot = drops(q, cfg, *sets["held-out"])
     gate, gate_by_shot = drops(q, cfg, *sets["gate"])
-    return {"config": dataclasses.asdict(cfg), "qat_s": qat_s, "drop_db": drop, "drop_by_shot": by_shot,
+    return {"config": dataclasses.asdict(cfg), "qat_s": qat_s, "qat_device": made_on, "drop_db": drop,
+            "drop_by_shot": by_shot,
             "gate_drop_db": gate, "gate_drop_by_shot": gate_by_shot, "gate_crops": VALIDATION_CROPS}
 
 
@@ -379,7 +382,8 @@ def markdown(result: dict) -> str:
         for variant in (v for v in VARIANTS if v in model["variants"]):
             r = model["variants"][variant]
             c = r["config"]
-            qat_s = f"{r['qat_s']:.0f}" if r["qat_s"] else "?"
+            qat_s = (f"{r['qat_s']:.0f}" if r["qat_s"] else "?") + \
+                (f" ({r['qat_device']})" if r.get("qat_device") not in (None, "cpu") else "")
             gate = gate_cell(r) if "gate_drop_db" in r else ""
             lines.append(f"| {variant} | {c['steps']} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) +
@@ -424,6 +428,7 @@ def main(argv=None) -> dict:
     p.add_argument("--int8-dirs", type=Path, nargs="+", default=[],
                    help="folders holding int8 checkpoints (<model>.int8.pt, e.g. fad-export --qat-steps N's "
                         "output) that are measured, instead of a new QAT, where made with a variant's settings")
+    p.add_argument("--device", default="cpu", help="where new QATs train (cpu, cuda, cuda:N); measured on the CPU")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = args.results / "int8_recipe.json"
@@ -459,7 +464,7 @@ def main(argv=None) -> dict:
                 done["gate_drop_db"], done["gate_drop_by_shot"] = drops(q, cfg, *sets["gate"])
                 done["gate_crops"] = VALIDATION_CROPS
             else:
-                model["variants"][variant] = measure(ckpt, cfg, sets, tuple(args.int8_dirs))
+                model["variants"][variant] = measure(ckpt, cfg, sets, tuple(args.int8_dirs), args.device)
             write_json(path, result)
             write_text(args.results / "int8_recipe.md", markdown(result))
             print(f"{name} {variant}: drop {model['variants'][variant]['drop_db']:+.3f} dB", flush=True)

@@ -134,6 +134,9 @@ CASES = [
     # fad-export
     (export, "--threads 0", "argument --threads"),
     (export, "--int8 --qat-steps 0", "argument --qat-steps"),
+    (export, "--int8 --qat --device gpu", "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    (export, "--int8 --device cpu:0", "argument --device"),
+    (export, "--int8 --device cuda", "--device cuda is where --qat trains: add --qat"),
     (export, "--int8 --max-drop nan", "argument --max-drop: expected a finite number >= 0, got 'nan'"),
     (export, "--int8 --max-drop -0.1", "argument --max-drop"),
     (export, "--input-size 0 256", "argument --input-size"),
@@ -258,3 +261,14 @@ def test_skipped_photos_are_one_warning_line(inputs, tmp_path):
         "fad-data: warning: skipped 1 photo smaller than the 16x16 crop (sizes after any downscaling): "
         "small.png (12x10)")
     assert "2 pairs (2 photos" in run.stdout.decode()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the machine has CUDA")
+@pytest.mark.parametrize("cli, argv", [(export, ["--int8", "--qat", "--device", "cuda"]),
+                                       (train, ["charbonnier", "--device", "cuda:0"])])
+def test_a_cuda_device_without_cuda_is_one_line(cli, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "CUDA is not available on this machine" in err

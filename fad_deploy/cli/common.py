@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 import warnings
 
@@ -13,6 +14,23 @@ from ..errors import FadError
 from ..native_logs import show_native_logs
 
 EXIT_USER_ERROR = 2
+
+
+def device(text: str) -> str:
+    """The argparse type of --device: cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def require_device(name: str) -> None:
+    """A FadError unless torch can use device ``name`` (checked before any work)."""
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FadError(f"--device {name}: CUDA is not available on this machine")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise FadError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def user_errors(main):

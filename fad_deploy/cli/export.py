@@ -19,7 +19,7 @@ from ..checks import non_empty, non_negative_float, output_folder, positive_int,
 from ..errors import FadError
 from ..export.thresholds import Thresholds
 from ..quant.recipe import QATConfig
-from .common import OneLineParser, user_errors
+from .common import OneLineParser, device, require_device, user_errors
 
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run quantization-aware training again from the float checkpoints (minutes per model on "
                         "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
     p.add_argument("--qat-steps", type=positive_int, help=f"QAT fine-tuning steps (default {QATConfig().steps})")
+    p.add_argument("--device", type=device, default="cpu",
+                   help="where --qat trains: cpu (default), cuda or cuda:N (the networks; batches, conversion "
+                        "and validation stay on the CPU)")
     p.add_argument("--max-drop", type=non_negative_float,
                    help=f"accepted int8 denoising PSNR drop in dB, mean over the noise levels (default "
                         f"{Thresholds().max_drop_db}); above it nothing is written and fad-export exits with status 1")
@@ -84,7 +87,8 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
                             tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
                                                 activations=args.activations),
                             threads=args.threads, requantize=args.qat,
-                            jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)))
+                            jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)),
+                            device=args.device)
     if args.qat_steps is not None:
         options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
     bounds = {k: v for k, v in (("max_drop_db", args.max_drop), ("max_level_drop_db", args.max_level_drop))
@@ -150,6 +154,9 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.device != "cpu" and not args.qat:
+        raise FadError(f"--device {args.device} is where --qat trains: add --qat (conversion runs on the CPU)")
+    require_device(args.device)
     if (args.ptq or args.float_io or args.activations != "int8") and not args.int8:
         raise FadError("--ptq, --float-io and --activations apply to quantized models: add --int8")
     if args.activations == "int16" and (args.target != "tflite" or args.ptq):

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 
 from ..checks import non_empty, non_negative_int, output_file, positive_int
 from ..errors import FadError
 from ..train.config import load_config, presets
-from .common import OneLineParser, user_errors
+from .common import OneLineParser, device, require_device, user_errors
 
 DESCRIPTION = """\
 Train a denoiser (teacher, FAN student, baselines) on unprocessed photos with
@@ -26,13 +25,6 @@ Override any setting with key.sub=value (values are YAML), e.g.:
   fad-train charbonnier name=unet-plain model.arch=unet-plain schedule.steps=500
   fad-train fan-student model.init=models/ablations/fan-charbonnier.pt schedule.lr=5e-4
 """
-
-
-def device(text: str) -> str:
-    """The argparse type of --device: cpu, cuda or cuda:N."""
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
-    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,8 +63,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise FadError(f"--device {args.device}: CUDA is not available on this machine")
+    require_device(args.device)
     from ..train.trainer import Trainer
 
     if args.workers and cfg.data.synthesis == "device":

@@ -67,6 +67,7 @@ class ExportOptions:
     # QATs of a bundle's models run at once, one process each (threads split between them): a QAT step
     # is too small to keep two cores busy (benchmarks/results/qat_jobs.md)
     jobs: int = 1
+    device: str = "cpu"  # where QAT trains (cpu, cuda, cuda:N)
 
 
 @dataclass
@@ -144,7 +145,8 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
     if options.ptq:
         q = post_training_quantization(ckpt, options.ptq_config, options.progress)
     else:
-        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position)
+        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position,
+                                        options.device)
     key = "quantization" if is_quantized(q) else WEIGHT_GRID_KEY
     q = dataclasses.replace(q, extra={**q.extra, key: {**q.extra[key], "recipe": recipe}})
     q.save(dest)

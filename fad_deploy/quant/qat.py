@@ -364,11 +364,11 @@ class QATState:
     def __init__(self, path: Path | None):
         self.path, self.saved_at, self.started, self.earlier_s = path, time.time(), time.time(), 0.0
 
-    def load(self, gm: nn.Module, opt: torch.optim.Optimizer, fingerprint: dict) -> int:
+    def load(self, gm: nn.Module, opt: torch.optim.Optimizer, fingerprint: dict, device="cpu") -> int:
         self.started = time.time()
         if self.path is None or not self.path.is_file():
             return 0
-        state = torch.load(self.path, weights_only=True)
+        state = torch.load(self.path, map_location=device, weights_only=True)
         if state["fingerprint"] != fingerprint:
             return 0  # another checkpoint or recipe: start over
         if state["learning"]:
@@ -402,7 +402,7 @@ def init_learning(gm: nn.Module) -> None:
 
 
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
-                                state: QATState | None = None, position: int = 0) -> Checkpoint:
+                                state: QATState | None = None, position: int = 0, device: str = "cpu") -> Checkpoint:
     """Fine-tune a float checkpoint with fake quantization. Loss: ``cfg.loss`` on base +
     residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
     float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
@@ -410,7 +410,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     model's sub-range). ``cfg.adapt_steps`` float steps come first (the network learning its
     ``cfg.input_map`` before any rounding). With ``state`` an interrupted run resumes where
     it stopped (``state.earlier_s``: the seconds the runs before took). ``position``: the
-    progress bar's line, for QATs run side by side."""
+    progress bar's line, for QATs run side by side. ``device``: where the networks train
+    (batches are made on the CPU; the result is on the CPU)."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
@@ -423,7 +424,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                  weight_qmin=cfg.weight_qmin)
     for m in (gm, reference):
         if m is not None:
-            m.to(memory_format=MEMORY_FORMAT)
+            m.to(device, memory_format=MEMORY_FORMAT)
     if (cfg.feature_distil or cfg.loss == "drop") and reference is None:
         raise FadError("feature-map distillation and the drop loss need the float network as the target "
                        "(target='float')")
@@ -438,7 +439,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     fingerprint = {"source": ckpt.name, "params": sum(float(v.double().sum()) for v in ckpt.state_dict.values()
                                                       if v.is_floating_point()), **dataclasses.asdict(cfg)}
     resume = state or QATState(None)
-    start_step = resume.load(gm, opt, fingerprint)
+    start_step = resume.load(gm, opt, fingerprint, device)
     adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
     adapt_schedule = ScheduleConfig(steps=max(adapt, 1), lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
     if start_step - adapt < cfg.observe_steps:
@@ -464,7 +465,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
-        batch = sample_batch(data, step, cfg.batch, cfg.seed)
+        batch = sample_batch(data, step, cfg.batch, cfg.seed, device=device)
         noise = batch_noise(batch)
         u, clean = (x.contiguous(memory_format=MEMORY_FORMAT) for x in anchor_pair(batch, ckpt.anchor))
         target = clean
@@ -481,7 +482,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if q < 0 or q >= cfg.observe_steps:  # the observation samples are not kept: redo those steps
             resume.save(gm, opt, step + 1, fingerprint)
     bar.close()
-    gm.to(memory_format=torch.contiguous_format)
+    gm.to("cpu", memory_format=torch.contiguous_format)
     if taps is not None:
         taps.remove()
     if cfg.steps <= cfg.observe_steps:  # never past watching: the ranges from everything observed
