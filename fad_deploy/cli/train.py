@@ -40,9 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                    help="processes that make batches ahead of training (default 0: the training process "
-                        "makes them; use 4-8 with --device cuda, where the noise synthesis is the bottleneck)")
+                        "makes them; use 4-8 with --device cuda, where the noise synthesis is the bottleneck, or "
+                        "make them on the GPU with data.synthesis=device)")
     p.add_argument("--channels-last", action="store_true",
-                   help="run the networks in channels-last memory layout (faster convolutions on a GPU)")
+                   help="run the networks and batches in channels-last (NHWC) memory layout")
     p.add_argument("--compile", action="store_true",
                    help="compile the trained network with torch.compile (the first steps wait for it)")
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
