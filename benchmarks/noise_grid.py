@@ -51,10 +51,11 @@ def condition_set(images: list, cfg: SetConfig, shot: float, multiple: float) ->
                        read=float(read_from_shot(shot)) * multiple)
 
 
-def methods(models: list[str], baselines: list[str], threads: int) -> dict:
-    """Name -> function(pairs) -> denoised array, in table order."""
+def methods(models: list[str], baselines: list[str], threads: int, array_dir: Path | None = None) -> dict:
+    """Name -> function(pairs) -> denoised array, in table order (the array: the shipped one, or
+    the one in ``array_dir``)."""
     runners = {name: load_runner("torch", resolve_model(name), threads) for name in models}
-    array = load_array(None, "torch")
+    array = load_array(array_dir, "torch")
 
     def run_array(pairs):
         return array_denoise(array, pairs, array_choices(array, pairs))
@@ -200,6 +201,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 levels, 32-pixel crops, no BM3D")
+    p.add_argument("--array", type=Path, help="the noise-subrange array's folder (default: the shipped one)")
     p.add_argument("--name", default="noise_grid", help="the results' file name (default noise_grid)")
     p.add_argument("--cards", nargs="+", default=[], metavar="MODEL",
                    help="write these --models' cards (models/.../NAME.md, .json) with this grid's means")
@@ -213,7 +215,7 @@ def main(argv=None) -> dict:
     images, source = set_images(cfg)
     start = time.time()
     rows = measure(images, cfg, grid_shots(args.levels), READ_MULTIPLES,
-                   methods(args.models, args.baselines, args.threads))
+                   methods(args.models, args.baselines, args.threads, args.array))
     result = {"set": {"photos": source, "images": len(images), "crop": args.crop,
                       "crops_per_image": args.crops_per_image, "seed": args.seed,
                       "read_multiples": list(READ_MULTIPLES)},
