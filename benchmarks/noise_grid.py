@@ -170,17 +170,10 @@ def markdown(result: dict, command: str, plot_file: str) -> str:
 
 def write_cards(rows: list[dict], set_info: dict, names: list[str], command: str) -> None:
     """Model cards (quality.py's format) for ``names``, their metrics the means over the grid."""
-    from quality import write_model_cards
+    from quality import card_row, write_model_cards
 
-    from fad_deploy.models.registry import load_checkpoint
-    from fad_deploy.profile.macs import count_macs
-
-    means = []
-    for name in names:
-        net = load_checkpoint(resolve_model(name)).build()
-        means.append({"model": name, **{m: float(np.mean([r["methods"][name][m] for r in rows])) for m in METRICS},
-                      "params": sum(p.numel() for p in net.parameters()),
-                      "gmacs_per_megapixel": round(count_macs(net).gmacs_per_megapixel, 3)})
+    means = [card_row(resolve_model(name), {m: float(np.mean([r["methods"][name][m] for r in rows])) for m in METRICS})
+             for name in names]
     write_model_cards(means, {**set_info, "levels": "every shot level x read multiple of the grid"}, only=names,
                       measured_by=command)
 

@@ -16,5 +16,5 @@ ONLY="0 2" benchmarks/train_nsma.sh &
 ONLY="1 3" benchmarks/train_nsma.sh
 wait
 python benchmarks/nsma_table.py --array "$ARRAY" --single "$STUDENT" --results benchmarks/results/nsma_from_student \
-  --write-manifest
+  --write-manifest --cards
 python benchmarks/noise_grid.py --models fan-student --baselines --array "$ARRAY" --name noise_grid_nsma_from_student

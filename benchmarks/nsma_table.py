@@ -84,6 +84,8 @@ def main(argv=None) -> None:
     p.add_argument("--single", default=SINGLE_MODEL, help="the full-range model to compare with")
     p.add_argument("--results", type=Path, default=RESULTS, help="where nsma.{md,json,png} go")
     p.add_argument("--write-manifest", action="store_true", help="(re)write ARRAY/manifest.json with the metrics")
+    p.add_argument("--cards", action="store_true",
+                   help="write each array model's card (NAME.md, .json beside it) with its sub-range's metrics")
     p.add_argument("--photos", help="folder of photos for the set (default: fetched test photos)")
     p.add_argument("--crop", type=int, default=SetConfig.crop)
     p.add_argument("--crops-per-image", type=int, default=SetConfig.crops_per_image)
@@ -102,10 +104,11 @@ def main(argv=None) -> None:
     if args.write_manifest:
         print(f"wrote {write_manifest(args.array, result)}")
     results = args.results
+    command = f"python benchmarks/nsma_table.py {' '.join(argv if argv is not None else sys.argv[1:])}"
     write_json(results / "nsma.json", result)
     plot(result, single_name, results / "nsma.png")
     md = ["# Noise Subrange Model Array (Table 2 analogue)", "",
-          f"Command: `python benchmarks/nsma_table.py {' '.join(argv if argv is not None else sys.argv[1:])}`.", "",
+          f"Command: `{command}`.", "",
           f"Array: {len(array.table)} FAN students in `{args.array}`, each fine-tuned on one log-uniform sub-range "
           f"of the shot noise a (equations 5, 6); single: `{single_path}` (full range). Set: {info}.", "",
           "The array picks each image's model from its annotated a; 'array (estimated a)' uses the blind estimate "
@@ -117,6 +120,12 @@ def main(argv=None) -> None:
           "## Per sub-range", "", *subrange_table(result["per_subrange"], single_name), "",
           verdict(result, single_name), "", "![PSNR vs shot level](nsma.png)", ""]
     write_text(results / "nsma.md", "\n".join(md))
+    if args.cards:
+        from quality import card_row, write_model_cards
+
+        rows = [card_row(args.array / e.file, sub["array"]) for e, sub in zip(array.table, result["per_subrange"])]
+        write_model_cards(rows, {**info, "levels": "its own sub-range"}, only=[r["model"] for r in rows],
+                          measured_by=command)
     print(f"wrote {results / 'nsma.md'}")
 
 

@@ -294,6 +294,17 @@ def per_level_table(per_level: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def card_row(path: Path, metrics: dict) -> dict:
+    """A :func:`write_model_cards` row for the checkpoint at ``path``: its name, ``metrics``,
+    parameters and GMACs per RAW megapixel."""
+    from fad_deploy.profile.macs import count_macs
+
+    ckpt = load_checkpoint(path)
+    net = ckpt.build()
+    return {"model": ckpt.name, **metrics, "params": sum(p.numel() for p in net.parameters()),
+            "gmacs_per_megapixel": round(count_macs(net).gmacs_per_megapixel, 3)}
+
+
 def add_params(rows: list[dict], names: list[str]) -> None:
     for r in rows:
         if r["model"] in names:
