@@ -85,7 +85,7 @@ def main(argv=None) -> None:
     cards = {n: load_checkpoint(models_dir() / "ablations" / f"{n}.pt").card for n in names}
     latency = {TODAY: by_key["today"], **chosen}
     peak = cpu_peak()
-    out = {"cpu": f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''})", "platform": platform.platform(),
+    out = {"cpu": peak.label, "platform": platform.platform(),
            "candidates": {n: {"rank": ranked.index(c) + 1, **c} for n, c in chosen.items()},
            "train_commands": commands, "eval": eval_args, "set": result["set"],
            "results": {n: by[n] for n in names}, "per_level": result["per_level"],

@@ -435,7 +435,7 @@ def main(argv=None) -> dict:
     result = json.loads(path.read_text()) if path.is_file() else {"models": {}}
     images = list(folder_images(args.images, 1, None))
     peak = cpu_peak()
-    result.update(cpu=f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''})", threads=args.threads,
+    result.update(cpu=peak.label, threads=args.threads,
                   platform=platform.platform(),
                   set=f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
                       f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)")

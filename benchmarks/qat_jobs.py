@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
         rates = side_by_side(args.model, args.steps, processes, threads)
         rows.append({"processes": processes, "threads": threads, "rates": rates, "total": sum(rates)})
         print(f"{processes} x {threads}: {sum(rates):.2f} steps/s", flush=True)
-    result = {"cpu": f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''})", "cores": cores,
+    result = {"cpu": peak.label, "cores": cores,
               "platform": platform.platform(), "model": args.model, "steps": args.steps, "rows": rows}
     write_json(RESULTS / "qat_jobs.json", result)
     write_text(RESULTS / "qat_jobs.md", markdown(result))

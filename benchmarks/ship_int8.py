@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     p.add_argument("--log", type=Path, help="its printed output (for the QAT times), with --from-export")
     args = p.parse_args(argv)
     peak = cpu_peak()
-    cpu = f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''}), {os.cpu_count()} cores"
+    cpu = f"{peak.label}, {os.cpu_count()} cores"
     work = Path(tempfile.mkdtemp(prefix="ship-int8-"))
     export = args.from_export or work / "fan-nsma"
     command = qat_command(Path("OUT"))

@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
         where = torch.cuda.get_device_name(args.device)
     else:
         peak = cpu_peak()
-        where = f"{peak.model} ({peak.simd}{', VNNI' if peak.vnni else ''}), {args.threads} threads"
+        where = f"{peak.label}, {args.threads} threads"
     result = {"device": args.device, "where": where, "platform": platform.platform(), "torch": torch.__version__,
               "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "patches_per_s": rows}
     name = f"train_speed-{args.device.split(':')[0]}"

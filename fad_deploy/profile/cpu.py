@@ -35,6 +35,11 @@ class CpuPeak:
     int8_macs_per_cycle: int  # per FMA unit
     vnni: bool
 
+    @property
+    def label(self) -> str:
+        """The CPU as results name it: model (SIMD, VNNI where present)."""
+        return f"{self.model} ({self.simd}{', VNNI' if self.vnni else ''})"
+
     def macs_per_s(self, threads: int, int8: bool = False) -> float | None:
         if self.ghz is None:
             return None
