@@ -35,7 +35,7 @@ from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
-from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers,
+from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers, made_with,
                                   quantization_aware_training)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
@@ -64,6 +64,8 @@ LARGE_CACHE = default_cache_dir() / "patches-train-136.npz"
 LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACHE))
 SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
+SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
+SECOND_CYCLE = dataclasses.replace(RECIPE, continue_steps=NARROW.steps)  # the recipe, then a warm restart
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -96,6 +98,9 @@ VARIANTS = {
     f"the narrow-grid row with a square-root int8 input, the network first adapted to it "
     f"({SQRT_ADAPTED.adapt_steps} float steps)": SQRT_ADAPTED,
     "the recipe with that square-root input and adaptation": SQRT_RECIPE,
+    f"that square-root input and adaptation, {SQRT_HALFWAY.steps} steps": SQRT_HALFWAY,
+    f"the recipe + a second cycle of {SECOND_CYCLE.continue_steps} steps (lr {SECOND_CYCLE.continue_lr:g}, ranges "
+    "learned again)": SECOND_CYCLE,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -136,8 +141,7 @@ def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
         if not path.is_file():
             continue
         q = load_checkpoint(path)
-        stored = stored_qat_config(q.card["quantization"])
-        if {k: v for k, v in stored.items() if k in dataclasses.asdict(cfg)} == dataclasses.asdict(cfg):
+        if made_with(q, cfg):
             card = path.with_suffix(".json")
             return q, json.loads(card.read_text()).get("qat_s") if card.is_file() else None
     return None, None
@@ -172,7 +176,8 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
         start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
-        q = quantization_aware_training(ckpt, cfg, state=state, device=device)
+        start = shipped_int8(ckpt.name, cfg.first_cycle(), folders)[0] if cfg.continue_steps else None
+        q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=start)
         qat_s = round(state.earlier_s + time.time() - start, 1)
         q.save(kept_path(ckpt.name, cfg))
         write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})

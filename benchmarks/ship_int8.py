@@ -6,12 +6,21 @@ drop of the int8 TFLite and its parity with PyTorch).
 
     python benchmarks/ship_int8.py
     python benchmarks/ship_int8.py --from-export DIR --log FILE   # ship a run already made
+    python benchmarks/ship_int8.py --int8 FILE ... --made-by CMD ...   # int8 made by other recipes
+
+With ``--int8``, each file (an int8 checkpoint of one of the shipped float models, e.g. one
+`int8_recipe.py` made and kept under $FAD_CACHE/int8_recipe/) replaces that model's shipped
+int8 checkpoint, its recipe recorded in it; ``--made-by`` gives, per file, the command that
+made it. The array is then exported as the README's main command does (converting the
+shipped checkpoints, no QAT) and every card is written from that export's validation; the
+other models keep the command and QAT time of their cards.
 
 After this, `fad-export --int8 --target tflite` converts the shipped checkpoints (no QAT).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -22,18 +31,41 @@ import tempfile
 import time
 from pathlib import Path
 
-from fad_deploy.export.manifest import FILE_SUFFIX, MANIFEST
+from fad_deploy.export.bundle import made_by
+from fad_deploy.export.manifest import FILE_SUFFIX, MANIFEST, sha256
 from fad_deploy.fileio import write_json, write_text
-from fad_deploy.models.registry import models_dir
+from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
-from fad_deploy.quant.recipe import QATConfig
+from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
 
 
-def qat_command(out: Path) -> list[str]:
-    return ["fad-export", "--int8", "--target", "tflite", "--qat", "--max-drop", "100", "--max-level-drop", "100",
-            "--out", str(out)]
+def export_command(out: Path, qat: bool = True) -> list[str]:
+    return ["fad-export", "--int8", "--target", "tflite", *(["--qat"] if qat else []), "--max-drop", "100",
+            "--max-level-drop", "100", "--out", str(out)]
+
+
+def recipe_text(config: dict) -> str:
+    """The QAT settings of an int8 checkpoint as the ones that differ from the recipe's defaults."""
+    changed = {k: v for k, v in stored_qat_config(config).items()
+               if k in dataclasses.asdict(QATConfig()) and v != getattr(QATConfig(), k)}
+    if not changed:
+        return "`fad_deploy.quant.recipe.QATConfig` defaults"
+    return "`fad_deploy.quant.recipe.QATConfig` with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+
+
+def stamp(path: Path) -> Checkpoint:
+    """The int8 checkpoint at ``path`` with the recipe fad-export records (its float source
+    shipped in models/nsma/, QAT with the settings it was made with)."""
+    q = load_checkpoint(path)
+    source = models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt"
+    if not source.is_file():
+        sys.exit(f"ship_int8: {path}: its float source {source} is not shipped")
+    config = QATConfig(**{k: v for k, v in stored_qat_config(q.card["quantization"]).items()
+                          if k in dataclasses.asdict(QATConfig())})
+    recipe = made_by(sha256(source), "qat", config)
+    return dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
 
 
 def level_drops(rows: list[dict]) -> dict[str, float]:
@@ -42,7 +74,7 @@ def level_drops(rows: list[dict]) -> dict[str, float]:
     return {s: round(base[s] - int8[s], 3) for s in base}
 
 
-def card(entry: dict, command: str, qat_s: float | None, cpu: str) -> tuple[dict, str]:
+def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str) -> tuple[dict, str]:
     rows = {r["backend"]: r for r in entry["validation"]}
     drops = level_drops(entry["validation"])
     doc = {"name": entry["name"], "int8_checkpoint": f"{entry['name']}{FILE_SUFFIX['torch-int8']}",
@@ -53,8 +85,7 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str) -> tuple[dict
     md = [f"# {entry['name']} int8", "",
           f"The int8 quantization of `{entry['source']['checkpoint']}` (sha256 {entry['source']['sha256'][:12]}): "
           f"per-channel symmetric int8 weights on the grid [{QATConfig().weight_qmin}, 127], learned per-tensor "
-          "8-bit activation ranges (QAT recipe: "
-          "`fad_deploy.quant.recipe.QATConfig` defaults). `fad-export --int8 --target tflite` converts it as it is.",
+          f"8-bit activation ranges (QAT recipe: {recipe}). `fad-export --int8 --target tflite` converts it as it is.",
           "", "## How it was made", "", f"    {command}", "",
           f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else
           "- QAT time: not recorded (the QAT was interrupted and resumed over several runs; the recipe's "
@@ -71,30 +102,51 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--from-export", type=Path, help="an export folder of the command above, already made")
     p.add_argument("--log", type=Path, help="its printed output (for the QAT times), with --from-export")
+    p.add_argument("--int8", type=Path, nargs="+", default=[],
+                   help="int8 checkpoints of shipped sub-range models, made by other recipes, to ship instead")
+    p.add_argument("--made-by", nargs="+", default=[], help="with --int8: the command that made each file")
     args = p.parse_args(argv)
+    if len(args.made_by) != len(args.int8) or (args.int8 and args.from_export):
+        sys.exit("ship_int8: --made-by gives one command per --int8 file, and --int8 goes without --from-export")
     peak = cpu_peak()
     cpu = f"{peak.label}, {os.cpu_count()} cores"
     work = Path(tempfile.mkdtemp(prefix="ship-int8-"))
     export = args.from_export or work / "fan-nsma"
-    command = qat_command(Path("OUT"))
+    dest = models_dir() / "nsma"
+    made_by_command, qat_seconds = {}, {}
+    for path, command in zip(args.int8, args.made_by):
+        q = stamp(path)
+        q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
+        made_by_command[q.card["quantization"]["source"]] = command
+        kept_card = path.with_suffix(".json")  # int8_recipe.py's record of the QAT's time
+        qat_seconds[q.card["quantization"]["source"]] = (json.loads(kept_card.read_text()).get("qat_s")
+                                                         if kept_card.is_file() else None)
     if args.from_export is None:
         start = time.time()
-        proc = subprocess.run(qat_command(export), capture_output=True, text=True)
+        proc = subprocess.run(export_command(export, qat=not args.int8), capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"ship_int8: fad-export failed: {proc.stderr.strip().splitlines()[-1:]}")
         log = proc.stdout
-        print(f"QAT and export took {time.time() - start:.0f} s")
+        print(f"{'Conversion' if args.int8 else 'QAT'} and export took {time.time() - start:.0f} s")
     else:
         log = args.log.read_text()
     made = {m.group(1): float(m.group(2)) for m in map(MADE.match, log.splitlines()) if m}
     manifest = json.loads((export / MANIFEST).read_text())
-    dest = models_dir() / "nsma"
     for entry in manifest["models"]:
-        int8 = f"{entry['name']}{FILE_SUFFIX['torch-int8']}"
-        shutil.copyfile(export / int8, dest / int8)
-        doc, md = card(entry, " ".join(command).replace(" --out OUT", ""), made.get(entry["name"]), cpu)
-        write_json(dest / f"{entry['name']}.int8.json", doc)
-        write_text(dest / f"{entry['name']}.int8.md", md)
+        name = entry["name"]
+        int8 = f"{name}{FILE_SUFFIX['torch-int8']}"
+        if not args.int8:
+            shutil.copyfile(export / int8, dest / int8)
+            made_on = " ".join(export_command(Path("OUT"))).replace(" --out OUT", ""), made.get(name), cpu
+        elif name in made_by_command:
+            made_on = made_by_command[name], qat_seconds[name], cpu
+        else:  # shipped before, as its card says
+            before = json.loads((dest / f"{name}.int8.json").read_text())
+            made_on = before["command"], before["qat_s"], before["cpu"]
+        recipe = recipe_text(load_checkpoint(dest / int8).extra["quantization"]["recipe"]["config"])
+        doc, md = card(entry, *made_on, recipe)
+        write_json(dest / f"{name}.int8.json", doc)
+        write_text(dest / f"{name}.int8.md", md)
         print(f"{int8}: drop {doc['drop_db']:+.3f} dB, worst level {max(doc['drop_by_shot_db'].values()):+.3f} dB")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -331,7 +331,8 @@ def test_grid_round_rounds_as_pytorchs_fake_quant_with_lsqs_gradients():
     assert torch.equal(xf.grad, x.grad)
 
 
-@pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}], ids=["qat", "adapt-then-qat"])
+@pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}, {"continue_steps": 4}],
+                         ids=["qat", "adapt-then-qat", "second-cycle"])
 def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, tmp_path, monkeypatch, one_thread):
     import fad_deploy.quant.qat as qat
 
@@ -342,7 +343,9 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     state = tmp_path / "qat-state.pt"
     real = qat.sample_batch
 
-    stop = cfg.adapt_steps + 4  # a QAT step past the observation (whose samples a resume file does not keep)
+    # a QAT step past the observation (whose samples a resume file does not keep); in the second cycle, one where
+    # the ranges are being learned again
+    stop = cfg.adapt_steps + (cfg.steps + 1 if cfg.continue_steps else 4)
 
     def interrupted(data, step, *args, **kwargs):
         if step == stop:
@@ -363,6 +366,24 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     for k in whole.state_dict:
         torch.testing.assert_close(resumed.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
     assert resumed.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
+
+
+def test_a_second_qat_cycle_from_the_first_cycles_checkpoint_equals_the_whole_run(workdir, monkeypatch, one_thread):
+    """QAT with a second cycle (a warm restart) gives the same weights and ranges whether it
+    runs whole or goes on from an int8 checkpoint its first cycle made; any other start is
+    refused."""
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    ckpt = tiny_checkpoint()
+    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3)
+    whole = quantization_aware_training(ckpt, cfg, progress=False)
+    first = quantization_aware_training(ckpt, cfg.first_cycle(), progress=False)
+    went_on = quantization_aware_training(ckpt, cfg, progress=False, start=first)
+    assert any(not torch.equal(first.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
+    for k in whole.state_dict:
+        torch.testing.assert_close(went_on.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
+    assert went_on.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
+    with pytest.raises(FadError, match="first cycle's recipe"):
+        quantization_aware_training(ckpt, cfg, progress=False, start=whole)
 
 
 # ---- TFLite ----------------------------------------------------------------------------------------------
@@ -648,7 +669,8 @@ def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_che
         workdir, tmp_path, monkeypatch, capsys, one_thread):
     """No MODEL + a shipped array: one bundle, each sub-range model with its own QAT on its
     own noise and its own validation set. int8 checkpoints shipped beside the float ones
-    with the same recipe are converted without QAT, into the same bytes."""
+    with the same recipe are converted without QAT, into the same bytes; given no QAT
+    settings, so is one made by another recipe (each model's own), and its recipe is kept."""
     import fad_deploy.export.bundle as bundle
     from fad_deploy.android.bundle import load_bundle
     from fad_deploy.nsma.array import load_array
@@ -676,6 +698,11 @@ def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_che
     monkeypatch.setattr(bundle, "quantization_aware_training", no_qat)
     export_main(["--int8", "--out", str(tmp_path / "converted"), *RUN])  # converts the shipped ones
     assert digests(tmp_path / "converted") == digests(out)
+    as_is = [a for a in RUN if a not in ("--qat-steps", "2")]  # the default recipe differs: 2 steps made them
+    export_main(["--int8", "--out", str(tmp_path / "as-is"), *as_is])
+    assert digests(tmp_path / "as-is") == digests(out)
+    with pytest.raises(AssertionError, match="QAT ran"):  # a recipe asked for and not shipped: a new QAT
+        export_main(["--int8", "--out", str(tmp_path / "other"), *RUN[:3], "--qat-steps", "3", *RUN[5:], "--jobs", "1"])
     assert [(s["name"], s["file"]) for s in manifest["subranges"]] == [
         ("fan-nsma-0", "fan-nsma-0.int8.tflite"), ("fan-nsma-1", "fan-nsma-1.int8.tflite")]
     assert [(s["shot_min"], s["shot_max"]) for s in manifest["subranges"]] == [pytest.approx(r) for r in ranges]

@@ -21,6 +21,8 @@ from ..export.thresholds import Thresholds
 from ..quant.recipe import QATConfig
 from .common import OneLineParser, device, require_device, user_errors
 
+SQRT_ADAPT_STEPS = 20000  # float steps adapting a network to the sqrt int8 input (int8_recipe.md's sqrt rows)
+
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
@@ -36,9 +38,11 @@ def parser() -> argparse.ArgumentParser:
         "input size) and/or ONNX (float32 + int8 QDQ, any input size). Every file is validated against "
         "PyTorch on seeded patches before the folder is written: export/<model>/ with manifest.json and "
         "report.md.",
-        epilog="An int8 checkpoint shipped beside the float one (models/nsma/<name>.int8.pt) or left by a "
-        "previous export is reused when it was made from the same source with the same settings, so the "
-        "files come out byte-identical; --qat makes it again.")
+        epilog="An int8 checkpoint shipped beside the float one (models/nsma/<name>.int8.pt) is converted as "
+        "it is when made from the same source (each model's card gives the QAT recipe that made it); with "
+        "--qat-steps it, or one left by a previous export, is reused only when made with those settings. "
+        "The files then come out byte-identical; --qat makes the int8 checkpoints again (the default "
+        "recipe).")
     p.add_argument("model", nargs="?", type=non_empty,
                    help="shipped model name or checkpoint path (default: the noise sub-range array in "
                         f"models/nsma/ as one bundle, export/{ARRAY_BUNDLE}/, else {DEFAULT_MODEL})")
@@ -61,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
                    help="run quantization-aware training again from the float checkpoints (minutes per model on "
                         "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
     p.add_argument("--qat-steps", type=positive_int, help=f"QAT fine-tuning steps (default {QATConfig().steps})")
+    p.add_argument("--qat-input", choices=("linear", "sqrt"),
+                   help="the int8 input QAT trains: linear (default: u itself) or sqrt (sqrt(max(u, 0)), one int8 "
+                        "step as fine against the shot noise in the shadows as in the highlights; the network "
+                        "first adapts to it for --qat-adapt-steps float steps; benchmarks/results/int8_recipe.md)")
+    p.add_argument("--qat-adapt-steps", type=positive_int,
+                   help=f"float steps before QAT that adapt the network to --qat-input sqrt (default "
+                        f"{SQRT_ADAPT_STEPS})")
     p.add_argument("--device", type=device, default="cpu",
                    help="where --qat trains: cpu (default), cuda or cuda:N (the networks; batches, conversion "
                         "and validation stay on the CPU)")
@@ -87,10 +98,13 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
                             tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
                                                 activations=args.activations),
                             threads=args.threads, requantize=args.qat,
+                            shipped_recipe=not (args.qat or args.ptq or args.qat_steps or args.qat_input),
                             jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)),
                             device=args.device)
-    if args.qat_steps is not None:
-        options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, steps=args.qat_steps))
+    qat = {k: v for k, v in (("steps", args.qat_steps), ("input_map", args.qat_input)) if v is not None}
+    if args.qat_input == "sqrt":
+        qat["adapt_steps"] = args.qat_adapt_steps or SQRT_ADAPT_STEPS
+    options = dataclasses.replace(options, qat=dataclasses.replace(options.qat, **qat))
     bounds = {k: v for k, v in (("max_drop_db", args.max_drop), ("max_level_drop_db", args.max_level_drop))
               if v is not None}
     return dataclasses.replace(options, thresholds=dataclasses.replace(options.thresholds, **bounds))
@@ -157,8 +171,12 @@ def main(argv=None):
     if args.device != "cpu" and not args.qat:
         raise FadError(f"--device {args.device} is where --qat trains: add --qat (conversion runs on the CPU)")
     require_device(args.device)
-    if (args.ptq or args.float_io or args.activations != "int8") and not args.int8:
-        raise FadError("--ptq, --float-io and --activations apply to quantized models: add --int8")
+    if (args.ptq or args.float_io or args.activations != "int8" or args.qat_input) and not args.int8:
+        raise FadError("--ptq, --float-io, --activations and --qat-input apply to quantized models: add --int8")
+    if args.qat_adapt_steps and args.qat_input != "sqrt":
+        raise FadError("--qat-adapt-steps adapts the network to --qat-input sqrt: add it")
+    if args.qat_input and (args.ptq or args.activations != "int8"):
+        raise FadError("--qat-input is the input of int8 QAT: it takes neither --ptq nor --activations int16")
     if args.activations == "int16" and (args.target != "tflite" or args.ptq):
         raise FadError("--activations int16 makes a TFLite 16x8 model (QAT of the weights, calibrated int16 "
                        "activations): it takes --target tflite, and not --ptq")

@@ -64,6 +64,9 @@ class ExportOptions:
     threads: int | None = None
     progress: bool = True
     requantize: bool = False  # QAT/PTQ again even where a shipped int8 checkpoint has the same recipe
+    # a shipped int8 checkpoint of the same source is converted whatever QAT recipe made it (its recipe is then the
+    # model's: fad-export given no quantization settings); else it is reused only when made with ``qat``
+    shipped_recipe: bool = False
     # QATs of a bundle's models run at once, one process each (threads split between them): a QAT step
     # is too small to keep two cores busy (benchmarks/results/qat_jobs.md)
     jobs: int = 1
@@ -91,9 +94,15 @@ def quantization_config(options: ExportOptions) -> PTQConfig | QATConfig:
     return dataclasses.replace(options.qat, activations="float") if int16(options) else options.qat
 
 
+def made_by(source_sha: str, method: str, config) -> dict:
+    """The recipe an int8 checkpoint records (``extra["quantization"]["recipe"]``): its float
+    source, PTQ or QAT, and the settings (a :class:`PTQConfig` or :class:`QATConfig`)."""
+    return {"source_sha256": source_sha, "method": method, "output": RESIDUAL_OUTPUT,
+            "config": dataclasses.asdict(config)}
+
+
 def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
-    return {"source_sha256": source_sha, "method": "ptq" if options.ptq else "qat", "output": RESIDUAL_OUTPUT,
-            "config": dataclasses.asdict(quantization_config(options))}
+    return made_by(source_sha, "ptq" if options.ptq else "qat", quantization_config(options))
 
 
 def recipe_of(ckpt: Checkpoint) -> dict | None:
@@ -172,7 +181,12 @@ def quantize_job(name: str, ckpt: Checkpoint, path: Path, options: ExportOptions
     done, state = resume_files(published, name)
     shipped = [] if int16(options) or options.requantize else [
         published / f"{name}{FILE_SUFFIX['torch-int8']}", shipped_int8(path)]
-    return QuantizeJob(quantization_recipe(sha256(path), options), [done] + shipped, done, state)
+    recipe = quantization_recipe(sha256(path), options)
+    if options.shipped_recipe and shipped and shipped_int8(path).is_file():
+        made = recipe_of(load_checkpoint(shipped_int8(path)))
+        if made is not None and made["source_sha256"] == recipe["source_sha256"] and made["method"] == "qat":
+            recipe = made
+    return QuantizeJob(recipe, [done] + shipped, done, state)
 
 
 def worker_setup() -> None:

@@ -39,7 +39,7 @@ from ..train.trainer import batch_noise, level_weights, lr_at, resolve_cache, sa
 from .graph import Core, Padded
 from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
 from .qconfig import ACT_INT8_SHIFT, WEIGHT_QMIN, backend_config, qconfig_mapping
-from .recipe import PTQConfig, QATConfig
+from .recipe import PTQConfig, QATConfig, stored_qat_config
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
 WEIGHT_GRID_KEY = "weights_on_grid"  # Checkpoint.extra of a float checkpoint made by weight-only QAT
@@ -401,8 +401,23 @@ def init_learning(gm: nn.Module) -> None:
         q.log_scale.requires_grad_(True)
 
 
+def made_with(q: Checkpoint, cfg: QATConfig) -> bool:
+    """Whether the int8 checkpoint ``q`` was made by a QAT with settings ``cfg``."""
+    stored = stored_qat_config(q.card.get("quantization", {}))
+    return {k: v for k, v in stored.items() if k in dataclasses.asdict(cfg)} == dataclasses.asdict(cfg)
+
+
+def resume_learning(gm: nn.Module) -> None:
+    """Learned quantizers learning again from their present scales (a second cycle's start)."""
+    with torch.no_grad():
+        for q in learned(gm):
+            q.log_scale.copy_(q.scale.reshape(()).log())
+    init_learning(gm)
+
+
 def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), progress: bool = True,
-                                state: QATState | None = None, position: int = 0, device: str = "cpu") -> Checkpoint:
+                                state: QATState | None = None, position: int = 0, device: str = "cpu",
+                                start: Checkpoint | None = None) -> Checkpoint:
     """Fine-tune a float checkpoint with fake quantization. Loss: ``cfg.loss`` on base +
     residual (see :func:`qat_loss`) against the clean patch or (``cfg.target == "float"``) the
     float network's own output, plus ``cfg.feature_distil`` times the feature maps' (see
@@ -411,17 +426,25 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     ``cfg.input_map`` before any rounding). With ``state`` an interrupted run resumes where
     it stopped (``state.earlier_s``: the seconds the runs before took). ``position``: the
     progress bar's line, for QATs run side by side. ``device``: where the networks train
-    (batches are made on the CPU; the result is on the CPU)."""
+    (batches are made on the CPU; the result is on the CPU). ``cfg.continue_steps`` more steps
+    follow as a second cycle (see :class:`QATConfig`); ``start``, an int8 checkpoint of ``ckpt``
+    made by the first cycle alone (``cfg.first_cycle()``), lets the second begin from it."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
         raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
+    if start is not None and not (cfg.continue_steps and start.card.get("quantization", {}).get("source") == ckpt.name
+                                  and made_with(start, cfg.first_cycle())):
+        raise FadError(f"{start.name}: a second QAT cycle starts only from an int8 checkpoint of {ckpt.name!r} made "
+                       "by the first cycle's recipe")
     torch.manual_seed(cfg.seed)
-    net = ckpt.build().train()
+    net = (start or ckpt).build().train()
     reference = ckpt.build().eval().requires_grad_(False) if cfg.target == "float" else None
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=cfg.weight_qmin)
+    if start is not None:
+        load_quant_state(gm, start.extra["quantization"]["fake_quant"]).train()
     for m in (gm, reference):
         if m is not None:
             m.to(device, memory_format=MEMORY_FORMAT)
@@ -436,24 +459,31 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     opt = torch.optim.Adam([{"params": weights, "lr": cfg.lr}, {"params": scales, "lr": cfg.scale_lr}])
     schedule = ScheduleConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
     freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
-    fingerprint = {"source": ckpt.name, "params": sum(float(v.double().sum()) for v in ckpt.state_dict.values()
-                                                      if v.is_floating_point()), **dataclasses.asdict(cfg)}
-    resume = state or QATState(None)
-    start_step = resume.load(gm, opt, fingerprint, device)
+    refreeze_step = int(cfg.freeze_observers_at * cfg.continue_steps)  # in the second cycle
+    params = (lambda c: sum(float(v.double().sum()) for v in c.state_dict.values() if v.is_floating_point()))
+    fingerprint = {"source": ckpt.name, "params": params(ckpt), **dataclasses.asdict(cfg),
+                   "start": None if start is None else params(start)}
     adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
+    second = adapt + cfg.steps  # where the second cycle (if any) begins
+    resume = state or QATState(None)
+    start_step = max(resume.load(gm, opt, fingerprint, device), second if start is not None else 0)
     adapt_schedule = ScheduleConfig(steps=max(adapt, 1), lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
+    second_schedule = ScheduleConfig(steps=max(cfg.continue_steps, 1), lr=cfg.continue_lr, min_lr=cfg.min_lr,
+                                     warmup=0)
     if start_step - adapt < cfg.observe_steps:
         gm.apply(disable_fake_quant)
     else:
         enable_quantizers(gm, cfg.activations)
     if start_step < adapt or start_step - adapt >= freeze_step:
         gm.apply(disable_observer)
-    if start_step - adapt >= freeze_step:
+    if freeze_step <= start_step - adapt < cfg.steps or start_step - second >= refreeze_step:
         stop_learning(gm)
-    bar = tqdm(range(start_step, adapt + cfg.steps), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
-               mininterval=2.0, initial=start_step, total=adapt + cfg.steps, position=position)
+    total = second + cfg.continue_steps
+    bar = tqdm(range(start_step, total), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
+               mininterval=2.0, initial=start_step, total=total, position=position)
     for step in bar:
         q = step - adapt  # the QAT step (negative while adapting)
+        c = step - second  # the second cycle's step (negative before it)
         if q == 0:
             gm.apply(enable_observer)
         if q == cfg.observe_steps:
@@ -462,7 +492,12 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if q == freeze_step:
             gm.apply(disable_observer)
             stop_learning(gm)
-        lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule)
+        if c == 0:
+            opt.state.clear()
+            resume_learning(gm)
+        if c == refreeze_step:
+            stop_learning(gm)
+        lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule) if c < 0 else lr_at(c, second_schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
         batch = sample_batch(data, step, cfg.batch, cfg.seed, device=device)

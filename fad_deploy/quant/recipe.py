@@ -3,7 +3,7 @@ quantization-aware training (:class:`QATConfig`, run by :func:`.qat.quantization
 and calibration only (:class:`PTQConfig`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..errors import FadError
@@ -47,19 +47,30 @@ class QATConfig:
     input_map: Literal["linear", "sqrt"] = "linear"
     # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
     adapt_steps: int = 0
+    # a second cycle after the first's steps (a warm restart): the weights and learned ranges go on from where the
+    # first left them (Adam's moments reset), lr cosine from continue_lr, ranges learned again and frozen at the
+    # same fraction; it can start from an int8 checkpoint the first cycle made (see .qat.quantization_aware_training)
+    continue_steps: int = 0
+    continue_lr: float = 5e-4
 
     def __post_init__(self):
         if self.input_map != "linear" and not (self.activations == "int8" and self.residual
                                                and self.base == "quantized"):
             raise FadError(f"the {self.input_map} int8 input map needs int8 activations and the residual added to "
                            "the quantized input (residual=True, base='quantized')")
+        if self.continue_steps and not (self.activations == "int8" and self.ranges == "learned"):
+            raise FadError("a second QAT cycle (continue_steps) needs int8 activations with learned ranges")
+
+    def first_cycle(self) -> "QATConfig":
+        """The recipe without its second cycle: what made a checkpoint the second cycle can start from."""
+        return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr)
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
 # what ran before it existed: a stored recipe without the field ran so (weight-only QAT for
 # 16x8 always put the weights on the narrow grid).
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
-             "adapt_steps": 0}
+             "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr}
 
 
 def stored_qat_config(config: dict) -> dict:
