@@ -66,6 +66,7 @@ SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
 SECOND_CYCLE = dataclasses.replace(RECIPE, continue_steps=NARROW.steps)  # the recipe, then a warm restart
+SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -101,6 +102,8 @@ VARIANTS = {
     f"that square-root input and adaptation, {SQRT_HALFWAY.steps} steps": SQRT_HALFWAY,
     f"the recipe + a second cycle of {SECOND_CYCLE.continue_steps} steps (lr {SECOND_CYCLE.continue_lr:g}, ranges "
     "learned again)": SECOND_CYCLE,
+    f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {SQRT_SECOND_CYCLE.continue_steps} steps":
+        SQRT_SECOND_CYCLE,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -128,7 +131,10 @@ def large_patch_cache() -> None:
 def kept_path(name: str, cfg: QATConfig) -> Path:
     """Where a QAT this benchmark ran is kept, by its settings, for later analysis of its row
     (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
-    key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    settings = dataclasses.asdict(cfg)
+    if not cfg.continue_steps:  # as keyed before the second cycle existed: those QATs stay found
+        settings = {k: v for k, v in settings.items() if k not in ("continue_steps", "continue_lr")}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / f"{name}.int8.pt"
 
 
@@ -176,8 +182,8 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
         start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
-        start = shipped_int8(ckpt.name, cfg.first_cycle(), folders)[0] if cfg.continue_steps else None
-        q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=start)
+        first = shipped_int8(ckpt.name, cfg.first_cycle(), folders)[0] if cfg.continue_steps else None
+        q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=first)
         qat_s = round(state.earlier_s + time.time() - start, 1)
         q.save(kept_path(ckpt.name, cfg))
         write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
@@ -368,7 +374,9 @@ def markdown(result: dict) -> str:
              f"input' row, whose 5e-5 the recipe used before; '+ {EIGHTS.steps} steps' runs the lr 1.5e-3 row "
              f"{EIGHTS.steps // SWEEP.steps}x longer, the next row runs that at batch {NARROW.batch} for "
              f"{NARROW.steps} steps (as many pixels), and the recipe {RECIPE.steps // NARROW.steps}x as many steps; "
-             "rows after it change one setting of an earlier row. "
+             "rows after it change one setting of an earlier row. A second-cycle row (steps 'first + second') "
+             "goes on from the shipped int8 checkpoint its first cycle made (the same weights as running both: "
+             "a test), so its QAT s is the second cycle's alone. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size. The last column: the same drop on fad-export's validation patches (the "
              "gate of the README's main command: at most 0.10 dB mean and 0.20 dB at any level), where measured: "
@@ -390,7 +398,8 @@ def markdown(result: dict) -> str:
             qat_s = (f"{r['qat_s']:.0f}" if r["qat_s"] else "?") + \
                 (f" ({r['qat_device']})" if r.get("qat_device") not in (None, "cpu") else "")
             gate = gate_cell(r) if "gate_drop_db" in r else ""
-            lines.append(f"| {variant} | {c['steps']} x {c['batch']}, {c['crop']} | {qat_s} | "
+            steps = f"{c['steps']} + {c['continue_steps']}" if c.get("continue_steps") else c["steps"]
+            lines.append(f"| {variant} | {steps} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) +
                          f" | {gate} |")
         lines.append("")
