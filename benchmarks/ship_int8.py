@@ -55,6 +55,12 @@ def recipe_text(config: dict) -> str:
     return "`fad_deploy.quant.recipe.QATConfig` with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
 
 
+def qat_config(q: Checkpoint) -> QATConfig:
+    """The QAT settings an int8 checkpoint was made with (as its card records them)."""
+    return QATConfig(**{k: v for k, v in stored_qat_config(q.card["quantization"]).items()
+                        if k in dataclasses.asdict(QATConfig())})
+
+
 def stamp(path: Path) -> Checkpoint:
     """The int8 checkpoint at ``path`` with the recipe fad-export records (its float source
     shipped in models/nsma/, QAT with the settings it was made with)."""
@@ -62,10 +68,21 @@ def stamp(path: Path) -> Checkpoint:
     source = models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt"
     if not source.is_file():
         sys.exit(f"ship_int8: {path}: its float source {source} is not shipped")
-    config = QATConfig(**{k: v for k, v in stored_qat_config(q.card["quantization"]).items()
-                          if k in dataclasses.asdict(QATConfig())})
-    recipe = made_by(sha256(source), "qat", config)
+    recipe = made_by(sha256(source), "qat", qat_config(q))
     return dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
+
+
+def kept_qat_s(path: Path, q: Checkpoint) -> float | None:
+    """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint, with those of the
+    first cycle where it ran a second cycle from the first's checkpoint (None: not recorded)."""
+    from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
+
+    seconds, config = [path.with_suffix(".json")], qat_config(q)
+    if config.continue_steps:
+        seconds.append(kept_path(q.card["quantization"]["source"], config.first_cycle()).with_suffix(".json"))
+    if not all(p.is_file() for p in seconds):
+        return None
+    return sum(json.loads(p.read_text())["qat_s"] for p in seconds)
 
 
 def level_drops(rows: list[dict]) -> dict[str, float]:
@@ -118,9 +135,7 @@ def main(argv=None) -> None:
         q = stamp(path)
         q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
         made_by_command[q.card["quantization"]["source"]] = command
-        kept_card = path.with_suffix(".json")  # int8_recipe.py's record of the QAT's time
-        qat_seconds[q.card["quantization"]["source"]] = (json.loads(kept_card.read_text()).get("qat_s")
-                                                         if kept_card.is_file() else None)
+        qat_seconds[q.card["quantization"]["source"]] = kept_qat_s(path, q)
     if args.from_export is None:
         start = time.time()
         proc = subprocess.run(export_command(export, qat=not args.int8), capture_output=True, text=True)
