@@ -67,6 +67,7 @@ SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
 SECOND_CYCLE = dataclasses.replace(RECIPE, continue_steps=NARROW.steps)  # the recipe, then a warm restart
 SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
+SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -104,6 +105,7 @@ VARIANTS = {
     "learned again)": SECOND_CYCLE,
     f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {SQRT_SECOND_CYCLE.continue_steps} steps":
         SQRT_SECOND_CYCLE,
+    f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -131,9 +133,10 @@ def large_patch_cache() -> None:
 def kept_path(name: str, cfg: QATConfig) -> Path:
     """Where a QAT this benchmark ran is kept, by its settings, for later analysis of its row
     (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
-    settings = dataclasses.asdict(cfg)
-    if not cfg.continue_steps:  # as keyed before the second cycle existed: those QATs stay found
-        settings = {k: v for k, v in settings.items() if k not in ("continue_steps", "continue_lr")}
+    settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
+    unused = ("continue_steps", "continue_lr", "restarts") if not cfg.continue_steps else ("restarts",) * (
+        cfg.restarts == 1)
+    settings = {k: v for k, v in settings.items() if k not in unused}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / f"{name}.int8.pt"
 
@@ -182,8 +185,8 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
         start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
-        first = shipped_int8(ckpt.name, cfg.first_cycle(), folders)[0] if cfg.continue_steps else None
-        q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=first)
+        shorter = shipped_int8(ckpt.name, cfg.previous(), folders)[0] if cfg.continue_steps else None
+        q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=shorter)
         qat_s = round(state.earlier_s + time.time() - start, 1)
         q.save(kept_path(ckpt.name, cfg))
         write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
@@ -374,9 +377,9 @@ def markdown(result: dict) -> str:
              f"input' row, whose 5e-5 the recipe used before; '+ {EIGHTS.steps} steps' runs the lr 1.5e-3 row "
              f"{EIGHTS.steps // SWEEP.steps}x longer, the next row runs that at batch {NARROW.batch} for "
              f"{NARROW.steps} steps (as many pixels), and the recipe {RECIPE.steps // NARROW.steps}x as many steps; "
-             "rows after it change one setting of an earlier row. A second-cycle row (steps 'first + second') "
-             "goes on from the shipped int8 checkpoint its first cycle made (the same weights as running both: "
-             "a test), so its QAT s is the second cycle's alone. "
+             "rows after it change one setting of an earlier row. A row with later cycles (steps 'first + later x "
+             "each') goes on from the int8 checkpoint of the row one cycle shorter (the same weights as running "
+             "all: a test), so its QAT s is its last cycle's alone. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size. The last column: the same drop on fad-export's validation patches (the "
              "gate of the README's main command: at most 0.10 dB mean and 0.20 dB at any level), where measured: "
@@ -398,7 +401,8 @@ def markdown(result: dict) -> str:
             qat_s = (f"{r['qat_s']:.0f}" if r["qat_s"] else "?") + \
                 (f" ({r['qat_device']})" if r.get("qat_device") not in (None, "cpu") else "")
             gate = gate_cell(r) if "gate_drop_db" in r else ""
-            steps = f"{c['steps']} + {c['continue_steps']}" if c.get("continue_steps") else c["steps"]
+            steps = (f"{c['steps']} + {c.get('restarts', 1)} x {c['continue_steps']}" if c.get("continue_steps")
+                     else c["steps"])
             lines.append(f"| {variant} | {steps} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) +
                          f" | {gate} |")

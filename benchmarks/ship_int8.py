@@ -74,12 +74,13 @@ def stamp(path: Path) -> Checkpoint:
 
 def kept_qat_s(path: Path, q: Checkpoint) -> float | None:
     """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint, with those of the
-    first cycle where it ran a second cycle from the first's checkpoint (None: not recorded)."""
+    shorter recipes' checkpoints its later cycles went on from (None: not recorded)."""
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
     seconds, config = [path.with_suffix(".json")], qat_config(q)
-    if config.continue_steps:
-        seconds.append(kept_path(q.card["quantization"]["source"], config.first_cycle()).with_suffix(".json"))
+    while config.continue_steps:
+        config = config.previous()
+        seconds.append(kept_path(q.card["quantization"]["source"], config).with_suffix(".json"))
     if not all(p.is_file() for p in seconds):
         return None
     return sum(json.loads(p.read_text())["qat_s"] for p in seconds)

@@ -331,8 +331,8 @@ def test_grid_round_rounds_as_pytorchs_fake_quant_with_lsqs_gradients():
     assert torch.equal(xf.grad, x.grad)
 
 
-@pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}, {"continue_steps": 4}],
-                         ids=["qat", "adapt-then-qat", "second-cycle"])
+@pytest.mark.parametrize("adapt", [{}, {"adapt_steps": 3, "input_map": "sqrt"}, {"continue_steps": 4, "restarts": 2}],
+                         ids=["qat", "adapt-then-qat", "later-cycles"])
 def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, tmp_path, monkeypatch, one_thread):
     import fad_deploy.quant.qat as qat
 
@@ -345,7 +345,7 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
 
     # a QAT step past the observation (whose samples a resume file does not keep); in the second cycle, one where
     # the ranges are being learned again
-    stop = cfg.adapt_steps + (cfg.steps + 1 if cfg.continue_steps else 4)
+    stop = cfg.adapt_steps + (cfg.steps + cfg.continue_steps + 1 if cfg.continue_steps else 4)
 
     def interrupted(data, step, *args, **kwargs):
         if step == stop:
@@ -368,21 +368,23 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     assert resumed.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
 
 
-def test_a_second_qat_cycle_from_the_first_cycles_checkpoint_equals_the_whole_run(workdir, monkeypatch, one_thread):
-    """QAT with a second cycle (a warm restart) gives the same weights and ranges whether it
-    runs whole or goes on from an int8 checkpoint its first cycle made; any other start is
-    refused."""
+@pytest.mark.parametrize("restarts", [1, 2])
+def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_run(restarts, workdir, monkeypatch,
+                                                                                      one_thread):
+    """QAT with later cycles (warm restarts) gives the same weights and ranges whether it runs
+    whole or its last cycle goes on from an int8 checkpoint the recipe one cycle shorter made;
+    any other start is refused."""
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     ckpt = tiny_checkpoint()
-    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3)
+    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3, restarts=restarts)
     whole = quantization_aware_training(ckpt, cfg, progress=False)
-    first = quantization_aware_training(ckpt, cfg.first_cycle(), progress=False)
-    went_on = quantization_aware_training(ckpt, cfg, progress=False, start=first)
-    assert any(not torch.equal(first.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
+    shorter = quantization_aware_training(ckpt, cfg.previous(), progress=False)
+    went_on = quantization_aware_training(ckpt, cfg, progress=False, start=shorter)
+    assert any(not torch.equal(shorter.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
     for k in whole.state_dict:
         torch.testing.assert_close(went_on.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
     assert went_on.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
-    with pytest.raises(FadError, match="first cycle's recipe"):
+    with pytest.raises(FadError, match="recipe one cycle shorter"):
         quantization_aware_training(ckpt, cfg, progress=False, start=whole)
 
 

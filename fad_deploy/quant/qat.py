@@ -408,7 +408,7 @@ def made_with(q: Checkpoint, cfg: QATConfig) -> bool:
 
 
 def resume_learning(gm: nn.Module) -> None:
-    """Learned quantizers learning again from their present scales (a second cycle's start)."""
+    """Learned quantizers learning again from their present scales (a later cycle's start)."""
     with torch.no_grad():
         for q in learned(gm):
             q.log_scale.copy_(q.scale.reshape(()).log())
@@ -426,17 +426,18 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     ``cfg.input_map`` before any rounding). With ``state`` an interrupted run resumes where
     it stopped (``state.earlier_s``: the seconds the runs before took). ``position``: the
     progress bar's line, for QATs run side by side. ``device``: where the networks train
-    (batches are made on the CPU; the result is on the CPU). ``cfg.continue_steps`` more steps
-    follow as a second cycle (see :class:`QATConfig`); ``start``, an int8 checkpoint of ``ckpt``
-    made by the first cycle alone (``cfg.first_cycle()``), lets the second begin from it."""
+    (batches are made on the CPU; the result is on the CPU). ``cfg.restarts`` later cycles of
+    ``cfg.continue_steps`` follow the first (see :class:`QATConfig`); ``start``, an int8
+    checkpoint of ``ckpt`` made by the recipe one cycle shorter (``cfg.previous()``), lets the
+    last cycle begin from it."""
     from tqdm import tqdm
 
     if is_quantized(ckpt):
         raise FadError(f"checkpoint {ckpt.name!r} is already quantized")
     if start is not None and not (cfg.continue_steps and start.card.get("quantization", {}).get("source") == ckpt.name
-                                  and made_with(start, cfg.first_cycle())):
-        raise FadError(f"{start.name}: a second QAT cycle starts only from an int8 checkpoint of {ckpt.name!r} made "
-                       "by the first cycle's recipe")
+                                  and made_with(start, cfg.previous())):
+        raise FadError(f"{start.name}: a later QAT cycle starts only from an int8 checkpoint of {ckpt.name!r} made "
+                       "by the recipe one cycle shorter")
     torch.manual_seed(cfg.seed)
     net = (start or ckpt).build().train()
     reference = ckpt.build().eval().requires_grad_(False) if cfg.target == "float" else None
@@ -459,31 +460,36 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     opt = torch.optim.Adam([{"params": weights, "lr": cfg.lr}, {"params": scales, "lr": cfg.scale_lr}])
     schedule = ScheduleConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
     freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
-    refreeze_step = int(cfg.freeze_observers_at * cfg.continue_steps)  # in the second cycle
+    refreeze_step = int(cfg.freeze_observers_at * cfg.continue_steps)  # in each later cycle
     params = (lambda c: sum(float(v.double().sum()) for v in c.state_dict.values() if v.is_floating_point()))
     fingerprint = {"source": ckpt.name, "params": params(ckpt), **dataclasses.asdict(cfg),
                    "start": None if start is None else params(start)}
     adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
-    second = adapt + cfg.steps  # where the second cycle (if any) begins
+    later = adapt + cfg.steps  # where the later cycles (if any) begin
+    total = later + cfg.restarts * cfg.continue_steps
+
+    def cycle_step(step: int) -> int:  # the step within a later cycle (-1 before them)
+        return (step - later) % cfg.continue_steps if later <= step < total else -1
+
     resume = state or QATState(None)
-    start_step = max(resume.load(gm, opt, fingerprint, device), second if start is not None else 0)
+    last = later + (cfg.restarts - 1) * cfg.continue_steps  # where the last cycle begins
+    start_step = max(resume.load(gm, opt, fingerprint, device), last if start is not None else 0)
     adapt_schedule = ScheduleConfig(steps=max(adapt, 1), lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
-    second_schedule = ScheduleConfig(steps=max(cfg.continue_steps, 1), lr=cfg.continue_lr, min_lr=cfg.min_lr,
-                                     warmup=0)
+    later_schedule = ScheduleConfig(steps=max(cfg.continue_steps, 1), lr=cfg.continue_lr, min_lr=cfg.min_lr,
+                                    warmup=0)
     if start_step - adapt < cfg.observe_steps:
         gm.apply(disable_fake_quant)
     else:
         enable_quantizers(gm, cfg.activations)
     if start_step < adapt or start_step - adapt >= freeze_step:
         gm.apply(disable_observer)
-    if freeze_step <= start_step - adapt < cfg.steps or start_step - second >= refreeze_step:
+    if freeze_step <= start_step - adapt < cfg.steps or cycle_step(start_step) >= refreeze_step:
         stop_learning(gm)
-    total = second + cfg.continue_steps
     bar = tqdm(range(start_step, total), desc=f"QAT {ckpt.name}", unit="step", disable=not progress,
                mininterval=2.0, initial=start_step, total=total, position=position)
     for step in bar:
         q = step - adapt  # the QAT step (negative while adapting)
-        c = step - second  # the second cycle's step (negative before it)
+        c = cycle_step(step)
         if q == 0:
             gm.apply(enable_observer)
         if q == cfg.observe_steps:
@@ -497,7 +503,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
             resume_learning(gm)
         if c == refreeze_step:
             stop_learning(gm)
-        lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule) if c < 0 else lr_at(c, second_schedule)
+        lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule) if c < 0 else lr_at(c, later_schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
         batch = sample_batch(data, step, cfg.batch, cfg.seed, device=device)

@@ -47,11 +47,13 @@ class QATConfig:
     input_map: Literal["linear", "sqrt"] = "linear"
     # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
     adapt_steps: int = 0
-    # a second cycle after the first's steps (a warm restart): the weights and learned ranges go on from where the
-    # first left them (Adam's moments reset), lr cosine from continue_lr, ranges learned again and frozen at the
-    # same fraction; it can start from an int8 checkpoint the first cycle made (see .qat.quantization_aware_training)
+    # later cycles after the first's steps (warm restarts), ``restarts`` of them, each continue_steps long: the
+    # weights and learned ranges go on from where the cycle before left them (Adam's moments reset), lr cosine from
+    # continue_lr, ranges learned again and frozen at the same fraction; the last can start from an int8 checkpoint
+    # the recipe one cycle shorter made (see :meth:`previous`, .qat.quantization_aware_training)
     continue_steps: int = 0
     continue_lr: float = 5e-4
+    restarts: int = 1
 
     def __post_init__(self):
         if self.input_map != "linear" and not (self.activations == "int8" and self.residual
@@ -59,10 +61,14 @@ class QATConfig:
             raise FadError(f"the {self.input_map} int8 input map needs int8 activations and the residual added to "
                            "the quantized input (residual=True, base='quantized')")
         if self.continue_steps and not (self.activations == "int8" and self.ranges == "learned"):
-            raise FadError("a second QAT cycle (continue_steps) needs int8 activations with learned ranges")
+            raise FadError("later QAT cycles (continue_steps) need int8 activations with learned ranges")
+        if self.restarts < 1:
+            raise FadError(f"restarts must be at least 1, got {self.restarts}")
 
-    def first_cycle(self) -> "QATConfig":
-        """The recipe without its second cycle: what made a checkpoint the second cycle can start from."""
+    def previous(self) -> "QATConfig":
+        """The recipe one cycle shorter: what made a checkpoint its last cycle can start from."""
+        if self.restarts > 1:
+            return replace(self, restarts=self.restarts - 1)
         return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr)
 
 
@@ -70,7 +76,8 @@ class QATConfig:
 # what ran before it existed: a stored recipe without the field ran so (weight-only QAT for
 # 16x8 always put the weights on the narrow grid).
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
-             "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr}
+             "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr,
+             "restarts": 1}
 
 
 def stored_qat_config(config: dict) -> dict:
