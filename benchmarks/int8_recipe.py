@@ -134,8 +134,8 @@ def kept_path(name: str, cfg: QATConfig) -> Path:
     """Where a QAT this benchmark ran is kept, by its settings, for later analysis of its row
     (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
-    unused = ("continue_steps", "continue_lr", "restarts") if not cfg.continue_steps else ("restarts",) * (
-        cfg.restarts == 1)
+    unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
+              else {"restarts"} if cfg.restarts == 1 else set())
     settings = {k: v for k, v in settings.items() if k not in unused}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / f"{name}.int8.pt"

@@ -36,6 +36,7 @@ from fad_deploy.export.manifest import FILE_SUFFIX, MANIFEST, sha256
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
+from fad_deploy.quant.qat import qat_settings
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
@@ -55,12 +56,6 @@ def recipe_text(config: dict) -> str:
     return "`fad_deploy.quant.recipe.QATConfig` with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
 
 
-def qat_config(q: Checkpoint) -> QATConfig:
-    """The QAT settings an int8 checkpoint was made with (as its card records them)."""
-    return QATConfig(**{k: v for k, v in stored_qat_config(q.card["quantization"]).items()
-                        if k in dataclasses.asdict(QATConfig())})
-
-
 def stamp(path: Path) -> Checkpoint:
     """The int8 checkpoint at ``path`` with the recipe fad-export records (its float source
     shipped in models/nsma/, QAT with the settings it was made with)."""
@@ -68,7 +63,7 @@ def stamp(path: Path) -> Checkpoint:
     source = models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt"
     if not source.is_file():
         sys.exit(f"ship_int8: {path}: its float source {source} is not shipped")
-    recipe = made_by(sha256(source), "qat", qat_config(q))
+    recipe = made_by(sha256(source), "qat", qat_settings(q))
     return dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
 
 
@@ -77,7 +72,7 @@ def kept_qat_s(path: Path, q: Checkpoint) -> float | None:
     shorter recipes' checkpoints its later cycles went on from (None: not recorded)."""
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
-    seconds, config = [path.with_suffix(".json")], qat_config(q)
+    seconds, config = [path.with_suffix(".json")], qat_settings(q)
     while config.continue_steps:
         config = config.previous()
         seconds.append(kept_path(q.card["quantization"]["source"], config).with_suffix(".json"))

@@ -401,10 +401,20 @@ def init_learning(gm: nn.Module) -> None:
         q.log_scale.requires_grad_(True)
 
 
+def qat_settings(q: Checkpoint) -> QATConfig:
+    """The QAT settings the int8 checkpoint ``q`` was made with, as its card records them."""
+    fields = dataclasses.asdict(QATConfig())
+    return QATConfig(**{k: v for k, v in stored_qat_config(q.card["quantization"]).items() if k in fields})
+
+
 def made_with(q: Checkpoint, cfg: QATConfig) -> bool:
     """Whether the int8 checkpoint ``q`` was made by a QAT with settings ``cfg``."""
-    stored = stored_qat_config(q.card.get("quantization", {}))
-    return {k: v for k, v in stored.items() if k in dataclasses.asdict(cfg)} == dataclasses.asdict(cfg)
+    return "quantization" in q.card and qat_settings(q) == cfg
+
+
+def weight_sum(ckpt: Checkpoint) -> float:
+    """The sum of a checkpoint's float tensors: which weights a QAT resume file belongs to."""
+    return sum(float(v.double().sum()) for v in ckpt.state_dict.values() if v.is_floating_point())
 
 
 def resume_learning(gm: nn.Module) -> None:
@@ -461,9 +471,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     schedule = ScheduleConfig(steps=cfg.steps, lr=cfg.lr, min_lr=cfg.min_lr, warmup=0)
     freeze_step = max(cfg.observe_steps, int(cfg.freeze_observers_at * cfg.steps))
     refreeze_step = int(cfg.freeze_observers_at * cfg.continue_steps)  # in each later cycle
-    params = (lambda c: sum(float(v.double().sum()) for v in c.state_dict.values() if v.is_floating_point()))
-    fingerprint = {"source": ckpt.name, "params": params(ckpt), **dataclasses.asdict(cfg),
-                   "start": None if start is None else params(start)}
+    fingerprint = {"source": ckpt.name, "params": weight_sum(ckpt), **dataclasses.asdict(cfg),
+                   "start": None if start is None else weight_sum(start)}
     adapt = cfg.adapt_steps  # float steps first (fake quant and observers off), then the QAT's own steps
     later = adapt + cfg.steps  # where the later cycles (if any) begin
     total = later + cfg.restarts * cfg.continue_steps
