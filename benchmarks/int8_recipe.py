@@ -66,8 +66,10 @@ SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
 SECOND_CYCLE = dataclasses.replace(RECIPE, continue_steps=NARROW.steps)  # the recipe, then a warm restart
+THIRD_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=2)
 SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
 SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
+SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -103,9 +105,11 @@ VARIANTS = {
     f"that square-root input and adaptation, {SQRT_HALFWAY.steps} steps": SQRT_HALFWAY,
     f"the recipe + a second cycle of {SECOND_CYCLE.continue_steps} steps (lr {SECOND_CYCLE.continue_lr:g}, ranges "
     "learned again)": SECOND_CYCLE,
+    f"the recipe + a third cycle of {THIRD_CYCLE.continue_steps} steps": THIRD_CYCLE,
     f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {SQRT_SECOND_CYCLE.continue_steps} steps":
         SQRT_SECOND_CYCLE,
     f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
+    f"that row + a fourth cycle of {SQRT_FOURTH_CYCLE.continue_steps} steps": SQRT_FOURTH_CYCLE,
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
