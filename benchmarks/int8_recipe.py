@@ -86,7 +86,7 @@ VARIANTS = {
     f"+ {EIGHTS.steps} steps": EIGHTS,
     f"+ batch {NARROW.batch}, {NARROW.steps} steps (the same pixels)": FULL_GRID,
     "+ weights on TFLite's narrow grid [-127, 127]": NARROW,
-    f"+ {RECIPE.steps} steps, {RECIPE.steps // NARROW.steps}x (the recipe, shipped)": RECIPE,
+    f"+ {RECIPE.steps} steps, {RECIPE.steps // NARROW.steps}x (the recipe)": RECIPE,
     f"the {SWEEP.steps}-step row at lr 1e-5 (less drift of the float weights?)":
         dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
     "the lr 5e-5 row with the weights frozen (ranges only: no drift)":
@@ -160,6 +160,15 @@ def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
     return None, None
 
 
+def shipped_variant(name: str) -> str | None:
+    """The variant whose settings made the shipped int8 checkpoint of ``name`` (None: another recipe)."""
+    path = models_dir() / "nsma" / f"{name}.int8.pt"
+    if not path.is_file():
+        return None
+    q = load_checkpoint(path)
+    return next((v for v, cfg in VARIANTS.items() if made_with(q, cfg)), None)
+
+
 def denoised_16x8(q, pairs: dict) -> np.ndarray:
     """``pairs`` denoised by the 16x8 TFLite of a weight-only QAT checkpoint, exported at the
     crops' size (the file fad-export --activations int16 writes, at another size)."""
@@ -227,24 +236,24 @@ def added_error_db(drop_db: float) -> float:
 
 
 def error_budget(result: dict) -> list[str]:
-    """Per model and level: the int8 error of the recipe against what the 0.20 dB per-level
+    """Per model and level: the int8 error of the shipped row against what the 0.20 dB per-level
     bound needs (the float model's error power plus at most 4.7 % of it)."""
     need = added_error_db(0.20)
-    label = label_of(RECIPE)
     lines = ["## What the bound asks of the int8 error", "",
              "A drop of d dB means the int8 network adds error power 10^(d/10) - 1 times the float model's "
              f"(their errors independent). The per-level bound of 0.20 dB allows 4.7 %: the added error must lie "
              f"{need:.1f} dB below the float model's error (0.10 dB: {added_error_db(0.10):.1f} dB). Below: how far "
-             "it lies now (the recipe's row) and how many times its power must still shrink.", "",
+             "it lies now (the shipped row) and how many times its power must still shrink.", "",
              "| model | " + " | ".join(f"level {i + 1}" for i in range(4)) + " |", "| --- |" + " ---: |" * 4]
     for name, model in result["models"].items():
-        if label not in model["variants"]:
+        if model.get("shipped") not in model["variants"]:
             continue
         cells = []
-        for s, drop in model["variants"][label]["drop_by_shot"].items():
+        for s, drop in model["variants"][model["shipped"]]["drop_by_shot"].items():
             below = added_error_db(drop)
+            to_go = 10 ** ((need - below) / 10)
             cells.append(f"{below:.1f} dB below ({model['float_by_shot'][s]:.1f} dB float), "
-                         f"x{10 ** ((need - below) / 10):.1f} to go")
+                         + (f"x{to_go:.1f} to go" if to_go > 1 else "met"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -383,7 +392,8 @@ def markdown(result: dict) -> str:
              f"{NARROW.steps} steps (as many pixels), and the recipe {RECIPE.steps // NARROW.steps}x as many steps; "
              "rows after it change one setting of an earlier row. A row with later cycles (steps 'first + later x "
              "each') goes on from the int8 checkpoint of the row one cycle shorter (the same weights as running "
-             "all: a test), so its QAT s is its last cycle's alone. "
+             "all: a test), so its QAT s is its last cycle's alone. **shipped** marks the row whose settings made "
+             "the int8 checkpoint in models/nsma/. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size. The last column: the same drop on fad-export's validation patches (the "
              "gate of the README's main command: at most 0.10 dB mean and 0.20 dB at any level), where measured: "
@@ -407,7 +417,8 @@ def markdown(result: dict) -> str:
             gate = gate_cell(r) if "gate_drop_db" in r else ""
             steps = (f"{c['steps']} + {c.get('restarts', 1)} x {c['continue_steps']}" if c.get("continue_steps")
                      else c["steps"])
-            lines.append(f"| {variant} | {steps} x {c['batch']}, {c['crop']} | {qat_s} | "
+            shipped = " (**shipped**)" if variant == model.get("shipped") else ""
+            lines.append(f"| {variant}{shipped} | {steps} x {c['batch']}, {c['crop']} | {qat_s} | "
                          f"{r['drop_db']:+.3f} | " + " | ".join(f"{r['drop_by_shot'][s]:+.3f}" for s in shots) +
                          f" | {gate} |")
         lines.append("")
@@ -417,8 +428,8 @@ def markdown(result: dict) -> str:
               "the lowest noise) it is larger than on fad-export's validation patches. The network must tell the "
               "noise from the signal, so its input needs steps well below the noise std; in anchor space the input "
               "spans ~a_A / a_min (the brightest pixel at the sub-range's lowest noise), so one per-tensor 8-bit "
-              "step is a large fraction of the noise std of ordinary pixels. Step / median noise std of the shipped "
-              "int8 input, per level:", "",
+              "step is a large fraction of the noise std of ordinary pixels. Step / median noise std of the "
+              "recipe's (linear) int8 input, per level:", "",
               "| model | " + " | ".join(f"level {i + 1}" for i in range(4)) + " |", "| --- |" + " ---: |" * 4]
     for name, model in result["models"].items():
         if "input_step_per_noise" in model:
@@ -470,7 +481,8 @@ def main(argv=None) -> dict:
                                                                                ("gate", gate_pairs))}
         base, base_levels = sets["held-out"][1]
         model = result["models"].setdefault(name, {"variants": {}})
-        model.update(shot_range=list(ckpt.shot_range), float_db=base, float_by_shot=base_levels)
+        model.update(shot_range=list(ckpt.shot_range), float_db=base, float_by_shot=base_levels,
+                     shipped=shipped_variant(name))
         shipped = shipped_int8(name, RECIPE)[0]
         if shipped is not None:
             model["input_step_per_noise"] = input_step_per_noise(shipped, ckpt, pairs)
