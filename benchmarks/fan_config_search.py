@@ -73,6 +73,11 @@ CANDIDATES = {
                     {"group_width": [1, 8, 8, 8, 8], "shared_align": True, "widths": [12, 24, 48, 96, 160]}),
     "g1x8-sa-w8": ("depthwise at full resolution, width 8 there, group width 8 below, shared FA",
                    {"group_width": [1, 8, 8, 8, 8], "shared_align": True, "widths": [8, 24, 48, 96, 160]}),
+    # fourth round: the third's knobs cost quality too (fan_config_quality.md), so each of the fast
+    # candidates' knobs alone, to say what each costs in time and in dB at equal training
+    "g8": ("group width 8", {"group_width": 8}),
+    "e11122": ("expansions 1,1,1,2,2", {"expansions": [1, 1, 1, 2, 2]}),
+    "w8": ("widths 8,24,..", {"widths": [8, 24, 48, 96, 160]}),
 }
 
 
