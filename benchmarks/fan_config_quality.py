@@ -10,9 +10,13 @@ through fad-train (its run folder resumes an interrupted run), and shipped to
 models/ablations/fan-<key>-charbonnier.pt with a card. All are then measured with fad-eval
 on quality.py's Table 1 set.
 
-    python benchmarks/fan_config_quality.py --candidates KEY [KEY ...] [--threads 2]
+    python benchmarks/fan_config_quality.py --candidates KEY [KEY ...] [--seeds 0 1] [--threads 2]
 
-Writes benchmarks/results/fan_config_quality.md and .json.
+--seeds trains each candidate once per seed (seed 0 is the Table 1 seed; another seed N ships
+as fan-<key>-charbonnier-seedN), so the table says how far a run moves with its seed; it is
+written to fan_config_quality-seeds.{md,json}.
+
+Writes benchmarks/results/fan_config_quality.md and .json (with several --seeds: -seeds.md).
 """
 from __future__ import annotations
 
@@ -41,16 +45,17 @@ def ranked_candidates() -> list[dict]:
     return sorted(search["candidates"], key=lambda c: c["vs_pmrid"]["int8 x1"])
 
 
-def model_name(key: str) -> str:
-    return f"fan-{key}-charbonnier"
+def model_name(key: str, seed: int = 0) -> str:
+    return f"fan-{key}-charbonnier" + (f"-seed{seed}" if seed else "")
 
 
-def train_command(name: str, overrides: dict, threads: int, ship: Path) -> list[str]:
-    """fan-charbonnier's own command (its card) with the configuration's overrides."""
+def train_command(name: str, overrides: dict, seed: int, threads: int, ship: Path) -> list[str]:
+    """fan-charbonnier's own command (its card) with the configuration's overrides (and seed)."""
     today = load_checkpoint(models_dir() / "ablations" / f"{TODAY}.pt")
     steps = today.card["config"]["schedule"]["steps"]
     sets = [f"model.config.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
-    return ["fad-train", "charbonnier", f"name={name}", f"schedule.steps={steps}", *sets,
+    seeded = [f"seed={seed}"] if seed else []
+    return ["fad-train", "charbonnier", f"name={name}", f"schedule.steps={steps}", *sets, *seeded,
             "--threads", str(threads), "--ship", str(ship)]
 
 
@@ -58,6 +63,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidates", nargs="+", required=True, metavar="KEY",
                    help="fan_config_search.py's candidates by key (in its table's first column)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N",
+                   help="training seeds, each candidate trained once per seed (default: 0, the Table 1 seed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
     args = p.parse_args(argv)
@@ -66,22 +73,27 @@ def main(argv=None) -> None:
     unknown = [k for k in args.candidates if k not in by_key]
     if unknown:
         p.error(f"--candidates: not in fan_config_search.json: {', '.join(unknown)} (known: {', '.join(by_key)})")
-    chosen = {model_name(k): by_key[k] for k in args.candidates}
+    if any(seed < 0 for seed in args.seeds):
+        p.error("--seeds: a seed is a non-negative integer")
+    chosen = {model_name(k, seed): by_key[k] for k in args.candidates for seed in args.seeds}
+    seeds = {model_name(k, seed): seed for k in args.candidates for seed in args.seeds}
     commands = {}
     for name, candidate in chosen.items():
         ship = models_dir() / "ablations" / f"{name}.pt"
-        commands[name] = train_command(name, candidate["overrides"], args.threads, ship)
+        commands[name] = train_command(name, candidate["overrides"], seeds[name], args.threads, ship)
         if not ship.is_file():
             print(" ".join(commands[name]), flush=True)
             if subprocess.run(commands[name]).returncode:
                 sys.exit(f"fan_config_quality: training {name} failed")
     eval_args = ["--images", args.images, TODAY, *chosen, "--threads", str(args.threads), *EVAL]
+    invocation = f"--candidates {' '.join(args.candidates)}" + (
+        f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0] else "")
     result = fad_eval(eval_args)
     by = {r["model"]: r for r in result["results"]}
     names = [TODAY, *chosen]
     add_params(result["results"], list(chosen))
     write_model_cards(result["results"], result["set"], only=list(chosen),
-                      measured_by=f"python benchmarks/fan_config_quality.py --candidates {' '.join(args.candidates)}")
+                      measured_by=f"python benchmarks/fan_config_quality.py {invocation}")
     cards = {n: load_checkpoint(models_dir() / "ablations" / f"{n}.pt").card for n in names}
     latency = {TODAY: by_key["today"], **chosen}
     peak = cpu_peak()
@@ -90,12 +102,14 @@ def main(argv=None) -> None:
            "train_commands": commands, "eval": eval_args, "set": result["set"],
            "results": {n: by[n] for n in names}, "per_level": result["per_level"],
            "training_time_s": {n: cards[n].get("training_time_s") for n in names}}
-    write_json(RESULTS / "fan_config_quality.json", out)
+    stem = "fan_config_quality" + ("-seeds" if len(args.seeds) > 1 else "")
+    write_json(RESULTS / f"{stem}.json", out)
     rows = ["| configuration | GMACs/MP | params | int8 / PMRID (1 / 2 thr) | fp32 / PMRID (1 / 2 thr) | training s | "
             "RAW PSNR | vs today | RAW SSIM | RGB PSNR | RGB SSIM |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in names:
         r, lat, v = by[n], latency[n], latency[n]["vs_pmrid"]
         label = "today's (the paper's widths)" if n == TODAY else f"speed rank {ranked.index(lat) + 1}: {lat['label']}"
+        label += f", seed {seeds[n]}" if seeds.get(n) else ""
         rows.append(f"| {label} ({n}) | {lat['gmacs_per_megapixel']:.3f} | {lat['params']:,} | "
                     f"{v['int8 x1']:.2f} / {v['int8 x2']:.2f} | {v['fp32 x1']:.2f} / {v['fp32 x2']:.2f} | "
                     f"{cards[n].get('training_time_s', 0):.0f} | {r['raw_psnr']:.3f} | "
@@ -105,10 +119,16 @@ def main(argv=None) -> None:
     per_level = ["| configuration | " + " | ".join(f"a={lv['shot']:.2g}" for lv in levels[TODAY]) + " |",
                  "|---|" + "---:|" * len(levels[TODAY])]
     per_level += [f"| {n} | " + " | ".join(f"{lv['raw_psnr']:.2f}" for lv in levels[n]) + " |" for n in levels]
-    keys = " ".join(args.candidates)
-    write_text(RESULTS / "fan_config_quality.md", "\n".join([
+    spread = ["| configuration | seeds | RAW PSNR mean | max - min |", "|---|---:|---:|---:|"]
+    for k in args.candidates:
+        runs = [by[model_name(k, seed)]["raw_psnr"] for seed in args.seeds]
+        spread.append(f"| {by_key[k]['label']} ({k}) | {len(runs)} | {sum(runs) / len(runs):.3f} | "
+                      f"{max(runs) - min(runs):.3f} |")
+    seed_section = (["How far a run moves with its seed (RAW PSNR over the seeds):", "", "\n".join(spread), ""]
+                    if len(args.seeds) > 1 else [])
+    write_text(RESULTS / f"{stem}.md", "\n".join([
         "# Latency-chosen FAN configurations at equal training", "",
-        f"Made by `python benchmarks/fan_config_quality.py --candidates {keys} --threads {args.threads}` "
+        f"Made by `python benchmarks/fan_config_quality.py {invocation} --threads {args.threads}` "
         f"on {out['cpu']}. "
         "Every network trained on the Table 1 schedule from scratch: today's is fan-charbonnier (its card), each "
         "candidate the same command with its `model.config` overrides (`fad-train charbonnier name=NAME "
@@ -116,8 +136,8 @@ def main(argv=None) -> None:
         "PMRID architecture from fan_config_search.md (one run for all). Set: "
         f"{result['set']['photos']} test photos, {result['set']['crops_per_image']} crops of "
         f"{result['set']['crop']}x{result['set']['crop']} packed each, 6 shot levels in [1e-4, 0.012].", "",
-        "\n".join(rows), "", "RAW PSNR per shot level (dB):", "", "\n".join(per_level), ""]))
-    print(f"wrote {RESULTS / 'fan_config_quality.md'}")
+        "\n".join(rows), "", *seed_section, "RAW PSNR per shot level (dB):", "", "\n".join(per_level), ""]))
+    print(f"wrote {RESULTS / stem}.md")
 
 
 if __name__ == "__main__":
