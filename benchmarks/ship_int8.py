@@ -37,7 +37,7 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import qat_settings
-from fad_deploy.quant.recipe import QATConfig, stored_qat_config
+from fad_deploy.quant.recipe import QATConfig
 
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
 
@@ -47,10 +47,10 @@ def export_command(out: Path, qat: bool = True) -> list[str]:
             "--max-level-drop", "100", "--out", str(out)]
 
 
-def recipe_text(config: dict) -> str:
+def recipe_text(settings: QATConfig) -> str:
     """The QAT settings of an int8 checkpoint as the ones that differ from the recipe's defaults."""
-    changed = {k: v for k, v in stored_qat_config(config).items()
-               if k in dataclasses.asdict(QATConfig()) and v != getattr(QATConfig(), k)}
+    changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+               if getattr(settings, f.name) != getattr(QATConfig(), f.name)}
     if not changed:
         return "`fad_deploy.quant.recipe.QATConfig` defaults"
     return "`fad_deploy.quant.recipe.QATConfig` with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
         else:  # shipped before, as its card says
             before = json.loads((dest / f"{name}.int8.json").read_text())
             made_on = before["command"], before["qat_s"], before["cpu"]
-        recipe = recipe_text(load_checkpoint(dest / int8).extra["quantization"]["recipe"]["config"])
+        recipe = recipe_text(qat_settings(load_checkpoint(dest / int8)))
         doc, md = card(entry, *made_on, recipe)
         write_json(dest / f"{name}.int8.json", doc)
         write_text(dest / f"{name}.int8.md", md)
