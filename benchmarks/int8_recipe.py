@@ -346,13 +346,26 @@ def input_map_section(result: dict) -> list[str]:
               "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
               "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
               "input clips the highlights (`int8_clipping_fan-nsma-0.md`); at its top levels the adapted network "
-              "has likely not yet caught up with the u-trained float one it is measured against. For the higher "
+              "has not caught up with the u-trained float one it is measured against" + adaptation_gap() + ". For the higher "
               "sub-ranges (fan-nsma-1, fan-nsma-3) the same recipe loses more than the linear one on these held-out "
               "crops, yet meets the bounds on fad-export's validation patches (the bullets above): the two sets "
               "disagree, the held-out crops decide, and it is not shipped. Still to do: train the sub-range models "
               "on the map from the start (their fine-tune from the student; minutes each on a GPU), then QAT them "
               "with it, and ship that array if it measures better at every level.", ""]
     return lines
+
+
+def adaptation_gap(name: str = "fan-nsma-0") -> str:
+    """What the shipped square-root model's QAT weights, clipped but unrounded, lose against the
+    float model at each level (int8_sensitivity.py --held-out's result), as a clause."""
+    path = RESULTS / f"int8_sensitivity_{name}_held-out.json"
+    if not path.is_file():
+        return ""
+    levels = json.loads(path.read_text())["per_level"]
+    gap = [levels["start_fp32_db"][lv] - db for lv, db in levels["fp32_db"].items()]
+    return (f" (`int8_sensitivity_{name}_held-out.md`: the shipped row's QAT weights with their activations "
+            f"clipped to the learned ranges but not rounded score {' / '.join(f'{g:.3f}' for g in gap)} dB below "
+            f"{name}'s float model per level: at the top that is no rounding)")
 
 
 def loss_section(result: dict) -> list[str]:
