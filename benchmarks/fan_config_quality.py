@@ -121,7 +121,8 @@ def main(argv=None) -> None:
            "train_commands": commands, "eval": eval_args, "set": result["set"],
            "results": {n: by[n] for n in names}, "per_level": result["per_level"],
            "training_time_s": {n: cards[n].get("training_time_s") for n in names}}
-    stem = "fan_config_quality" + ("-seeds" if len(args.seeds) > 1 else "") + (f"-steps{stretched}" if stretched else "")
+    stem = ("fan_config_quality" + ("-seeds" if len(args.seeds) > 1 else "")
+            + (f"-steps{stretched}" if stretched else ""))
     write_json(RESULTS / f"{stem}.json", out)
     rows = ["| configuration | GMACs/MP | params | int8 / PMRID (1 / 2 thr) | fp32 / PMRID (1 / 2 thr) | training s | "
             "RAW PSNR | vs today | RAW SSIM | RGB PSNR | RGB SSIM |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -346,7 +346,8 @@ def input_map_section(result: dict) -> list[str]:
               "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
               "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
               "input clips the highlights (`int8_clipping_fan-nsma-0.md`); at its top levels the adapted network "
-              "has not caught up with the u-trained float one it is measured against" + adaptation_gap() + ". For the higher "
+              "has not caught up with the u-trained float one it is measured against" + adaptation_gap()
+              + ". For the higher "
               "sub-ranges (fan-nsma-1, fan-nsma-3) the same recipe loses more than the linear one on these held-out "
               "crops, yet meets the bounds on fad-export's validation patches (the bullets above): the two sets "
               "disagree, the held-out crops decide, and it is not shipped. Still to do: train the sub-range models "

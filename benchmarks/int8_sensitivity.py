@@ -16,6 +16,8 @@ clipping (values beyond it stay at its ends, as in int8) and, for the input, its
 the same range, 16-bit activations, would give back), and the residual is added to the
 input itself. The fp32 figure turns every quantizer off in that sense: the QAT's float
 weights with their activations clipped to the learned ranges.
+
+Writes benchmarks/results/int8_sensitivity_<model>[_held-out].md and .json.
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ from fad_deploy.runners.base import input_map_of, network_input
 from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-LEVEL_ROWS = {"start_fp32_db": "RAW PSNR, the float model QAT started from", "fp32_db": "RAW PSNR, the QAT's float weights (clipped)",
-              "int8_db": "RAW PSNR, fake-quant int8", **{
+LEVEL_ROWS = {"start_fp32_db": "RAW PSNR, the float model QAT started from",
+              "fp32_db": "RAW PSNR, the QAT's float weights (clipped)", "int8_db": "RAW PSNR, fake-quant int8", **{
                   f"drop_{g}_only_db": f"drop, only the {g.replace('_', ' ')} quantized"
                   for g in ("weights", "activations", "input", "output", "inner_activations")}}
 
