@@ -88,8 +88,9 @@ def main(argv=None) -> None:
         p.error(f"--steps: a positive number of training steps, got {args.steps}")
     if args.threads < 1:
         p.error(f"--threads: at least 1, got {args.threads}")
-    steps = args.steps or table1_steps()
-    stretched = steps if steps != table1_steps() else None  # names and files carry the steps
+    schedule = table1_steps()
+    steps = args.steps or schedule
+    stretched = steps if steps != schedule else None  # names and files carry the steps
     if stretched and "today" not in args.candidates:
         p.error(f"--steps {steps}: give the key 'today' among --candidates (the reference at {steps} steps)")
     chosen = {model_name(k, seed, stretched): by_key[k] for k in args.candidates for seed in args.seeds}
@@ -161,7 +162,7 @@ def main(argv=None) -> None:
         "Every network trained on the Table 1 schedule from scratch: today's is fan-charbonnier (its card), each "
         "candidate the same command with its `model.config` overrides (`fad-train charbonnier name=NAME "
         f"schedule.steps={steps} model.config.KEY=VALUE ...`, in the JSON and the cards)"
-        + (f", {steps} steps instead of the schedule's {table1_steps()} (the column 'vs today' against {reference})"
+        + (f", {steps} steps instead of the schedule's {schedule} (the column 'vs today' against {reference})"
            if stretched else "") + ". Latency ratios against the "
         "PMRID architecture from fan_config_search.md (one run for all). Set: "
         f"{result['set']['photos']} test photos, {result['set']['crops_per_image']} crops of "

@@ -40,10 +40,8 @@ from fad_deploy.runners.base import input_map_of, network_input
 from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-LEVEL_ROWS = {"start_fp32_db": "RAW PSNR, the float model QAT started from",
-              "fp32_db": "RAW PSNR, the QAT's float weights (clipped)", "int8_db": "RAW PSNR, fake-quant int8", **{
-                  f"drop_{g}_only_db": f"drop, only the {g.replace('_', ' ')} quantized"
-                  for g in ("weights", "activations", "input", "output", "inner_activations")}}
+PSNR_ROWS = {"start_fp32_db": "RAW PSNR, the float model QAT started from",
+             "fp32_db": "RAW PSNR, the QAT's float weights (clipped)", "int8_db": "RAW PSNR, fake-quant int8"}
 
 
 def producers(model: torch.nn.Module) -> dict[str, str]:
@@ -133,6 +131,7 @@ def main():
                **{key[group]: fp32 - only[group][0] for group in groups}}
     per_level = {"fp32_db": fp32_levels, "int8_db": int8_levels, "start_fp32_db": start_levels,
                  **{key[group]: {lv: fp32_levels[lv] - db for lv, db in only[group][1].items()} for group in groups}}
+    level_rows = {**PSNR_ROWS, **{key[group]: f"drop, only the {group.split(' (')[0]} quantized" for group in groups}}
     source = producers(runner.model)
     gains = [{"quantizer": n, "output of": source.get(n, "?"), "gain_db": psnr_without({n})[0] - int8}
              for n in tqdm(sorted(activations), desc="activation quantizers")]
@@ -158,8 +157,8 @@ def main():
         f"{sum(r['gain_db'] for r in gains):.3f} dB", "",
         "Per noise level (dB):", "",
         markdown_table(["", *(f"a={lv}" for lv in fp32_levels)],
-                       [[LEVEL_ROWS[k], *(f"{v:.3f}" for v in per_level[k].values())]
-                        for k in LEVEL_ROWS if per_level[k]]), "",
+                       [[label, *(f"{v:.3f}" for v in per_level[k].values())] for k, label in level_rows.items()
+                        if per_level[k]]), "",
         f"Gain from leaving one activation unrounded (its range kept; top {args.top}):", "",
         markdown_table(["quantizer", "output of", "gain dB"], rows), ""]))
     print(f"wrote {RESULTS / f'int8_sensitivity_{name}.md'}")
