@@ -44,7 +44,8 @@ from fad_deploy.train.losses import CHARBONNIER_EPS
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = QATConfig()
-NARROW = dataclasses.replace(RECIPE, steps=9600)  # the recipe shipped before 3x the steps
+SINGLE_INPUT = dataclasses.replace(RECIPE, input_split=0)  # the recipe shipped before the split int8 input
+NARROW = dataclasses.replace(SINGLE_INPUT, steps=9600)  # the recipe shipped before 3x the steps
 FULL_GRID = dataclasses.replace(NARROW, weight_qmin=-128)  # the recipe before TFLite's narrow weight grid
 EIGHTS = dataclasses.replace(FULL_GRID, steps=4800, batch=8)  # the recipe shipped before batch 4
 SWEEP = dataclasses.replace(EIGHTS, steps=1200)  # the steps of the learning-rate sweep and the rows before it
@@ -139,7 +140,7 @@ def kept_path(name: str, cfg: QATConfig) -> Path:
     (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
-              else {"restarts"} if cfg.restarts == 1 else set())
+              else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set())
     settings = {k: v for k, v in settings.items() if k not in unused}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / f"{name}.int8.pt"

@@ -36,7 +36,7 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.quant.qat import FakeQuantRunner, grid, io_quantizers
-from fad_deploy.runners.base import input_map_of, network_input
+from fad_deploy.runners.base import int8_input
 from fad_deploy.runners.torch_runner import TorchRunner
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -79,7 +79,7 @@ class RoundedInput(FakeQuantRunner):
     def run(self, u):
         if self.rounded:
             return super().run(u)
-        y = self.run_network(network_input(u, input_map_of(self.base_grid)))
+        y = self.run_network(int8_input(u, self.base_grid))
         return y + u if self.residual else y
 
 

@@ -43,7 +43,8 @@ def main(argv=None) -> dict:
     rows = [{"variant": "PyTorch fp32", "psnr_db": base, "drop_db": 0.0, "psnr_by_shot": base_levels, "qat_s": None}]
     for name, residual in VARIANTS.items():
         start = time.time()
-        q = quantization_aware_training(ckpt, dataclasses.replace(QATConfig(), steps=args.qat_steps, residual=residual))
+        q = quantization_aware_training(ckpt, dataclasses.replace(QATConfig(), steps=args.qat_steps, residual=residual,
+                                                                              input_split=0))
         qat_s = time.time() - start
         mean, levels = psnr_by_shot(denoised(FakeQuantRunner(q), pairs), pairs)
         rows.append({"variant": name, "psnr_db": mean, "drop_db": base - mean, "psnr_by_shot": levels, "qat_s": qat_s})

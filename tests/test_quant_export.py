@@ -16,6 +16,7 @@ import torch
 from fad_deploy.cli.export import main as export_main
 from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
+from fad_deploy.quant.split import input_channels, split_checkpoint
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
 from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, full_range_weights,
@@ -24,7 +25,7 @@ from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_qu
                                   weight_grid)
 from fad_deploy.quant.qconfig import QATConvReLU62d
 from fad_deploy.runners import load_runner
-from fad_deploy.runners.base import quantized_base
+from fad_deploy.runners.base import int8_input, quantized_base
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 
 TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}  # padding multiple 4
@@ -136,6 +137,41 @@ def test_a_square_root_input_map_feeds_the_network_sqrt_u_and_squares_its_int8_i
         quantized_checkpoint(ckpt, gm, net, "test", {}, base="input", input_map="sqrt")
 
 
+def test_a_split_input_carries_the_int8_remainder_so_the_network_sees_the_input_to_a_kth_of_a_step(one_thread):
+    ckpt = tiny_checkpoint()
+    net = ckpt.build()
+    gm = prepare(net)
+    gm(torch.rand(2, 4, SIZE, SIZE) * 3)
+    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized")
+    k = 16
+    split = FakeQuantRunner(split_checkpoint(q, k))
+    single = FakeQuantRunner(q)
+    g = split.base_grid
+    assert g == {**single.base_grid, "split": k}
+    u = np.random.default_rng(5).uniform(g["min"], g["max"], (1, 4, SIZE, SIZE)).astype(np.float32)
+    x = int8_input(u, g)
+    coarse, fine = x[:, :4], x[:, 4:]
+    levels = coarse / g["scale"] + g["zero_point"]
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # channels 0-3: the input rounded down
+    assert (coarse <= u + 1e-6).all() and (fine >= -1e-6).all() and (fine <= k * g["scale"] * (1 + 1e-5)).all()
+    np.testing.assert_allclose(coarse + fine / k, u, atol=1e-6)
+    base = quantized_base(u, g)  # what the network saw: to 1/k of an int8 step
+    assert np.abs(base - u).max() <= g["scale"] / (2 * k) * (1 + 1e-3)
+    with torch.no_grad():
+        on_grid = quantized_base(u, single.base_grid)
+        # a remainder under half a step of the remainder's grid rounds to none: the split network then
+        # computes what the single one does on the int8 grid
+        nudged = int8_input(np.minimum(on_grid + g["scale"] / (4 * k), g["max"]), g)
+        torch.testing.assert_close(split.model(torch.from_numpy(nudged)), single.model(torch.from_numpy(on_grid)),
+                                   atol=1e-6, rtol=0)
+    # off the grid it reads the remainder: the same int8 input gives another output
+    assert np.abs(split.run_network(x) - single.run_network(u)).max() > 1e-3
+    with pytest.raises(FadError, match="split already"):
+        split_checkpoint(split_checkpoint(q, k), k)
+    with pytest.raises(FadError, match="quantized input"):
+        split_checkpoint(quantized_checkpoint(ckpt, gm, net, "test", {}), k)
+
+
 def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_network(tmp_path, one_thread):
     ckpt = tiny_checkpoint()
     net = ckpt.build()
@@ -226,7 +262,7 @@ def test_weight_only_qat_gives_a_float_network_on_tflites_int8_weight_grid(workd
 
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     ckpt = tiny_checkpoint()
-    q = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, activations="float"),
+    q = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, activations="float", input_split=0),
                                     progress=False)
     assert not q.extra.get("quantization") and q.extra[WEIGHT_GRID_KEY]["method"] == "qat-weights"
     convs = [k for k, v in q.state_dict.items() if k.endswith("weight") and v.dim() == 4]
@@ -276,7 +312,8 @@ def test_feature_distillation_taps_every_unactivated_conv_and_the_drop_loss_need
     # int8 weights on the full grid (weight-only QAT always used the narrow one)
     stored = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in QAT_ADDED}
     old = dataclasses.replace(ckpt, extra={"quantization": {"recipe": {"method": "qat", "config": stored}}})
-    assert recipe_of(old)["config"] == {**dataclasses.asdict(cfg), "feature_distil": 0.0, "weight_qmin": -128}
+    assert recipe_of(old)["config"] == {**dataclasses.asdict(cfg), "feature_distil": 0.0, "weight_qmin": -128,
+                                        "input_split": 0}
     assert stored_qat_config({**stored, "activations": "float"})["weight_qmin"] == -127
 
 
@@ -298,7 +335,7 @@ def test_learned_ranges_start_from_the_least_error_and_train_their_scales(workdi
     ref = {k: v["scale"] for k, v in minmax.extra["quantization"]["fake_quant"].items()}
     activations = [k for k in ref if "activation" in k]
     assert activations and all(fq[k] != ref[k] for k in activations)  # every activation range moved
-    x = torch.rand(1, 4, SIZE, SIZE)
+    x = torch.rand(1, input_channels(learned), SIZE, SIZE)  # 8: the recipe splits the int8 input
     with torch.no_grad():  # the stored scales rebuild the trained network exactly
         y = fake_quant_model(learned)(x)
         assert torch.isfinite(y).all()
@@ -510,7 +547,7 @@ def test_exports_output_the_residual_and_every_backend_returns_the_denoised_outp
         runner = load_runner(backend, exported, threads=1)
         assert runner.base_grid == (fake_quant.base_grid if backend.endswith("int8") else None), backend
         base = quantized_base(u, runner.base_grid) if runner.base_grid else u
-        residual, expected = runner.run_network(u), reference.run(u)
+        residual, expected = runner.run_network(int8_input(u, runner.base_grid)), reference.run(u)
         assert runner.residual and psnr(residual, expected - base, data_range=peak) >= bound, backend  # the file's output
         np.testing.assert_allclose(runner.run(u), base + residual, atol=1e-6)  # the base class adds the base
         assert psnr(runner.run(u), expected, data_range=peak) >= bound, backend
@@ -550,7 +587,9 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
         data = (exported / rec["file"]).read_bytes()
         assert rec["bytes"] == len(data) and rec["sha256"] == hashlib.sha256(data).hexdigest()
     tfl = entry["files"]["tflite-int8"]
-    assert tfl["input"]["shape"] == [1, SIZE, SIZE, 4] and tfl["input"]["layout"] == "NHWC"
+    # the recipe splits the int8 input: 8 channels in, the 4 planes of the residual out
+    assert tfl["input"]["shape"] == [1, SIZE, SIZE, 8] and tfl["input"]["layout"] == "NHWC"
+    assert tfl["output"]["shape"] == [1, SIZE, SIZE, 4]
     assert tfl["input"]["dtype"] == "int8" and tfl["dynamic_hw"] is False
     assert entry["files"]["onnx-int8"]["dynamic_hw"] is True and entry["files"]["onnx-int8"]["opset"] == 17
     pre = entry["preprocessing"]
@@ -568,6 +607,7 @@ def test_manifest_lists_files_preprocessing_and_passing_validation(exported):
     assert base["int8"] == "quantized input" and "round(x / scale) + zero_point" in base["rule"]
     assert (base["input_grid"]["scale"], base["input_grid"]["zero_point"]) == pytest.approx(
         (quant["scale"], quant["zero_point"]))
+    assert base["input_grid"]["split"] == QATConfig().input_split and "floor((x - min) / scale)" in base["rule"]
     report = (exported / "report.md").read_text()
     assert "| tiny | tflite-int8 | tiny.int8.tflite |" in report and "per shot-noise level" in report
     assert not list(exported.parent.glob(".*staging*"))
@@ -783,9 +823,9 @@ def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp
     (["{tiny}", "--int8", "--input-size", "30", "30"], "input size 30x30: TFLite inputs must be positive multiples of 4"),
     (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number >= 1"),
     (["{tiny}", "--int8", "--jobs", "0"], "argument --jobs: expected a whole number >= 1"),
-    (["{tiny}", "--ptq"], "--ptq, --float-io, --activations and --qat-input apply to quantized models"),
-    (["{tiny}", "--activations", "int16"], "--ptq, --float-io, --activations and --qat-input apply to quantized"),
-    (["{tiny}", "--qat-input", "sqrt"], "--qat-input apply to quantized models: add --int8"),
+    (["{tiny}", "--ptq"], "--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized"),
+    (["{tiny}", "--activations", "int16"], "--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized"),
+    (["{tiny}", "--qat-input", "sqrt"], "--qat-input-split apply to quantized models: add --int8"),
     (["{tiny}", "--int8", "--qat-input", "cube"], "argument --qat-input: invalid choice: 'cube'"),
     (["{tiny}", "--int8", "--qat-adapt-steps", "5"], "--qat-adapt-steps adapts the network to --qat-input sqrt"),
     (["{tiny}", "--int8", "--qat-input", "sqrt", "--qat-adapt-steps", "0"],

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import FadError
 from ..fileio import write_text
-from ..runners.base import Runner
+from ..runners.base import IN_CHANNELS, Runner
 from ..runners.tflite_runner import RESIZABLE_MULTIPLE, TFLiteRunner, dequantize, quantize
 from .benchmark import PROFILE_FLAGS, RunConfig, input_flags, model_flags, run_benchmark
 from .device import DeviceSession
@@ -47,7 +47,7 @@ class AdbRunner(Runner):
         if hw != self.input_size and (any(s % RESIZABLE_MULTIPLE for s in (*hw, *self.input_size))):
             raise FadError(f"{self.host.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "
                            f"got {hw[0]}x{hw[1]} (use multiples of {RESIZABLE_MULTIPLE} to resize it)")
-        return (1, hw[0], hw[1], 4)
+        return (1, hw[0], hw[1], self.host.channels)
 
     def _flags(self, hw: tuple[int, int], value_file: str | None = None) -> list[str]:
         """Input flags only to feed a file or to resize: the model's own shape needs none."""
@@ -56,7 +56,7 @@ class AdbRunner(Runner):
         return model_flags(self.graph, self.config) + (input_flags(shape, value_file) if resize_or_feed else [])
 
     def run_one(self, nhwc: np.ndarray, tmp: Path) -> np.ndarray:
-        """One (1, h, w, 4) float32 image through the device -> (1, h, w, 4) float32."""
+        """One (1, h, w, c) float32 input through the device -> (1, h, w, 4) float32."""
         inp = self.host.interpreter.get_input_details()[0]
         out = self.host.interpreter.get_output_details()[0]
         x = nhwc if inp["dtype"] == np.float32 else quantize(nhwc, *inp["quantization"], inp["dtype"])
@@ -77,10 +77,11 @@ class AdbRunner(Runner):
             raise OutputNotWritten(f"benchmark_model wrote no {remote_out} on {adb.serial}: the build ignores "
                                    f"--output_filepath (it needs TF 2.11 or newer)") from None
         y = np.fromfile(local_out, dtype=out["dtype"])
-        if y.size != nhwc.size:
+        shape = (*nhwc.shape[:3], IN_CHANNELS)
+        if y.size != np.prod(shape):
             raise FadError(f"{self.host.path.name} on {adb.serial}: the output dump holds {y.size} values, expected "
-                           f"{nhwc.size} (one (1, h, w, 4) output)")
-        y = y.reshape(nhwc.shape)
+                           f"{np.prod(shape)} (one (1, h, w, 4) output)")
+        y = y.reshape(shape)
         return y.astype(np.float32) if out["dtype"] == np.float32 else dequantize(y, *out["quantization"])
 
     def run_network(self, u: np.ndarray) -> np.ndarray:

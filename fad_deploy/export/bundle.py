@@ -91,7 +91,7 @@ def quantization_config(options: ExportOptions) -> PTQConfig | QATConfig:
     """PTQ's or QAT's settings; for a 16x8 export, QAT of the weights only."""
     if options.ptq:
         return options.ptq_config
-    return dataclasses.replace(options.qat, activations="float") if int16(options) else options.qat
+    return dataclasses.replace(options.qat, activations="float", input_split=0) if int16(options) else options.qat
 
 
 def made_by(source_sha: str, method: str, config) -> dict:

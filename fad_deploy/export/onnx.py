@@ -14,6 +14,8 @@ from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..quant.graph import Core, Padded
 from ..quant.qat import fake_quant_model, full_range_weights, require_residual
+from ..quant.split import input_channels
+from ..runners.base import IN_CHANNELS
 from ..runners.onnx_runner import ANCHOR_READ_KEY, ANCHOR_SHOT_KEY
 
 OPSET = 17
@@ -52,13 +54,14 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
     import onnx
     import onnxsim
 
+    channels = input_channels(ckpt) if int8 else IN_CHANNELS
     if int8:
         require_residual(ckpt)
         model = full_range_weights(fake_quant_model(ckpt))
     else:
         net = ckpt.build().eval()
         model = Padded(Core(net, residual=True), net.pad).eval()
-    example = torch.zeros(1, 4, *(fixed_size or (TRACE_SIZE, TRACE_SIZE)))
+    example = torch.zeros(1, channels, *(fixed_size or (TRACE_SIZE, TRACE_SIZE)))
     dynamic = None if fixed_size else {INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES}
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -74,9 +77,11 @@ def export_onnx(ckpt: Checkpoint, int8: bool, metadata: dict[str, str],
     proto.producer_name, proto.producer_version = "fad-deploy", metadata.get("version", "")
     onnx.checker.check_model(proto, full_check=True)
     ops = sorted({n.op_type for n in proto.graph.node})
-    shape = [1, 4, *fixed_size] if fixed_size else ["n", 4, "h", "w"]
-    info = {"input": {"name": INPUT_NAME, "shape": shape, "layout": "NCHW", "dtype": "float32"},
-            "output": {"name": OUTPUT_NAME, "shape": shape, "layout": "NCHW", "dtype": "float32"},
+    def shape(c: int) -> list:
+        return [1, c, *fixed_size] if fixed_size else ["n", c, "h", "w"]
+
+    info = {"input": {"name": INPUT_NAME, "shape": shape(channels), "layout": "NCHW", "dtype": "float32"},
+            "output": {"name": OUTPUT_NAME, "shape": shape(IN_CHANNELS), "layout": "NCHW", "dtype": "float32"},
             "dynamic_hw": not fixed_size, "opset": OPSET, "ops": ops}
     if int8:
         info["qdq"] = {"weights": "per-channel 8-bit, stored uint8 with zero point 128 (the int8 grid shifted)",

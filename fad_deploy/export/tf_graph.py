@@ -173,6 +173,11 @@ class TFRebuild:
             if dim not in (1, -3):
                 raise FadError(f"{node.name}: only channel concatenation exports (dim={dim})")
             return tf.concat(list(args[0]), axis=3)
+        if fn is operator.getitem:  # a channel slice x[:, a:b] (the split input's first channels)
+            x, index = args
+            if not (len(index) == 2 and index[0] == slice(None) and index[1].step in (None, 1)):
+                raise FadError(f"{node.name}: only channel slices export (got {index})")
+            return x[..., index[1].start:index[1].stop]
         if fn in (F.relu, torch.relu):
             return tf.nn.relu(args[0])
         if fn is F.relu6:

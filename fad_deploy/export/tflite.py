@@ -23,6 +23,8 @@ from ..models.registry import Checkpoint
 from ..native_logs import quiet_native_logs
 from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
+from ..quant.split import input_channels
+from ..runners.base import IN_CHANNELS
 from .tf_graph import TFRebuild
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
@@ -62,13 +64,13 @@ def check_input_size(input_size: tuple[int, int], multiple: int) -> None:
 
 
 def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[float, float] | None = None,
-            calibration: list[np.ndarray] | None = None) -> bytes:
+            calibration: list[np.ndarray] | None = None, channels: int = IN_CHANNELS) -> bytes:
     """``input_range``: an int8 QAT graph's input grid; ``calibration``: (1, 4, h, w) inputs a
-    16x8 conversion sets its ranges on."""
+    16x8 conversion sets its ranges on; ``channels``: the input's (8 for a split int8 input)."""
     h, w = options.input_size
 
     class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, h, w, 4], tf.float32, name=INPUT_NAME)], autograph=False)
+        @tf.function(input_signature=[tf.TensorSpec([1, h, w, channels], tf.float32, name=INPUT_NAME)], autograph=False)
         def serve(self, x):
             return {OUTPUT_NAME: rebuild(tf, x)}
 
@@ -90,7 +92,7 @@ def convert(tf, rebuild: TFRebuild, options: TFLiteOptions, input_range: tuple[f
         # range, so these samples are not used for ranges (checked after conversion).
         lo, hi = input_range
         converter.representative_dataset = lambda: (
-            [np.random.default_rng(i).uniform(lo, hi, (1, h, w, 4)).astype(np.float32)] for i in range(2))
+            [np.random.default_rng(i).uniform(lo, hi, (1, h, w, channels)).astype(np.float32)] for i in range(2))
     try:
         with quiet_native_logs():
             return bytes(converter.convert())
@@ -190,7 +192,8 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
         name=INPUT_NAME, min_values=bounds("input")[0], max_values=bounds("input")[1],
         description="Packed noisy RAW (1, h, w, 4) NHWC, planes R, Gr, Gb, B of an RGGB mosaic, normalised "
                     "(raw - black) / (white - black), then k-sigma mapped to the anchor noise level "
-                    "(see the model description's preprocessing).")
+                    "(see the model description's preprocessing); 8 channels where the description's "
+                    "residual_base.input_grid.split says the int8 input is split (see its rule).")
     out = metadata_info.TensorMd(
         name=OUTPUT_NAME, min_values=bounds("output")[0], max_values=bounds("output")[1],
         description="Residual in the same anchor space: denoised = input + residual (in float; an int8 model "
@@ -244,7 +247,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
     model = convert(tf, TFRebuild(gm, options.group_conv, depth_to_space=not int16), options, input_range,
-                    calibration)
+                    calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
     details = io_details(model)
     if expected and not options.float_io:
         check_io_scales(details, expected)

@@ -40,6 +40,7 @@ from .graph import Core, Padded
 from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
 from .qconfig import ACT_INT8_SHIFT, WEIGHT_QMIN, backend_config, qconfig_mapping
 from .recipe import PTQConfig, QATConfig, stored_qat_config
+from .split import SPLIT_KEY, split_checkpoint, split_core
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
 WEIGHT_GRID_KEY = "weights_on_grid"  # Checkpoint.extra of a float checkpoint made by weight-only QAT
@@ -170,7 +171,11 @@ def quantized_base_grid(ckpt: Checkpoint, gm: fx.GraphModule | None = None) -> d
     if q.get("base") != QUANTIZED_BASE:
         return None
     g = grid(io_quantizers(gm if gm is not None else fake_quant_core(ckpt)[0])[0])
-    return g if q.get("input_map", "linear") == "linear" else {**g, "input_map": q["input_map"]}
+    if q.get("input_map", "linear") != "linear":
+        g["input_map"] = q["input_map"]
+    if q.get(SPLIT_KEY):
+        g["split"] = q[SPLIT_KEY]
+    return g
 
 
 def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
@@ -179,7 +184,8 @@ def fake_quant_core(ckpt: Checkpoint) -> tuple[fx.GraphModule, nn.Module]:
     if not q or q.get("format") != QUANT_FORMAT:
         raise FadError(f"checkpoint {ckpt.name!r} holds no int8 quantization ranges ({QUANT_FORMAT})")
     net = ckpt.build()
-    return load_quant_state(prepare(net, residual=outputs_residual(ckpt)), q["fake_quant"]), net
+    gm = load_quant_state(prepare(net, residual=outputs_residual(ckpt)), q["fake_quant"])
+    return (split_core(gm, q[SPLIT_KEY]) if q.get(SPLIT_KEY) else gm), net
 
 
 def fake_quant_model(ckpt: Checkpoint) -> nn.Module:
@@ -545,7 +551,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                                    card={**ckpt.card, "quantization": details},
                                    extra={**ckpt.extra, WEIGHT_GRID_KEY: {"grid": WEIGHT_GRID, **details}})
     freeze(gm)
-    return quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base, cfg.input_map)
+    q = quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base, cfg.input_map)
+    return split_checkpoint(q, cfg.input_split) if cfg.input_split else q
 
 
 @torch.no_grad()

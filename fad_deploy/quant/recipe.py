@@ -45,6 +45,10 @@ class QATConfig:
     # the int8 input: "linear" (u itself) or "sqrt" (sqrt(max(u, 0)): one step as fine against the shot noise in
     # the shadows as in the highlights; see fad_deploy.runners.base.network_input); needs base "quantized"
     input_map: Literal["linear", "sqrt"] = "linear"
+    # k > 0: the finished network takes its int8 input split in two, the input rounded down and k times the remainder
+    # (8 channels, one int8 tensor), so it sees the input to 1/k of an int8 step; made after the QAT, nothing
+    # retrained (see .split; at most 127 - the input's zero point); 0: one int8 input tensor. Needs base "quantized".
+    input_split: int = 16
     # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
     adapt_steps: int = 0
     # later cycles after the first's steps (warm restarts), ``restarts`` of them, each continue_steps long: the
@@ -60,6 +64,11 @@ class QATConfig:
                                                and self.base == "quantized"):
             raise FadError(f"the {self.input_map} int8 input map needs int8 activations and the residual added to "
                            "the quantized input (residual=True, base='quantized')")
+        if self.input_split and not (self.activations == "int8" and self.residual and self.base == "quantized"):
+            raise FadError("a split int8 input (input_split) needs int8 activations and the residual added to the "
+                           "quantized input (residual=True, base='quantized'); set input_split=0")
+        if self.input_split < 0 or self.input_split == 1:
+            raise FadError(f"input_split must be 0 (off) or at least 2, got {self.input_split}")
         if self.continue_steps and not (self.activations == "int8" and self.ranges == "learned"):
             raise FadError("later QAT cycles (continue_steps) need int8 activations with learned ranges")
         if self.restarts < 1:
@@ -77,7 +86,7 @@ class QATConfig:
 # 16x8 always put the weights on the narrow grid).
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
              "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr,
-             "restarts": 1}
+             "restarts": 1, "input_split": 0}
 
 
 def stored_qat_config(config: dict) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from ..data.noise import NoiseParams, from_anchor, to_anchor
 from ..errors import FadError
 
+IN_CHANNELS = 4  # packed RAW planes R, Gr, Gb, B
 RESIDUAL_OUTPUT = "residual"  # a model file's "output" in the export manifest: it predicts the residual
 RESIDUAL_NOTE = ("residual in anchor space; denoised = base + output (add in float, before the k-sigma "
                  "inverse), base = the input, or see residual_base: the residual has a noise-sized range, so int8 "
@@ -24,7 +25,10 @@ QUANTIZED_BASE = "quantized input"  # what an int8 model's residual is added to 
 QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the "
                        "network input; q = round(x / scale) + zero_point is the int8 input the network gets; where q "
                        "lies in [-128, 127] (before clamping), denoised = b + output with b = (q - zero_point) * scale "
-                       "(squared for 'sqrt'), elsewhere u + output. Float files: x = u, denoised = u + output.")
+                       "(squared for 'sqrt'), elsewhere u + output. Where input_grid.split is k, the int8 input has 8 "
+                       "channels: x is clipped to [min, max], c = min + floor((x - min) / scale) * scale, channels "
+                       "0-3 are c and 4-7 k (x - c), each quantized as above, and b = c + (fine channels) / k, "
+                       "squared for 'sqrt'. Float files: x = u, denoised = u + output.")
 
 
 def input_map_of(grid: dict | None) -> str:
@@ -46,16 +50,59 @@ def from_network_input(x, input_map: str):
     return x if input_map == "linear" else x * x
 
 
+def input_channels_of(grid: dict | None) -> int:
+    """The channels of a network's input: 8 where its int8 input is split (``grid["split"]``), else 4."""
+    return 2 * IN_CHANNELS if grid and grid.get("split") else IN_CHANNELS
+
+
+def split_channels(x, grid: dict):
+    """The split int8 input (``grid["split"]`` = k) of network input ``x`` (N, 4, h, w), numpy
+    or torch: ``x`` clipped to the grid's range, rounded down onto the grid (its minimum lies
+    on it), and k times the remainder, in [0, k scale), concatenated on the channel axis. Each
+    conv reading it weighs the remainder by 1 / k (:mod:`fad_deploy.quant.split`), so the
+    network sees ``x`` to scale / k with every tensor int8."""
+    lib = torch_or_numpy(x)
+    lo, scale = grid["min"], grid["scale"]
+    x = lib.clip(x, lo, grid["max"])
+    coarse = lo + lib.floor((x - lo) / scale) * scale
+    return lib.concatenate([coarse, (x - coarse) * grid["split"]], 1)
+
+
+def torch_or_numpy(x):
+    if isinstance(x, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
+def int8_input(u, grid: dict | None):
+    """The input an int8 network of ``grid`` (None: a float network) gets for anchor-space
+    ``u``: :func:`network_input`, split where the grid says so (:func:`split_channels`)."""
+    x = network_input(u, input_map_of(grid))
+    return split_channels(x, grid) if grid and grid.get("split") else x
+
+
+def rounded(x, grid: dict):
+    """``x`` on the int8 grid (clamped to its range), and where it lay inside the range."""
+    lib = torch_or_numpy(x)
+    level = lib.round(x / grid["scale"]) + grid["zero_point"]
+    return (lib.clip(level, -128, 127) - grid["zero_point"]) * grid["scale"], (level >= -128) & (level <= 127)
+
+
 def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
     """What an int8 network's residual is added to: its int8 input as it saw it (dequantized,
-    through the inverse input map), and the input itself where it lies outside the int8 range.
-    The network can remove the input's rounding error as it removes noise; added to the float
-    input, that error would pass to the output untouched (see benchmarks/results/int8_recipe.md)."""
+    merged where split, through the inverse input map), and the input itself where it lies
+    outside the int8 range. The network can remove the input's rounding error as it removes
+    noise; added to the float input, that error would pass to the output untouched (see
+    benchmarks/results/int8_recipe.md)."""
     u, input_map = np.asarray(u, np.float32), input_map_of(grid)
-    level = np.round(network_input(u, input_map) / np.float32(grid["scale"])) + grid["zero_point"]
-    inside = (level >= -128) & (level <= 127)
-    seen = from_network_input((level - grid["zero_point"]) * np.float32(grid["scale"]), input_map)
-    return np.where(inside, seen, u).astype(np.float32)
+    grid = {**grid, "scale": np.float32(grid["scale"])}
+    seen, inside = rounded(network_input(u, input_map), grid)
+    if grid.get("split"):
+        split, _ = rounded(split_channels(network_input(u, input_map), grid), grid)
+        seen = split[:, :IN_CHANNELS] + split[:, IN_CHANNELS:] / grid["split"]
+    return np.where(inside, from_network_input(seen, input_map), u).astype(np.float32)
 
 
 def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
@@ -107,7 +154,7 @@ class Runner(ABC):
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Denoised anchor-space output (N, 4, h, w) for anchor-space input, on every backend."""
-        y = self.run_network(network_input(u, input_map_of(self.base_grid)))
+        y = self.run_network(int8_input(u, self.base_grid))
         if not self.residual:
             return y
         return y + (quantized_base(u, self.base_grid) if self.base_grid else np.asarray(u, np.float32))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.noise import NoiseParams
 from ..errors import FadError
-from .base import Runner
+from .base import Runner, input_channels_of
 
 # Keys under which fad-export stores the anchor noise level in the ONNX metadata_props.
 ANCHOR_SHOT_KEY, ANCHOR_READ_KEY = "fad.anchor_shot", "fad.anchor_read"
@@ -40,8 +40,9 @@ class OnnxRunner(Runner):
             raise FadError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})")
         self.path, self.backend, self.residual, self.base_grid = path, backend, residual, base_grid
         inp = self.session.get_inputs()[0]
-        if len(inp.shape) != 4 or inp.shape[1] != 4:
-            raise FadError(f"{path}: expected an (N, 4, h, w) input, the model takes {inp.shape}")
+        if len(inp.shape) != 4 or inp.shape[1] != input_channels_of(base_grid):
+            raise FadError(f"{path}: expected an (N, {input_channels_of(base_grid)}, h, w) input, the model takes "
+                           f"{inp.shape}")
         self.input_name = inp.name
         n, _, h, w = inp.shape
         self.fixed_batch = n if isinstance(n, int) else None

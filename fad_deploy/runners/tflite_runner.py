@@ -16,7 +16,7 @@ import numpy as np
 from ..data.noise import NoiseParams
 from ..errors import FadError
 from ..native_logs import quiet_native_logs
-from .base import Runner
+from .base import Runner, input_channels_of
 
 RESIZABLE_MULTIPLE = 16  # a FAN of 5 levels needs no internal padding at multiples of 16
 
@@ -49,8 +49,10 @@ class TFLiteRunner(Runner):
         except Exception as e:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError for bad files
             raise FadError(f"{path}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})")
         inp = self.interpreter.get_input_details()[0]
-        if len(inp["shape"]) != 4 or inp["shape"][3] != 4:
-            raise FadError(f"{path}: expected an NHWC (1, h, w, 4) input, the model takes {list(inp['shape'])}")
+        self.channels = input_channels_of(base_grid)
+        if len(inp["shape"]) != 4 or inp["shape"][3] != self.channels:
+            raise FadError(f"{path}: expected an NHWC (1, h, w, {self.channels}) input, the model takes "
+                           f"{list(inp['shape'])}")
         self.input_size = (int(inp["shape"][1]), int(inp["shape"][2]))
         self._shape = self.input_size
 
@@ -63,12 +65,12 @@ class TFLiteRunner(Runner):
             raise FadError(f"{self.path}: the model takes {self.input_size[0]}x{self.input_size[1]} inputs, "
                            f"got {hw[0]}x{hw[1]} (tile the image, or use {sizes})")
         idx = self.interpreter.get_input_details()[0]["index"]
-        self.interpreter.resize_tensor_input(idx, [1, hw[0], hw[1], 4])
+        self.interpreter.resize_tensor_input(idx, [1, hw[0], hw[1], self.channels])
         self.interpreter.allocate_tensors()
         self._shape = hw
 
     def run_one(self, nhwc: np.ndarray) -> np.ndarray:
-        """One (1, h, w, 4) float32 image -> (1, h, w, 4) float32, (de)quantizing int8 I/O."""
+        """One (1, h, w, c) float32 input -> (1, h, w, 4) float32, (de)quantizing int8 I/O."""
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         x = nhwc
