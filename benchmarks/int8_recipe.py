@@ -38,6 +38,7 @@ from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers, made_with,
                                   quantization_aware_training)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
+from fad_deploy.quant.split import split_checkpoint
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from fad_deploy.train.losses import CHARBONNIER_EPS
@@ -66,11 +67,16 @@ LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACH
 SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
-SECOND_CYCLE = dataclasses.replace(RECIPE, continue_steps=NARROW.steps)  # the recipe, then a warm restart
+SECOND_CYCLE = dataclasses.replace(SINGLE_INPUT, continue_steps=NARROW.steps)  # the recipe, then a warm restart
 THIRD_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=2)
 SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
 SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
 SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
+def split_input(cfg: QATConfig) -> QATConfig:
+    """``cfg`` with the recipe's split int8 input: the same QAT, split after it (nothing retrained)."""
+    return dataclasses.replace(cfg, input_split=RECIPE.input_split)
+
+
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
 # Each variant adds one change to the one before it, up to the shipped recipe (the learning rates
 # each change the "+ residual onto the quantized input" row's); then controls.
@@ -87,7 +93,9 @@ VARIANTS = {
     f"+ {EIGHTS.steps} steps": EIGHTS,
     f"+ batch {NARROW.batch}, {NARROW.steps} steps (the same pixels)": FULL_GRID,
     "+ weights on TFLite's narrow grid [-127, 127]": NARROW,
-    f"+ {RECIPE.steps} steps, {RECIPE.steps // NARROW.steps}x (the recipe)": RECIPE,
+    f"+ {SINGLE_INPUT.steps} steps, {SINGLE_INPUT.steps // NARROW.steps}x": SINGLE_INPUT,
+    f"+ the int8 input split in two (k = {RECIPE.input_split}: the input to 1/{RECIPE.input_split} of a step; "
+    "the recipe)": RECIPE,
     f"the {SWEEP.steps}-step row at lr 1e-5 (less drift of the float weights?)":
         dataclasses.replace(ONTO_INPUT, lr=1e-5, min_lr=2e-7),
     "the lr 5e-5 row with the weights frozen (ranges only: no drift)":
@@ -111,6 +119,9 @@ VARIANTS = {
         SQRT_SECOND_CYCLE,
     f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
     f"that row + a fourth cycle of {SQRT_FOURTH_CYCLE.continue_steps} steps": SQRT_FOURTH_CYCLE,
+    **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": split_input(cfg) for label, cfg in (
+        ("the recipe + a second cycle", SECOND_CYCLE), ("the recipe + a third cycle", THIRD_CYCLE),
+        ("the square-root row + a third cycle", SQRT_THIRD_CYCLE))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -195,6 +206,9 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     :func:`shipped_int8`, else a new QAT on ``device``) on the held-out crops and on fad-export's
     validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
     q, qat_s = shipped_int8(ckpt.name, cfg, folders)
+    if q is None and cfg.input_split:  # the same QAT with one int8 input, split after it (nothing retrained)
+        single, qat_s = shipped_int8(ckpt.name, dataclasses.replace(cfg, input_split=0), folders)
+        q = split_checkpoint(single, cfg.input_split) if single is not None else None
     made_on = None  # the device of a QAT run here
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
@@ -273,10 +287,10 @@ def steps_projection(result: dict) -> list[str]:
              " fitted as p ~ steps^k (least squares in log-log; the recipe's row has half the batch, so this "
              "counts optimizer steps), then extrapolated to the steps where the mean drop would be 0.10 dB and "
              "the worst level's 0.20 dB. An extrapolation, not a measurement; the last column puts it to the test "
-             f"where the row '{label_of(RECIPE)}' (not in the fit) was run: the mean drop the fit projects for its "
+             f"where the row '{label_of(SINGLE_INPUT)}' (not in the fit) was run: the mean drop the fit projects for its "
              "steps, and the one measured.", "",
              "| model | steps: mean drop dB | k | steps for 0.10 dB mean | k (worst level) | steps for 0.20 dB at "
-             f"every level | {RECIPE.steps} steps: projected / measured mean drop dB |",
+             f"every level | {SINGLE_INPUT.steps} steps: projected / measured mean drop dB |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, model in result["models"].items():
         runs = [model["variants"].get(r) for r in rows]
@@ -291,9 +305,9 @@ def steps_projection(result: dict) -> list[str]:
             fits.append((k, c))
             need = np.exp((np.log(added_power(bound)) - c) / k) if k < 0 else float("inf")
             cells += [f"{k:.2f}", f"{need:,.0f}" if need < 1e7 else "no trend (over 10 million)"]
-        measured = model["variants"].get(label_of(RECIPE))
+        measured = model["variants"].get(label_of(SINGLE_INPUT))
         k, c = fits[0]
-        projected = 10 * np.log10(1 + np.exp(c + k * np.log(RECIPE.steps)))
+        projected = 10 * np.log10(1 + np.exp(c + k * np.log(SINGLE_INPUT.steps)))
         cells.append(f"{projected:.3f} / {measured['drop_db']:.3f}" if measured else "not run")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]

@@ -7,13 +7,16 @@ drop of the int8 TFLite and its parity with PyTorch).
     python benchmarks/ship_int8.py
     python benchmarks/ship_int8.py --from-export DIR --log FILE   # ship a run already made
     python benchmarks/ship_int8.py --int8 FILE ... --made-by CMD ...   # int8 made by other recipes
+    python benchmarks/ship_int8.py --split 16   # the shipped int8 checkpoints with their input split
 
 With ``--int8``, each file (an int8 checkpoint of one of the shipped float models, e.g. one
 `int8_recipe.py` made and kept under $FAD_CACHE/int8_recipe/) replaces that model's shipped
 int8 checkpoint, its recipe recorded in it; ``--made-by`` gives, per file, the command that
 made it. The array is then exported as the README's main command does (converting the
 shipped checkpoints, no QAT) and every card is written from that export's validation; the
-other models keep the command and QAT time of their cards.
+other models keep the command and QAT time of their cards. With ``--split K``, every shipped int8
+checkpoint whose input is not split yet gets the split int8 input (fad_deploy.quant.split, nothing
+retrained) and is exported and carded the same way, its card's command followed by this one.
 
 After this, `fad-export --int8 --target tflite` converts the shipped checkpoints (no QAT).
 """
@@ -38,6 +41,7 @@ from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import qat_settings
 from fad_deploy.quant.recipe import QATConfig
+from fad_deploy.quant.split import SPLIT_KEY, split_checkpoint
 
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
 
@@ -56,10 +60,9 @@ def recipe_text(settings: QATConfig) -> str:
     return "`fad_deploy.quant.recipe.QATConfig` with " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
 
 
-def stamp(path: Path) -> Checkpoint:
-    """The int8 checkpoint at ``path`` with the recipe fad-export records (its float source
-    shipped in models/nsma/, QAT with the settings it was made with)."""
-    q = load_checkpoint(path)
+def stamp(q: Checkpoint, path: Path) -> Checkpoint:
+    """The int8 checkpoint ``q`` (from ``path``) with the recipe fad-export records (its float
+    source shipped in models/nsma/, QAT with the settings it was made with)."""
     source = models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt"
     if not source.is_file():
         sys.exit(f"ship_int8: {path}: its float source {source} is not shipped")
@@ -118,9 +121,12 @@ def main(argv=None) -> None:
     p.add_argument("--int8", type=Path, nargs="+", default=[],
                    help="int8 checkpoints of shipped sub-range models, made by other recipes, to ship instead")
     p.add_argument("--made-by", nargs="+", default=[], help="with --int8: the command that made each file")
+    p.add_argument("--split", type=int, metavar="K", help="split the shipped int8 checkpoints' inputs (k = K)")
     args = p.parse_args(argv)
     if len(args.made_by) != len(args.int8) or (args.int8 and args.from_export):
         sys.exit("ship_int8: --made-by gives one command per --int8 file, and --int8 goes without --from-export")
+    if args.split and (args.int8 or args.from_export):
+        sys.exit("ship_int8: --split works on the shipped checkpoints, without --int8 or --from-export")
     peak = cpu_peak()
     cpu = f"{peak.label}, {os.cpu_count()} cores"
     work = Path(tempfile.mkdtemp(prefix="ship-int8-"))
@@ -128,17 +134,27 @@ def main(argv=None) -> None:
     dest = models_dir() / "nsma"
     made_by_command, qat_seconds = {}, {}
     for path, command in zip(args.int8, args.made_by):
-        q = stamp(path)
+        q = stamp(load_checkpoint(path), path)
         q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
         made_by_command[q.card["quantization"]["source"]] = command
         qat_seconds[q.card["quantization"]["source"]] = kept_qat_s(path, q)
-    if args.from_export is None:
+    for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
+        q = load_checkpoint(path)
+        if q.extra["quantization"].get(SPLIT_KEY):
+            continue
+        q = stamp(split_checkpoint(q, args.split), path)
+        q.save(path)
+        before = json.loads(path.with_name(path.name.replace(".pt", ".json")).read_text())
+        name = q.card["quantization"]["source"]
+        made_by_command[name] = f"{before['command']}; python benchmarks/ship_int8.py --split {args.split}"
+        qat_seconds[name] = before["qat_s"]    if args.from_export is None:
         start = time.time()
-        proc = subprocess.run(export_command(export, qat=not args.int8), capture_output=True, text=True)
+        proc = subprocess.run(export_command(export, qat=not (args.int8 or args.split)), capture_output=True,
+                              text=True)
         if proc.returncode:
             sys.exit(f"ship_int8: fad-export failed: {proc.stderr.strip().splitlines()[-1:]}")
         log = proc.stdout
-        print(f"{'Conversion' if args.int8 else 'QAT'} and export took {time.time() - start:.0f} s")
+        print(f"{'Conversion' if args.int8 or args.split else 'QAT'} and export took {time.time() - start:.0f} s")
     else:
         log = args.log.read_text()
     made = {m.group(1): float(m.group(2)) for m in map(MADE.match, log.splitlines()) if m}
@@ -146,7 +162,7 @@ def main(argv=None) -> None:
     for entry in manifest["models"]:
         name = entry["name"]
         int8 = f"{name}{FILE_SUFFIX['torch-int8']}"
-        if not args.int8:
+        if not (args.int8 or args.split):
             shutil.copyfile(export / int8, dest / int8)
             made_on = " ".join(export_command(Path("OUT"))).replace(" --out OUT", ""), made.get(name), cpu
         elif name in made_by_command:

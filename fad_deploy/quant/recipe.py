@@ -48,7 +48,8 @@ class QATConfig:
     # k > 0: the finished network takes its int8 input split in two, the input rounded down and k times the remainder
     # (8 channels, one int8 tensor), so it sees the input to 1/k of an int8 step; made after the QAT, nothing
     # retrained (see .split; at most 127 - the input's zero point); 0: one int8 input tensor. Needs base "quantized".
-    input_split: int = 16
+    # 8: the best of 4-32 measured on the shipped array (benchmarks/results/int8_split_input.md)
+    input_split: int = 8
     # float steps before the QAT's (fake quant off, the same loss): a network trained on u first learns the input map
     adapt_steps: int = 0
     # later cycles after the first's steps (warm restarts), ``restarts`` of them, each continue_steps long: the

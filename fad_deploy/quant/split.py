@@ -24,7 +24,6 @@ import torch.nn as nn
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..runners.base import IN_CHANNELS, QUANTIZED_BASE, input_channels_of
-INPUT_SPLIT = 16  # k: the remainder to 1/16 of an int8 step (benchmarks/results/int8_split_input.md)
 SPLIT_KEY = "input_split"
 
 
@@ -52,7 +51,7 @@ def split_core(gm: fx.GraphModule, k: int) -> fx.GraphModule:
     return gm
 
 
-def split_checkpoint(ckpt: Checkpoint, k: int = INPUT_SPLIT) -> Checkpoint:
+def split_checkpoint(ckpt: Checkpoint, k: int) -> Checkpoint:
     """A quantized checkpoint (residual added to the quantized input) whose network takes the
     split input, nothing retrained. The remainder channels hold [0, k scale), which must lie
     on the grid above its zero point: k is lowered to 127 - zero point where that is less."""
