@@ -90,7 +90,7 @@ def level_drops(rows: list[dict]) -> dict[str, float]:
     return {s: round(base[s] - int8[s], 3) for s in base}
 
 
-def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str) -> tuple[dict, str]:
+def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, split: int | None) -> tuple[dict, str]:
     rows = {r["backend"]: r for r in entry["validation"]}
     drops = level_drops(entry["validation"])
     doc = {"name": entry["name"], "int8_checkpoint": f"{entry['name']}{FILE_SUFFIX['torch-int8']}",
@@ -101,7 +101,9 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str) 
     md = [f"# {entry['name']} int8", "",
           f"The int8 quantization of `{entry['source']['checkpoint']}` (sha256 {entry['source']['sha256'][:12]}): "
           f"per-channel symmetric int8 weights on the grid [{QATConfig().weight_qmin}, 127], learned per-tensor "
-          f"8-bit activation ranges (QAT recipe: {recipe}). `fad-export --int8 --target tflite` converts it as it is.",
+          f"8-bit activation ranges (QAT recipe: {recipe})"
+          + (f"; its int8 input split in two, the input rounded down and {split} times the remainder (8 channels, "
+             "`fad_deploy.quant.split`)" if split else "") + ". `fad-export --int8 --target tflite` converts it as it is.",
           "", "## How it was made", "", f"    {command}", "",
           f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else
           "- QAT time: not recorded (the QAT was interrupted and resumed over several runs; the recipe's "
@@ -132,12 +134,11 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="ship-int8-"))
     export = args.from_export or work / "fan-nsma"
     dest = models_dir() / "nsma"
-    made_by_command, qat_seconds = {}, {}
+    makers = {}  # model -> the command that made its int8 checkpoint, its QAT seconds and CPU
     for path, command in zip(args.int8, args.made_by):
         q = stamp(load_checkpoint(path), path)
         q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
-        made_by_command[q.card["quantization"]["source"]] = command
-        qat_seconds[q.card["quantization"]["source"]] = kept_qat_s(path, q)
+        makers[q.card["quantization"]["source"]] = command, kept_qat_s(path, q), cpu
     for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
         q = load_checkpoint(path)
         if q.extra["quantization"].get(SPLIT_KEY):
@@ -146,8 +147,9 @@ def main(argv=None) -> None:
         q.save(path)
         before = json.loads(path.with_name(path.name.replace(".pt", ".json")).read_text())
         name = q.card["quantization"]["source"]
-        made_by_command[name] = f"{before['command']}; python benchmarks/ship_int8.py --split {args.split}"
-        qat_seconds[name] = before["qat_s"]    if args.from_export is None:
+        makers[name] = f"{before['command']}; python benchmarks/ship_int8.py --split {args.split}", before["qat_s"], \
+            before["cpu"]
+    if args.from_export is None:
         start = time.time()
         proc = subprocess.run(export_command(export, qat=not (args.int8 or args.split)), capture_output=True,
                               text=True)
@@ -165,13 +167,13 @@ def main(argv=None) -> None:
         if not (args.int8 or args.split):
             shutil.copyfile(export / int8, dest / int8)
             made_on = " ".join(export_command(Path("OUT"))).replace(" --out OUT", ""), made.get(name), cpu
-        elif name in made_by_command:
-            made_on = made_by_command[name], qat_seconds[name], cpu
+        elif name in makers:
+            made_on = makers[name]
         else:  # shipped before, as its card says
             before = json.loads((dest / f"{name}.int8.json").read_text())
             made_on = before["command"], before["qat_s"], before["cpu"]
-        recipe = recipe_text(qat_settings(load_checkpoint(dest / int8)))
-        doc, md = card(entry, *made_on, recipe)
+        q = load_checkpoint(dest / int8)
+        doc, md = card(entry, *made_on, recipe_text(qat_settings(q)), q.extra["quantization"].get(SPLIT_KEY))
         write_json(dest / f"{name}.int8.json", doc)
         write_text(dest / f"{name}.int8.md", md)
         print(f"{int8}: drop {doc['drop_db']:+.3f} dB, worst level {max(doc['drop_by_shot_db'].values()):+.3f} dB")
