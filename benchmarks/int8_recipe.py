@@ -172,6 +172,16 @@ def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
     return None, None
 
 
+def made_or_split(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
+    """As :func:`shipped_int8`; for a split input also the same QAT's int8 checkpoint with one
+    int8 input, split (nothing retrained)."""
+    q, qat_s = shipped_int8(name, cfg, folders)
+    if q is None and cfg.input_split:
+        single, qat_s = shipped_int8(name, dataclasses.replace(cfg, input_split=0), folders)
+        q = split_checkpoint(single, cfg.input_split) if single is not None else None
+    return q, qat_s
+
+
 def shipped_variant(name: str) -> str | None:
     """The variant whose settings made the shipped int8 checkpoint of ``name`` (None: another recipe)."""
     path = models_dir() / "nsma" / f"{name}.int8.pt"
@@ -205,10 +215,7 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     """The drops of ``ckpt`` quantized with ``cfg`` (an int8 checkpoint made so, see
     :func:`shipped_int8`, else a new QAT on ``device``) on the held-out crops and on fad-export's
     validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
-    q, qat_s = shipped_int8(ckpt.name, cfg, folders)
-    if q is None and cfg.input_split:  # the same QAT with one int8 input, split after it (nothing retrained)
-        single, qat_s = shipped_int8(ckpt.name, dataclasses.replace(cfg, input_split=0), folders)
-        q = split_checkpoint(single, cfg.input_split) if single is not None else None
+    q, qat_s = made_or_split(ckpt.name, cfg, folders)
     made_on = None  # the device of a QAT run here
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
@@ -418,7 +425,9 @@ def markdown(result: dict) -> str:
              "rows each set the learning rate (min_lr 50x lower) of the '+ residual onto the quantized "
              f"input' row, whose 5e-5 the recipe used before; '+ {EIGHTS.steps} steps' runs the lr 1.5e-3 row "
              f"{EIGHTS.steps // SWEEP.steps}x longer, the next row runs that at batch {NARROW.batch} for "
-             f"{NARROW.steps} steps (as many pixels), and the recipe {RECIPE.steps // NARROW.steps}x as many steps; "
+             f"{NARROW.steps} steps (as many pixels), then {SINGLE_INPUT.steps // NARROW.steps}x as many steps, and the "
+             "recipe splits the int8 input in two (made from the same QAT, nothing retrained: int8_split_input.md; a "
+             "split row is measured where its twin with one int8 input was kept); "
              "rows after it change one setting of an earlier row. A row with later cycles (steps 'first + later x "
              "each') goes on from the int8 checkpoint of the row one cycle shorter (the same weights as running "
              "all: a test), so its QAT s is its last cycle's alone. **shipped** marks the row whose settings made "
@@ -519,6 +528,9 @@ def main(argv=None) -> dict:
             cfg = VARIANTS[variant]
             if cfg is LARGE_CROPS:
                 large_patch_cache()
+            if cfg.input_split and made_or_split(name, cfg, tuple(args.int8_dirs))[0] is None:
+                print(f"{name} {variant}: skipped (its QAT with one int8 input was not run)", flush=True)
+                continue
             done = model["variants"].get(variant)
             if done is not None and stored_qat_config(done["config"]) == dataclasses.asdict(cfg):
                 q = shipped_int8(name, cfg, tuple(args.int8_dirs))[0]

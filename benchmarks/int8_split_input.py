@@ -8,15 +8,18 @@ MACs per RAW megapixel and the int8 TFLite's time (XNNPACK, 1 and 2 threads, 4x5
 interleaved in one process).
 
     python benchmarks/int8_split_input.py [--models fan-nsma-0 ...] [--splits 4 8 16 32]
+    python benchmarks/int8_split_input.py --models --int8 DIR/fan-student.int8.pt   # another int8 checkpoint
 
-Nothing is retrained: every row is the shipped QAT checkpoint, split after the fact (or, for
-the single input, with its split taken off). Writes benchmarks/results/int8_split_input.md
-and .json.
+Nothing is retrained: every row is the shipped QAT checkpoint (or one given with --int8, its
+float model found by the name its card gives), split after the fact (or, for the single
+input, with its split taken off). Writes benchmarks/results/int8_split_input.md and .json,
+keeping the rows of models not measured in this run.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from fad_deploy.data.synth import folder_images, validation_set
 from fad_deploy.export.tflite import TFLiteOptions, export_tflite
 from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
-from fad_deploy.models.registry import load_checkpoint, models_dir
+from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
 from fad_deploy.profile.macs import count_macs
 from fad_deploy.profile.side_by_side import OtherLoad, cpu_record
 from fad_deploy.profile.table import markdown_table
@@ -39,11 +42,18 @@ from fad_deploy.quant.split import IN_CHANNELS, SPLIT_KEY, split_checkpoint
 from fad_deploy.runners.torch_runner import TorchRunner
 from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, evaluation_set
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 MODELS = [f"fan-nsma-{i}" for i in range(4)]
 SIZE = (512, 512)  # packed: one RAW megapixel
 THREADS = (1, 2)
 BOUNDS = (0.10, 0.20)  # issue 17: mean and per-level drop, dB
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies in it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def single_input(q):
@@ -113,7 +123,8 @@ def markdown(result: dict) -> str:
              "read the remainder at weights / k (fad_deploy.quant.split). Drop: RAW PSNR of the fake-quant int8 "
              "network below the float model's, on fad-export's validation patches (`gate`, the README's main "
              f"command checks a mean of at most {BOUNDS[0]} dB and {BOUNDS[1]} dB at any level) and on held-out "
-             f"crops ({result['held_out']}).", ""]
+             f"crops ({result['held_out']}). The int8 checkpoints: "
+             + ", ".join(f"{name} `{model['int8']}`" for name, model in result["models"].items()) + ".", ""]
     summary = []
     for name, model in result["models"].items():
         for label, row in model["variants"].items():
@@ -126,7 +137,9 @@ def markdown(result: dict) -> str:
     lines += ["## What the split costs", "",
               "The remainder's half of each conv that reads the input, in MACs per RAW megapixel; the int8 TFLite "
               f"at {SIZE[0]}x{SIZE[1]} packed (one RAW megapixel), XNNPACK, median ms of rounds interleaved in one "
-              f"process (other processes used {result['other_load']} of the CPU meanwhile); k does not change the "
+              "process (other processes used "
+              + ", ".join(f"{100 * v:.0f} %" for v in result["other_load"].values())
+              + " of the CPU meanwhile); k does not change the "
               "graph.", ""]
     rows = []
     for name, model in result["models"].items():
@@ -145,20 +158,23 @@ def markdown(result: dict) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    p.add_argument("--models", nargs="*", default=MODELS, choices=MODELS, help="shipped sub-range models")
+    p.add_argument("--int8", nargs="+", type=Path, default=[], help="other int8 checkpoints to measure")
     p.add_argument("--splits", nargs="+", type=int, default=[4, 8, 16, 32])
     p.add_argument("--rounds", type=int, default=6, help="interleaved timing rounds")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads for the PSNR runs")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     images = list(folder_images(default_cache_dir() / "photos" / "test", 1, None))
-    result = {"cpu": cpu_record(), "models": {},
-              "held_out": f"{len(images)} fetched test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed "
-                          f"each, seed {EVAL_SEED}"}
-    loads = []
-    for name in args.models:
-        ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
-        single = single_input(load_checkpoint(models_dir() / "nsma" / f"{name}.int8.pt"))
+    path = RESULTS / "int8_split_input.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"models": {}, "other_load": {}}
+    result.update(cpu=cpu_record(), held_out=f"{len(images)} fetched test photos, {EVAL_CROPS} crops of "
+                                             f"{EVAL_CROP}x{EVAL_CROP} packed each, seed {EVAL_SEED}")
+    files = [models_dir() / "nsma" / f"{name}.int8.pt" for name in args.models] + args.int8
+    for file in files:
+        single = single_input(load_checkpoint(file))
+        name = single.card["quantization"]["source"]
+        ckpt = load_checkpoint(resolve_model(name))
         float_runner = TorchRunner(ckpt)
         sets = {}
         for set_name, pairs in (("gate", validation_set(ckpt.shot_range)[0]),
@@ -166,10 +182,10 @@ def main():
             sets[set_name] = (pairs, psnr_by_shot(denoised(float_runner, pairs), pairs))
         variants = {"one 4-channel tensor": single,
                     **{f"split, k = {k}": split_checkpoint(single, k) for k in args.splits}}
-        model = {"variants": {label: {"drops": drops(q, sets)} for label, q in variants.items()}}
+        model = {"int8": shown(file), "variants": {label: {"drops": drops(q, sets)} for label, q in variants.items()}}
         split = split_checkpoint(single, QATConfig().input_split)  # (k does not change the graph)
         ms, load = timings(single, split, args.rounds)
-        loads.append(load)
+        result["other_load"][name] = load["other_processes_cpu_share"]
         macs = count_macs(ckpt.build(), SIZE)
         model["cost"] = {"gmacs_per_mp": macs.gmacs_per_megapixel,
                          "added_gmacs_per_mp": added_macs(split) / 1e9 / macs.raw_megapixels,
@@ -178,8 +194,7 @@ def main():
         print(f"{name}: " + ", ".join(f"{label} gate {row['drops']['gate']['drop_db']:.3f} held-out "
                                       f"{row['drops']['held-out']['drop_db']:.3f}"
                                       for label, row in model["variants"].items()), flush=True)
-    result["other_load"] = ", ".join(f"{100 * load['other_processes_cpu_share']:.0f} %" for load in loads)
-    write_json(RESULTS / "int8_split_input.json", result)
+    write_json(path, result)
     write_text(RESULTS / "int8_split_input.md", markdown(result))
     print(f"wrote {RESULTS / 'int8_split_input.md'}")
 

@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..checks import non_empty, non_negative_float, non_negative_int, output_folder, positive_int, require_apart, require_output
+from ..checks import (non_empty, non_negative_float, non_negative_int, output_folder, positive_int, require_apart,
+                      require_output)
 from ..errors import FadError
 from ..export.thresholds import Thresholds
 from ..quant.recipe import QATConfig

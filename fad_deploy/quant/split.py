@@ -24,6 +24,7 @@ import torch.nn as nn
 from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..runners.base import IN_CHANNELS, QUANTIZED_BASE, input_channels_of
+
 SPLIT_KEY = "input_split"
 
 
@@ -54,7 +55,8 @@ def split_core(gm: fx.GraphModule, k: int) -> fx.GraphModule:
 def split_checkpoint(ckpt: Checkpoint, k: int) -> Checkpoint:
     """A quantized checkpoint (residual added to the quantized input) whose network takes the
     split input, nothing retrained. The remainder channels hold [0, k scale), which must lie
-    on the grid above its zero point: k is lowered to 127 - zero point where that is less."""
+    on the grid above its zero point: the network's k is lowered to 127 - zero point where that
+    is less (the card keeps the k asked for, as the recipe's setting)."""
     from .qat import fake_quant_core, grid, io_quantizers
 
     q = ckpt.extra.get("quantization", {})
@@ -62,11 +64,11 @@ def split_checkpoint(ckpt: Checkpoint, k: int) -> Checkpoint:
         raise FadError(f"{ckpt.name}: its input is split already (k = {q[SPLIT_KEY]})")
     if q.get("base") != QUANTIZED_BASE:
         raise FadError(f"{ckpt.name}: a split input needs the residual added to the quantized input")
-    k = min(k, 127 - grid(io_quantizers(fake_quant_core(ckpt)[0])[0])["zero_point"])
-    if k < 2:
+    fits = min(k, 127 - grid(io_quantizers(fake_quant_core(ckpt)[0])[0])["zero_point"])
+    if fits < 2:
         raise FadError(f"{ckpt.name}: its int8 input grid has no room above zero for a split input")
     card = {**ckpt.card, "quantization": {**ckpt.card.get("quantization", {}), SPLIT_KEY: k}}
-    return dataclasses.replace(ckpt, card=card, extra={**ckpt.extra, "quantization": {**q, SPLIT_KEY: k}})
+    return dataclasses.replace(ckpt, card=card, extra={**ckpt.extra, "quantization": {**q, SPLIT_KEY: fits}})
 
 
 def input_channels(ckpt: Checkpoint) -> int:

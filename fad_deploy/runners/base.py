@@ -98,9 +98,10 @@ def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
     benchmarks/results/int8_recipe.md)."""
     u, input_map = np.asarray(u, np.float32), input_map_of(grid)
     grid = {**grid, "scale": np.float32(grid["scale"])}
-    seen, inside = rounded(network_input(u, input_map), grid)
+    x = network_input(u, input_map)
+    seen, inside = rounded(x, grid)
     if grid.get("split"):
-        split, _ = rounded(split_channels(network_input(u, input_map), grid), grid)
+        split, _ = rounded(split_channels(x, grid), grid)
         seen = split[:, :IN_CHANNELS] + split[:, IN_CHANNELS:] / grid["split"]
     return np.where(inside, from_network_input(seen, input_map), u).astype(np.float32)
 
