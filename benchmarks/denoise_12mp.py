@@ -91,9 +91,13 @@ def open_runner(backend: str, model: str, folder: Path):
         return load_runner("torch", models_dir() / "nsma" / f"{model}.pt")
     if backend.startswith("tflite"):
         return load_runner(backend, BUNDLE, model=model)
+    from fad_deploy.quant.qat import quantized_base_grid
     from fad_deploy.runners.onnx_runner import OnnxRunner
 
-    return OnnxRunner(folder / f"{model}{FILE_SUFFIX[backend]}", None, None, backend, residual=True)
+    # the int8 file's input and residual base as its checkpoint gives them (the bundle's manifest lists no ONNX)
+    grid = quantized_base_grid(load_checkpoint(BUNDLE / f"{model}{FILE_SUFFIX['torch-int8']}")) if "int8" in backend \
+        else None
+    return OnnxRunner(folder / f"{model}{FILE_SUFFIX[backend]}", None, None, backend, residual=True, base_grid=grid)
 
 
 # ---- one measurement (in its own process) ---------------------------------------------------------

@@ -177,7 +177,8 @@ def main(argv=None) -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="export_comparison_"))
     base = ExportOptions(targets=("tflite", "onnx"), int8=True, tflite=TFLiteOptions(),
                          thresholds=Thresholds(max_drop_db=float("inf")), threads=args.threads)
-    base = dataclasses.replace(base, qat=dataclasses.replace(base.qat, steps=args.qat_steps))
+    # one 4-channel int8 input, as the other paths take (the split input is int8_split_input.py's subject)
+    base = dataclasses.replace(base, qat=dataclasses.replace(base.qat, steps=args.qat_steps, input_split=0))
     print(f"our QAT and PTQ exports of {path} into {work}")
     export_bundle([("qat", path)], base, work / "ours-qat")
     export_bundle([("ptq", path)], dataclasses.replace(base, ptq=True, targets=("tflite",)), work / "ours-ptq")
