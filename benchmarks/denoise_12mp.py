@@ -1,5 +1,6 @@
 """Wall time and peak memory to denoise one 12 MP RAW frame (4032x3024 Bayer, 2016x1512
-packed: 1512 is not a multiple of 16) with each backend on this CPU, the way fad-denoise
+packed: 1512 is not a multiple of 16) with each backend on this CPU (the TFLite ones the
+shipped bundle holds), the way fad-denoise
 runs a model of the shipped noise-subrange array: tile by tile (fad_deploy/runners/tiling.py;
 TFLite at its fixed 256x256 input, torch and onnxruntime in 512x512 tiles), with the library
 defaults for threads. Also: each backend's tiled output against one whole-frame run on a
@@ -34,7 +35,7 @@ from fad_deploy.data.noise import NoiseParams, add_noise, read_from_shot
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.raw_io import RawImage, write_dng
 from fad_deploy.data.unprocess import random_params, unprocess
-from fad_deploy.export.manifest import FILE_SUFFIX
+from fad_deploy.export.manifest import FILE_SUFFIX, read_bundle
 from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import CPUINFO
@@ -222,7 +223,9 @@ def main():
                "bayer": list(BAYER), "runs": []}
         write_frame(folder, noise)
         export_onnx_files(folder, args.model)
-        for case in [*({"backend": b, "tiled": True} for b in BACKENDS), {"backend": "torch", "tiled": False}]:
+        files = next(e for e in read_bundle(BUNDLE)["models"] if e["name"] == args.model)["files"]
+        backends = [b for b in BACKENDS if not b.startswith("tflite") or b in files]  # ONNX: exported above
+        for case in [*({"backend": b, "tiled": True} for b in backends), {"backend": "torch", "tiled": False}]:
             doc["runs"].append(run_worker(case, folder, args))
             print(json.dumps(doc["runs"][-1]), flush=True)
         doc["command"] = command(folder)
