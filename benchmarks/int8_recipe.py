@@ -36,9 +36,8 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers, made_with,
-                                  quantization_aware_training)
+                                  quantization_aware_training, split_input)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
-from fad_deploy.quant.split import split_checkpoint
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from fad_deploy.train.losses import CHARBONNIER_EPS
@@ -174,11 +173,11 @@ def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
 
 def made_or_split(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
     """As :func:`shipped_int8`; for a split input also the same QAT's int8 checkpoint with one
-    int8 input, split (nothing retrained)."""
+    int8 input, split as the QAT would (nothing retrained)."""
     q, qat_s = shipped_int8(name, cfg, folders)
     if q is None and cfg.input_split:
         single, qat_s = shipped_int8(name, dataclasses.replace(cfg, input_split=0), folders)
-        q = split_checkpoint(single, cfg.input_split) if single is not None else None
+        q = split_input(single, cfg) if single is not None else None
     return q, qat_s
 
 

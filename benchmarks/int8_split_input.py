@@ -1,7 +1,8 @@
 """What splitting the int8 input buys (issue 17): each shipped int8 sub-range model with one
 4-channel int8 input, and with its input split in two (the input rounded down onto its int8
 grid plus k times the remainder, 8 channels of one int8 tensor; fad_deploy.quant.split) for
-several k. For each: the RAW PSNR drop against the float model on fad-export's validation
+several k on the input grid QAT learned, and as the QAT recipe splits it: k = 8 on the grid
+widened to cover 99.9 % of the QAT's network inputs (fad_deploy.quant.qat.input_widening). For each: the RAW PSNR drop against the float model on fad-export's validation
 patches (the README's main command checks these) and on held-out crops of the test photos
 (int8_recipe.py's set, never used in training), per noise level; and what the split costs:
 MACs per RAW megapixel and the int8 TFLite's time (XNNPACK, 1 and 2 threads, 4x512x512, rounds
@@ -12,13 +13,12 @@ interleaved in one process).
 
 Nothing is retrained: every row is the shipped QAT checkpoint (or one given with --int8, its
 float model found by the name its card gives), split after the fact (or, for the single
-input, with its split taken off). Writes benchmarks/results/int8_split_input.md and .json,
+input, with its split and widening taken off). Writes benchmarks/results/int8_split_input.md and .json,
 keeping the rows of models not measured in this run.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -36,9 +36,9 @@ from fad_deploy.profile.macs import count_macs
 from fad_deploy.profile.side_by_side import OtherLoad, cpu_record
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.profile.tflite_ops import interleaved_times, interpreter
-from fad_deploy.quant.qat import FakeQuantRunner
+from fad_deploy.quant.qat import FakeQuantRunner, qat_settings, split_input
 from fad_deploy.quant.recipe import QATConfig
-from fad_deploy.quant.split import IN_CHANNELS, SPLIT_KEY, split_checkpoint
+from fad_deploy.quant.split import IN_CHANNELS, WIDEN_KEY, single_checkpoint, split_checkpoint
 from fad_deploy.runners.torch_runner import TorchRunner
 from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, evaluation_set
 
@@ -54,13 +54,6 @@ def shown(path: Path) -> str:
     """``path`` relative to the repository where it lies in it."""
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def single_input(q):
-    """The int8 checkpoint ``q`` with one 4-channel int8 input (its split, if any, taken off)."""
-    strip = lambda d: {k: v for k, v in d.items() if k != SPLIT_KEY}  # noqa: E731
-    return dataclasses.replace(q, card={**q.card, "quantization": strip(q.card["quantization"])},
-                               extra={**q.extra, "quantization": strip(q.extra["quantization"])})
 
 
 def added_macs(q) -> int:
@@ -120,7 +113,9 @@ def markdown(result: dict) -> str:
              "Each shipped int8 sub-range model (its QAT checkpoint, nothing retrained) with one 4-channel int8 "
              "input, and with the input split in two: channels 0-3 the input rounded down onto its int8 grid, "
              "channels 4-7 k times the remainder on the same grid, one int8 tensor; the convs that read the input "
-             "read the remainder at weights / k (fad_deploy.quant.split). Drop: RAW PSNR of the fake-quant int8 "
+             "read the remainder at weights / k (fad_deploy.quant.split); the recipe's row also widens the input grid "
+             "(its step and k alike) to cover 99.9 % of the QAT's network inputs, which the learned range clipped. "
+             "Drop: RAW PSNR of the fake-quant int8 "
              "network below the float model's, on fad-export's validation patches (`gate`, the README's main "
              f"command checks a mean of at most {BOUNDS[0]} dB and {BOUNDS[1]} dB at any level) and on held-out "
              f"crops ({result['held_out']}). The int8 checkpoints: "
@@ -172,7 +167,7 @@ def main():
                                              f"{EVAL_CROP}x{EVAL_CROP} packed each, seed {EVAL_SEED}")
     files = [models_dir() / "nsma" / f"{name}.int8.pt" for name in args.models] + args.int8
     for file in files:
-        single = single_input(load_checkpoint(file))
+        single = single_checkpoint(load_checkpoint(file))
         name = single.card["quantization"]["source"]
         ckpt = load_checkpoint(resolve_model(name))
         float_runner = TorchRunner(ckpt)
@@ -180,15 +175,17 @@ def main():
         for set_name, pairs in (("gate", validation_set(ckpt.shot_range)[0]),
                                 ("held-out", evaluation_set(images, ckpt.shot_range))):
             sets[set_name] = (pairs, psnr_by_shot(denoised(float_runner, pairs), pairs))
+        recipe = split_input(single, qat_settings(single))  # what QAT makes: the grid widened, k with it
         variants = {"one 4-channel tensor": single,
-                    **{f"split, k = {k}": split_checkpoint(single, k) for k in args.splits}}
+                    **{f"split, k = {k}": split_checkpoint(single, k) for k in args.splits},
+                    f"split, k = {QATConfig().input_split}, grid widened x{recipe.card['quantization'][WIDEN_KEY]} "
+                    "(the recipe)": recipe}
         model = {"int8": shown(file), "variants": {label: {"drops": drops(q, sets)} for label, q in variants.items()}}
-        split = split_checkpoint(single, QATConfig().input_split)  # (k does not change the graph)
-        ms, load = timings(single, split, args.rounds)
+        ms, load = timings(single, recipe, args.rounds)
         result["other_load"][name] = load["other_processes_cpu_share"]
         macs = count_macs(ckpt.build(), SIZE)
         model["cost"] = {"gmacs_per_mp": macs.gmacs_per_megapixel,
-                         "added_gmacs_per_mp": added_macs(split) / 1e9 / macs.raw_megapixels,
+                         "added_gmacs_per_mp": added_macs(recipe) / 1e9 / macs.raw_megapixels,
                          "ms": ms}
         result["models"][name] = model
         print(f"{name}: " + ", ".join(f"{label} gate {row['drops']['gate']['drop_db']:.3f} held-out "

@@ -7,7 +7,7 @@ drop of the int8 TFLite and its parity with PyTorch).
     python benchmarks/ship_int8.py
     python benchmarks/ship_int8.py --from-export DIR --log FILE   # ship a run already made
     python benchmarks/ship_int8.py --int8 FILE ... --made-by CMD ...   # int8 made by other recipes
-    python benchmarks/ship_int8.py --split 16   # the shipped int8 checkpoints with their input split
+    python benchmarks/ship_int8.py --split 8   # the shipped int8 checkpoints with their input split
 
 With ``--int8``, each file (an int8 checkpoint of one of the shipped float models, e.g. one
 `int8_recipe.py` made and kept under $FAD_CACHE/int8_recipe/) replaces that model's shipped
@@ -15,8 +15,9 @@ int8 checkpoint, its recipe recorded in it; ``--made-by`` gives, per file, the c
 made it. The array is then exported as the README's main command does (converting the
 shipped checkpoints, no QAT) and every card is written from that export's validation; the
 other models keep the command and QAT time of their cards. With ``--split K``, every shipped int8
-checkpoint whose input is not split yet gets the split int8 input (fad_deploy.quant.split, nothing
-retrained) and is exported and carded the same way, its card's command followed by this one.
+checkpoint gets the split int8 input with k = K (fad_deploy.quant.split, made from its QAT's own
+checkpoint, a split one's split taken off; nothing retrained; its grid widened to the QAT's
+inputs: fad_deploy.quant.qat.split_input) and is exported and carded the same way, its card's command followed by this one.
 
 After this, `fad-export --int8 --target tflite` converts the shipped checkpoints (no QAT).
 """
@@ -39,10 +40,11 @@ from fad_deploy.export.manifest import FILE_SUFFIX, MANIFEST, sha256
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
-from fad_deploy.quant.qat import qat_settings
+from fad_deploy.quant.qat import qat_settings, split_input
 from fad_deploy.quant.recipe import QATConfig
-from fad_deploy.quant.split import SPLIT_KEY, split_checkpoint
+from fad_deploy.quant.split import SPLIT_KEY, WIDEN_KEY, single_checkpoint
 
+SPLIT_COMMAND = "; python benchmarks/ship_int8.py --split "  # how a card's command says the input was split after
 MADE = re.compile(r"^\s+(\S+): .*\(int8 made in (\d+) s\)$")
 
 
@@ -90,7 +92,8 @@ def level_drops(rows: list[dict]) -> dict[str, float]:
     return {s: round(base[s] - int8[s], 3) for s in base}
 
 
-def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, split: int | None) -> tuple[dict, str]:
+def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, quantization: dict) -> tuple[dict, str]:
+    split, widen = quantization.get(SPLIT_KEY), quantization.get(WIDEN_KEY, 1)
     rows = {r["backend"]: r for r in entry["validation"]}
     drops = level_drops(entry["validation"])
     doc = {"name": entry["name"], "int8_checkpoint": f"{entry['name']}{FILE_SUFFIX['torch-int8']}",
@@ -103,7 +106,8 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, 
           f"per-channel symmetric int8 weights on the grid [{QATConfig().weight_qmin}, 127], learned per-tensor "
           f"8-bit activation ranges (QAT recipe: {recipe})"
           + (f"; its int8 input split in two, the input rounded down and {split} times the remainder (8 channels, "
-             "`fad_deploy.quant.split`)" if split else "") + ". `fad-export --int8 --target tflite` converts it as it is.",
+             f"`fad_deploy.quant.split`), on the learned input grid widened x{widen} to cover 99.9 % of the QAT's "
+             "inputs" if split else "") + ". `fad-export --int8 --target tflite` converts it as it is.",
           "", "## How it was made", "", f"    {command}", "",
           f"- QAT time: {qat_s:.0f} s on {cpu}" if qat_s is not None else
           "- QAT time: not recorded (the QAT was interrupted and resumed over several runs; the recipe's "
@@ -140,15 +144,15 @@ def main(argv=None) -> None:
         q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
         makers[q.card["quantization"]["source"]] = command, kept_qat_s(path, q), cpu
     for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
-        q = load_checkpoint(path)
-        if q.extra["quantization"].get(SPLIT_KEY):
+        shipped = load_checkpoint(path)
+        single = single_checkpoint(shipped)  # (a split one's split taken off: the QAT's own checkpoint)
+        q = stamp(split_input(single, dataclasses.replace(qat_settings(single), input_split=args.split)), path)
+        if q.extra == shipped.extra:
             continue
-        q = stamp(split_checkpoint(q, args.split), path)
         q.save(path)
         before = json.loads(path.with_name(path.name.replace(".pt", ".json")).read_text())
-        name = q.card["quantization"]["source"]
-        makers[name] = f"{before['command']}; python benchmarks/ship_int8.py --split {args.split}", before["qat_s"], \
-            before["cpu"]
+        command = before["command"].split(SPLIT_COMMAND)[0]
+        makers[q.card["quantization"]["source"]] = f"{command}{SPLIT_COMMAND}{args.split}", before["qat_s"], before["cpu"]
     if args.from_export is None:
         start = time.time()
         proc = subprocess.run(export_command(export, qat=not (args.int8 or args.split)), capture_output=True,
@@ -173,7 +177,7 @@ def main(argv=None) -> None:
             before = json.loads((dest / f"{name}.int8.json").read_text())
             made_on = before["command"], before["qat_s"], before["cpu"]
         q = load_checkpoint(dest / int8)
-        doc, md = card(entry, *made_on, recipe_text(qat_settings(q)), q.extra["quantization"].get(SPLIT_KEY))
+        doc, md = card(entry, *made_on, recipe_text(qat_settings(q)), q.extra["quantization"])
         write_json(dest / f"{name}.int8.json", doc)
         write_text(dest / f"{name}.int8.md", md)
         print(f"{int8}: drop {doc['drop_db']:+.3f} dB, worst level {max(doc['drop_by_shot_db'].values()):+.3f} dB")

@@ -16,7 +16,7 @@ import torch
 from fad_deploy.cli.export import main as export_main
 from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
-from fad_deploy.quant.split import input_channels, split_checkpoint
+from fad_deploy.quant.split import input_channels, single_checkpoint, split_checkpoint
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
 from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_quant_model, freeze, full_range_weights,
@@ -166,6 +166,11 @@ def test_a_split_input_carries_the_int8_remainder_so_the_network_sees_the_input_
                                    atol=1e-6, rtol=0)
     # off the grid it reads the remainder: the same int8 input gives another output
     assert np.abs(split.run_network(x) - single.run_network(u)).max() > 1e-3
+    wide = FakeQuantRunner(split_checkpoint(q, k, 1.5)).base_grid  # the grid widened, its step and k alike
+    assert wide["max"] - wide["min"] == pytest.approx(1.5 * (g["max"] - g["min"]), rel=1e-6)
+    assert abs(wide["min"] - g["min"]) <= wide["scale"] and wide["split"] == min(round(1.5 * k), 127 - wide["zero_point"])
+    unsplit = single_checkpoint(split_checkpoint(q, k, 1.5))  # the learned grid back, exactly
+    assert unsplit.extra["quantization"] == q.extra["quantization"] and FakeQuantRunner(unsplit).base_grid == single.base_grid
     with pytest.raises(FadError, match="split already"):
         split_checkpoint(split_checkpoint(q, k), k)
     with pytest.raises(FadError, match="quantized input"):

@@ -31,7 +31,7 @@ from ..data.dataset import NoisyPatches, load_patch_cache
 from ..data.noise import to_anchor
 from ..errors import FadError
 from ..models.registry import Checkpoint
-from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT, from_network_input, network_input
+from ..runners.base import QUANTIZED_BASE, RESIDUAL_OUTPUT, from_network_input, input_map_of, network_input
 from ..runners.torch_runner import TorchRunner
 from ..train.config import DataConfig, ScheduleConfig, TrainConfig
 from ..train.losses import charbonnier, psnr_drop, rmse
@@ -245,6 +245,27 @@ def training_patches(ckpt: Checkpoint, crop: int, seed: int, cache: str | None) 
     """The same patch cache and noise sampling as fad-train, over the checkpoint's noise range."""
     path = resolve_cache(TrainConfig(data=DataConfig(cache=cache)))
     return NoisyPatches(load_patch_cache(path), crop, ckpt.shot_range, seed)
+
+
+SPLIT_QUANTILE = 0.999  # the share of the QAT's network inputs a split int8 input's grid covers
+SPLIT_SAMPLE_BATCHES = 160  # QAT batches that quantile is taken over
+
+
+def input_widening(q: Checkpoint, cfg: QATConfig) -> float:
+    """How much a split int8 input's grid widens the learned one (at least 1): to the
+    SPLIT_QUANTILE of the network inputs of the first SPLIT_SAMPLE_BATCHES batches of ``cfg``'s
+    QAT (its patches, crop and seed; noise over ``q``'s range)."""
+    g = quantized_base_grid(q)
+    data = training_patches(q, cfg.crop, cfg.seed, cfg.cache)
+    inputs = [network_input(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), q.anchor)[0],
+                            input_map_of(g)).numpy().ravel() for step in range(SPLIT_SAMPLE_BATCHES)]
+    return round(max(1.0, float(np.quantile(np.concatenate(inputs), SPLIT_QUANTILE)) / g["max"]), 3)
+
+
+def split_input(q: Checkpoint, cfg: QATConfig) -> Checkpoint:
+    """``q`` (made by a QAT with ``cfg``) with the split int8 input ``cfg.input_split`` asks for,
+    its grid widened to the inputs that QAT saw (:func:`input_widening`)."""
+    return split_checkpoint(q, cfg.input_split, input_widening(q, cfg))
 
 
 def anchor_pair(batch: dict, anchor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -552,7 +573,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
                                    extra={**ckpt.extra, WEIGHT_GRID_KEY: {"grid": WEIGHT_GRID, **details}})
     freeze(gm)
     q = quantized_checkpoint(ckpt, gm, net, "qat", dataclasses.asdict(cfg), cfg.residual, cfg.base, cfg.input_map)
-    return split_checkpoint(q, cfg.input_split) if cfg.input_split else q
+    return split_input(q, cfg) if cfg.input_split else q
 
 
 @torch.no_grad()
