@@ -71,7 +71,7 @@ THIRD_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=2)
 SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
 SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
 SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
-def split_input(cfg: QATConfig) -> QATConfig:
+def with_split(cfg: QATConfig) -> QATConfig:
     """``cfg`` with the recipe's split int8 input: the same QAT, split after it (nothing retrained)."""
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)
 
@@ -118,7 +118,7 @@ VARIANTS = {
         SQRT_SECOND_CYCLE,
     f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
     f"that row + a fourth cycle of {SQRT_FOURTH_CYCLE.continue_steps} steps": SQRT_FOURTH_CYCLE,
-    **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": split_input(cfg) for label, cfg in (
+    **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": with_split(cfg) for label, cfg in (
         ("the recipe + a second cycle", SECOND_CYCLE), ("the recipe + a third cycle", THIRD_CYCLE),
         ("the square-root row + a third cycle", SQRT_THIRD_CYCLE))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
@@ -271,6 +271,9 @@ def error_budget(result: dict) -> list[str]:
             continue
         cells = []
         for s, drop in model["variants"][model["shipped"]]["drop_by_shot"].items():
+            if drop <= 0:  # no added error at all
+                cells.append(f"none added ({model['float_by_shot'][s]:.1f} dB float), met")
+                continue
             below = added_error_db(drop)
             to_go = 10 ** ((need - below) / 10)
             cells.append(f"{below:.1f} dB below ({model['float_by_shot'][s]:.1f} dB float), "
