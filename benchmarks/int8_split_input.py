@@ -19,6 +19,7 @@ keeping the rows of models not measured in this run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -175,7 +176,8 @@ def main():
         for set_name, pairs in (("gate", validation_set(ckpt.shot_range)[0]),
                                 ("held-out", evaluation_set(images, ckpt.shot_range))):
             sets[set_name] = (pairs, psnr_by_shot(denoised(float_runner, pairs), pairs))
-        recipe = split_input(single, qat_settings(single))  # what QAT makes: the grid widened, k with it
+        # what the QAT recipe makes: the grid widened, k with it
+        recipe = split_input(single, dataclasses.replace(qat_settings(single), input_split=QATConfig().input_split))
         variants = {"one 4-channel tensor": single,
                     **{f"split, k = {k}": split_checkpoint(single, k) for k in args.splits},
                     f"split, k = {QATConfig().input_split}, grid widened x{recipe.card['quantization'][WIDEN_KEY]} "

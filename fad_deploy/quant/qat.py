@@ -40,7 +40,7 @@ from .graph import Core, Padded
 from .learned import LearnedFakeQuantize, init_ranges, learned, stop_learning
 from .qconfig import ACT_INT8_SHIFT, WEIGHT_QMIN, backend_config, qconfig_mapping
 from .recipe import PTQConfig, QATConfig, stored_qat_config
-from .split import SPLIT_KEY, split_checkpoint, split_core
+from .split import SPLIT_KEY, single_checkpoint, split_checkpoint, split_core
 
 QUANT_FORMAT = "fad-deploy-fx-int8/1"
 WEIGHT_GRID_KEY = "weights_on_grid"  # Checkpoint.extra of a float checkpoint made by weight-only QAT
@@ -481,8 +481,8 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
     int8 = cfg.activations == "int8"
     gm = prepare(net, residual=cfg.residual, learned_ranges=int8 and cfg.ranges == "learned",
                  weight_qmin=cfg.weight_qmin)
-    if start is not None:
-        load_quant_state(gm, start.extra["quantization"]["fake_quant"]).train()
+    if start is not None:  # (the ranges its QAT learned: a split's widened input grid taken off)
+        load_quant_state(gm, single_checkpoint(start).extra["quantization"]["fake_quant"]).train()
     for m in (gm, reference):
         if m is not None:
             m.to(device, memory_format=MEMORY_FORMAT)
