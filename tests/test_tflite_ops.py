@@ -79,3 +79,21 @@ def test_kind_summary_adds_up(models):
     assert sum(r["ops"] for r in rows) == len(ops)
     assert sum(r["time_share"] for r in rows) == pytest.approx(1.0)
     assert sum(r["macs"] for r in rows) == sum(op.macs for op in ops)
+
+
+def test_a_split_int8_input_profiles_its_channel_slice_as_data_movement(models):
+    import dataclasses
+
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+    from fad_deploy.quant.split import split_checkpoint
+    from fad_deploy.runners.base import QUANTIZED_BASE
+
+    ckpt, files = models
+    q = calibrate_on_random(ckpt)
+    q = dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "base": QUANTIZED_BASE}})
+    split = export_tflite(split_checkpoint(q, 8), TFLiteOptions(EXPORT), "test", {})[0]
+    ops = model_ops(split, RUN)
+    (sliced,) = [op for op in ops if op.name == "STRIDED_SLICE"]  # the pyramid's pool reads channels 0-3
+    assert sliced.macs == 0 and sliced.kind == "data movement" and sliced.out_shape == (1, *RUN, 4)
+    # the convs reading the input read 4 more channels: more MACs than the single-input file
+    assert sum(op.macs for op in ops) > sum(op.macs for op in model_ops(files[True], RUN))

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 ZERO_MAC_OPS = {"PAD", "CONCATENATION", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "RESHAPE", "QUANTIZE", "DEQUANTIZE",
-                "RELU", "RELU6", "GATHER"}
+                "RELU", "RELU6", "GATHER", "STRIDED_SLICE", "SLICE"}
 ELEMENTWISE_OPS = {"ADD", "MUL", "SUB"}
 CONV_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
