@@ -210,11 +210,14 @@ def drops(q, cfg: QATConfig, pairs: dict, reference: tuple[float, dict]) -> tupl
     return base - mean, {s: base_levels[s] - v for s, v in levels.items()}
 
 
-def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device: str = "cpu") -> dict:
+def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device: str = "cpu") -> dict | None:
     """The drops of ``ckpt`` quantized with ``cfg`` (an int8 checkpoint made so, see
-    :func:`shipped_int8`, else a new QAT on ``device``) on the held-out crops and on fad-export's
-    validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR))."""
+    :func:`made_or_split`, else a new QAT on ``device``) on the held-out crops and on fad-export's
+    validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR));
+    None for a split input whose QAT with one int8 input was not run (it is made from that one)."""
     q, qat_s = made_or_split(ckpt.name, cfg, folders)
+    if q is None and cfg.input_split:
+        return None
     made_on = None  # the device of a QAT run here
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
@@ -530,9 +533,6 @@ def main(argv=None) -> dict:
             cfg = VARIANTS[variant]
             if cfg is LARGE_CROPS:
                 large_patch_cache()
-            if cfg.input_split and made_or_split(name, cfg, tuple(args.int8_dirs))[0] is None:
-                print(f"{name} {variant}: skipped (its QAT with one int8 input was not run)", flush=True)
-                continue
             done = model["variants"].get(variant)
             if done is not None and stored_qat_config(done["config"]) == dataclasses.asdict(cfg):
                 q = shipped_int8(name, cfg, tuple(args.int8_dirs))[0]
@@ -541,7 +541,11 @@ def main(argv=None) -> dict:
                 done["gate_drop_db"], done["gate_drop_by_shot"] = drops(q, cfg, *sets["gate"])
                 done["gate_crops"] = VALIDATION_CROPS
             else:
-                model["variants"][variant] = measure(ckpt, cfg, sets, tuple(args.int8_dirs), args.device)
+                row = measure(ckpt, cfg, sets, tuple(args.int8_dirs), args.device)
+                if row is None:
+                    print(f"{name} {variant}: skipped (its QAT with one int8 input was not run)", flush=True)
+                    continue
+                model["variants"][variant] = row
             write_json(path, result)
             write_text(args.results / "int8_recipe.md", markdown(result))
             print(f"{name} {variant}: drop {model['variants'][variant]['drop_db']:+.3f} dB", flush=True)

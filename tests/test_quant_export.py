@@ -86,12 +86,20 @@ def digests(folder) -> dict[str, str]:
 
 # ---- quantization ----------------------------------------------------------------------------------------
 
-def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(one_thread):
+def observed_checkpoint(peak: float, input_map: str = "linear"):
+    """The tiny checkpoint, its float network, its fake-quant core (ranges observed on one uniform
+    [0, peak] batch, then frozen) and the quantized checkpoint adding the residual to the
+    quantized input."""
     ckpt = tiny_checkpoint()
     net = ckpt.build()
     gm = prepare(net)
-    gm(torch.rand(2, 4, SIZE, SIZE) * 3)
-    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized")
+    gm(torch.rand(2, 4, SIZE, SIZE) * peak)
+    return ckpt, net, gm, quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized",
+                                               input_map=input_map)
+
+
+def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(one_thread):
+    ckpt, net, gm, q = observed_checkpoint(peak=3.0)
     assert q.extra["quantization"]["base"] == "quantized input"
     runner = FakeQuantRunner(q)
     g = runner.base_grid
@@ -113,11 +121,7 @@ def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(
 
 
 def test_a_square_root_input_map_feeds_the_network_sqrt_u_and_squares_its_int8_input_back_for_the_base(one_thread):
-    ckpt = tiny_checkpoint()
-    net = ckpt.build()
-    gm = prepare(net)
-    gm(torch.rand(2, 4, SIZE, SIZE))  # observes sqrt-sized inputs: [0, 1]
-    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized", input_map="sqrt")
+    ckpt, net, gm, q = observed_checkpoint(peak=1.0, input_map="sqrt")  # observes sqrt-sized inputs: [0, 1]
     runner = FakeQuantRunner(q)
     g = runner.base_grid
     assert g == {**grid(io_quantizers(gm)[0]), "input_map": "sqrt"}
@@ -138,11 +142,7 @@ def test_a_square_root_input_map_feeds_the_network_sqrt_u_and_squares_its_int8_i
 
 
 def test_a_split_input_carries_the_int8_remainder_so_the_network_sees_the_input_to_a_kth_of_a_step(one_thread):
-    ckpt = tiny_checkpoint()
-    net = ckpt.build()
-    gm = prepare(net)
-    gm(torch.rand(2, 4, SIZE, SIZE) * 3)
-    q = quantized_checkpoint(ckpt, freeze(gm), net, "test", {}, base="quantized")
+    ckpt, net, gm, q = observed_checkpoint(peak=3.0)
     k = 16
     split = FakeQuantRunner(split_checkpoint(q, k))
     single = FakeQuantRunner(q)

@@ -55,25 +55,15 @@ def input_channels_of(grid: dict | None) -> int:
     return 2 * IN_CHANNELS if grid and grid.get("split") else IN_CHANNELS
 
 
-def split_channels(x, grid: dict):
-    """The split int8 input (``grid["split"]`` = k) of network input ``x`` (N, 4, h, w), numpy
-    or torch: ``x`` clipped to the grid's range, rounded down onto the grid (its minimum lies
+def split_channels(x: np.ndarray, grid: dict) -> np.ndarray:
+    """The split int8 input (``grid["split"]`` = k) of network input ``x`` (N, 4, h, w): ``x`` clipped to the grid's range, rounded down onto the grid (its minimum lies
     on it), and k times the remainder, in [0, k scale), concatenated on the channel axis. Each
     conv reading it weighs the remainder by 1 / k (:mod:`fad_deploy.quant.split`), so the
     network sees ``x`` to scale / k with every tensor int8."""
-    lib = torch_or_numpy(x)
     lo, scale = grid["min"], grid["scale"]
-    x = lib.clip(x, lo, grid["max"])
-    coarse = lo + lib.floor((x - lo) / scale) * scale
-    return lib.concatenate([coarse, (x - coarse) * grid["split"]], 1)
-
-
-def torch_or_numpy(x):
-    if isinstance(x, np.ndarray):
-        return np
-    import torch
-
-    return torch
+    x = np.clip(x, lo, grid["max"])
+    coarse = lo + np.floor((x - lo) / scale) * scale
+    return np.concatenate([coarse, (x - coarse) * grid["split"]], 1)
 
 
 def int8_input(u, grid: dict | None):
@@ -83,11 +73,10 @@ def int8_input(u, grid: dict | None):
     return split_channels(x, grid) if grid and grid.get("split") else x
 
 
-def rounded(x, grid: dict):
+def rounded(x: np.ndarray, grid: dict) -> tuple[np.ndarray, np.ndarray]:
     """``x`` on the int8 grid (clamped to its range), and where it lay inside the range."""
-    lib = torch_or_numpy(x)
-    level = lib.round(x / grid["scale"]) + grid["zero_point"]
-    return (lib.clip(level, -128, 127) - grid["zero_point"]) * grid["scale"], (level >= -128) & (level <= 127)
+    level = np.round(x / grid["scale"]) + grid["zero_point"]
+    return (np.clip(level, -128, 127) - grid["zero_point"]) * grid["scale"], (level >= -128) & (level <= 127)
 
 
 def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
