@@ -442,8 +442,8 @@ def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, 
     (tmp_path / "m.tflite").write_bytes(model)
     interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
     ops = {d["op_name"] for d in interp._get_ops_details()}
-    assert {"CONV_2D", "DEPTH_TO_SPACE", "AVERAGE_POOL_2D", "MUL", "ADD"} <= ops
-    assert not ops & {"GATHER", "SPLIT", "DEQUANTIZE", "QUANTIZE"}  # native ops, full integer
+    assert {"CONV_2D", "DEPTH_TO_SPACE", "DEPTHWISE_CONV_2D", "MUL", "ADD"} <= ops  # pools as depthwise convs
+    assert not ops & {"GATHER", "SPLIT", "DEQUANTIZE", "QUANTIZE", "AVERAGE_POOL_2D"}  # native ops, full integer
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     for d in interp._get_ops_details():
         if d["op_name"] == "CONV_2D":  # plain convs: filter depth == input channels

@@ -81,7 +81,7 @@ def test_kind_summary_adds_up(models):
     assert sum(r["macs"] for r in rows) == sum(op.macs for op in ops)
 
 
-def test_a_split_int8_input_profiles_its_channel_slice_as_data_movement(models):
+def test_a_split_int8_input_is_pooled_by_one_conv_without_a_slice(models):
     import dataclasses
 
     from fad_deploy.export.tflite import TFLiteOptions, export_tflite
@@ -93,7 +93,9 @@ def test_a_split_int8_input_profiles_its_channel_slice_as_data_movement(models):
     q = dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "base": QUANTIZED_BASE}})
     split = export_tflite(split_checkpoint(q, 8), TFLiteOptions(EXPORT), "test", {})[0]
     ops = model_ops(split, RUN)
-    (sliced,) = [op for op in ops if op.name == "STRIDED_SLICE"]  # the pyramid's pool reads channels 0-3
-    assert sliced.macs == 0 and sliced.kind == "data movement" and sliced.out_shape == (1, *RUN, 4)
+    # the pyramid's first pool reads channels 0-3: one 2x2 stride-2 conv of all 8 channels, no slice copied
+    assert not {"STRIDED_SLICE", "AVERAGE_POOL_2D"} & {op.name for op in ops}
+    (pool,) = [op for op in ops if op.kind == "conv 2x2 s2 dense"]
+    assert pool.out_shape == (1, RUN[0] // 2, RUN[1] // 2, 4) and pool.macs == 8 * 4 * pool.out_shape[1] * pool.out_shape[2] * 4
     # the convs reading the input read 4 more channels: more MACs than the single-input file
     assert sum(op.macs for op in ops) > sum(op.macs for op in model_ops(files[True], RUN))

@@ -1,6 +1,7 @@
 """Rebuild a torch.fx core (float, or frozen fake-quant from :mod:`fad_deploy.quant`) in
 TensorFlow, NHWC, node by node, over a closed op list: conv (incl. grouped; depthwise as
-DEPTHWISE_CONV_2D; fused ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool, pixel
+DEPTHWISE_CONV_2D; fused ReLU/ReLU6), ReLU, ReLU6, add, mul, concat, average pool (as a
+convolution, see :meth:`TFRebuild.pool`), channel slice, pixel
 shuffle (DEPTH_TO_SPACE, or RESHAPE-TRANSPOSE-RESHAPE where int16 activations need it: TFLite
 has no int16 DEPTH_TO_SPACE kernel) and identity; anything else fails loudly. Fake quantizers become
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
@@ -73,7 +74,9 @@ class TFRebuild:
         """``depth_to_space=False``: pixel shuffles as :func:`depth_to_space_moves`."""
         self.gm, self.group_conv, self.depth_to_space = gm, group_conv, depth_to_space
         self.modules = dict(gm.named_modules(remove_duplicate=False))
+        self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
+        self.env: dict[fx.Node, object] = {}  # each node's TF value, while __call__ runs
 
     # ---- graph helpers -----------------------------------------------------------------------
     def _is(self, node: fx.Node, *types) -> bool:
@@ -136,6 +139,32 @@ class TFRebuild:
             return tf.nn.relu(y)
         return y
 
+    def pool(self, tf, node: fx.Node, x, mod: nn.AvgPool2d):
+        """Non-overlapping average pooling as a strided convolution with weights 1 / k^2: a
+        depthwise one (the pool's own multiplies), or, where the pool reads a channel slice
+        (the split int8 input's first channels), one plain conv that reads the whole tensor
+        with zero weights off the slice, so the slice is never copied. The same numbers, and
+        in int8 far faster: XNNPACK runs no int8 AVERAGE_POOL_2D, and the builtin kernel takes
+        6x the time of the conv (benchmarks/results/pool_as_conv.md)."""
+        if not (mod.kernel_size == mod.stride and mod.padding == 0 and not mod.ceil_mode):
+            raise FadError(f"{node.target}: only non-overlapping average pooling exports (got {mod})")
+        k, src = mod.kernel_size, node.args[0]
+        channels = x.shape[-1]
+        if src.op == "call_function" and src.target is operator.getitem:
+            x, picked = self.env[src.args[0]], src.args[1][1]
+            kernel = np.zeros((k, k, x.shape[-1], channels), np.float32)
+            kernel[:, :, picked.start + np.arange(channels), np.arange(channels)] = 1 / k**2
+        else:
+            kernel = np.full((k, k, 1, channels), 1 / k**2, np.float32)  # HW1C, as self.conv's depthwise
+        kernel = tf.constant(kernel)
+        if self.quantized:  # int8 weights: 1 / k^2 is the top level of its per-channel grid, so exact
+            bound = np.full(channels, 1 / k**2, np.float32)
+            kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(kernel, -bound, bound,
+                                                                              num_bits=NUM_BITS, narrow_range=True)
+        if kernel.shape[2] == 1:
+            return tf.nn.depthwise_conv2d(x, tf.reshape(kernel, [k, k, channels, 1]), [1, k, k, 1], "VALID")
+        return tf.nn.conv2d(x, kernel, k, "VALID")
+
     def call_module(self, tf, node: fx.Node, args):
         mod = self.modules[node.target]
         x = args[0]
@@ -150,10 +179,7 @@ class TFRebuild:
         if isinstance(mod, nn.Identity):
             return x
         if isinstance(mod, nn.AvgPool2d):
-            if not (mod.kernel_size == mod.stride and mod.padding == 0 and not mod.ceil_mode):
-                raise FadError(f"{node.target}: only non-overlapping average pooling exports (got {mod})")
-            k = mod.kernel_size
-            return tf.nn.avg_pool2d(x, k, k, "VALID")
+            return self.pool(tf, node, x, mod)
         if isinstance(mod, nn.PixelShuffle):
             r = mod.upscale_factor
             src = self._producer(node)
@@ -187,7 +213,7 @@ class TFRebuild:
     # ---- the whole graph ------------------------------------------------------------------------
     def __call__(self, tf, x):
         """The core on NHWC ``x`` (h, w multiples of the network's padding multiple)."""
-        env: dict[fx.Node, object] = {}
+        env = self.env = {}
         load = lambda a: fx.node.map_arg(a, lambda n: env[n])  # noqa: E731
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
