@@ -95,6 +95,21 @@ def test_gmacs_per_megapixel_is_per_4x512x512_packed_input():
     assert count_macs(net, (64, 128)).gmacs_per_megapixel == pytest.approx(4 * 4 * 512 * 512 / 1e9)
 
 
+def test_a_split_int8_input_counts_the_convs_reading_the_input_again():
+    from fad_deploy.profile.latency import model_entry, run_macs
+    from fad_deploy.profile.macs import split_input_macs
+
+    net = build("fan")
+    graph = trace(net, (64, 64))
+    # the convs that read the RAW input: the first block's expand and the two full-resolution Feature-Align
+    # conditioning convs (encoder and decoder)
+    readers = [net.enc[0].expand, net.enc_align[0].shared, net.dec_align[-1].shared]
+    assert split_input_macs(graph) == sum(m.weight.numel() * 64 * 64 for m in readers)
+    entry = model_entry("fan", net, (64, 64))
+    assert run_macs(entry, None) == run_macs(entry, {"scale": 0.1}) == entry.macs == count_macs(graph).macs
+    assert run_macs(entry, {"scale": 0.1, "split": 8}) == entry.macs + split_input_macs(graph)
+
+
 def test_unknown_op_fails_loudly():
     class Odd(nn.Module):
         def forward(self, x):

@@ -28,7 +28,7 @@ from ..models.registry import build, load_checkpoint, models_dir, resolve_model
 from ..runners import BACKENDS, load_runner
 from ..runners.base import Runner
 from .cpu import CpuPeak, cpu_peak
-from .latency import ModelEntry, bench_json, model_entry, packed_megapixels, result_from_times
+from .latency import ModelEntry, bench_json, model_entry, packed_megapixels, result_from_times, run_macs
 
 DEFAULT_SIZE = (256, 256)  # packed h, w: a quarter RAW megapixel
 DEFAULT_REPEATS, DEFAULT_WARMUP = 10, 3
@@ -160,14 +160,17 @@ def _bench_model(model: BenchModel, cfg: BenchConfig, peak: CpuPeak, bar, profil
         for threads in cfg.threads:
             bar.set_postfix_str(f"{model.label} {backend} x{threads}")
             try:
-                times = model.runner(backend, threads).time(u, warmup=cfg.warmup, repeats=cfg.repeats)
+                runner = model.runner(backend, threads)
+                times = runner.time(u, warmup=cfg.warmup, repeats=cfg.repeats)
             except FadError as e:
                 entry.skipped.append(f"{backend} x{threads}: {e}")
                 bar.update(1)
                 continue
+            macs = run_macs(entry, runner.base_grid)
             rate = peak.macs_per_s(threads, int8=backend.endswith("int8"))
-            bound = entry.macs / rate * 1e3 if rate else None
-            entry.results.append(result_from_times(backend, threads, times, megapixels, bound))
+            bound = macs / rate * 1e3 if rate else None
+            entry.results.append(result_from_times(backend, threads, times, megapixels, bound,
+                                                   None if macs == entry.macs else macs / megapixels))
             bar.update(1)
     return entry
 

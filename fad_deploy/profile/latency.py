@@ -5,7 +5,9 @@
      "results": [{"backend", "threads", "median_ms", "p90_ms", "megapixels", ...}]}]}
 
 ``megapixels`` and ``macs_per_megapixel`` use the paper's RAW megapixel (one 4x512x512
-packed input). Result rows add ``ms_per_megapixel`` and, where the device's peak is known,
+packed input). A result row of an int8 file with a split input (fad_deploy.quant.split) has its own
+``macs_per_megapixel``: the network's plus the convs reading the input again (see
+:func:`fad_deploy.profile.macs.split_input_macs`). Result rows add ``ms_per_megapixel`` and, where the device's peak is known,
 ``roofline_bound_ms`` (MACs / peak MACs per second) and ``roofline_ratio`` (median / bound).
 The CPU path (cli/bench.py) and the adb path (android/) both build it with these functions.
 """
@@ -17,7 +19,7 @@ import numpy as np
 import torch.nn as nn
 
 from .graph import RAW_PLANES, raw_megapixels, trace
-from .macs import count_macs
+from .macs import count_macs, split_input_macs
 from .memory import BYTES, profile_memory
 from .table import markdown_table
 
@@ -30,6 +32,7 @@ class Result:
     p90_ms: float
     megapixels: float  # RAW megapixels of the timed input
     roofline_bound_ms: float | None = None
+    macs_per_megapixel: float | None = None  # where the file's differ from the network's (a split int8 input)
 
     @property
     def ms_per_megapixel(self) -> float:
@@ -41,14 +44,15 @@ class Result:
                 "p90_ms": round(self.p90_ms, 3), "megapixels": self.megapixels,
                 "ms_per_megapixel": round(self.ms_per_megapixel, 3),
                 "roofline_bound_ms": None if bound is None else round(bound, 4),
-                "roofline_ratio": None if bound is None else round(self.median_ms / bound, 2)}
+                "roofline_ratio": None if bound is None else round(self.median_ms / bound, 2),
+                **({} if self.macs_per_megapixel is None else {"macs_per_megapixel": round(self.macs_per_megapixel)})}
 
 
 def result_from_times(backend: str, threads: int, times_ms: list[float], megapixels: float,
-                      roofline_bound_ms: float | None = None) -> Result:
+                      roofline_bound_ms: float | None = None, macs_per_megapixel: float | None = None) -> Result:
     """Median and 90th percentile of per-run wall-clock times (after warm-up)."""
     return Result(backend, threads, float(np.median(times_ms)), float(np.percentile(times_ms, 90)), megapixels,
-                  roofline_bound_ms)
+                  roofline_bound_ms, macs_per_megapixel)
 
 
 @dataclass
@@ -60,6 +64,7 @@ class ModelEntry:
     peak_activation_bytes_fp32: int
     input_shape: tuple[int, ...]  # the timed (and profiled) packed input
     macs: int  # at input_shape
+    split_macs: int = 0  # what a split int8 input adds at input_shape (split_input_macs)
     results: list[Result] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # backends that could not run, and why
 
@@ -77,7 +82,14 @@ def model_entry(name: str, model: nn.Module, input_size: tuple[int, int]) -> Mod
     macs = count_macs(graph)
     int8, fp32 = (profile_memory(graph, bytes_per_element=BYTES[k]).arena_bytes for k in ("int8", "fp32"))
     return ModelEntry(name, macs.params, macs.macs / raw_megapixels(graph.input_shape), int8, fp32,
-                      graph.input_shape, macs.macs)
+                      graph.input_shape, macs.macs, split_input_macs(graph))
+
+
+def run_macs(entry: ModelEntry, base_grid: dict | None) -> int:
+    """The MACs of one run of ``entry`` by a runner with int8 input grid ``base_grid`` (None: a
+    float file): the network's, and where the input is split, the convs reading it again."""
+    return entry.macs + (entry.split_macs if base_grid and base_grid.get("split") else 0)
+
 
 
 def bench_json(device: dict, models: list[ModelEntry]) -> dict:
@@ -92,9 +104,8 @@ def results_table(doc: dict) -> str:
     """Markdown table of a bench JSON document (from any device)."""
     rows = []
     for m in doc["models"]:
-        macs = m.get("macs_per_megapixel")
         for r in m["results"]:
-            ratio = r.get("roofline_ratio")
+            macs, ratio = r.get("macs_per_megapixel", m.get("macs_per_megapixel")), r.get("roofline_ratio")
             rows.append([m["name"], r["backend"], r["threads"], f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}",
                          f"{r['median_ms'] / r['megapixels']:.1f}", "" if macs is None else f"{macs / 1e9:.3f}",
                          "" if ratio is None else f"{ratio:.1f}x"])

@@ -105,6 +105,21 @@ class MacReport:
         }
 
 
+def split_input_macs(graph: Graph) -> int:
+    """The MACs a split int8 input adds to ``graph``'s (fad_deploy.quant.split): every conv that
+    reads the network input (through padding) reads the remainder's channels as well, as many
+    MACs again."""
+    reads_input, extra = {graph.ops[0].name}, 0
+    for op in graph.ops[1:]:
+        if not reads_input.intersection(op.inputs):
+            continue
+        if op.kind in ("pad", "identity"):
+            reads_input.add(op.name)
+        elif op.kind == "conv":
+            extra += op_macs(op)
+    return extra
+
+
 def op_macs(op: Op) -> int:
     """Multiply-accumulates of one op (the rules in the module docstring)."""
     out = op.out_numel
