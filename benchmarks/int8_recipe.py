@@ -68,6 +68,7 @@ SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
 SECOND_CYCLE = dataclasses.replace(SINGLE_INPUT, continue_steps=NARROW.steps)  # the recipe, then a warm restart
 THIRD_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=2)
+FOURTH_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=3)
 SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
 SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
 SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
@@ -114,12 +115,14 @@ VARIANTS = {
     f"the recipe + a second cycle of {SECOND_CYCLE.continue_steps} steps (lr {SECOND_CYCLE.continue_lr:g}, ranges "
     "learned again)": SECOND_CYCLE,
     f"the recipe + a third cycle of {THIRD_CYCLE.continue_steps} steps": THIRD_CYCLE,
+    f"the recipe + a fourth cycle of {FOURTH_CYCLE.continue_steps} steps": FOURTH_CYCLE,
     f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {SQRT_SECOND_CYCLE.continue_steps} steps":
         SQRT_SECOND_CYCLE,
     f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
     f"that row + a fourth cycle of {SQRT_FOURTH_CYCLE.continue_steps} steps": SQRT_FOURTH_CYCLE,
     **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": with_split(cfg) for label, cfg in (
         ("the recipe + a second cycle", SECOND_CYCLE), ("the recipe + a third cycle", THIRD_CYCLE),
+        ("the recipe + a fourth cycle", FOURTH_CYCLE),
         ("the square-root row + a third cycle", SQRT_THIRD_CYCLE))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),

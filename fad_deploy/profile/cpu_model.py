@@ -3,8 +3,8 @@ where the roofline treats a MAC as a MAC.
 
 Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense,
 grouped and strided grouped 3x3 conv, depthwise 3x3 and 5x5, add, mul, average pool (as the
-export writes it: a depthwise 2x2 conv of stride 2), concat, depth-to-space) at FAN's level shapes (its resolutions and widths at one RAW
-megapixel), fp32 and int8, timed with :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
+export writes it: a depthwise 2x2 conv of stride 2), concat, depth-to-space) at FAN's level
+shapes (its resolutions and widths at one RAW megapixel), fp32 and int8, timed with :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
 Per op kind (the classes of :mod:`fad_deploy.profile.tflite_ops`) and precision the model is
 
     ms = a + b * MACs + c * bytes moved      (a, b, c >= 0, least squares)
@@ -31,10 +31,9 @@ from .tflite_ops import TFLiteOp, conv_kind
 
 # (kind, resolution, channels) at FAN's levels for one RAW megapixel: 512..32 packed pixels.
 LEVELS = ((512, 16), (256, 24), (128, 48), (64, 96), (32, 160))
-MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)",
-               "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", "depthwise 2x2",
-               "data movement")
 POOL = "depthwise 2x2"  # an average pool as the TFLite export writes it: a depthwise 2x2 conv, stride 2 (TFRebuild.pool)
+MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)",
+               "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", POOL, "data movement")
 GROUP_WIDTH = 4
 
 
