@@ -63,6 +63,7 @@ non_negative_int = Number(int, 0)
 random_seed = Number(int, 0, 2**32 - 1)  # numpy's and torch's seeds alike
 positive_float = Number(float, 0, low_open=True)
 non_negative_float = Number(float, 0)
+unit_fraction = Number(float, 0, 1, high_open=True)  # in [0, 1)
 shot_noise = Number(float, 0, 1, low_open=True)  # a in variance = a x + b, x in [0, 1]
 read_noise = Number(float, 0, 1)  # b
 

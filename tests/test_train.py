@@ -61,6 +61,7 @@ def test_yaml_file_and_overrides(tmp_path):
     (["schedule.steps=many"], "'steps'.*whole number.*'many'"),
     (["schedule.lr=fast"], "'lr'.*number"),
     (["schedule.keep_best=maybe"], "'keep_best'.*true or false"),
+    (["schedule.ema=1"], r"'ema'.*in \[0, 1\).*1"),
     (["loss.level_weighting=flat"], "'level_weighting'.*one of anchor, relative.*'flat'"),
     (["data.shot_range=[0.01, 0.001]"], "shot_range.*low < high"),
     (["model=fan"], "model: expected a mapping"),
@@ -241,6 +242,42 @@ def test_keep_best_ships_the_best_validation_weights_across_a_resume(tmp_path, c
     for k, v in initial.items():
         assert torch.equal(kept.state_dict[k], v), k
     assert any(not torch.equal(trainer.model.state_dict()[k], v) for k, v in initial.items())  # it did train
+
+
+def test_ema_ships_the_averaged_weights_and_resumes_them_exactly(tmp_path, cache, monkeypatch):
+    last = {}
+    real_step = torch.optim.Adam.step
+
+    def step_and_keep(self, *args, **kwargs):  # the weights after each step, to average by hand
+        out = real_step(self, *args, **kwargs)
+        last[len(last)] = [p.detach().clone() for p in self.param_groups[0]["params"]]
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_and_keep)
+    plain = train(tmp_path / "plain", cache)
+    weights = dict(last)
+    last.clear()
+    averaged = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "ema", cache, 4, 2, "schedule.ema=0.5")),
+                       command="test")
+    expected = [p.detach().clone() for p in averaged.model.parameters()]
+    averaged.fit()
+    for step, ws in weights.items():  # the same run, so the same weights at every step
+        assert all(torch.equal(a, b) for a, b in zip(ws, last[step]))
+    for step in range(4):
+        decay = min(0.5, (1 + step) / (10 + step))
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights[step])]
+    ckpt = load_checkpoint(tmp_path / "ema" / "model.pt")
+    names = [k for k, _ in averaged.model.named_parameters()]
+    for name, e in zip(names, expected):
+        torch.testing.assert_close(ckpt.state_dict[name], e)
+    assert any(not torch.equal(ckpt.state_dict[k], v) for k, v in plain.model.state_dict().items())
+
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    straight = train(tmp_path / "straight", cache, "schedule.ema=0.9")
+    train_killed_at_step_3(tmp_path / "killed", cache, monkeypatch, "schedule.ema=0.9")
+    resumed = train(tmp_path / "killed", cache, "schedule.ema=0.9")
+    for k, v in straight.shipped.state_dict().items():
+        assert torch.equal(v, resumed.shipped.state_dict()[k]), k
 
 
 def test_a_sub_range_run_validates_inside_its_range(tmp_path, cache):

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import yaml
 
-from ..checks import non_negative_float, non_negative_int, positive_float, positive_int, random_seed
+from ..checks import non_negative_float, non_negative_int, positive_float, positive_int, random_seed, unit_fraction
 from ..data.noise import SHOT_RANGE
 from ..errors import FadError, fold
 
@@ -73,6 +73,9 @@ class ScheduleConfig:
     # the last (for fine-tunes, e.g. the sub-range models: never ship a fine-tune that made
     # the model worse on validation).
     keep_best: bool = False
+    # > 0: validate, keep and ship an exponential moving average of the weights with this decay per step
+    # (its warm-up: at most (1 + step) / (10 + step)), not the last weights; 0: the last weights
+    ema: Annotated[float, unit_fraction] = 0.0
 
 
 @dataclass

@@ -5,6 +5,7 @@ resumed from its last checkpoint continues with exactly the batches it would hav
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -158,6 +159,8 @@ class Trainer:
         if compile:
             self.net = torch.compile(self.net)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.schedule.lr)
+        # schedule.ema: the averaged weights, what validation measures and the checkpoint ships
+        self.shipped = copy.deepcopy(self.model).requires_grad_(False) if cfg.schedule.ema else self.model
 
         self.teacher = self.teacher_anchor = None
         loss = cfg.loss
@@ -225,10 +228,21 @@ class Trainer:
         return terms
 
     @torch.no_grad()
+    def average(self) -> None:
+        """One step of the weights' moving average (schedule.ema), its decay warmed up so early
+        steps do not keep the initial weights."""
+        decay = min(self.cfg.schedule.ema, (1 + self.step) / (10 + self.step))
+        for avg, new in zip(self.shipped.state_dict().values(), self.model.state_dict().values()):
+            if avg.is_floating_point():
+                avg.lerp_(new, 1 - decay)
+            else:
+                avg.copy_(new)
+
+    @torch.no_grad()
     def validate(self) -> float:
         """Mean RAW PSNR on the fixed validation set (scikit-image photos at 6 noise levels over
-        the full range, or 4 inside a sub-range model's range)."""
-        self.model.eval()
+        the full range, or 4 inside a sub-range model's range), of the weights that ship."""
+        net = self.shipped.eval()
         v = self.val
         noise = NoiseParams(torch.from_numpy(v["shot"]).view(-1, 1, 1, 1), torch.from_numpy(v["read"]).view(-1, 1, 1, 1))
         scores = []
@@ -236,7 +250,7 @@ class Trainer:
             sl = slice(i, i + 16)
             n_i = NoiseParams(noise.shot[sl].to(self.device), noise.read[sl].to(self.device))
             u = to_anchor(torch.from_numpy(v["noisy"][sl]).to(self.device), n_i, self.anchor)
-            pred = from_anchor(self.model(u), n_i, self.anchor).clamp(0, 1).cpu().numpy()
+            pred = from_anchor(net(u), n_i, self.anchor).clamp(0, 1).cpu().numpy()
             scores += [psnr(p, c) for p, c in zip(pred, v["clean"][sl])]
         self.model.train()
         return float(np.mean(scores))
@@ -248,7 +262,7 @@ class Trainer:
     def save_state(self) -> None:
         blob = {"step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
                 "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "config": json.dumps(self.cfg.to_dict())}
+                "config": json.dumps(self.cfg.to_dict()), "shipped": self.shipped.state_dict()}
         if self.best:
             blob |= {"best_val": self.best["val"], "best_step": self.best["step"], "best_model": self.best["state"]}
         with atomic_path(self.state_path()) as tmp:
@@ -266,6 +280,7 @@ class Trainer:
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(self.cfg.to_dict())):
             raise FadError(f"{path}: the run folder holds a run with a different config; use another out= or delete it")
         self.model.load_state_dict(blob["model"])
+        self.shipped.load_state_dict(blob.get("shipped", blob["model"]))  # (states of before the field: no EMA)
         self.opt.load_state_dict(blob["opt"])
         self.step, self.elapsed, self.history = blob["step"], blob["elapsed"], json.loads(blob["history"])
         if "best_model" in blob:
@@ -275,11 +290,12 @@ class Trainer:
     def track_best(self, val: float) -> None:
         if self.cfg.schedule.keep_best and (self.best is None or val > self.best["val"]):
             self.best = {"val": val, "step": self.step,
-                         "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+                         "state": {k: v.detach().clone() for k, v in self.shipped.state_dict().items()}}
 
     def checkpoint(self, val_psnr: float, best: dict | None = None) -> Checkpoint:
-        """The current weights, or the ``best`` ones (keep_best) with the step they come from."""
-        state = best["state"] if best else self.model.state_dict()
+        """The current weights (their average with schedule.ema), or the ``best`` ones (keep_best)
+        with the step they come from."""
+        state = best["state"] if best else self.shipped.state_dict()
         card = {
             "command": self.command,
             "config": self.cfg.to_dict(),
@@ -336,6 +352,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             self.opt.step()
+            if self.cfg.schedule.ema:
+                self.average()
             self.step += 1
             seen += self.cfg.data.batch * self.world
             now = time.time()
