@@ -19,7 +19,7 @@ from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.data.synth import folder_images
 from fad_deploy.export.validate import denoised
 from fad_deploy.fileio import write_json, write_text
-from fad_deploy.models.registry import load_checkpoint, models_dir
+from fad_deploy.models.registry import load_checkpoint, resolve_model
 from fad_deploy.quant.qat import FakeQuantRunner, quantizers
 from fad_deploy.runners.torch_runner import TorchRunner
 from int8_recipe import evaluation_set
@@ -76,7 +76,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(2)
     q = load_checkpoint(args.checkpoint)
-    source = load_checkpoint(models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt")
+    source = load_checkpoint(resolve_model(q.card["quantization"]["source"]))  # its float model, by name
     images = list(folder_images(default_cache_dir() / "photos" / "test", 1, None))
     pairs = evaluation_set(images, source.shot_range)
     runner = FakeQuantRunner(q)
