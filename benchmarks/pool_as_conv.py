@@ -142,8 +142,8 @@ def markdown(result: dict, args) -> str:
     whole = [[*k.split(" | "), ", ".join(f"{n} {c}" for n, c in sorted(result["op_counts"][k].items())
                                          if n in POOL_OPS) or "-", *(f"{v[str(t)]:.1f}" for t in THREADS)]
              for k, v in result["whole"].items()]
-    speedup = [[precision, *(f"{result['whole'][f'{precision} | {AFTER}'][str(t)] / result['whole'][f'{precision} | {BEFORE}'][str(t)]:.3f}"
-                             for t in THREADS)] for precision in ("fp32", "int8")]
+    ratio = lambda p, t: result["whole"][f"{p} | {AFTER}"][str(t)] / result["whole"][f"{p} | {BEFORE}"][str(t)]  # noqa: E731
+    speedup = [[p, *(f"{ratio(p, t):.3f}" for t in THREADS)] for p in ("fp32", "int8")]
     d = result["difference"]
     return "\n".join([
         "# Average pooling as a convolution in the TFLite export", "",

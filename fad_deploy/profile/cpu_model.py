@@ -4,7 +4,8 @@ where the roofline treats a MAC as a MAC.
 Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense,
 grouped and strided grouped 3x3 conv, depthwise 3x3 and 5x5, add, mul, average pool (as the
 export writes it: a depthwise 2x2 conv of stride 2), concat, depth-to-space) at FAN's level
-shapes (its resolutions and widths at one RAW megapixel), fp32 and int8, timed with :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
+shapes (its resolutions and widths at one RAW megapixel), fp32 and int8, timed with
+:func:`fad_deploy.profile.tflite_ops.interleaved_times`.
 Per op kind (the classes of :mod:`fad_deploy.profile.tflite_ops`) and precision the model is
 
     ms = a + b * MACs + c * bytes moved      (a, b, c >= 0, least squares)
@@ -31,7 +32,7 @@ from .tflite_ops import TFLiteOp, conv_kind
 
 # (kind, resolution, channels) at FAN's levels for one RAW megapixel: 512..32 packed pixels.
 LEVELS = ((512, 16), (256, 24), (128, 48), (64, 96), (32, 160))
-POOL = "depthwise 2x2"  # an average pool as the TFLite export writes it: a depthwise 2x2 conv, stride 2 (TFRebuild.pool)
+POOL = "depthwise 2x2"  # an average pool as the TFLite export writes it: depthwise 2x2, stride 2 (TFRebuild.pool)
 MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)",
                "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", POOL, "data movement")
 GROUP_WIDTH = 4
@@ -84,7 +85,8 @@ def micro_model(tf, micro: Micro, int8: bool) -> bytes:
             padding = "SAME" if stride == 1 else [[0, 0], [1, 1], [1, 1], [0, 0]]
             return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, GROUP_WIDTH, c), stride, padding), const(c))
         if kind == POOL:
-            return tf.nn.depthwise_conv2d(x, tf.constant(np.full((2, 2, c, 1), 0.25, np.float32)), [1, 2, 2, 1], "VALID")
+            quarter = tf.constant(np.full((2, 2, c, 1), 0.25, np.float32))
+            return tf.nn.depthwise_conv2d(x, quarter, [1, 2, 2, 1], "VALID")
         if kind.startswith("depthwise"):
             k = int(kind.split()[1][0])
             return tf.nn.bias_add(tf.nn.depthwise_conv2d(x, const(k, k, c, 1), [1, 1, 1, 1], "SAME"), const(c))

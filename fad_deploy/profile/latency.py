@@ -5,11 +5,12 @@
      "results": [{"backend", "threads", "median_ms", "p90_ms", "megapixels", ...}]}]}
 
 ``megapixels`` and ``macs_per_megapixel`` use the paper's RAW megapixel (one 4x512x512
-packed input). A result row of an int8 file with a split input (fad_deploy.quant.split) has its own
-``macs_per_megapixel``: the network's plus the convs reading the input again (see
-:func:`fad_deploy.profile.macs.split_input_macs`). Result rows add ``ms_per_megapixel`` and, where the device's peak is known,
-``roofline_bound_ms`` (MACs / peak MACs per second) and ``roofline_ratio`` (median / bound).
-The CPU path (cli/bench.py) and the adb path (android/) both build it with these functions.
+packed input). A result row of an int8 file with a split input (fad_deploy.quant.split) has
+its own ``macs_per_megapixel``: the network's plus the convs reading the input again (see
+:func:`fad_deploy.profile.macs.split_input_macs`). Result rows add ``ms_per_megapixel`` and,
+where the device's peak is known, ``roofline_bound_ms`` (MACs / peak MACs per second) and
+``roofline_ratio`` (median / bound). The CPU path (cli/bench.py) and the adb path (android/)
+both build it with these functions.
 """
 from __future__ import annotations
 
@@ -89,7 +90,6 @@ def run_macs(entry: ModelEntry, base_grid: dict | None) -> int:
     """The MACs of one run of ``entry`` by a runner with int8 input grid ``base_grid`` (None: a
     float file): the network's, and where the input is split, the convs reading it again."""
     return entry.macs + (entry.split_macs if base_grid and base_grid.get("split") else 0)
-
 
 
 def bench_json(device: dict, models: list[ModelEntry]) -> dict:
