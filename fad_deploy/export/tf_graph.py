@@ -153,7 +153,7 @@ class TFRebuild:
         if src.op == "call_function" and src.target is operator.getitem:
             x, picked = self.env[src.args[0]], src.args[1][1]
             kernel = np.zeros((k, k, x.shape[-1], channels), np.float32)
-            kernel[:, :, (picked.start or 0) + np.arange(channels), np.arange(channels)] = 1 / k**2
+            kernel[:, :, np.arange(x.shape[-1])[picked], np.arange(channels)] = 1 / k**2
         else:
             kernel = np.full((k, k, 1, channels), 1 / k**2, np.float32)  # HW1C, as self.conv's depthwise
         kernel = tf.constant(kernel)
