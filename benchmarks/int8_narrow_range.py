@@ -80,8 +80,9 @@ def markdown(result: dict, args) -> str:
     return "\n".join([
         "# int8 at half the noise sub-range", "",
         f"`python benchmarks/int8_narrow_range.py --model {args.model}` on {result['cpu']['model']} "
-        f"({args.threads} threads). {result['model']} spans a in [{', '.join(result['range'])}]; its top half is "
-        f"[{', '.join(result['half_range'])}]. Both rows: one more warm-restart QAT cycle of {RECIPE.continue_steps} steps "
+        f"({args.threads} threads). {result['model']} spans a in [{', '.join(result['range'])}]; its top half "
+        f"is [{', '.join(result['half_range'])}]. Both rows: one more warm-restart QAT cycle of "
+        f"{RECIPE.continue_steps} steps "
         f"(lr {RECIPE.continue_lr:g}, ranges learned again) from the recipe's third cycle, over the whole sub-range "
         "(int8_recipe.py's fourth-cycle row) or over its top half only, then the input split as the recipe "
         "splits it (k = 8, the grid widened to the cycle's own inputs). Drop: RAW PSNR of the float model minus "
