@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -30,9 +31,10 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.side_by_side import cpu_record
 from fad_deploy.profile.table import markdown_table
-from fad_deploy.quant.qat import FakeQuantRunner, QATState, quantization_aware_training, split_input
+from fad_deploy.quant.qat import QATState, quantization_aware_training, split_input
 from fad_deploy.runners.torch_runner import TorchRunner
 from int8_recipe import FOURTH_CYCLE, THIRD_CYCLE, evaluation_set, made_or_split, shipped_int8
+from int8_split_input import drops  # (each set's mean and per-level drop of an int8 checkpoint)
 
 RESULTS = Path(__file__).parent / "results"
 KEPT = default_cache_dir() / "int8_narrow_range"
@@ -48,26 +50,15 @@ def top_half(ckpt):
 
 
 def half_range_qat(half, start) -> tuple:
-    """The fourth cycle over ``half``'s range from ``start`` (kept, and resumed, under KEPT),
-    split as the recipe splits; and its QAT seconds (None: kept from an earlier run)."""
-    path, qat_s = KEPT / f"{half.name}.int8.pt", None
-    if path.is_file():
-        q = load_checkpoint(path)
-    else:
+    """The fourth cycle over ``half``'s range from ``start`` (kept, with its QAT seconds, and
+    resumed under KEPT), split as the recipe splits; and its QAT seconds."""
+    path = KEPT / f"{half.name}.int8.pt"
+    if not path.is_file():
         KEPT.mkdir(parents=True, exist_ok=True)
         state, began = QATState(path.with_suffix(".qat-state.pt")), time.time()
-        q = quantization_aware_training(half, RECIPE, state=state, start=start)
-        q.save(path)
-        qat_s = round(state.earlier_s + time.time() - began, 1)
-    return split_input(q, SPLIT), qat_s
-
-
-def drops(q, sets: dict) -> dict:
-    out = {}
-    for name, (pairs, (base, levels)) in sets.items():
-        mean, by = psnr_by_shot(denoised(FakeQuantRunner(q), pairs), pairs)
-        out[name] = {"drop_db": base - mean, "drop_by_shot": {s: levels[s] - v for s, v in by.items()}}
-    return out
+        quantization_aware_training(half, RECIPE, state=state, start=start).save(path)
+        write_json(path.with_suffix(".json"), {"qat_s": round(state.earlier_s + time.time() - began, 1)})
+    return split_input(load_checkpoint(path), SPLIT), json.loads(path.with_suffix(".json").read_text())["qat_s"]
 
 
 def markdown(result: dict, args) -> str:
@@ -87,8 +78,7 @@ def markdown(result: dict, args) -> str:
         "(int8_recipe.py's fourth-cycle row) or over its top half only, then the input split as the recipe "
         "splits it (k = 8, the grid widened to the cycle's own inputs). Drop: RAW PSNR of the float model minus "
         f"the int8 network's, at the top half's levels: {result['held_out']} (held-out), and fad-export's "
-        "validation patches (gate). Half-range QAT: "
-        + (f"{result['half_qat_s']:.0f} s." if result["half_qat_s"] else "kept from an earlier run."), "",
+        f"validation patches (gate). Half-range QAT: {result['half_qat_s']:.0f} s.", "",
         markdown_table(["QAT cycle over", "set", "mean drop dB", *(f"a={s}" for s in shots)], rows), ""])
 
 

@@ -2,9 +2,10 @@
 4-channel int8 input, and with its input split in two (the input rounded down onto its int8
 grid plus k times the remainder, 8 channels of one int8 tensor; fad_deploy.quant.split) for
 several k on the input grid QAT learned, and as the QAT recipe splits it: k = 8 on the grid
-widened to cover 99.9 % of the QAT's network inputs (fad_deploy.quant.qat.input_widening). For each: the RAW PSNR drop against the float model on fad-export's validation
-patches (the README's main command checks these) and on held-out crops of the test photos
-(int8_recipe.py's set, never used in training), per noise level; and what the split costs:
+widened to cover 99.9 % of the QAT's network inputs (fad_deploy.quant.qat.input_widening). For
+each: the RAW PSNR drop against the float model on fad-export's validation patches (the
+README's main command checks these) and on held-out crops of the test photos (int8_recipe.py's
+set, never used in training), per noise level; and what the split costs:
 MACs per RAW megapixel and the int8 TFLite's time (XNNPACK, 1 and 2 threads, 4x512x512, rounds
 interleaved in one process).
 
@@ -13,8 +14,8 @@ interleaved in one process).
 
 Nothing is retrained: every row is the shipped QAT checkpoint (or one given with --int8, its
 float model found by the name its card gives), split after the fact (or, for the single
-input, with its split and widening taken off). Writes benchmarks/results/int8_split_input.md and .json,
-keeping the rows of models not measured in this run.
+input, with its split and widening taken off). Writes benchmarks/results/int8_split_input.md and
+.json, keeping the rows of models not measured in this run.
 """
 from __future__ import annotations
 

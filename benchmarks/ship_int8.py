@@ -17,7 +17,8 @@ shipped checkpoints, no QAT) and every card is written from that export's valida
 other models keep the command and QAT time of their cards. With ``--split K``, every shipped int8
 checkpoint gets the split int8 input with k = K (fad_deploy.quant.split, made from its QAT's own
 checkpoint, a split one's split taken off; nothing retrained; its grid widened to the QAT's
-inputs: fad_deploy.quant.qat.split_input) and is exported and carded the same way, its card's command followed by this one.
+inputs: fad_deploy.quant.qat.split_input) and is exported and carded the same way, its card's
+command followed by this one.
 
 After this, `fad-export --int8 --target tflite` converts the shipped checkpoints (no QAT).
 """
@@ -152,7 +153,8 @@ def main(argv=None) -> None:
         q.save(path)
         before = json.loads(path.with_name(path.name.replace(".pt", ".json")).read_text())
         command = before["command"].split(SPLIT_COMMAND)[0]
-        makers[q.card["quantization"]["source"]] = f"{command}{SPLIT_COMMAND}{args.split}", before["qat_s"], before["cpu"]
+        name = q.card["quantization"]["source"]
+        makers[name] = f"{command}{SPLIT_COMMAND}{args.split}", before["qat_s"], before["cpu"]
     if args.from_export is None:
         start = time.time()
         proc = subprocess.run(export_command(export, qat=not (args.int8 or args.split)), capture_output=True,

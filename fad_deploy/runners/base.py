@@ -56,10 +56,11 @@ def input_channels_of(grid: dict | None) -> int:
 
 
 def split_channels(x: np.ndarray, grid: dict) -> np.ndarray:
-    """The split int8 input (``grid["split"]`` = k) of network input ``x`` (N, 4, h, w): ``x`` clipped to the grid's range, rounded down onto the grid (its minimum lies
-    on it), and k times the remainder, in [0, k scale), concatenated on the channel axis. Each
-    conv reading it weighs the remainder by 1 / k (:mod:`fad_deploy.quant.split`), so the
-    network sees ``x`` to scale / k with every tensor int8."""
+    """The split int8 input (``grid["split"]`` = k) of network input ``x`` (N, 4, h, w): ``x``
+    clipped to the grid's range, rounded down onto the grid (its minimum lies on it), and k
+    times the remainder, in [0, k scale), concatenated on the channel axis. Each conv reading it
+    weighs the remainder by 1 / k (:mod:`fad_deploy.quant.split`), so the network sees ``x`` to
+    scale / k with every tensor int8."""
     lo, scale = grid["min"], grid["scale"]
     x = np.clip(x, lo, grid["max"])
     coarse = lo + np.floor((x - lo) / scale) * scale
