@@ -12,7 +12,7 @@ from PIL import Image
 
 from fad_deploy.cli.data import main
 from fad_deploy.data.patch_cache import load_patch_cache
-from fad_deploy.data.photos import DEBIAN_PHOTOS, skimage_photo
+from fad_deploy.data.photos import DEBIAN_PHOTOS, fetch_debian_photos, skimage_photo
 from fad_deploy.data.raw_io import from_mosaic, read_raw, write_dng
 from fad_deploy.data.synth import load_pairs
 
@@ -170,6 +170,20 @@ def test_fetch_errors_without_apt_and_when_download_fails(tmp_path, capsys, monk
     code, _, err = run_main(["fetch", "--dest", str(tmp_path / "photos")], capsys)
     assert_user_error(code, err, "apt-get download", "Unable to locate package")
     assert not any((tmp_path / "photos").rglob("*.jpg"))
+
+
+def test_fetch_keeps_the_largest_version_of_each_wallpaper(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_tool(bin_dir, "apt-get", 'touch "$2"_1.0_all.deb')  # apt-get download PKG, in the working folder
+    images = "$3/usr/share/wallpapers/Kite/contents/images"
+    fake_tool(bin_dir, "dpkg", f'mkdir -p "{images}" && printf 1 > "{images}/640x480.jpg" '
+                               f'&& printf 12345 > "{images}/2560x1440.jpg" && printf 12 > "{images}/1920x1080.jpg"')
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    found = fetch_debian_photos(tmp_path / "photos", ["plasma-workspace-wallpapers"], progress=lambda _: None)
+    kept = tmp_path / "photos" / "train" / "plasma-workspace-wallpapers"
+    assert found == {"train": [kept / "usr_share_wallpapers_Kite_contents_images_2560x1440.jpg"]}
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["plasma-workspace-wallpapers"]  # no staging left
 
 
 def test_fetch_counts_photos_per_split_and_skips_what_is_there(tmp_path, capsys, monkeypatch):

@@ -118,6 +118,28 @@ def skimage_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[:h, :w])
 
 
+def unpack_debian_package(pkg: str, tmp: Path) -> Path:
+    """``apt-get download`` one package into ``tmp`` and unpack it there with ``dpkg -x``
+    (nothing is installed); returns the unpacked tree's root."""
+    run = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+    debs = list(tmp.glob(f"{pkg}_*.deb"))
+    if run.returncode != 0 or not debs:
+        last = (run.stderr.strip().splitlines() or ["no .deb produced"])[-1]
+        raise FadError(f"apt-get download {pkg} failed: {last}")
+    unpacked = tmp / pkg
+    subprocess.run(["dpkg", "-x", str(debs[0]), str(unpacked)], check=True, capture_output=True)
+    return unpacked
+
+
+def package_photos(unpacked: Path, spec: dict) -> list[Path]:
+    """The photos of an unpacked package that its DEBIAN_PHOTOS entry ``spec`` keeps."""
+    kept = []
+    for pattern in spec["globs"]:
+        matches = sorted(unpacked.glob(pattern), key=lambda p: p.stat().st_size)
+        kept += matches[-1:] if spec.get("largest_only") else matches
+    return kept
+
+
 def fetch_debian_photos(dest: str | Path, packages=None, progress=print) -> dict[str, list[Path]]:
     """Download the photo packages with ``apt-get download`` and unpack them with ``dpkg -x``.
 
@@ -141,21 +163,13 @@ def fetch_debian_photos(dest: str | Path, packages=None, progress=print) -> dict
                 progress(f"{pkg}: already in {out_dir}")
             else:
                 progress(f"{pkg}: downloading with apt-get")
-                run = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
-                debs = list(tmp.glob(f"{pkg}_*.deb"))
-                if run.returncode != 0 or not debs:
-                    last = (run.stderr.strip().splitlines() or ["no .deb produced"])[-1]
-                    raise FadError(f"apt-get download {pkg} failed: {last}")
-                unpacked = tmp / pkg
-                subprocess.run(["dpkg", "-x", str(debs[0]), str(unpacked)], check=True, capture_output=True)
+                unpacked = unpack_debian_package(pkg, tmp)
                 staging = dest / spec["split"] / f".{pkg}.part"
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir(parents=True)
-                for pattern in spec["globs"]:
-                    matches = sorted(unpacked.glob(pattern), key=lambda p: p.stat().st_size)
-                    for src in matches[-1:] if spec.get("largest_only") else matches:
-                        name = src.relative_to(unpacked).as_posix().replace("/", "_")
-                        shutil.copy2(src, staging / name)
+                for src in package_photos(unpacked, spec):
+                    name = src.relative_to(unpacked).as_posix().replace("/", "_")
+                    shutil.copy2(src, staging / name)
                 shutil.rmtree(out_dir, ignore_errors=True)
                 staging.rename(out_dir)
             found.setdefault(spec["split"], []).extend(list_photos(out_dir))
