@@ -48,10 +48,6 @@ SEED = re.compile(r"seed(\d+)$")
 CROP128 = {"data.cache": str(LARGE_CACHE), "data.crop": "128", "data.batch": "4"}
 
 
-def train_photos() -> list[Path]:
-    return list_photos(default_cache_dir() / "photos" / "train")
-
-
 def subset_folder(photos: list[Path], n: int) -> Path:
     """A cache folder linking the first ``n`` photos of the seeded shuffle (made once)."""
     folder = default_cache_dir() / "photo-subsets" / f"train-{n}of{len(photos)}"
@@ -90,7 +86,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
     args = p.parse_args(argv)
-    photos = train_photos()
+    photos = list_photos(default_cache_dir() / "photos" / "train")
     if any((m := PHOTOS.match(lever)) and not 1 <= int(m[1]) < len(photos) for lever in args.levers):
         p.error(f"--levers: photosN with N from 1 to {len(photos) - 1} (there are {len(photos)} training photos)")
     if args.steps < 1 or args.threads < 1:
