@@ -80,18 +80,19 @@ def main(argv=None) -> None:
         p.error(f"--packages: {', '.join(reserved)} hold or pull in photos reserved for evaluation")
     fetched = [pkg for pkg, spec in DEBIAN_PHOTOS.items() if spec["split"] == "train"]
     found: dict[str, list[tuple[Path, tuple[int, int]]]] = {}
+    roots: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="fad-photo-packages-") as tmp:
         for pkg in [*fetched, *args.packages]:
             folder = Path(tmp) / pkg
             folder.mkdir()
             print(f"{pkg}: downloading", flush=True)
-            root = unpack_debian_package(pkg, folder)
+            root = roots[pkg] = unpack_debian_package(pkg, folder)
             paths = package_photos(root, DEBIAN_PHOTOS[pkg]) if pkg in fetched else list(root.rglob("*"))
             found[pkg] = images_of(paths)
         rows = [(f"{pkg} ({'fetched for training' if pkg in fetched else 'candidate'}, {len(imgs)} images)",
                  [path for path, _ in imgs]) for pkg, imgs in found.items() if imgs]
         contact_sheet(rows).save(RESULTS / "photo_packages.jpg", quality=80)
-        listing = {pkg: [{"file": str(path.relative_to(Path(tmp) / pkg / pkg)), "size": list(size)}
+        listing = {pkg: [{"file": str(path.relative_to(roots[pkg])), "size": list(size)}
                          for path, size in imgs] for pkg, imgs in found.items()}
     write_json(RESULTS / "photo_packages.json", {"min_side": MIN_SIDE, "images": listing})
     table = ["| package | role | images >= %d px | sizes |" % MIN_SIDE, "|---|---|---:|---|"]

@@ -142,7 +142,10 @@ def markdown(result: dict, args) -> str:
     whole = [[*k.split(" | "), ", ".join(f"{n} {c}" for n, c in sorted(result["op_counts"][k].items())
                                          if n in POOL_OPS) or "-", *(f"{v[str(t)]:.1f}" for t in THREADS)]
              for k, v in result["whole"].items()]
-    ratio = lambda p, t: result["whole"][f"{p} | {AFTER}"][str(t)] / result["whole"][f"{p} | {BEFORE}"][str(t)]  # noqa: E731
+
+    def ratio(p, t):
+        return result["whole"][f"{p} | {AFTER}"][str(t)] / result["whole"][f"{p} | {BEFORE}"][str(t)]
+
     speedup = [[p, *(f"{ratio(p, t):.3f}" for t in THREADS)] for p in ("fp32", "int8")]
     d = result["difference"]
     return "\n".join([

@@ -92,9 +92,9 @@ def main(argv=None) -> None:
     if args.steps < 1 or args.threads < 1:
         p.error("--steps and --threads: positive integers")
     reference = load_checkpoint(resolve_model(args.reference))
-    cfg, data = reference.card["config"], reference.card["data"]
-    if (cfg["schedule"]["steps"], cfg["data"]["photos"], data["patch_cache"]) != (args.steps, None, "patches-train.npz"):
-        p.error(f"--reference {args.reference}: trained {cfg['schedule']['steps']} steps on {data['patch_cache']}, "
+    cfg, cache = reference.card["config"], reference.card["data"]["patch_cache"]
+    if (cfg["schedule"]["steps"], cfg["data"]["photos"], cache) != (args.steps, None, "patches-train.npz"):
+        p.error(f"--reference {args.reference}: trained {cfg['schedule']['steps']} steps on {cache}, "
                 f"not {args.steps} steps on all the fetched training photos (patches-train.npz)")
     runs, commands = {}, {}
     for lever in args.levers:
@@ -110,24 +110,24 @@ def main(argv=None) -> None:
     eval_args = ["--images", args.images, *map(str, runs.values()), args.reference, "--threads", str(args.threads),
                  *EVAL]
     result = fad_eval(eval_args)
-    lever_of = {**{name: lever for name, lever in zip(runs, args.levers)}, reference.name: "none (reference)"}
-    cards = {name: load_checkpoint(path).card["data"] for name, path in runs.items()} | {reference.name: data}
+    lever_of = dict(zip(runs, args.levers)) | {reference.name: "none (reference)"}
+    cards = {name: load_checkpoint(path).card for name, path in runs.items()} | {reference.name: reference.card}
     by = {r["model"]: r for r in result["results"] if r["model"] in lever_of}
     levels = {name: result["per_level"][f"{name} [torch]"] for name in by}
     invocation = (f"--levers {' '.join(args.levers)} --steps {args.steps} --reference {args.reference} "
                   f"--threads {args.threads}")
-    subsets = {lever: sorted(link.name for link in subset_folder(photos, int(PHOTOS.match(lever)[1])).iterdir())
-               for lever in args.levers if PHOTOS.match(lever)}
+    subsets = {lever_of[name]: sorted(p.name for p in list_photos(card["config"]["data"]["photos"]))
+               for name, card in cards.items() if card["config"]["data"]["photos"]}
     out = {"cpu": cpu_peak().label, "platform": platform.platform(), "invocation": invocation,
            "shuffle_seed": SHUFFLE_SEED, "subsets": subsets, "train_commands": commands, "eval": eval_args,
-           "set": result["set"], "training_data": cards, "results": by, "per_level": levels}
+           "set": result["set"], "training_data": {n: c["data"] for n, c in cards.items()}, "results": by, "per_level": levels}
     write_json(RESULTS / "training_levers.json", out)
     full = by[reference.name]["raw_psnr"]
     rows = ["| lever | model | patches x crop (a step) | RAW PSNR | vs reference | RAW SSIM | RGB PSNR | RGB SSIM |",
             "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, r in by.items():
-        batch = CROP128["data.batch"] if lever_of[name] == "crop128" else cfg["data"]["batch"]
-        rows.append(f"| {lever_of[name]} | {name} | {cards[name]['patches']:,} x {cards[name]['crop']} ({batch}) | "
+        data, batch = cards[name]["data"], cards[name]["config"]["data"]["batch"]
+        rows.append(f"| {lever_of[name]} | {name} | {data['patches']:,} x {data['crop']} ({batch}) | "
                     f"{r['raw_psnr']:.3f} | {r['raw_psnr'] - full:+.3f} | {r['raw_ssim']:.4f} | {r['rgb_psnr']:.3f} | "
                     f"{r['rgb_ssim']:.4f} |")
     shots = [lv["shot"] for lv in levels[reference.name]]
