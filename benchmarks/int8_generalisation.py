@@ -51,7 +51,7 @@ def row(float_runner, int8_runner, pairs: dict, **label) -> dict:
 def drops(name: str, photos: int) -> list[dict]:
     """One row per set: the photos and crop sizes above, then fad-export's validation patches."""
     ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
-    runners = TorchRunner(ckpt), FakeQuantRunner(shipped_int8(name, RECIPE)[0])  # built once, used on every set
+    runners = TorchRunner(ckpt), FakeQuantRunner(shipped_int8(ckpt, RECIPE)[0])  # built once, used on every set
     rows = []
     for split in SPLITS:
         images = list(folder_images(default_cache_dir() / "photos" / split, 1, None))[:photos]

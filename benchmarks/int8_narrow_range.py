@@ -90,8 +90,8 @@ def main():
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(models_dir() / "nsma" / f"{args.model}.pt")
     half = top_half(ckpt)
-    start = shipped_int8(ckpt.name, THIRD_CYCLE)[0]
-    whole = made_or_split(ckpt.name, SPLIT)[0]
+    start = shipped_int8(ckpt, THIRD_CYCLE)[0]
+    whole = made_or_split(ckpt, SPLIT)[0]
     if start is None or whole is None:
         raise SystemExit(f"int8_narrow_range: run int8_recipe.py's third- and fourth-cycle rows for {ckpt.name} first")
     q_half, qat_s = half_range_qat(half, start)

@@ -6,11 +6,13 @@ parity >= 45 dB) against the same float model, on photos never used in training 
 test photos) at levels spread over the model's own sub-range.
 
     python benchmarks/int8_recipe.py [--models fan-nsma-3 ...] [--variants NAME ...] [--threads 2]
+    python benchmarks/int8_recipe.py --array DIR --results DIR ...   # another array's float models
 
 Each (model, variant) result is kept in benchmarks/results/int8_recipe.json as it is made,
 so an interrupted run goes on where it stopped; benchmarks/results/int8_recipe.md is
-rewritten from all of them. Each QAT's int8 checkpoint is kept under
-$FAD_CACHE/int8_recipe/<settings>/ for a closer look at its row (int8_clipping.py etc.).
+rewritten from all of them (runs on different models may write them side by side). Each
+QAT's int8 checkpoint is kept under $FAD_CACHE/int8_recipe/<settings and float weights>/
+for a closer look at its row (int8_clipping.py etc.) and for ship_int8.py.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import tempfile
 import time
@@ -135,6 +138,7 @@ VARIANTS = {
 EVAL_CROP, EVAL_CROPS, EVAL_SEED = 128, 3, 7
 GATE_CROPS_BEFORE = 2  # crops a photo of fad-export's validation patches before VALIDATION_CROPS
 KEPT = default_cache_dir() / "int8_recipe"  # the QATs this benchmark ran (see kept_path)
+ARRAY = models_dir() / "nsma"  # the shipped noise sub-range array, whose int8 checkpoints lie beside its float ones
 
 
 def evaluation_set(images: list, shot_range) -> dict:
@@ -148,23 +152,31 @@ def large_patch_cache() -> None:
         build_patch_cache(list_photos(default_cache_dir() / "photos" / "train"), LARGE_CACHE, LARGE_PATCHES)
 
 
-def kept_path(name: str, cfg: QATConfig) -> Path:
-    """Where a QAT this benchmark ran is kept, by its settings, for later analysis of its row
-    (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``) and for re-measuring without a new QAT."""
+def weights_id(ckpt) -> str:
+    """A short digest of a float checkpoint's weights: which network a kept QAT started from."""
+    digest = hashlib.sha256()
+    for k in sorted(ckpt.state_dict):
+        digest.update(k.encode() + ckpt.state_dict[k].numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def kept_path(ckpt, cfg: QATConfig) -> Path:
+    """Where a QAT of float checkpoint ``ckpt`` this benchmark ran is kept, by its settings and
+    ``ckpt``'s weights, for later analysis of its row (e.g. ``int8_clipping.py``,
+    ``int8_sensitivity.py``), for re-measuring without a new QAT and for shipping (``ship_int8.py``)."""
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
               else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set())
-    settings = {k: v for k, v in settings.items() if k not in unused}
+    settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weights_id(ckpt)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return KEPT / key / f"{name}.int8.pt"
+    return KEPT / key / f"{ckpt.name}.int8.pt"
 
 
-def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
-    """The int8 checkpoint of ``name`` made with ``cfg``: the shipped one, else a kept one (see
-    :func:`kept_path`), else one in ``folders`` (e.g. the output of ``fad-export --qat-steps N``),
-    with its QAT time from its card (else None, None)."""
-    candidates = [models_dir() / "nsma" / f"{name}.int8.pt", kept_path(name, cfg)]
-    for path in candidates + [Path(f) / f"{name}.int8.pt" for f in folders]:
+def shipped_int8(ckpt, cfg: QATConfig, folders: tuple[Path, ...] = (ARRAY,)):
+    """The int8 checkpoint of float checkpoint ``ckpt`` made with ``cfg``: a kept one (see
+    :func:`kept_path`), else ``<name>.int8.pt`` in ``folders`` (the array ``ckpt`` belongs to, the
+    output of ``fad-export --qat-steps N``), with its QAT time from its card (else None, None)."""
+    for path in [kept_path(ckpt, cfg)] + [Path(f) / f"{ckpt.name}.int8.pt" for f in folders]:
         if not path.is_file():
             continue
         q = load_checkpoint(path)
@@ -174,19 +186,19 @@ def shipped_int8(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
     return None, None
 
 
-def made_or_split(name: str, cfg: QATConfig, folders: tuple[Path, ...] = ()):
+def made_or_split(ckpt, cfg: QATConfig, folders: tuple[Path, ...] = (ARRAY,)):
     """As :func:`shipped_int8`; for a split input also the same QAT's int8 checkpoint with one
     int8 input, split as the QAT would (nothing retrained)."""
-    q, qat_s = shipped_int8(name, cfg, folders)
+    q, qat_s = shipped_int8(ckpt, cfg, folders)
     if q is None and cfg.input_split:
-        single, qat_s = shipped_int8(name, dataclasses.replace(cfg, input_split=0), folders)
+        single, qat_s = shipped_int8(ckpt, dataclasses.replace(cfg, input_split=0), folders)
         q = split_input(single, cfg) if single is not None else None
     return q, qat_s
 
 
-def shipped_variant(name: str) -> str | None:
-    """The variant whose settings made the shipped int8 checkpoint of ``name`` (None: another recipe)."""
-    path = models_dir() / "nsma" / f"{name}.int8.pt"
+def shipped_variant(array: Path, name: str) -> str | None:
+    """The variant whose settings made the int8 checkpoint of ``name`` shipped in ``array`` (None: another recipe)."""
+    path = array / f"{name}.int8.pt"
     if not path.is_file():
         return None
     q = load_checkpoint(path)
@@ -218,18 +230,18 @@ def measure(ckpt, cfg: QATConfig, sets: dict, folders: tuple[Path, ...], device:
     :func:`made_or_split`, else a new QAT on ``device``) on the held-out crops and on fad-export's
     validation patches (``sets``: name -> (pairs, the float model's mean and per-level PSNR));
     None for a split input whose QAT with one int8 input was not run (it is made from that one)."""
-    q, qat_s = made_or_split(ckpt.name, cfg, folders)
+    q, qat_s = made_or_split(ckpt, cfg, folders)
     if q is None and cfg.input_split:
         return None
     made_on = None  # the device of a QAT run here
     if q is None:
         made_on = device  # a new QAT, resumed where an interrupted run of this benchmark stopped
-        start, state = time.time(), QATState(kept_path(ckpt.name, cfg).with_suffix(".qat-state.pt"))
-        shorter = shipped_int8(ckpt.name, cfg.previous(), folders)[0] if cfg.continue_steps else None
+        start, state = time.time(), QATState(kept_path(ckpt, cfg).with_suffix(".qat-state.pt"))
+        shorter = shipped_int8(ckpt, cfg.previous(), folders)[0] if cfg.continue_steps else None
         q = quantization_aware_training(ckpt, cfg, state=state, device=device, start=shorter)
         qat_s = round(state.earlier_s + time.time() - start, 1)
-        q.save(kept_path(ckpt.name, cfg))
-        write_json(kept_path(ckpt.name, cfg).with_suffix(".json"), {"qat_s": qat_s})
+        q.save(kept_path(ckpt, cfg))
+        write_json(kept_path(ckpt, cfg).with_suffix(".json"), {"qat_s": qat_s})
     drop, by_shot = drops(q, cfg, *sets["held-out"])
     gate, gate_by_shot = drops(q, cfg, *sets["gate"])
     return {"config": dataclasses.asdict(cfg), "qat_s": qat_s, "qat_device": made_on, "drop_db": drop,
@@ -342,10 +354,10 @@ def gate_cell(row: dict) -> str:
     return f"{row['gate_drop_db']:+.3f} / {max(row['gate_drop_by_shot'].values()):+.3f}{old}"
 
 
-def input_map_section(result: dict) -> list[str]:
-    """What a square-root int8 input buys: the input alone (int8_input_map.py's results) and the
-    QAT rows that use it."""
-    path = RESULTS / "int8_input_map.json"
+def input_map_section(result: dict, results: Path) -> list[str]:
+    """What a square-root int8 input buys: the input alone (int8_input_map.py's results in
+    ``results``) and the QAT rows that use it."""
+    path = results / "int8_input_map.json"
     if not path.is_file():
         return []
     alone = json.loads(path.read_text())["models"]
@@ -376,7 +388,7 @@ def input_map_section(result: dict) -> list[str]:
               "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
               "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
               "input clips the highlights (`int8_clipping_fan-nsma-0.md`); at its top levels the adapted network "
-              "has not caught up with the u-trained float one it is measured against" + adaptation_gap()
+              "has not caught up with the u-trained float one it is measured against" + adaptation_gap(results)
               + ". For the higher "
               "sub-ranges (fan-nsma-1, fan-nsma-3) the same recipe loses more than the linear one on these held-out "
               "crops, yet meets the bounds on fad-export's validation patches (the bullets above): the two sets "
@@ -386,10 +398,10 @@ def input_map_section(result: dict) -> list[str]:
     return lines
 
 
-def adaptation_gap(name: str = "fan-nsma-0") -> str:
+def adaptation_gap(results: Path, name: str = "fan-nsma-0") -> str:
     """What the shipped square-root model's QAT weights, clipped but unrounded, lose against the
     float model at each level (int8_sensitivity.py --held-out's result), as a clause."""
-    path = RESULTS / f"int8_sensitivity_{name}_held-out.json"
+    path = results / f"int8_sensitivity_{name}_held-out.json"
     if not path.is_file():
         return ""
     levels = json.loads(path.read_text())["per_level"]
@@ -421,9 +433,9 @@ def loss_section(result: dict) -> list[str]:
             "image's PSNR drop against the float model), mean and per level:", ""] + lines + [""]
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, results: Path) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
-             "Made by `python benchmarks/int8_recipe.py`, row by row over several sessions (the QAT s column "
+             f"Made by `python benchmarks/int8_recipe.py{result.get('options', '')}`, row by row over several sessions (the QAT s column "
              "is the time on the CPU of the session that made the row, ? where `fad-export --qat-steps` made it over "
              f"several resumed runs; the latest: {result['cpu']}, {result['threads']} thread"
              f"{'s' if result['threads'] != 1 else ''}). Drop = "
@@ -439,7 +451,7 @@ def markdown(result: dict) -> str:
              "rows after it change one setting of an earlier row. A row with later cycles (steps 'first + later x "
              "each') goes on from the int8 checkpoint of the row one cycle shorter (the same weights as running "
              "all: a test), so its QAT s is its last cycle's alone. **shipped** marks the row whose settings made "
-             "the int8 checkpoint in models/nsma/. "
+             f"the int8 checkpoint in {result['array']}/. "
              "The 16x8 rows run the TFLite file itself (int16 activations, int8 weights; the converter's kernels), "
              "exported at the crops' size. The last column: the same drop on fad-export's validation patches (the "
              "gate of the README's main command: at most 0.10 dB mean and 0.20 dB at any level), where measured: "
@@ -486,7 +498,7 @@ def markdown(result: dict) -> str:
               "pixel; `int8_sensitivity_<model>_held-out.md` measures what the input alone costs). The recipe adds "
               "the residual to the quantized input the network saw (the input itself where it lies beyond the int8 "
               "range): the rounding error becomes one more noise the network removes (the row '+ residual onto the "
-              "quantized input').", ""] + input_map_section(result) + loss_section(result) + [
+              "quantized input').", ""] + input_map_section(result, results) + loss_section(result) + [
               "## Inputs that fill the int8 grid", "",
               "Each sub-range model keeps the k-sigma anchor it was trained with (a_A in the manifest, read by "
               "every runner). Another anchor would not fill the grid better: the k-sigma map is u = x a_A / a + c, "
@@ -497,39 +509,58 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def save(path: Path, result: dict, name: str) -> dict:
+    """Write ``name``'s entry of ``result`` into the results file and its markdown, the file read
+    again first: a run on other models may have written it meanwhile. Returns what was written."""
+    current = json.loads(path.read_text()) if path.is_file() else {"models": {}}
+    current.update({k: v for k, v in result.items() if k != "models"})
+    current["models"][name] = result["models"][name]
+    write_json(path, current)
+    write_text(path.with_suffix(".md"), markdown(current, path.parent))
+    return current
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=[f"fan-nsma-{i}" for i in range(4)])
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--array", type=Path, default=ARRAY,
+                   help="the folder of the float sub-range models (<model>.pt) and of the int8 checkpoints made from "
+                        f"them (<model>.int8.pt; default: the shipped array, {ARRAY})")
     p.add_argument("--images", type=Path, default=default_cache_dir() / "photos" / "test")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="the folder of int8_recipe.json and .md (another --array needs its own); runs on different "
+                        "--models may share it")
     p.add_argument("--int8-dirs", type=Path, nargs="+", default=[],
                    help="folders holding int8 checkpoints (<model>.int8.pt, e.g. fad-export --qat-steps N's "
                         "output) that are measured, instead of a new QAT, where made with a variant's settings")
     p.add_argument("--device", default="cpu", help="where new QATs train (cpu, cuda, cuda:N); measured on the CPU")
     args = p.parse_args(argv)
+    if args.array.resolve() != ARRAY.resolve() and args.results.resolve() == RESULTS.resolve():
+        p.error(f"--array {args.array}: give it its own --results folder ({RESULTS} is the shipped array's)")
     torch.set_num_threads(args.threads)
     path = args.results / "int8_recipe.json"
-    result = json.loads(path.read_text()) if path.is_file() else {"models": {}}
     images = list(folder_images(args.images, 1, None))
-    peak = cpu_peak()
-    result.update(cpu=peak.label, threads=args.threads,
-                  platform=platform.platform(),
-                  set=f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
-                      f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)")
+    folders = (args.array, *args.int8_dirs)
+    options = "" if args.results.resolve() == RESULTS.resolve() else f" --array {args.array} --results {args.results}"
+    result = {"models": {}, "cpu": cpu_peak().label, "threads": args.threads, "platform": platform.platform(),
+              "array": os.path.relpath(args.array), "options": options,
+              "set": f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
+                     f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)"}
     for name in args.models:
-        ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
+        ckpt = load_checkpoint(args.array / f"{name}.pt")
         pairs = evaluation_set(images, ckpt.shot_range)
         gate_pairs = validation_set(ckpt.shot_range)[0]
         float_runner = TorchRunner(ckpt)
         sets = {k: (v, psnr_by_shot(denoised(float_runner, v), v)) for k, v in (("held-out", pairs),
                                                                                ("gate", gate_pairs))}
         base, base_levels = sets["held-out"][1]
-        model = result["models"].setdefault(name, {"variants": {}})
+        stored = json.loads(path.read_text())["models"] if path.is_file() else {}
+        model = result["models"][name] = stored.get(name, {"variants": {}})
         model.update(shot_range=list(ckpt.shot_range), float_db=base, float_by_shot=base_levels,
-                     shipped=shipped_variant(name))
-        shipped = shipped_int8(name, RECIPE)[0]
+                     shipped=shipped_variant(args.array, name))
+        shipped = shipped_int8(ckpt, RECIPE, folders)[0]
         if shipped is not None:
             model["input_step_per_noise"] = input_step_per_noise(shipped, ckpt, pairs)
         for variant in args.variants:
@@ -538,22 +569,20 @@ def main(argv=None) -> dict:
                 large_patch_cache()
             done = model["variants"].get(variant)
             if done is not None and stored_qat_config(done["config"]) == dataclasses.asdict(cfg):
-                q = shipped_int8(name, cfg, tuple(args.int8_dirs))[0]
+                q = shipped_int8(ckpt, cfg, folders)[0]
                 if done.get("gate_crops", GATE_CROPS_BEFORE) == VALIDATION_CROPS or q is None:
                     continue  # already measured with these settings
                 done["gate_drop_db"], done["gate_drop_by_shot"] = drops(q, cfg, *sets["gate"])
                 done["gate_crops"] = VALIDATION_CROPS
             else:
-                row = measure(ckpt, cfg, sets, tuple(args.int8_dirs), args.device)
+                row = measure(ckpt, cfg, sets, folders, args.device)
                 if row is None:
                     print(f"{name} {variant}: skipped (its QAT with one int8 input was not run)", flush=True)
                     continue
                 model["variants"][variant] = row
-            write_json(path, result)
-            write_text(args.results / "int8_recipe.md", markdown(result))
+            save(path, result, name)
             print(f"{name} {variant}: drop {model['variants'][variant]['drop_db']:+.3f} dB", flush=True)
-    write_json(path, result)
-    write_text(args.results / "int8_recipe.md", markdown(result))
+        save(path, result, name)
     return result
 
 

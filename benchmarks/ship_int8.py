@@ -79,9 +79,10 @@ def kept_qat_s(path: Path, q: Checkpoint) -> float | None:
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
     seconds, config = [path.with_suffix(".json")], qat_settings(q)
+    source = load_checkpoint(models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt")
     while config.continue_steps:
         config = config.previous()
-        seconds.append(kept_path(q.card["quantization"]["source"], config).with_suffix(".json"))
+        seconds.append(kept_path(source, config).with_suffix(".json"))
     if not all(p.is_file() for p in seconds):
         return None
     return sum(json.loads(p.read_text())["qat_s"] for p in seconds)
