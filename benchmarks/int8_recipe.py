@@ -45,7 +45,8 @@ from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from fad_deploy.train.losses import CHARBONNIER_EPS
 
-RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
 RECIPE = QATConfig()
 SINGLE_INPUT = dataclasses.replace(RECIPE, input_split=0)  # the recipe shipped before the split int8 input
 NARROW = dataclasses.replace(SINGLE_INPUT, steps=9600)  # the recipe shipped before 3x the steps
@@ -530,22 +531,25 @@ def main(argv=None) -> dict:
     p.add_argument("--images", type=Path, default=default_cache_dir() / "photos" / "test")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--results", type=Path, default=RESULTS,
-                   help="the folder of int8_recipe.json and .md (another --array needs its own); runs on different "
-                        "--models may share it")
+                   help="the folder of int8_recipe.json and .md (one array's: another --array needs its own); runs "
+                        "on different --models may share it")
     p.add_argument("--int8-dirs", type=Path, nargs="+", default=[],
                    help="folders holding int8 checkpoints (<model>.int8.pt, e.g. fad-export --qat-steps N's "
                         "output) that are measured, instead of a new QAT, where made with a variant's settings")
     p.add_argument("--device", default="cpu", help="where new QATs train (cpu, cuda, cuda:N); measured on the CPU")
     args = p.parse_args(argv)
-    if args.array.resolve() != ARRAY.resolve() and args.results.resolve() == RESULTS.resolve():
-        p.error(f"--array {args.array}: give it its own --results folder ({RESULTS} is the shipped array's)")
-    torch.set_num_threads(args.threads)
     path = args.results / "int8_recipe.json"
+    array = os.path.relpath(args.array.resolve(), REPO)
+    recorded = json.loads(path.read_text()).get("array", array) if path.is_file() else array
+    if recorded != array:
+        p.error(f"{path} holds the QATs of {recorded}: give --array {args.array} its own --results folder")
+    torch.set_num_threads(args.threads)
     images = list(folder_images(args.images, 1, None))
     folders = (args.array, *args.int8_dirs)
-    options = "" if args.results.resolve() == RESULTS.resolve() else f" --array {args.array} --results {args.results}"
+    options = "".join(f" {flag} {os.path.relpath(given.resolve(), REPO)}" for flag, given, default in (
+        ("--array", args.array, ARRAY), ("--results", args.results, RESULTS)) if given.resolve() != default.resolve())
     result = {"models": {}, "cpu": cpu_peak().label, "threads": args.threads, "platform": platform.platform(),
-              "array": os.path.relpath(args.array), "options": options,
+              "array": array, "options": options,
               "set": f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
                      f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)"}
     for name in args.models:
