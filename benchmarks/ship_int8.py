@@ -8,13 +8,17 @@ drop of the int8 TFLite and its parity with PyTorch).
     python benchmarks/ship_int8.py --from-export DIR --log FILE   # ship a run already made
     python benchmarks/ship_int8.py --int8 FILE ... --made-by CMD ...   # int8 made by other recipes
     python benchmarks/ship_int8.py --split 8   # the shipped int8 checkpoints with their input split
+    python benchmarks/ship_int8.py --array DIR --previous DIR2 --int8 FILE ... --made-by CMD ...   # another array
 
 With ``--int8``, each file (an int8 checkpoint of one of the shipped float models, e.g. one
 `int8_recipe.py` made and kept under $FAD_CACHE/int8_recipe/) replaces that model's shipped
 int8 checkpoint, its recipe recorded in it; ``--made-by`` gives, per file, the command that
 made it. The array is then exported as the README's main command does (converting the
 shipped checkpoints, no QAT) and every card is written from that export's validation; the
-other models keep the command and QAT time of their cards. With ``--split K``, every shipped int8
+other models keep the command and QAT time of their cards. With ``--array DIR``, the float models of
+DIR (an array with its manifest, e.g. models/ablations/nsma-from-student/) become the shipped ones
+first, under their manifest names; the array shipped before moves to ``--previous``, and the
+``--int8`` files, one per model, were made from DIR's models. With ``--split K``, every shipped int8
 checkpoint gets the split int8 input with k = K (fad_deploy.quant.split, made from its QAT's own
 checkpoint, a split one's split taken off; nothing retrained; its grid widened to the QAT's
 inputs: fad_deploy.quant.qat.split_input) and is exported and carded the same way, its card's
@@ -73,19 +77,53 @@ def stamp(q: Checkpoint, path: Path) -> Checkpoint:
     return dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
 
 
-def kept_qat_s(path: Path, q: Checkpoint) -> float | None:
-    """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint, with those of the
-    shorter recipes' checkpoints its later cycles went on from (None: not recorded)."""
+def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint) -> float | None:
+    """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint of float checkpoint
+    ``source``, with those of the shorter recipes' checkpoints its later cycles went on from
+    (None: not recorded)."""
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
     seconds, config = [path.with_suffix(".json")], qat_settings(q)
-    source = load_checkpoint(models_dir() / "nsma" / f"{q.card['quantization']['source']}.pt")
     while config.continue_steps:
         config = config.previous()
         seconds.append(kept_path(source, config).with_suffix(".json"))
     if not all(p.is_file() for p in seconds):
         return None
     return sum(json.loads(p.read_text())["qat_s"] for p in seconds)
+
+
+def renamed(ckpt: Checkpoint, name: str, note: str) -> Checkpoint:
+    """``ckpt`` (a float checkpoint or an int8 one made from it) under the shipped ``name``."""
+    card = {**ckpt.card, "note": note}
+    if "quantization" in card:
+        card["quantization"] = {**card["quantization"], "source": name}
+    return dataclasses.replace(ckpt, name=name, card=card)
+
+
+def ship_array(array: Path, previous: Path, int8: list[Path]) -> dict[str, tuple[Checkpoint, Path, Checkpoint]]:
+    """Make the float sub-range models of ``array`` the shipped ones: models/nsma/ moves to
+    ``previous`` (its int8 checkpoints with it, since they were made from its floats) and each of
+    ``array``'s models is copied in under its manifest name, with the manifest. Returns, per shipped
+    name, the ``int8`` file made from that model (read and renamed so), its path and its float
+    source as it was in ``array``."""
+    table = json.loads((array / MANIFEST).read_text())["subranges"]
+    floats = {e["name"]: (load_checkpoint(array / e["file"]), e["file"]) for e in table}
+    by_source = {load_checkpoint(path).card["quantization"]["source"]: path for path in int8}
+    missing = [name for name, (ckpt, _) in floats.items() if ckpt.name not in by_source]
+    if missing or len(int8) != len(floats):
+        sys.exit(f"ship_int8: --array needs one --int8 file per model of {array}, made from it (none for: "
+                 f"{', '.join(missing) or '-'})")
+    dest = models_dir() / "nsma"
+    if previous.exists():
+        sys.exit(f"ship_int8: --previous {previous} exists already")
+    shutil.move(dest, previous)
+    dest.mkdir()
+    note = f"trained into {array}; made the shipped array by benchmarks/ship_int8.py --array"
+    for name, (ckpt, file) in floats.items():
+        renamed(ckpt, name, note).save(dest / file)
+    shutil.copyfile(array / MANIFEST, dest / MANIFEST)
+    return {name: (renamed(load_checkpoint(by_source[ckpt.name]), name, note), by_source[ckpt.name], ckpt)
+            for name, (ckpt, _) in floats.items()}
 
 
 def level_drops(rows: list[dict]) -> dict[str, float]:
@@ -130,7 +168,13 @@ def main(argv=None) -> None:
                    help="int8 checkpoints of shipped sub-range models, made by other recipes, to ship instead")
     p.add_argument("--made-by", nargs="+", default=[], help="with --int8: the command that made each file")
     p.add_argument("--split", type=int, metavar="K", help="split the shipped int8 checkpoints' inputs (k = K)")
+    p.add_argument("--array", type=Path,
+                   help="with --int8 (one file per model, made from this array's float models): ship another array, "
+                        "its float models copied into models/nsma/ under their manifest names")
+    p.add_argument("--previous", type=Path, help="with --array: where the array shipped before moves to")
     args = p.parse_args(argv)
+    if bool(args.array) != bool(args.previous) or (args.array and not args.int8):
+        sys.exit("ship_int8: --array takes --previous and --int8")
     if len(args.made_by) != len(args.int8) or (args.int8 and args.from_export):
         sys.exit("ship_int8: --made-by gives one command per --int8 file, and --int8 goes without --from-export")
     if args.split and (args.int8 or args.from_export):
@@ -141,10 +185,18 @@ def main(argv=None) -> None:
     export = args.from_export or work / "fan-nsma"
     dest = models_dir() / "nsma"
     makers = {}  # model -> the command that made its int8 checkpoint, its QAT seconds and CPU
-    for path, command in zip(args.int8, args.made_by):
-        q = stamp(load_checkpoint(path), path)
-        q.save(dest / f"{q.card['quantization']['source']}{FILE_SUFFIX['torch-int8']}")
-        makers[q.card["quantization"]["source"]] = command, kept_qat_s(path, q), cpu
+    commands = dict(zip(args.int8, args.made_by))
+    if args.array:
+        shipped = ship_array(args.array, args.previous, args.int8)
+    else:
+        shipped = {}
+        for path in args.int8:
+            q = load_checkpoint(path)
+            name = q.card["quantization"]["source"]
+            shipped[name] = q, path, load_checkpoint(dest / f"{name}.pt")
+    for name, (q, path, source) in shipped.items():
+        stamp(q, path).save(dest / f"{name}{FILE_SUFFIX['torch-int8']}")
+        makers[name] = commands[path], kept_qat_s(path, q, source), cpu
     for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
         shipped = load_checkpoint(path)
         single = single_checkpoint(shipped)  # (a split one's split taken off: the QAT's own checkpoint)
@@ -185,6 +237,9 @@ def main(argv=None) -> None:
         write_text(dest / f"{name}.int8.md", md)
         print(f"{int8}: drop {doc['drop_db']:+.3f} dB, worst level {max(doc['drop_by_shot_db'].values()):+.3f} dB")
     shutil.rmtree(work, ignore_errors=True)
+    if args.array:
+        print(f"the float models' cards and the manifest's metrics: python benchmarks/nsma_table.py --write-manifest "
+              f"--cards (the array shipped before: {args.previous})")
 
 
 if __name__ == "__main__":
