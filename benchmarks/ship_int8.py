@@ -187,14 +187,14 @@ def main(argv=None) -> None:
     makers = {}  # model -> the command that made its int8 checkpoint, its QAT seconds and CPU
     commands = dict(zip(args.int8, args.made_by))
     if args.array:
-        shipped = ship_array(args.array, args.previous, args.int8)
+        new_int8 = ship_array(args.array, args.previous, args.int8)
     else:
-        shipped = {}
+        new_int8 = {}
         for path in args.int8:
             q = load_checkpoint(path)
             name = q.card["quantization"]["source"]
-            shipped[name] = q, path, load_checkpoint(dest / f"{name}.pt")
-    for name, (q, path, source) in shipped.items():
+            new_int8[name] = q, path, load_checkpoint(dest / f"{name}.pt")
+    for name, (q, path, source) in new_int8.items():
         stamp(q, path).save(dest / f"{name}{FILE_SUFFIX['torch-int8']}")
         makers[name] = commands[path], kept_qat_s(path, q, source), cpu
     for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
