@@ -9,6 +9,7 @@ is copied in full below the summary).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -38,13 +39,19 @@ def max_level_drop(rows: dict, backend: str) -> float | None:
     return max(base[s] - quantized[s] for s in base)
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     usage="%(prog)s [--tag TAG] [-- FAD_EXPORT_ARGS...]")
+    parser.add_argument("--tag", help="results go to export_default-TAG.{md,json}")
+    parser.add_argument("extra", nargs="*", metavar="FAD_EXPORT_ARGS",
+                        help="after --: more fad-export arguments (e.g. -- --threads 1)")
+    return parser.parse_args(argv)
+
+
 def main(argv=None) -> dict:
-    extra = list(sys.argv[1:] if argv is None else argv)
-    name = "export_default"
-    if extra[:1] == ["--tag"]:
-        name, extra = f"{name}-{extra[1]}", extra[2:]
-    extra = extra[1:] if extra[:1] == ["--"] else extra
-    command = COMMAND + extra
+    args = parse_args(argv)
+    name = "export_default" + (f"-{args.tag}" if args.tag else "")
+    command = COMMAND + args.extra
     start = time.time()
     proc = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - start
