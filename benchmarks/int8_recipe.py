@@ -434,9 +434,17 @@ def loss_section(result: dict) -> list[str]:
             "image's PSNR drop against the float model), mean and per level:", ""] + lines + [""]
 
 
+def options(array: str, results: Path) -> str:
+    """The command-line options that name the array ``array`` (repo-relative) and the ``results`` folder, where
+    not the defaults."""
+    given = (("--array", REPO / array, ARRAY), ("--results", results, RESULTS))
+    return "".join(f" {flag} {os.path.relpath(path.resolve(), REPO)}" for flag, path, default in given
+                   if path.resolve() != default.resolve())
+
+
 def markdown(result: dict, results: Path) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
-             f"Made by `python benchmarks/int8_recipe.py{result.get('options', '')}`, row by row over several sessions (the QAT s column "
+             f"Made by `python benchmarks/int8_recipe.py{options(result['array'], results)}`, row by row over several sessions (the QAT s column "
              "is the time on the CPU of the session that made the row, ? where `fad-export --qat-steps` made it over "
              f"several resumed runs; the latest: {result['cpu']}, {result['threads']} thread"
              f"{'s' if result['threads'] != 1 else ''}). Drop = "
@@ -546,10 +554,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     images = list(folder_images(args.images, 1, None))
     folders = (args.array, *args.int8_dirs)
-    options = "".join(f" {flag} {os.path.relpath(given.resolve(), REPO)}" for flag, given, default in (
-        ("--array", args.array, ARRAY), ("--results", args.results, RESULTS)) if given.resolve() != default.resolve())
     result = {"models": {}, "cpu": cpu_peak().label, "threads": args.threads, "platform": platform.platform(),
-              "array": array, "options": options,
+              "array": array,
               "set": f"{len(images)} test photos, {EVAL_CROPS} crops of {EVAL_CROP}x{EVAL_CROP} packed each, seed "
                      f"{EVAL_SEED}, at 4 shot levels inside each model's sub-range (read noise on UPI's line)"}
     for name in args.models:
