@@ -132,6 +132,12 @@ def level_drops(rows: list[dict]) -> dict[str, float]:
     return {s: round(base[s] - int8[s], 3) for s in base}
 
 
+def recipe_table(command: str) -> str:
+    """The technique table of the int8_recipe.py run ``command`` (its --results folder's), else the shipped one."""
+    results = re.search(r"int8_recipe\.py .*?--results (\S+)", command)
+    return f"{results.group(1) if results else 'benchmarks/results'}/int8_recipe.md"
+
+
 def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, quantization: dict) -> tuple[dict, str]:
     split, widen = quantization.get(SPLIT_KEY), quantization.get(WIDEN_KEY, 1)
     rows = {r["backend"]: r for r in entry["validation"]}
@@ -156,7 +162,7 @@ def card(entry: dict, command: str, qat_s: float | None, cpu: str, recipe: str, 
           f"Set: {doc['validation_set']}. int8 TFLite vs PyTorch fp32 RAW PSNR drop {doc['drop_db']:+.3f} dB; "
           f"per level: " + ", ".join(f"a={s}: {v:+.3f}" for s, v in drops.items()) +
           f"; parity with the PyTorch int8 network {doc['parity_int8_db']} dB.", "",
-          "Per technique and on held-out photos: `benchmarks/results/int8_recipe.md`.", ""]
+          f"Per technique and on held-out photos: `{recipe_table(command)}`.", ""]
     return doc, "\n".join(md)
 
 
