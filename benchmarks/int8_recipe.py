@@ -39,7 +39,7 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers, made_with,
-                                  quantization_aware_training, split_input)
+                                  quantization_aware_training, split_input, weight_sum)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
@@ -153,24 +153,17 @@ def large_patch_cache() -> None:
         build_patch_cache(list_photos(default_cache_dir() / "photos" / "train"), LARGE_CACHE, LARGE_PATCHES)
 
 
-def weights_id(ckpt) -> str:
-    """A short digest of a float checkpoint's weights: which network a kept QAT started from."""
-    digest = hashlib.sha256()
-    for k in sorted(ckpt.state_dict):
-        digest.update(k.encode() + ckpt.state_dict[k].numpy().tobytes())
-    return digest.hexdigest()[:12]
-
-
 def kept_path(ckpt, cfg: QATConfig) -> Path:
     """Where a QAT of float checkpoint ``ckpt`` this benchmark ran is kept, by its settings and
-    ``ckpt``'s weights, for later analysis of its row (e.g. ``int8_clipping.py``,
-    ``int8_sensitivity.py``), for re-measuring without a new QAT and for shipping (``ship_int8.py``)."""
+    ``ckpt``'s weights (not its name: an array made the shipped one keeps its QATs), for later analysis
+    of its row (e.g. ``int8_clipping.py``, ``int8_sensitivity.py``), for re-measuring without a new QAT
+    and for shipping (``ship_int8.py``)."""
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
               else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set())
-    settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weights_id(ckpt)}
+    settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weight_sum(ckpt)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return KEPT / key / f"{ckpt.name}.int8.pt"
+    return KEPT / key / "qat.int8.pt"
 
 
 def shipped_int8(ckpt, cfg: QATConfig, folders: tuple[Path, ...] = (ARRAY,)):
