@@ -7,13 +7,15 @@
 # first cycle before any later one), two queues side by side, one thread each (qat_jobs.md: 2.1x
 # one process on both cores). int8_recipe.py keeps each QAT and resumes an interrupted one: run
 # this again after a stop and it goes on. Results: benchmarks/results/nsma_from_student/int8_recipe.md.
+# Run on models/ablations/nsma-from-student; that array is the shipped one (models/nsma/, the same
+# weights) since benchmarks/ship_int8.py --array made it so, and its kept QATs are found there.
 # Usage: nohup benchmarks/nsma_from_student_int8.sh > nsma_from_student_int8.log 2>&1 &   (~8 h on 2 cores)
 set -euo pipefail
 recipe() {  # recipe MODEL VARIANT...
   local model=$1
   shift
-  python benchmarks/int8_recipe.py --array models/ablations/nsma-from-student \
-    --results benchmarks/results/nsma_from_student --threads 1 --models "$model" --variants "$@"
+  python benchmarks/int8_recipe.py --results benchmarks/results/nsma_from_student --threads 1 --models "$model" \
+    --variants "$@"
 }
 FIRST=("+ 28800 steps, 3x" "+ the int8 input split in two (k = 8: the input to 1/8 of a step; the recipe)")
 SECOND=("the recipe + a second cycle of 9600 steps (lr 0.0005, ranges learned again)"

@@ -94,7 +94,7 @@ def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint) -> float | None:
 
 def renamed(ckpt: Checkpoint, name: str, note: str) -> Checkpoint:
     """``ckpt`` (a float checkpoint or an int8 one made from it) under the shipped ``name``."""
-    card = {**ckpt.card, "note": note}
+    card = {**ckpt.card, "notes": [*ckpt.card.get("notes", []), note]}  # (a model card lists its notes)
     if "quantization" in card:
         card["quantization"] = {**card["quantization"], "source": name}
     return dataclasses.replace(ckpt, name=name, card=card)
