@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The int8 QAT of the array re-made from the shipped student (nsma_from_student.sh), each model
-# with the recipe its shipped twin was made with (models/nsma/<model>.int8.md): fan-nsma-0 the
+# with the recipe its twin in the array shipped before was made with
+# (models/ablations/nsma-gpu/<model>.int8.md): fan-nsma-0 the
 # square-root input (20000 float steps of adaptation, 14400 QAT steps, two more cycles of 9600),
 # fan-nsma-1 and -2 the recipe's 28800 steps and two more cycles, fan-nsma-3 one more cycle; each
 # row measured with its int8 input split (k = 8) as shipped. Rows go breadth first (every model's
 # first cycle before any later one), two queues side by side, one thread each (qat_jobs.md: 2.1x
 # one process on both cores). int8_recipe.py keeps each QAT and resumes an interrupted one: run
 # this again after a stop and it goes on. Results: benchmarks/results/nsma_from_student/int8_recipe.md.
-# Run on models/ablations/nsma-from-student; that array is the shipped one (models/nsma/, the same
-# weights) since benchmarks/ship_int8.py --array made it so, and its kept QATs are found there.
+# It ran on models/ablations/nsma-from-student; benchmarks/ship_int8.py --array has since made that
+# array the shipped one (models/nsma/, the same weights), so it now runs on models/nsma/ and finds
+# the kept QATs (keyed by the weights).
 # Usage: nohup benchmarks/nsma_from_student_int8.sh > nsma_from_student_int8.log 2>&1 &   (~8 h on 2 cores)
 set -euo pipefail
 recipe() {  # recipe MODEL VARIANT...
