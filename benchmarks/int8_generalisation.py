@@ -26,7 +26,7 @@ from fad_deploy.quant.qat import FakeQuantRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, GATE_CROPS_BEFORE, RECIPE, shipped_int8  # noqa: E402
+from int8_recipe import EVAL_CROP, EVAL_CROPS, EVAL_SEED, GATE_CROPS_BEFORE, RECIPE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "test")  # `fad-data fetch`'s photos: the QAT's (through fad-train's patch cache) and held-out
@@ -51,7 +51,8 @@ def row(float_runner, int8_runner, pairs: dict, **label) -> dict:
 def drops(name: str, photos: int) -> list[dict]:
     """One row per set: the photos and crop sizes above, then fad-export's validation patches."""
     ckpt = load_checkpoint(models_dir() / "nsma" / f"{name}.pt")
-    runners = TorchRunner(ckpt), FakeQuantRunner(shipped_int8(ckpt, RECIPE)[0])  # built once, used on every set
+    int8 = load_checkpoint(models_dir() / "nsma" / f"{name}.int8.pt")
+    runners = TorchRunner(ckpt), FakeQuantRunner(int8)  # built once, used on every set
     rows = []
     for split in SPLITS:
         images = list(folder_images(default_cache_dir() / "photos" / split, 1, None))[:photos]
@@ -70,8 +71,8 @@ def gate_label(crops: int) -> str:
 
 def markdown(result: dict) -> str:
     lines = ["# Is the int8 drop a generalisation gap? And how sure is each figure?", "",
-             "Made by `python benchmarks/int8_generalisation.py`. The shipped int8 checkpoints (the recipe, "
-             "QATConfig's defaults) against their float models, fake-quant in PyTorch (the int8 TFLite matches it: "
+             "Made by `python benchmarks/int8_generalisation.py`. The shipped int8 checkpoints "
+             "(models/nsma/<model>.int8.pt, made as their cards say) against their float models, fake-quant in PyTorch (the int8 TFLite matches it: "
              f"parity >= 45 dB in fad-export's validation). The first {result['photos']} photos of each of "
              "`fad-data fetch`'s folders: train (the QAT's photos, through fad-train's patch cache; its crops are "
              f"{RECIPE.crop} packed) and test (held-out; int8_recipe.md's set is the test photos' {EVAL_CROP} row); "
