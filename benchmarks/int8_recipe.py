@@ -44,6 +44,7 @@ from fad_deploy.quant.recipe import QATConfig, stored_qat_config
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from fad_deploy.train.losses import CHARBONNIER_EPS
+from ship_int8 import renamed  # (this folder's: a kept QAT under the name of an array shipped since)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -169,11 +170,16 @@ def kept_path(ckpt, cfg: QATConfig) -> Path:
 def shipped_int8(ckpt, cfg: QATConfig, folders: tuple[Path, ...] = (ARRAY,)):
     """The int8 checkpoint of float checkpoint ``ckpt`` made with ``cfg``: a kept one (see
     :func:`kept_path`), else ``<name>.int8.pt`` in ``folders`` (the array ``ckpt`` belongs to, the
-    output of ``fad-export --qat-steps N``), with its QAT time from its card (else None, None)."""
-    for path in [kept_path(ckpt, cfg)] + [Path(f) / f"{ckpt.name}.int8.pt" for f in folders]:
+    output of ``fad-export --qat-steps N``), with its QAT time from its card (else None, None). A kept
+    one made from the same weights under another name (an array shipped since) comes under ``ckpt``'s."""
+    kept = kept_path(ckpt, cfg)
+    for path in [kept] + [Path(f) / f"{ckpt.name}.int8.pt" for f in folders]:
         if not path.is_file():
             continue
         q = load_checkpoint(path)
+        if path == kept and q.card["quantization"]["source"] != ckpt.name:
+            q = renamed(q, ckpt.name, f"kept by int8_recipe.py as a QAT of {q.card['quantization']['source']}, "
+                                      "the same weights")
         if made_with(q, cfg):
             card = path.with_suffix(".json")
             return q, json.loads(card.read_text()).get("qat_s") if card.is_file() else None

@@ -23,6 +23,7 @@ FIRST=("+ 28800 steps, 3x" "+ the int8 input split in two (k = 8: the input to 1
 SECOND=("the recipe + a second cycle of 9600 steps (lr 0.0005, ranges learned again)"
   "the recipe + a second cycle, its int8 input split in two (k = 8)")
 THIRD=("the recipe + a third cycle of 9600 steps" "the recipe + a third cycle, its int8 input split in two (k = 8)")
+FOURTH=("the recipe + a fourth cycle of 9600 steps" "the recipe + a fourth cycle, its int8 input split in two (k = 8)")
 SQRT=("that square-root input and adaptation, 14400 steps"
   "the 14400-step square-root row + a second cycle of 9600 steps" "that row + a third cycle of 9600 steps"
   "the square-root row + a third cycle, its int8 input split in two (k = 8)")
@@ -32,6 +33,7 @@ SQRT=("that square-root input and adaptation, 14400 steps"
   recipe fan-nsma-1 "${SECOND[@]}"
   recipe fan-nsma-3 "${SECOND[@]}"
   recipe fan-nsma-1 "${THIRD[@]}"
+  recipe fan-nsma-1 "${FOURTH[@]}"  # (tried after the shipped rows)
 } &
 queue=$!
 {
@@ -39,5 +41,6 @@ queue=$!
   recipe fan-nsma-0 "${SQRT[@]}"
   recipe fan-nsma-2 "${SECOND[@]}"
   recipe fan-nsma-2 "${THIRD[@]}"
+  recipe fan-nsma-2 "${FOURTH[@]}"  # (tried after the shipped rows)
 }
 wait $queue
