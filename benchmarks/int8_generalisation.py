@@ -72,7 +72,8 @@ def gate_label(crops: int) -> str:
 def markdown(result: dict) -> str:
     lines = ["# Is the int8 drop a generalisation gap? And how sure is each figure?", "",
              "Made by `python benchmarks/int8_generalisation.py`. The shipped int8 checkpoints "
-             "(models/nsma/<model>.int8.pt, made as their cards say) against their float models, fake-quant in PyTorch (the int8 TFLite matches it: "
+             "(models/nsma/<model>.int8.pt, made as their cards say) against their float models, fake-quant in "
+             "PyTorch (the int8 TFLite matches it: "
              f"parity >= 45 dB in fad-export's validation). The first {result['photos']} photos of each of "
              "`fad-data fetch`'s folders: train (the QAT's photos, through fad-train's patch cache; its crops are "
              f"{RECIPE.crop} packed) and test (held-out; int8_recipe.md's set is the test photos' {EVAL_CROP} row); "

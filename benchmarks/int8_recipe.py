@@ -388,7 +388,7 @@ def input_map_section(result: dict, results: Path) -> list[str]:
               "weights cannot move that far. Float steps that first adapt the network to the map (the same loss, "
               "fake quant off; `QATConfig.adapt_steps`) gain most at the sub-range's lowest levels, where the linear "
               "input clips the highlights (`int8_clipping_fan-nsma-0.md`); at its top levels the adapted network "
-              "has not caught up with the u-trained float one it is measured against" + adaptation_gap(results)
+              "has not caught up with the u-trained float one it is measured against" + adaptation_gap(result)
               + ". For the higher "
               "sub-ranges (fan-nsma-1, fan-nsma-3) the same recipe loses more than the linear one on these held-out "
               "crops, yet meets the bounds on fad-export's validation patches (the bullets above): the two sets "
@@ -398,13 +398,17 @@ def input_map_section(result: dict, results: Path) -> list[str]:
     return lines
 
 
-def adaptation_gap(results: Path, name: str = "fan-nsma-0") -> str:
+def adaptation_gap(result: dict, name: str = "fan-nsma-0") -> str:
     """What the shipped square-root model's QAT weights, clipped but unrounded, lose against the
-    float model at each level (int8_sensitivity.py --held-out's result), as a clause."""
-    path = results / f"int8_sensitivity_{name}_held-out.json"
+    float model at each level (int8_sensitivity.py --held-out's result), as a clause; empty where that
+    result is not of this table's model (its float model scores otherwise on the same crops)."""
+    path = RESULTS / f"int8_sensitivity_{name}_held-out.json"
     if not path.is_file():
         return ""
-    levels = json.loads(path.read_text())["per_level"]
+    measured = json.loads(path.read_text())
+    if round(measured["start_fp32_db"], 3) != round(result["models"].get(name, {}).get("float_db", 0.0), 3):
+        return ""
+    levels = measured["per_level"]
     gap = [levels["start_fp32_db"][lv] - db for lv, db in levels["fp32_db"].items()]
     return (f" (`int8_sensitivity_{name}_held-out.md`: the shipped row's QAT weights with their activations "
             f"clipped to the learned ranges but not rounded score {' / '.join(f'{g:.3f}' for g in gap)} dB below "
@@ -443,9 +447,10 @@ def options(array: str, results: Path) -> str:
 
 def markdown(result: dict, results: Path) -> str:
     lines = ["# int8 techniques, one at a time, per sub-range model and noise level", "",
-             f"Made by `python benchmarks/int8_recipe.py{options(result['array'], results)}`, row by row over several sessions (the QAT s column "
-             "is the time on the CPU of the session that made the row, ? where `fad-export --qat-steps` made it over "
-             f"several resumed runs; the latest: {result['cpu']}, {result['threads']} thread"
+             f"Made by `python benchmarks/int8_recipe.py{options(result['array'], results)}`, row by row over "
+             "several sessions (the QAT s column is the time on the CPU of the session that made the row, ? "
+             "where `fad-export --qat-steps` made it over several resumed runs; the latest: "
+             f"{result['cpu']}, {result['threads']} thread"
              f"{'s' if result['threads'] != 1 else ''}). Drop = "
              f"RAW PSNR of the float model minus that of its fake-quant int8 network (dB; the int8 TFLite matches "
              f"the latter: parity >= 45 dB in fad-export's validation), on {result['set']}. Variants add one change "
