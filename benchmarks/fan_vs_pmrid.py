@@ -2,27 +2,32 @@
 XNNPACK (ai_edge_litert), fp32 and int8, 1 and 2 threads, one 4x512x512 packed input, all
 in one process with rounds interleaved; then the measured per-op latency of both.
 
-    python benchmarks/fan_vs_pmrid.py [--rounds 8] [--per-round 2] [--op-rounds 5]
+    python benchmarks/fan_vs_pmrid.py [--rounds 8] [--per-round 2] [--op-rounds 5] [--tag TAG]
 
 Models:
 - FAN: the shipped export of the first noise-subrange model (export/fan-nsma/fan-nsma-0);
 - PMRID architecture: our PMRID baseline (fad_deploy/models/pmrid.py) with initial weights,
   int8 ranges calibrated on random inputs (fad_deploy/profile/baseline.py);
 - FAN architecture, initial weights: fan-nsma-0's configuration exported the same way as
-  the PMRID baseline, a control that latency does not depend on the weights.
+  the PMRID baseline, a control that latency does not depend on the weights;
+- FAN with its grouped convs as block-diagonal plain convs (``fad-export --no-group-conv``,
+  the same weights): more MACs on kernels that run more MACs per second.
 Each TFLite file is resized to 512x512; only ``invoke`` is timed (no I/O conversion).
 
 Writes benchmarks/results/fan_vs_pmrid.{md,json} and per_op_fan.md, per_op_pmrid.md
-(with .json), recording the CPU, its SIMD flags and the share of CPU time other processes
-used during the timing (the machine is shared: compare ratios within one run).
+(with .json; ``--tag T`` appends -T to each name, for another CPU), recording the CPU, its
+SIMD flags and the share of CPU time other processes used during the timing (the machine is
+shared: compare ratios within one run).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.export.manifest import read_bundle
-from fad_deploy.fileio import write_json, write_text
+from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_cost
+from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.baseline import baseline_name, export_architecture
 from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record, ratios, time_models
@@ -36,6 +41,7 @@ SIZE = (512, 512)  # packed: one RAW megapixel
 THREADS = (1, 2)
 TARGETS = {"int8": 0.6, "fp32": 0.7}  # issue 18: FAN ms/MP at most this times PMRID's, same run
 PER_OP_THREADS = 1  # per-op tables at one thread: each op's time is its own
+PLAIN = "FAN, grouped convs as plain convs"
 
 
 def parse_args():
@@ -43,6 +49,7 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the side-by-side timing")
     p.add_argument("--per-round", type=int, default=2, help="invokes per model and round")
     p.add_argument("--op-rounds", type=int, default=5, help="interleaved rounds of the per-op timing")
+    p.add_argument("--tag", help="suffix of the result files (fan_vs_pmrid-TAG.md, ...), e.g. for another CPU")
     return p.parse_args()
 
 
@@ -59,7 +66,22 @@ def model_files() -> dict[str, dict]:
         files = read_bundle(folder)["models"][0]["files"]
         models[label] = {**{p: folder / files[f"tflite-{p}"]["file"] for p in PRECISIONS}, "arch": arch,
                          "config": config, "weights": float_card(folder)}
+    models[PLAIN] = {**plain_conv_files(), "arch": entry["arch"], "config": entry["config"],
+                     "weights": f"trained ({FAN_MODEL}: the shipped checkpoints, exported with --no-group-conv)"}
     return models
+
+
+def plain_conv_files() -> dict[str, Path]:
+    """fan-nsma-0's shipped float and int8 checkpoints exported with their grouped convs as
+    block-diagonal plain convs, into the cache."""
+    folder = default_cache_dir() / "fan_vs_pmrid"
+    files = {}
+    for p, suffix in (("fp32", ".pt"), ("int8", ".int8.pt")):
+        ckpt = load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}{suffix}")
+        model, _ = export_tflite(ckpt, TFLiteOptions(int8=p == "int8", group_conv=False), "plain convs", {})
+        files[p] = folder / f"{FAN_MODEL}-plain-conv.{p}.tflite"
+        write_bytes(files[p], model)
+    return files
 
 
 def float_card(folder: Path) -> str:
@@ -72,8 +94,8 @@ def ratio_rows(rows: list[dict], a: str, b: str) -> list[dict]:
     return [{"precision": p, "threads": t, "ratio": r[p, t], "target": TARGETS[p]} for p in PRECISIONS for t in THREADS]
 
 
-def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict], cpu: dict, load: dict,
-                    models: dict, args) -> str:
+def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict], plain: dict, cpu: dict,
+                    load: dict, models: dict, args) -> str:
     by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
     table = []
     for name in models:
@@ -87,11 +109,13 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
     ratio_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}", f"<= {r['target']}",
                     "met" if r["ratio"] <= r["target"] else "missed"] for r in fan_ratios]
     control_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}"] for r in control]
+    plain_table = [[p, t, f"{plain['FAN'][p, t]:.2f}", f"{plain['PMRID architecture'][p, t]:.2f}"]
+                   for p in PRECISIONS for t in THREADS]
     weights = "\n".join(f"- {name}: {m['weights']}" for name, m in models.items())
     return "\n\n".join([
         "# FAN vs the PMRID architecture on this CPU (TFLite, XNNPACK)",
         f"`python benchmarks/fan_vs_pmrid.py --rounds {args.rounds} --per-round {args.per_round} "
-        f"--op-rounds {args.op_rounds}`. One process; every model, precision and thread count is timed in "
+        f"--op-rounds {args.op_rounds}{f' --tag {args.tag}' if args.tag else ''}`. One process; every model, precision and thread count is timed in "
         f"{args.rounds} interleaved rounds of {args.per_round} `invoke` calls on a 1x512x512x4 input (one RAW "
         "megapixel, 2**20 Bayer pixels); medians. MACs are counted on the PyTorch graph (one MAC per "
         "multiply-accumulate).",
@@ -108,8 +132,19 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
         + markdown_table(["precision", "threads", "FAN / PMRID", "target", ""], ratio_table),
         "## Control: FAN initial weights / FAN trained\n\n"
         + markdown_table(["precision", "threads", "ratio"], control_table),
-        "Per-op tables: [per_op_fan.md](per_op_fan.md), [per_op_pmrid.md](per_op_pmrid.md).",
+        "## FAN with its grouped convs as block-diagonal plain convs (`fad-export --no-group-conv`)\n\n"
+        f"The same weights; the plain convs run {plain['macs']['macs_plain'] / plain['macs']['macs_grouped']:.2f}x "
+        "the conv MACs (zeros outside the blocks) on the dense kernels. Its time over FAN's and over the PMRID "
+        "architecture's:\n\n"
+        + markdown_table(["precision", "threads", "/ FAN", "/ PMRID architecture"], plain_table),
+        f"Per-op tables: [{stem('per_op_fan', args)}.md]({stem('per_op_fan', args)}.md), "
+        f"[{stem('per_op_pmrid', args)}.md]({stem('per_op_pmrid', args)}.md).",
     ]) + "\n"
+
+
+def stem(name: str, args) -> str:
+    """A result file's name without suffix: ``name``, tagged with --tag."""
+    return f"{name}-{args.tag}" if args.tag else name
 
 
 def per_op_md(name: str, files: dict, results: dict, load: dict, args) -> str:
@@ -123,7 +158,7 @@ def per_op_md(name: str, files: dict, results: dict, load: dict, args) -> str:
              "differs from the whole model; both are given. MACs: one per conv tap, per elementwise output, per "
              "pooled input. Bytes: every input (weights and biases included) and the output, at their stored "
              "types. Shares are of the per-op sum.",
-             f"Machine as in [fan_vs_pmrid.md](fan_vs_pmrid.md); other processes used "
+             f"Machine as in [{stem('fan_vs_pmrid', args)}.md]({stem('fan_vs_pmrid', args)}.md); other processes used "
              f"{load['other_processes_cpu_share']:.0%} of its CPU time during these {load['seconds']:.0f} s."]
     for p in PRECISIONS:
         r = results[p]
@@ -160,18 +195,24 @@ def main():
     rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
     fan_ratios = ratio_rows(rows, "FAN", "PMRID architecture")
     control = ratio_rows(rows, "FAN architecture (control)", "FAN")
-    write_text(RESULTS / "fan_vs_pmrid.md", side_by_side_md(rows, fan_ratios, control, cpu, load, models, args))
-    write_json(RESULTS / "fan_vs_pmrid.json", {"cpu": cpu, "load": load, "size": list(SIZE), "rows": rows,
-                                               "fan_over_pmrid": fan_ratios, "control_over_fan": control,
-                                               "weights": {n: m["weights"] for n, m in models.items()}})
-    print(f"wrote {RESULTS / 'fan_vs_pmrid.md'}")
-    for name, stem in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):
+    plain = {other: ratios(rows, PLAIN, other) for other in ("FAN", "PMRID architecture")}
+    plain["macs"] = group_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
+    out = stem("fan_vs_pmrid", args)
+    write_text(RESULTS / f"{out}.md", side_by_side_md(rows, fan_ratios, control, plain, cpu, load, models, args))
+    write_json(RESULTS / f"{out}.json", {
+        "cpu": cpu, "load": load, "size": list(SIZE), "rows": rows, "fan_over_pmrid": fan_ratios,
+        "control_over_fan": control, "weights": {n: m["weights"] for n, m in models.items()},
+        "plain_conv_over": {k: [{"precision": p, "threads": t, "ratio": r} for (p, t), r in v.items()]
+                            for k, v in plain.items() if k != "macs"}, "plain_conv_macs": plain["macs"]})
+    print(f"wrote {RESULTS / out}.md")
+    for name, base in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):
         with OtherLoad() as load:
             results = per_op(models, name, args)
-        write_text(RESULTS / f"{stem}.md", per_op_md(name, models[name], results, load.record, args))
-        write_json(RESULTS / f"{stem}.json", {"model": name, "cpu": cpu, "load": load.record,
-                                              "threads": PER_OP_THREADS, **results})
-        print(f"wrote {RESULTS / stem}.md")
+        out = stem(base, args)
+        write_text(RESULTS / f"{out}.md", per_op_md(name, models[name], results, load.record, args))
+        write_json(RESULTS / f"{out}.json", {"model": name, "cpu": cpu, "load": load.record,
+                                             "threads": PER_OP_THREADS, **results})
+        print(f"wrote {RESULTS / out}.md")
 
 
 if __name__ == "__main__":
