@@ -89,11 +89,17 @@ def tiling_record(ckpt: Checkpoint, tile: tuple[int, int]) -> dict:
     return {"tile": list(tile), "margin": spec.margin, "align": spec.align, "rule": TILING_RULE}
 
 
+DESCRIBED_DIGITS = 6  # significant digits of figures that describe, not compute (the same bytes on every CPU)
+
+
 def anchor_value(x: float, ckpt: Checkpoint, low_noise: bool) -> float:
+    """The network input for RAW value ``x`` at the top (or bottom) of the model's noise range,
+    to :data:`DESCRIBED_DIGITS` (numpy's exp and log differ in the last bit between SIMD paths)."""
     from ..data.noise import read_from_shot, to_anchor
 
     shot = ckpt.shot_range[0] if low_noise else ckpt.shot_range[1]
-    return float(to_anchor(x, NoiseParams(shot, float(read_from_shot(shot))), ckpt.anchor))
+    value = float(to_anchor(x, NoiseParams(shot, float(read_from_shot(shot))), ckpt.anchor))
+    return float(f"{value:.{DESCRIBED_DIGITS}g}")
 
 
 # ---- reading -------------------------------------------------------------------------------------
