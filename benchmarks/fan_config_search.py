@@ -2,14 +2,15 @@
 group width, expansions, widths and where Feature-Align runs, each candidate at most
 2.7 GMACs per RAW megapixel, timed against the PMRID architecture in one process.
 
-    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1]
+    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--tag TAG]
 
 Every candidate is exported like the PMRID baseline (initial weights with seeded noise,
 int8 ranges from random inputs: latency does not depend on the weights) and timed with
 XNNPACK on a 1x512x512x4 input (one RAW megapixel), fp32 and int8, 1 and 2 threads, all
 rounds interleaved. The candidates come from the per-op tables (per_op_fan.md): the
 grouped 3x3 convs at 4 channels per group and the full-resolution Feature-Align run at a
-fraction of the 1x1 convs' MAC rate. Writes benchmarks/results/fan_config_search.{md,json}.
+fraction of the 1x1 convs' MAC rate. Writes benchmarks/results/fan_config_search.{md,json}
+(``--tag T``: fan_config_search-T.*; fan_config_quality.py reads the untagged run).
 Quality at equal training is not measured here.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fad_deploy.profile.baseline import baseline_name, export_architecture
 from fad_deploy.profile.macs import count_macs
 from fad_deploy.profile.side_by_side import PRECISIONS, cpu_record, ratios, time_models
 from fad_deploy.profile.table import markdown_table
+from fan_vs_pmrid import stem
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 SIZE = (512, 512)
@@ -85,6 +87,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=1)
+    p.add_argument("--tag", help="suffix of the result files (fan_config_search-TAG.md, ...), e.g. for another CPU")
     return p.parse_args()
 
 
@@ -130,7 +133,8 @@ def main():
     today = dataclasses.asdict(FANConfig())
     md = "\n\n".join([
         "# FAN configuration search by measured TFLite latency",
-        f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round}`: every "
+        f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round}"
+        f"{f' --tag {args.tag}' if args.tag else ''}`: every "
         "candidate within 2.7 GMACs per RAW megapixel exported with initial weights (seeded noise; latency does not "
         "depend on the weights) and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
         f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",
@@ -145,10 +149,11 @@ def main():
         + ". Quality at equal training is not measured here: a chosen configuration still has to be trained "
         "and compared on held-out photos.",
     ]) + "\n"
-    write_text(RESULTS / "fan_config_search.md", md)
-    write_json(RESULTS / "fan_config_search.json", {"cpu": cpu, "load": load, "rows": rows, "candidates": results,
-                                                    "over_budget": over_budget})
-    print(f"wrote {RESULTS / 'fan_config_search.md'}")
+    out = stem("fan_config_search", args)
+    write_text(RESULTS / f"{out}.md", md)
+    write_json(RESULTS / f"{out}.json", {"cpu": cpu, "load": load, "rows": rows, "candidates": results,
+                                         "over_budget": over_budget})
+    print(f"wrote {RESULTS / out}.md")
 
 
 if __name__ == "__main__":
