@@ -10,7 +10,7 @@ through fad-train (its run folder resumes an interrupted run), and shipped to
 models/ablations/fan-<key>-charbonnier.pt with a card. All are then measured with fad-eval
 on quality.py's Table 1 set.
 
-    python benchmarks/fan_config_quality.py --candidates KEY [KEY ...] [--seeds 0 1] [--steps N] [--threads 2]
+    python benchmarks/fan_config_quality.py --candidates KEY [KEY ...] [--seeds 0 1] [--steps N] [--search-tag T]
 
 --seeds trains each candidate once per seed (seed 0 is the Table 1 seed; another seed N ships
 as fan-<key>-charbonnier-seedN), so the table says how far a run moves with its seed; it is
@@ -19,7 +19,8 @@ Table 1 schedule's 2,400 (the same schedule stretched: models fan-<key>-charbonn
 results fan_config_quality-stepsN.{md,json}), so candidates close at 2,400 steps can be
 compared nearer convergence; give the key "today" among them for today's configuration.
 
-Writes benchmarks/results/fan_config_quality.md and .json (with several --seeds: -seeds.md).
+Writes benchmarks/results/fan_config_quality.md and .json (with several --seeds: -seeds.md; with
+--search-tag T, which quotes the latencies of another CPU's search, -T at the end).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
+from fan_vs_pmrid import stem
 from quality import add_params, write_model_cards
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,10 +44,16 @@ TODAY = "fan-charbonnier"
 EVAL = ["--crops-per-image", "2", "--levels", "6"]  # quality.py's Table 1 set
 
 
-def ranked_candidates() -> list[dict]:
+def ranked_candidates(tag: str | None) -> list[dict]:
     """The configuration search's candidates, fastest first (int8, 1 thread, vs PMRID)."""
-    search = json.loads((RESULTS / "fan_config_search.json").read_text())
+    search = json.loads((RESULTS / f"{stem('fan_config_search', tag)}.json").read_text())
     return sorted(search["candidates"], key=lambda c: c["vs_pmrid"]["int8 x1"])
+
+
+def search_cpu(search: str) -> str:
+    """The CPU and SIMD flags the configuration search ran on."""
+    cpu = json.loads((RESULTS / f"{search}.json").read_text())["cpu"]
+    return f"{cpu['model']} ({', '.join(f for f, on in cpu['flags'].items() if on)})"
 
 
 def table1_steps() -> int:
@@ -74,14 +82,19 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, metavar="N",
                    help="training steps (default: the Table 1 schedule's, 2,400); other than that, give the key "
                         "'today' too, the reference at the same steps")
+    p.add_argument("--search-tag", metavar="TAG",
+                   help="quote the latencies of fan_config_search.py --tag TAG (another CPU's run)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
     args = p.parse_args(argv)
-    ranked = ranked_candidates()
+    search = stem("fan_config_search", args.search_tag)
+    if not (RESULTS / f"{search}.json").is_file():
+        p.error(f"--search-tag: no {search}.json in {RESULTS} (run fan_config_search.py --tag {args.search_tag})")
+    ranked = ranked_candidates(args.search_tag)
     by_key = {c["key"]: c for c in ranked}
     unknown = [k for k in args.candidates if k not in by_key]
     if unknown:
-        p.error(f"--candidates: not in fan_config_search.json: {', '.join(unknown)} (known: {', '.join(by_key)})")
+        p.error(f"--candidates: not in {search}.json: {', '.join(unknown)} (known: {', '.join(by_key)})")
     if any(seed < 0 for seed in args.seeds):
         p.error("--seeds: a seed is a non-negative integer")
     if args.steps is not None and args.steps < 1:
@@ -107,7 +120,7 @@ def main(argv=None) -> None:
     eval_args = ["--images", args.images, TODAY, *chosen, "--threads", str(args.threads), *EVAL]
     invocation = f"--candidates {' '.join(args.candidates)}" + (
         f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0] else "") + (
-        f" --steps {stretched}" if stretched else "")
+        f" --steps {stretched}" if stretched else "") + (f" --search-tag {args.search_tag}" if args.search_tag else "")
     result = fad_eval(eval_args)
     by = {r["model"]: r for r in result["results"]}
     names = [TODAY, *chosen]
@@ -122,9 +135,9 @@ def main(argv=None) -> None:
            "train_commands": commands, "eval": eval_args, "set": result["set"],
            "results": {n: by[n] for n in names}, "per_level": result["per_level"],
            "training_time_s": {n: cards[n].get("training_time_s") for n in names}}
-    stem = ("fan_config_quality" + ("-seeds" if len(args.seeds) > 1 else "")
-            + (f"-steps{stretched}" if stretched else ""))
-    write_json(RESULTS / f"{stem}.json", out)
+    result_stem = stem("fan_config_quality" + ("-seeds" if len(args.seeds) > 1 else "")
+                       + (f"-steps{stretched}" if stretched else ""), args.search_tag)
+    write_json(RESULTS / f"{result_stem}.json", out)
     rows = ["| configuration | GMACs/MP | params | int8 / PMRID (1 / 2 thr) | fp32 / PMRID (1 / 2 thr) | training s | "
             "RAW PSNR | vs today | RAW SSIM | RGB PSNR | RGB SSIM |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in names:
@@ -155,7 +168,7 @@ def main(argv=None) -> None:
     seed_section = (["How far a run moves with its seed (RAW PSNR over the seeds; against today's configuration "
                      "trained with the same seed, which also fixes the order of the training batches):", "",
                      "\n".join(spread), ""] if len(args.seeds) > 1 else [])
-    write_text(RESULTS / f"{stem}.md", "\n".join([
+    write_text(RESULTS / f"{result_stem}.md", "\n".join([
         "# Latency-chosen FAN configurations at equal training", "",
         f"Made by `python benchmarks/fan_config_quality.py {invocation} --threads {args.threads}` "
         f"on {out['cpu']}. "
@@ -164,11 +177,11 @@ def main(argv=None) -> None:
         f"schedule.steps={steps} model.config.KEY=VALUE ...`, in the JSON and the cards)"
         + (f", {steps} steps instead of the schedule's {schedule} (the column 'vs today' against {reference})"
            if stretched else "") + ". Latency ratios against the "
-        "PMRID architecture from fan_config_search.md (one run for all). Set: "
+        f"PMRID architecture from {search}.md (one run for all, on {search_cpu(search)}). Set: "
         f"{result['set']['photos']} test photos, {result['set']['crops_per_image']} crops of "
         f"{result['set']['crop']}x{result['set']['crop']} packed each, 6 shot levels in [1e-4, 0.012].", "",
         "\n".join(rows), "", *seed_section, "RAW PSNR per shot level (dB):", "", "\n".join(per_level), ""]))
-    print(f"wrote {RESULTS / stem}.md")
+    print(f"wrote {RESULTS / result_stem}.md")
 
 
 if __name__ == "__main__":

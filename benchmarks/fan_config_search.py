@@ -80,6 +80,14 @@ CANDIDATES = {
     "g8": ("group width 8", {"group_width": 8}),
     "e11122": ("expansions 1,1,1,2,2", {"expansions": [1, 1, 1, 2, 2]}),
     "w8": ("widths 8,24,..", {"widths": [8, 24, 48, 96, 160]}),
+    # fifth round: every depthwise-at-full-resolution candidate above also shrank the first block, which reads
+    # the 4-plane RAW, from 16 hidden channels to 4 (hidden = max(c_in, 4 x group width)); give it 16 back
+    "g1-sa-h16": ("group width 1, shared FA conditioning, first block 16 wide",
+                  {"group_width": 1, "shared_align": True, "min_hidden": 16}),
+    "g1x4-h16": ("depthwise at full resolution, first block 16 wide",
+                 {"group_width": [1, 4, 4, 4, 4], "min_hidden": 16}),
+    "g1x4-sa-h16": ("depthwise at full resolution, shared FA conditioning, first block 16 wide",
+                    {"group_width": [1, 4, 4, 4, 4], "shared_align": True, "min_hidden": 16}),
 }
 
 
@@ -149,7 +157,7 @@ def main():
         + ". Quality at equal training is not measured here: a chosen configuration still has to be trained "
         "and compared on held-out photos.",
     ]) + "\n"
-    out = stem("fan_config_search", args)
+    out = stem("fan_config_search", args.tag)
     write_text(RESULTS / f"{out}.md", md)
     write_json(RESULTS / f"{out}.json", {"cpu": cpu, "load": load, "rows": rows, "candidates": results,
                                          "over_budget": over_budget})

@@ -115,7 +115,8 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
     return "\n\n".join([
         "# FAN vs the PMRID architecture on this CPU (TFLite, XNNPACK)",
         f"`python benchmarks/fan_vs_pmrid.py --rounds {args.rounds} --per-round {args.per_round} "
-        f"--op-rounds {args.op_rounds}{f' --tag {args.tag}' if args.tag else ''}`. One process; every model, precision and thread count is timed in "
+        f"--op-rounds {args.op_rounds}{f' --tag {args.tag}' if args.tag else ''}`. One process; every model, "
+        "precision and thread count is timed in "
         f"{args.rounds} interleaved rounds of {args.per_round} `invoke` calls on a 1x512x512x4 input (one RAW "
         "megapixel, 2**20 Bayer pixels); medians. MACs are counted on the PyTorch graph (one MAC per "
         "multiply-accumulate).",
@@ -137,14 +138,14 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
         "the conv MACs (zeros outside the blocks) on the dense kernels. Its time over FAN's and over the PMRID "
         "architecture's:\n\n"
         + markdown_table(["precision", "threads", "/ FAN", "/ PMRID architecture"], plain_table),
-        f"Per-op tables: [{stem('per_op_fan', args)}.md]({stem('per_op_fan', args)}.md), "
-        f"[{stem('per_op_pmrid', args)}.md]({stem('per_op_pmrid', args)}.md).",
+        f"Per-op tables: [{stem('per_op_fan', args.tag)}.md]({stem('per_op_fan', args.tag)}.md), "
+        f"[{stem('per_op_pmrid', args.tag)}.md]({stem('per_op_pmrid', args.tag)}.md).",
     ]) + "\n"
 
 
-def stem(name: str, args) -> str:
-    """A result file's name without suffix: ``name``, tagged with --tag."""
-    return f"{name}-{args.tag}" if args.tag else name
+def stem(name: str, tag: str | None) -> str:
+    """A result file's name without suffix: ``name``, tagged with --tag (another CPU's run)."""
+    return f"{name}-{tag}" if tag else name
 
 
 def per_op_md(name: str, files: dict, results: dict, load: dict, args) -> str:
@@ -158,7 +159,8 @@ def per_op_md(name: str, files: dict, results: dict, load: dict, args) -> str:
              "differs from the whole model; both are given. MACs: one per conv tap, per elementwise output, per "
              "pooled input. Bytes: every input (weights and biases included) and the output, at their stored "
              "types. Shares are of the per-op sum.",
-             f"Machine as in [{stem('fan_vs_pmrid', args)}.md]({stem('fan_vs_pmrid', args)}.md); other processes used "
+             f"Machine as in [{stem('fan_vs_pmrid', args.tag)}.md]({stem('fan_vs_pmrid', args.tag)}.md); "
+             "other processes used "
              f"{load['other_processes_cpu_share']:.0%} of its CPU time during these {load['seconds']:.0f} s."]
     for p in PRECISIONS:
         r = results[p]
@@ -197,7 +199,7 @@ def main():
     control = ratio_rows(rows, "FAN architecture (control)", "FAN")
     plain = {other: ratios(rows, PLAIN, other) for other in ("FAN", "PMRID architecture")}
     plain["macs"] = group_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
-    out = stem("fan_vs_pmrid", args)
+    out = stem("fan_vs_pmrid", args.tag)
     write_text(RESULTS / f"{out}.md", side_by_side_md(rows, fan_ratios, control, plain, cpu, load, models, args))
     write_json(RESULTS / f"{out}.json", {
         "cpu": cpu, "load": load, "size": list(SIZE), "rows": rows, "fan_over_pmrid": fan_ratios,
@@ -208,7 +210,7 @@ def main():
     for name, base in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):
         with OtherLoad() as load:
             results = per_op(models, name, args)
-        out = stem(base, args)
+        out = stem(base, args.tag)
         write_text(RESULTS / f"{out}.md", per_op_md(name, models[name], results, load.record, args))
         write_json(RESULTS / f"{out}.json", {"model": name, "cpu": cpu, "load": load.record,
                                              "threads": PER_OP_THREADS, **results})

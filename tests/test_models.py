@@ -152,6 +152,16 @@ def test_per_level_group_width_and_shared_feature_align_conditioning():
     assert simple_macs(model, MEGAPIXEL_PACKED) < simple_macs(full, MEGAPIXEL_PACKED)
 
 
+def test_min_hidden_widens_only_the_blocks_narrower_than_it():
+    narrow, wide = (build("fan", {"group_width": 1, **extra}) for extra in ({}, {"min_hidden": 16}))
+    # the first block reads the 4-plane RAW: max(c_in, 4 x group width) = 4 hidden channels unless min_hidden says more
+    assert narrow.enc[0].expand.out_channels == 4 and wide.enc[0].expand.out_channels == 16
+    assert wide.enc[0].group.groups == 16  # still depthwise
+    assert all(a.expand.out_channels == b.expand.out_channels for a, b in zip(narrow.enc[1:], wide.enc[1:]))
+    assert all(a.expand.out_channels == b.expand.out_channels for a, b in zip(narrow.dec, wide.dec))
+    assert n_params(build("fan", {"min_hidden": 16})) == n_params(build("fan"))  # today's widths: no change
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

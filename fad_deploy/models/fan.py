@@ -25,6 +25,9 @@ class FANConfig:
     widths: tuple[int, ...] = (16, 24, 48, 96, 160)  # channels per resolution level
     expansions: tuple[int, ...] = (1, 1, 2, 2, 2)  # ARNet inverted-residual expansion per level
     group_width: int | tuple[int, ...] = 4  # channels per group of the ARNet group conv (1: depthwise), or per level
+    # ARNet hidden channels (before expansion) at least this, at most the block's output width: with group
+    # width 1 the first block, reading the 4-plane RAW, would otherwise get 4 (min(max(c_in, 4 x group width), c_out))
+    min_hidden: int = 0
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
     feature_align: bool = True
@@ -109,7 +112,7 @@ class FAN(PaddedResidualNet):
         def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
             # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
             gw = c.group_width_at(level)
-            hidden = min(max(c_in, 4 * gw), c_out) * c.expansions[level]
+            hidden = min(max(c_in, 4 * gw, c.min_hidden), c_out) * c.expansions[level]
             return ARNetBlock(c_in, c_out, hidden, gw, stride)
 
         self.enc = nn.ModuleList([block(0, 4, w[0])])  # the first contracting layer reads the RAW
