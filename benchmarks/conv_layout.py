@@ -23,7 +23,7 @@ from torch import nn
 import fad_deploy.quant.qat as qat
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
-from fad_deploy.profile.side_by_side import cpu_record
+from fad_deploy.profile.side_by_side import cpu_record, simd_flags
 from fad_deploy.quant.recipe import QATConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -89,11 +89,10 @@ def main(argv=None) -> None:
     result = {"cpu": cpu, "torch": torch.__version__, "model": args.model, "repeats": args.repeats,
               "qat_steps": args.qat_steps, "load_average_1min": load, "convs": rows, "total_ms": totals,
               "qat_steps_per_s": steps_s}
-    flags = [f for f, on in cpu["flags"].items() if on]
     lines = ["# QAT in NCHW or channels-last memory (1 thread)", "",
              f"`python benchmarks/conv_layout.py --model {args.model} --repeats {args.repeats} --qat-steps "
              f"{args.qat_steps} --rounds {args.rounds}` on {cpu['model']}, "
-             f"flags: {', '.join(flags)}; 1-minute load average {load:.2f} (other jobs slow both columns alike; "
+             f"flags: {simd_flags(cpu)}; 1-minute load average {load:.2f} (other jobs slow both columns alike; "
              f"compare within a row). Every conv of {args.model} at batch {recipe.batch} of {recipe.crop}x"
              f"{recipe.crop} crops; best of 3 means.", "",
              f"All {len(rows)} convs: NCHW {totals['NCHW']:.1f} ms, channels-last {totals['channels-last']:.1f} ms "

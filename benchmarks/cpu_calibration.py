@@ -24,7 +24,7 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.profile.baseline import baseline_name, export_architecture
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.profile.cpu_model import fit, micro_benchmarks, micro_model
-from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record
+from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record, simd_flags
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.profile.tflite_ops import cut, interleaved_times, interpreter, model_ops
 
@@ -103,7 +103,6 @@ def main():
     coef_rows = [[p, kind, f"{a * 1e3:.1f}", f"{1 / b / 1e6:.1f}" if b else "-", f"{1 / c / 1e6:.2f}" if c else "-",
                   model.fits[p][kind]["samples"], f"{model.fits[p][kind]['max_relative_error']:.0%}"]
                  for p in PRECISIONS for kind, (a, b, c) in sorted(model.coefficients[p].items())]
-    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
     md = "\n\n".join([
         "# CPU latency model calibrated by micro-benchmarks (TFLite, XNNPACK, 1 thread)",
         f"`python benchmarks/cpu_calibration.py --rounds {args.rounds} --per-round {args.per_round}`. "
@@ -114,8 +113,9 @@ def main():
         "(ms = a + b MACs + c bytes per op kind and precision, non-negative least squares on relative error) is "
         "fitted on the micro-benchmarks only and predicts every layer of both networks. The plain roofline is "
         "MACs / the CPU's peak MAC rate (fad-bench's roofline column), over the ops that have MACs.",
-        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {flags}; peak {model.peak['fp32'] / 1e9:.0f} fp32 / "
-        f"{model.peak['int8'] / 1e9:.0f} int8 GMAC/s per core ({peak.derivation()}). Other processes used "
+        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {simd_flags(cpu)}; "
+        f"peak {model.peak['fp32'] / 1e9:.0f} fp32 / {model.peak['int8'] / 1e9:.0f} int8 GMAC/s per core "
+        f"({peak.derivation()}). Other processes used "
         f"{load['other_processes_cpu_share']:.0%} of the CPU time during the {load['seconds']:.0f} s of timing.",
         "## Prediction error (per layer: |predicted - measured| / measured)\n\n" + markdown_table(
             ["network", "precision", "measured ms (sum)", "calibrated ms", "total error", "median layer error",

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fad_deploy.fileio import write_json, write_text
-from fad_deploy.profile.side_by_side import cpu_record
+from fad_deploy.profile.side_by_side import cpu_record, simd_flags
 from fad_deploy.quant.learned import GridRound
 
 RESULTS = Path(__file__).parent / "results"
@@ -83,7 +83,6 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cpu = cpu_record()
-    flags = [f for f, on in cpu["flags"].items() if on]
     rows = {}
     for shape in SHAPES:
         x0 = torch.randn(shape) * 0.5
@@ -94,7 +93,7 @@ def main(argv=None) -> None:
     before = "LSQ through autograd (before)"
     lines = ["# One learned activation quantizer: forward + backward, ms (1 thread)", "",
              f"`python benchmarks/fake_quant_speed.py --repeats {args.repeats}` on {cpu['model']}, flags: "
-             f"{', '.join(flags)}; 1-minute load average {load:.2f} (other jobs on the cores slow every "
+             f"{simd_flags(cpu)}; 1-minute load average {load:.2f} (other jobs on the cores slow every "
              "column alike; compare within a row). Best of 3 means; speed-up against the autograd expression in "
              "brackets.", "",
              "| tensor | " + " | ".join(METHODS) + " |", "| --- |" + " ---: |" * len(METHODS)]

@@ -36,6 +36,7 @@ from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
+from fad_deploy.profile.side_by_side import simd_flags
 from fan_vs_pmrid import stem
 from quality import add_params, write_model_cards
 
@@ -44,16 +45,9 @@ TODAY = "fan-charbonnier"
 EVAL = ["--crops-per-image", "2", "--levels", "6"]  # quality.py's Table 1 set
 
 
-def ranked_candidates(tag: str | None) -> list[dict]:
+def ranked_candidates(search: dict) -> list[dict]:
     """The configuration search's candidates, fastest first (int8, 1 thread, vs PMRID)."""
-    search = json.loads((RESULTS / f"{stem('fan_config_search', tag)}.json").read_text())
     return sorted(search["candidates"], key=lambda c: c["vs_pmrid"]["int8 x1"])
-
-
-def search_cpu(search: str) -> str:
-    """The CPU and SIMD flags the configuration search ran on."""
-    cpu = json.loads((RESULTS / f"{search}.json").read_text())["cpu"]
-    return f"{cpu['model']} ({', '.join(f for f, on in cpu['flags'].items() if on)})"
 
 
 def table1_steps() -> int:
@@ -90,7 +84,8 @@ def main(argv=None) -> None:
     search = stem("fan_config_search", args.search_tag)
     if not (RESULTS / f"{search}.json").is_file():
         p.error(f"--search-tag: no {search}.json in {RESULTS} (run fan_config_search.py --tag {args.search_tag})")
-    ranked = ranked_candidates(args.search_tag)
+    searched = json.loads((RESULTS / f"{search}.json").read_text())
+    ranked = ranked_candidates(searched)
     by_key = {c["key"]: c for c in ranked}
     unknown = [k for k in args.candidates if k not in by_key]
     if unknown:
@@ -177,7 +172,8 @@ def main(argv=None) -> None:
         f"schedule.steps={steps} model.config.KEY=VALUE ...`, in the JSON and the cards)"
         + (f", {steps} steps instead of the schedule's {schedule} (the column 'vs today' against {reference})"
            if stretched else "") + ". Latency ratios against the "
-        f"PMRID architecture from {search}.md (one run for all, on {search_cpu(search)}). Set: "
+        f"PMRID architecture from {search}.md (one run for all, on {searched['cpu']['model']} "
+        f"({simd_flags(searched['cpu'])})). Set: "
         f"{result['set']['photos']} test photos, {result['set']['crops_per_image']} crops of "
         f"{result['set']['crop']}x{result['set']['crop']} packed each, 6 shot levels in [1e-4, 0.012].", "",
         "\n".join(rows), "", *seed_section, "RAW PSNR per shot level (dB):", "", "\n".join(per_level), ""]))

@@ -10,7 +10,7 @@ XNNPACK on a 1x512x512x4 input (one RAW megapixel), fp32 and int8, 1 and 2 threa
 rounds interleaved. The candidates come from the per-op tables (per_op_fan.md): the
 grouped 3x3 convs at 4 channels per group and the full-resolution Feature-Align run at a
 fraction of the 1x1 convs' MAC rate. Writes benchmarks/results/fan_config_search.{md,json}
-(``--tag T``: fan_config_search-T.*; fan_config_quality.py reads the untagged run).
+(``--tag T``: fan_config_search-T.*, which fan_config_quality.py --search-tag T quotes).
 Quality at equal training is not measured here.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from fad_deploy.models.fan import FANConfig
 from fad_deploy.models.registry import build
 from fad_deploy.profile.baseline import baseline_name, export_architecture
 from fad_deploy.profile.macs import count_macs
-from fad_deploy.profile.side_by_side import PRECISIONS, cpu_record, ratios, time_models
+from fad_deploy.profile.side_by_side import PRECISIONS, cpu_record, ratios, simd_flags, time_models
 from fad_deploy.profile.table import markdown_table
 from fan_vs_pmrid import stem
 
@@ -137,7 +137,6 @@ def main():
     pmrid = [PMRID, f"{by[PMRID, 'int8', 1]['gmacs_per_megapixel']:.3f}", f"{by[PMRID, 'int8', 1]['params']:,}",
              *(" / ".join(f"{by[PMRID, p, t]['ms_per_megapixel']:.0f}" for t in THREADS) for p in PRECISIONS),
              "1", "1"]
-    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
     today = dataclasses.asdict(FANConfig())
     md = "\n\n".join([
         "# FAN configuration search by measured TFLite latency",
@@ -146,7 +145,7 @@ def main():
         "candidate within 2.7 GMACs per RAW megapixel exported with initial weights (seeded noise; latency does not "
         "depend on the weights) and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
         f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",
-        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {flags}. Other processes used "
+        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {simd_flags(cpu)}. Other processes used "
         f"{load['other_processes_cpu_share']:.0%} of the CPU time during the {load['seconds']:.0f} s of timing "
         "(compare ratios only).",
         f"Today's configuration: {today}. Candidates override it; sorted by int8 1-thread time vs PMRID "

@@ -30,7 +30,7 @@ from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_co
 from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.baseline import baseline_name, export_architecture
-from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record, ratios, time_models
+from fad_deploy.profile.side_by_side import PRECISIONS, OtherLoad, cpu_record, ratios, simd_flags, time_models
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.profile.tflite_ops import kind_summary, op_rows, per_op_times
 
@@ -94,8 +94,8 @@ def ratio_rows(rows: list[dict], a: str, b: str) -> list[dict]:
     return [{"precision": p, "threads": t, "ratio": r[p, t], "target": TARGETS[p]} for p in PRECISIONS for t in THREADS]
 
 
-def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict], plain: dict, cpu: dict,
-                    load: dict, models: dict, args) -> str:
+def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict], plain: dict, plain_macs: dict,
+                    cpu: dict, load: dict, models: dict, args) -> str:
     by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
     table = []
     for name in models:
@@ -105,7 +105,6 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
             cells.append(" / ".join(f"{by[name, p, t]['ms_per_megapixel']:.1f}" for t in THREADS))
             cells.append(" / ".join(f"{by[name, p, t]['gmac_per_s']:.1f}" for t in THREADS))
         table.append(cells)
-    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
     ratio_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}", f"<= {r['target']}",
                     "met" if r["ratio"] <= r["target"] else "missed"] for r in fan_ratios]
     control_table = [[r["precision"], r["threads"], f"{r['ratio']:.2f}"] for r in control]
@@ -120,9 +119,9 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
         f"{args.rounds} interleaved rounds of {args.per_round} `invoke` calls on a 1x512x512x4 input (one RAW "
         "megapixel, 2**20 Bayer pixels); medians. MACs are counted on the PyTorch graph (one MAC per "
         "multiply-accumulate).",
-        f"CPU: {cpu['model']}, {cpu['cores']} cores ({cpu['logical_cpus']} logical), flags: {flags}. The machine "
-        f"is shared: other processes used {load['other_processes_cpu_share']:.0%} of its CPU time during the "
-        f"{load['seconds']:.0f} s of timing (1-min load average {load['load_average_1min'][0]} -> "
+        f"CPU: {cpu['model']}, {cpu['cores']} cores ({cpu['logical_cpus']} logical), flags: {simd_flags(cpu)}. "
+        f"The machine is shared: other processes used {load['other_processes_cpu_share']:.0%} of its CPU time "
+        f"during the {load['seconds']:.0f} s of timing (1-min load average {load['load_average_1min'][0]} -> "
         f"{load['load_average_1min'][1]}), so absolute times are noisy; the ratios below come from this one run.",
         weights + "\n\nLatency does not depend on the weights' values (the kernels do the same work for any "
         "numbers): the control row, FAN's own configuration with initial weights exported the same way as the "
@@ -134,7 +133,7 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
         "## Control: FAN initial weights / FAN trained\n\n"
         + markdown_table(["precision", "threads", "ratio"], control_table),
         "## FAN with its grouped convs as block-diagonal plain convs (`fad-export --no-group-conv`)\n\n"
-        f"The same weights; the plain convs run {plain['macs']['macs_plain'] / plain['macs']['macs_grouped']:.2f}x "
+        f"The same weights; the plain convs run {plain_macs['macs_plain'] / plain_macs['macs_grouped']:.2f}x "
         "the conv MACs (zeros outside the blocks) on the dense kernels. Its time over FAN's and over the PMRID "
         "architecture's:\n\n"
         + markdown_table(["precision", "threads", "/ FAN", "/ PMRID architecture"], plain_table),
@@ -198,14 +197,15 @@ def main():
     fan_ratios = ratio_rows(rows, "FAN", "PMRID architecture")
     control = ratio_rows(rows, "FAN architecture (control)", "FAN")
     plain = {other: ratios(rows, PLAIN, other) for other in ("FAN", "PMRID architecture")}
-    plain["macs"] = group_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
+    plain_macs = group_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
     out = stem("fan_vs_pmrid", args.tag)
-    write_text(RESULTS / f"{out}.md", side_by_side_md(rows, fan_ratios, control, plain, cpu, load, models, args))
+    write_text(RESULTS / f"{out}.md",
+               side_by_side_md(rows, fan_ratios, control, plain, plain_macs, cpu, load, models, args))
     write_json(RESULTS / f"{out}.json", {
         "cpu": cpu, "load": load, "size": list(SIZE), "rows": rows, "fan_over_pmrid": fan_ratios,
         "control_over_fan": control, "weights": {n: m["weights"] for n, m in models.items()},
         "plain_conv_over": {k: [{"precision": p, "threads": t, "ratio": r} for (p, t), r in v.items()]
-                            for k, v in plain.items() if k != "macs"}, "plain_conv_macs": plain["macs"]})
+                            for k, v in plain.items()}, "plain_conv_macs": plain_macs})
     print(f"wrote {RESULTS / out}.md")
     for name, base in (("FAN", "per_op_fan"), ("PMRID architecture", "per_op_pmrid")):
         with OtherLoad() as load:

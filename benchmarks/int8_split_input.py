@@ -35,7 +35,7 @@ from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir, resolve_model
 from fad_deploy.profile.macs import count_macs
-from fad_deploy.profile.side_by_side import OtherLoad, cpu_record
+from fad_deploy.profile.side_by_side import OtherLoad, cpu_record, simd_flags
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.profile.tflite_ops import interleaved_times, interpreter
 from fad_deploy.quant.qat import FakeQuantRunner, qat_settings, split_input
@@ -110,7 +110,7 @@ def level_table(model: dict) -> str:
 def markdown(result: dict) -> str:
     lines = ["# The split int8 input: what it gives back and what it costs", "",
              f"Made by `python benchmarks/int8_split_input.py`. CPU {result['cpu']['model']} "
-             f"({', '.join(f for f, on in result['cpu']['flags'].items() if on)}).",
+             f"({simd_flags(result['cpu'])}).",
              "",
              "Each shipped int8 sub-range model (its QAT checkpoint, nothing retrained) with one 4-channel int8 "
              "input, and with the input split in two: channels 0-3 the input rounded down onto its int8 grid, "

@@ -34,7 +34,7 @@ from fad_deploy.export.tf_graph import TFRebuild
 from fad_deploy.export.tflite import TFLiteOptions, export_tflite, quiet_tensorflow
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
-from fad_deploy.profile.side_by_side import OtherLoad, cpu_record
+from fad_deploy.profile.side_by_side import OtherLoad, cpu_record, simd_flags
 from fad_deploy.profile.table import markdown_table
 from fad_deploy.profile.tflite_ops import interleaved_times, interpreter
 
@@ -136,7 +136,6 @@ def output_difference(models: dict, precision: str) -> dict:
 
 def markdown(result: dict, args) -> str:
     cpu = result["cpu"]
-    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
     ms = [f"ms, {t} thread{'s' * (t > 1)}" for t in THREADS]
     ops = [[*k.split(" | "), *(f"{v[str(t)]:.3f}" for t in THREADS)] for k, v in result["single_ops"].items()]
     whole = [[*k.split(" | "), ", ".join(f"{n} {c}" for n, c in sorted(result["op_counts"][k].items())
@@ -151,7 +150,7 @@ def markdown(result: dict, args) -> str:
     return "\n".join([
         "# Average pooling as a convolution in the TFLite export", "",
         f"`python benchmarks/pool_as_conv.py --model {args.model} --rounds {args.rounds}`. CPU: {cpu['model']}, "
-        f"{cpu['logical_cpus']} logical CPUs, flags: {flags}. Other processes used "
+        f"{cpu['logical_cpus']} logical CPUs, flags: {simd_flags(cpu)}. Other processes used "
         f"{result['other_load']['other_processes_cpu_share']:.0%} of the CPU time meanwhile. Medians of "
         f"{args.rounds} interleaved rounds; XNNPACK unless said.", "",
         "## Single ops (FAN's Feature-Align pyramid for one RAW megapixel)", "",

@@ -31,6 +31,11 @@ def cpu_record() -> dict:
             "flags": {f: f in flags for f in SIMD_FLAGS}, "machine": platform.machine()}
 
 
+def simd_flags(cpu: dict) -> str:
+    """The SIMD flags a :func:`cpu_record` found, comma-separated (for result files)."""
+    return ", ".join(f for f, on in cpu["flags"].items() if on)
+
+
 class OtherLoad:
     """Share of the machine's CPU time that other processes used while the block ran
     (/proc/stat's busy time minus this process's own CPU time); ``record`` after the block."""
