@@ -134,6 +134,7 @@ CASES = [
     # fad-export
     (export, "--threads 0", "argument --threads"),
     (export, "--int8 --qat-steps 0", "argument --qat-steps"),
+    (export, "--int8 --val-crops 0", "argument --val-crops"),
     (export, "--int8 --qat --device gpu", "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),
     (export, "--int8 --device cpu:0", "argument --device"),
     (export, "--int8 --device cuda", "--device cuda is where --qat trains: add --qat"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..data.synth import validation_set
+from ..data.synth import VALIDATION_CROPS, validation_set
 from ..errors import FadError
 from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
@@ -71,6 +71,7 @@ class ExportOptions:
     # is too small to keep two cores busy (benchmarks/results/qat_jobs.md)
     jobs: int = 1
     device: str = "cpu"  # where QAT trains (cpu, cuda, cuda:N)
+    validation_crops: int = VALIDATION_CROPS  # per validation photo and noise level
 
 
 @dataclass
@@ -433,7 +434,7 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
         write_json(staging / MANIFEST, manifest)  # the runners find the staged files through it
         rows = []
         for it in items:
-            pairs, described = validation_set(it.float_ckpt.shot_range)
+            pairs, described = validation_set(it.float_ckpt.shot_range, options.validation_crops)
             model_rows = validate_model(staging, it.entry, references(it), pairs, options.thresholds,
                                         enforce_drop=options.int8, threads=options.threads)
             it.entry["validation_set"] = {"set": described, "patches": len(pairs["noisy"]),

@@ -14,10 +14,12 @@ Checkpoints quantized before that (no "output") keep their full network.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 import warnings
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +58,48 @@ def prepare(net: nn.Module, calibrate_only: bool = False, residual: bool = True,
     inserted (conv + activation fused); ``weight_qmin`` -127: TFLite's narrow weight grid.
 
     The weights are shared with ``net``; padding and cropping stay outside (see :class:`Padded`).
+    torch.fx's preparation takes seconds (it builds quantizers to check every node against the
+    backend), so a network of the same structure gets a copy of the first one's prepared core,
+    holding its own weights.
     """
+    first = next(net.parameters())
+    key = (structure(net), first.device, first.dtype, calibrate_only, residual, learned_ranges, weight_qmin)
+    if key not in _PREPARED:
+        template = copy.deepcopy(net)
+        gm = prepare_traced(template, calibrate_only, residual, learned_ranges, weight_qmin)
+        names = {id(t): name for name, t in chain(template.named_parameters(), template.named_buffers())}
+        _PREPARED[key] = gm, {name: names[id(t)] for name, t in chain(gm.named_parameters(remove_duplicate=False),
+                                                                       gm.named_buffers(remove_duplicate=False))
+                              if id(t) in names}
+    template, shared = _PREPARED[key]
+    gm = copy.deepcopy(template)
+    own = dict(chain(net.named_parameters(), net.named_buffers()))
+    for name, source in shared.items():
+        module, _, attr = name.rpartition(".")
+        setattr(gm.get_submodule(module), attr, own[source])
+    net.train()
+    return gm
+
+
+_PREPARED: dict[tuple, tuple[fx.GraphModule, dict[str, str]]] = {}  # prepare()'s: core, {its tensor: the net's}
+
+
+def structure(net: nn.Module) -> tuple:
+    """What tracing a network sees besides its weights' values: each module's type, settings
+    and plain attributes."""
+    return tuple((name, type(m), m.extra_repr(),
+                  repr(sorted((k, v) for k, v in vars(m).items() if not k.startswith("_") and k != "training")))
+                 for name, m in net.named_modules())
+
+
+def prepare_traced(net: nn.Module, calibrate_only: bool, residual: bool, learned_ranges: bool,
+                   weight_qmin: int) -> fx.GraphModule:
+    """torch.fx's QAT preparation of the network's core (see :func:`prepare`); torch's random
+    numbers stay as they were (its QAT modules draw initial weights that are then replaced), so
+    a prepared copy and a new preparation leave the same random state."""
     core = Core(net, residual).train()
     example = (torch.zeros(1, 4, core.multiple, core.multiple),)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice; the FX path works on 2.13
         from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
