@@ -127,8 +127,17 @@ def test_bench_times_the_exported_array_without_native_log_lines(tmp_path):
     assert "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in verbose.stderr
 
 
+def two_level_set(folder: Path) -> str:
+    """A fad-data set of one photo's 32-pixel crop at a low and a high noise level."""
+    save_pairs(folder / "set.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [2e-4, 5e-3], seed=0))
+    return str(folder / "set.npz")
+
+
 def test_eval_of_the_exported_array_runs_just_the_array(tmp_path, capsys):
-    pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [2e-4, 5e-3], seed=0)
-    save_pairs(tmp_path / "set.npz", pairs)
-    result = fad_eval(["--set", str(tmp_path / "set.npz"), "--nsma", str(SHIPPED_ARRAY), "--backend", "tflite-int8"])
+    result = fad_eval(["--set", two_level_set(tmp_path), "--nsma", str(SHIPPED_ARRAY), "--backend", "tflite-int8"])
     assert [(r["model"], r["backend"]) for r in result["results"]] == [("noisy", "-"), ("nsma (n=4)", "tflite-int8")]
+
+
+def test_eval_nsma_without_a_folder_evaluates_the_shipped_array(tmp_path):
+    result = fad_eval(["--set", two_level_set(tmp_path), "--nsma", "--threads", "1"])
+    assert [(r["model"], r["backend"]) for r in result["results"]] == [("noisy", "-"), ("nsma (n=4)", "torch")]

@@ -18,6 +18,7 @@ from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
 
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
+DEFAULT_ARRAY = object()  # --nsma without DIR: the shipped array (a str const would meet non_empty)
 
 
 def baseline_names(text: str) -> list[str]:
@@ -46,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
                    help="backend(s) to run each model on (repeatable; default torch)")
     p.add_argument("--baselines", default="", type=baseline_names,
                    help=f"comma list of classical baselines: {','.join(BASELINES)}")
-    p.add_argument("--nsma", nargs="?", const="", metavar="DIR", type=non_empty,
+    p.add_argument("--nsma", nargs="?", const=DEFAULT_ARRAY, metavar="DIR", type=non_empty,
                    help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
                    "export for the exported backends) alone, or beside the models named; each image goes to the "
                    "sub-range model of its annotated shot level")
@@ -95,7 +96,8 @@ def evaluate(args) -> dict:
     if args.nsma is not None:
         from ..nsma.array import load_array
 
-        arrays = [load_array(args.nsma or None, backend) for backend in args.backend or ["torch"]]
+        folder = None if args.nsma is DEFAULT_ARRAY else args.nsma
+        arrays = [load_array(folder, backend) for backend in args.backend or ["torch"]]
     pairs, info = make_set(args)
     # every runner is made before the scoring, so a missing export stops the run before minutes of work
     from ..runners import load_runner
