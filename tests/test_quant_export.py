@@ -179,6 +179,28 @@ def test_a_split_input_carries_the_int8_remainder_so_the_network_sees_the_input_
         split_checkpoint(quantized_checkpoint(ckpt, gm, net, "test", {}), k)
 
 
+def test_networks_of_one_structure_share_a_preparation_and_each_keeps_its_weights(one_thread):
+    """prepare() copies the first preparation of a structure: each copy computes its own
+    network, on that network's own tensors; no preparation draws from torch's random numbers."""
+    from torch.ao.quantization import disable_fake_quant
+
+    from fad_deploy.quant.graph import Core
+
+    x = torch.rand(2, 4, SIZE, SIZE)
+    for seed in (0, 1):
+        net = tiny_checkpoint(seed).build()
+        gm = prepare(net).apply(disable_fake_quant)
+        assert {id(p) for p in net.parameters()} <= {id(p) for p in gm.parameters()}
+        torch.testing.assert_close(gm(x), Core(net, residual=True)(x), rtol=0, atol=0)
+    other = build("fan", {**TINY, "expansions": [1, 1, 2]})  # a structure not prepared before
+    for net in (other, tiny_checkpoint(2).build()):
+        torch.manual_seed(5)
+        prepare(net)
+        drawn = torch.rand(3)
+        torch.manual_seed(5)
+        assert torch.equal(drawn, torch.rand(3))
+
+
 def test_prepare_fuses_activations_and_checkpoint_rebuilds_the_same_fake_quant_network(tmp_path, one_thread):
     ckpt = tiny_checkpoint()
     net = ckpt.build()

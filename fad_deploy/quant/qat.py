@@ -86,9 +86,10 @@ _PREPARED: dict[tuple, tuple[fx.GraphModule, dict[str, str]]] = {}  # prepare()'
 
 def structure(net: nn.Module) -> tuple:
     """What tracing a network sees besides its weights' values: each module's type, settings
-    and plain attributes."""
+    and plain attributes (a plain tensor's by value: tracing copies it into the graph)."""
     return tuple((name, type(m), m.extra_repr(),
-                  repr(sorted((k, v) for k, v in vars(m).items() if not k.startswith("_") and k != "training")))
+                  repr(sorted((k, v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in vars(m).items()
+                              if not k.startswith("_") and k != "training")))
                  for name, m in net.named_modules())
 
 
