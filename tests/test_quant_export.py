@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from fad_deploy.cli.export import main as export_main
-from fad_deploy.errors import FadError
 from fad_deploy.data.synth import VALIDATION_CROP, VALIDATION_LEVELS, validation_set
+from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
 from fad_deploy.quant.split import input_channels, single_checkpoint, split_checkpoint
 from fad_deploy.isp.metrics import psnr
