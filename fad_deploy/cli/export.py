@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
                         f"{Thresholds().max_drop_db}); above it nothing is written and fad-export exits with status 1")
     p.add_argument("--max-level-drop", type=non_negative_float,
                    help=f"the same at any one noise level (default {Thresholds().max_level_drop_db})")
-    p.add_argument("--val-crops", type=positive_int, metavar="N",
+    p.add_argument("--val-crops", type=positive_int, default=VALIDATION_CROPS, metavar="N",
                    help=f"crops of each validation photo at each noise level (default {VALIDATION_CROPS}: 40 patches a "
                         "level, a level's int8 drop to a standard error of 0.01-0.05 dB; fewer validate sooner and "
                         "less surely)")
@@ -113,7 +113,7 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
                             shipped_recipe=not (args.qat or args.ptq or args.qat_steps or args.qat_input
                                                 or args.qat_input_split is not None),
                             jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)),
-                            device=args.device, validation_crops=args.val_crops or VALIDATION_CROPS)
+                            device=args.device, validation_crops=args.val_crops)
     qat = {k: v for k, v in (("steps", args.qat_steps), ("input_map", args.qat_input),
                              ("input_split", args.qat_input_split)) if v is not None}
     if args.qat_input == "sqrt":
