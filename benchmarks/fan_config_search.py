@@ -88,6 +88,12 @@ CANDIDATES = {
                  {"group_width": [1, 4, 4, 4, 4], "min_hidden": 16}),
     "g1x4-sa-h16": ("depthwise at full resolution, shared FA conditioning, first block 16 wide",
                     {"group_width": [1, 4, 4, 4, 4], "shared_align": True, "min_hidden": 16}),
+    # sixth round: g1-sa-h16 meets the AVX2 CPU's targets at a quality cost; buy capacity back with depth
+    # where MACs are few: one more residual ARNet block at the coarsest level(s) (FANConfig.extra_blocks)
+    "g1-sa-h16-x4": ("group width 1, shared FA, first block 16 wide, a second block at level 4",
+                     {"group_width": 1, "shared_align": True, "min_hidden": 16, "extra_blocks": [0, 0, 0, 0, 1]}),
+    "g1-sa-h16-x34": ("group width 1, shared FA, first block 16 wide, a second block at levels 3 and 4",
+                      {"group_width": 1, "shared_align": True, "min_hidden": 16, "extra_blocks": [0, 0, 0, 1, 1]}),
 }
 
 

@@ -162,6 +162,18 @@ def test_min_hidden_widens_only_the_blocks_narrower_than_it():
     assert n_params(build("fan", {"min_hidden": 16})) == n_params(build("fan"))  # today's widths: no change
 
 
+def test_extra_blocks_add_residual_depth_at_their_levels_only():
+    plain, deep = build("fan"), build("fan", {"extra_blocks": [0, 0, 0, 1, 2]})
+    assert plain.extra is None  # no new modules: checkpoints without extra blocks keep their keys
+    assert [len(s) for s in deep.extra] == [0, 0, 0, 1, 2]
+    assert all(b.residual and b.group.stride == (1, 1) for s in deep.extra for b in s)
+    assert set(plain.state_dict()) < set(deep.state_dict())
+    assert all(k.startswith("extra.") for k in set(deep.state_dict()) - set(plain.state_dict()))
+    with torch.no_grad():
+        assert deep(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    assert simple_macs(deep, MEGAPIXEL_PACKED) > simple_macs(plain, MEGAPIXEL_PACKED)
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

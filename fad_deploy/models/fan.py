@@ -28,6 +28,8 @@ class FANConfig:
     # ARNet hidden channels (before expansion) at least this, at most the block's output width: with group
     # width 1 the first block, reading the 4-plane RAW, would otherwise get 4 (min(max(c_in, 4 x group width), c_out))
     min_hidden: int = 0
+    # stride-1 residual ARNet blocks after each level's encoder block: depth where it is cheap (the coarse levels)
+    extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
     feature_align: bool = True
@@ -124,6 +126,9 @@ class FAN(PaddedResidualNet):
             else:
                 self.down.append(nn.Identity())
                 self.enc.append(block(i, w[i - 1], w[i], 2))
+        # only when asked for, so that the checkpoints of networks without them keep their keys
+        self.extra = nn.ModuleList([nn.Sequential(*(block(i, w[i], w[i]) for _ in range(c.extra_blocks[i])))
+                                    for i in range(n)]) if any(c.extra_blocks) else None
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for i in reversed(range(n - 1)):
@@ -158,6 +163,8 @@ class FAN(PaddedResidualNet):
             if i > 0:
                 f = self.down[i - 1](f)
             f = self.enc[i](f)
+            if self.extra is not None:
+                f = self.extra[i](f)
             if aligned and i >= self.config.align_min_level:
                 conditions[i] = self.enc_align[i].condition(pyramid[i])
                 f = self.enc_align[i].modulate(f, conditions[i])
