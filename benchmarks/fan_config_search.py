@@ -2,7 +2,7 @@
 group width, expansions, widths and where Feature-Align runs, each candidate at most
 2.7 GMACs per RAW megapixel, timed against the PMRID architecture in one process.
 
-    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--tag TAG]
+    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--tag TAG] [--candidates KEY ...]
 
 Every candidate is exported like the PMRID baseline (initial weights with seeded noise,
 int8 ranges from random inputs: latency does not depend on the weights) and timed with
@@ -94,6 +94,12 @@ CANDIDATES = {
                      {"group_width": 1, "shared_align": True, "min_hidden": 16, "extra_blocks": [0, 0, 0, 0, 1]}),
     "g1-sa-h16-x34": ("group width 1, shared FA, first block 16 wide, a second block at levels 3 and 4",
                       {"group_width": 1, "shared_align": True, "min_hidden": 16, "extra_blocks": [0, 0, 0, 1, 1]}),
+    # seventh round: the sixth lost as much as g1-sa-h16, so its loss is at full resolution; PMRID's own
+    # depthwise convolutions are 5x5: give the depthwise ones a larger kernel there (FANConfig.group_kernel)
+    "g1-sa-h16-k5x3": ("group width 1, shared FA, first block 16 wide, 5x5 group convs at full resolution",
+                       {"group_width": 1, "shared_align": True, "min_hidden": 16, "group_kernel": [5, 3, 3, 3, 3]}),
+    "g1-sa-h16-k5": ("group width 1, shared FA, first block 16 wide, 5x5 group convs",
+                     {"group_width": 1, "shared_align": True, "min_hidden": 16, "group_kernel": 5}),
 }
 
 
@@ -102,6 +108,8 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=1)
     p.add_argument("--tag", help="suffix of the result files (fan_config_search-TAG.md, ...), e.g. for another CPU")
+    p.add_argument("--candidates", nargs="+", metavar="KEY", choices=CANDIDATES,
+                   help="time only these candidates (default: all); give a --tag so the full search's files stay")
     return p.parse_args()
 
 
@@ -116,6 +124,8 @@ def main():
     candidates, over_budget = {}, {}
     keys = {label: key for key, (label, _) in CANDIDATES.items()}
     for key, (label, overrides) in CANDIDATES.items():
+        if args.candidates and key not in args.candidates:
+            continue
         macs = count_macs(build("fan", overrides), SIZE).gmacs_per_megapixel
         if macs * 1e9 > MAC_BUDGET:
             over_budget[label] = macs
@@ -144,10 +154,11 @@ def main():
              *(" / ".join(f"{by[PMRID, p, t]['ms_per_megapixel']:.0f}" for t in THREADS) for p in PRECISIONS),
              "1", "1"]
     today = dataclasses.asdict(FANConfig())
+    only = " ".join(args.candidates or [])
     md = "\n\n".join([
         "# FAN configuration search by measured TFLite latency",
         f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round}"
-        f"{f' --tag {args.tag}' if args.tag else ''}`: every "
+        f"{f' --tag {args.tag}' if args.tag else ''}{f' --candidates {only}' if args.candidates else ''}`: every "
         "candidate within 2.7 GMACs per RAW megapixel exported with initial weights (seeded noise; latency does not "
         "depend on the weights) and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
         f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",

@@ -174,6 +174,19 @@ def test_extra_blocks_add_residual_depth_at_their_levels_only():
     assert simple_macs(deep, MEGAPIXEL_PACKED) > simple_macs(plain, MEGAPIXEL_PACKED)
 
 
+def test_group_kernel_sets_the_group_conv_size_per_level_and_keeps_the_resolution():
+    model = build("fan", {"group_width": 1, "group_kernel": [5, 3, 3, 3, 3]})
+    assert model.enc[0].group.kernel_size == (5, 5) and model.dec[-1].group.kernel_size == (5, 5)
+    assert all(b.group.kernel_size == (3, 3) for b in [*model.enc[1:], *model.dec[:-1]])
+    assert model.enc[0].group.groups == model.enc[0].group.in_channels  # still depthwise
+    with torch.no_grad():
+        assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    torch.manual_seed(0)
+    today = build("fan")
+    torch.manual_seed(0)
+    assert str(build("fan", {"group_kernel": 3})) == str(today)  # the default is today's network
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

@@ -25,6 +25,7 @@ class FANConfig:
     widths: tuple[int, ...] = (16, 24, 48, 96, 160)  # channels per resolution level
     expansions: tuple[int, ...] = (1, 1, 2, 2, 2)  # ARNet inverted-residual expansion per level
     group_width: int | tuple[int, ...] = 4  # channels per group of the ARNet group conv (1: depthwise), or per level
+    group_kernel: int | tuple[int, ...] = 3  # kernel size of the ARNet group conv (odd), or per level
     # ARNet hidden channels (before expansion) at least this, at most the block's output width: with group
     # width 1 the first block, reading the 4-plane RAW, would otherwise get 4 (min(max(c_in, 4 x group width), c_out))
     min_hidden: int = 0
@@ -38,17 +39,20 @@ class FANConfig:
     skips: bool = True
     sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
 
-    def group_width_at(self, level: int) -> int:
-        return self.group_width if isinstance(self.group_width, int) else self.group_width[level]
+    def at(self, level: int, setting: str) -> int:
+        """A setting given for all levels or per level, at ``level``."""
+        value = getattr(self, setting)
+        return value if isinstance(value, int) else value[level]
 
 
 class ARNetBlock(nn.Module):
     """MobileNetV2 inverted residual with the depthwise conv replaced by a group conv."""
 
-    def __init__(self, c_in: int, c_out: int, hidden: int, group_width: int, stride: int = 1):
+    def __init__(self, c_in: int, c_out: int, hidden: int, group_width: int, stride: int = 1, kernel: int = 3):
         super().__init__()
         self.expand = conv1x1(c_in, hidden)
-        self.group = conv3x3(hidden, hidden, stride=stride, groups=max(1, hidden // group_width))
+        self.group = nn.Conv2d(hidden, hidden, kernel, stride=stride, padding=kernel // 2,
+                               groups=max(1, hidden // group_width))
         self.project = conv1x1(hidden, c_out)
         self.act = nn.ReLU6()
         self.residual = stride == 1 and c_in == c_out
@@ -113,9 +117,9 @@ class FAN(PaddedResidualNet):
 
         def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
             # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
-            gw = c.group_width_at(level)
+            gw = c.at(level, "group_width")
             hidden = min(max(c_in, 4 * gw, c.min_hidden), c_out) * c.expansions[level]
-            return ARNetBlock(c_in, c_out, hidden, gw, stride)
+            return ARNetBlock(c_in, c_out, hidden, gw, stride, c.at(level, "group_kernel"))
 
         self.enc = nn.ModuleList([block(0, 4, w[0])])  # the first contracting layer reads the RAW
         self.down = nn.ModuleList()
