@@ -100,6 +100,25 @@ CANDIDATES = {
                        {"group_width": 1, "shared_align": True, "min_hidden": 16, "group_kernel": [5, 3, 3, 3, 3]}),
     "g1-sa-h16-k5": ("group width 1, shared FA, first block 16 wide, 5x5 group convs",
                      {"group_width": 1, "shared_align": True, "min_hidden": 16, "group_kernel": 5}),
+    # eighth round: XNNPACK runs a dense 3x3 conv on 8 channels at 3-4x the MAC rate of 4-channel groups
+    # (per_op_fan-avx2.md: 11.2 against 2.8 GMAC/s in int8); narrow dense blocks at the fine levels keep the
+    # group conv's MACs and mix every channel (FANConfig.hidden)
+    "d8x0": ("dense 3x3 on 8 hidden channels at full resolution",
+             {"hidden": [8, 0, 0, 0, 0], "group_width": [8, 4, 4, 4, 4]}),
+    "d8-12": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1",
+              {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 4, 4, 4]}),
+    "d8-12-24": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2",
+                 {"hidden": [8, 12, 24, 0, 0], "group_width": [8, 12, 24, 4, 4]}),
+    "d8-12-sa": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, shared FA conditioning",
+                 {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 4, 4, 4], "shared_align": True}),
+    "d10-12": ("dense 3x3 on 10 / 12 hidden channels at levels 0 / 1",
+               {"hidden": [10, 12, 0, 0, 0], "group_width": [10, 12, 4, 4, 4]}),
+    "d8-12-24-sa": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared FA conditioning",
+                    {"hidden": [8, 12, 24, 0, 0], "group_width": [8, 12, 24, 4, 4], "shared_align": True}),
+    "d8-16-24": ("dense 3x3 on 8 / 16 / 24 hidden channels at levels 0 / 1 / 2",
+                 {"hidden": [8, 16, 24, 0, 0], "group_width": [8, 16, 24, 4, 4]}),
+    "d8-12-24-48": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3",
+                    {"hidden": [8, 12, 24, 48, 0], "group_width": [8, 12, 24, 48, 4]}),
 }
 
 

@@ -188,6 +188,19 @@ def test_group_kernel_sets_the_group_conv_size_per_level_and_keeps_the_resolutio
     assert same.keys() == today.keys() and all(torch.equal(same[k], today[k]) for k in today)
 
 
+def test_hidden_sets_the_block_width_per_level_and_a_wide_group_makes_the_conv_dense():
+    model = build("fan", {"hidden": [8, 12, 0, 0, 0], "group_width": [16, 16, 4, 4, 4]})
+    for level0 in (model.enc[0], model.dec[-1]):
+        assert level0.expand.out_channels == 8 and level0.group.groups == 1  # a dense 3x3 on 8 channels
+    assert model.enc[1].expand.out_channels == 12 and model.enc[1].group.groups == 1
+    today = build("fan")
+    assert [b.expand.out_channels for b in model.enc[2:]] == [b.expand.out_channels for b in today.enc[2:]]
+    assert [b.group.groups for b in model.enc[2:]] == [b.group.groups for b in today.enc[2:]]
+    with torch.no_grad():
+        assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    assert n_params(build("fan", {"hidden": 0})) == n_params(today)  # 0: the rule, today's network
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

@@ -29,6 +29,10 @@ class FANConfig:
     # ARNet hidden channels (before expansion) at least this, at most the block's output width: with group
     # width 1 the first block, reading the 4-plane RAW, would otherwise get 4 (min(max(c_in, 4 x group width), c_out))
     min_hidden: int = 0
+    # ARNet hidden channels (after expansion) at a level, or per level, in place of the rule above (0: the rule);
+    # with group_width >= hidden the group conv is a dense one (a narrow dense 3x3 runs at several times the MAC
+    # rate of 4-channel groups in XNNPACK: per_op_fan-avx2.md)
+    hidden: int | tuple[int, ...] = 0
     # stride-1 residual ARNet blocks after each level's encoder block: depth where it is cheap (the coarse levels)
     extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
@@ -118,7 +122,7 @@ class FAN(PaddedResidualNet):
         def block(level: int, c_in: int, c_out: int, stride: int = 1) -> ARNetBlock:
             # Expand relative to the narrower side: cheap for the RAW input and strided blocks.
             gw = c.at(level, "group_width")
-            hidden = min(max(c_in, 4 * gw, c.min_hidden), c_out) * c.expansions[level]
+            hidden = c.at(level, "hidden") or min(max(c_in, 4 * gw, c.min_hidden), c_out) * c.expansions[level]
             return ARNetBlock(c_in, c_out, hidden, gw, stride, c.at(level, "group_kernel"))
 
         self.enc = nn.ModuleList([block(0, 4, w[0])])  # the first contracting layer reads the RAW
