@@ -119,6 +119,14 @@ CANDIDATES = {
                  {"hidden": [8, 16, 24, 0, 0], "group_width": [8, 16, 24, 4, 4]}),
     "d8-12-24-48": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3",
                     {"hidden": [8, 12, 24, 48, 0], "group_width": [8, 12, 24, 48, 4]}),
+    "d8-12-g1x2": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise at level 2",
+                   {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 4, 4]}),
+    "d8-12-g1": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise below",
+                 {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 1, 1]}),
+    "d8-12-g1-sa": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise below, shared FA",
+                    {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 1, 1], "shared_align": True}),
+    "d8-12-24-48-sa": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3, shared FA",
+                       {"hidden": [8, 12, 24, 48, 0], "group_width": [8, 12, 24, 48, 4], "shared_align": True}),
 }
 
 
