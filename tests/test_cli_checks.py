@@ -101,6 +101,8 @@ CASES = [
     (train, "charbonnier seed=-1", "setting 'seed'"),
     (train, "charbonnier out={out}/run model.config.group_width=0",
      "model.config {'group_width': 0}: no working 'fan' network with it (ZeroDivisionError"),
+    (train, "charbonnier out={out}/run model.config.hidden=9",
+     "model.config {'hidden': 9}: no working 'fan' network with it (ValueError: in_channels must be divisible"),
     (train, "charbonnier out={out}/run model.config.widths=[-4,8,16]", "no working 'fan' network with it"),
     (train, "charbonnier out={in}/afile/run", "run folder (out=): {in}/afile/run: {in}/afile is a file, not a folder"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=8",
