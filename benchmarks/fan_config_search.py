@@ -34,6 +34,17 @@ SIZE = (512, 512)
 THREADS = (1, 2)
 MAC_BUDGET = 2.7e9  # per RAW megapixel
 PMRID = "PMRID architecture"
+LEVELS = len(FANConfig().widths)
+
+
+def dense(*hidden: int, below: int | tuple[int, ...] = 4, **overrides) -> dict:
+    """Overrides for dense 3x3 blocks on ``hidden`` channels at the first levels (FANConfig.hidden, each level's
+    group width its hidden width) and groups of ``below`` channels (one for all, or per level) at the others."""
+    rest = LEVELS - len(hidden)
+    below = (below,) * rest if isinstance(below, int) else below
+    return {"hidden": [*hidden, *[0] * rest], "group_width": [*hidden, *below], **overrides}
+
+
 # key (names the trained model: fan-<key>-charbonnier) -> (label, FANConfig overrides of today's configuration)
 CANDIDATES = {
     "today": ("paper (today)", {}),
@@ -103,30 +114,23 @@ CANDIDATES = {
     # eighth round: XNNPACK runs a dense 3x3 conv on 8 channels at 3-4x the MAC rate of 4-channel groups
     # (per_op_fan-avx2.md: 11.2 against 2.8 GMAC/s in int8); narrow dense blocks at the fine levels keep the
     # group conv's MACs and mix every channel (FANConfig.hidden)
-    "d8x0": ("dense 3x3 on 8 hidden channels at full resolution",
-             {"hidden": [8, 0, 0, 0, 0], "group_width": [8, 4, 4, 4, 4]}),
-    "d8-12": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1",
-              {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 4, 4, 4]}),
-    "d8-12-24": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2",
-                 {"hidden": [8, 12, 24, 0, 0], "group_width": [8, 12, 24, 4, 4]}),
+    "d8x0": ("dense 3x3 on 8 hidden channels at full resolution", dense(8)),
+    "d8-12": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1", dense(8, 12)),
+    "d8-12-24": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2", dense(8, 12, 24)),
     "d8-12-sa": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, shared FA conditioning",
-                 {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 4, 4, 4], "shared_align": True}),
-    "d10-12": ("dense 3x3 on 10 / 12 hidden channels at levels 0 / 1",
-               {"hidden": [10, 12, 0, 0, 0], "group_width": [10, 12, 4, 4, 4]}),
+                 dense(8, 12, shared_align=True)),
+    "d10-12": ("dense 3x3 on 10 / 12 hidden channels at levels 0 / 1", dense(10, 12)),
     "d8-12-24-sa": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared FA conditioning",
-                    {"hidden": [8, 12, 24, 0, 0], "group_width": [8, 12, 24, 4, 4], "shared_align": True}),
-    "d8-16-24": ("dense 3x3 on 8 / 16 / 24 hidden channels at levels 0 / 1 / 2",
-                 {"hidden": [8, 16, 24, 0, 0], "group_width": [8, 16, 24, 4, 4]}),
-    "d8-12-24-48": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3",
-                    {"hidden": [8, 12, 24, 48, 0], "group_width": [8, 12, 24, 48, 4]}),
+                    dense(8, 12, 24, shared_align=True)),
+    "d8-16-24": ("dense 3x3 on 8 / 16 / 24 hidden channels at levels 0 / 1 / 2", dense(8, 16, 24)),
+    "d8-12-24-48": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3", dense(8, 12, 24, 48)),
     "d8-12-g1x2": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise at level 2",
-                   {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 4, 4]}),
-    "d8-12-g1": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise below",
-                 {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 1, 1]}),
+                   dense(8, 12, below=(1, 4, 4))),
+    "d8-12-g1": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise below", dense(8, 12, below=1)),
     "d8-12-g1-sa": ("dense 3x3 on 8 / 12 hidden channels at levels 0 / 1, depthwise below, shared FA",
-                    {"hidden": [8, 12, 0, 0, 0], "group_width": [8, 12, 1, 1, 1], "shared_align": True}),
+                    dense(8, 12, below=1, shared_align=True)),
     "d8-12-24-48-sa": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3, shared FA",
-                       {"hidden": [8, 12, 24, 48, 0], "group_width": [8, 12, 24, 48, 4], "shared_align": True}),
+                       dense(8, 12, 24, 48, shared_align=True)),
 }
 
 
