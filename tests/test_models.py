@@ -1,6 +1,8 @@
 """Networks (FAN, ablations, teacher, baselines), their layers, and safe checkpoints."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -199,6 +201,16 @@ def test_hidden_sets_the_block_width_per_level_and_a_wide_group_makes_the_conv_d
     with torch.no_grad():
         assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
     assert n_params(build("fan", {"hidden": 0})) == n_params(today)  # 0: the rule, today's network
+
+
+def test_head_kernel_sets_the_final_conv_and_the_default_keeps_todays_checkpoints():
+    model, today = build("fan", {"head_kernel": 1}), build("fan")
+    assert model.head.kernel_size == (1, 1) and today.head.kernel_size == (3, 3)
+    assert n_params(today) - n_params(model) == 8 * today.head.in_channels * 4  # the 3x3's other 8 taps
+    with torch.no_grad():
+        assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    shipped = load_checkpoint(Path(__file__).parents[1] / "models" / "fan-student.pt")  # saved before the knob
+    assert "head_kernel" not in shipped.config and shipped.build().head.kernel_size == (3, 3)  # loads as it was
 
 
 def test_fan_noskip_has_no_skips():

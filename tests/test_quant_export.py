@@ -483,6 +483,33 @@ def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, 
     assert cost["macs_plain"] > cost["macs_grouped"] and cost["weights_plain"] > cost["weights_grouped"]
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_shrunk_skips_copied_back_export_as_one_tiled_conv_without_a_concatenation(int8, tmp_path, one_thread):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+
+    ckpt = tiny_checkpoint()
+    q = calibrated(ckpt) if int8 else ckpt
+    model, _ = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=int8), "test", {})
+    (tmp_path / "m.tflite").write_bytes(model)
+    interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    assert "CONCATENATION" not in {d["op_name"] for d in interp._get_ops_details()}
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    skips = [d for d in interp._get_ops_details() if d["op_name"] == "CONV_2D"  # the skips' 1x1 convs, now full width
+             and tensors[d["inputs"][1]]["shape"][1:3].tolist() == [1, 1]
+             and tensors[d["inputs"][1]]["shape"][0] == tensors[d["inputs"][0]]["shape"][3] == TINY["widths"][0]]
+    assert skips
+    u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
+    runner = TFLiteRunner(tmp_path / "m.tflite", q.anchor, multiple=4)
+    with torch.no_grad():
+        if int8:
+            out, ref = runner.run(u), fake_quant_model(q)(torch.from_numpy(u)).numpy()
+        else:  # the float file outputs the residual core's output
+            out, ref = runner.run_network(u), q.build().eval().residual_padded(torch.from_numpy(u)).numpy()
+    assert psnr(out, ref, data_range=float(np.abs(ref).max())) >= (45 if int8 else 80)
+
+
 def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_network(workdir, tmp_path, monkeypatch,
                                                                                   one_thread):
     from ai_edge_litert.interpreter import Interpreter

@@ -6,6 +6,10 @@ shuffle (DEPTH_TO_SPACE, or RESHAPE-TRANSPOSE-RESHAPE where int16 activations ne
 has no int16 DEPTH_TO_SPACE kernel) and identity; anything else fails loudly. Fake quantizers become
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
 which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
+
+A concatenation of k copies of one convolution's output (FAN's shrunk skips copied back to
+the decoder's width) becomes that convolution with its output channels tiled k times: the
+same numbers without the copy (see :meth:`TFRebuild._tiled_by_concat`).
 """
 from __future__ import annotations
 
@@ -67,6 +71,11 @@ def dense_from_grouped(w: np.ndarray, groups: int) -> np.ndarray:
     return dense
 
 
+def concat_dim(node: fx.Node) -> int:
+    """The dimension a ``torch.cat`` node concatenates along."""
+    return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+
+
 class TFRebuild:
     """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
 
@@ -76,6 +85,7 @@ class TFRebuild:
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
+        self.tiled, self.tiled_concats = self._tiled_by_concat()
         self.env: dict[fx.Node, object] = {}  # each node's TF value, while __call__ runs
 
     # ---- graph helpers -----------------------------------------------------------------------
@@ -92,6 +102,31 @@ class TFRebuild:
                 if self._is(src, nn.Conv2d) and len(src.users) == 1:
                     fed[src.target] = self.modules[node.target].upscale_factor
         return fed
+
+    def _tiled_by_concat(self) -> tuple[dict[str, int], set[fx.Node]]:
+        """conv module name -> k, for convs whose only consumer (through single-use per-tensor
+        quantizers) is a channel concatenation of k copies of their output. Their output
+        channels are tiled k times and the concatenation passes the conv's value on: at full
+        resolution the copy takes longer than the skip's conv (per_op_fan-avx2.md), and a
+        narrow 1x1 conv's time grows little with its output channels. Also the concatenations."""
+        tiled, concats = {}, set()
+        for node in self.gm.graph.nodes:
+            if not (node.op == "call_function" and node.target is torch.cat):
+                continue
+            parts = node.args[0]
+            if len(set(parts)) != 1 or concat_dim(node) not in (1, -3):
+                continue
+            src = parts[0]
+            while self._is(src, FakeQuantize) and len(src.users) == 1 and self._per_tensor(src):
+                src = src.args[0]
+            if (self._is(src, nn.Conv2d) and self.modules[src.target].groups == 1 and len(src.users) == 1
+                    and src.target not in self.shuffle_fed):
+                tiled[src.target] = len(parts)
+                concats.add(node)
+        return tiled, concats
+
+    def _per_tensor(self, node: fx.Node) -> bool:
+        return self.modules[node.target].qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric)
 
     def _producer(self, node: fx.Node) -> fx.Node:
         """The node computing ``node``'s input, looking through single-use quantizers."""
@@ -112,6 +147,10 @@ class TFRebuild:
             order = depth_to_space_order(w.shape[0] // self.shuffle_fed[name] ** 2, self.shuffle_fed[name])
             w, b = w[order], b[order]
             scale = scale[order] if scale is not None else None
+        if name in self.tiled:
+            k = self.tiled[name]
+            w, b = np.tile(w, (k, 1, 1, 1)), np.tile(b, k)
+            scale = np.tile(scale, k) if scale is not None else None
         groups = mod.groups
         depthwise = groups > 1 and groups == mod.in_channels == mod.out_channels
         if groups > 1 and not depthwise and not self.group_conv:
@@ -188,14 +227,16 @@ class TFRebuild:
             return tf.nn.depth_to_space(x, r) if self.depth_to_space else depth_to_space_moves(tf, x, r)
         raise FadError(f"{node.target}: {type(mod).__name__} is not in the exportable op list")
 
-    def call_function(self, tf, node: fx.Node, args, kwargs):
+    def call_function(self, tf, node: fx.Node, args):
         fn = node.target
         if fn in (operator.add, torch.add):
             return tf.add(*args)
         if fn in (operator.mul, torch.mul):
             return tf.multiply(*args)
         if fn is torch.cat:
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if node in self.tiled_concats:  # the conv's output channels already hold the copies
+                return args[0][0]
+            dim = concat_dim(node)
             if dim not in (1, -3):
                 raise FadError(f"{node.name}: only channel concatenation exports (dim={dim})")
             return tf.concat(list(args[0]), axis=3)
@@ -221,7 +262,7 @@ class TFRebuild:
             elif node.op == "call_module":
                 env[node] = self.call_module(tf, node, load(node.args))
             elif node.op == "call_function":
-                env[node] = self.call_function(tf, node, load(node.args), load(node.kwargs))
+                env[node] = self.call_function(tf, node, load(node.args))
             elif node.op == "output":
                 return load(node.args[0])
             else:

@@ -10,6 +10,7 @@ same as a trained one. Its outputs are meaningless; it is never evaluated for qu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,14 @@ def calibrate_on_random(ckpt: Checkpoint, seed: int = 0) -> Checkpoint:
                                 {"batches": CALIBRATION_BATCHES, "size": CALIBRATION_SIZE, "seed": seed})
 
 
+def exporter_digest() -> str:
+    """A digest of the TFLite exporter's source: a cached export made by another exporter
+    (another graph for the same network) is made again."""
+    from ..export import tf_graph, tflite
+
+    return hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (tf_graph, tflite))).hexdigest()[:16]
+
+
 def export_size(arch: str, config: dict | None, size: tuple[int, int]) -> tuple[int, int]:
     """The TFLite input size to export at: ``size``, or the smallest size the network tiles
     exactly at (more than twice its receptive-field margin) where that is larger. The TFLite
@@ -90,7 +99,7 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
     if size[0] % multiple or size[1] % multiple:
         raise FadError(f"size {size[0]}x{size[1]}: the {arch} baseline needs multiples of {multiple}")
     recipe = {"arch": arch, "config": float_ckpt.config, "seed": seed, "weight_noise": WEIGHT_NOISE, "size": list(size), "targets": list(targets),
-              "fad_deploy": __version__, "torch": torch.__version__}
+              "fad_deploy": __version__, "exporter": exporter_digest(), "torch": torch.__version__}
     folder = (root or default_cache_dir() / "baselines") / f"{name}-{size[0]}x{size[1]}"
     try:
         if read_manifest(folder / MANIFEST).get("baseline") == recipe:
