@@ -7,9 +7,9 @@ has no int16 DEPTH_TO_SPACE kernel) and identity; anything else fails loudly. Fa
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
 which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
 
-A concatenation of k copies of one convolution's output (FAN's shrunk skips copied back to
-the decoder's width) becomes that convolution with its output channels tiled k times: the
-same numbers without the copy (see :meth:`TFRebuild._tiled_by_concat`).
+A concatenation of k copies of one narrow convolution's output (FAN's full-resolution shrunk
+skip copied back to the decoder's width) becomes that convolution with its output channels
+tiled k times: the same numbers without the copy (see :meth:`TFRebuild._tiled_by_concat`).
 """
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ from ..errors import FadError
 from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
+# A concatenation of copies is folded into the conv it copies (tiled output channels) where that adds at most
+# this many MACs per copied value: at 512x512x16 on an AVX2 CPU a copied value takes the time of ~25 fp32 and
+# ~12 int8 1x1-conv MACs (per_op_fan-avx2.md), so FAN's full-resolution skip (16 channels in, 4 copies: 12 MACs
+# per copied value) is folded and the coarser ones (18-72), whose wider convs would cost more than the copy, not.
+MAX_TILED_MACS_PER_COPY = 12
 
 
 def grid_range(scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +109,11 @@ class TFRebuild:
         return fed
 
     def _tiled_by_concat(self) -> tuple[dict[str, int], set[fx.Node]]:
-        """conv module name -> k, for convs whose only consumer (through single-use per-tensor
-        quantizers) is a channel concatenation of k copies of their output. Their output
-        channels are tiled k times and the concatenation passes the conv's value on: at full
-        resolution the copy takes longer than the skip's conv (per_op_fan-avx2.md), and a
-        narrow 1x1 conv's time grows little with its output channels. Also the concatenations."""
+        """conv module name -> k, for plain convs whose only consumer (through single-use
+        per-tensor quantizers) is a channel concatenation of k copies of their output, and
+        which read few enough channels that tiling adds at most MAX_TILED_MACS_PER_COPY MACs
+        per copied value. Their output channels are tiled k times and the concatenation passes
+        the conv's value on. Also the concatenations."""
         tiled, concats = {}, set()
         for node in self.gm.graph.nodes:
             if not (node.op == "call_function" and node.target is torch.cat):
@@ -119,9 +124,11 @@ class TFRebuild:
             src = parts[0]
             while self._is(src, FakeQuantize) and len(src.users) == 1 and self._per_tensor(src):
                 src = src.args[0]
-            if (self._is(src, nn.Conv2d) and self.modules[src.target].groups == 1 and len(src.users) == 1
-                    and src.target not in self.shuffle_fed):
-                tiled[src.target] = len(parts)
+            if not (self._is(src, nn.Conv2d) and len(src.users) == 1 and src.target not in self.shuffle_fed):
+                continue
+            conv, k = self.modules[src.target], len(parts)
+            if conv.groups == 1 and conv.in_channels * (k - 1) / k <= MAX_TILED_MACS_PER_COPY:
+                tiled[src.target] = k
                 concats.add(node)
         return tiled, concats
 
