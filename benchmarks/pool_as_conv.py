@@ -43,20 +43,23 @@ SIZE = 512  # packed: one RAW megapixel
 THREADS = (1, 2)
 
 
+def converted(tf, fn, shape: tuple[int, ...], int8: bool) -> bytes:
+    """The .tflite of ``fn`` on a (1, *shape) input; int8: the converter's own full-integer model,
+    calibrated on random [0, 1) input."""
+    spec = tf.TensorSpec((1, *shape), tf.float32)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([tf.function(fn, input_signature=[spec])
+                                                            .get_concrete_function()])
+    if int8:
+        rng = np.random.default_rng(0)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(8))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
 def single_op_models(tf) -> dict[tuple[str, str, str], tuple[bytes, bool]]:
     """(input shape, precision, form) -> (.tflite bytes, whether to run it with XNNPACK)."""
-    def convert(fn, shape, int8: bool) -> bytes:
-        spec = tf.TensorSpec((1, *shape), tf.float32)
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([tf.function(fn, input_signature=[spec])
-                                                                .get_concrete_function()])
-        if int8:
-            rng = np.random.default_rng(0)
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(8))
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = conv.inference_output_type = tf.int8
-        return conv.convert()
-
     depthwise = np.full((2, 2, 4, 1), 0.25, np.float32)
     dense = np.zeros((2, 2, 4, 4), np.float32)
     dense[:, :, np.arange(4), np.arange(4)] = 0.25
@@ -70,16 +73,16 @@ def single_op_models(tf) -> dict[tuple[str, str, str], tuple[bytes, bool]]:
                      "DEPTHWISE_CONV_2D": lambda x: tf.nn.depthwise_conv2d(x, depthwise, [1, 2, 2, 1], "VALID"),
                      "CONV_2D": lambda x: tf.nn.conv2d(x, dense, 2, "VALID")}
             for form, fn in forms.items():
-                model = convert(fn, (size, size, 4), int8)
+                model = converted(tf, fn, (size, size, 4), int8)
                 models[(shape, precision, form)] = model, True
                 if form == "AVERAGE_POOL_2D":
                     models[(shape, precision, f"{form}, no XNNPACK")] = model, False
         if int8:  # the split input's first pool
             shape = f"{SIZE}x{SIZE}x8, channels 0-3"
-            models[(shape, precision, "STRIDED_SLICE + AVERAGE_POOL_2D")] = convert(
-                lambda x: tf.nn.avg_pool2d(x[..., :4], 2, 2, "VALID"), (SIZE, SIZE, 8), True), True
-            models[(shape, precision, "CONV_2D of all 8 channels")] = convert(
-                lambda x: tf.nn.conv2d(x, sliced, 2, "VALID"), (SIZE, SIZE, 8), True), True
+            models[(shape, precision, "STRIDED_SLICE + AVERAGE_POOL_2D")] = converted(
+                tf, lambda x: tf.nn.avg_pool2d(x[..., :4], 2, 2, "VALID"), (SIZE, SIZE, 8), True), True
+            models[(shape, precision, "CONV_2D of all 8 channels")] = converted(
+                tf, lambda x: tf.nn.conv2d(x, sliced, 2, "VALID"), (SIZE, SIZE, 8), True), True
     return models
 
 
