@@ -27,9 +27,9 @@ from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
 # A concatenation of copies is folded into the conv it copies (tiled output channels) where that adds at most
-# this many MACs per copied value: at 512x512x16 on an AVX2 CPU a copied value takes the time of ~25 fp32 and
-# ~12 int8 1x1-conv MACs (per_op_fan-avx2.md), so FAN's full-resolution skip (16 channels in, 4 copies: 12 MACs
-# per copied value) is folded and the coarser ones (18-72), whose wider convs would cost more than the copy, not.
+# this many MACs per copied value. FAN's full-resolution skip (16 channels in, 4 copies: 12 MACs per copied value)
+# takes 11.1 ms copied against 5.3 tiled in fp32, 10.4 against 8.9 in int8; at 256x256x24 (18) 3.2 against 3.2
+# and 2.9 against 4.0; the coarser ones lose more (AVX2, benchmarks/results/skip_as_conv.md).
 MAX_TILED_MACS_PER_COPY = 12
 
 
