@@ -131,8 +131,9 @@ CANDIDATES = {
                     dense(8, 12, below=1, shared_align=True)),
     "d8-12-24-48-sa": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3, shared FA",
                        dense(8, 12, 24, 48, shared_align=True)),
-    # ninth round (the skips' copies now export as a tiled conv: tf_graph.py): d8-12-24 keeps today's quality;
-    # of its int8 time the 3x3 head to 4 channels takes 7% at half the MAC rate of the dense 3x3 on 8 channels
+    # ninth round (the full-resolution skip's copies now export as a tiled conv: tf_graph.py): d8-12-24 keeps
+    # today's quality; of its int8 time the 3x3 head to 4 channels takes 7% at half the MAC rate of the dense 3x3
+    # on 8 channels
     "d8-12-24-h1": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 1x1 head",
                     dense(8, 12, 24, head_kernel=1)),
     "d8-12-24-sa-h1": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared FA, 1x1 head",

@@ -42,8 +42,9 @@ class FANConfig:
     shared_align: bool = False  # the decoder's Feature-Align reuses the encoder's conditioning at its level
     skips: bool = True
     sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
-    # kernel of the head, the full-resolution conv to the 4-plane residual (odd); the last decoder block's own
-    # 3x3 already gives it spatial context, and a 3x3 to 4 channels runs at half XNNPACK's int8 MAC rate
+    # kernel of the head, the full-resolution conv to the 4-plane residual (odd): a 3x3 to 4 channels runs at
+    # about half XNNPACK's int8 MAC rate (per_op_fan-avx2.md), but a 1x1 head cost 0.46 dB RAW PSNR at equal
+    # training (fan_config_quality-steps9600-avx2-tiled.md)
     head_kernel: int = 3
 
     def at(self, level: int, setting: str) -> int:
