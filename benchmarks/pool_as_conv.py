@@ -171,27 +171,41 @@ def markdown(result: dict, args) -> str:
         f"the fp32 files by at most {d['fp32']['max']:.2g}.", ""])
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options of this benchmark and of skip_as_conv.py (whose module docstring is ``doc``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--model", default="fan-nsma-2", help="shipped sub-range model")
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
-    args = p.parse_args()
-    tf = quiet_tensorflow()
-    ops = single_op_models(tf)
-    whole = whole_models(args.model)
+    return p.parse_args()
+
+
+def measure(ops: dict, whole: dict, rounds: int) -> dict:
+    """The single-op models and the whole models timed in interleaved rounds, with the CPU, the
+    other processes' load and each whole model's op counts (keys joined by " | ")."""
     with OtherLoad() as load:
-        single = timed(ops, args.rounds, 3)
-        full = timed({k: (m, True) for k, m in whole.items()}, args.rounds, 2, (SIZE, SIZE))
-    result = {"cpu": cpu_record(), "other_load": load.record,
-              "single_ops": {" | ".join(k): v for k, v in single.items()},
-              "whole": {" | ".join(k): v for k, v in full.items()},
-              "op_counts": {" | ".join(k): op_counts(m) for k, m in whole.items()},
-              "difference": {p: output_difference(whole, p) for p in ("fp32", "int8")}}
-    result = {**result, **{s: {k: {str(t): ms for t, ms in v.items()} for k, v in result[s].items()}
-                           for s in ("single_ops", "whole")}}
-    write_json(RESULTS / "pool_as_conv.json", result)
-    write_text(RESULTS / "pool_as_conv.md", markdown(result, args))
-    print(markdown(result, args))
+        single = timed(ops, rounds, 3)
+        full = timed({k: (m, True) for k, m in whole.items()}, rounds, 2, (SIZE, SIZE))
+
+    def joined(times: dict) -> dict:
+        return {" | ".join(k): {str(t): ms for t, ms in v.items()} for k, v in times.items()}
+
+    return {"cpu": cpu_record(), "other_load": load.record, "single_ops": joined(single), "whole": joined(full),
+            "op_counts": {" | ".join(k): op_counts(m) for k, m in whole.items()}}
+
+
+def write_results(name: str, result: dict, md: str) -> None:
+    write_json(RESULTS / f"{name}.json", result)
+    write_text(RESULTS / f"{name}.md", md)
+    print(md)
+
+
+def main():
+    args = parse_args(__doc__)
+    tf = quiet_tensorflow()
+    whole = whole_models(args.model)
+    result = measure(single_op_models(tf), whole, args.rounds)
+    result["difference"] = {p: output_difference(whole, p) for p in ("fp32", "int8")}
+    write_results("pool_as_conv", result, markdown(result, args))
 
 
 if __name__ == "__main__":

@@ -18,22 +18,17 @@ Writes benchmarks/results/skip_as_conv.{md,json}.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 
 from fad_deploy.export import tf_graph
 from fad_deploy.export.tflite import TFLiteOptions, export_tflite, quiet_tensorflow
-from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
-from fad_deploy.profile.side_by_side import OtherLoad, cpu_record, simd_flags
+from fad_deploy.profile.side_by_side import simd_flags
 from fad_deploy.profile.table import markdown_table
-from pool_as_conv import THREADS, converted, op_counts, output_difference, timed
+from pool_as_conv import SIZE, THREADS, converted, measure, output_difference, parse_args, write_results
 
-RESULTS = Path(__file__).parent / "results"
-SIZE = 512  # packed: one RAW megapixel
 COPIES = 4  # FANConfig.skip_shrink
 SKIPS = ((SIZE, 16), (SIZE // 2, 24), (SIZE // 4, 48), (SIZE // 8, 96))  # (side, channels) per level
 COPIED, TILED = "conv to a quarter + CONCATENATION", "tiled conv"
@@ -114,27 +109,15 @@ def markdown(result: dict, args) -> str:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="fan-nsma-2", help="shipped sub-range model")
-    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
-    args = p.parse_args()
+    args = parse_args(__doc__)
     tf = quiet_tensorflow()
-    ops = single_op_models(tf)
     whole = whole_models(args.model)
-    with OtherLoad() as load:
-        single = timed(ops, args.rounds, 3)
-        full = timed({k: (m, True) for k, m in whole.items()}, args.rounds, 2, (SIZE, SIZE))
+    result = measure(single_op_models(tf), whole, args.rounds)
     first, every = list(EXPORTS)[0], list(EXPORTS)[-1]
-    result = {"cpu": cpu_record(), "other_load": load.record,
-              "single_ops": {" | ".join(k): {str(t): ms for t, ms in v.items()} for k, v in single.items()},
-              "whole": {" | ".join(k): {str(t): ms for t, ms in v.items()} for k, v in full.items()},
-              "op_counts": {" | ".join(k): op_counts(m) for k, m in whole.items()},
-              "bytes": {" | ".join(k): len(m) for k, m in whole.items()},
-              "difference": {p: output_difference({k: m for k, m in whole.items() if k[1] in (first, every)}, p)
-                             for p in ("fp32", "int8")}}
-    write_json(RESULTS / "skip_as_conv.json", result)
-    write_text(RESULTS / "skip_as_conv.md", markdown(result, args))
-    print(markdown(result, args))
+    result["bytes"] = {" | ".join(k): len(m) for k, m in whole.items()}
+    result["difference"] = {p: output_difference({k: m for k, m in whole.items() if k[1] in (first, every)}, p)
+                            for p in ("fp32", "int8")}
+    write_results("skip_as_conv", result, markdown(result, args))
 
 
 if __name__ == "__main__":
