@@ -140,6 +140,29 @@ CANDIDATES = {
                        dense(8, 12, 24, shared_align=True, head_kernel=1)),
     "d8-12-24-48-h1": ("dense 3x3 on 8 / 12 / 24 / 48 hidden channels at levels 0 / 1 / 2 / 3, 1x1 head",
                        dense(8, 12, 24, 48, head_kernel=1)),
+    # tenth round: the 1x1 head cost 0.46 dB and shared conditioning 0.10 dB
+    # (fan_config_quality-steps9600-avx2-tiled.md); cheaper forms of the full-resolution 3x3s instead: a separable
+    # head (depthwise 3x3 + 1x1), a 1x1 conditioning conv or 4 conditioning channels at full resolution
+    # (FANConfig.head_depthwise, align_kernel, align_hidden)
+    "d8-12-24-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, separable head",
+                     dense(8, 12, 24, head_depthwise=True)),
+    "d8-12-24-sa-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared FA, separable head",
+                        dense(8, 12, 24, shared_align=True, head_depthwise=True)),
+    "d8-12-24-c1": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 1x1 FA conditioning at level 0",
+                    dense(8, 12, 24, align_kernel=[1, 3, 3, 3, 3])),
+    "d8-12-24-c1-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 1x1 FA conditioning at "
+                        "level 0, separable head", dense(8, 12, 24, align_kernel=[1, 3, 3, 3, 3], head_depthwise=True)),
+    "d8-12-24-a4": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 4 FA conditioning channels at "
+                    "level 0", dense(8, 12, 24, align_hidden=[4, 8, 8, 8, 8])),
+    "d8-12-24-a4-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 4 FA conditioning channels "
+                        "at level 0, separable head",
+                        dense(8, 12, 24, align_hidden=[4, 8, 8, 8, 8], head_depthwise=True)),
+    "d8-12-24-c1-sa-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared 1x1 FA conditioning "
+                           "at level 0, separable head",
+                           dense(8, 12, 24, align_kernel=[1, 3, 3, 3, 3], shared_align=True, head_depthwise=True)),
+    "d8-12-24-c11-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 1x1 FA conditioning at "
+                         "levels 0 / 1, separable head",
+                         dense(8, 12, 24, align_kernel=[1, 1, 3, 3, 3], head_depthwise=True)),
 }
 
 

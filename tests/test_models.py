@@ -213,6 +213,24 @@ def test_head_kernel_sets_the_final_conv_and_the_default_keeps_todays_checkpoint
     assert "head_kernel" not in shipped.config and shipped.build().head.kernel_size == (3, 3)  # loads as it was
 
 
+def test_separable_head_and_per_level_conditioning_set_their_convs_and_the_defaults_keep_todays_keys():
+    model = build("fan", {"head_depthwise": True, "align_kernel": [1, 3, 3, 3, 3], "align_hidden": [4, 8, 8, 8, 8]})
+    depthwise, pointwise = model.head
+    assert depthwise.groups == depthwise.in_channels == 16 and depthwise.kernel_size == (3, 3)
+    assert (pointwise.in_channels, pointwise.out_channels, pointwise.kernel_size) == (16, 4, (1, 1))
+    level0, level1 = model.enc_align[0], model.enc_align[1]
+    assert level0.shared.kernel_size == (1, 1) and level0.shared.out_channels == 4 and level0.gamma.in_channels == 4
+    assert level1.shared.kernel_size == (3, 3) and level1.shared.out_channels == 8
+    assert model.dec_align[-1].shared.kernel_size == (1, 1)  # the decoder's level 0 too
+    with torch.no_grad():
+        assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    shared = build("fan", {"shared_align": True, "align_hidden": [4, 8, 8, 8, 8]})
+    with torch.no_grad():  # the decoder's Feature-Align reads the encoder's 4 conditioning channels
+        assert shared(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    shipped = load_checkpoint(Path(__file__).parents[1] / "models" / "fan-student.pt")
+    assert shipped.build().state_dict().keys() == build("fan").state_dict().keys()
+
+
 def test_fan_noskip_has_no_skips():
     model = build("fan-noskip")
     assert model.skips is None

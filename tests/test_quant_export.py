@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,10 +37,11 @@ RUN = ["--input-size", str(SIZE), str(SIZE), "--qat-steps", "2", "--threads", "1
 FAST = {"progress": False, "validation_crops": 1}  # ExportOptions: one crop of each validation photo
 
 
-def tiny_checkpoint(seed: int = 0, widths: list[int] = TINY["widths"]) -> Checkpoint:
-    """A tiny FAN whose every weight matters (Feature-Align starts as identity otherwise)."""
+def tiny_checkpoint(seed: int = 0, **config) -> Checkpoint:
+    """A tiny FAN (``config`` overrides TINY) whose every weight matters (Feature-Align starts as identity
+    otherwise)."""
     torch.manual_seed(seed)
-    net = build("fan", {**TINY, "widths": widths})
+    net = build("fan", {**TINY, **config})
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -483,29 +485,43 @@ def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, 
     assert cost["macs_plain"] > cost["macs_grouped"] and cost["weights_plain"] > cost["weights_grouped"]
 
 
-@pytest.mark.parametrize("int8, widths, concats", [(False, TINY["widths"], 0), (True, TINY["widths"], 0),
-                                                     (False, [8, 24, 16], 1)])
-def test_narrow_shrunk_skips_copied_back_export_as_one_tiled_conv_without_a_concatenation(int8, widths, concats,
-                                                                                          tmp_path, one_thread):
-    """The skips read 8 channels (6 MACs per copied value when tiled: folded) or 24 (18: kept as copies)."""
+def exported_ops_and_parity(ckpt: Checkpoint, int8: bool, folder: Path) -> tuple[list[str], float]:
+    """The ops of ``ckpt``'s TFLite export (int8: after calibration) and its parity in dB on random input
+    with PyTorch: the fake-quant network in int8, the float residual core otherwise."""
     from ai_edge_litert.interpreter import Interpreter
 
     from fad_deploy.export.tflite import TFLiteOptions, export_tflite
 
-    ckpt = tiny_checkpoint(widths=widths)
     q = calibrated(ckpt) if int8 else ckpt
     model, _ = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=int8), "test", {})
-    (tmp_path / "m.tflite").write_bytes(model)
-    interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
-    assert [d["op_name"] for d in interp._get_ops_details()].count("CONCATENATION") == concats
+    (folder / "m.tflite").write_bytes(model)
+    ops = [d["op_name"] for d in Interpreter(model_path=str(folder / "m.tflite"))._get_ops_details()]
     u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
-    runner = TFLiteRunner(tmp_path / "m.tflite", q.anchor, multiple=4)
+    runner = TFLiteRunner(folder / "m.tflite", q.anchor, multiple=4)
     with torch.no_grad():
         if int8:
             out, ref = runner.run(u), fake_quant_model(q)(torch.from_numpy(u)).numpy()
         else:  # the float file outputs the residual core's output
             out, ref = runner.run_network(u), q.build().eval().residual_padded(torch.from_numpy(u)).numpy()
-    assert psnr(out, ref, data_range=float(np.abs(ref).max())) >= (45 if int8 else 80)
+    return ops, psnr(out, ref, data_range=float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("int8, widths, concats", [(False, TINY["widths"], 0), (True, TINY["widths"], 0),
+                                                     (False, [8, 24, 16], 1)])
+def test_narrow_shrunk_skips_copied_back_export_as_one_tiled_conv_without_a_concatenation(int8, widths, concats,
+                                                                                          tmp_path, one_thread):
+    """The skips read 8 channels (6 MACs per copied value when tiled: folded) or 24 (18: kept as copies)."""
+    ops, parity = exported_ops_and_parity(tiny_checkpoint(widths=widths), int8, tmp_path)
+    assert ops.count("CONCATENATION") == concats
+    assert parity >= (45 if int8 else 80)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_separable_head_and_1x1_shared_conditioning_export_with_parity(int8, tmp_path, one_thread):
+    ckpt = tiny_checkpoint(head_depthwise=True, align_kernel=[1, 3, 3], align_hidden=[4, 8, 8], shared_align=True)
+    ops, parity = exported_ops_and_parity(ckpt, int8, tmp_path)
+    assert ops[-2:] == ["DEPTHWISE_CONV_2D", "CONV_2D"]  # the head: depthwise 3x3, then 1x1 to 4 channels
+    assert parity >= (45 if int8 else 80)
 
 
 def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_network(workdir, tmp_path, monkeypatch,

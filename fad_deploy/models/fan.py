@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample2x, conv1x1, conv3x3
+from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample2x, conv1x1
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class FANConfig:
     # stride-1 residual ARNet blocks after each level's encoder block: depth where it is cheap (the coarse levels)
     extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
-    align_hidden: int = 8  # hidden channels of each Feature-Align conditioning net
+    align_hidden: int | tuple[int, ...] = 8  # hidden channels of each Feature-Align conditioning net, or per level
+    align_kernel: int | tuple[int, ...] = 3  # kernel of the conditioning conv on the noisy input (odd), or per level
     feature_align: bool = True
     align_min_level: int = 0  # Feature-Align at this level and coarser ones (0: every level, as in the paper)
     shared_align: bool = False  # the decoder's Feature-Align reuses the encoder's conditioning at its level
@@ -46,6 +47,9 @@ class FANConfig:
     # about half XNNPACK's int8 MAC rate (per_op_fan-avx2.md), but a 1x1 head cost 0.46 dB RAW PSNR at equal
     # training (fan_config_quality-steps9600-avx2-tiled.md)
     head_kernel: int = 3
+    # the head as a depthwise head_kernel conv followed by a 1x1 to 4 channels (a separable head), which XNNPACK
+    # runs faster than the dense conv from w[0] channels to 4 (fan_config_search-avx2-r10.md)
+    head_depthwise: bool = False
 
     def at(self, level: int, setting: str) -> int:
         """A setting given for all levels or per level, at ``level``."""
@@ -74,10 +78,10 @@ class FeatureAlign(nn.Module):
     """G = gamma * F + beta, with per-pixel gamma and beta computed from the noisy input
     resized to the feature's resolution (a SPADE-style conditioning net)."""
 
-    def __init__(self, channels: int, hidden: int, in_channels: int = 4, condition: bool = True):
+    def __init__(self, channels: int, hidden: int, in_channels: int = 4, condition: bool = True, kernel: int = 3):
         super().__init__()
         # condition=False: the conditioning features come from another Feature-Align (FANConfig.shared_align)
-        self.shared = conv3x3(in_channels, hidden) if condition else None
+        self.shared = nn.Conv2d(in_channels, hidden, kernel, padding=kernel // 2) if condition else None
         self.act = nn.ReLU()
         # 1x1 heads (SPADE uses 3x3): the 3x3 shared conv already gives spatial context,
         # and at full resolution 3x3 heads alone would cost more than the whole MAC budget.
@@ -155,11 +159,14 @@ class FAN(PaddedResidualNet):
             def align(level: int, condition: bool = True) -> nn.Module:
                 if level < c.align_min_level:
                     return nn.Identity()
-                return FeatureAlign(w[level], c.align_hidden, condition=condition)
+                return FeatureAlign(w[level], c.at(level, "align_hidden"), condition=condition,
+                                    kernel=c.at(level, "align_kernel"))
 
             self.enc_align = nn.ModuleList([align(i) for i in range(n)])
             self.dec_align = nn.ModuleList([align(i, not c.shared_align) for i in reversed(range(n - 1))])
-        self.head = nn.Conv2d(w[0], 4, c.head_kernel, padding=c.head_kernel // 2)
+        k = c.head_kernel
+        self.head = (nn.Sequential(nn.Conv2d(w[0], w[0], k, padding=k // 2, groups=w[0]), conv1x1(w[0], 4))
+                     if c.head_depthwise else nn.Conv2d(w[0], 4, k, padding=k // 2))
 
     def residual_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted residual (``forward_padded`` without the final input add): what the
