@@ -37,6 +37,7 @@ from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.profile.side_by_side import simd_flags
+from fan_config_search import fad_train_settings
 from fan_vs_pmrid import stem
 from quality import add_params, write_model_cards
 
@@ -61,7 +62,7 @@ def model_name(key: str, seed: int = 0, steps: int | None = None) -> str:
 
 def train_command(name: str, overrides: dict, seed: int, steps: int, threads: int, ship: Path) -> list[str]:
     """fan-charbonnier's own command (its card) with the configuration's overrides (seed, steps)."""
-    sets = [f"model.config.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
+    sets = fad_train_settings(overrides)
     seeded = [f"seed={seed}"] if seed else []
     return ["fad-train", "charbonnier", f"name={name}", f"schedule.steps={steps}", *sets, *seeded,
             "--threads", str(threads), "--ship", str(ship)]

@@ -3,6 +3,7 @@ group width, expansions, widths and where Feature-Align runs, each candidate at 
 2.7 GMACs per RAW megapixel, timed against the PMRID architecture in one process.
 
     python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--tag TAG] [--candidates KEY ...]
+    python benchmarks/fan_config_search.py --overrides KEY   (a candidate's fad-train settings)
 
 Every candidate is exported like the PMRID baseline (initial weights with seeded noise,
 int8 ranges from random inputs: latency does not depend on the weights) and timed with
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 from fad_deploy.fileio import write_json, write_text
@@ -166,8 +168,16 @@ CANDIDATES = {
 }
 
 
+def fad_train_settings(overrides: dict) -> list[str]:
+    """A candidate's overrides as fad-train settings (model.config.KEY=VALUE)."""
+    return [f"model.config.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--overrides", metavar="KEY", choices=CANDIDATES,
+                   help="print the candidate's fad-train settings (model.config.KEY=VALUE ...) and exit, e.g. for "
+                        "train_gpu.sh's FAN")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=1)
     p.add_argument("--tag", help="suffix of the result files (fan_config_search-TAG.md, ...), e.g. for another CPU")
@@ -184,6 +194,9 @@ def files(folder: Path) -> dict:
 
 def main():
     args = parse_args()
+    if args.overrides:
+        print(" ".join(fad_train_settings(CANDIDATES[args.overrides][1])))
+        return
     candidates, over_budget = {}, {}
     keys = {label: key for key, (label, _) in CANDIDATES.items()}
     for key, (label, overrides) in CANDIDATES.items():
