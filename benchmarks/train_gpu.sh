@@ -14,8 +14,15 @@
 # PROBE..3*PROBE; each run then gets the steps that fit its seconds, so every model card holds
 # a plain fad-train command that re-runs anywhere. Models go to $MODELS (not the shipped
 # ones: benchmarks/noise_grid.py compares them first); run folders to $RUNS.
+# FAN=OVERRIDES trains the student in another configuration (issue 18's chosen one; fad-train's
+# model.config settings, printed by `python benchmarks/fan_config_search.py --overrides KEY`), and
+# TEACHER=CHECKPOINT distils from that teacher instead of training one (stage A then trains the
+# student's pretraining and the PMRID baseline only).
 # Usage: benchmarks/train_gpu.sh     (needs `fad-data fetch` photos; a dry run on the CPU:
 #   DEVICE=cpu BATCH=4 PROBE=2 A=20 B=20 RUNS=/tmp/g MODELS=/tmp/g/models benchmarks/train_gpu.sh)
+# e.g. the chosen configuration from the shipped teacher:
+#   FAN="$(python benchmarks/fan_config_search.py --overrides d8-12-24)" TEACHER=models/teacher.pt \
+#     benchmarks/train_gpu.sh
 # The earlier run of this script (numpy batches in 5 workers, batch 64, no PMRID) is
 # benchmarks/results/train_gpu.log; this one's is benchmarks/results/train_gpu_device.log.
 set -euo pipefail
@@ -28,6 +35,8 @@ PROBE=${PROBE:-100}  # 20 timed steps overlapping the other probes' start-up, 1.
 DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-runs/gpu}
 MODELS=${MODELS:-models/gpu}
+FAN=${FAN:-}
+TEACHER=${TEACHER:-}
 ON="data.batch=$BATCH data.synthesis=device data.read_band=$READ_BAND loss.level_weighting=$WEIGHTING
   --device $DEVICE --channels-last"
 PRETRAIN=$MODELS/fan-pretrain.pt
@@ -63,28 +72,35 @@ run() {  # SECONDS NAME SHIP ARGS...: fad-train ARGS --ship SHIP, stopped after 
   fi
 }
 
-probe teacher teacher >"$RUNS/t.s" &
-probe pretrain charbonnier >"$RUNS/p.s" &
-probe student fan-student >"$RUNS/s.s" &
+[ -z "$TEACHER" ] && probe teacher teacher >"$RUNS/t.s" &
+# shellcheck disable=SC2086  # FAN holds several settings on purpose
+probe pretrain charbonnier $FAN >"$RUNS/p.s" &
+# shellcheck disable=SC2086
+probe student fan-student $FAN >"$RUNS/s.s" &
 probe pmrid charbonnier model.arch=pmrid >"$RUNS/m.s" &
 wait
-T=$(cat "$RUNS/t.s") P=$(cat "$RUNS/p.s") S=$(cat "$RUNS/s.s") M=$(cat "$RUNS/m.s")
-echo "seconds per step of $BATCH with four runs side by side: teacher $T, pretraining $P, student $S, pmrid $M"
+P=$(cat "$RUNS/p.s") S=$(cat "$RUNS/s.s") M=$(cat "$RUNS/m.s")
+if [ -n "$TEACHER" ]; then T="not trained ($TEACHER)"; else T=$(cat "$RUNS/t.s"); fi
+echo "seconds per step of $BATCH side by side: teacher $T, pretraining $P, student $S, pmrid $M"
 
 # shellcheck disable=SC2086
 run $((A + B)) pmrid "$MODELS/pmrid.pt" charbonnier name=pmrid model.arch=pmrid \
   schedule.steps="$(steps_in $((A + B)) "$M")" out="$RUNS/pmrid" $ON &
 PEER=$!
-# shellcheck disable=SC2086
-run "$A" teacher "$MODELS/teacher.pt" teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON \
-  --half &
-TEACHER=$!
+STAGE_A=()
+if [ -z "$TEACHER" ]; then
+  TEACHER=$MODELS/teacher.pt
+  # shellcheck disable=SC2086
+  run "$A" teacher "$TEACHER" teacher schedule.steps="$(steps_in "$A" "$T")" out="$RUNS/teacher" $ON --half &
+  STAGE_A+=($!)
+fi
 # shellcheck disable=SC2086
 run "$A" fan-pretrain "$PRETRAIN" charbonnier name=fan-pretrain schedule.steps="$(steps_in "$A" "$P")" \
-  out="$RUNS/fan-pretrain" $ON &
-wait $TEACHER $!  # the PMRID run goes on
+  out="$RUNS/fan-pretrain" $FAN $ON &
+STAGE_A+=($!)
+wait "${STAGE_A[@]}"  # the PMRID run goes on
 # shellcheck disable=SC2086
-run "$B" fan-student "$MODELS/fan-student.pt" fan-student model.init="$PRETRAIN" loss.teacher="$MODELS/teacher.pt" \
-  $STUDENT_FT schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $ON
+run "$B" fan-student "$MODELS/fan-student.pt" fan-student model.init="$PRETRAIN" loss.teacher="$TEACHER" \
+  $STUDENT_FT schedule.steps="$(steps_in "$B" "$S")" out="$RUNS/fan-student" $FAN $ON
 wait $PEER
 ls "$MODELS"
