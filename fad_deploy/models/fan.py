@@ -37,7 +37,9 @@ class FANConfig:
     extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
     skip_shrink: int = 4  # encoder features shrink by this factor on the skip path
     align_hidden: int | tuple[int, ...] = 8  # hidden channels of each Feature-Align conditioning net, or per level
-    align_kernel: int | tuple[int, ...] = 3  # kernel of the conditioning conv on the noisy input (odd), or per level
+    # kernel of the conditioning conv on the noisy input (odd), or per level: a 1x1 at full resolution cost a further
+    # 0.40 dB RAW PSNR with the separable head (fan_config_quality-steps9600-avx2-r10.md)
+    align_kernel: int | tuple[int, ...] = 3
     feature_align: bool = True
     align_min_level: int = 0  # Feature-Align at this level and coarser ones (0: every level, as in the paper)
     shared_align: bool = False  # the decoder's Feature-Align reuses the encoder's conditioning at its level
@@ -47,8 +49,9 @@ class FANConfig:
     # about half XNNPACK's int8 MAC rate (per_op_fan-avx2.md), but a 1x1 head cost 0.46 dB RAW PSNR at equal
     # training (fan_config_quality-steps9600-avx2-tiled.md)
     head_kernel: int = 3
-    # the head as a depthwise head_kernel conv followed by a 1x1 to 4 channels (a separable head), which XNNPACK
-    # runs faster than the dense conv from w[0] channels to 4 (fan_config_search-avx2-r10.md)
+    # the head as a depthwise head_kernel conv followed by a 1x1 to 4 channels (a separable head): 2-5% less int8 time
+    # for the whole network (fan_config_search-avx2-r10.md), but 0.38 dB RAW PSNR less at equal training
+    # (fan_config_quality-steps9600-avx2-r10.md), nearly the 1x1 head's loss
     head_depthwise: bool = False
 
     def at(self, level: int, setting: str) -> int:
