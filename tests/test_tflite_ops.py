@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fad_deploy.export.tf_graph import MAX_TILED_MACS_PER_COPY
+from fad_deploy.export.tf_graph import folds_copies
 from fad_deploy.profile.baseline import architecture_checkpoint, calibrate_on_random
 from fad_deploy.profile.macs import count_macs
 from fad_deploy.profile.tflite_ops import cut, interleaved_times, interpreter, kind_summary, model_ops
@@ -26,11 +26,11 @@ def models():
 
 
 def folded_skip_macs(net, size: tuple[int, int]) -> int:
-    """The MACs the export adds by folding narrow skips' copies into tiled convs (tf_graph.MAX_TILED_MACS_PER_COPY)."""
+    """The MACs the export adds by folding narrow skips' copies into tiled convs (tf_graph.folds_copies)."""
     extra = 0
     for level, skip in enumerate(net.skips):
         i, o, k = skip.conv.in_channels, skip.conv.out_channels, skip.factor
-        if i * (k - 1) / k <= MAX_TILED_MACS_PER_COPY:
+        if folds_copies(i, k):
             extra += (size[0] >> level) * (size[1] >> level) * i * o * (k - 1)
     return extra
 

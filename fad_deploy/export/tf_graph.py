@@ -33,6 +33,11 @@ NUM_BITS = 8
 MAX_TILED_MACS_PER_COPY = 12
 
 
+def folds_copies(in_channels: int, copies: int) -> bool:
+    """Whether k copies of a plain conv's output (reading ``in_channels``) export as that conv tiled k times."""
+    return in_channels * (copies - 1) / copies <= MAX_TILED_MACS_PER_COPY
+
+
 def grid_range(scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
     """The real interval of a quantizer's grid: TF's fake quant nudges onto the same grid."""
     scale, zero_point = np.asarray(scale, np.float64), np.asarray(zero_point, np.float64)
@@ -127,7 +132,7 @@ class TFRebuild:
             if not (self._is(src, nn.Conv2d) and len(src.users) == 1 and src.target not in self.shuffle_fed):
                 continue
             conv, k = self.modules[src.target], len(parts)
-            if conv.groups == 1 and conv.in_channels * (k - 1) / k <= MAX_TILED_MACS_PER_COPY:
+            if conv.groups == 1 and folds_copies(conv.in_channels, k):
                 tiled[src.target] = k
                 concats.add(node)
         return tiled, concats

@@ -86,7 +86,7 @@ class FeatureAlign(nn.Module):
         # condition=False: the conditioning features come from another Feature-Align (FANConfig.shared_align)
         self.shared = nn.Conv2d(in_channels, hidden, kernel, padding=kernel // 2) if condition else None
         self.act = nn.ReLU()
-        # 1x1 heads (SPADE uses 3x3): the 3x3 shared conv already gives spatial context,
+        # 1x1 heads (SPADE uses 3x3): the shared conv (3x3 unless FANConfig.align_kernel) gives spatial context,
         # and at full resolution 3x3 heads alone would cost more than the whole MAC budget.
         self.gamma = conv1x1(hidden, channels)
         self.beta = conv1x1(hidden, channels)
