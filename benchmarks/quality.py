@@ -202,7 +202,9 @@ def write_model_cards(rows: list[dict], set_info: dict, only: list[str] | None =
                 json.loads(card_json.read_text()).get("measured_by", measured_by) != measured_by:
             continue  # e.g. fan_config_quality.py's candidates keep their own cards
         card = dict(ckpt.card)
-        init = card.pop("config", {}).get("model", {}).get("init")
+        spec = card.pop("config", {}).get("model", {})
+        init = spec.get("init") and spec["init"] + (", cut to this network's ARNet widths (model.narrow)"
+                                                    if spec.get("narrow") else "")
         metrics = {k: by[ckpt.name][k] for k in ("raw_psnr", "raw_ssim", "rgb_psnr", "rgb_ssim")} \
             if ckpt.name in by else None
         info = {"name": ckpt.name, "arch": ckpt.arch, "config": ckpt.config, "shot_range": list(ckpt.shot_range),

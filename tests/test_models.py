@@ -11,6 +11,7 @@ from fad_deploy.errors import FadError
 from fad_deploy.models.cycleisp import ChannelAttention, DualAttentionBlock, SpatialAttention
 from fad_deploy.models.fan import ARNetBlock, FeatureAlign, SkipShrink
 from fad_deploy.models.layers import HaarDown, HaarUp
+from fad_deploy.models.narrow import arnet_blocks, narrow
 from fad_deploy.models.registry import (
     ARCHITECTURES,
     Checkpoint,
@@ -377,3 +378,52 @@ def test_cycleisp_lite_keeps_full_resolution_with_dual_attention():
         factor = SpatialAttention(6, 3)(x) / x
     assert torch.allclose(factor, factor[:, :1].expand_as(factor), atol=1e-6)
     assert ((factor > 0) & (factor < 1)).all() and factor.std() > 0
+
+
+# ---- narrowing -----------------------------------------------------------------------------
+
+
+def perturbed_fan(**config) -> nn.Module:
+    torch.manual_seed(0)
+    model = build("fan", {**TINY_FAN, **config})
+    for p in model.parameters():  # move off the identity init so every weight matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_narrowing_keeps_the_groups_that_carry_the_output_and_refits_the_projection():
+    """Blocks whose dropped groups carry nothing narrow without changing the network's output:
+    the kept groups' weights are copied (into a dense conv), the rest of the network too."""
+    wide = perturbed_fan()
+    narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 0], "group_width": [4, 4, 4]}).eval()
+    blocks = arnet_blocks(wide)
+    cut = {name: b for name, b in blocks.items() if b.group.out_channels != arnet_blocks(narrow_)[name].group.out_channels}
+    assert len(cut) == 4  # level 0 and 1, encoder and decoder: 8 hidden channels in two groups of 4
+    for i, b in enumerate(cut.values()):
+        b.project.weight.data[:, 4 * (i % 2):4 * (i % 2) + 4] = 0  # the first or the second group carries nothing
+    x = torch.rand(4, 4, 32, 32)
+    narrow(wide, narrow_, x)
+    with torch.no_grad():
+        assert torch.allclose(narrow_(x), wide(x), atol=1e-4)
+    assert torch.equal(narrow_.head.weight, wide.head.weight)
+
+
+def test_narrowing_a_fan_that_carries_everything_follows_its_output_closely():
+    wide = perturbed_fan()
+    narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 0], "group_width": [4, 4, 4]}).eval()
+    x = torch.rand(4, 4, 32, 32)
+    narrow(wide, narrow_, x)
+    with torch.no_grad():
+        target, fitted = wide(x), narrow_(x)
+        narrow_.dec[-1].project.weight.data.mul_(0.5)  # any other projection is further off
+        assert (fitted - target).pow(2).mean() < (narrow_(x) - target).pow(2).mean()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"widths": [8, 8, 8]}, "other widths: only hidden"),
+    ({"hidden": [6, 4, 0]}, "8 hidden channels in groups of 4 to 6"),
+    ({"hidden": [16, 4, 0]}, "to 16: keep whole groups"),
+])
+def test_narrowing_refuses_what_it_cannot_do(config, message):
+    with pytest.raises(FadError, match=message):
+        narrow(perturbed_fan(), build("fan", {**TINY_FAN, **config}), torch.rand(1, 4, 16, 16))

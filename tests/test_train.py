@@ -340,6 +340,21 @@ def test_loss_setups_that_cannot_work(tmp_path, cache):
         train(tmp_path / "fm", cache, "loss.feature_matching=1.0", f"loss.teacher={student}")
     with pytest.raises(FadError, match="does not fit network 'fan'"):  # init from different widths
         train(tmp_path / "init", cache, f"model.init={student}")
+    with pytest.raises(FadError, match="model.narrow cuts the checkpoint of model.init: set model.init"):
+        train(tmp_path / "narrow", cache, "model.narrow=true")
+    with pytest.raises(FadError, match="cannot narrow a FAN into one with other widths"):
+        train(tmp_path / "narrow", cache, f"model.init={student}", "model.narrow=true")
+
+
+def test_narrow_starts_from_the_wider_checkpoint_cut_to_the_configured_blocks(tmp_path, cache):
+    wide = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
+    path = tmp_path / "wide.pt"
+    Checkpoint("wide", "fan", model_config(wide), wide.state_dict()).save(path)
+    trainer = Trainer(load_config("charbonnier", tiny_overrides(
+        tmp_path / "run", cache, 2, 2, f"model.init={path}", "model.narrow=true", "model.config.hidden=[4, 4, 0]")))
+    assert trainer.model.enc[0].group.out_channels == 4 and trainer.model.enc[2].group.out_channels == 16
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in wide.state_dict().items()
+               if k.startswith(("head", "enc.2", "enc_align")))
 
 
 def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):

@@ -24,6 +24,9 @@ class ModelSpec:
     arch: str = "fan"
     config: dict = field(default_factory=dict)  # overrides of the network's config dataclass
     init: str | None = None  # checkpoint (name or path) to fine-tune from
+    # model.init is a FAN with wider ARNet blocks (more hidden channels, other group widths): cut it to this
+    # network's widths, keeping the groups that carry most of each block's output (fad_deploy.models.narrow)
+    narrow: bool = False
 
 
 @dataclass

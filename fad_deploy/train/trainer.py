@@ -31,10 +31,14 @@ from ..data.synth import validation_set
 from ..errors import FadError
 from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
+from ..models.fan import FAN
+from ..models.narrow import narrow
 from ..models.registry import Checkpoint, build, load_checkpoint, load_weights, model_config, resolve_model
 from ..runners.tiling import network_align
 from .config import TrainConfig, config_from_dict
 from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
+
+NARROW_BATCHES = 8  # training batches that model.narrow fits each narrowed block on
 
 
 def batch_noise(batch: dict, device=None) -> NoiseParams:
@@ -147,11 +151,14 @@ class Trainer:
         self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
 
         self.model = checked_network(cfg.model.arch, cfg.model.config, cfg.data.crop).to(self.device)
+        if cfg.model.narrow and not cfg.model.init:
+            raise FadError("model.narrow cuts the checkpoint of model.init: set model.init=CHECKPOINT")
         if cfg.model.init:
             init = load_checkpoint(resolve_model(cfg.model.init))
             if init.arch != cfg.model.arch:
                 raise FadError(f"model.init {cfg.model.init!r} is a {init.arch!r}, not a {cfg.model.arch!r}")
-            load_weights(self.model, init.state_dict, f"model.init {cfg.model.init!r}")
+            if not cfg.model.narrow:
+                load_weights(self.model, init.state_dict, f"model.init {cfg.model.init!r}")
         self.model.to(memory_format=self.layout)
         self.net = self.model
         if self.distributed:
@@ -180,9 +187,20 @@ class Trainer:
                                  read_band=cfg.data.read_band)
         self.device_batches = DeviceBatches(self.data.cache, cfg.data.crop, cfg.data.shot_range, cfg.seed,
                                             cfg.data.read_band, self.device) if cfg.data.synthesis == "device" else None
+        if cfg.model.narrow:
+            self.narrow_from(init)
         self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
+
+    def narrow_from(self, init: Checkpoint) -> None:
+        """model.narrow: this network's weights cut from the wider FAN ``init``, each narrowed block
+        fitted on NARROW_BATCHES training batches (in this network's anchor space)."""
+        if not isinstance(self.model, FAN):
+            raise FadError(f"model.narrow cuts a FAN into a narrower one: {self.cfg.model.arch!r} is not a FAN")
+        batches = [self.batch(step) for step in range(NARROW_BATCHES)]
+        noisy = torch.cat([to_anchor(b["noisy"], batch_noise(b), self.anchor) for b in batches]).to(self.device)
+        narrow(init.build().to(self.device), self.model, noisy)
 
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:

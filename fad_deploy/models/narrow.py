@@ -1,0 +1,120 @@
+"""A trained FAN cut to narrower ARNet blocks: the start of a fine-tune into a faster
+configuration (issue 18) that keeps what the wider network learned.
+
+Each block whose hidden width shrinks keeps whole groups of its group convolution, those that
+carry the most of the block's output on sample inputs, and its projection is refitted by least
+squares so that the narrow block's output follows the wide one's, fed what the already narrowed
+blocks before it produce (channel pruning with reconstruction, as in He et al. 2017, "Channel
+Pruning for Accelerating Very Deep Neural Networks"). Every other weight is copied."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..errors import FadError
+from .fan import FAN, ARNetBlock, FANConfig
+
+# what narrowing may change; every other setting must be the wider network's
+NARROWED_SETTINGS = ("hidden", "group_width", "min_hidden", "expansions")
+RIDGE = 1e-6  # least-squares regulariser, relative to the mean energy of the kept channels
+
+
+def narrow(source: FAN, target: FAN, noisy: torch.Tensor) -> None:
+    """Fill ``target`` from ``source``. ``target``'s config differs from ``source``'s only in the
+    ARNet widths (:data:`NARROWED_SETTINGS`), each block no wider and its hidden width a multiple
+    of the wider block's group width; ``noisy``: sample inputs, as the networks take them."""
+    check_narrowing(source.config, target.config)
+    wide, narrow_ = arnet_blocks(source), arnet_blocks(target)
+    changed = [name for name in wide if wide[name].group.weight.shape != narrow_[name].group.weight.shape]
+    shapes = target.state_dict()
+    copied = {k: v for k, v in source.state_dict().items() if not any(k.startswith(name + ".") for name in changed)}
+    for k, v in copied.items():
+        if shapes[k].shape != v.shape:
+            raise FadError(f"cannot narrow into this network: {k} changes shape")
+    target.load_state_dict(copied, strict=False)
+    wide_in, wide_out = block_io(source, noisy, wide)
+    with torch.no_grad():
+        for name in changed:  # in execution order: each fit sees the blocks narrowed before it
+            narrow_in, _ = block_io(target, noisy, {name: narrow_[name]})
+            narrow_block(wide[name], narrow_[name], wide_in[name], wide_out[name], narrow_in[name])
+
+
+def check_narrowing(wide: FANConfig, narrow_: FANConfig) -> None:
+    others = [f.name for f in dataclasses.fields(FANConfig) if f.name not in NARROWED_SETTINGS
+              and getattr(wide, f.name) != getattr(narrow_, f.name)]
+    if others:
+        raise FadError(f"cannot narrow a FAN into one with other {', '.join(others)}: "
+                       f"only {', '.join(NARROWED_SETTINGS)} may differ")
+
+
+def arnet_blocks(model: FAN) -> dict[str, ARNetBlock]:
+    """The ARNet blocks by module name, in the order the forward pass runs them."""
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, ARNetBlock)}
+    order = []
+    hooks = [m.register_forward_pre_hook(lambda m, args, name=name: order.append(name)) for name, m in blocks.items()]
+    try:
+        with torch.no_grad():
+            side = 2 ** len(model.config.widths)
+            model(torch.zeros(1, 4, side, side, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: blocks[name] for name in order}
+
+
+def block_io(model: FAN, noisy: torch.Tensor, blocks: dict[str, ARNetBlock]):
+    """The inputs and outputs of ``blocks`` when ``model`` denoises ``noisy``."""
+    inputs, outputs = {}, {}
+
+    def record(name: str, args: tuple, out: torch.Tensor) -> None:  # a hook that returns nothing keeps the output
+        inputs[name], outputs[name] = args[0], out
+
+    hooks = [m.register_forward_hook(lambda m, args, out, name=name: record(name, args, out))
+             for name, m in blocks.items()]
+    try:
+        with torch.no_grad():
+            model(noisy)
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs, outputs
+
+
+def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, wide_out: torch.Tensor,
+                 narrow_in: torch.Tensor) -> None:
+    hidden_wide, hidden = wide.group.out_channels, narrow_.group.out_channels
+    size = hidden_wide // wide.group.groups  # channels per group in the wide block
+    if hidden > hidden_wide or hidden % size:
+        raise FadError(f"cannot narrow an ARNet block of {hidden_wide} hidden channels in groups of {size} "
+                       f"to {hidden}: keep whole groups, no more than there are")
+    h = wide.act(wide.group(wide.act(wide.expand(wide_in))))
+    # each group's share of the block's output: the energy of its channels through the projection
+    share = torch.einsum("oc,nchw->nochw", wide.project.weight[:, :, 0, 0], h).reshape(
+        h.shape[0], -1, wide.group.groups, size, *h.shape[2:]).sum(3).pow(2).sum((0, 1, 3, 4))
+    groups = share.argsort(descending=True)[: hidden // size].sort().values
+    keep = (groups[:, None] * size + torch.arange(size, device=groups.device)).flatten()
+
+    narrow_.expand.weight.copy_(wide.expand.weight[keep])
+    narrow_.expand.bias.copy_(wide.expand.bias[keep])
+    per_group = hidden // narrow_.group.groups  # channels per group in the narrow block
+    weight = torch.zeros_like(narrow_.group.weight)
+    for i, c in enumerate(keep.tolist()):  # a kept channel keeps its links to the kept channels of its wide group
+        start = i // per_group * per_group
+        for j, d in enumerate(keep[start:start + per_group].tolist()):
+            if d // size == c // size:
+                weight[i, j] = wide.group.weight[c, d % size]
+    narrow_.group.weight.copy_(weight)
+    narrow_.group.bias.copy_(wide.group.bias[keep])
+
+    # projection: least squares from the narrow block's hidden channels (on its own inputs) to the
+    # wide block's output (less the narrow block's own residual input, which it adds back)
+    x = narrow_.act(narrow_.group(narrow_.act(narrow_.expand(narrow_in))))
+    y = wide_out - narrow_in if narrow_.residual else wide_out
+    a = torch.cat([x, torch.ones_like(x[:, :1])], 1).permute(0, 2, 3, 1).reshape(-1, hidden + 1).double()
+    b = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double()
+    gram = a.T @ a
+    gram += RIDGE * gram.diagonal().mean() * torch.eye(hidden + 1, dtype=gram.dtype, device=gram.device)
+    solution = torch.linalg.solve(gram, a.T @ b)
+    narrow_.project.weight.copy_(solution[:hidden].T.reshape(narrow_.project.weight.shape).float())
+    narrow_.project.bias.copy_(solution[hidden].float())
