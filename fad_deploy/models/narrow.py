@@ -90,8 +90,9 @@ def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, w
                        f"to {hidden}: keep whole groups, no more than there are")
     h = wide.act(wide.group(wide.act(wide.expand(wide_in))))
     # each group's share of the block's output: the energy of its channels through the projection
-    share = torch.einsum("oc,nchw->nochw", wide.project.weight[:, :, 0, 0], h).reshape(
-        h.shape[0], -1, wide.group.groups, size, *h.shape[2:]).sum(3).pow(2).sum((0, 1, 3, 4))
+    project = wide.project.weight[:, :, 0, 0]
+    share = torch.stack([torch.einsum("oc,nchw->nohw", project[:, g:g + size], h[:, g:g + size]).pow(2).sum()
+                         for g in range(0, hidden_wide, size)])
     groups = share.argsort(descending=True)[: hidden // size].sort().values
     keep = (groups[:, None] * size + torch.arange(size, device=groups.device)).flatten()
 
