@@ -20,10 +20,11 @@ NARROWED_SETTINGS = ("hidden", "group_width", "min_hidden", "expansions")
 RIDGE = 1e-6  # least-squares regulariser, relative to the mean energy of the kept channels
 
 
-def narrow(source: FAN, target: FAN, noisy: torch.Tensor) -> None:
+def narrow(source: FAN, target: FAN, noisy: torch.Tensor, refit: bool = True) -> None:
     """Fill ``target`` from ``source``. ``target``'s config differs from ``source``'s only in the
     ARNet widths (:data:`NARROWED_SETTINGS`), each block no wider and its hidden width a multiple
-    of the wider block's group width; ``noisy``: sample inputs, as the networks take them."""
+    of the wider block's group width; ``noisy``: sample inputs, as the networks take them.
+    ``refit=False`` copies the kept channels' projection instead (benchmarks/narrow_init.py)."""
     check_narrowing(source.config, target.config)
     wide, narrow_ = arnet_blocks(source), arnet_blocks(target)
     changed = [name for name in wide if wide[name].group.weight.shape != narrow_[name].group.weight.shape]
@@ -37,7 +38,7 @@ def narrow(source: FAN, target: FAN, noisy: torch.Tensor) -> None:
     with torch.no_grad():
         for name in changed:  # in execution order: each fit sees the blocks narrowed before it
             narrow_in, _ = block_io(target, noisy, {name: narrow_[name]})
-            narrow_block(wide[name], narrow_[name], wide_in[name], wide_out[name], narrow_in[name])
+            narrow_block(wide[name], narrow_[name], wide_in[name], wide_out[name], narrow_in[name], refit)
 
 
 def check_narrowing(wide: FANConfig, narrow_: FANConfig) -> None:
@@ -82,7 +83,7 @@ def block_io(model: FAN, noisy: torch.Tensor, blocks: dict[str, ARNetBlock]):
 
 
 def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, wide_out: torch.Tensor,
-                 narrow_in: torch.Tensor) -> None:
+                 narrow_in: torch.Tensor, refit: bool) -> None:
     hidden_wide, hidden = wide.group.out_channels, narrow_.group.out_channels
     size = hidden_wide // wide.group.groups  # channels per group in the wide block
     if hidden > hidden_wide or hidden % size:
@@ -107,6 +108,10 @@ def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, w
                 weight[i, j] = wide.group.weight[c, d % size]
     narrow_.group.weight.copy_(weight)
     narrow_.group.bias.copy_(wide.group.bias[keep])
+    if not refit:
+        narrow_.project.weight.copy_(wide.project.weight[:, keep])
+        narrow_.project.bias.copy_(wide.project.bias)
+        return
 
     # projection: least squares from the narrow block's hidden channels (on its own inputs) to the
     # wide block's output (less the narrow block's own residual input, which it adds back)

@@ -188,19 +188,18 @@ class Trainer:
         self.device_batches = DeviceBatches(self.data.cache, cfg.data.crop, cfg.data.shot_range, cfg.seed,
                                             cfg.data.read_band, self.device) if cfg.data.synthesis == "device" else None
         if cfg.model.narrow:
-            self.narrow_from(init)
+            if not isinstance(self.model, FAN):
+                raise FadError(f"model.narrow cuts a FAN into a narrower one: {cfg.model.arch!r} is not a FAN")
+            narrow(init.build().to(self.device), self.model, self.narrow_inputs())
         self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
 
-    def narrow_from(self, init: Checkpoint) -> None:
-        """model.narrow: this network's weights cut from the wider FAN ``init``, each narrowed block
-        fitted on NARROW_BATCHES training batches (in this network's anchor space)."""
-        if not isinstance(self.model, FAN):
-            raise FadError(f"model.narrow cuts a FAN into a narrower one: {self.cfg.model.arch!r} is not a FAN")
+    def narrow_inputs(self) -> torch.Tensor:
+        """What model.narrow fits each narrowed block on: the noisy images of NARROW_BATCHES training
+        batches, as the network takes them (in its anchor space)."""
         batches = [self.batch(step) for step in range(NARROW_BATCHES)]
-        noisy = torch.cat([to_anchor(b["noisy"], batch_noise(b), self.anchor) for b in batches]).to(self.device)
-        narrow(init.build().to(self.device), self.model, noisy)
+        return torch.cat([to_anchor(b["noisy"], batch_noise(b), self.anchor) for b in batches]).to(self.device)
 
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:
