@@ -24,6 +24,7 @@ from fan_config_search import CANDIDATES, fad_train_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EVAL = ["--crops-per-image", "2", "--levels", "6"]  # quality.py's set
+TEST_PHOTOS = default_cache_dir() / "photos" / "test"  # `fad-data fetch`'s held-out photos
 
 
 def starts(wide: str, key: str, folder: Path) -> list[Path]:
@@ -48,22 +49,25 @@ def main(argv=None) -> None:
     p.add_argument("--wide", default="fan-student", help="the network to narrow (shipped name or checkpoint)")
     p.add_argument("--finetuned", help="the narrow network after its fine-tune (default: "
                                        "models/ablations/fan-student-KEY.pt when there)")
-    p.add_argument("--images", default=str(default_cache_dir() / "photos" / "test"))
+    p.add_argument("--images", default=str(TEST_PHOTOS))
     args = p.parse_args(argv)
     finetuned = args.finetuned or Path(f"models/ablations/fan-student-{args.key}.pt")
     with tempfile.TemporaryDirectory() as tmp:
         models = [args.wide, *map(str, starts(args.wide, args.key, Path(tmp)))]
         models += [str(finetuned)] if Path(finetuned).is_file() else []
         result = fad_eval(["--images", args.images, *models, "--threads", "2", *EVAL])
-    command = "python benchmarks/narrow_init.py" + "".join(
-        f" --{k} {v}" for k, v in (("key", args.key), ("wide", args.wide), ("finetuned", args.finetuned)) if v)
-    first = result["results"][0]["raw_psnr"]
+    own_photos = Path(args.images) != TEST_PHOTOS
+    given = {"key": args.key, "wide": args.wide, "finetuned": args.finetuned, "images": own_photos and args.images}
+    command = "python benchmarks/narrow_init.py" + "".join(f" --{k} {v}" for k, v in given.items() if v)
+    rows = [r for r in result["results"] if f"{r['model']} [{r['backend']}]" in result["per_level"]]  # not the noisy input
+    first = rows[0]["raw_psnr"]
     levels = [row["shot"] for row in next(iter(result["per_level"].values()))]
+    photos = args.images if own_photos else "$FAD_CACHE/photos/test"
     lines = [f"# Narrowing `{args.wide}` to `{args.key}`", "", f"Made by `{command}`. RAW PSNR (dB) on the held-out "
-             f"photos ({args.images}), {EVAL[1]} crops each at {EVAL[3]} shot levels; GMACs per RAW megapixel.", "",
+             f"photos ({photos}), {EVAL[1]} crops each at {EVAL[3]} shot levels; GMACs per RAW megapixel.", "",
              "| network | GMACs/MP | RAW PSNR | vs wide | " + " | ".join(f"a = {a:.3g}" for a in levels) + " |",
              "| --- | ---: | ---: | ---: |" + " ---: |" * len(levels)]
-    for r in result["results"]:
+    for r in rows:
         per_level = result["per_level"][f"{r['model']} [{r['backend']}]"]
         lines.append(f"| {r['model']} | {r['gmacs_per_megapixel']:.3f} | {r['raw_psnr']:.3f} | "
                      f"{r['raw_psnr'] - first:+.3f} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in per_level) + " |")
