@@ -396,16 +396,17 @@ def test_narrowing_keeps_the_groups_that_carry_the_output(refit):
     """Blocks whose dropped groups carry nothing narrow without changing the network's output:
     the kept groups' weights are copied (into a dense conv), the rest of the network too."""
     wide = perturbed_fan()
-    narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 0], "group_width": [4, 4, 4]}).eval()
-    blocks = arnet_blocks(wide)
-    cut = {name: b for name, b in blocks.items() if b.group.out_channels != arnet_blocks(narrow_)[name].group.out_channels}
-    assert len(cut) == 4  # level 0 and 1, encoder and decoder: 8 hidden channels in two groups of 4
-    for i, b in enumerate(cut.values()):
-        b.project.weight.data[:, 4 * (i % 2):4 * (i % 2) + 4] = 0  # the first or the second group carries nothing
+    narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 8], "group_width": [4, 4, 8]}).eval()
+    narrowed = arnet_blocks(narrow_)
+    cut = [b for name, b in arnet_blocks(wide).items() if b.group.out_channels != narrowed[name].group.out_channels]
+    assert len(cut) == 5  # levels 0 and 1 (encoder and decoder): 2 groups of 4 to 4; level 2: 4 groups of 4 to 8
+    for i, b in enumerate(cut):
+        for g in range(1 - i % 2, b.group.groups, 2):  # every other group carries nothing
+            b.project.weight.data[:, 4 * g:4 * g + 4] = 0
     x = torch.rand(4, 4, 32, 32)
     narrow(wide, narrow_, x, refit=refit)
-    with torch.no_grad():
-        assert torch.allclose(narrow_(x), wide(x), atol=1e-4)
+    with torch.no_grad():  # (the least squares' ridge moves the refitted output by ~3e-4 of ~2)
+        assert torch.allclose(narrow_(x), wide(x), atol=1e-3 if refit else 1e-5)
     assert torch.equal(narrow_.head.weight, wide.head.weight)
 
 
@@ -413,8 +414,8 @@ def test_the_refitted_projections_follow_the_wide_network_closer_than_the_copied
     wide = perturbed_fan()
     x = torch.rand(4, 4, 32, 32)
     errors = {}
-    for refit in (True, False):
-        narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 0], "group_width": [4, 4, 4]}).eval()
+    for refit in (True, False):  # (the group kernel given per level is the same setting)
+        narrow_ = build("fan", {**TINY_FAN, "hidden": [4, 4, 0], "group_kernel": [3, 3, 3]}).eval()
         narrow(wide, narrow_, x, refit=refit)
         with torch.no_grad():
             errors[refit] = (narrow_(x) - wide(x)).pow(2).mean()
@@ -423,8 +424,10 @@ def test_the_refitted_projections_follow_the_wide_network_closer_than_the_copied
 
 @pytest.mark.parametrize("config, message", [
     ({"widths": [8, 8, 8]}, "other widths: only hidden"),
-    ({"hidden": [6, 4, 0]}, "8 hidden channels in groups of 4 to 6"),
-    ({"hidden": [16, 4, 0]}, "to 16: keep whole groups"),
+    ({"hidden": [6, 4, 0]}, "8 hidden channels in groups of 4 to 6 in groups of 6"),
+    ({"hidden": [16, 4, 0]}, "to 16 in groups of 4: keep whole groups"),
+    ({"group_width": [2, 4, 4]}, "8 hidden channels in groups of 4 to 8 in groups of 2"),
+    ({"group_kernel": [3, 3, 5]}, "other group_kernel"),
 ])
 def test_narrowing_refuses_what_it_cannot_do(config, message):
     with pytest.raises(FadError, match=message):

@@ -351,10 +351,16 @@ def test_narrow_starts_from_the_wider_checkpoint_cut_to_the_configured_blocks(tm
     path = tmp_path / "wide.pt"
     Checkpoint("wide", "fan", model_config(wide), wide.state_dict()).save(path)
     trainer = Trainer(load_config("charbonnier", tiny_overrides(
-        tmp_path / "run", cache, 2, 2, f"model.init={path}", "model.narrow=true", "model.config.hidden=[4, 4, 0]")))
-    assert trainer.model.enc[0].group.out_channels == 4 and trainer.model.enc[2].group.out_channels == 16
-    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in wide.state_dict().items()
+        tmp_path / "run", cache, 2, 2, f"model.init={path}", "model.narrow=true", "model.config.hidden=[4, 4, 0]",
+        "schedule.ema=0.9")))
+    model = trainer.model
+    assert model.enc[0].group.out_channels == 4 and model.enc[2].group.out_channels == 16
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in wide.state_dict().items()
                if k.startswith(("head", "enc.2", "enc_align")))
+    kept = model.enc[0].expand.weight.flatten(1)  # whole rows of the wide block's expansion
+    assert all((row == wide.enc[0].expand.weight.flatten(1)).all(1).any() for row in kept)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in trainer.shipped.state_dict().items())  # the average
+
 
 
 def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):

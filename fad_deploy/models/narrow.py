@@ -27,41 +27,46 @@ def narrow(source: FAN, target: FAN, noisy: torch.Tensor, refit: bool = True) ->
     ``refit=False`` copies the kept channels' projection instead (benchmarks/narrow_init.py)."""
     check_narrowing(source.config, target.config)
     wide, narrow_ = arnet_blocks(source), arnet_blocks(target)
-    changed = [name for name in wide if wide[name].group.weight.shape != narrow_[name].group.weight.shape]
-    shapes = target.state_dict()
-    copied = {k: v for k, v in source.state_dict().items() if not any(k.startswith(name + ".") for name in changed)}
-    for k, v in copied.items():
-        if shapes[k].shape != v.shape:
-            raise FadError(f"cannot narrow into this network: {k} changes shape")
-    target.load_state_dict(copied, strict=False)
-    wide_in, wide_out = block_io(source, noisy, wide)
+    changed = {name: block for name, block in narrow_.items() if block.group.weight.shape != wide[name].group.weight.shape}
+    for name, block in changed.items():
+        check_block(wide[name], block)
+    target.load_state_dict({k: v for k, v in source.state_dict().items()
+                            if not any(k.startswith(name + ".") for name in changed)}, strict=False)
+    wide_in, wide_out = block_io(source, noisy, {name: wide[name] for name in changed})
     with torch.no_grad():
-        for name in changed:  # in execution order: each fit sees the blocks narrowed before it
-            narrow_in, _ = block_io(target, noisy, {name: narrow_[name]})
-            narrow_block(wide[name], narrow_[name], wide_in[name], wide_out[name], narrow_in[name], refit)
+        for name, block in changed.items():  # in execution order: each fit sees the blocks narrowed before it
+            narrow_in, _ = block_io(target, noisy, {name: block})
+            narrow_block(wide[name], block, wide_in[name], wide_out[name], narrow_in[name], refit)
 
 
 def check_narrowing(wide: FANConfig, narrow_: FANConfig) -> None:
-    others = [f.name for f in dataclasses.fields(FANConfig) if f.name not in NARROWED_SETTINGS
-              and getattr(wide, f.name) != getattr(narrow_, f.name)]
+    def same(setting: str) -> bool:  # a setting given for all levels equals the same one given per level
+        a, b = getattr(wide, setting), getattr(narrow_, setting)
+        per_level = all(isinstance(v, (int, tuple)) and not isinstance(v, bool) for v in (a, b))
+        return a == b or per_level and len(wide.widths) == len(narrow_.widths) and all(
+            wide.at(level, setting) == narrow_.at(level, setting) for level in range(len(wide.widths)))
+
+    others = [f.name for f in dataclasses.fields(FANConfig) if f.name not in NARROWED_SETTINGS and not same(f.name)]
     if others:
         raise FadError(f"cannot narrow a FAN into one with other {', '.join(others)}: "
                        f"only {', '.join(NARROWED_SETTINGS)} may differ")
 
 
+def check_block(wide: ARNetBlock, narrow_: ARNetBlock) -> None:
+    hidden_wide, hidden = wide.group.out_channels, narrow_.group.out_channels
+    size, per_group = hidden_wide // wide.group.groups, hidden // narrow_.group.groups
+    if hidden > hidden_wide or hidden % size or per_group % size:
+        raise FadError(f"cannot narrow an ARNet block of {hidden_wide} hidden channels in groups of {size} to "
+                       f"{hidden} in groups of {per_group}: keep whole groups, no more than there are, and group "
+                       f"them whole")
+
+
 def arnet_blocks(model: FAN) -> dict[str, ARNetBlock]:
     """The ARNet blocks by module name, in the order the forward pass runs them."""
+    side = 2 ** len(model.config.widths)
+    zeros = torch.zeros(1, 4, side, side, device=next(model.parameters()).device)
     blocks = {name: m for name, m in model.named_modules() if isinstance(m, ARNetBlock)}
-    order = []
-    hooks = [m.register_forward_pre_hook(lambda m, args, name=name: order.append(name)) for name, m in blocks.items()]
-    try:
-        with torch.no_grad():
-            side = 2 ** len(model.config.widths)
-            model(torch.zeros(1, 4, side, side, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-    return {name: blocks[name] for name in order}
+    return {name: blocks[name] for name in block_io(model, zeros, blocks)[0]}
 
 
 def block_io(model: FAN, noisy: torch.Tensor, blocks: dict[str, ARNetBlock]):
@@ -85,10 +90,7 @@ def block_io(model: FAN, noisy: torch.Tensor, blocks: dict[str, ARNetBlock]):
 def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, wide_out: torch.Tensor,
                  narrow_in: torch.Tensor, refit: bool) -> None:
     hidden_wide, hidden = wide.group.out_channels, narrow_.group.out_channels
-    size = hidden_wide // wide.group.groups  # channels per group in the wide block
-    if hidden > hidden_wide or hidden % size:
-        raise FadError(f"cannot narrow an ARNet block of {hidden_wide} hidden channels in groups of {size} "
-                       f"to {hidden}: keep whole groups, no more than there are")
+    size, per_group = hidden_wide // wide.group.groups, hidden // narrow_.group.groups
     h = wide.act(wide.group(wide.act(wide.expand(wide_in))))
     # each group's share of the block's output: the energy of its channels through the projection
     project = wide.project.weight[:, :, 0, 0]
@@ -99,14 +101,11 @@ def narrow_block(wide: ARNetBlock, narrow_: ARNetBlock, wide_in: torch.Tensor, w
 
     narrow_.expand.weight.copy_(wide.expand.weight[keep])
     narrow_.expand.bias.copy_(wide.expand.bias[keep])
-    per_group = hidden // narrow_.group.groups  # channels per group in the narrow block
-    weight = torch.zeros_like(narrow_.group.weight)
-    for i, c in enumerate(keep.tolist()):  # a kept channel keeps its links to the kept channels of its wide group
-        start = i // per_group * per_group
-        for j, d in enumerate(keep[start:start + per_group].tolist()):
-            if d // size == c // size:
-                weight[i, j] = wide.group.weight[c, d % size]
-    narrow_.group.weight.copy_(weight)
+    # narrow channel i reads the kept channels of its narrow group; of those, the ones of its wide group
+    # keep their wide weights, the others start at zero
+    inputs = keep.view(-1, per_group).repeat_interleave(per_group, 0)  # (hidden, per_group): wide channels read
+    same_group = inputs // size == keep[:, None] // size
+    narrow_.group.weight.copy_(wide.group.weight[keep[:, None], inputs % size] * same_group[..., None, None])
     narrow_.group.bias.copy_(wide.group.bias[keep])
     if not refit:
         narrow_.project.weight.copy_(wide.project.weight[:, keep])

@@ -38,7 +38,8 @@ from ..runners.tiling import network_align
 from .config import TrainConfig, config_from_dict
 from .losses import FeatureMatchingLoss, RGBPerceptualLoss, charbonnier, distillation_l1
 
-NARROW_BATCHES = 8  # training batches that model.narrow fits each narrowed block on
+# what model.narrow fits each narrowed block on: as many pixels as 8 batches of the CPU's training crops
+NARROW_IMAGES, NARROW_CROP = 128, 64
 
 
 def batch_noise(batch: dict, device=None) -> NoiseParams:
@@ -153,12 +154,23 @@ class Trainer:
         self.model = checked_network(cfg.model.arch, cfg.model.config, cfg.data.crop).to(self.device)
         if cfg.model.narrow and not cfg.model.init:
             raise FadError("model.narrow cuts the checkpoint of model.init: set model.init=CHECKPOINT")
+        if cfg.model.narrow and not isinstance(self.model, FAN):
+            raise FadError(f"model.narrow cuts a FAN into a narrower one: {cfg.model.arch!r} is not a FAN")
         if cfg.model.init:
             init = load_checkpoint(resolve_model(cfg.model.init))
             if init.arch != cfg.model.arch:
                 raise FadError(f"model.init {cfg.model.init!r} is a {init.arch!r}, not a {cfg.model.arch!r}")
             if not cfg.model.narrow:
                 load_weights(self.model, init.state_dict, f"model.init {cfg.model.init!r}")
+
+        self.cache_path = resolve_cache(cfg)
+        self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed,
+                                 read_band=cfg.data.read_band)
+        self.device_batches = DeviceBatches(self.data.cache, cfg.data.crop, cfg.data.shot_range, cfg.seed,
+                                            cfg.data.read_band, self.device) if cfg.data.synthesis == "device" else None
+        if cfg.model.narrow:  # before the optimizer, the weights' average and DDP take the weights
+            narrow(init.build().to(self.device), self.model, self.narrow_inputs())
+
         self.model.to(memory_format=self.layout)
         self.net = self.model
         if self.distributed:
@@ -181,25 +193,16 @@ class Trainer:
             raise FadError("loss.rgb_perceptual needs ImageNet VGG16 weights you supply: set loss.vgg_weights=PATH")
         self.rgb_loss = RGBPerceptualLoss(loss.vgg_weights, loss.style_weight).to(self.device) \
             if loss.rgb_perceptual > 0 else None
-
-        self.cache_path = resolve_cache(cfg)
-        self.data = NoisyPatches(load_patch_cache(self.cache_path), cfg.data.crop, cfg.data.shot_range, cfg.seed,
-                                 read_band=cfg.data.read_band)
-        self.device_batches = DeviceBatches(self.data.cache, cfg.data.crop, cfg.data.shot_range, cfg.seed,
-                                            cfg.data.read_band, self.device) if cfg.data.synthesis == "device" else None
-        if cfg.model.narrow:
-            if not isinstance(self.model, FAN):
-                raise FadError(f"model.narrow cuts a FAN into a narrower one: {cfg.model.arch!r} is not a FAN")
-            narrow(init.build().to(self.device), self.model, self.narrow_inputs())
         self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
 
     def narrow_inputs(self) -> torch.Tensor:
-        """What model.narrow fits each narrowed block on: the noisy images of NARROW_BATCHES training
-        batches, as the network takes them (in its anchor space)."""
-        batches = [self.batch(step) for step in range(NARROW_BATCHES)]
-        return torch.cat([to_anchor(b["noisy"], batch_noise(b), self.anchor) for b in batches]).to(self.device)
+        """What model.narrow fits each narrowed block on: NARROW_IMAGES noisy training crops (at most
+        NARROW_CROP pixels a side), as the network takes them (in its anchor space); the same on every rank."""
+        batch = sample_batch(self.data, 0, NARROW_IMAGES, self.cfg.seed)
+        noisy = to_anchor(batch["noisy"], batch_noise(batch), self.anchor)
+        return noisy[..., :NARROW_CROP, :NARROW_CROP].to(self.device)
 
     # ---- data --------------------------------------------------------------------------
     def batch(self, step: int) -> dict[str, torch.Tensor]:
