@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     own_photos = Path(args.images) != TEST_PHOTOS
     given = {"key": args.key, "wide": args.wide, "finetuned": args.finetuned, "images": own_photos and args.images}
     command = "python benchmarks/narrow_init.py" + "".join(f" --{k} {v}" for k, v in given.items() if v)
-    rows = [r for r in result["results"] if f"{r['model']} [{r['backend']}]" in result["per_level"]]  # not the noisy input
+    # the networks' rows (not the noisy input's)
+    rows = [r for r in result["results"] if f"{r['model']} [{r['backend']}]" in result["per_level"]]
     first = rows[0]["raw_psnr"]
     levels = [row["shot"] for row in next(iter(result["per_level"].values()))]
     photos = args.images if own_photos else "$FAD_CACHE/photos/test"

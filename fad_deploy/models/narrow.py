@@ -27,7 +27,8 @@ def narrow(source: FAN, target: FAN, noisy: torch.Tensor, refit: bool = True) ->
     ``refit=False`` copies the kept channels' projection instead (benchmarks/narrow_init.py)."""
     check_narrowing(source.config, target.config)
     wide, narrow_ = arnet_blocks(source), arnet_blocks(target)
-    changed = {name: block for name, block in narrow_.items() if block.group.weight.shape != wide[name].group.weight.shape}
+    changed = {name: block for name, block in narrow_.items()
+               if block.group.weight.shape != wide[name].group.weight.shape}
     for name, block in changed.items():
         check_block(wide[name], block)
     target.load_state_dict({k: v for k, v in source.state_dict().items()
