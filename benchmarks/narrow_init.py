@@ -2,7 +2,7 @@
 RAW PSNR per noise level on photos never used in training of the wide network, the start of the
 narrow fine-tune (fad-train model.narrow: each narrowed ARNet block keeps the groups that carry
 most of its output and its projection is refitted by least squares), that start without the
-refit (the kept channels' projection copied), and the fine-tuned network.
+refit (the kept channels' projection copied), and the fine-tuned network (whose model card it writes).
 
     python benchmarks/narrow_init.py [--key d8-12-24] [--wide fan-student] [--finetuned CHECKPOINT]
     # writes benchmarks/results/narrow_init-KEY.{md,json}
@@ -21,6 +21,7 @@ from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model
 from fad_deploy.train.config import load_config
 from fad_deploy.train.trainer import Trainer
 from fan_config_search import CANDIDATES, fad_train_settings
+from quality import add_params, write_model_cards
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EVAL = ["--crops-per-image", "2", "--levels", "6"]  # quality.py's set
@@ -72,6 +73,10 @@ def main(argv=None) -> None:
         per_level = result["per_level"][f"{r['model']} [{r['backend']}]"]
         lines.append(f"| {r['model']} | {r['gmacs_per_megapixel']:.3f} | {r['raw_psnr']:.3f} | "
                      f"{r['raw_psnr'] - first:+.3f} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in per_level) + " |")
+    if Path(finetuned).is_file():  # its card: how it was made, what it measures here
+        name = rows[-1]["model"]
+        add_params(rows, [name])
+        write_model_cards(rows, result["set"], only=[name], measured_by=command)
     out = RESULTS / f"narrow_init-{args.key}"
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json(out.with_suffix(".json"), {"command": command, **result})

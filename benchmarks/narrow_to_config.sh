@@ -30,7 +30,7 @@ if [ ! -f "$STUDENT" ]; then
     --ship "$STUDENT" </dev/null
 fi
 export STUDENT ARRAY RUNS="runs/nsma-$KEY" STEPS=2000 VAL_EVERY=500 THREADS=1 TABLE=no \
-  EXTRA="loss.level_weighting=relative --channels-last $FAN"
+  EXTRA="loss.level_weighting=relative $FAN --channels-last"  # settings before the options
 ONLY="0 2" benchmarks/train_nsma.sh &
 pid=$!
 ONLY="1 3" benchmarks/train_nsma.sh
