@@ -2,9 +2,9 @@
 RAW PSNR per noise level on photos never used in training of the wide network, the start of the
 narrow fine-tune (fad-train model.narrow: each narrowed ARNet block keeps the groups that carry
 most of its output and its projection is refitted by least squares), that start without the
-refit (the kept channels' projection copied), and the fine-tuned network (whose model card it writes).
+refit (the kept channels' projection copied), and the fine-tuned networks (whose model cards it writes).
 
-    python benchmarks/narrow_init.py [--key d8-12-24] [--wide fan-student] [--finetuned CHECKPOINT]
+    python benchmarks/narrow_init.py [--key d8-12-24] [--wide fan-student] [--finetuned CHECKPOINT ...]
     # writes benchmarks/results/narrow_init-KEY.{md,json}
 """
 from __future__ import annotations
@@ -48,17 +48,19 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--key", default="d8-12-24", choices=CANDIDATES, help="the configuration (fan_config_search.py)")
     p.add_argument("--wide", default="fan-student", help="the network to narrow (shipped name or checkpoint)")
-    p.add_argument("--finetuned", help="the narrow network after its fine-tune (default: "
-                                       "models/ablations/fan-student-KEY.pt when there)")
+    p.add_argument("--finetuned", nargs="+", help="the narrow network after its fine-tune(s) (default: "
+                                                  "models/ablations/fan-student-KEY.pt when there)")
     p.add_argument("--images", default=str(TEST_PHOTOS))
     args = p.parse_args(argv)
-    finetuned = args.finetuned or Path(f"models/ablations/fan-student-{args.key}.pt")
+    default = Path(f"models/ablations/fan-student-{args.key}.pt")
+    finetuned = args.finetuned or ([str(default)] if default.is_file() else [])
     with tempfile.TemporaryDirectory() as tmp:
         models = [args.wide, *map(str, starts(args.wide, args.key, Path(tmp)))]
-        models += [str(finetuned)] if Path(finetuned).is_file() else []
+        models += finetuned
         result = fad_eval(["--images", args.images, *models, "--threads", "2", *EVAL])
     own_photos = Path(args.images) != TEST_PHOTOS
-    given = {"key": args.key, "wide": args.wide, "finetuned": args.finetuned, "images": own_photos and args.images}
+    given = {"key": args.key, "wide": args.wide, "finetuned": args.finetuned and " ".join(args.finetuned),
+             "images": own_photos and args.images}
     command = "python benchmarks/narrow_init.py" + "".join(f" --{k} {v}" for k, v in given.items() if v)
     # the networks' rows (not the noisy input's)
     rows = [r for r in result["results"] if f"{r['model']} [{r['backend']}]" in result["per_level"]]
@@ -73,10 +75,10 @@ def main(argv=None) -> None:
         per_level = result["per_level"][f"{r['model']} [{r['backend']}]"]
         lines.append(f"| {r['model']} | {r['gmacs_per_megapixel']:.3f} | {r['raw_psnr']:.3f} | "
                      f"{r['raw_psnr'] - first:+.3f} | " + " | ".join(f"{x['raw_psnr']:.2f}" for x in per_level) + " |")
-    if Path(finetuned).is_file():  # its card: how it was made, what it measures here
-        name = rows[-1]["model"]
-        add_params(rows, [name])
-        write_model_cards(rows, result["set"], only=[name], measured_by=command)
+    if finetuned:  # their cards: how each was made, what it measures here
+        names = [r["model"] for r in rows[-len(finetuned):]]
+        add_params(rows, names)
+        write_model_cards(rows, result["set"], only=names, measured_by=command)
     out = RESULTS / f"narrow_init-{args.key}"
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json(out.with_suffix(".json"), {"command": command, **result})
