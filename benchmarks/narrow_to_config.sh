@@ -11,10 +11,11 @@
 #   stage 3: both against the shipped ones at every noise level, read noise 0.1x-10x
 #            (noise_grid.py: benchmarks/results/noise_grid_KEY.md; the shipped array's rows, same crops
 #            and seed: noise_grid_nsma_from_student.md)
-# Run folders: runs/fan-student-KEY, runs/nsma-KEY. Re-running resumes each fine-tune from its run folder and skips the models already made.
-# The int8 array (nsma_from_student_int8.sh, ~8 h) is the next step; until then nothing here is shipped.
-# Usage: nohup benchmarks/narrow_to_config.sh > narrow.log 2>&1 &   (2 cores: stage 1 ~STEPS/170 min,
-#   stage 2 ~50 min, stage 3 ~10 min)
+# Run folders: runs/fan-student-KEY, runs/nsma-KEY. Re-running resumes each fine-tune from its run
+# folder and skips the models already made. The int8 array (nsma_from_student_int8.sh, ~8 h) is the
+# next step; until then nothing here is shipped.
+# Usage: nohup benchmarks/narrow_to_config.sh > narrow.log 2>&1 &   (2 cores, AVX2: stage 1 ~STEPS/175
+#   min, stage 2 ~90 min (1.3 s a step per model, two side by side), stage 3 ~2 min)
 set -euo pipefail
 KEY=${KEY:-d8-12-24}
 STEPS=${STEPS:-14000}
