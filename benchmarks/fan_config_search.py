@@ -165,6 +165,23 @@ CANDIDATES = {
     "d8-12-24-c11-hdw": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, 1x1 FA conditioning at "
                          "levels 0 / 1, separable head",
                          dense(8, 12, 24, align_kernel=[1, 1, 3, 3, 3], head_depthwise=True)),
+    # eleventh round (the AVX-512 VNNI CPU): dense 48 at level 3 buys d8-12-24 0.04 of PMRID's int8 time but costs
+    # 0.19 dB (its 192 hidden channels cut to 48); keep them and run them in wider groups, which XNNPACK runs at a
+    # higher MAC rate, at level 3 or at levels 3 and 4
+    "d8-12-24-g8": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, groups of 8 below",
+                    dense(8, 12, 24, below=8)),
+    "d8-12-24-g16": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, groups of 16 below",
+                     dense(8, 12, 24, below=16)),
+    "d8-12-24-g8x4": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, groups of 8 at level 3",
+                      dense(8, 12, 24, below=(8, 4))),
+    "d8-12-24-g16x4": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, groups of 16 at level 3",
+                       dense(8, 12, 24, below=(16, 4))),
+    # of d8-12-24-g8's int8 time the two 3x3 conditioning convs at full resolution (4 -> 8 channels) take 9%: share
+    # that level's alone (shared conditioning at every level cost 0.10 dB: fan_config_quality-steps9600-avx2-tiled.md)
+    "d8-12-24-sa0": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, shared FA conditioning at level 0",
+                     dense(8, 12, 24, shared_align=[True, False, False, False, False])),
+    "d8-12-24-g8-sa0": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, groups of 8 below, shared FA "
+                        "conditioning at level 0", dense(8, 12, 24, below=8, shared_align=[True, False, False, False, False])),
 }
 
 

@@ -8,7 +8,8 @@
 #            noise-relative loss, the best validation kept: $MODELS/fan-student-KEY.pt; then a second
 #            cycle of 8,000 steps at a third of the learning rate: $MODELS/fan-student-KEY-c2.pt
 #   stage 2: the array from that student with the shipped array's recipe (nsma_from_student.sh:
-#            train_nsma.sh, KD + Feature Matching from the teacher per sub-range, two at a time)
+#            train_nsma.sh, KD + Feature Matching from the teacher per sub-range, two at a time),
+#            its manifest, cards and per-sub-range table (benchmarks/results/nsma-KEY/)
 #   stage 3: both against the shipped ones at every noise level, read noise 0.1x-10x
 #            (noise_grid.py: benchmarks/results/noise_grid_KEY.md; the shipped array's rows, same crops
 #            and seed: noise_grid_nsma_from_student.md)
@@ -41,5 +42,7 @@ ONLY="0 2" benchmarks/train_nsma.sh &
 pid=$!
 ONLY="1 3" benchmarks/train_nsma.sh
 wait "$pid"
+python benchmarks/nsma_table.py --array "$ARRAY" --single "$STUDENT" --results "benchmarks/results/nsma-$KEY" \
+  --write-manifest --cards
 python benchmarks/noise_grid.py --models models/fan-student.pt "$STUDENT" --baselines --array "$ARRAY" \
   --name "noise_grid_$KEY"

@@ -153,6 +153,12 @@ def test_per_level_group_width_and_shared_feature_align_conditioning():
         assert model(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
     full = build("fan")
     assert simple_macs(model, MEGAPIXEL_PACKED) < simple_macs(full, MEGAPIXEL_PACKED)
+    level0 = build("fan", {"shared_align": [True, False, False, False, False]})  # shared at full resolution only
+    assert level0.dec_align[-1].shared is None and all(fa.shared is not None for fa in level0.dec_align[:-1])
+    with torch.no_grad():
+        assert level0(torch.rand(1, 4, 20, 36)).shape == (1, 4, 20, 36)
+    assert simple_macs(model, MEGAPIXEL_PACKED) < simple_macs(level0, MEGAPIXEL_PACKED) < simple_macs(full,
+                                                                                                    MEGAPIXEL_PACKED)
 
 
 def test_min_hidden_widens_only_the_blocks_narrower_than_it():

@@ -518,7 +518,8 @@ def test_narrow_shrunk_skips_copied_back_export_as_one_tiled_conv_without_a_conc
 
 @pytest.mark.parametrize("int8", [False, True])
 def test_separable_head_and_1x1_shared_conditioning_export_with_parity(int8, tmp_path, one_thread):
-    ckpt = tiny_checkpoint(head_depthwise=True, align_kernel=[1, 3, 3], align_hidden=[4, 8, 8], shared_align=True)
+    ckpt = tiny_checkpoint(head_depthwise=True, align_kernel=[1, 3, 3], align_hidden=[4, 8, 8],
+                           shared_align=[True, False, True])  # level 1's decoder Feature-Align has its own
     ops, parity = exported_ops_and_parity(ckpt, int8, tmp_path)
     assert ops[-2:] == ["DEPTHWISE_CONV_2D", "CONV_2D"]  # the head: depthwise 3x3, then 1x1 to 4 channels
     assert parity >= (45 if int8 else 80)

@@ -42,7 +42,8 @@ class FANConfig:
     align_kernel: int | tuple[int, ...] = 3
     feature_align: bool = True
     align_min_level: int = 0  # Feature-Align at this level and coarser ones (0: every level, as in the paper)
-    shared_align: bool = False  # the decoder's Feature-Align reuses the encoder's conditioning at its level
+    # the decoder's Feature-Align reuses the encoder's conditioning at its level (one for all levels, or per level)
+    shared_align: bool | tuple[bool, ...] = False
     skips: bool = True
     sampling: str = "conv"  # "conv": strided ARNet + pixel shuffle; "haar": wavelet
     # kernel of the head, the full-resolution conv to the 4-plane residual (odd): a 3x3 to 4 channels runs at
@@ -166,7 +167,7 @@ class FAN(PaddedResidualNet):
                                     kernel=c.at(level, "align_kernel"))
 
             self.enc_align = nn.ModuleList([align(i) for i in range(n)])
-            self.dec_align = nn.ModuleList([align(i, not c.shared_align) for i in reversed(range(n - 1))])
+            self.dec_align = nn.ModuleList([align(i, not c.at(i, "shared_align")) for i in reversed(range(n - 1))])
         k = c.head_kernel
         self.head = (nn.Sequential(nn.Conv2d(w[0], w[0], k, padding=k // 2, groups=w[0]), conv1x1(w[0], 4))
                      if c.head_depthwise else nn.Conv2d(w[0], 4, k, padding=k // 2))
@@ -199,5 +200,5 @@ class FAN(PaddedResidualNet):
             f = self.dec[j](f)
             if aligned and i >= self.config.align_min_level:
                 fa = self.dec_align[j]
-                f = fa.modulate(f, conditions[i] if self.config.shared_align else fa.condition(pyramid[i]))
+                f = fa.modulate(f, conditions[i] if self.config.at(i, "shared_align") else fa.condition(pyramid[i]))
         return self.head(f)
