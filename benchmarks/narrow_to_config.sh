@@ -17,7 +17,8 @@
 # folder and skips the models already made. The int8 array (nsma_from_student_int8.sh, ~8 h) is the
 # next step; until then nothing here is shipped.
 # Usage: nohup benchmarks/narrow_to_config.sh > narrow.log 2>&1 &   (2 cores, AVX2: stage 1 ~STEPS/175
-#   + 45 min, stage 2 ~90 min (1.3 s a step per model, two side by side), stage 3 ~2 min)
+#   + 45 min, stage 2 ~90 min (1.3 s a step per model, two side by side; 43 min on an AVX-512 EPYC), stage 3
+#   ~4 min)
 set -euo pipefail
 KEY=${KEY:-d8-12-24}
 STEPS=${STEPS:-14000}

@@ -125,7 +125,7 @@ def main(argv=None) -> None:
 
         rows = [card_row(args.array / e.file, sub["array"]) for e, sub in zip(array.table, result["per_subrange"])]
         write_model_cards(rows, {**info, "levels": "its own sub-range"}, only=[r["model"] for r in rows],
-                          measured_by=command)
+                          measured_by=command, folder=args.array)
     print(f"wrote {results / 'nsma.md'}")
 
 

@@ -189,11 +189,12 @@ def kept_best(card: dict) -> str:
 
 
 def write_model_cards(rows: list[dict], set_info: dict, only: list[str] | None = None,
-                      measured_by: str = "python benchmarks/quality.py") -> None:
+                      measured_by: str = "python benchmarks/quality.py", folder: Path | None = None) -> None:
     """models/<name>.md + .json: how each shipped model was made and what it measures (every
-    float model whose card no other benchmark made, or the ones named in ``only``)."""
+    float model whose card no other benchmark made, or the ones named in ``only``). ``folder``:
+    only the checkpoints under it (an array's folder: other arrays reuse its models' names)."""
     by = {r["model"]: r for r in rows}
-    for path in sorted(models_dir().rglob("*.pt")):
+    for path in sorted((folder or models_dir()).rglob("*.pt")):
         ckpt = load_checkpoint(path)
         if ckpt.extra.get("quantization") or (only is not None and ckpt.name not in only):
             continue  # int8 checkpoints: their cards come from ship_int8.py
