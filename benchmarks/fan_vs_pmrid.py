@@ -133,7 +133,7 @@ def side_by_side_md(rows: list[dict], fan_ratios: list[dict], control: list[dict
         "## Control: FAN initial weights / FAN trained\n\n"
         + markdown_table(["precision", "threads", "ratio"], control_table),
         "## FAN with its grouped convs as block-diagonal plain convs (`fad-export --no-group-conv`)\n\n"
-        f"The same weights; the plain convs run {plain_macs['macs_plain'] / plain_macs['macs_grouped']:.2f}x "
+        f"The same weights; the plain convs run {plain_macs['macs_written'] / plain_macs['macs_grouped']:.2f}x "
         "the conv MACs (zeros outside the blocks) on the dense kernels. Its time over FAN's and over the PMRID "
         "architecture's:\n\n"
         + markdown_table(["precision", "threads", "/ FAN", "/ PMRID architecture"], plain_table),

@@ -458,22 +458,30 @@ def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_
 
 # ---- TFLite ----------------------------------------------------------------------------------------------
 
-def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, one_thread):
+@pytest.mark.parametrize("merge, width", [({"group_conv": False}, None), ({"group_width": 8}, 8)])
+def test_tflite_int8_with_merged_groups_keeps_parity_and_reports_cost(merge, width, tmp_path, one_thread):
+    """Grouped convs written as plain convs (--no-group-conv) or with adjacent groups merged to at
+    least 8 channels (--group-width 8; TINY's 16-channel level-2 conv has four groups of 4)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_cost
 
     q = calibrated(tiny_checkpoint())
-    model, info = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=True, group_conv=False), "test", {})
+    options = TFLiteOptions((SIZE, SIZE), int8=True, **merge)
+    model, info = export_tflite(q, options, "test", {})
     (tmp_path / "m.tflite").write_bytes(model)
     interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
     ops = {d["op_name"] for d in interp._get_ops_details()}
     assert {"CONV_2D", "DEPTH_TO_SPACE", "DEPTHWISE_CONV_2D", "MUL", "ADD"} <= ops  # pools as depthwise convs
     assert not ops & {"GATHER", "SPLIT", "DEQUANTIZE", "QUANTIZE", "AVERAGE_POOL_2D"}  # native ops, full integer
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    for d in interp._get_ops_details():
-        if d["op_name"] == "CONV_2D":  # plain convs: filter depth == input channels
-            assert tensors[d["inputs"][1]]["shape"][3] == tensors[d["inputs"][0]]["shape"][3]
+    depths = [(tensors[d["inputs"][1]]["shape"][3], tensors[d["inputs"][0]]["shape"][3])
+              for d in interp._get_ops_details() if d["op_name"] == "CONV_2D"]  # (filter depth, input channels)
+    if width is None:  # plain convs: filter depth == input channels
+        assert all(depth == channels for depth, channels in depths)
+    else:  # no group narrower than 8 channels, and the 16-channel conv in two groups of 8
+        assert all(depth == channels or depth >= width for depth, channels in depths)
+        assert (width, 16) in depths
     assert info["input"]["dtype"] == "int8" and info["input"]["quantization"]["scale"] == pytest.approx(
         info["int8_io_grid"]["input"]["scale"], rel=1e-6)
     u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
@@ -481,8 +489,10 @@ def test_tflite_int8_without_group_conv_keeps_parity_and_reports_cost(tmp_path, 
     with torch.no_grad():
         ref = fake_quant_model(q)(torch.from_numpy(u)).numpy()
     assert psnr(runner.run(u), ref, data_range=float(np.abs(ref).max())) >= 45
-    cost = group_conv_cost(q.build(), (SIZE, SIZE))
-    assert cost["macs_plain"] > cost["macs_grouped"] and cost["weights_plain"] > cost["weights_grouped"]
+    cost = group_conv_cost(q.build(), (SIZE, SIZE), options.written_group_width)
+    assert cost["macs_written"] > cost["macs_grouped"] and cost["weights_written"] > cost["weights_grouped"]
+    if width is not None:  # fewer written MACs than as plain convs
+        assert cost["macs_written"] < group_conv_cost(q.build(), (SIZE, SIZE))["macs_written"]
 
 
 def exported_ops_and_parity(ckpt: Checkpoint, int8: bool, folder: Path) -> tuple[list[str], float]:

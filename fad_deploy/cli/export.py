@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
+    p.add_argument("--group-width", type=positive_int, metavar="N",
+                   help="write grouped convs with fewer than N channels per group with at least N, adjacent groups "
+                        "merged block-diagonally: the same numbers on kernels that may run faster (XNNPACK on an "
+                        "AVX-512 CPU: benchmarks/results/group_width.md); the report gives the MAC/size cost")
     p.add_argument("--qat", action="store_true",
                    help="run quantization-aware training again from the float checkpoints (minutes per model on "
                         "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
@@ -108,6 +112,7 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8, ptq=args.ptq,
                             tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
+                                                group_width=args.group_width or 0,
                                                 activations=args.activations),
                             threads=args.threads, requantize=args.qat,
                             shipped_recipe=not (args.qat or args.ptq or args.qat_steps or args.qat_input
@@ -191,6 +196,8 @@ def main(argv=None):
                        "models: add --int8")
     if split and (args.ptq or args.activations != "int8"):
         raise FadError("--qat-input-split is the input of int8 QAT: it takes neither --ptq nor --activations int16")
+    if args.no_group_conv and args.group_width:
+        raise FadError("--no-group-conv writes every grouped conv as a plain conv: it takes no --group-width")
     if args.qat_input_split == 1:
         raise FadError("--qat-input-split: 1 splits nothing; give 0 (one int8 input) or at least 2")
     if args.qat_adapt_steps and args.qat_input != "sqrt":

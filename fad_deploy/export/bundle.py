@@ -315,8 +315,11 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
              "files": files}
     if base is not None:
         entry[RESIDUAL_BASE_KEY] = base
-    if "tflite" in options.targets and not options.tflite.group_conv:
-        entry["group_conv_cost"] = group_conv_cost(ckpt.build(), options.tflite.input_size)
+    if "tflite" in options.targets and options.tflite.merges_groups:
+        t = options.tflite
+        entry["group_conv_cost"] = {
+            "written_as": "plain convs" if not t.group_conv else f"groups of at least {t.group_width} channels",
+            **group_conv_cost(ckpt.build(), t.input_size, t.written_group_width)}
     return Exported(entry, ckpt, int8_ckpt, quantize_s)
 
 
@@ -373,10 +376,10 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
                              f"{b['quantization_params']:,} B, graph and metadata {b['graph_and_metadata']:,} B")
         if "group_conv_cost" in m:
             c = m["group_conv_cost"]
-            lines += ["", f"--no-group-conv: grouped convs written as block-diagonal plain convs: conv MACs "
-                      f"{c['macs_grouped']:,} -> {c['macs_plain']:,} (x{c['macs_plain'] / c['macs_grouped']:.2f}), "
-                      f"conv weights {c['weights_grouped']:,} -> {c['weights_plain']:,} "
-                      f"(x{c['weights_plain'] / c['weights_grouped']:.2f}) at the export size"]
+            lines += ["", f"grouped convs written as {c['written_as']} (block-diagonal, the same numbers): conv MACs "
+                      f"{c['macs_grouped']:,} -> {c['macs_written']:,} (x{c['macs_written'] / c['macs_grouped']:.2f}), "
+                      f"conv weights {c['weights_grouped']:,} -> {c['weights_written']:,} "
+                      f"(x{c['weights_written'] / c['weights_grouped']:.2f}) at the export size"]
         lines.append("")
     t = options.thresholds
     sets = "; ".join(f"{m['name']}: {m['validation_set']['patches']} patches of {m['validation_set']['size']}x"

@@ -71,14 +71,24 @@ def depth_to_space_moves(tf, x, r: int):
     return tf.reshape(y, [1, h * r, w * r, c // (r * r)])
 
 
-def dense_from_grouped(w: np.ndarray, groups: int) -> np.ndarray:
-    """(O, I/g, kh, kw) grouped weights -> block-diagonal (O, I, kh, kw): one plain conv."""
+def merged_groups(groups: int, in_channels: int, width: float) -> int:
+    """The groups of a grouped conv written with at least ``width`` input channels per group:
+    the fewest adjacent groups merged that reach it and divide the groups (inf: one plain conv)."""
+    per_group = in_channels // groups
+    k = next((k for k in range(1, groups + 1) if groups % k == 0 and k * per_group >= width), groups)
+    return groups // k
+
+
+def merge_groups(w: np.ndarray, groups: int, new_groups: int) -> np.ndarray:
+    """(O, I/groups, kh, kw) grouped weights -> (O, I/new_groups, kh, kw): adjacent groups merged,
+    block-diagonal inside each merged group (new_groups = 1: one plain conv); the same numbers."""
     o, i_g = w.shape[:2]
-    dense = np.zeros((o, i_g * groups, *w.shape[2:]), w.dtype)
-    per_group = o // groups
-    for g in range(groups):
-        dense[g * per_group : (g + 1) * per_group, g * i_g : (g + 1) * i_g] = w[g * per_group : (g + 1) * per_group]
-    return dense
+    k, per_group = groups // new_groups, o // groups
+    merged = np.zeros((o, i_g * k, *w.shape[2:]), w.dtype)
+    for g in range(groups):  # group g sits at place g % k of its merged group's inputs
+        merged[g * per_group : (g + 1) * per_group, (g % k) * i_g : (g % k + 1) * i_g] = \
+            w[g * per_group : (g + 1) * per_group]
+    return merged
 
 
 def concat_dim(node: fx.Node) -> int:
@@ -89,9 +99,11 @@ def concat_dim(node: fx.Node) -> int:
 class TFRebuild:
     """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
 
-    def __init__(self, gm: fx.GraphModule, group_conv: bool = True, depth_to_space: bool = True):
-        """``depth_to_space=False``: pixel shuffles as :func:`depth_to_space_moves`."""
-        self.gm, self.group_conv, self.depth_to_space = gm, group_conv, depth_to_space
+    def __init__(self, gm: fx.GraphModule, group_width: float = 0, depth_to_space: bool = True):
+        """``group_width``: grouped convs with fewer input channels per group are written with at
+        least this many (:func:`merged_groups`; inf: plain convs). ``depth_to_space=False``: pixel
+        shuffles as :func:`depth_to_space_moves`."""
+        self.gm, self.group_width, self.depth_to_space = gm, group_width, depth_to_space
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
@@ -165,8 +177,9 @@ class TFRebuild:
             scale = np.tile(scale, k) if scale is not None else None
         groups = mod.groups
         depthwise = groups > 1 and groups == mod.in_channels == mod.out_channels
-        if groups > 1 and not depthwise and not self.group_conv:
-            w, groups = dense_from_grouped(w, groups), 1
+        if groups > 1 and not depthwise:
+            written = merged_groups(groups, mod.in_channels, self.group_width)
+            w, groups = merge_groups(w, groups, written), written
         kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO (depthwise: HW1C)
         if fq is not None:  # per output channel: the last axis
             lo, hi = grid_range(scale, np.zeros_like(scale), fq.quant_min, fq.quant_max)

@@ -9,6 +9,7 @@ network without its final input add, see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +26,7 @@ from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from ..quant.split import input_channels
 from ..runners.base import IN_CHANNELS
-from .tf_graph import TFRebuild
+from .tf_graph import TFRebuild, merged_groups
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
@@ -39,6 +40,18 @@ class TFLiteOptions:
     float_io: bool = False  # int8 model with float32 input/output (QUANTIZE/DEQUANTIZE inside)
     activations: Literal["int8", "int16"] = "int8"  # of a quantized model (int16: TFLite 16x8)
     group_conv: bool = True  # False: grouped convs as block-diagonal plain convs (GPU/NNAPI)
+    # grouped convs with fewer input channels per group written with at least this many, adjacent groups merged
+    # block-diagonally: the same numbers, on kernels that may run faster (0: as the network has them)
+    group_width: int = 0
+
+    @property
+    def written_group_width(self) -> float:
+        """The least input channels per group of a written grouped conv (inf: plain convs)."""
+        return self.group_width if self.group_conv else math.inf
+
+    @property
+    def merges_groups(self) -> bool:
+        return not self.group_conv or self.group_width > 0
 
     @property
     def int16(self) -> bool:
@@ -203,16 +216,19 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
     return bytes(writer.populate())
 
 
-def group_conv_cost(net: nn.Module, input_size: tuple[int, int]) -> dict:
-    """MACs and weights of the convs with native grouped convs vs. block-diagonal plain convs."""
-    cost = {"macs_grouped": 0, "macs_plain": 0, "weights_grouped": 0, "weights_plain": 0}
+def group_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: float = math.inf) -> dict:
+    """MACs and weights of the convs as the network has them vs. as written with at least
+    ``group_width`` input channels per group (block-diagonal; inf: plain convs)."""
+    cost = {"macs_grouped": 0, "macs_written": 0, "weights_grouped": 0, "weights_written": 0}
 
     def hook(mod: nn.Conv2d, _, out):
         per_pixel = mod.weight.numel()
+        depthwise = mod.groups == mod.in_channels == mod.out_channels
+        merged = 1 if depthwise else mod.groups // merged_groups(mod.groups, mod.in_channels, group_width)
         cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
-        cost["macs_plain"] += per_pixel * mod.groups * out.shape[-2] * out.shape[-1]
+        cost["macs_written"] += per_pixel * merged * out.shape[-2] * out.shape[-1]
         cost["weights_grouped"] += per_pixel
-        cost["weights_plain"] += per_pixel * mod.groups
+        cost["weights_written"] += per_pixel * merged
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
@@ -246,13 +262,14 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     multiple = Core(net).multiple
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
-    model = convert(tf, TFRebuild(gm, options.group_conv, depth_to_space=not int16), options, input_range,
+    model = convert(tf, TFRebuild(gm, options.written_group_width, depth_to_space=not int16), options, input_range,
                     calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
     details = io_details(model)
     if expected and not options.float_io:
         check_io_scales(details, expected)
     model = share_zero_points(add_metadata(model, ckpt.name, version, description, expected))
-    info = {**details, "dynamic_hw": False, "group_conv": options.group_conv, "size_breakdown": size_breakdown(model),
+    info = {**details, "dynamic_hw": False, "group_conv": options.group_conv, "group_width": options.group_width,
+            "size_breakdown": size_breakdown(model),
             # int16's pixel shuffles reshape to constant shapes: that file runs its export size only
             "resizable_to_multiples_of": None if int16 else multiple}
     if expected:

@@ -83,11 +83,12 @@ def export_size(arch: str, config: dict | None, size: tuple[int, int]) -> tuple[
 
 def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ...] = ("tflite",),
                         config: dict | None = None, seed: int = 0, root: Path | None = None,
-                        name: str | None = None) -> Path:
+                        name: str | None = None, group_width: int = 0) -> Path:
     """An export folder (fp32 and int8 files of ``targets``, manifest.json, and the float
     checkpoint ``<name>.pt``) for ``arch`` with initial weights, that runs packed inputs of
-    ``size``; reused while its recipe (architecture, config, seed, size, targets, versions)
-    is unchanged."""
+    ``size`` (grouped convs written with at least ``group_width`` channels per group:
+    TFLiteOptions.group_width); reused while its recipe (architecture, config, seed, size,
+    targets, group width, versions) is unchanged."""
     from ..export.bundle import ExportOptions, export_model
     from ..export.manifest import FILE_SUFFIX, FORMAT, MANIFEST
     from ..export.tflite import TFLiteOptions
@@ -99,6 +100,7 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
     if size[0] % multiple or size[1] % multiple:
         raise FadError(f"size {size[0]}x{size[1]}: the {arch} baseline needs multiples of {multiple}")
     recipe = {"arch": arch, "config": float_ckpt.config, "seed": seed, "weight_noise": WEIGHT_NOISE, "size": list(size), "targets": list(targets),
+              "group_width": group_width,
               "fad_deploy": __version__, "exporter": exporter_digest(), "torch": torch.__version__}
     folder = (root or default_cache_dir() / "baselines") / f"{name}-{size[0]}x{size[1]}"
     try:
@@ -111,7 +113,7 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
     float_ckpt.save(folder / f"{name}.pt")
     int8_path = folder / f"{name}{FILE_SUFFIX['torch-int8']}"  # export_model keeps an already quantized one
     calibrate_on_random(float_ckpt, seed).save(int8_path)
-    tflite = TFLiteOptions(input_size=export_size(arch, float_ckpt.config, size))
+    tflite = TFLiteOptions(input_size=export_size(arch, float_ckpt.config, size), group_width=group_width)
     options = ExportOptions(targets=targets, tflite=tflite, progress=False)
     entry = export_model(name, int8_path, options, folder, folder).entry
     write_json(folder / MANIFEST, {"format": FORMAT, "generator": f"fad-deploy {__version__}",

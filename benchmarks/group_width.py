@@ -1,0 +1,107 @@
+"""Grouped convs written with wider groups (issue 18): the same network, exported with
+``fad-export --group-width N`` (adjacent groups merged block-diagonally, so the numbers do
+not change), timed against itself as trained and against the PMRID architecture.
+
+    python benchmarks/group_width.py [--candidates today d8-12-24] [--widths 8 16] [--rounds 8] [--tag TAG]
+
+XNNPACK runs a 3x3 conv with 4 channels per group at a fraction of the MAC rate of one with
+8 or 16 (per_op_fan.md), so merging groups can buy time at more executed MACs (the zeros
+outside the blocks). Each configuration (fan_config_search.py's keys) is exported with
+initial weights (latency does not depend on them) as trained and at each width, then all are
+timed with XNNPACK on 1x512x512x4 (one RAW megapixel), fp32 and int8, 1 and 2 threads, in
+one process with rounds interleaved; medians. Writes benchmarks/results/group_width.{md,json}
+(``--tag T``: group_width-T.*).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fad_deploy.export.tflite import group_conv_cost
+from fad_deploy.fileio import write_json, write_text
+from fad_deploy.models.registry import build
+from fad_deploy.profile.baseline import baseline_name, export_architecture
+from fad_deploy.profile.side_by_side import PRECISIONS, cpu_record, ratios, simd_flags, time_models
+from fad_deploy.profile.table import markdown_table
+from fan_config_search import CANDIDATES, PMRID, SIZE, THREADS, files
+from fan_vs_pmrid import stem
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def label(key: str, width: int) -> str:
+    return f"{key}, " + (f"groups of at least {width}" if width else "as trained")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--candidates", nargs="+", default=["today", "d8-12-24"], metavar="KEY", choices=CANDIDATES,
+                   help="configurations (fan_config_search.py's keys; default: today d8-12-24)")
+    p.add_argument("--widths", nargs="+", type=int, default=[8, 16], metavar="N",
+                   help="group widths to write the grouped convs with (default: 8 16)")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--per-round", type=int, default=1)
+    p.add_argument("--tag", help="suffix of the result files, e.g. for another CPU")
+    args = p.parse_args()
+    if any(w < 1 for w in args.widths):
+        p.error("--widths: positive channel counts")
+    return args
+
+
+def main():
+    args = parse_args()
+    models = {PMRID: files(export_architecture("pmrid", SIZE, ("tflite",), name=baseline_name("pmrid")))}
+    variants = []
+    for key in args.candidates:
+        overrides = CANDIDATES[key][1]
+        for width in [0, *args.widths]:
+            models[label(key, width)] = files(export_architecture(
+                "fan", SIZE, ("tflite",), config=overrides, name=f"fan-gw-{key}-{width}", group_width=width))
+            cost = group_conv_cost(build("fan", overrides), SIZE, width) if width else None
+            variants.append({"key": key, "width": width, "label": label(key, width),
+                             "executed_macs_ratio": cost["macs_written"] / cost["macs_grouped"] if cost else 1.0})
+    cpu = cpu_record()
+    rows, load = time_models(models, SIZE, THREADS, args.rounds, args.per_round)
+    by = {(r["model"], r["precision"], r["threads"]): r for r in rows}
+    table = []
+    for v in variants:
+        vs_pmrid = ratios(rows, v["label"], PMRID)
+        vs_trained = ratios(rows, v["label"], label(v["key"], 0))
+        v.update(vs_pmrid={f"{p} x{t}": r for (p, t), r in vs_pmrid.items()},
+                 vs_trained={f"{p} x{t}": r for (p, t), r in vs_trained.items()},
+                 ms_per_megapixel={f"{p} x{t}": by[v["label"], p, t]["ms_per_megapixel"]
+                                   for p in PRECISIONS for t in THREADS})
+        table.append([v["label"], f"{v['executed_macs_ratio']:.2f}",
+                      *(" / ".join(f"{by[v['label'], p, t]['ms_per_megapixel']:.1f}" for t in THREADS)
+                        for p in PRECISIONS),
+                      *(" / ".join(f"{vs_pmrid[p, t]:.2f}" for t in THREADS) for p in PRECISIONS),
+                      *(" / ".join(f"{vs_trained[p, t]:.2f}" for t in THREADS) for p in PRECISIONS)])
+    pmrid = [PMRID, "", *(" / ".join(f"{by[PMRID, p, t]['ms_per_megapixel']:.1f}" for t in THREADS)
+                          for p in PRECISIONS), "1", "1", "", ""]
+    command = (f"python benchmarks/group_width.py --candidates {' '.join(args.candidates)} --widths "
+               f"{' '.join(map(str, args.widths))} --rounds {args.rounds} --per-round {args.per_round}"
+               + (f" --tag {args.tag}" if args.tag else ""))
+    md = "\n\n".join([
+        "# Grouped convs written with wider groups (`fad-export --group-width N`)",
+        f"`{command}`: each configuration exported with initial weights as trained and with its grouped convs "
+        "written with at least N channels per group (adjacent groups merged, block-diagonal: the same numbers; "
+        "depthwise convs stay), timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
+        f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",
+        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {simd_flags(cpu)}. Other processes used "
+        f"{load['other_processes_cpu_share']:.0%} of the CPU time during the {load['seconds']:.0f} s of timing "
+        "(compare ratios only).",
+        markdown_table(["export", "executed conv MACs x", "fp32 ms/MP (1 / 2 thr)", "int8 ms/MP (1 / 2 thr)",
+                        "fp32 / PMRID (1 / 2)", "int8 / PMRID (1 / 2)", "fp32 / as trained (1 / 2)",
+                        "int8 / as trained (1 / 2)"], [pmrid, *table]),
+        "Issue 18's targets: int8 <= 0.6 and fp32 <= 0.7 of PMRID's time. The executed MACs count the zeros "
+        "outside the blocks; the network's own MACs and its outputs do not change."])
+    write_text(RESULTS / f"{stem('group_width', args.tag)}.md", md + "\n")
+    write_json(RESULTS / f"{stem('group_width', args.tag)}.json",
+               {"command": command, "cpu": cpu, "load": load, "variants": variants,
+                "pmrid_ms_per_megapixel": {f"{p} x{t}": by[PMRID, p, t]["ms_per_megapixel"]
+                                           for p in PRECISIONS for t in THREADS}})
+    print(f"wrote {RESULTS / stem('group_width', args.tag)}.md")
+
+
+if __name__ == "__main__":
+    main()
