@@ -5,7 +5,8 @@ in one process with rounds interleaved; then the measured per-op latency of both
     python benchmarks/fan_vs_pmrid.py [--rounds 8] [--per-round 2] [--op-rounds 5] [--tag TAG]
 
 Models:
-- FAN: the shipped export of the first noise-subrange model (export/fan-nsma/fan-nsma-0);
+- FAN: the shipped export of the first noise-subrange model (export/fan-nsma/fan-nsma-0; its grouped
+  convs written as fad-export writes them, in groups of at least 16 channels by default);
 - PMRID architecture: our PMRID baseline (fad_deploy/models/pmrid.py) with initial weights,
   int8 ranges calibrated on random inputs (fad_deploy/profile/baseline.py);
 - FAN architecture, initial weights: fan-nsma-0's configuration exported the same way as
@@ -59,10 +60,12 @@ def model_files() -> dict[str, dict]:
     fan = {p: FAN_BUNDLE / entry["files"][f"tflite-{p}"]["file"] for p in PRECISIONS}
     models = {"FAN": {**fan, "arch": entry["arch"], "config": entry["config"],
                       "weights": f"trained ({FAN_MODEL}, shipped export; int8 by QAT)"}}
+    width = entry["files"]["tflite-int8"].get("group_width", 0)  # the control writes its groups as the export did
     for label, arch, config in (("PMRID architecture", "pmrid", None),
                                 ("FAN architecture (control)", entry["arch"], entry["config"])):
         name = baseline_name(arch) if config is None else f"{FAN_MODEL}-arch"
-        folder = export_architecture(arch, SIZE, ("tflite",), config=config, name=name)
+        folder = export_architecture(arch, SIZE, ("tflite",), config=config, name=name,
+                                     group_width=0 if config is None else width)
         files = read_bundle(folder)["models"][0]["files"]
         models[label] = {**{p: folder / files[f"tflite-{p}"]["file"] for p in PRECISIONS}, "arch": arch,
                          "config": config, "weights": float_card(folder)}

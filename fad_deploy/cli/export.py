@@ -23,6 +23,10 @@ from ..export.thresholds import Thresholds
 from ..quant.recipe import QATConfig
 from .common import OneLineParser, device, require_device, user_errors
 
+# grouped convs written with at least this many channels per group (TFLiteOptions.group_width): FAN's 4-channel
+# groups run at a fraction of XNNPACK's MAC rate (benchmarks/group_width.py)
+DEFAULT_GROUP_WIDTH = 16
+
 SQRT_ADAPT_STEPS = 20000  # float steps adapting a network to the sqrt int8 input (int8_recipe.md's sqrt rows)
 
 DEFAULT_MODEL = "fan-student"
@@ -63,10 +67,11 @@ def parser() -> argparse.ArgumentParser:
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
-    p.add_argument("--group-width", type=positive_int, metavar="N",
-                   help="write grouped convs with fewer than N channels per group with at least N, adjacent groups "
-                        "merged block-diagonally: the same numbers on kernels that may run faster (XNNPACK on an "
-                        "AVX-512 CPU: benchmarks/results/group_width.md); the report gives the MAC/size cost")
+    p.add_argument("--group-width", type=non_negative_int, metavar="N",
+                   help=f"write grouped convs with fewer than N channels per group with at least N, adjacent groups "
+                        f"merged block-diagonally: the same numbers on kernels that run faster (default "
+                        f"{DEFAULT_GROUP_WIDTH}, the fastest measured for XNNPACK; more conv weights, all zeros: "
+                        f"benchmarks/results/group_width.md); 0: as the network has them")
     p.add_argument("--qat", action="store_true",
                    help="run quantization-aware training again from the float checkpoints (minutes per model on "
                         "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
@@ -112,7 +117,8 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
     size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
     options = ExportOptions(targets=TARGET_CHOICES[args.target], int8=args.int8, ptq=args.ptq,
                             tflite=TFLiteOptions(size, int8=True, float_io=args.float_io, group_conv=not args.no_group_conv,
-                                                group_width=args.group_width or 0,
+                                                group_width=DEFAULT_GROUP_WIDTH if args.group_width is None
+                                                else args.group_width,
                                                 activations=args.activations),
                             threads=args.threads, requantize=args.qat,
                             shipped_recipe=not (args.qat or args.ptq or args.qat_steps or args.qat_input
@@ -196,7 +202,7 @@ def main(argv=None):
                        "models: add --int8")
     if split and (args.ptq or args.activations != "int8"):
         raise FadError("--qat-input-split is the input of int8 QAT: it takes neither --ptq nor --activations int16")
-    if args.no_group_conv and args.group_width:
+    if args.no_group_conv and args.group_width is not None:
         raise FadError("--no-group-conv writes every grouped conv as a plain conv: it takes no --group-width")
     if args.qat_input_split == 1:
         raise FadError("--qat-input-split: 1 splits nothing; give 0 (one int8 input) or at least 2")
