@@ -144,6 +144,8 @@ CASES = [
     (export, "--int8 --max-drop -0.1", "argument --max-drop"),
     (export, "--input-size 0 256", "argument --input-size"),
     (export, "--target tpu", "argument --target: invalid choice: 'tpu'"),
+    (export, "--group-width -4", "argument --group-width: expected a whole number >= 0, got '-4'"),
+    (export, "--no-group-conv --group-width 8", "--no-group-conv writes every grouped conv as a plain conv"),
     (export, "--out {in}/afile", "argument --out: {in}/afile: is a file, not a folder"),
     (export, "--out " + READ_ONLY + "/bundle", "argument --out: /proc/bundle: cannot write in /proc"),
     (export, "no-such-model --out {out}/bundle", "unknown model 'no-such-model'"),
