@@ -62,11 +62,23 @@ def test_graph_layers_use_the_tflite_kinds_and_keep_every_mac(arch):
     assert all(b.bytes > a.bytes for a, b in zip(layers, fp32))  # 4 bytes an element against 1
 
 
+def test_graph_layers_follow_the_export_that_writes_wider_groups():
+    graph = trace(build("fan"), (64, 64))
+    trained, written = graph_layers(graph, "int8"), graph_layers(graph, "int8", written_width=16)
+    by_name = {op.name: op for op in trained}
+    first = next(op for op in written if op.name == "enc_0_group")  # 16 channels in groups of 4: one dense conv
+    assert by_name["enc_0_group"].kind == "conv 3x3 grouped (4 ch/group)" and first.kind == "conv 3x3 dense"
+    assert first.macs == 4 * by_name["enc_0_group"].macs  # the zeros outside the blocks run too
+    kinds = {op.kind for op in written}
+    assert "conv 3x3 grouped (16 ch/group)" in kinds and not any("(4 ch/group)" in k for k in kinds)
+    assert sum(op.macs for op in written) > sum(op.macs for op in trained)
+
+
 def test_report_prints_the_calibrated_latency_per_layer(tmp_path):
     from fad_deploy.profile.baseline import architecture_checkpoint
 
     calibration = tmp_path / "cal.json"
-    coef = {"conv 3x3 grouped (4 ch/group)": [0.0, 1e-7, 0.0], "conv 1x1": [0.0, 1e-9, 0.0]}
+    coef = {"conv 3x3 dense": [0.0, 1e-7, 0.0], "conv 1x1": [0.0, 1e-9, 0.0]}
     calibration.write_text(json.dumps({"cpu": {"model": "Test CPU"}, "model": {
         "coefficients": {"int8": coef, "fp32": coef}, "peak_macs_per_s": {"int8": 1e12, "fp32": 1e12}}}))
     architecture_checkpoint("fan").save(tmp_path / "fan.pt")
@@ -76,7 +88,8 @@ def test_report_prints_the_calibrated_latency_per_layer(tmp_path):
     assert "CPU latency per layer (TFLite XNNPACK, calibrated on Test CPU" in md
     section = md.split("## CPU latency per layer")[1]
     slowest = section.split("| slowest layers")[1].splitlines()[2]
-    assert "grouped" in slowest  # 100x the time per MAC of the 1x1 convs
+    assert "conv 3x3 dense" in slowest  # 100x the time per MAC of the 1x1 convs
+    assert "grouped convs written in groups of at least 16 channels" in section  # as fad-export writes them
     doc = json.loads((tmp_path / "out" / "profile_fan.json").read_text())
     assert doc["cpu_latency"]["calibrated_on"] == "Test CPU"
     (tmp_path / "bad.json").write_text("{}")

@@ -11,6 +11,7 @@ from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
+from .export import DEFAULT_GROUP_WIDTH
 
 CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
@@ -94,7 +95,8 @@ def bench_cpu(args) -> dict | None:
         archs = BASELINES if args.baselines is None and not args.models else args.baselines or ()
         baselines = baseline_bench_models(list(archs), cfg.size, cfg.backends)
     if args.report:
-        for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE), cpu_model):
+        for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE), cpu_model,
+                                   written_width=DEFAULT_GROUP_WIDTH):
             print(f"wrote {path}")
     if args.no_timing:
         return None

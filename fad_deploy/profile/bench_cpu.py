@@ -176,14 +176,15 @@ def _bench_model(model: BenchModel, cfg: BenchConfig, peak: CpuPeak, bar, profil
 
 
 def write_profiles(models: list[BenchModel], out_dir: Path, size: tuple[int, int],
-                   cpu_model=None) -> list[Path]:
+                   cpu_model=None, written_width: int = 0) -> list[Path]:
     """profile_<model>.md/.json (per-layer MACs, memory timeline, accelerator fit, and with a
-    calibrated ``cpu_model`` the per-layer CPU latency) for each model."""
+    calibrated ``cpu_model`` the per-layer CPU latency, grouped convs as written with
+    ``--group-width written_width``) for each model."""
     from .report import profile_model
 
     written = []
     for model in models:
-        md, doc = profile_model(model.label, model.network(), size, cpu_model=cpu_model)
+        md, doc = profile_model(model.label, model.network(), size, cpu_model=cpu_model, written_width=written_width)
         write_text(out_dir / f"profile_{model.label}.md", md)
         write_json(out_dir / f"profile_{model.label}.json", doc)
         written.append(out_dir / f"profile_{model.label}.md")

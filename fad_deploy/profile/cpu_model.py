@@ -1,8 +1,9 @@
 """A per-op CPU latency model (TFLite, XNNPACK) calibrated by measured micro-benchmarks,
 where the roofline treats a MAC as a MAC.
 
-Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense,
-grouped and strided grouped 3x3 conv, depthwise 3x3 and 5x5, add, mul, average pool (as the
+Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense and
+grouped 3x3 convs of stride 1 and 2 with 4 or 16 channels per group, depthwise 3x3 and 5x5,
+add, mul, average pool (as the
 export writes it: a depthwise 2x2 conv of stride 2), concat, depth-to-space) at FAN's level
 shapes (its resolutions and widths at one RAW megapixel), fp32 and int8, timed with
 :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
@@ -28,14 +29,22 @@ import numpy as np
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
+from ..export.tf_graph import merged_groups
 from .tflite_ops import TFLiteOp, conv_kind
 
 # (kind, resolution, channels) at FAN's levels for one RAW megapixel: 512..32 packed pixels.
 LEVELS = ((512, 16), (256, 24), (128, 48), (64, 96), (32, 160))
 POOL = "depthwise 2x2"  # an average pool as the TFLite export writes it: depthwise 2x2, stride 2 (TFRebuild.pool)
-MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)",
+# grouped convs: FAN's 4 channels per group, and 16 or dense, as fad-export writes them by default
+# (TFLiteOptions.group_width)
+MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 s2 dense", "conv 3x3 grouped (4 ch/group)",
+               "conv 3x3 s2 grouped (4 ch/group)", "conv 3x3 grouped (16 ch/group)", "conv 3x3 s2 grouped (16 ch/group)",
                "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", POOL, "data movement")
-GROUP_WIDTH = 4
+
+
+def group_width(kind: str) -> int | None:
+    """The channels per group of a grouped conv kind ("conv 3x3 grouped (4 ch/group)": 4), else None."""
+    return int(kind.split("(")[1].split()[0]) if "grouped" in kind else None
 
 
 FA_SHARED = (4, 8)  # Feature-Align's shared 3x3 conv: the 4 RAW planes to its hidden width
@@ -61,7 +70,8 @@ class Micro:
 def micro_benchmarks() -> list[Micro]:
     """Every kind at every FAN level, plus the narrow convs FAN runs at every level: Feature-Align's
     shared 3x3 conv (4 -> 8) and its 1x1 heads (8 -> the level's width)."""
-    grid = [Micro(kind, size, channels) for kind in MICRO_KINDS for size, channels in LEVELS]
+    grid = [Micro(kind, size, channels) for kind in MICRO_KINDS for size, channels in LEVELS
+            if group_width(kind) is None or channels % group_width(kind) == 0 and channels > group_width(kind)]
     narrow = [Micro("conv 3x3 dense", size, *FA_SHARED) for size, _ in LEVELS]
     heads = [Micro("conv 1x1", size, FA_SHARED[1], channels) for size, channels in LEVELS]
     return grid + narrow + heads
@@ -78,12 +88,11 @@ def micro_model(tf, micro: Micro, int8: bool) -> bytes:
     def op(x, y=None):
         if kind == "conv 1x1":
             return tf.nn.bias_add(tf.nn.conv2d(x, const(1, 1, c, o), 1, "SAME"), const(o))
-        if kind == "conv 3x3 dense":
-            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, c, o), 1, "SAME"), const(o))
-        if kind.startswith("conv 3x3") and "grouped" in kind:
+        if kind.startswith("conv 3x3"):  # dense or grouped (the grouped ones keep the width), stride 1 or 2
             stride = 2 if " s2 " in kind else 1
             padding = "SAME" if stride == 1 else [[0, 0], [1, 1], [1, 1], [0, 0]]
-            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, GROUP_WIDTH, c), stride, padding), const(c))
+            depth, out = (group_width(kind), c) if "grouped" in kind else (c, o)
+            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, depth, out), stride, padding), const(out))
         if kind == POOL:
             quarter = tf.constant(np.full((2, 2, c, 1), 0.25, np.float32))
             return tf.nn.depthwise_conv2d(x, quarter, [1, 2, 2, 1], "VALID")
@@ -173,31 +182,36 @@ ELEMENT_BYTES = {"fp32": 4, "int8": 1}
 FUSED_KINDS = {"activation", "identity", "reshape", "slice", "input", "constant"}  # no kernel of their own
 
 
-def graph_layers(graph: Graph, precision: str) -> list[TFLiteOp]:
+def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list[TFLiteOp]:
     """The traced network's ops as the kinds, MACs and bytes moved the cost model reads
-    (weights at their stored size: int8 with per-channel scales, or fp32)."""
+    (weights at their stored size: int8 with per-channel scales, or fp32), the grouped convs
+    as the export writes them with at least ``written_width`` channels per group
+    (TFLiteOptions.group_width: adjacent groups merged, zeros included)."""
     size = ELEMENT_BYTES[precision]
     layers = []
     for op in graph.ops:
         if op.kind in FUSED_KINDS:
             continue
         kind = {"add": "elementwise add", "mul": "elementwise mul", "avg_pool": POOL}.get(op.kind, "data movement")
-        weights = 0
+        weights, merged = 0, 1
         if op.kind == "conv":
             m = op.module
             depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-            kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // m.groups, m.in_channels)
-            weights = weight_bytes_int8(m) if precision == "int8" else size * module_params(m)
+            groups = m.groups if depthwise else merged_groups(m.groups, m.in_channels, written_width)
+            merged = m.groups // groups
+            kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // groups, m.in_channels)
+            weights = merged * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
         moved = size * (sum(math.prod(s) for s in op.in_shapes) + math.prod(op.out_shape)) + weights
-        layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, op.out_shape, op_macs(op), moved))
+        layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, op.out_shape, merged * op_macs(op), moved))
     return layers
 
 
-def layer_report(model: CpuCostModel, graph: Graph, top: int = 12) -> tuple[str, dict]:
-    """Markdown (per kind, then the slowest layers) and a dict of the predicted per-layer ms."""
+def layer_report(model: CpuCostModel, graph: Graph, top: int = 12, written_width: float = 0) -> tuple[str, dict]:
+    """Markdown (per kind, then the slowest layers) and a dict of the predicted per-layer ms, the
+    grouped convs written with at least ``written_width`` channels per group (:func:`graph_layers`)."""
     parts, doc = [], {}
     for precision in ("int8", "fp32"):
-        layers = graph_layers(graph, precision)
+        layers = graph_layers(graph, precision, written_width)
         ms = [model.predict(op, precision) for op in layers]
         total = sum(ms)
         kinds = {}

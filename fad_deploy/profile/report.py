@@ -20,9 +20,11 @@ FRAME_12MP = (1500, 2000)  # packed h, w of a 3000x4000 (12 MP) Bayer frame
 
 
 def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
-                  targets: list[AcceleratorTarget] | None = None, cpu_model=None) -> tuple[str, dict]:
+                  targets: list[AcceleratorTarget] | None = None, cpu_model=None,
+                  written_width: int = 0) -> tuple[str, dict]:
     """``cpu_model`` (a :class:`fad_deploy.profile.cpu_model.CpuCostModel`) adds the calibrated
-    per-layer CPU latency: which layers cost the most time, not the most MACs."""
+    per-layer CPU latency: which layers cost the most time, not the most MACs, with the grouped
+    convs as an export with ``--group-width written_width`` writes them."""
     targets = list(PRESETS.values()) if targets is None else targets
     graph = trace(model, input_size)
     macs = count_macs(graph)
@@ -42,7 +44,7 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
     if cpu_model is not None:
         from .cpu_model import layer_report
 
-        cpu_text, cpu_doc = layer_report(cpu_model, graph)
+        cpu_text, cpu_doc = layer_report(cpu_model, graph, written_width=written_width)
     md = "\n\n".join([
         f"# Profile of {name} at input {shape}",
         f"MACs: {macs.summary()}",
@@ -56,7 +58,9 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
         "\n".join(f"- {t.name}: {t.basis}" for t in targets),
         *([] if cpu_model is None else [
             f"## CPU latency per layer (TFLite XNNPACK, calibrated on {cpu_model.cpu} by "
-            "benchmarks/cpu_calibration.py: per op kind, fixed cost + time per MAC + time per byte)\n\n"
+            "benchmarks/cpu_calibration.py: per op kind, fixed cost + time per MAC + time per byte; grouped convs "
+            + (f"written in groups of at least {written_width} channels, as fad-export --group-width {written_width} "
+               "does" if written_width else "as the network has them") + ")\n\n"
             + cpu_text]),
         "## Per-layer MACs\n\n" + macs.table(),
         "## Live int8 activation bytes per op (execution order)\n\n" + memory["int8"].timeline_table(),
