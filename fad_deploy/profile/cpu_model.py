@@ -3,9 +3,9 @@ where the roofline treats a MAC as a MAC.
 
 Micro-benchmarks: single-op TFLite models built directly in TensorFlow (1x1 conv, dense and
 grouped 3x3 convs of stride 1 and 2 with 4 or 16 channels per group, depthwise 3x3 and 5x5,
-add, mul, average pool (as the
-export writes it: a depthwise 2x2 conv of stride 2), concat, depth-to-space) at FAN's level
-shapes (its resolutions and widths at one RAW megapixel), fp32 and int8, timed with
+add, mul, average pool (as the export writes it: a depthwise 2x2 conv of stride 2), concat,
+depth-to-space) at FAN's level shapes (its resolutions and widths at one RAW megapixel), fp32
+and int8, timed with
 :func:`fad_deploy.profile.tflite_ops.interleaved_times`.
 Per op kind (the classes of :mod:`fad_deploy.profile.tflite_ops`) and precision the model is
 
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.tf_graph import merged_groups
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
-from ..export.tf_graph import merged_groups
 from .tflite_ops import TFLiteOp, conv_kind
 
 # (kind, resolution, channels) at FAN's levels for one RAW megapixel: 512..32 packed pixels.
@@ -68,8 +68,9 @@ class Micro:
 
 
 def micro_benchmarks() -> list[Micro]:
-    """Every kind at every FAN level, plus the narrow convs FAN runs at every level: Feature-Align's
-    shared 3x3 conv (4 -> 8) and its 1x1 heads (8 -> the level's width)."""
+    """Every kind at every FAN level (grouped kinds where the level's width holds two groups or
+    more), plus the narrow convs FAN runs at every level: Feature-Align's shared 3x3 conv
+    (4 -> 8) and its 1x1 heads (8 -> the level's width)."""
     grid = [Micro(kind, size, channels) for kind in MICRO_KINDS for size, channels in LEVELS
             if group_width(kind) is None or channels % group_width(kind) == 0 and channels > group_width(kind)]
     narrow = [Micro("conv 3x3 dense", size, *FA_SHARED) for size, _ in LEVELS]
