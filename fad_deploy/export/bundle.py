@@ -315,7 +315,7 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
              "files": files}
     if base is not None:
         entry[RESIDUAL_BASE_KEY] = base
-    if "tflite" in options.targets and options.tflite.merges_groups:
+    if "tflite" in options.targets and options.tflite.written_group_width > 0:
         t = options.tflite
         entry["group_conv_cost"] = {
             "written_as": "plain convs" if not t.group_conv else f"groups of at least {t.group_width} channels",

@@ -79,6 +79,13 @@ def merged_groups(groups: int, in_channels: int, width: float) -> int:
     return groups // k
 
 
+def written_groups(conv: nn.Conv2d, width: float) -> int:
+    """The groups ``conv`` is written with (:func:`merged_groups`); depthwise convs keep theirs."""
+    if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels:
+        return conv.groups
+    return merged_groups(conv.groups, conv.in_channels, width)
+
+
 def merge_groups(w: np.ndarray, groups: int, new_groups: int) -> np.ndarray:
     """(O, I/groups, kh, kw) grouped weights -> (O, I/new_groups, kh, kw): adjacent groups merged,
     block-diagonal inside each merged group (new_groups = 1: one plain conv); the same numbers."""
@@ -177,8 +184,8 @@ class TFRebuild:
             scale = np.tile(scale, k) if scale is not None else None
         groups = mod.groups
         depthwise = groups > 1 and groups == mod.in_channels == mod.out_channels
-        if groups > 1 and not depthwise:
-            written = merged_groups(groups, mod.in_channels, self.group_width)
+        written = written_groups(mod, self.group_width)
+        if written != groups:
             w, groups = merge_groups(w, groups, written), written
         kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO (depthwise: HW1C)
         if fq is not None:  # per output channel: the last axis

@@ -26,7 +26,7 @@ from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from ..quant.split import input_channels
 from ..runners.base import IN_CHANNELS
-from .tf_graph import TFRebuild, merged_groups
+from .tf_graph import TFRebuild, written_groups
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
@@ -48,10 +48,6 @@ class TFLiteOptions:
     def written_group_width(self) -> float:
         """The least input channels per group of a written grouped conv (inf: plain convs)."""
         return self.group_width if self.group_conv else math.inf
-
-    @property
-    def merges_groups(self) -> bool:
-        return not self.group_conv or self.group_width > 0
 
     @property
     def int16(self) -> bool:
@@ -223,8 +219,7 @@ def group_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: fl
 
     def hook(mod: nn.Conv2d, _, out):
         per_pixel = mod.weight.numel()
-        depthwise = mod.groups == mod.in_channels == mod.out_channels
-        merged = 1 if depthwise else mod.groups // merged_groups(mod.groups, mod.in_channels, group_width)
+        merged = mod.groups // written_groups(mod, group_width)
         cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
         cost["macs_written"] += per_pixel * merged * out.shape[-2] * out.shape[-1]
         cost["weights_grouped"] += per_pixel

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tf_graph import merged_groups
+from ..export.tf_graph import written_groups
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
@@ -198,7 +198,7 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
         if op.kind == "conv":
             m = op.module
             depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-            groups = m.groups if depthwise else merged_groups(m.groups, m.in_channels, written_width)
+            groups = written_groups(m, written_width)
             merged = m.groups // groups
             kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // groups, m.in_channels)
             weights = merged * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
