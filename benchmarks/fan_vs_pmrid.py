@@ -27,7 +27,7 @@ from pathlib import Path
 
 from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.export.manifest import read_bundle
-from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_cost
+from fad_deploy.export.tflite import TFLiteOptions, export_tflite, written_conv_cost
 from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.profile.baseline import baseline_name, export_architecture
@@ -200,7 +200,7 @@ def main():
     fan_ratios = ratio_rows(rows, "FAN", "PMRID architecture")
     control = ratio_rows(rows, "FAN architecture (control)", "FAN")
     plain = {other: ratios(rows, PLAIN, other) for other in ("FAN", "PMRID architecture")}
-    plain_macs = group_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
+    plain_macs = written_conv_cost(load_checkpoint(ROOT / "models" / "nsma" / f"{FAN_MODEL}.pt").build(), SIZE)
     out = stem("fan_vs_pmrid", args.tag)
     write_text(RESULTS / f"{out}.md",
                side_by_side_md(rows, fan_ratios, control, plain, plain_macs, cpu, load, models, args))

@@ -464,7 +464,7 @@ def test_tflite_int8_with_merged_groups_keeps_parity_and_reports_cost(merge, wid
     least 8 channels (--group-width 8; TINY's 16-channel level-2 conv has four groups of 4)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from fad_deploy.export.tflite import TFLiteOptions, export_tflite, group_conv_cost
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite, written_conv_cost
 
     q = calibrated(tiny_checkpoint())
     options = TFLiteOptions((SIZE, SIZE), int8=True, **merge)
@@ -489,10 +489,10 @@ def test_tflite_int8_with_merged_groups_keeps_parity_and_reports_cost(merge, wid
     with torch.no_grad():
         ref = fake_quant_model(q)(torch.from_numpy(u)).numpy()
     assert psnr(runner.run(u), ref, data_range=float(np.abs(ref).max())) >= 45
-    cost = group_conv_cost(q.build(), (SIZE, SIZE), options.written_group_width)
+    cost = written_conv_cost(q.build(), (SIZE, SIZE), options.written_group_width)
     assert cost["macs_written"] > cost["macs_grouped"] and cost["weights_written"] > cost["weights_grouped"]
     if width is not None:  # fewer written MACs than as plain convs
-        assert cost["macs_written"] < group_conv_cost(q.build(), (SIZE, SIZE))["macs_written"]
+        assert cost["macs_written"] < written_conv_cost(q.build(), (SIZE, SIZE))["macs_written"]
 
 
 def exported_ops_and_parity(ckpt: Checkpoint, int8: bool, folder: Path) -> tuple[list[str], float]:
@@ -524,6 +524,35 @@ def test_narrow_shrunk_skips_copied_back_export_as_one_tiled_conv_without_a_conc
     ops, parity = exported_ops_and_parity(tiny_checkpoint(widths=widths), int8, tmp_path)
     assert ops.count("CONCATENATION") == concats
     assert parity >= (45 if int8 else 80)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_sibling_conditioning_convs_export_as_one_conv_with_the_same_outputs(int8, tmp_path, one_thread):
+    """Each level's encoder and decoder Feature-Align conditioning convs read the same resized input:
+    written as one conv (int8: each scaled onto the wider grid), the file gives the same numbers."""
+    from unittest import mock
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from fad_deploy.export import tf_graph
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+
+    q = calibrated(tiny_checkpoint()) if int8 else tiny_checkpoint()
+    outputs, convs = [], []
+    u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
+    for bound in (0, tf_graph.MAX_SIBLING_EXTRA_MACS):  # TINY's readers gain 0.44x the siblings' MACs
+        with mock.patch.object(tf_graph, "MAX_SIBLING_EXTRA_MACS", bound):
+            model, _ = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=int8), "test", {})
+        path = tmp_path / f"m{bound}.tflite"
+        path.write_bytes(model)
+        convs.append([d["op_name"] for d in Interpreter(model_path=str(path))._get_ops_details()].count("CONV_2D"))
+        outputs.append(TFLiteRunner(path, q.anchor, multiple=4).run_network(u))
+    assert convs[1] == convs[0] - 2  # levels 0 and 1 (level 2 has no decoder)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=0 if int8 else 1e-5)
+    if not int8:  # and those of the network
+        with torch.no_grad():
+            ref = q.build().eval().residual_padded(torch.from_numpy(u)).numpy()
+        assert psnr(outputs[1], ref, data_range=float(np.abs(ref).max())) >= 80
 
 
 @pytest.mark.parametrize("int8", [False, True])

@@ -38,7 +38,7 @@ from ..runners.torch_runner import TorchRunner
 from .manifest import (FILE_SUFFIX, FORMAT, MANIFEST, RESIDUAL_BASE_KEY, file_record, preprocessing, sha256,
                        tiling_record)
 from .onnx import OPSET, export_onnx
-from .tflite import TFLiteOptions, check_input_size, export_tflite, group_conv_cost
+from .tflite import TFLiteOptions, check_input_size, export_tflite, written_conv_cost
 from .validate import Thresholds, table, validate_model
 
 TARGETS = ("tflite", "onnx")
@@ -315,11 +315,12 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
              "files": files}
     if base is not None:
         entry[RESIDUAL_BASE_KEY] = base
-    if "tflite" in options.targets and options.tflite.written_group_width > 0:
+    if "tflite" in options.targets:
         t = options.tflite
-        entry["group_conv_cost"] = {
-            "written_as": "plain convs" if not t.group_conv else f"groups of at least {t.group_width} channels",
-            **group_conv_cost(ckpt.build(), t.input_size, t.written_group_width)}
+        entry["written_conv_cost"] = {
+            "groups_written_as": "plain convs" if not t.group_conv else
+            f"groups of at least {t.group_width} channels" if t.group_width else "trained",
+            **written_conv_cost(ckpt.build(), t.input_size, t.written_group_width)}
     return Exported(entry, ckpt, int8_ckpt, quantize_s)
 
 
@@ -374,9 +375,11 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
                 consts = ", ".join(f"{k} constants {v:,} B" for k, v in sorted(b["constants"].items()))
                 lines.append(f"- {r['file']}: {consts}, per-channel quantization parameters "
                              f"{b['quantization_params']:,} B, graph and metadata {b['graph_and_metadata']:,} B")
-        if "group_conv_cost" in m:
-            c = m["group_conv_cost"]
-            lines += ["", f"grouped convs written as {c['written_as']} (block-diagonal, the same numbers): conv MACs "
+        if "written_conv_cost" in m:
+            c = m["written_conv_cost"]
+            lines += ["", f"convs as written, the same numbers (grouped convs as {c['groups_written_as']}, "
+                      "block-diagonal; sibling convs merged, their readers with zero weights off their channels): "
+                      "conv MACs "
                       f"{c['macs_grouped']:,} -> {c['macs_written']:,} (x{c['macs_written'] / c['macs_grouped']:.2f}), "
                       f"conv weights {c['weights_grouped']:,} -> {c['weights_written']:,} "
                       f"(x{c['weights_written'] / c['weights_grouped']:.2f}) at the export size"]

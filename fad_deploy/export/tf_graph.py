@@ -10,10 +10,18 @@ which TFLiteConverter turns into int8 tensors with the same scales (no re-calibr
 A concatenation of k copies of one narrow convolution's output (FAN's full-resolution shrunk
 skip copied back to the decoder's width) becomes that convolution with its output channels
 tiled k times: the same numbers without the copy (see :meth:`TFRebuild._tiled_by_concat`).
+
+Convs with a ReLU that read one tensor alike (FAN's two Feature-Align conditioning convs per
+level, encoder's and decoder's, on the same resized input) become one conv with their outputs
+side by side, each consumer reading its own channels of it through zero weights elsewhere:
+the same numbers, in int8 too (see :meth:`TFRebuild._merged_siblings`).
 """
 from __future__ import annotations
 
+import math
 import operator
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.fx as fx
@@ -31,6 +39,14 @@ NUM_BITS = 8
 # takes 11.1 ms copied against 5.3 tiled in fp32, 10.4 against 8.9 in int8; at 256x256x24 (18) 3.2 against 3.2
 # and 2.9 against 4.0; the coarser ones lose more (AVX2, benchmarks/results/skip_as_conv.md).
 MAX_TILED_MACS_PER_COPY = 12
+
+
+# Sibling convs (see the module doc) are merged where their readers' added MACs (reading the merged channels) are
+# at most this many times the siblings' own MACs: a narrow conv runs far below XNNPACK's MAC rate, its 1x1 readers
+# near it. FAN's conditioning convs (4 -> 8 channels, 3x3) at levels 0 / 1 / 2 / 3 give 0.9 / 1.3 / 2.7 / 5.3:
+# merged at level 0, d8-12-24 (groups of at least 16) takes 3% less int8 time, 1.5% less fp32; with levels 1-2
+# too, 4% and 1%; level 3 adds nothing (AVX-512 VNNI, benchmarks/results/group_width-siblings.md).
+MAX_SIBLING_EXTRA_MACS = 3.0
 
 
 def folds_copies(in_channels: int, copies: int) -> bool:
@@ -98,6 +114,16 @@ def merge_groups(w: np.ndarray, groups: int, new_groups: int) -> np.ndarray:
     return merged
 
 
+@dataclass(frozen=True)
+class Sibling:
+    """A conv merged with its siblings: its place in the merged conv's outputs, and the factor
+    its weights and bias are scaled by so that its int8 grid becomes the merged tensor's (a ReLU
+    output's grid starts at zero, so the scaled conv gives the same integers)."""
+    offset: int
+    channels: int  # of the merged conv
+    factor: float
+
+
 def concat_dim(node: fx.Node) -> int:
     """The dimension a ``torch.cat`` node concatenates along."""
     return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
@@ -115,6 +141,7 @@ class TFRebuild:
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
         self.tiled, self.tiled_concats = self._tiled_by_concat()
+        self.siblings, self.sibling_places = self._merged_siblings()
         self.env: dict[fx.Node, object] = {}  # each node's TF value, while __call__ runs
 
     # ---- graph helpers -----------------------------------------------------------------------
@@ -156,6 +183,55 @@ class TFRebuild:
                 concats.add(node)
         return tiled, concats
 
+    def _relu_chain(self, node: fx.Node) -> fx.Node | None:
+        """The node holding ``node``'s conv + ReLU output (a fused QAT conv's quantizer, per tensor
+        with its grid from zero; a float conv's ReLU), if ``node`` is such a plain conv."""
+        if not (self._is(node, nn.Conv2d) and self.modules[node.target].groups == 1 and len(node.users) == 1
+                and node.target not in self.shuffle_fed and node.target not in self.tiled):
+            return None
+        (user,) = node.users
+        mod = self.modules[node.target]
+        if isinstance(mod, nniqat.ConvReLU2d):
+            fq = self.modules[user.target] if self._is(user, FakeQuantize) else None
+            fits = fq is not None and self._per_tensor(user) and int(fq.zero_point) == fq.quant_min
+            return user if fits else None
+        if type(mod) is nn.Conv2d and (self._is(user, nn.ReLU) or user.target in (F.relu, torch.relu)):
+            return user
+        return None
+
+    def _merged_siblings(self) -> tuple[dict[fx.Node, list[fx.Node]], dict[fx.Node, Sibling]]:
+        """Convs merged with their siblings: first conv node -> the convs (graph order), and the
+        node holding each one's ReLU output -> its place in the merged conv. Siblings read the
+        same node with the same geometry, each has a ReLU (:meth:`_relu_chain`) read only by
+        plain convs, and the merge adds at most MAX_SIBLING_EXTRA_MACS times their MACs to
+        those readers."""
+        merged, places = {}, {}
+        for node in self.gm.graph.nodes:
+            found = {}
+            for conv in node.users:
+                end = self._relu_chain(conv)
+                if end is None or not all(self._is(r, nn.Conv2d) and self.modules[r.target].groups == 1
+                                          for r in end.users):
+                    continue
+                m = self.modules[conv.target]
+                fq = self.modules[end.target] if self._is(end, FakeQuantize) else None
+                key = (type(m), m.kernel_size, m.stride, m.padding, fq and (fq.quant_min, fq.quant_max))
+                found.setdefault(key, []).append((conv, end))
+            for members in found.values():
+                widths = [self.modules[c.target].out_channels for c, _ in members]
+                own = sum(self.modules[c.target].weight.numel() for c, _ in members)
+                extra = sum(r.out_channels * math.prod(r.kernel_size) * (sum(widths) - width)
+                            for (_, end), width in zip(members, widths)
+                            for r in (self.modules[u.target] for u in end.users))
+                if len(members) < 2 or extra > MAX_SIBLING_EXTRA_MACS * own:
+                    continue
+                # int8: each conv scaled onto the widest grid (ReLU outputs: grids from zero)
+                scales = [float(self.modules[end.target].scale) if self.quantized else 1.0 for _, end in members]
+                merged[members[0][0]] = [c for c, _ in members]
+                for (_, end), offset, scale in zip(members, np.cumsum([0, *widths[:-1]]), scales):
+                    places[end] = Sibling(int(offset), sum(widths), max(scales) / scale)
+        return merged, places
+
     def _per_tensor(self, node: fx.Node) -> bool:
         return self.modules[node.target].qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric)
 
@@ -167,9 +243,11 @@ class TFRebuild:
         return src
 
     # ---- ops -------------------------------------------------------------------------------------
-    def conv(self, tf, x, name: str, mod: nn.Conv2d):
-        if mod.dilation != (1, 1) or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-            raise FadError(f"{name}: only zero-padded, undilated convs export (got {mod})")
+    def weights(self, node: fx.Node) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A conv's weights (OIHW), bias and per-channel weight scales (None in float) as written:
+        output channels reordered for a pixel shuffle or tiled for copies; input channels placed
+        in a merged sibling conv's output."""
+        name, mod = node.target, self.modules[node.target]
         w = mod.weight.detach().numpy().astype(np.float32)
         b = (mod.bias.detach().numpy() if mod.bias is not None else np.zeros(w.shape[0])).astype(np.float32)
         fq = getattr(mod, "weight_fake_quant", None)
@@ -182,6 +260,18 @@ class TFRebuild:
             k = self.tiled[name]
             w, b = np.tile(w, (k, 1, 1, 1)), np.tile(b, k)
             scale = np.tile(scale, k) if scale is not None else None
+        place = self.sibling_places.get(node.args[0])
+        if place is not None:  # zero weights off its own channels; the grid's factor undone
+            wide = np.zeros((w.shape[0], place.channels, *w.shape[2:]), np.float32)
+            wide[:, place.offset : place.offset + w.shape[1]] = w / place.factor
+            w, scale = wide, scale / place.factor if scale is not None else None
+        return w, b, scale
+
+    def conv(self, tf, x, name: str, mod: nn.Conv2d, w: np.ndarray, b: np.ndarray, scale: np.ndarray | None):
+        """``mod`` (its geometry, grouping, activation and weight grid) written with ``w``, ``b``, ``scale``."""
+        if mod.dilation != (1, 1) or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+            raise FadError(f"{name}: only zero-padded, undilated convs export (got {mod})")
+        fq = getattr(mod, "weight_fake_quant", None)
         groups = mod.groups
         depthwise = groups > 1 and groups == mod.in_channels == mod.out_channels
         written = written_groups(mod, self.group_width)
@@ -209,6 +299,25 @@ class TFRebuild:
         if isinstance(mod, nniqat.ConvReLU2d):
             return tf.nn.relu(y)
         return y
+
+    def merged_conv(self, tf, x, convs: list[fx.Node]):
+        """Sibling convs + ReLU as one conv (:meth:`_merged_siblings`), each scaled by its factor."""
+        parts = []
+        for c in convs:
+            w, b, scale = self.weights(c)
+            k = self.sibling_places[next(iter(c.users))].factor
+            parts.append((w * k, b * k, scale * k if scale is not None else None))
+        w, b = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        scale = np.concatenate([p[2] for p in parts]) if self.quantized else None
+        first = self.modules[convs[0].target]
+        y = self.conv(tf, x, convs[0].target, first, w, b, scale)
+        if not self.quantized:
+            return tf.nn.relu(y)
+        fq = self.modules[next(iter(convs[0].users)).target]
+        widest = fq.scale * self.sibling_places[next(iter(convs[0].users))].factor
+        lo, hi = grid_range(widest.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
+        return tf.quantization.fake_quant_with_min_max_vars(y, float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0]),
+                                                            num_bits=NUM_BITS)
 
     def pool(self, tf, node: fx.Node, x, mod: nn.AvgPool2d):
         """Non-overlapping average pooling as a strided convolution with weights 1 / k^2: a
@@ -242,7 +351,7 @@ class TFRebuild:
         if isinstance(mod, FakeQuantize):
             return fake_quant(tf, x, mod)
         if isinstance(mod, nn.Conv2d):
-            return self.conv(tf, x, node.target, mod)
+            return self.conv(tf, x, node.target, mod, *self.weights(node))
         if isinstance(mod, nn.ReLU6):
             return tf.nn.relu6(x)
         if isinstance(mod, nn.ReLU):
@@ -289,7 +398,12 @@ class TFRebuild:
         env = self.env = {}
         load = lambda a: fx.node.map_arg(a, lambda n: env[n])  # noqa: E731
         for node in self.gm.graph.nodes:
-            if node.op == "placeholder":
+            if node in env:  # a merged sibling conv's, written with the first
+                continue
+            if node in self.siblings:
+                y = self.merged_conv(tf, env[node.args[0]], self.siblings[node])
+                env.update({n: y for c in self.siblings[node] for n in (c, next(iter(c.users)))})
+            elif node.op == "placeholder":
                 env[node] = x
             elif node.op == "call_module":
                 env[node] = self.call_module(tf, node, load(node.args))

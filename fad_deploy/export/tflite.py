@@ -212,18 +212,25 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
     return bytes(writer.populate())
 
 
-def group_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: float = math.inf) -> dict:
-    """MACs and weights of the convs as the network has them vs. as written with at least
-    ``group_width`` input channels per group (block-diagonal; inf: plain convs)."""
+def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: float = math.inf) -> dict:
+    """MACs and weights of the convs as the network has them vs. as :class:`TFRebuild` writes
+    them: grouped convs with at least ``group_width`` input channels per group (block-diagonal;
+    inf: plain convs), the readers of merged sibling convs over all their channels (zero weights
+    off their own)."""
     cost = {"macs_grouped": 0, "macs_written": 0, "weights_grouped": 0, "weights_written": 0}
+    rebuild = TFRebuild(trace_float(net, residual=True), group_width)
+    widened = {reader.target.removeprefix("net."): place.channels
+               for end, place in rebuild.sibling_places.items() for reader in end.users}
+    names = {id(m): name for name, m in net.named_modules()}
 
     def hook(mod: nn.Conv2d, _, out):
         per_pixel = mod.weight.numel()
-        merged = mod.groups // written_groups(mod, group_width)
+        factor = mod.groups // written_groups(mod, group_width) * widened.get(names[id(mod)], mod.in_channels) \
+            / mod.in_channels
         cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
-        cost["macs_written"] += per_pixel * merged * out.shape[-2] * out.shape[-1]
+        cost["macs_written"] += round(per_pixel * factor) * out.shape[-2] * out.shape[-1]
         cost["weights_grouped"] += per_pixel
-        cost["weights_written"] += per_pixel * merged
+        cost["weights_written"] += round(per_pixel * factor)
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
