@@ -2,11 +2,14 @@
 group width, expansions, widths and where Feature-Align runs, each candidate at most
 2.7 GMACs per RAW megapixel, timed against the PMRID architecture in one process.
 
-    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--tag TAG] [--candidates KEY ...]
+    python benchmarks/fan_config_search.py [--rounds 6] [--per-round 1] [--group-width 16] [--tag TAG]
+                                           [--candidates KEY ...]
     python benchmarks/fan_config_search.py --overrides KEY   (a candidate's fad-train settings)
 
 Every candidate is exported like the PMRID baseline (initial weights with seeded noise,
-int8 ranges from random inputs: latency does not depend on the weights) and timed with
+int8 ranges from random inputs: latency does not depend on the weights), as fad-export
+writes it (grouped convs in groups of at least --group-width channels, default fad-export's;
+0: as trained, as in the rounds before the twelfth; sibling convs merged), timed with
 XNNPACK on a 1x512x512x4 input (one RAW megapixel), fp32 and int8, 1 and 2 threads, all
 rounds interleaved. The candidates come from the per-op tables (per_op_fan.md): the
 grouped 3x3 convs at 4 channels per group and the full-resolution Feature-Align run at a
@@ -21,6 +24,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from fad_deploy.cli.export import DEFAULT_GROUP_WIDTH
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.export.manifest import read_bundle
 from fad_deploy.models.fan import FANConfig
@@ -197,9 +201,14 @@ def parse_args():
                         "train_gpu.sh's FAN")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=1)
+    p.add_argument("--group-width", type=int, default=DEFAULT_GROUP_WIDTH, metavar="N",
+                   help="write grouped convs with at least N channels per group, as fad-export --group-width "
+                        f"(default {DEFAULT_GROUP_WIDTH}, fad-export's; 0: as trained)")
     p.add_argument("--tag", help="suffix of the result files (fan_config_search-TAG.md, ...), e.g. for another CPU")
     p.add_argument("--candidates", nargs="+", metavar="KEY", choices=CANDIDATES,
-                   help="time only these candidates (default: all); give a --tag so the full search's files stay")
+                   help="time only these candidates (default: all, which needs more than 24 GiB: each model keeps "
+                        "its interpreters for the interleaved rounds; 20 fit in 24 GiB); give a --tag so the full "
+                        "search's files stay")
     return p.parse_args()
 
 
@@ -224,7 +233,7 @@ def main():
             over_budget[label] = macs
             continue
         candidates[label] = files(export_architecture("fan", SIZE, ("tflite",), config=overrides,
-                                                      name=f"fan-search-{key}"))
+                                                      name=f"fan-search-{key}", group_width=args.group_width))
     models = {PMRID: files(export_architecture("pmrid", SIZE, ("tflite",), name=baseline_name("pmrid"))),
               **candidates}
     cpu = cpu_record()
@@ -250,10 +259,13 @@ def main():
     only = " ".join(args.candidates or [])
     md = "\n\n".join([
         "# FAN configuration search by measured TFLite latency",
-        f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round}"
+        f"`python benchmarks/fan_config_search.py --rounds {args.rounds} --per-round {args.per_round} "
+        f"--group-width {args.group_width}"
         f"{f' --tag {args.tag}' if args.tag else ''}{f' --candidates {only}' if args.candidates else ''}`: every "
         "candidate within 2.7 GMACs per RAW megapixel exported with initial weights (seeded noise; latency does not "
-        "depend on the weights) and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
+        "depend on the weights), its grouped convs written with at least "
+        f"{args.group_width or 'their trained'} channels per group and sibling convs merged (as fad-export writes "
+        "them), and timed with XNNPACK on 1x512x512x4 against the PMRID architecture, fp32 and int8, "
         f"1 and 2 threads, {args.rounds} interleaved rounds of {args.per_round} invokes in one process; medians.",
         f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {simd_flags(cpu)}. Other processes used "
         f"{load['other_processes_cpu_share']:.0%} of the CPU time during the {load['seconds']:.0f} s of timing "
@@ -268,7 +280,8 @@ def main():
     ]) + "\n"
     out = stem("fan_config_search", args.tag)
     write_text(RESULTS / f"{out}.md", md)
-    write_json(RESULTS / f"{out}.json", {"cpu": cpu, "load": load, "rows": rows, "candidates": results,
+    write_json(RESULTS / f"{out}.json", {"cpu": cpu, "load": load, "group_width": args.group_width, "rows": rows,
+                                         "candidates": results,
                                          "over_budget": over_budget})
     print(f"wrote {RESULTS / out}.md")
 
