@@ -12,8 +12,8 @@ XNNPACK runs a 3x3 conv with 4 channels per group at a fraction of the MAC rate 
 outside the blocks). Each configuration (fan_config_search.py's keys) is exported with
 initial weights (latency does not depend on them) as trained and at each width, then all are
 timed with XNNPACK on 1x512x512x4 (one RAW megapixel), fp32 and int8, 1 and 2 threads, in
-one process with rounds interleaved; medians. "As trained" writes no sibling merged. Writes benchmarks/results/group_width.{md,json}
-(``--tag T``: group_width-T.*).
+one process with rounds interleaved; medians. "As trained" writes no sibling merged. Writes
+benchmarks/results/group_width.{md,json} (``--tag T``: group_width-T.*).
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 def label(key: str, width: int, bound: float) -> str:
     if not width:
         return f"{key}, as trained"
-    return f"{key}, groups of at least {width}, " + (f"siblings merged up to {bound:g}x" if bound else "no siblings merged")
+    siblings = f"siblings merged up to {bound:g}x" if bound else "no siblings merged"
+    return f"{key}, groups of at least {width}, {siblings}"
 
 
 def parse_args():
