@@ -11,6 +11,7 @@ import pytest
 from fad_deploy.cli import bench
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import build
+from fad_deploy.export.tflite import written_conv_cost
 from fad_deploy.profile.cpu_model import CpuCostModel, Micro, fit, graph_layers, micro_model
 from fad_deploy.profile.graph import trace
 from fad_deploy.profile.macs import count_macs
@@ -50,9 +51,11 @@ def test_fit_recovers_a_known_cost_model():
 
 @pytest.mark.parametrize("arch", ["fan", "pmrid"])
 def test_graph_layers_use_the_tflite_kinds_and_keep_every_mac(arch):
-    graph = trace(build(arch), (64, 64))
+    net = build(arch)
+    graph = trace(net, (64, 64))
     layers = graph_layers(graph, "int8")
-    assert sum(op.macs for op in layers) == count_macs(graph).macs
+    cost = written_conv_cost(net, (64, 64), group_width=0)  # + the merged siblings' readers' zeros (FAN's)
+    assert sum(op.macs for op in layers) == count_macs(graph).macs + cost["macs_written"] - cost["macs_grouped"]
     kinds = {op.kind for op in layers}
     expected = {"fan": {"conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)", "conv 1x1",
                         "conv 3x3 dense", "elementwise mul", "depthwise 2x2"},  # pools as exported
@@ -72,6 +75,11 @@ def test_graph_layers_follow_the_export_that_writes_wider_groups():
     kinds = {op.kind for op in written}
     assert "conv 3x3 grouped (16 ch/group)" in kinds and not any("(4 ch/group)" in k for k in kinds)
     assert sum(op.macs for op in written) > sum(op.macs for op in trained)
+    # each level's two Feature-Align conditioning convs as one (levels 0-2), the decoder's written within it
+    names = {op.name: op for op in written}
+    assert names["enc_align_0_shared"].out_shape[1] == 16 and "dec_align_3_shared" not in names
+    assert names["enc_align_3_shared"].out_shape[1] == 8 and "dec_align_0_shared" in names
+    assert names["enc_align_0_gamma"].macs == 16 * 16 * 64 * 64  # reads all 16 merged channels (8 its own)
 
 
 def test_report_prints_the_calibrated_latency_per_layer(tmp_path):

@@ -31,6 +31,7 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import FakeQuantize
 
 from ..errors import FadError
+from ..quant.graph import trace_float
 from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
@@ -122,6 +123,30 @@ class Sibling:
     offset: int
     channels: int  # of the merged conv
     factor: float
+
+
+@dataclass(frozen=True)
+class SiblingLayout:
+    """Where :class:`TFRebuild` merges sibling convs, by module path in the network: the first
+    conv of each merged group -> the merged conv's output channels; the others (written within
+    it); each reader -> the merged channels it reads."""
+    merged_out: dict[str, int]
+    within: set[str]
+    reader_in: dict[str, int]
+
+
+def sibling_layout(net: nn.Module) -> SiblingLayout:
+    """The sibling convs the TFLite export of ``net``'s float residual core merges (none for a
+    network without one)."""
+    try:
+        rebuild = TFRebuild(trace_float(net, residual=True))
+    except FadError:
+        return SiblingLayout({}, set(), {})
+    path = lambda node: node.target.removeprefix("net.")  # noqa: E731 - the core's modules are net.<path>
+    first = {path(c): rebuild.sibling_places[next(iter(c.users))].channels for c in rebuild.siblings}
+    within = {path(c) for convs in rebuild.siblings.values() for c in convs[1:]}
+    readers = {path(r): place.channels for end, place in rebuild.sibling_places.items() for r in end.users}
+    return SiblingLayout(first, within, readers)
 
 
 def concat_dim(node: fx.Node) -> int:

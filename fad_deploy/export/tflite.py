@@ -26,7 +26,7 @@ from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from ..quant.split import input_channels
 from ..runners.base import IN_CHANNELS
-from .tf_graph import TFRebuild, written_groups
+from .tf_graph import TFRebuild, sibling_layout, written_groups
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
@@ -218,9 +218,7 @@ def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: 
     inf: plain convs), the readers of merged sibling convs over all their channels (zero weights
     off their own)."""
     cost = {"macs_grouped": 0, "macs_written": 0, "weights_grouped": 0, "weights_written": 0}
-    rebuild = TFRebuild(trace_float(net, residual=True), group_width)
-    widened = {reader.target.removeprefix("net."): place.channels
-               for end, place in rebuild.sibling_places.items() for reader in end.users}
+    widened = sibling_layout(net).reader_in
     names = {id(m): name for name, m in net.named_modules()}
 
     def hook(mod: nn.Conv2d, _, out):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tf_graph import written_groups
+from ..export.tf_graph import sibling_layout, written_groups
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
@@ -185,25 +185,31 @@ FUSED_KINDS = {"activation", "identity", "reshape", "slice", "input", "constant"
 
 def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list[TFLiteOp]:
     """The traced network's ops as the kinds, MACs and bytes moved the cost model reads
-    (weights at their stored size: int8 with per-channel scales, or fp32), the grouped convs
-    as the export writes them with at least ``written_width`` channels per group
-    (TFLiteOptions.group_width: adjacent groups merged, zeros included)."""
+    (weights at their stored size: int8 with per-channel scales, or fp32), the convs as the
+    export writes them: grouped ones with at least ``written_width`` channels per group
+    (TFLiteOptions.group_width: adjacent groups merged, zeros included), sibling convs as one
+    and their readers over all its channels (:func:`sibling_layout`)."""
     size = ELEMENT_BYTES[precision]
+    siblings = sibling_layout(graph.model)
     layers = []
     for op in graph.ops:
-        if op.kind in FUSED_KINDS:
+        if op.kind in FUSED_KINDS or op.target in siblings.within:
             continue
         kind = {"add": "elementwise add", "mul": "elementwise mul", "avg_pool": POOL}.get(op.kind, "data movement")
-        weights, merged = 0, 1
+        weights, factor, shape, in_shapes = 0, 1.0, op.out_shape, op.in_shapes
         if op.kind == "conv":
             m = op.module
             depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
             groups = written_groups(m, written_width)
-            merged = m.groups // groups
+            wider_out = siblings.merged_out.get(op.target, m.out_channels) / m.out_channels
+            wider_in = siblings.reader_in.get(op.target, m.in_channels) / m.in_channels
+            factor = m.groups // groups * wider_out * wider_in
+            shape = (*op.out_shape[:1], round(op.out_shape[1] * wider_out), *op.out_shape[2:])
+            in_shapes = tuple((*s[:1], round(s[1] * wider_in), *s[2:]) for s in op.in_shapes)
             kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // groups, m.in_channels)
-            weights = merged * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
-        moved = size * (sum(math.prod(s) for s in op.in_shapes) + math.prod(op.out_shape)) + weights
-        layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, op.out_shape, merged * op_macs(op), moved))
+            weights = factor * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
+        moved = size * (sum(math.prod(s) for s in in_shapes) + math.prod(shape)) + weights
+        layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, shape, round(factor * op_macs(op)), round(moved)))
     return layers
 
 
