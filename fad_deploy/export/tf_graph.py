@@ -143,8 +143,8 @@ def sibling_layout(net: nn.Module) -> SiblingLayout:
     except FadError:
         return SiblingLayout({}, set(), {})
     path = lambda node: node.target.removeprefix("net.")  # noqa: E731 - the core's modules are net.<path>
-    first = {path(c): rebuild.sibling_places[next(iter(c.users))].channels for c in rebuild.siblings}
-    within = {path(c) for convs in rebuild.siblings.values() for c in convs[1:]}
+    first = {path(c): rebuild.sibling_places[end].channels for c, ((_, end), *_) in rebuild.siblings.items()}
+    within = {path(c) for members in rebuild.siblings.values() for c, _ in members[1:]}
     readers = {path(r): place.channels for end, place in rebuild.sibling_places.items() for r in end.users}
     return SiblingLayout(first, within, readers)
 
@@ -224,9 +224,9 @@ class TFRebuild:
             return user
         return None
 
-    def _merged_siblings(self) -> tuple[dict[fx.Node, list[fx.Node]], dict[fx.Node, Sibling]]:
-        """Convs merged with their siblings: first conv node -> the convs (graph order), and the
-        node holding each one's ReLU output -> its place in the merged conv. Siblings read the
+    def _merged_siblings(self) -> tuple[dict[fx.Node, list[tuple[fx.Node, fx.Node]]], dict[fx.Node, Sibling]]:
+        """Convs merged with their siblings: first conv node -> each conv with the node holding its
+        ReLU output (graph order), and that node -> its place in the merged conv. Siblings read the
         same node with the same geometry, each has a ReLU (:meth:`_relu_chain`) read only by
         plain convs, and the merge adds at most MAX_SIBLING_EXTRA_MACS times their MACs to
         those readers."""
@@ -252,7 +252,7 @@ class TFRebuild:
                     continue
                 # int8: each conv scaled onto the widest grid (ReLU outputs: grids from zero)
                 scales = [float(self.modules[end.target].scale) if self.quantized else 1.0 for _, end in members]
-                merged[members[0][0]] = [c for c, _ in members]
+                merged[members[0][0]] = members
                 for (_, end), offset, scale in zip(members, np.cumsum([0, *widths[:-1]]), scales):
                     places[end] = Sibling(int(offset), sum(widths), max(scales) / scale)
         return merged, places
@@ -325,21 +325,21 @@ class TFRebuild:
             return tf.nn.relu(y)
         return y
 
-    def merged_conv(self, tf, x, convs: list[fx.Node]):
+    def merged_conv(self, tf, x, members: list[tuple[fx.Node, fx.Node]]):
         """Sibling convs + ReLU as one conv (:meth:`_merged_siblings`), each scaled by its factor."""
         parts = []
-        for c in convs:
+        for c, end in members:
             w, b, scale = self.weights(c)
-            k = self.sibling_places[next(iter(c.users))].factor
+            k = self.sibling_places[end].factor
             parts.append((w * k, b * k, scale * k if scale is not None else None))
         w, b = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         scale = np.concatenate([p[2] for p in parts]) if self.quantized else None
-        first = self.modules[convs[0].target]
-        y = self.conv(tf, x, convs[0].target, first, w, b, scale)
+        (first, first_end), *_ = members
+        y = self.conv(tf, x, first.target, self.modules[first.target], w, b, scale)
         if not self.quantized:
             return tf.nn.relu(y)
-        fq = self.modules[next(iter(convs[0].users)).target]
-        widest = fq.scale * self.sibling_places[next(iter(convs[0].users))].factor
+        fq = self.modules[first_end.target]
+        widest = fq.scale * self.sibling_places[first_end].factor
         lo, hi = grid_range(widest.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
         return tf.quantization.fake_quant_with_min_max_vars(y, float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0]),
                                                             num_bits=NUM_BITS)
@@ -427,7 +427,7 @@ class TFRebuild:
                 continue
             if node in self.siblings:
                 y = self.merged_conv(tf, env[node.args[0]], self.siblings[node])
-                env.update({n: y for c in self.siblings[node] for n in (c, next(iter(c.users)))})
+                env.update({n: y for pair in self.siblings[node] for n in pair})
             elif node.op == "placeholder":
                 env[node] = x
             elif node.op == "call_module":
