@@ -555,6 +555,49 @@ def test_sibling_conditioning_convs_export_as_one_conv_with_the_same_outputs(int
         assert psnr(outputs[1], ref, data_range=float(np.abs(ref).max())) >= 80
 
 
+@pytest.mark.parametrize("k", [3, 5])
+def test_a_block_kernel_at_stride_2_then_depth_to_space_is_the_conv(k):
+    from fad_deploy.export.tf_graph import block_kernel, depth_to_space_order
+
+    rng = np.random.default_rng(k)
+    w = torch.from_numpy(rng.normal(size=(4, 6, k, k)).astype(np.float32))
+    x = torch.from_numpy(rng.normal(size=(1, 6, 10, 12)).astype(np.float32))
+    blocked = torch.from_numpy(block_kernel(w.numpy()))  # TF's DEPTH_TO_SPACE order: back to torch's shuffle's
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [k // 2] * 4), blocked, stride=2)[:, :, :5, :6]
+    y = torch.nn.functional.pixel_shuffle(y[:, np.argsort(depth_to_space_order(4, 2))], 2)
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, padding=k // 2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_the_head_exports_on_2x2_blocks_with_the_same_outputs(int8, tmp_path, one_thread):
+    """The 3x3 head to the 4 RAW planes is written as a 4x4 stride-2 conv to 16 channels and a
+    DEPTH_TO_SPACE: the same numbers (int8: the same integers) as the conv written as it is."""
+    from unittest import mock
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from fad_deploy.export import tf_graph
+    from fad_deploy.export.tflite import TFLiteOptions, export_tflite
+
+    q = calibrated(tiny_checkpoint()) if int8 else tiny_checkpoint()
+    outputs, ops = [], []
+    u = np.random.default_rng(0).uniform(0, 2, (2, 4, SIZE, SIZE)).astype(np.float32)
+    for bound in (0, tf_graph.MAX_BLOCKED_OUT_CHANNELS):
+        with mock.patch.object(tf_graph, "MAX_BLOCKED_OUT_CHANNELS", bound):
+            model, _ = export_tflite(q, TFLiteOptions((SIZE, SIZE), int8=int8), "test", {})
+        path = tmp_path / f"m{bound}.tflite"
+        path.write_bytes(model)
+        interp = Interpreter(model_path=str(path))
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+        ops.append([(d["op_name"], tuple(tensors[d["inputs"][1]]["shape"]) if d["op_name"] == "CONV_2D" else None)
+                    for d in interp._get_ops_details()])
+        outputs.append(TFLiteRunner(path, q.anchor, multiple=4).run_network(u))
+    assert ops[0][-1] == ("CONV_2D", (4, 3, 3, 8))  # OHWI: 3x3 from TINY's 8 channels to 4
+    assert ops[1][-2:] == [("CONV_2D", (16, 4, 4, 8)), ("DEPTH_TO_SPACE", None)]
+    assert ops[1][:-2] == ops[0][:-1]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=0 if int8 else 1e-5)
+
+
 @pytest.mark.parametrize("int8", [False, True])
 def test_separable_head_and_1x1_shared_conditioning_export_with_parity(int8, tmp_path, one_thread):
     ckpt = tiny_checkpoint(head_depthwise=True, align_kernel=[1, 3, 3], align_hidden=[4, 8, 8],

@@ -15,6 +15,10 @@ Convs with a ReLU that read one tensor alike (FAN's two Feature-Align conditioni
 level, encoder's and decoder's, on the same resized input) become one conv with their outputs
 side by side, each consumer reading its own channels of it through zero weights elsewhere:
 the same numbers, in int8 too (see :meth:`TFRebuild._merged_siblings`).
+
+A plain k x k conv to a few channels (a denoiser's head, to the 4 RAW planes) is written on 2x2
+blocks of its output: a (k+1) x (k+1) stride-2 conv to 4x the channels, then DEPTH_TO_SPACE
+(see :func:`block_kernel`): the same sums, on a kernel that fills XNNPACK's output tile.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import FakeQuantize
 
 from ..errors import FadError
-from ..quant.graph import trace_float
+from ..quant.graph import Core
 from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
@@ -48,6 +52,12 @@ MAX_TILED_MACS_PER_COPY = 12
 # merged at level 0, d8-12-24 (groups of at least 16) takes 3% less int8 time, 1.5% less fp32; with levels 1-2
 # too, 4% and 1%; level 3 adds nothing (AVX-512 VNNI, benchmarks/results/group_width-siblings.md).
 MAX_SIBLING_EXTRA_MACS = 3.0
+
+# A plain conv to at most this many channels leaves most of XNNPACK's output tile empty: FAN's head (3x3, 16 -> 4
+# channels at full resolution) takes as long as its 3x3 16 -> 16 convs with 4x the MACs. Written on 2x2 blocks of
+# its output (block_kernel: 1.78x the MACs for a 3x3) it takes about half the time, fp32 and int8 (AVX-512 VNNI,
+# benchmarks/results/blocked_conv.md). Only k x k convs with k >= 3: a 1x1 would run 4x its MACs.
+MAX_BLOCKED_OUT_CHANNELS = 4
 
 
 def folds_copies(in_channels: int, copies: int) -> bool:
@@ -115,6 +125,19 @@ def merge_groups(w: np.ndarray, groups: int, new_groups: int) -> np.ndarray:
     return merged
 
 
+def block_kernel(w: np.ndarray) -> np.ndarray:
+    """(C, I, k, k) weights of a stride-1 conv padded by k // 2 -> (4C, I, k+1, k+1) weights of the
+    stride-2 conv (TF's SAME padding, even sizes) that computes its output on 2x2 blocks, in
+    DEPTH_TO_SPACE's channel order: output pixel (2i + di, 2j + dj), channel c is block (i, j)'s
+    channel (2 di + dj) C + c, and its window starts di rows, dj columns into the block's."""
+    c, i, k, _ = w.shape
+    blocked = np.zeros((4 * c, i, k + 1, k + 1), w.dtype)
+    for di in range(2):
+        for dj in range(2):
+            blocked[(2 * di + dj) * c : (2 * di + dj + 1) * c, :, di : di + k, dj : dj + k] = w
+    return blocked
+
+
 @dataclass(frozen=True)
 class Sibling:
     """A conv merged with its siblings: its place in the merged conv's outputs, and the factor
@@ -126,27 +149,30 @@ class Sibling:
 
 
 @dataclass(frozen=True)
-class SiblingLayout:
-    """Where :class:`TFRebuild` merges sibling convs, by module path in the network: the first
-    conv of each merged group -> the merged conv's output channels; the others (written within
-    it); each reader -> the merged channels it reads."""
+class WrittenLayout:
+    """Where :class:`TFRebuild` writes convs otherwise than the network has them, by module path:
+    merged sibling convs (the first of each group -> the merged conv's output channels; the
+    others, written within it; each reader -> the merged channels it reads), and the convs
+    written on 2x2 blocks of their output."""
     merged_out: dict[str, int]
     within: set[str]
     reader_in: dict[str, int]
+    blocked: set[str]
 
 
-def sibling_layout(net: nn.Module) -> SiblingLayout:
-    """The sibling convs the TFLite export of ``net``'s float residual core merges (none for a
-    network without one)."""
+def written_layout(net: nn.Module) -> WrittenLayout:
+    """How the TFLite export of ``net``'s float residual core writes its convs (as the network has
+    them for a network without such a core)."""
     try:
-        rebuild = TFRebuild(trace_float(net, residual=True))
+        core = Core(net, residual=True)
+        rebuild = TFRebuild(fx.symbolic_trace(core), multiple=core.multiple)
     except FadError:
-        return SiblingLayout({}, set(), {})
+        return WrittenLayout({}, set(), {}, set())
     path = lambda node: node.target.removeprefix("net.")  # noqa: E731 - the core's modules are net.<path>
     first = {path(c): rebuild.sibling_places[end].channels for c, ((_, end), *_) in rebuild.siblings.items()}
     within = {path(c) for members in rebuild.siblings.values() for c, _ in members[1:]}
     readers = {path(r): place.channels for end, place in rebuild.sibling_places.items() for r in end.users}
-    return SiblingLayout(first, within, readers)
+    return WrittenLayout(first, within, readers, {path(c) for c in rebuild.blocked})
 
 
 def concat_dim(node: fx.Node) -> int:
@@ -157,16 +183,18 @@ def concat_dim(node: fx.Node) -> int:
 class TFRebuild:
     """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
 
-    def __init__(self, gm: fx.GraphModule, group_width: float = 0, depth_to_space: bool = True):
+    def __init__(self, gm: fx.GraphModule, group_width: float = 0, depth_to_space: bool = True, multiple: int = 1):
         """``group_width``: grouped convs with fewer input channels per group are written with at
         least this many (:func:`merged_groups`; inf: plain convs). ``depth_to_space=False``: pixel
-        shuffles as :func:`depth_to_space_moves`."""
+        shuffles as :func:`depth_to_space_moves`. ``multiple``: the input's h and w are multiples of
+        it (the core's), so that an even one lets narrow convs be written on 2x2 blocks."""
         self.gm, self.group_width, self.depth_to_space = gm, group_width, depth_to_space
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
         self.tiled, self.tiled_concats = self._tiled_by_concat()
         self.siblings, self.sibling_places = self._merged_siblings()
+        self.blocked = self._blocked_convs() if multiple % 2 == 0 else {}
         self.env: dict[fx.Node, object] = {}  # each node's TF value, while __call__ runs
 
     # ---- graph helpers -----------------------------------------------------------------------
@@ -257,6 +285,30 @@ class TFRebuild:
                     places[end] = Sibling(int(offset), sum(widths), max(scales) / scale)
         return merged, places
 
+    def _blocked_convs(self) -> dict[fx.Node, fx.Node]:
+        """Convs written on 2x2 blocks of their output (:func:`block_kernel`): conv node -> the node
+        after which DEPTH_TO_SPACE restores the layout (in int8 the conv's output quantizer, per
+        tensor, its only user; else the conv). Plain stride-1 k x k convs (k odd, at least 3, padded
+        by k // 2) to at most MAX_BLOCKED_OUT_CHANNELS channels, not otherwise rewritten."""
+        merged = {c for members in self.siblings.values() for c, _ in members}
+        blocked = {}
+        for node in self.gm.graph.nodes:
+            if not self._is(node, nn.Conv2d) or node in merged or node.target in self.shuffle_fed \
+                    or node.target in self.tiled:
+                continue
+            mod = self.modules[node.target]
+            k = mod.kernel_size[0]
+            if not (mod.groups == 1 and mod.stride == (1, 1) and mod.kernel_size == (k, k) and k >= 3 and k % 2
+                    and mod.padding == (k // 2, k // 2) and mod.out_channels <= MAX_BLOCKED_OUT_CHANNELS):
+                continue
+            end = node
+            if self.quantized:
+                end = next(iter(node.users)) if len(node.users) == 1 else None
+                if end is None or not (self._is(end, FakeQuantize) and self._per_tensor(end)):
+                    continue
+            blocked[node] = end
+        return blocked
+
     def _per_tensor(self, node: fx.Node) -> bool:
         return self.modules[node.target].qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric)
 
@@ -270,8 +322,8 @@ class TFRebuild:
     # ---- ops -------------------------------------------------------------------------------------
     def weights(self, node: fx.Node) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """A conv's weights (OIHW), bias and per-channel weight scales (None in float) as written:
-        output channels reordered for a pixel shuffle or tiled for copies; input channels placed
-        in a merged sibling conv's output."""
+        output channels reordered for a pixel shuffle, tiled for copies or on 2x2 blocks; input
+        channels placed in a merged sibling conv's output."""
         name, mod = node.target, self.modules[node.target]
         w = mod.weight.detach().numpy().astype(np.float32)
         b = (mod.bias.detach().numpy() if mod.bias is not None else np.zeros(w.shape[0])).astype(np.float32)
@@ -285,6 +337,9 @@ class TFRebuild:
             k = self.tiled[name]
             w, b = np.tile(w, (k, 1, 1, 1)), np.tile(b, k)
             scale = np.tile(scale, k) if scale is not None else None
+        if node in self.blocked:
+            w, b = block_kernel(w), np.tile(b, 4)
+            scale = np.tile(scale, 4) if scale is not None else None
         place = self.sibling_places.get(node.args[0])
         if place is not None:  # zero weights off its own channels; the grid's factor undone
             wide = np.zeros((w.shape[0], place.channels, *w.shape[2:]), np.float32)
@@ -292,8 +347,10 @@ class TFRebuild:
             w, scale = wide, scale / place.factor if scale is not None else None
         return w, b, scale
 
-    def conv(self, tf, x, name: str, mod: nn.Conv2d, w: np.ndarray, b: np.ndarray, scale: np.ndarray | None):
-        """``mod`` (its geometry, grouping, activation and weight grid) written with ``w``, ``b``, ``scale``."""
+    def conv(self, tf, x, name: str, mod: nn.Conv2d, w: np.ndarray, b: np.ndarray, scale: np.ndarray | None,
+             blocked: bool = False):
+        """``mod`` (its geometry, grouping, activation and weight grid) written with ``w``, ``b``, ``scale``;
+        ``blocked``: on 2x2 blocks of its output (``w`` from :func:`block_kernel`)."""
         if mod.dilation != (1, 1) or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
             raise FadError(f"{name}: only zero-padded, undilated convs export (got {mod})")
         fq = getattr(mod, "weight_fake_quant", None)
@@ -310,7 +367,9 @@ class TFRebuild:
                 narrow_range=fq.quant_min == -fq.quant_max)
         (ph, pw), (sh, sw) = mod.padding, mod.stride
         k = mod.kernel_size
-        same = (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)
+        same = blocked or (sh, sw) == (1, 1) and (2 * ph, 2 * pw) == (k[0] - 1, k[1] - 1)
+        if blocked:  # on even sizes SAME pads a (k+1) x (k+1) stride-2 conv by k // 2 before, as the conv was
+            sh = sw = 2
         padding = "SAME" if same else [[0, 0], [ph, ph], [pw, pw], [0, 0]]
         strides = [1, sh, sw, 1]
         if depthwise:  # DEPTHWISE_CONV_2D (a CONV_2D with one channel per group is slower and less portable)
@@ -376,7 +435,7 @@ class TFRebuild:
         if isinstance(mod, FakeQuantize):
             return fake_quant(tf, x, mod)
         if isinstance(mod, nn.Conv2d):
-            return self.conv(tf, x, node.target, mod, *self.weights(node))
+            return self.conv(tf, x, node.target, mod, *self.weights(node), blocked=node in self.blocked)
         if isinstance(mod, nn.ReLU6):
             return tf.nn.relu6(x)
         if isinstance(mod, nn.ReLU):
@@ -390,8 +449,12 @@ class TFRebuild:
             src = self._producer(node)
             if not (src.op == "call_module" and src.target in self.shuffle_fed):  # reorder channels here
                 x = tf.gather(x, depth_to_space_order(x.shape[-1] // (r * r), r), axis=3)
-            return tf.nn.depth_to_space(x, r) if self.depth_to_space else depth_to_space_moves(tf, x, r)
+            return self.shuffle(tf, x, r)
         raise FadError(f"{node.target}: {type(mod).__name__} is not in the exportable op list")
+
+    def shuffle(self, tf, x, r: int):
+        """DEPTH_TO_SPACE of ``x`` (TF's channel order), or the same moves where int16 needs them."""
+        return tf.nn.depth_to_space(x, r) if self.depth_to_space else depth_to_space_moves(tf, x, r)
 
     def call_function(self, tf, node: fx.Node, args):
         fn = node.target
@@ -422,6 +485,7 @@ class TFRebuild:
         """The core on NHWC ``x`` (h, w multiples of the network's padding multiple)."""
         env = self.env = {}
         load = lambda a: fx.node.map_arg(a, lambda n: env[n])  # noqa: E731
+        unblocked = set(self.blocked.values())
         for node in self.gm.graph.nodes:
             if node in env:  # a merged sibling conv's, written with the first
                 continue
@@ -438,4 +502,6 @@ class TFRebuild:
                 return load(node.args[0])
             else:
                 raise FadError(f"{node.name}: {node.op} {node.target} is not in the exportable op list")
+            if node in unblocked:  # a conv on 2x2 blocks: back to its own layout
+                env[node] = self.shuffle(tf, env[node], 2)
         raise FadError("the traced network has no output")

@@ -26,7 +26,7 @@ from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from ..quant.split import input_channels
 from ..runners.base import IN_CHANNELS
-from .tf_graph import TFRebuild, sibling_layout, written_groups
+from .tf_graph import TFRebuild, written_groups, written_layout
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
@@ -216,19 +216,22 @@ def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: 
     """MACs and weights of the convs as the network has them vs. as :class:`TFRebuild` writes
     them: grouped convs with at least ``group_width`` input channels per group (block-diagonal;
     inf: plain convs), the readers of merged sibling convs over all their channels (zero weights
-    off their own)."""
+    off their own), narrow convs on 2x2 blocks of their output (zeros in a larger kernel)."""
     cost = {"macs_grouped": 0, "macs_written": 0, "weights_grouped": 0, "weights_written": 0}
-    widened = sibling_layout(net).reader_in
+    layout = written_layout(net)
     names = {id(m): name for name, m in net.named_modules()}
 
     def hook(mod: nn.Conv2d, _, out):
         per_pixel = mod.weight.numel()
-        factor = mod.groups // written_groups(mod, group_width) * widened.get(names[id(mod)], mod.in_channels) \
+        name = names[id(mod)]
+        factor = mod.groups // written_groups(mod, group_width) * layout.reader_in.get(name, mod.in_channels) \
             / mod.in_channels
+        # on 2x2 blocks: a (k+1) x (k+1) kernel per output pixel, 4 pixels' outputs per block
+        blocks = ((mod.kernel_size[0] + 1) / mod.kernel_size[0]) ** 2 if name in layout.blocked else 1
         cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
-        cost["macs_written"] += round(per_pixel * factor) * out.shape[-2] * out.shape[-1]
+        cost["macs_written"] += round(per_pixel * factor * blocks) * out.shape[-2] * out.shape[-1]
         cost["weights_grouped"] += per_pixel
-        cost["weights_written"] += round(per_pixel * factor)
+        cost["weights_written"] += round(per_pixel * factor * blocks * (4 if blocks > 1 else 1))
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
@@ -262,7 +265,8 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     multiple = Core(net).multiple
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
-    model = convert(tf, TFRebuild(gm, options.written_group_width, depth_to_space=not int16), options, input_range,
+    rebuild = TFRebuild(gm, options.written_group_width, depth_to_space=not int16, multiple=multiple)
+    model = convert(tf, rebuild, options, input_range,
                     calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
     details = io_details(model)
     if expected and not options.float_io:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tf_graph import sibling_layout, written_groups
+from ..export.tf_graph import written_groups, written_layout
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
@@ -36,9 +36,10 @@ from .tflite_ops import TFLiteOp, conv_kind
 LEVELS = ((512, 16), (256, 24), (128, 48), (64, 96), (32, 160))
 POOL = "depthwise 2x2"  # an average pool as the TFLite export writes it: depthwise 2x2, stride 2 (TFRebuild.pool)
 # grouped convs: FAN's 4 channels per group, and 16 or dense, as fad-export writes them by default
-# (TFLiteOptions.group_width)
-MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 s2 dense", "conv 3x3 grouped (4 ch/group)",
-               "conv 3x3 s2 grouped (4 ch/group)", "conv 3x3 grouped (16 ch/group)", "conv 3x3 s2 grouped (16 ch/group)",
+# (TFLiteOptions.group_width); 4x4 stride 2: a 3x3 head written on 2x2 blocks of its output (tf_graph.block_kernel)
+MICRO_KINDS = ("conv 1x1", "conv 3x3 dense", "conv 3x3 s2 dense", "conv 4x4 s2 dense",
+               "conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)", "conv 3x3 grouped (16 ch/group)",
+               "conv 3x3 s2 grouped (16 ch/group)",
                "depthwise 3x3", "depthwise 5x5", "elementwise add", "elementwise mul", POOL, "data movement")
 
 
@@ -87,13 +88,11 @@ def micro_model(tf, micro: Micro, int8: bool) -> bytes:
     const = lambda *shape: tf.constant(rng.normal(0, 0.1, shape).astype(np.float32))  # noqa: E731
 
     def op(x, y=None):
-        if kind == "conv 1x1":
-            return tf.nn.bias_add(tf.nn.conv2d(x, const(1, 1, c, o), 1, "SAME"), const(o))
-        if kind.startswith("conv 3x3"):  # dense or grouped (the grouped ones keep the width), stride 1 or 2
-            stride = 2 if " s2 " in kind else 1
-            padding = "SAME" if stride == 1 else [[0, 0], [1, 1], [1, 1], [0, 0]]
+        if kind.startswith("conv "):  # k x k, dense or grouped (the grouped ones keep the width), stride 1 or 2
+            k, stride = int(kind.split()[1][0]), 2 if " s2 " in kind else 1
+            padding = "SAME" if stride == 1 or k % 2 == 0 else [[0, 0], [k // 2, k // 2], [k // 2, k // 2], [0, 0]]
             depth, out = (group_width(kind), c) if "grouped" in kind else (c, o)
-            return tf.nn.bias_add(tf.nn.conv2d(x, const(3, 3, depth, out), stride, padding), const(out))
+            return tf.nn.bias_add(tf.nn.conv2d(x, const(k, k, depth, out), stride, padding), const(out))
         if kind == POOL:
             quarter = tf.constant(np.full((2, 2, c, 1), 0.25, np.float32))
             return tf.nn.depthwise_conv2d(x, quarter, [1, 2, 2, 1], "VALID")
@@ -188,12 +187,13 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
     (weights at their stored size: int8 with per-channel scales, or fp32), the convs as the
     export writes them: grouped ones with at least ``written_width`` channels per group
     (TFLiteOptions.group_width: adjacent groups merged, zeros included), sibling convs as one
-    and their readers over all its channels (:func:`sibling_layout`)."""
+    and their readers over all its channels, narrow convs on 2x2 blocks of their output and a
+    DEPTH_TO_SPACE (:func:`written_layout`)."""
     size = ELEMENT_BYTES[precision]
-    siblings = sibling_layout(graph.model)
+    written = written_layout(graph.model)
     layers = []
     for op in graph.ops:
-        if op.kind in FUSED_KINDS or op.target in siblings.within:
+        if op.kind in FUSED_KINDS or op.target in written.within:
             continue
         kind = {"add": "elementwise add", "mul": "elementwise mul", "avg_pool": POOL}.get(op.kind, "data movement")
         weights, factor, shape, in_shapes = 0, 1.0, op.out_shape, op.in_shapes
@@ -201,15 +201,24 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
             m = op.module
             depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
             groups = written_groups(m, written_width)
-            wider_out = siblings.merged_out.get(op.target, m.out_channels) / m.out_channels
-            wider_in = siblings.reader_in.get(op.target, m.in_channels) / m.in_channels
+            wider_out = written.merged_out.get(op.target, m.out_channels) / m.out_channels
+            wider_in = written.reader_in.get(op.target, m.in_channels) / m.in_channels
             factor = m.groups // groups * wider_out * wider_in
             shape = (*op.out_shape[:1], round(op.out_shape[1] * wider_out), *op.out_shape[2:])
             in_shapes = tuple((*s[:1], round(s[1] * wider_in), *s[2:]) for s in op.in_shapes)
-            kind = conv_kind(depthwise, *m.kernel_size, m.stride[0], m.in_channels // groups, m.in_channels)
+            kernel, stride = m.kernel_size, m.stride[0]
             weights = factor * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
+            if op.target in written.blocked:  # (k+1) x (k+1), stride 2, 4x the channels at half the size
+                kernel, stride = (kernel[0] + 1, kernel[1] + 1), 2
+                factor *= math.prod(kernel) / math.prod(m.kernel_size)
+                weights *= 4 * math.prod(kernel) / math.prod(m.kernel_size)
+                shape = (shape[0], 4 * shape[1], shape[2] // 2, shape[3] // 2)
+            kind = conv_kind(depthwise, *kernel, stride, m.in_channels // groups, m.in_channels)
         moved = size * (sum(math.prod(s) for s in in_shapes) + math.prod(shape)) + weights
         layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, shape, round(factor * op_macs(op)), round(moved)))
+        if op.target in written.blocked:
+            layers.append(TFLiteOp(op.index, (op.index,), f"{op.name} (DEPTH_TO_SPACE)", "data movement",
+                                   op.out_shape, 0, 2 * size * math.prod(op.out_shape)))
     return layers
 
 
