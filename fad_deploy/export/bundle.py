@@ -378,7 +378,8 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
         if "written_conv_cost" in m:
             c = m["written_conv_cost"]
             lines += ["", f"convs as written, the same numbers (grouped convs as {c['groups_written_as']}, "
-                      "block-diagonal; sibling convs merged, their readers with zero weights off their channels): "
+                      "block-diagonal; sibling convs merged, their readers with zero weights off their channels; "
+                      "narrow 3x3 convs on 2x2 blocks of their output, 4x4 stride 2 with zeros): "
                       "conv MACs "
                       f"{c['macs_grouped']:,} -> {c['macs_written']:,} (x{c['macs_written'] / c['macs_grouped']:.2f}), "
                       f"conv weights {c['weights_grouped']:,} -> {c['weights_written']:,} "
