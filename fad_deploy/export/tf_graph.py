@@ -138,6 +138,12 @@ def block_kernel(w: np.ndarray) -> np.ndarray:
     return blocked
 
 
+def blocked_macs(conv: nn.Conv2d) -> float:
+    """MACs per output value of ``conv`` written on 2x2 blocks (:func:`block_kernel`) over its own:
+    a (k+1) x (k+1) window for k x k (its weights: 4x that, one kernel per pixel of a block)."""
+    return math.prod(k + 1 for k in conv.kernel_size) / math.prod(conv.kernel_size)
+
+
 @dataclass(frozen=True)
 class Sibling:
     """A conv merged with its siblings: its place in the merged conv's outputs, and the factor

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tf_graph import written_groups, written_layout
+from ..export.tf_graph import blocked_macs, written_groups, written_layout
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
@@ -196,7 +196,7 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
         if op.kind in FUSED_KINDS or op.target in written.within:
             continue
         kind = {"add": "elementwise add", "mul": "elementwise mul", "avg_pool": POOL}.get(op.kind, "data movement")
-        weights, factor, shape, in_shapes = 0, 1.0, op.out_shape, op.in_shapes
+        weights, factor, shape, in_shapes, blocked = 0, 1.0, op.out_shape, op.in_shapes, False
         if op.kind == "conv":
             m = op.module
             depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
@@ -207,16 +207,16 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
             shape = (*op.out_shape[:1], round(op.out_shape[1] * wider_out), *op.out_shape[2:])
             in_shapes = tuple((*s[:1], round(s[1] * wider_in), *s[2:]) for s in op.in_shapes)
             kernel, stride = m.kernel_size, m.stride[0]
-            weights = factor * (weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
-            if op.target in written.blocked:  # (k+1) x (k+1), stride 2, 4x the channels at half the size
-                kernel, stride = (kernel[0] + 1, kernel[1] + 1), 2
-                factor *= math.prod(kernel) / math.prod(m.kernel_size)
-                weights *= 4 * math.prod(kernel) / math.prod(m.kernel_size)
+            blocked = op.target in written.blocked
+            if blocked:  # (k+1) x (k+1), stride 2, 4x the channels at half the size
+                kernel, stride, factor = (kernel[0] + 1, kernel[1] + 1), 2, factor * blocked_macs(m)
                 shape = (shape[0], 4 * shape[1], shape[2] // 2, shape[3] // 2)
+            weights = factor * (4 if blocked else 1) * (
+                weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
             kind = conv_kind(depthwise, *kernel, stride, m.in_channels // groups, m.in_channels)
         moved = size * (sum(math.prod(s) for s in in_shapes) + math.prod(shape)) + weights
         layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, shape, round(factor * op_macs(op)), round(moved)))
-        if op.target in written.blocked:
+        if blocked:
             layers.append(TFLiteOp(op.index, (op.index,), f"{op.name} (DEPTH_TO_SPACE)", "data movement",
                                    op.out_shape, 0, 2 * size * math.prod(op.out_shape)))
     return layers
