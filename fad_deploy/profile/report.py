@@ -61,7 +61,7 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
             "benchmarks/cpu_calibration.py: per op kind, fixed cost + time per MAC + time per byte; grouped convs "
             + (f"written in groups of at least {written_width} channels, as fad-export --group-width {written_width} "
                "does" if written_width else "as the network has them")
-            + "; sibling convs merged, as fad-export writes them)\n\n"
+            + "; sibling convs merged and narrow convs on 2x2 blocks, as fad-export writes them)\n\n"
             + cpu_text]),
         "## Per-layer MACs\n\n" + macs.table(),
         "## Live int8 activation bytes per op (execution order)\n\n" + memory["int8"].timeline_table(),
