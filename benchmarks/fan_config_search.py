@@ -191,6 +191,9 @@ CANDIDATES = {
     # adds 0.18 GMACs/MP (d8-12-24 2.35 -> 2.53, today's MACs)
     "d8-12-24-x3": ("dense 3x3 on 8 / 12 / 24 hidden channels at levels 0 / 1 / 2, a second block at level 3",
                     dense(8, 12, 24, extra_blocks=[0, 0, 0, 1, 0])),
+    # the head on 2x2 blocks left d8-12-24 0.05 of PMRID's fp32 time below the target: wider at full resolution
+    "d10-12-24": ("dense 3x3 on 10 / 12 / 24 hidden channels at levels 0 / 1 / 2", dense(10, 12, 24)),
+    "d12-12-24": ("dense 3x3 on 12 / 12 / 24 hidden channels at levels 0 / 1 / 2", dense(12, 12, 24)),
 }
 
 
