@@ -4,8 +4,8 @@
 # fan_config_quality.py --steps 9600 with seed SEED, get a second cycle: 9,600 more steps at a third
 # of the learning rate, the same seed (so the same data order for both). All four networks are then
 # measured on fan_config_quality.py's held-out set (quality.py's Table 1 set, fad-eval).
-# Writes models/ablations/fan-{today,KEY}-charbonnier-steps9600-c2[-seedN].pt (with cards from
-# fad-train) and benchmarks/results/second_cycle-KEY[-seedN].{md,json}.
+# Writes models/ablations/fan-{today,KEY}-charbonnier-steps9600-c2[-seedN].pt with their cards (.md, .json)
+# and benchmarks/results/second_cycle-KEY[-seedN].{md,json}.
 # Usage: KEY=d8-12-24 SEED=1 benchmarks/second_cycle.sh   (two trainings side by side, one thread
 #   each: ~40 min on 2 cores of an AVX-512 EPYC; re-running skips the networks already trained)
 set -euo pipefail
@@ -53,4 +53,16 @@ for key in today "$KEY"; do models+=("$MODELS/$(first "$key").pt" "$MODELS/$(sec
     "${models[@]}" --crops-per-image 2 --levels 6 --threads 2 --json "$OUT.json"
   echo '```'
 } > "$OUT.md"
+python - "$OUT.json" "$(second today)" "$(second "$KEY")" "KEY=$KEY SEED=$SEED benchmarks/second_cycle.sh" <<'EOF'
+import json
+import sys
+
+sys.path.insert(0, "benchmarks")
+from quality import add_params, write_model_cards  # noqa: E402
+
+out, *names, command = sys.argv[1:]
+result = json.loads(open(out).read())
+add_params(result["results"], names)
+write_model_cards(result["results"], result["set"], only=names, measured_by=command)
+EOF
 cat "$OUT.md"
