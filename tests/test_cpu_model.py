@@ -54,7 +54,8 @@ def test_graph_layers_use_the_tflite_kinds_and_keep_every_mac(arch):
     net = build(arch)
     graph = trace(net, (64, 64))
     layers = graph_layers(graph, "int8")
-    cost = written_conv_cost(net, (64, 64), group_width=0)  # + the merged siblings' readers' zeros (FAN's)
+    # + the zeros the export writes: merged siblings' readers (FAN's), the head's 2x2 blocks (both)
+    cost = written_conv_cost(net, (64, 64), group_width=0)
     assert sum(op.macs for op in layers) == count_macs(graph).macs + cost["macs_written"] - cost["macs_grouped"]
     kinds = {op.kind for op in layers}
     expected = {"fan": {"conv 3x3 grouped (4 ch/group)", "conv 3x3 s2 grouped (4 ch/group)", "conv 1x1",
@@ -78,12 +79,12 @@ def test_graph_layers_follow_the_export_that_writes_wider_groups():
     # each level's two Feature-Align conditioning convs as one (levels 0-2), the decoder's written within it
     names = {op.name: op for op in written}
     assert names["enc_align_0_shared"].out_shape[1] == 16 and "dec_align_3_shared" not in names
+    assert names["enc_align_3_shared"].out_shape[1] == 8 and "dec_align_0_shared" in names
+    assert names["enc_align_0_gamma"].macs == 16 * 16 * 64 * 64  # reads all 16 merged channels (8 its own)
     # the head (3x3, 16 -> 4) on 2x2 blocks: 4x4 stride 2 to 16 channels at half the size, then DEPTH_TO_SPACE
     head, shuffle = written[-3:-1]  # then the input added back
     assert head.kind == "conv 4x4 s2 dense" and head.out_shape == (1, 16, 32, 32) and head.macs == 32 * 32 * 16 * 256
     assert shuffle.kind == "data movement" and shuffle.out_shape == (1, 4, 64, 64)
-    assert names["enc_align_3_shared"].out_shape[1] == 8 and "dec_align_0_shared" in names
-    assert names["enc_align_0_gamma"].macs == 16 * 16 * 64 * 64  # reads all 16 merged channels (8 its own)
 
 
 def test_report_prints_the_calibrated_latency_per_layer(tmp_path):

@@ -165,6 +165,16 @@ class WrittenLayout:
     reader_in: dict[str, int]
     blocked: set[str]
 
+    def conv_factors(self, path: str, conv: nn.Conv2d, group_width: float) -> tuple[float, float]:
+        """The MACs and the weights of ``conv`` (at ``path``) as written over its own: groups merged to at least
+        ``group_width`` channels, a merged sibling conv's channels read, 2x2 blocks (a larger kernel with zeros,
+        one per pixel of a block); not a merged sibling conv's other members' outputs (``merged_out``)."""
+        macs = conv.groups // written_groups(conv, group_width) * self.reader_in.get(path, conv.in_channels) \
+            / conv.in_channels
+        if path in self.blocked:
+            return macs * blocked_macs(conv), 4 * macs * blocked_macs(conv)
+        return macs, macs
+
 
 def written_layout(net: nn.Module) -> WrittenLayout:
     """How the TFLite export of ``net``'s float residual core writes its convs (as the network has

@@ -26,7 +26,7 @@ from ..quant.graph import Core, trace_float
 from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
 from ..quant.split import input_channels
 from ..runners.base import IN_CHANNELS
-from .tf_graph import TFRebuild, blocked_macs, written_groups, written_layout
+from .tf_graph import TFRebuild, written_layout
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
 DEFAULT_INPUT_SIZE = (256, 256)  # packed; a 512x512 Bayer tile (0.26 MP)
@@ -223,14 +223,11 @@ def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: 
 
     def hook(mod: nn.Conv2d, _, out):
         per_pixel = mod.weight.numel()
-        name = names[id(mod)]
-        blocked = name in layout.blocked
-        factor = mod.groups // written_groups(mod, group_width) * layout.reader_in.get(name, mod.in_channels) \
-            / mod.in_channels * (blocked_macs(mod) if blocked else 1)
+        macs, weights = layout.conv_factors(names[id(mod)], mod, group_width)
         cost["macs_grouped"] += per_pixel * out.shape[-2] * out.shape[-1]
-        cost["macs_written"] += round(per_pixel * factor) * out.shape[-2] * out.shape[-1]
+        cost["macs_written"] += round(per_pixel * macs) * out.shape[-2] * out.shape[-1]
         cost["weights_grouped"] += per_pixel
-        cost["weights_written"] += round(per_pixel * factor) * (4 if blocked else 1)
+        cost["weights_written"] += round(per_pixel * weights)
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():

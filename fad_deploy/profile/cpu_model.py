@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.tf_graph import blocked_macs, written_groups, written_layout
+from ..export.tf_graph import written_groups, written_layout
 from .graph import Graph
 from .macs import module_params, op_macs, weight_bytes_int8
 from .table import markdown_table
@@ -203,16 +203,17 @@ def graph_layers(graph: Graph, precision: str, written_width: float = 0) -> list
             groups = written_groups(m, written_width)
             wider_out = written.merged_out.get(op.target, m.out_channels) / m.out_channels
             wider_in = written.reader_in.get(op.target, m.in_channels) / m.in_channels
-            factor = m.groups // groups * wider_out * wider_in
+            macs, weight_factor = written.conv_factors(op.target, m, written_width)
+            factor = macs * wider_out
+            weights = weight_factor * wider_out * (weight_bytes_int8(m) if precision == "int8"
+                                                   else size * module_params(m))
             shape = (*op.out_shape[:1], round(op.out_shape[1] * wider_out), *op.out_shape[2:])
             in_shapes = tuple((*s[:1], round(s[1] * wider_in), *s[2:]) for s in op.in_shapes)
             kernel, stride = m.kernel_size, m.stride[0]
             blocked = op.target in written.blocked
             if blocked:  # (k+1) x (k+1), stride 2, 4x the channels at half the size
-                kernel, stride, factor = (kernel[0] + 1, kernel[1] + 1), 2, factor * blocked_macs(m)
+                kernel, stride = (kernel[0] + 1, kernel[1] + 1), 2
                 shape = (shape[0], 4 * shape[1], shape[2] // 2, shape[3] // 2)
-            weights = factor * (4 if blocked else 1) * (
-                weight_bytes_int8(m) if precision == "int8" else size * module_params(m))
             kind = conv_kind(depthwise, *kernel, stride, m.in_channels // groups, m.in_channels)
         moved = size * (sum(math.prod(s) for s in in_shapes) + math.prod(shape)) + weights
         layers.append(TFLiteOp(op.index, (op.index,), op.name, kind, shape, round(factor * op_macs(op)), round(moved)))
