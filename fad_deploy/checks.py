@@ -196,12 +196,24 @@ def path_values(namespace: argparse.Namespace, action: argparse.Action) -> list[
 
 
 def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) -> str | None:
-    """The error for an output argument whose path is also an input argument's, or None."""
+    """The error for an output argument whose path is also an input argument's or another
+    output argument's, or None."""
     inputs = {p.resolve(): argument_name(a) for a in actions if isinstance(a.type, InputPath)
               for p in path_values(namespace, a)}
+    outputs: dict[Path, str] = {}
     for action in actions:
         if isinstance(action.type, OutputPath):
             for path in path_values(namespace, action):
                 if path.resolve() in inputs:
                     return f"argument {argument_name(action)}: {path} is also an input ({inputs[path.resolve()]})"
+                if path.resolve() in outputs:
+                    return f"argument {argument_name(action)}: {path} is also an output ({outputs[path.resolve()]})"
+                outputs[path.resolve()] = argument_name(action)
     return None
+
+
+def require_not_model(path: Path | None, models: list[Path], what: str) -> None:
+    """A FadError when the output ``path`` is one of the ``models`` read, which :func:`path_clash`
+    cannot see (the command finds them from names or paths)."""
+    if path is not None and path.resolve() in {p.resolve() for p in models}:
+        raise FadError(f"{what}: {path} is also an input (a model)")

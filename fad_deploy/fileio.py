@@ -12,6 +12,8 @@ from typing import Iterator
 import numpy as np
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip date: a constant stamp for reproducible .npz
+# what np.load raises for a .npz it cannot read: missing, empty, truncated, not a zip, pickled arrays
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 @contextlib.contextmanager

@@ -23,17 +23,26 @@ READ_ONLY = "/proc"  # no files can be created there, not even by root
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Inputs every check may name: photos, a set, an empty set, a patch cache, a tiny
-    checkpoint, a plain file."""
+    """Inputs every check may name: photos, a set, sets that are empty, truncated, of small
+    frames or with wrong arrays, a patch cache, a tiny checkpoint, a plain file, fad-eval
+    results, a folder named like a plot."""
     root = tmp_path_factory.mktemp("inputs")
     photos = root / "photos"
     photos.mkdir()
     for name in ("chelsea", "coffee"):
         Image.fromarray((skimage_photo(name) * 255).astype(np.uint8)).resize((64, 48)).save(photos / f"{name}.png")
     images = [(p.name, np.asarray(Image.open(p), np.float32) / 255) for p in sorted(photos.iterdir())]
-    save_pairs(root / "set.npz", synth_pairs(images, 8, 1, [2e-3], 0))
+    pairs = synth_pairs(images, 16, 1, [2e-3], 0)
+    save_pairs(root / "set.npz", pairs)
     save_pairs(root / "empty.npz", {k: np.zeros((0, 4, 8, 8) if k in ("noisy", "clean") else (0,), np.float32)
                                     for k in PAIR_KEYS})
+    (root / "truncated.npz").write_bytes((root / "set.npz").read_bytes()[:1000])
+    save_pairs(root / "small.npz", synth_pairs(images, 8, 1, [2e-3], 0))
+    save_pairs(root / "short-shot.npz", {**pairs, "shot": pairs["shot"][:1]})
+    save_pairs(root / "zero-shot.npz", {**pairs, "shot": 0 * pairs["shot"]})
+    save_pairs(root / "cam2rgb.npz", {**pairs, "cam2rgb": pairs["cam2rgb"][:, :2]})
+    (root / "quality.json").write_text('{"results": [{"model": "tiny", "backend": "torch", "raw_psnr": 40.0}]}')
+    (root / "plot.png").mkdir()
     build_patch_cache(sorted(photos.iterdir()), root / "cache.npz",
                       CacheConfig(patch=20, patches_per_photo=2, downscale=1, max_side=None))
     net = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
@@ -131,6 +140,16 @@ CASES = [
     (eval_cli, "--images {in}/photos --baselines nlm,median", "argument --baselines: unknown baseline 'median'"),
     (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
     (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: checkpoint not found"),
+    (eval_cli, "--set {in}/set.npz {in}/photos", "{in}/photos: is a folder, not a checkpoint file"),
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --json {in}/tiny.pt",
+     "argument --json: {in}/tiny.pt is also an input (a model)"),
+    (eval_cli, "--set {in}/truncated.npz {in}/tiny.pt", "{in}/truncated.npz: cannot read evaluation set"),
+    (eval_cli, "--set {in}/short-shot.npz {in}/tiny.pt",
+     "{in}/short-shot.npz: shot must have shape (2,), one per pair, got (1,)"),
+    (eval_cli, "--set {in}/zero-shot.npz {in}/tiny.pt", "{in}/zero-shot.npz: shot noise must be positive"),
+    (eval_cli, "--set {in}/small.npz {in}/tiny.pt", "{in}/small.npz: its 8x8 frames are smaller than SSIM's 11x11 "
+     "window"),
+    (eval_cli, "--images {in}/photos --crop 10", "argument --crop: expected a whole number >= 11, got '10'"),
     (eval_cli, "--set {in}/set.npz {in}/tiny.pt --backend torch --backend onnx-fp32 --json {out}/q.json",
      "{in}/tiny.pt: no export folder"),  # found before the torch row is scored
     # fad-export
@@ -163,6 +182,14 @@ CASES = [
     (bench, "--plot {out}/b.xyz", "argument --plot: {out}/b.xyz: expected a .png, .pdf or .svg file"),
     (bench, "--report {in}/afile", "argument --report: {in}/afile: is a file, not a folder"),
     (bench, "--quality {in}/missing.json", "argument --quality: {in}/missing.json: no such file"),
+    (bench, "no-such-model --quality {in}/afile", "{in}/afile: not a fad-eval results file"),  # before anything else
+    (bench, "--json {out}/b.svg --plot {out}/b.svg", "argument --plot: {out}/b.svg is also an output (--json)"),
+    (bench, "no-such-model --json {out}/b.png --quality {in}/quality.json",
+     "argument --json: {out}/b.png is also where the plot goes"),
+    (bench, "no-such-model --json {in}/plot.json --quality {in}/quality.json",
+     "plot (--json's name with .png): {in}/plot.png: is a folder"),
+    (bench, "{in}/tiny.pt --backends torch --json {in}/tiny.pt", "argument --json: {in}/tiny.pt is also an input "
+     "(a model)"),
     (bench, "--export-dir {in}/nowhere", "argument --export-dir: {in}/nowhere: no such folder"),
     (bench, "--device adb --timeout 0", "argument --timeout"),
     (bench, "--device adb --noise-a nan", "argument --noise-a"),
@@ -182,6 +209,10 @@ CASES = [
     (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
     (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),
     (denoise, "{in}/empty.npz --out {out}/d.npz", "{in}/empty.npz: the set holds no pairs"),
+    (denoise, "{in}/truncated.npz --out {out}/d.npz", "{in}/truncated.npz: cannot read evaluation set"),
+    (denoise, "{in}/short-shot.npz --out {out}/d.npz", "{in}/short-shot.npz: shot must have shape (2,)"),
+    (denoise, "{in}/cam2rgb.npz --out {out}/d.npz",
+     "{in}/cam2rgb.npz: cam2rgb must have shape (2, 3, 3), one per pair, got (2, 2, 3)"),
     (denoise, "{in}/set.npz --model-bundle /nowhere --out {out}/d.npz", "/nowhere: checkpoint not found"),
 ]
 

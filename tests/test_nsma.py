@@ -356,12 +356,18 @@ def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):
     folder.mkdir()
     camera_dng(folder / "good.dng")
     (folder / "z-broken.dng").write_bytes(b"II*\x00 not really a DNG")  # read after good.dng
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    for name in ("a.dng", "a.nef", "b.dng"):  # a.dng and a.nef would both write a-denoised.dng and .png
+        (clash / name).write_bytes((folder / "good.dng").read_bytes())
     cases = [
         ((tmp_path / "missing.dng",), "missing.dng: no such file or folder"),
         ((folder,), "z-broken.dng: cannot read RAW file"),  # one bad file: nothing written for the good one
         ((tmp_path / "empty",), "no RAW files"),
         ((folder / "good.dng", "--read-noise", "1e-5"), "without the shot noise"),
         ((folder / "good.dng", "--out", tmp_path / "x.npz"), "is written as .dng"),
+        ((folder / "good.dng", "--out", tmp_path / "x.png"), "good.dng is written as .dng, not .png"),
+        ((clash,), f"{clash}: a.dng, a.nef would overwrite each other's outputs"),
         ((folder / "good.dng", "--model-bundle", tmp_path), "no manifest.json"),
     ]
     (tmp_path / "empty").mkdir()
@@ -371,4 +377,5 @@ def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (folder / "denoised").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["good.dng", "z-broken.dng"]
-    assert not list(tmp_path.glob("*.npz"))
+    assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "x.png").exists()
+    assert sorted(p.name for p in clash.iterdir()) == ["a.dng", "a.nef", "b.dng"]

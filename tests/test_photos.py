@@ -135,6 +135,46 @@ def test_load_pairs_errors(tmp_path):
         load_pairs(tmp_path / "junk.npz")
 
 
+def good_set(tmp_path) -> dict:
+    """A 2-pair set (one crop at two levels), saved as good.npz."""
+    save_photo(tmp_path / "a.png")
+    pairs = synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [1e-3, 2e-3], 0)
+    save_pairs(tmp_path / "good.npz", pairs)
+    return pairs
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"shot": [2e-3]}, r"shot must have shape \(2,\), one per pair, got \(1,\)"),
+    ({"shot": [1e-3, 2e-3, 3e-3]}, r"shot must have shape \(2,\), one per pair, got \(3,\)"),
+    ({"read": 1e-5}, r"read must have shape \(2,\), one per pair, got \(\)"),
+    ({"shot": [[1e-3], [2e-3]]}, r"shot must have shape \(2,\), one per pair, got \(2, 1\)"),
+    ({"shot": ["a", "b"]}, "shot holds <U1 values, not numbers"),
+    ({"red_gain": [2.0]}, r"red_gain must have shape \(2,\)"),
+    ({"cam2rgb": np.ones((2, 2, 3))}, r"cam2rgb must have shape \(2, 3, 3\), one per pair, got \(2, 2, 3\)"),
+    ({"blue_gain": [np.nan, 1.0]}, "blue_gain contains NaN or Inf"),
+    ({"shot": [0.0, 2e-3]}, "shot noise must be positive and read noise not negative, got shot down to 0 "),
+    ({"shot": [-1e-3, 2e-3]}, "got shot down to -0.001"),
+    ({"read": [-1.0, 0.0]}, "and read down to -1"),
+])
+def test_load_pairs_refuses_arrays_that_do_not_match_the_pairs(tmp_path, change, message):
+    save_pairs(tmp_path / "bad.npz", {**good_set(tmp_path), **{k: np.asarray(v) for k, v in change.items()}})
+    with pytest.raises(FadError, match=message) as e:
+        load_pairs(tmp_path / "bad.npz")
+    assert str(e.value).startswith(f"{tmp_path / 'bad.npz'}: ")
+
+
+def test_truncated_or_empty_npz_is_one_error(tmp_path):
+    good_set(tmp_path)
+    data = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name in ("truncated.npz", "empty.npz"):
+        with pytest.raises(FadError, match=f"{name}: cannot read evaluation set"):
+            load_pairs(tmp_path / name)
+        with pytest.raises(FadError, match=f"{name}: cannot read patch cache"):
+            load_patch_cache(tmp_path / name)
+
+
 def test_patch_cache_and_noisy_patches(tmp_path):
     save_photo(tmp_path / "a.png")
     config = CacheConfig(patch=16, patches_per_photo=3, downscale=1, max_side=None, seed=0)

@@ -249,7 +249,7 @@ def test_bench_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path, mon
     assert len(err.splitlines()) == 1 and err.startswith("fad-bench: error:") and message in err
 
 
-def test_quality_plot_writes_png(tmp_path):
+def test_quality_plot_writes_the_format_its_suffix_names(tmp_path):
     doc = {"device": {"kind": "cpu"}, "models": [
         {"name": "a", "macs_per_megapixel": 2.5e9, "results": [{"backend": "torch", "threads": 1,
                                                                  "ms_per_megapixel": 100.0}]},
@@ -258,3 +258,7 @@ def test_quality_plot_writes_png(tmp_path):
     out = tmp_path / "plot.png"
     assert quality_plot(doc, {"a": 40.0, "b": 41.0, "c": 1.0}, out) == ["a", "b"]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    quality_plot(doc, {"a": 40.0}, tmp_path / "plot.PDF")
+    assert (tmp_path / "plot.PDF").read_bytes()[:5] == b"%PDF-"
+    quality_plot(doc, {"a": 40.0}, tmp_path / "plot.svg")
+    assert b"<svg" in (tmp_path / "plot.svg").read_bytes()[:1000]

@@ -293,6 +293,9 @@ def test_bad_mat_files_give_one_clear_error(tmp_path):
     sio.savemat(tmp_path / "other.mat", {"img": normalised_mosaic()})
     with pytest.raises(FadError, match=r"other.mat: MATLAB file with variables \['img'\]"):
         read_raw(tmp_path / "other.mat")
+    sio.savemat(tmp_path / "nlf_text.mat", {"Inoisy": normalised_mosaic(), "nlf": {"a": "big", "b": 1e-5}})
+    with pytest.raises(FadError, match="nlf_text.mat: the noise level nlf.a, nlf.b must be numbers, got <U3"):
+        read_raw(tmp_path / "nlf_text.mat")
 
     bad_values = {
         "nan.mat": (np.where(np.eye(16, 20) > 0, np.nan, 0.5), "16 NaN or Inf"),

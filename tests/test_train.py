@@ -82,6 +82,9 @@ def test_bad_config_files(tmp_path):
         load_config(str(unknown))
     with pytest.raises(FadError, match="missing.yaml: cannot read config"):
         load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04\x80\xff binary")  # a checkpoint given as the config
+    with pytest.raises(FadError, match="model.pt: not a YAML config"):
+        load_config(str(tmp_path / "model.pt"))
     with pytest.raises(FadError, match="'nosuch' is neither a config file nor a preset.*teacher"):
         load_config("nosuch")
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..checks import input_file, input_folder, non_empty, non_negative_int, output_file, output_folder, \
-    plot_output, positive_float, positive_int, shot_noise
+    plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -82,6 +82,7 @@ def bench_cpu(args) -> dict | None:
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
     models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
+    require_not_model(args.json, [m.checkpoint for m in models if m.checkpoint], "argument --json")
     cpu_model = None
     if args.report:
         from ..profile.cpu_model import CpuCostModel
@@ -107,20 +108,39 @@ def bench_cpu(args) -> dict | None:
     return doc
 
 
-def write_plot(args, doc: dict) -> None:
-    from ..profile.plot import load_quality, quality_plot
+def plan_plot(args) -> tuple[Path, Path, dict[str, float]] | None:
+    """(plot path, quality file, fad-eval's RAW PSNR per model), or None for no plot; checked
+    before anything is measured: a given --quality is read, and the default plot path
+    (--json's with .png) must be writable and not the --json file."""
+    from ..profile.plot import load_quality
 
-    quality = args.quality or DEFAULT_QUALITY
-    out = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
-    if out is None or not quality.is_file():
+    given = load_quality(args.quality) if args.quality else None
+    source = args.quality or DEFAULT_QUALITY
+    out = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if out is None or not source.is_file():
+        return None
+    if not args.plot:
+        if out.resolve() == args.json.resolve():
+            raise FadError(f"argument --json: {args.json} is also where the plot goes (the --json name with .png); "
+                           "give the JSON another name or --plot")
+        require_output(out, "file", "plot (--json's name with .png)")
+    return out, source, given if given is not None else load_quality(source)
+
+
+def write_plot(plot: tuple[Path, Path, dict[str, float]] | None, doc: dict) -> None:
+    from ..profile.plot import quality_plot
+
+    if plot is None:
         return
-    plotted = quality_plot(doc, load_quality(quality), out)
-    print(f"plot: {out} ({', '.join(plotted)})" if plotted else f"no model of {quality} was benchmarked: no plot")
+    out, source, quality = plot
+    plotted = quality_plot(doc, quality, out)
+    print(f"plot: {out} ({', '.join(plotted)})" if plotted else f"no model of {source} was benchmarked: no plot")
 
 
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
+    plot = plan_plot(args)
     if args.device.startswith("adb"):
         from ..android.bench import bench_adb  # the phone path: same JSON schema (profile/latency.py)
 
@@ -142,5 +162,5 @@ def main(argv=None):
     if args.json:
         write_json(args.json, doc)
         print(f"wrote {args.json}")
-    write_plot(args, doc)
+    write_plot(plot, doc)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos,
 from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
 from ..errors import FadError
+from ..fileio import NPZ_READ_ERRORS
 from .common import OneLineParser, user_errors
 
 
@@ -141,7 +141,7 @@ def describe_npz(path: Path) -> list[str]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except NPZ_READ_ERRORS as e:
         raise FadError(f"{path}: cannot read .npz ({e})")
     if set(PAIR_KEYS) <= set(arrays):
         n = len(arrays["noisy"])

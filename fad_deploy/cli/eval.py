@@ -6,14 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checks import input_file, input_folder, non_empty, output_file, positive_int, random_seed, read_noise, \
-    shot_noise
+from ..checks import Number, input_file, input_folder, non_empty, output_file, positive_int, random_seed, \
+    read_noise, require_not_model, shot_noise
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
 from ..data.synth import check_set_size, folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
+from ..isp.metrics import SSIM_WINDOW
 from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
 
@@ -55,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
     p.add_argument("--levels", type=positive_int, default=6, help="number of shot levels over the training range")
-    p.add_argument("--crop", type=positive_int, default=64, help="packed crop size (a 2x RGB crop; default 64)")
+    p.add_argument("--crop", type=Number(int, SSIM_WINDOW), default=64,
+                   help=f"packed crop size (a 2x RGB crop; default 64; at least {SSIM_WINDOW}, SSIM's window)")
     p.add_argument("--crops-per-image", type=positive_int, default=3)
     p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
@@ -64,7 +66,11 @@ def parser() -> argparse.ArgumentParser:
 
 def make_set(args) -> tuple[dict, dict]:
     if args.set:
-        return load_pairs(args.set), {"source": str(args.set)}
+        pairs = load_pairs(args.set)
+        h, w = pairs["noisy"].shape[-2:]
+        if min(h, w) < SSIM_WINDOW:
+            raise FadError(f"{args.set}: its {h}x{w} frames are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
+        return pairs, {"source": str(args.set)}
     cache = CacheConfig()  # evaluation photos get the same preparation as training photos
     check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
     shots = set_shots(args.levels, args.shot_noise)
@@ -98,6 +104,8 @@ def evaluate(args) -> dict:
 
         folder = None if args.nsma is DEFAULT_ARRAY else args.nsma
         arrays = [load_array(folder, backend) for backend in args.backend or ["torch"]]
+    require_not_model(args.json, [path for path, _ in models] + [a.root / e.file for a in arrays for e in a.table],
+                      "argument --json")
     pairs, info = make_set(args)
     # every runner is made before the scoring, so a missing export stops the run before minutes of work
     from ..runners import load_runner

@@ -375,7 +375,10 @@ def read_dnd(path: Path, variables: dict, cfa: str | None) -> RawImage:
     """A DND raw .mat ('Inoisy', normalised) with its 'nlf' struct (a, b) or the dataset's info.mat."""
     nlf = variables.get("nlf")
     if isinstance(nlf, dict) and "a" in nlf and "b" in nlf:
-        noise = NoiseParams(float(np.mean(nlf["a"])), float(np.mean(nlf["b"])))
+        a, b = np.asarray(nlf["a"]), np.asarray(nlf["b"])
+        if a.dtype.kind not in "fiu" or b.dtype.kind not in "fiu":
+            raise FadError(f"{path}: the noise level nlf.a, nlf.b must be numbers, got {a.dtype} and {b.dtype}")
+        noise = NoiseParams(float(np.mean(a)), float(np.mean(b)))
     else:
         noise = dnd_info_noise(path)
     return from_mosaic(check_normalised(np.asarray(variables["Inoisy"]), path), cfa or DND_CFA, np.zeros(4), 1.0,

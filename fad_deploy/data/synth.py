@@ -10,12 +10,14 @@ from tqdm import tqdm
 
 from ..checks import check_memory
 from ..errors import FadError
-from ..fileio import save_npz
+from ..fileio import NPZ_READ_ERRORS, save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
 from .photos import large_enough, list_photos, load_photo
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
+# the shape of one pair's entry in each array beside noisy/clean
+PAIR_META_SHAPES = {"shot": (), "read": (), "red_gain": (), "blue_gain": (), "rgb_gain": (), "cam2rgb": (3, 3)}
 
 
 def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
@@ -100,17 +102,30 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             pairs = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as e:
+    except NPZ_READ_ERRORS as e:
         raise FadError(f"{path}: cannot read evaluation set ({e})")
     missing = set(PAIR_KEYS) - set(pairs)
     if missing:
         raise FadError(f"{path}: not a fad-data synth set (missing {', '.join(sorted(missing))})")
+    for key in PAIR_KEYS:
+        if pairs[key].dtype.kind not in "fiu":
+            raise FadError(f"{path}: {key} holds {pairs[key].dtype} values, not numbers")
     if pairs["noisy"].ndim != 4 or pairs["noisy"].shape[1] != 4 or pairs["noisy"].shape != pairs["clean"].shape:
-        raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w), got {pairs['noisy'].shape}")
-    if not len(pairs["noisy"]):
+        raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w), got {pairs['noisy'].shape} and "
+                       f"{pairs['clean'].shape}")
+    n = len(pairs["noisy"])
+    if not n:
         raise FadError(f"{path}: the set holds no pairs")
-    if not (np.isfinite(pairs["noisy"]).all() and np.isfinite(pairs["clean"]).all()):
-        raise FadError(f"{path}: contains NaN or Inf")
+    for key, shape in PAIR_META_SHAPES.items():
+        if pairs[key].shape != (n, *shape):
+            raise FadError(f"{path}: {key} must have shape {(n, *shape)}, one per pair, got {pairs[key].shape}")
+    for key in PAIR_KEYS:
+        if not np.isfinite(pairs[key]).all():
+            raise FadError(f"{path}: {key} contains NaN or Inf")
+    shot, read = pairs["shot"].min(), pairs["read"].min()
+    if shot <= 0 or read < 0:
+        raise FadError(f"{path}: shot noise must be positive and read noise not negative, got shot down to {shot:g} "
+                       f"and read down to {read:g}")
     return pairs
 
 

@@ -149,6 +149,8 @@ def resolve_model(name_or_path: str) -> Path:
     """A shipped model name (e.g. ``fan-student``) or a checkpoint path -> checkpoint path."""
     p = Path(name_or_path)
     if p.suffix == ".pt" or p.exists() or p.is_absolute():
+        if p.is_dir():
+            raise FadError(f"{p}: is a folder, not a checkpoint file")
         if not p.is_file():
             raise FadError(f"{p}: checkpoint not found")
         return p

@@ -87,10 +87,11 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tuple[Path, Path]]:
-    """(denoised file, preview PNG) per input, each checked to be writable. ``out`` is a folder,
-    or for one input a file name with the input's output suffix (.dng for RAW, .npz for sets)."""
+    """(denoised file, preview PNG) per input, each checked to be writable and apart from the
+    others'. ``out`` is a folder, or (when it has a suffix and is no folder) for one input a
+    file name with the input's output suffix (.dng for RAW, .npz for sets)."""
     kinds = [SET_SUFFIX if p.suffix.lower() == SET_SUFFIX else ".dng" for p in inputs]
-    if out is not None and out.suffix.lower() in (".dng", SET_SUFFIX):
+    if out is not None and out.suffix and not out.is_dir():
         if len(inputs) > 1:
             raise FadError(f"--out {out}: {len(inputs)} inputs need an output folder, not a file")
         if out.suffix.lower() != kinds[0]:
@@ -102,6 +103,11 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
             raise FadError(f"--out {folder}: exists and is not a folder")
         pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
                  for p, k in zip(inputs, kinds)]
+        stems = [p.stem for p in inputs]
+        clash = [p.name for p in inputs if stems.count(p.stem) > 1]
+        if clash:
+            raise FadError(f"{source}: {', '.join(clash)} would overwrite each other's outputs (named "
+                           f"<name>{OUT_SUFFIX}.*, without the input's suffix); move all but one of each name")
     for p, (o, preview) in zip(inputs, pairs):
         if o.resolve() == p.resolve():
             raise FadError(f"{o}: would overwrite the input")

@@ -1,4 +1,5 @@
-"""Quality vs. compute vs. latency: one PNG from a bench document and fad-eval's quality JSON."""
+"""Quality vs. compute vs. latency: one plot (PNG, PDF or SVG) from a bench document and
+fad-eval's quality JSON."""
 from __future__ import annotations
 
 import json
@@ -51,6 +52,6 @@ def quality_plot(doc: dict, quality: dict[str, float], out: str | Path) -> list[
     fig.suptitle("Quality vs compute vs latency")
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format=Path(out).suffix[1:].lower())  # png, pdf or svg (fad-bench --plot)
     plt.close(fig)
     return [p[0] for p in points]

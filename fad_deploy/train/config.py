@@ -180,6 +180,8 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
             text = path.read_text()
         except OSError as e:
             raise FadError(f"{path}: cannot read config ({e.strerror})")
+        except UnicodeDecodeError:
+            raise FadError(f"{path}: not a YAML config (not UTF-8 text)")
         where = str(path)
     elif name_or_path in presets():
         text = resources.files("fad_deploy.train").joinpath("presets", f"{name_or_path}.yaml").read_text()
