@@ -61,6 +61,8 @@ class Number:
 positive_int = Number(int, 1)
 non_negative_int = Number(int, 0)
 random_seed = Number(int, 0, 2**32 - 1)  # numpy's and torch's seeds alike
+MAX_THREADS = 1024  # far beyond any CPU's cores, far below the count at which starting threads crashes the process
+thread_count = Number(int, 1, MAX_THREADS)
 positive_float = Number(float, 0, low_open=True)
 non_negative_float = Number(float, 0)
 unit_fraction = Number(float, 0, 1, high_open=True)  # in [0, 1)

@@ -91,6 +91,7 @@ CASES = [
     (data, "fetch --dest " + READ_ONLY + "/photos", "argument --dest: /proc/photos: cannot write in /proc"),
     # fad-train: flags, then the config's typed settings, then the run's folder and data
     (train, "charbonnier --threads 0", "argument --threads"),
+    (train, "charbonnier --threads 100000", "argument --threads: expected a whole number in [1, 1024], got '100000'"),
     (train, "charbonnier --workers -1", "argument --workers: expected a whole number >= 0, got '-1'"),
     (train, "charbonnier --until 0", "argument --until"),
     (train, "charbonnier --device gpu", "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),

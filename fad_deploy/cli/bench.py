@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..checks import input_file, input_folder, non_empty, non_negative_int, output_file, output_folder, \
-    plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise
+    plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, thread_count
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
                    help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
-    p.add_argument("--threads", nargs="+", type=positive_int, metavar="N",
+    p.add_argument("--threads", nargs="+", type=thread_count, metavar="N",
                    help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))})")
     p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels)")

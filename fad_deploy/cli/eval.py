@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..checks import Number, input_file, input_folder, non_empty, output_file, positive_int, random_seed, \
-    read_noise, require_not_model, shot_noise
+    read_noise, require_not_model, shot_noise, thread_count
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
 from ..data.synth import check_set_size, folder_images, load_pairs, set_shots, synth_pairs
@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"packed crop size (a 2x RGB crop; default 64; at least {SSIM_WINDOW}, SSIM's window)")
     p.add_argument("--crops-per-image", type=positive_int, default=3)
     p.add_argument("--seed", type=random_seed, default=0)
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads")
     return p
 
 

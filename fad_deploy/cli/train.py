@@ -5,7 +5,7 @@ import argparse
 import shlex
 import sys
 
-from ..checks import non_empty, non_negative_int, output_file, positive_int
+from ..checks import non_empty, non_negative_int, output_file, positive_int, thread_count
 from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import OneLineParser, device, require_device, user_errors
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=non_empty, help="preset name or YAML config file")
     p.add_argument("overrides", nargs="*", help="settings as key.sub=value (YAML values)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                    help="processes that make batches ahead of training (default 0: the training process "
                         "makes them; use 4-8 with --device cuda, where the noise synthesis is the bottleneck, or "
