@@ -235,7 +235,7 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["no-such-model"], "unknown model 'no-such-model'"),
     (["x.pt"], "x.pt: checkpoint not found"),
-    (["x.pt", "--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+    (["x.pt", "--threads", "0"], "argument --threads: expected a whole number in [1, 1024], got '0'"),
     (["--size", "abc", "4"], "argument --size: expected a whole number >= 1, got 'abc'"),
     (["--backends", "tpu", "--", "x.pt"], "unknown backend 'tpu'"),
     (["--device", "gpu"], "--device 'gpu': expected cpu, adb or adb:SERIAL"),
