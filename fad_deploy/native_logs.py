@@ -28,6 +28,14 @@ LOG_LINE = re.compile(  # info, warning and error lines; fatal ones pass
 )
 
 
+class ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+ERRORS_ONLY = ErrorsOnly()
+
+
 def verbose() -> bool:
     """Whether native log lines are shown (``FAD_VERBOSE`` set and not 0)."""
     return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
@@ -47,13 +55,14 @@ def drop_log_lines(text: str) -> str:
 def quiet_native_logs():
     """Inside the block, what is written to file descriptor 2 is held back; afterwards the
     lines that are not native log lines go to ``sys.stderr``. TensorFlow's own switches
-    (``TF_CPP_MIN_LOG_LEVEL``, unless set, and its Python logger) are turned down too.
-    Does nothing when :func:`verbose`."""
+    (``TF_CPP_MIN_LOG_LEVEL``, unless set) are turned down too, and the tensorflow and absl
+    Python loggers pass errors only from then on. Does nothing when :func:`verbose`."""
     if verbose():
         yield
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for logger in ("tensorflow", "absl"):  # absl: the converter's Python warnings (16x8's input type)
+        logging.getLogger(logger).addFilter(ERRORS_ONLY)  # a filter: TensorFlow sets these loggers' levels again
     sys.stderr.flush()
     with tempfile.TemporaryFile() as held:
         stderr_fd = os.dup(2)

@@ -607,32 +607,34 @@ def test_separable_head_and_1x1_shared_conditioning_export_with_parity(int8, tmp
     assert parity >= (45 if int8 else 80)
 
 
-def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_network(workdir, tmp_path, monkeypatch,
-                                                                                  one_thread):
+def test_int16_export_is_the_int8_qat_network_16x8_on_every_op(workdir, tmp_path, monkeypatch, one_thread, caplog):
     from ai_edge_litert.interpreter import Interpreter
 
     from fad_deploy.export.manifest import FILE_SUFFIX
     from fad_deploy.nsma.array import file_backend
+    from fad_deploy.quant.int16 import INT16_BACKEND, Int16Runner
     from fad_deploy.runners.tiling import tile_spec, tiled_run
-    from fad_deploy.runners.torch_runner import TorchRunner
 
-    monkeypatch.setenv("FAD_CACHE", str(workdir))  # the converter calibrates on the tiny patch cache
+    monkeypatch.setenv("FAD_CACHE", str(workdir))  # QAT and the converter's calibration use the tiny patch cache
     out = tmp_path / "int16"
     export_main([str(workdir / "tiny.pt"), "--int8", "--activations", "int16", "--out", str(out),
-                 "--input-size", "64", "64", "--qat-steps", "2", "--threads", "1", "--max-drop", "100",
-                 "--max-level-drop", "100"])
+                 "--input-size", "64", "64", "--qat-steps", "2", "--qat-input", "sqrt", "--qat-adapt-steps", "2",
+                 "--threads", "1", "--max-drop", "100", "--max-level-drop", "100"])
+    assert not [r for r in caplog.records if r.name == "absl"]  # the converter's Python warnings stay off normal runs
     entry = json.loads((out / "manifest.json").read_text())["models"][0]
-    assert set(entry["files"]) == {"tflite-fp32", "tflite-int16"} and entry["quantization"]["method"] == "qat-weights-16x8"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["int16"]  # the weight-only QAT's file is gone
+    assert set(entry["files"]) == {"torch-int8", "tflite-fp32", "tflite-int16"}
+    assert entry["quantization"]["method"] == "16x8 from int8 QAT" and entry["quantization"]["int8"] == "qat"
+    # the residual goes onto the float input; the network takes the QAT's square-root input map
+    assert entry["residual_base"]["int16"] == "input" and entry["residual_base"]["input_grid"] == {"input_map": "sqrt"}
     record = entry["files"]["tflite-int16"]
     assert record["input"]["dtype"] == record["output"]["dtype"] == "int16"
     assert record["resizable_to_multiples_of"] is None  # constant reshapes: its export size only
     row = next(r for r in entry["validation"] if r["backend"] == "tflite-int16")
-    assert row["reference"] == "torch" and row["parity_db"] >= 45 and row["ok"]
+    assert row["reference"] == INT16_BACKEND and row["parity_db"] >= 45 and row["ok"]
     interp = Interpreter(model_path=str(out / record["file"]))
     ops = {d["op_name"] for d in interp._get_ops_details()}
     assert "DEPTH_TO_SPACE" not in ops and {"TRANSPOSE", "RESHAPE", "CONV_2D", "MUL"} <= ops  # pixel shuffle moved
-    assert not ops & {"DEQUANTIZE", "QUANTIZE"}  # no float island
+    assert {"MINIMUM", "MAXIMUM"} <= ops and "DEQUANTIZE" not in ops  # the learned ranges as clamps, no float island
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     for d in interp._get_ops_details():
         assert all(tensors[i]["dtype"] == np.int16 for i in d["outputs"]), d["op_name"]
@@ -640,15 +642,41 @@ def test_int16_export_is_16x8_on_every_op_and_validated_against_the_float_networ
             assert tensors[d["inputs"][1]]["dtype"] == np.int8  # weights
     assert [file_backend(f"m{FILE_SUFFIX[b]}") for b in ("tflite-int16", "tflite-int8", "onnx-fp32")] == [
         "tflite-int16", "tflite-int8", "onnx-fp32"]  # what fad-denoise runs on a bundle by default
-    # A frame of another size runs in tiles of the export size, matching PyTorch's float network.
+    # A frame of another size runs in tiles of the export size, matching the PyTorch 16x8 network.
     runner = load_runner("tflite-int16", out, threads=1)
     u = np.random.default_rng(0).uniform(0, 2, (1, 4, 40, 72)).astype(np.float32)
     with pytest.raises(FadError, match="takes 64x64 inputs, got 40x72"):
         runner.run(u)
-    ckpt = tiny_checkpoint()
-    ref = TorchRunner(ckpt).run(np.pad(u, ((0, 0), (0, 0), (0, 24), (0, 0)), mode="edge"))[..., :40, :]
-    out16 = tiled_run(runner, u, tile_spec(ckpt.build()))  # the frame padded to 64x72: two overlapping tiles
+    reference = Int16Runner(load_checkpoint(out / entry["files"]["torch-int8"]["file"]))
+    ref = reference.run(np.pad(u, ((0, 0), (0, 0), (0, 24), (0, 0)), mode="edge"))[..., :40, :]
+    out16 = tiled_run(runner, u, tile_spec(tiny_checkpoint().build()))  # padded to 64x72: two overlapping tiles
     assert psnr(out16, ref, data_range=float(ref.max() - ref.min())) >= 40
+
+
+def test_int16_network_keeps_the_qat_ranges_as_clamps_and_drops_the_input_quantizer(workdir, monkeypatch):
+    from torch.ao.quantization import FakeQuantize
+
+    from fad_deploy.quant.int16 import Clamp, int16_core
+    from fad_deploy.quant.qat import fake_quant_core, grid, io_quantizers
+
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    q = quantization_aware_training(tiny_checkpoint(), QATConfig(steps=2, batch=2, observe_steps=1, crop=32),
+                                    progress=False)
+    int8, _ = fake_quant_core(single_checkpoint(q))  # the 16x8 network takes one input (the split is int8's)
+    core, _ = int16_core(q)
+    fq_in = io_quantizers(int8)[0]
+    ranges = {n: (grid(m)["min"], grid(m)["max"]) for n, m in int8.named_modules(remove_duplicate=False)
+              if isinstance(m, FakeQuantize) and "weight" not in n and m is not fq_in}
+    clamps = {n: (m.lo, m.hi) for n, m in core.named_modules(remove_duplicate=False) if isinstance(m, Clamp)}
+    assert clamps == ranges  # every activation quantizer but the input's
+    assert not [m for n, m in core.named_modules() if isinstance(m, FakeQuantize) and "weight" not in n]
+    top = float(grid(fq_in)["max"])
+    x = torch.rand(1, 4, 32, 32, generator=torch.Generator().manual_seed(0)) * top
+    with torch.no_grad():
+        y16, y8 = core(x).numpy(), int8(x).numpy()
+        assert psnr(y8, y16, data_range=float(y16.max() - y16.min())) >= 25  # the same network, int8 rounding aside
+        bright = x * 3  # beyond the int8 input range: the 16x8 network's input is not clipped
+        assert not torch.equal(core(bright), core(bright.clamp(max=top)))
 
 
 def test_tflite_runner_resizes_to_multiples_and_refuses_other_sizes(exported, one_thread):
@@ -986,7 +1014,9 @@ def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp
     (["{tiny}", "--int8", "--qat-adapt-steps", "5"], "--qat-adapt-steps adapts the network to --qat-input sqrt"),
     (["{tiny}", "--int8", "--qat-input", "sqrt", "--qat-adapt-steps", "0"],
      "argument --qat-adapt-steps: expected a whole number >= 1"),
-    (["{tiny}", "--int8", "--qat-input", "sqrt", "--ptq"], "it takes neither --ptq nor --activations int16"),
+    (["{tiny}", "--int8", "--qat-input", "sqrt", "--ptq"], "--qat-input is the input of int8 QAT: it takes no --ptq"),
+    (["{tiny}", "--int8", "--qat", "--ptq"], "--qat and --ptq are two ways to quantize: give one"),
+    (["{tiny}", "--int8", "--activations", "int16", "--qat-input-split", "4"], "a 16x8 file takes one int16 input"),
     (["{tiny}", "--int8", "--activations", "int16", "--target", "onnx"], "it takes --target tflite"),
     (["{tiny}", "--int8", "--activations", "int16", "--ptq"], "it takes --target tflite, and not --ptq"),
     (["{tiny}", "--int8", "--activations", "int16", "--input-size", "32", "32"],

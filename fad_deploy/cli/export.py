@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..checks import (non_empty, non_negative_float, non_negative_int, output_folder, positive_int, require_apart,
-                      require_output)
+                      require_output, thread_count)
 from ..data.synth import VALIDATION_CROP, VALIDATION_CROPS
 from ..errors import FadError
 from ..export.thresholds import Thresholds
@@ -31,6 +31,9 @@ SQRT_ADAPT_STEPS = 20000  # float steps adapting a network to the sqrt int8 inpu
 
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
+# validation crops a photo and level for 16x8 files: each 64x64 patch runs at the file's size (256x256 by default) on
+# TFLite's reference int16 kernels, about 1.5 s a patch on one core (8 crops would validate the array for over 20 min)
+INT16_VALIDATION_CROPS = 2
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
 BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
 EXIT_VALIDATION_FAILED = 1
@@ -59,9 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ptq", action="store_true", help="post-training calibration instead of QAT (fast, lower quality)")
     p.add_argument("--activations", choices=("int8", "int16"), default="int8",
                    help="activations of the quantized TFLite (with --int8): int8 (full-integer, from QAT; default) "
-                        "or int16 (TFLite 16x8 for NPUs that run it: int8 weights fine-tuned on their grid, int16 "
-                        "activations calibrated on training patches; QAT of the weights takes minutes per model; "
-                        "written to export/<model>-int16/ by default)")
+                        "or int16 (TFLite 16x8 for NPUs that run it, made from the same int8 QAT checkpoint: its "
+                        "weights on their int8 grid, each activation clamped to the range QAT learned for it with "
+                        "int16 inside; seconds per model from a shipped int8 checkpoint; written to "
+                        "export/<model>-int16/ by default)")
     p.add_argument("--float-io", action="store_true", help="int8 TFLite with float32 input/output")
     p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
                    help="packed input size of the TFLite models (default 256 256; multiples of 16)")
@@ -97,11 +101,12 @@ def parser() -> argparse.ArgumentParser:
                         f"{Thresholds().max_drop_db}); above it nothing is written and fad-export exits with status 1")
     p.add_argument("--max-level-drop", type=non_negative_float,
                    help=f"the same at any one noise level (default {Thresholds().max_level_drop_db})")
-    p.add_argument("--val-crops", type=positive_int, default=VALIDATION_CROPS, metavar="N",
+    p.add_argument("--val-crops", type=positive_int, metavar="N",
                    help=f"crops of each validation photo at each noise level (default {VALIDATION_CROPS}: 40 patches a "
                         "level, a level's int8 drop to a standard error of 0.01-0.05 dB; fewer validate sooner and "
-                        "less surely)")
-    p.add_argument("--threads", type=positive_int,
+                        f"less surely; {INT16_VALIDATION_CROPS} with --activations int16, whose files run each patch "
+                        "at their own size on TFLite's reference int16 kernels)")
+    p.add_argument("--threads", type=thread_count,
                    help="CPU threads for PyTorch and the validation runtimes (for each QAT process, see --jobs)")
     p.add_argument("--jobs", type=positive_int,
                    help="QATs of an array's models run side by side, one process each (default: the CPU cores "
@@ -124,7 +129,8 @@ def options_from(args) -> "ExportOptions":  # noqa: F821 - imported lazily (TF)
                             shipped_recipe=not (args.qat or args.ptq or args.qat_steps or args.qat_input
                                                 or args.qat_input_split is not None),
                             jobs=args.jobs or max(1, len(os.sched_getaffinity(0)) // (args.threads or 1)),
-                            device=args.device, validation_crops=args.val_crops)
+                            device=args.device, validation_crops=args.val_crops or (
+                                INT16_VALIDATION_CROPS if args.activations == "int16" else VALIDATION_CROPS))
     qat = {k: v for k, v in (("steps", args.qat_steps), ("input_map", args.qat_input),
                              ("input_split", args.qat_input_split)) if v is not None}
     if args.qat_input == "sqrt":
@@ -201,18 +207,21 @@ def main(argv=None):
         raise FadError("--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized "
                        "models: add --int8")
     if split and (args.ptq or args.activations != "int8"):
-        raise FadError("--qat-input-split is the input of int8 QAT: it takes neither --ptq nor --activations int16")
+        raise FadError("--qat-input-split is the int8 file's input (a 16x8 file takes one int16 input): it takes "
+                       "neither --ptq nor --activations int16")
     if args.no_group_conv and args.group_width is not None:
         raise FadError("--no-group-conv writes every grouped conv as a plain conv: it takes no --group-width")
     if args.qat_input_split == 1:
         raise FadError("--qat-input-split: 1 splits nothing; give 0 (one int8 input) or at least 2")
     if args.qat_adapt_steps and args.qat_input != "sqrt":
         raise FadError("--qat-adapt-steps adapts the network to --qat-input sqrt: add it")
-    if args.qat_input and (args.ptq or args.activations != "int8"):
-        raise FadError("--qat-input is the input of int8 QAT: it takes neither --ptq nor --activations int16")
+    if args.qat and args.ptq:
+        raise FadError("--qat and --ptq are two ways to quantize: give one")
+    if args.qat_input and args.ptq:
+        raise FadError("--qat-input is the input of int8 QAT: it takes no --ptq")
     if args.activations == "int16" and (args.target != "tflite" or args.ptq):
-        raise FadError("--activations int16 makes a TFLite 16x8 model (QAT of the weights, calibrated int16 "
-                       "activations): it takes --target tflite, and not --ptq")
+        raise FadError("--activations int16 makes a TFLite 16x8 model from the int8 QAT: it takes --target tflite, "
+                       "and not --ptq")
     if args.activations == "int16" and args.input_size and min(args.input_size) < VALIDATION_CROP:
         raise FadError(f"int16 models run their input size only: --input-size {args.input_size[0]}x"
                        f"{args.input_size[1]} must be at least the {VALIDATION_CROP}x{VALIDATION_CROP} "

@@ -29,10 +29,12 @@ from ..errors import FadError
 from ..fileio import write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
-from ..quant.qat import (WEIGHT_GRID_KEY, PTQConfig, QATConfig, QATState, FakeQuantRunner, is_quantized,
-                         post_training_quantization, quantization_aware_training, quantized_base_grid)
+from ..quant.int16 import INT16_BACKEND, Int16Runner, int16_grid
+from ..quant.qat import (PTQConfig, QATConfig, QATState, FakeQuantRunner, is_quantized, post_training_quantization,
+                         quantization_aware_training, quantized_base_grid)
 from ..quant.recipe import stored_qat_config
-from ..runners.base import QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE, RESIDUAL_OUTPUT
+from ..runners.base import (INPUT_BASE, INPUT_BASE_RULE, QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE,
+                            RESIDUAL_OUTPUT)
 from ..runners.tiling import DEFAULT_TILE
 from ..runners.torch_runner import TorchRunner
 from .manifest import (FILE_SUFFIX, FORMAT, MANIFEST, RESIDUAL_BASE_KEY, file_record, preprocessing, sha256,
@@ -46,10 +48,9 @@ REPORT = "report.md"
 DYNAMIC_HW = {"onnx-fp32": True, "onnx-int8": True, "tflite-fp32": False, "tflite-int8": False, "tflite-int16": False}
 
 
-INT16_QUANTIZATION = {  # the manifest's "quantization" of a 16x8 export
-    "method": "qat-weights-16x8", "weights": "int8 per-output-channel symmetric [-127 s, 127 s], fine-tuned on "
-    "that grid (QAT of the weights only)",
-    "activations": "16-bit per-tensor symmetric, calibrated by the converter on training patches"}
+INT16_METHOD = "16x8 from int8 QAT"  # the manifest's quantization method of a 16x8 export
+INT16_ACTIVATIONS = ("16-bit per-tensor symmetric, each clamped to the range the int8 QAT learned for it (the "
+                     "input's excepted) and calibrated inside it by the converter")
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,8 @@ def int16(options: ExportOptions) -> bool:
 
 
 def quantization_config(options: ExportOptions) -> PTQConfig | QATConfig:
-    """PTQ's or QAT's settings; for a 16x8 export, QAT of the weights only."""
-    if options.ptq:
-        return options.ptq_config
-    return dataclasses.replace(options.qat, activations="float", input_split=0) if int16(options) else options.qat
+    """PTQ's or QAT's settings (a 16x8 export is made from the int8 QAT's checkpoint)."""
+    return options.ptq_config if options.ptq else options.qat
 
 
 def made_by(source_sha: str, method: str, config) -> dict:
@@ -107,9 +106,9 @@ def quantization_recipe(source_sha: str, options: ExportOptions) -> dict:
 
 
 def recipe_of(ckpt: Checkpoint) -> dict | None:
-    """The recipe an int8 (or weight-only QAT) checkpoint was made with (a QAT's settings
-    completed with the fields added since, see :func:`stored_qat_config`)."""
-    recipe = (ckpt.extra.get("quantization") or ckpt.extra.get(WEIGHT_GRID_KEY) or {}).get("recipe")
+    """The recipe an int8 checkpoint was made with (a QAT's settings completed with the fields
+    added since, see :func:`stored_qat_config`)."""
+    recipe = (ckpt.extra.get("quantization") or {}).get("recipe")
     if recipe is None or recipe["method"] != "qat":
         return recipe
     return {**recipe, "config": stored_qat_config(recipe["config"])}
@@ -157,15 +156,14 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
     else:
         q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position,
                                         options.device)
-    key = "quantization" if is_quantized(q) else WEIGHT_GRID_KEY
-    q = dataclasses.replace(q, extra={**q.extra, key: {**q.extra[key], "recipe": recipe}})
+    q = dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
     q.save(dest)
     return q, state.earlier_s + time.time() - start
 
 
 @dataclass(frozen=True)
 class QuantizeJob:
-    """How :func:`export_model` gets one model's int8 (or, for 16x8, weight-grid) checkpoint."""
+    """How :func:`export_model` gets one model's int8 checkpoint (a 16x8 file's too)."""
 
     recipe: dict
     candidates: list[Path]  # reusable files, the first made with ``recipe`` wins
@@ -177,10 +175,10 @@ def quantize_job(name: str, ckpt: Checkpoint, path: Path, options: ExportOptions
                  published: Path) -> QuantizeJob | None:
     """The quantization :func:`export_model` runs or reuses for model ``name`` (None: none, as
     for a float export or an int8 checkpoint given as it is)."""
-    if not options.int8 or (is_quantized(ckpt) and not int16(options)):
+    if not options.int8 or is_quantized(ckpt):
         return None
     done, state = resume_files(published, name)
-    shipped = [] if int16(options) or options.requantize else [
+    shipped = [] if options.requantize else [
         published / f"{name}{FILE_SUFFIX['torch-int8']}", shipped_int8(path)]
     recipe = quantization_recipe(sha256(path), options)
     if options.shipped_recipe and shipped and shipped_int8(path).is_file():
@@ -269,12 +267,9 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
         write_bytes(staging / file, data)
         files[backend] = file_record(staging, file, info)
 
-    int8_ckpt = quant_info = quantize_s = int16_ckpt = None
+    int8_ckpt = quant_info = quantize_s = None
     job = quantize_job(name, ckpt, path, options, published)
-    if int16(options):  # weight-only QAT, kept beside the output until the bundle is published
-        int16_ckpt, quantize_s = quantize(ckpt, job.recipe, options, job.candidates, job.done, job.state)
-        quant_info = INT16_QUANTIZATION
-    elif options.int8:
+    if options.int8:
         int8_file = f"{name}{FILE_SUFFIX['torch-int8']}"
         if job is None:  # an int8 checkpoint, exported as it is
             int8_ckpt = ckpt
@@ -289,17 +284,20 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
         q = int8_ckpt.extra["quantization"]
         quant_info = {"method": q["method"], "weights": q["weights"], "activations": q["activations"],
                       "quantizers": len(q["fake_quant"])}
-    base_grid = quantized_base_grid(int8_ckpt) if int8_ckpt is not None else None
+        if int16(options):
+            quant_info = {**quant_info, "method": INT16_METHOD, "activations": INT16_ACTIVATIONS, "int8": q["method"]}
+    base_grid = quantized_base_grid(int8_ckpt) if int8_ckpt is not None and not int16(options) else None
     base = {"int8": QUANTIZED_BASE, "rule": QUANTIZED_BASE_RULE, "input_grid": base_grid} if base_grid else None
+    if int16(options):
+        base = {"int16": INPUT_BASE, "rule": INPUT_BASE_RULE, "input_grid": int16_grid(int8_ckpt)}
     for target in options.targets:
         if target == "tflite":
             put("tflite-fp32", *export_tflite(ckpt, dataclasses.replace(options.tflite, int8=False, float_io=False),
                                               version, description))
             if int8_ckpt is not None:
-                put("tflite-int8", *export_tflite(int8_ckpt, dataclasses.replace(options.tflite, int8=True),
-                                                  version, {**description, RESIDUAL_BASE_KEY: base}))
-            if int16_ckpt is not None:
-                put("tflite-int16", *export_tflite(int16_ckpt, options.tflite, version, description))
+                backend = "tflite-int16" if int16(options) else "tflite-int8"
+                put(backend, *export_tflite(int8_ckpt, dataclasses.replace(options.tflite, int8=True),
+                                            version, {**description, RESIDUAL_BASE_KEY: base}))
         elif target == "onnx":
             meta = {"version": version, "preprocessing": str(pre)}
             put("onnx-fp32", *export_onnx(ckpt, False, meta))
@@ -328,6 +326,8 @@ def references(item: Exported) -> dict:
     refs = {"torch": TorchRunner(item.float_ckpt)}
     if item.int8_ckpt is not None:
         refs["torch-int8"] = FakeQuantRunner(item.int8_ckpt)
+    if "tflite-int16" in item.entry["files"]:
+        refs[INT16_BACKEND] = Int16Runner(item.int8_ckpt)
     return refs
 
 
@@ -396,7 +396,8 @@ def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
               f"(anchor space, peak = the reference's range) against the PyTorch reference; parity (RAW) = the "
               f"same on the denoised RAW in [0, 1], where the k-sigma inverse scales differences by a / a_A. "
               f"Bounds: int8 >= {t.parity_int8_db} dB vs the fake-quant network, 16x8 >= {t.parity_int16_db} dB "
-              f"vs fp32, float >= {t.parity_float_db} dB vs fp32, quantized TFLite denoising drop <= "
+              f"vs its PyTorch network ({INT16_BACKEND}: the int8 QAT's weights, activations clamped to its "
+              f"ranges), float >= {t.parity_float_db} dB vs fp32, quantized TFLite denoising drop <= "
               f"{t.max_drop_db} dB on average "
               f"and <= {t.max_level_drop_db} dB at every noise level.", "",
               table(rows), "",

@@ -16,7 +16,7 @@ from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
 
-RESIDUAL_BASE_KEY = "residual_base"  # a model entry's int8 residual base: rule and input grid
+RESIDUAL_BASE_KEY = "residual_base"  # what a quantized file's residual is added to: rule and input grid
 from ..runners.tiling import TileSpec, arch_tile_spec
 
 MANIFEST = "manifest.json"
@@ -134,10 +134,11 @@ def entry_outputs_residual(entry: dict) -> bool:
 
 
 def entry_base_grid(entry: dict, backend: str) -> dict | None:
-    """The int8 input grid an int8 file's residual is added to (the entry's ``residual_base``);
-    None for float files and for entries without one (the residual goes onto the input)."""
+    """A quantized file's input grid (the entry's ``residual_base``): an int8 file's, onto whose
+    quantized input the residual is added, or a 16x8 file's, which names its input map; None
+    for float files and for entries without one (the residual goes onto the input)."""
     base = entry.get(RESIDUAL_BASE_KEY)
-    return base["input_grid"] if base and backend.endswith("int8") else None
+    return base["input_grid"] if base and backend.rpartition("-")[2] in base else None
 
 
 def entry_tiling(entry: dict, where) -> TileSpec:

@@ -5,7 +5,10 @@ convolution, see :meth:`TFRebuild.pool`), channel slice, pixel
 shuffle (DEPTH_TO_SPACE, or RESHAPE-TRANSPOSE-RESHAPE where int16 activations need it: TFLite
 has no int16 DEPTH_TO_SPACE kernel) and identity; anything else fails loudly. Fake quantizers become
 ``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` at exactly PyTorch's grid,
-which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration).
+which TFLiteConverter turns into int8 tensors with the same scales (no re-calibration). For a
+16x8 file made from a fake-quant core (``clamps=True``, see :mod:`fad_deploy.quant.int16`) the
+weights are written on their int8 grid and every activation quantizer but the input's becomes a
+clamp to its range (MAXIMUM / MINIMUM), inside which the converter calibrates int16.
 
 A concatenation of k copies of one narrow convolution's output (FAN's full-resolution shrunk
 skip copied back to the decoder's width) becomes that convolution with its output channels
@@ -71,13 +74,24 @@ def grid_range(scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) 
     return (qmin - zero_point) * scale, (qmax - zero_point) * scale
 
 
+def per_tensor_range(fq: FakeQuantize, factor: float = 1.0) -> tuple[float, float]:
+    """A per-tensor quantizer's real interval, its scale times ``factor`` (a merged sibling's)."""
+    lo, hi = grid_range(fq.scale.numpy() * factor, fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
+    return float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0])
+
+
+def on_grid(w: np.ndarray, scale: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """OIHW weights rounded onto their per-output-channel grid (what fake quantization gives)."""
+    s = scale.reshape(-1, *([1] * (w.ndim - 1)))
+    return (np.clip(np.round(w / s), qmin, qmax) * s).astype(np.float32)
+
+
 def fake_quant(tf, x, fq: FakeQuantize):
-    lo, hi = grid_range(fq.scale.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
     if fq.quant_max - fq.quant_min != 2**NUM_BITS - 1:
         raise FadError(f"only full-range 8-bit quantizers export to TFLite (got [{fq.quant_min}, {fq.quant_max}])")
     if fq.qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        return tf.quantization.fake_quant_with_min_max_vars(x, float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0]),
-                                                            num_bits=NUM_BITS)
+        return tf.quantization.fake_quant_with_min_max_vars(x, *per_tensor_range(fq), num_bits=NUM_BITS)
+    lo, hi = grid_range(fq.scale.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
     return tf.quantization.fake_quant_with_min_max_vars_per_channel(
         x, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS)
 
@@ -199,14 +213,21 @@ def concat_dim(node: fx.Node) -> int:
 class TFRebuild:
     """Translate ``gm`` (an fx core) into a TF function on NHWC tensors."""
 
-    def __init__(self, gm: fx.GraphModule, group_width: float = 0, depth_to_space: bool = True, multiple: int = 1):
+    def __init__(self, gm: fx.GraphModule, group_width: float = 0, depth_to_space: bool = True, multiple: int = 1,
+                 clamps: bool = False):
         """``group_width``: grouped convs with fewer input channels per group are written with at
         least this many (:func:`merged_groups`; inf: plain convs). ``depth_to_space=False``: pixel
         shuffles as :func:`depth_to_space_moves`. ``multiple``: the input's h and w are multiples of
-        it (the core's), so that an even one lets narrow convs be written on 2x2 blocks."""
+        it (the core's), so that an even one lets narrow convs be written on 2x2 blocks. ``clamps``:
+        a fake-quant ``gm`` written for 16x8 (weights on their grid as constants, activation
+        quantizers as clamps, the input's left out), the network :func:`fad_deploy.quant.int16.int16_core`
+        runs."""
         self.gm, self.group_width, self.depth_to_space = gm, group_width, depth_to_space
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
+        self.clamps = clamps
+        first = next(iter(next(n for n in gm.graph.nodes if n.op == "placeholder").users))
+        self.input_quantizer = self.modules[first.target] if self._is(first, FakeQuantize) else None
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
         self.tiled, self.tiled_concats = self._tiled_by_concat()
         self.siblings, self.sibling_places = self._merged_siblings()
@@ -375,8 +396,10 @@ class TFRebuild:
         written = written_groups(mod, self.group_width)
         if written != groups:
             w, groups = merge_groups(w, groups, written), written
+        if fq is not None and self.clamps:  # a 16x8 file: the converter quantizes these values per channel
+            w = on_grid(w, scale, fq.quant_min, fq.quant_max)
         kernel = tf.constant(w.transpose(2, 3, 1, 0))  # OIHW -> HWIO (depthwise: HW1C)
-        if fq is not None:  # per output channel: the last axis
+        if fq is not None and not self.clamps:  # per output channel: the last axis
             lo, hi = grid_range(scale, np.zeros_like(scale), fq.quant_min, fq.quant_max)
             kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(  # narrow: [-127, 127], 254 steps
                 kernel, lo.astype(np.float32), hi.astype(np.float32), num_bits=NUM_BITS,
@@ -413,11 +436,10 @@ class TFRebuild:
         y = self.conv(tf, x, first.target, self.modules[first.target], w, b, scale)
         if not self.quantized:
             return tf.nn.relu(y)
-        fq = self.modules[first_end.target]
-        widest = fq.scale * self.sibling_places[first_end].factor
-        lo, hi = grid_range(widest.numpy(), fq.zero_point.numpy(), fq.quant_min, fq.quant_max)
-        return tf.quantization.fake_quant_with_min_max_vars(y, float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0]),
-                                                            num_bits=NUM_BITS)
+        lo, hi = per_tensor_range(self.modules[first_end.target], self.sibling_places[first_end].factor)
+        if self.clamps:
+            return tf.clip_by_value(y, lo, hi)
+        return tf.quantization.fake_quant_with_min_max_vars(y, lo, hi, num_bits=NUM_BITS)
 
     def pool(self, tf, node: fx.Node, x, mod: nn.AvgPool2d):
         """Non-overlapping average pooling as a strided convolution with weights 1 / k^2: a
@@ -437,7 +459,7 @@ class TFRebuild:
         else:
             kernel = np.full((k, k, 1, channels), 1 / k**2, np.float32)  # HW1C, as self.conv's depthwise
         kernel = tf.constant(kernel)
-        if self.quantized:  # int8 weights: 1 / k^2 is the top level of its per-channel grid, so exact
+        if self.quantized and not self.clamps:  # int8 weights: 1 / k^2 is the top level of its per-channel grid
             bound = np.full(channels, 1 / k**2, np.float32)
             kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(kernel, -bound, bound,
                                                                               num_bits=NUM_BITS, narrow_range=True)
@@ -449,7 +471,9 @@ class TFRebuild:
         mod = self.modules[node.target]
         x = args[0]
         if isinstance(mod, FakeQuantize):
-            return fake_quant(tf, x, mod)
+            if not self.clamps:
+                return fake_quant(tf, x, mod)
+            return x if mod is self.input_quantizer else tf.clip_by_value(x, *per_tensor_range(mod))
         if isinstance(mod, nn.Conv2d):
             return self.conv(tf, x, node.target, mod, *self.weights(node), blocked=node in self.blocked)
         if isinstance(mod, nn.ReLU6):

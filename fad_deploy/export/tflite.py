@@ -23,9 +23,10 @@ from ..errors import FadError
 from ..models.registry import Checkpoint
 from ..native_logs import quiet_native_logs
 from ..quant.graph import Core, trace_float
-from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, require_residual
-from ..quant.split import input_channels
-from ..runners.base import IN_CHANNELS
+from ..quant.int16 import input_map
+from ..quant.qat import calibration_inputs, fake_quant_core, grid, io_quantizers, is_quantized, require_residual
+from ..quant.split import input_channels, single_checkpoint
+from ..runners.base import IN_CHANNELS, network_input
 from .tf_graph import TFRebuild, written_layout
 
 INPUT_NAME, OUTPUT_NAME = "noisy", "residual"
@@ -201,8 +202,9 @@ def add_metadata(model: bytes, name: str, version: str, description: dict, range
         name=INPUT_NAME, min_values=bounds("input")[0], max_values=bounds("input")[1],
         description="Packed noisy RAW (1, h, w, 4) NHWC, planes R, Gr, Gb, B of an RGGB mosaic, normalised "
                     "(raw - black) / (white - black), then k-sigma mapped to the anchor noise level "
-                    "(see the model description's preprocessing); 8 channels where the description's "
-                    "residual_base.input_grid.split says the int8 input is split (see its rule).")
+                    "(see the model description's preprocessing), and its square root where the description's "
+                    "residual_base.input_grid.input_map is 'sqrt'; 8 channels where its split says the int8 input "
+                    "is split (see its rule).")
     out = metadata_info.TensorMd(
         name=OUTPUT_NAME, min_values=bounds("output")[0], max_values=bounds("output")[1],
         description="Residual in the same anchor space: denoised = input + residual (in float; an int8 model "
@@ -237,19 +239,44 @@ def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: 
     return cost
 
 
+EXTREME_INPUTS = 2  # 16x8 calibration inputs of uniform noise over the input's whole range
+
+
+def int16_calibration(ckpt: Checkpoint, size: tuple[int, int], gm=None) -> list[np.ndarray]:
+    """What a 16x8 conversion calibrates its int16 ranges on: :func:`calibration_inputs` through
+    the network's input map, and, for the network of a quantized checkpoint (its fake-quant
+    core ``gm``), EXTREME_INPUTS of uniform noise over its learned input range, which drive its
+    activations to the ends of their clamps: values the training patches leave short of a
+    clamp would otherwise saturate at the int16 range calibrated below it."""
+    if gm is None:
+        return calibration_inputs(ckpt, size)
+    imap = input_map(ckpt)
+    inputs = [network_input(u, imap).astype(np.float32) for u in calibration_inputs(ckpt, size)]
+    top = grid(io_quantizers(gm)[0])["max"]
+    return inputs + [np.random.default_rng(i).uniform(0, top, (1, IN_CHANNELS, *size)).astype(np.float32)
+                     for i in range(EXTREME_INPUTS)]
+
+
 def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, description: dict) -> tuple[bytes, dict]:
     """The .tflite bytes (with metadata) and a description of its I/O for the manifest.
 
-    int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 and 16x8
-    export the checkpoint's float weights (16x8 calibrated on :func:`calibration_inputs`).
+    int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 exports the
+    checkpoint's float weights. 16x8 exports a quantized checkpoint's network as
+    :mod:`fad_deploy.quant.int16` describes it, or a float checkpoint's weights as they are
+    (rounded by the converter); its int16 ranges are calibrated on :func:`int16_calibration`.
     """
     tf = quiet_tensorflow()
     expected = calibration = None
     int16 = options.int16
-    if int16:
+    clamps = int16 and is_quantized(ckpt)
+    if clamps:
+        require_residual(ckpt)
+        gm, net = fake_quant_core(single_checkpoint(ckpt))
+        calibration = int16_calibration(ckpt, options.input_size, gm)
+    elif int16:
         net = ckpt.build()
         gm = trace_float(net, residual=True)
-        calibration = calibration_inputs(ckpt, options.input_size)
+        calibration = int16_calibration(ckpt, options.input_size)
     elif options.int8:
         require_residual(ckpt)
         gm, net = fake_quant_core(ckpt)
@@ -261,7 +288,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     multiple = Core(net).multiple
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
-    rebuild = TFRebuild(gm, options.written_group_width, depth_to_space=not int16, multiple=multiple)
+    rebuild = TFRebuild(gm, options.written_group_width, depth_to_space=not int16, multiple=multiple, clamps=clamps)
     model = convert(tf, rebuild, options, input_range,
                     calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
     details = io_details(model)

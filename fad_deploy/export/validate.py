@@ -9,13 +9,14 @@ import numpy as np
 from ..data.noise import NoiseParams
 from ..errors import FadError
 from ..isp.metrics import psnr
+from ..quant.int16 import INT16_BACKEND
 from ..runners import load_runner
 from ..runners.base import Runner, check_packed, noise_arrays, postprocess, preprocess
 from .thresholds import Thresholds
 
 # backend -> (the PyTorch reference it must reproduce, the Thresholds field bounding that parity)
 REFERENCE_BACKEND = {"tflite-int8": ("torch-int8", "parity_int8_db"), "onnx-int8": ("torch-int8", "parity_int8_db"),
-                     "tflite-int16": ("torch", "parity_int16_db"), "tflite-fp32": ("torch", "parity_float_db"),
+                     "tflite-int16": (INT16_BACKEND, "parity_int16_db"), "tflite-fp32": ("torch", "parity_float_db"),
                      "onnx-fp32": ("torch", "parity_float_db")}
 QUANTIZED_TFLITE = ("tflite-int8", "tflite-int16")  # held to the PSNR-drop bound
 

@@ -29,11 +29,15 @@ QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.i
                        "channels: x is clipped to [min, max], c = min + floor((x - min) / scale) * scale, channels "
                        "0-3 are c and 4-7 k (x - c), each quantized as above, and b = c + (fine channels) / k, "
                        "squared for 'sqrt'. Float files: x = u, denoised = u + output.")
+INPUT_BASE = "input"  # what a 16x8 model's residual is added to: its float input (see residual_base)
+INPUT_BASE_RULE = ("16x8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the network input "
+                   "(int16 on the file's input scale); denoised = u + output")
 
 
 def input_map_of(grid: dict | None) -> str:
-    """The input map of an int8 input grid (the manifest's ``residual_base.input_grid``; linear
-    when it names none, and for float files, which have no grid)."""
+    """The input map of an input grid (the manifest's ``residual_base.input_grid``: an int8
+    file's, or a 16x8 file's, which names only its map); linear when it names none, and for
+    float files, which have no grid."""
     return grid.get("input_map", "linear") if grid else "linear"
 
 
@@ -96,6 +100,13 @@ def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
     return np.where(inside, from_network_input(seen, input_map), u).astype(np.float32)
 
 
+def residual_base(u: np.ndarray, grid: dict | None) -> np.ndarray:
+    """What a network's residual is added to: :func:`quantized_base` for an int8 input grid;
+    the input itself for float files and for a grid that names only an input map (a 16x8
+    file, whose int16 input the network sees to far below the noise)."""
+    return quantized_base(u, grid) if grid and "scale" in grid else np.asarray(u, np.float32)
+
+
 def check_packed(noisy: np.ndarray, name: str = "input") -> np.ndarray:
     noisy = np.asarray(noisy)
     if noisy.ndim != 4 or noisy.shape[1] != 4:
@@ -135,7 +146,7 @@ class Runner(ABC):
     input_size: tuple[int, int] | None = None  # fixed packed (h, w), or None if any size runs
     multiple: int | None = None  # a fixed-size runner also runs multiples of this (None: input_size only)
     residual: bool = False  # run_network outputs the residual (see RESIDUAL_NOTE), not the denoised input
-    base_grid: dict | None = None  # int8 input grid when the residual is added to the quantized input
+    base_grid: dict | None = None  # input grid: int8 (the residual goes onto the quantized input) or an input map
 
     @abstractmethod
     def run_network(self, u: np.ndarray) -> np.ndarray:
@@ -148,7 +159,7 @@ class Runner(ABC):
         y = self.run_network(int8_input(u, self.base_grid))
         if not self.residual:
             return y
-        return y + (quantized_base(u, self.base_grid) if self.base_grid else np.asarray(u, np.float32))
+        return y + residual_base(u, self.base_grid)
 
     def denoise(self, noisy: np.ndarray, noise) -> np.ndarray:
         """Packed noisy RAW in [0, 1] with its noise level(s) -> denoised RAW in [0, 1]."""

@@ -40,7 +40,7 @@ class TFLiteRunner(Runner):
             raise FadError(f"{path}: TFLite model not found")
         self.path, self.anchor, self.backend, self.threads = path, anchor, backend, threads
         self.residual = residual  # the file outputs the residual (the manifest's "output")
-        self.base_grid = base_grid  # ... added to the quantized input (the manifest's "residual_base")
+        self.base_grid = base_grid  # its input grid (the manifest's "residual_base"; see Runner.base_grid)
         self.multiple = multiple  # the network's padding multiple: sizes it can be resized to
         try:
             with quiet_native_logs():  # the first allocation announces the XNNPACK delegate
