@@ -71,6 +71,15 @@ def test_bad_overrides(overrides, message):
         load_config("charbonnier", overrides)
 
 
+def test_overrides_may_follow_the_options(capsys):
+    from fad_deploy.cli.train import main
+
+    with pytest.raises(SystemExit) as e:  # the override after --threads reaches the config, which refuses it
+        main(["charbonnier", "--threads", "1", "schedule.steps=0"])
+    assert e.value.code == 2
+    assert "setting 'steps': expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
 def test_bad_config_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("schedule: [steps: 1\n")

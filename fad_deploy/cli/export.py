@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..checks import (non_empty, non_negative_float, non_negative_int, output_folder, positive_int, require_apart,
-                      require_output, thread_count)
+from ..checks import (Number, non_empty, non_negative_float, non_negative_int, output_folder, positive_int,
+                      require_apart, require_output, thread_count)
 from ..data.synth import VALIDATION_CROP, VALIDATION_CROPS
 from ..errors import FadError
 from ..export.thresholds import Thresholds
@@ -34,6 +34,7 @@ ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range
 # validation crops a photo and level for 16x8 files: each 64x64 patch runs at the file's size (256x256 by default) on
 # TFLite's reference int16 kernels, about 1.5 s a patch on one core (8 crops would validate the array for over 20 min)
 INT16_VALIDATION_CROPS = 2
+MAX_INPUT_SIZE = 4096  # packed; a TFLite input this size already holds GBs of activations, and frames are tiled
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
 BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
 EXIT_VALIDATION_FAILED = 1
@@ -67,8 +68,9 @@ def parser() -> argparse.ArgumentParser:
                         "int16 inside; seconds per model from a shipped int8 checkpoint; written to "
                         "export/<model>-int16/ by default)")
     p.add_argument("--float-io", action="store_true", help="int8 TFLite with float32 input/output")
-    p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
-                   help="packed input size of the TFLite models (default 256 256; multiples of 16)")
+    p.add_argument("--input-size", type=Number(int, 1, MAX_INPUT_SIZE), nargs=2, metavar=("H", "W"),
+                   help=f"packed input size of the TFLite models (default 256 256; multiples of 16, at most "
+                        f"{MAX_INPUT_SIZE}: larger frames are tiled)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
     p.add_argument("--group-width", type=non_negative_int, metavar="N",

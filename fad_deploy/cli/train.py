@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 @user_errors
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # key=value overrides before or after the options
     import torch  # not needed for --help
 
     if args.threads:
