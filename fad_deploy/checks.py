@@ -191,6 +191,12 @@ def argument_name(action: argparse.Action) -> str:
     return action.option_strings[0] if action.option_strings else action.metavar or action.dest
 
 
+def given_options(parser: argparse.ArgumentParser, namespace: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
+    """The options among ``dests`` (arguments whose default is None) that were given, named as
+    error messages name them, in the parser's order."""
+    return [argument_name(a) for a in parser._actions if a.dest in dests and getattr(namespace, a.dest) is not None]
+
+
 def path_values(namespace: argparse.Namespace, action: argparse.Action) -> list[Path]:
     """The paths an argument was given (none, one, or several for nargs / append)."""
     value = getattr(namespace, action.dest, None)

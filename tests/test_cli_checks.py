@@ -79,6 +79,8 @@ CASES = [
      "expected a .npz file"),
     (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000", "a set of 8000000000000 pairs of "
      "4x128x128 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise 1e-3 --levels 6",
+     "fad-data: error: --levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patches-per-photo 1000000000000", "a cache of 2000000000000 "
      "patches of 4x72x72 (2 photos x 1000000000000) would take"),
@@ -153,6 +155,10 @@ CASES = [
     (eval_cli, "--images {in}/photos --crop 10", "argument --crop: expected a whole number >= 11, got '10'"),
     (eval_cli, "--set {in}/set.npz {in}/tiny.pt --backend torch --backend onnx-fp32 --json {out}/q.json",
      "{in}/tiny.pt: no export folder"),  # found before the torch row is scored
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --seed 0 --levels 6 --json {out}/q.json",  # the defaults' values too
+     "fad-eval: error: --levels, --seed: for a set made from --images; --set FILE is evaluated as it is"),
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --crops-per-image 1 --shot-noise 1e-3 --read-noise 0 --crop 16",
+     "error: --shot-noise, --read-noise, --crop, --crops-per-image: for a set made from --images"),
     # fad-export
     (export, "--threads 0", "argument --threads"),
     (export, "--int8 --qat-steps 0", "argument --qat-steps"),
@@ -196,6 +202,14 @@ CASES = [
     (bench, "--device adb --noise-a nan", "argument --noise-a"),
     (bench, "--device adb --benchmark-binary {in}/missing", "argument --benchmark-binary: {in}/missing: no such file"),
     (bench, "no-such-model --report {out}/profiles", "unknown model 'no-such-model'"),
+    (bench, "no-such-model --delegate gpu --noise-a 1e-3",
+     "fad-bench: error: --delegate, --noise-a: for --device adb (an Android phone), not --device cpu"),
+    (bench, "no-such-model --device cpu --timeout 5 --benchmark-binary {in}/afile", "error: --benchmark-binary, "
+     "--timeout: for --device adb"),
+    (bench, "no-such-model --no-timing --report {out}/profiles --json {out}/b.json",
+     "fad-bench: error: --json: --no-timing measures no latency: nothing to write there"),
+    (bench, "no-such-model --no-timing --report {out}/profiles --plot {out}/b.png --json {out}/b.json",
+     "error: --json, --plot: --no-timing"),
     (bench, "fan-* --backends torch", "unknown model 'fan-*'"),  # names are not patterns
     (bench, "fan-student --backends torch --threads 1 --size 100000 100000 --no-progress",
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),

@@ -74,8 +74,8 @@ def test_synth_is_byte_identical_on_rerun(photos, tmp_path, capsys):
 
 def test_synth_fixed_noise(photos, tmp_path, capsys):
     out = tmp_path / "fixed.npz"
-    code, _, _ = run_main(["synth", "--images", str(photos), "--out", str(out), *SYNTH,
-                           "--shot-noise", "0.002", "--read-noise", "1e-5"], capsys)
+    code, _, _ = run_main(["synth", "--images", str(photos), "--out", str(out), "--crop", "8", "--crops-per-image", "2",
+                           "--downscale", "1", "--shot-noise", "0.002", "--read-noise", "1e-5"], capsys)
     assert code == 0
     pairs = load_pairs(out)
     assert len(pairs["noisy"]) == 4  # 2 photos x 2 crops x 1 level

@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checks import input_file, input_folder, non_empty, non_negative_int, output_file, output_folder, \
-    plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, thread_count
+from ..checks import given_options, input_file, input_folder, non_empty, non_negative_int, output_file, \
+    output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
+    thread_count
 from ..errors import FadError
 from ..fileio import write_json
 from ..runners import BACKENDS
@@ -17,6 +18,7 @@ CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
 DEFAULT_CALIBRATION = DEFAULT_QUALITY.with_name("cpu_calibration.json")  # benchmarks/cpu_calibration.py's
+ADB_OPTIONS = ("benchmark_binary", "delegate", "noise_a", "timeout")  # the Android group's; None unless given
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,7 +141,15 @@ def write_plot(plot: tuple[Path, Path, dict[str, float]] | None, doc: dict) -> N
 
 @user_errors
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.device == "cpu":  # options that would do nothing here
+        phone_only = given_options(p, args, ADB_OPTIONS)
+        if phone_only:
+            raise FadError(f"{', '.join(phone_only)}: for --device adb (an Android phone), not --device cpu")
+        timing_outputs = given_options(p, args, ("json", "plot"))
+        if args.no_timing and timing_outputs:
+            raise FadError(f"{', '.join(timing_outputs)}: --no-timing measures no latency: nothing to write there")
     plot = plan_plot(args)
     if args.device.startswith("adb"):
         from ..android.bench import bench_adb  # the phone path: same JSON schema (profile/latency.py)

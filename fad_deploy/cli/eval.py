@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checks import Number, input_file, input_folder, non_empty, output_file, positive_int, random_seed, \
-    read_noise, require_not_model, shot_noise, thread_count
+from ..checks import Number, given_options, input_file, input_folder, non_empty, output_file, positive_int, \
+    random_seed, read_noise, require_not_model, shot_noise, thread_count
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
 from ..data.synth import check_set_size, folder_images, load_pairs, set_shots, synth_pairs
@@ -20,6 +20,8 @@ from .common import OneLineParser, user_errors
 
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
 DEFAULT_ARRAY = object()  # --nsma without DIR: the shipped array (a str const would meet non_empty)
+SET_DEFAULTS = {"levels": 6, "crop": 64, "crops_per_image": 3, "seed": 0}  # of a set made from --images
+SET_OPTIONS = ("shot_noise", "read_noise", *SET_DEFAULTS)  # shape a set made from --images; None unless given
 
 
 def baseline_names(text: str) -> list[str]:
@@ -55,11 +57,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", type=output_file, help="write results as JSON here")
     p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
-    p.add_argument("--levels", type=positive_int, default=6, help="number of shot levels over the training range")
-    p.add_argument("--crop", type=Number(int, SSIM_WINDOW), default=64,
-                   help=f"packed crop size (a 2x RGB crop; default 64; at least {SSIM_WINDOW}, SSIM's window)")
-    p.add_argument("--crops-per-image", type=positive_int, default=3)
-    p.add_argument("--seed", type=random_seed, default=0)
+    p.add_argument("--levels", type=positive_int,
+                   help=f"number of shot levels over the training range (default {SET_DEFAULTS['levels']})")
+    p.add_argument("--crop", type=Number(int, SSIM_WINDOW), help=f"packed crop size (a 2x RGB crop; default "
+                   f"{SET_DEFAULTS['crop']}; at least {SSIM_WINDOW}, SSIM's window)")
+    p.add_argument("--crops-per-image", type=positive_int, help=f"default {SET_DEFAULTS['crops_per_image']}")
+    p.add_argument("--seed", type=random_seed, help=f"default {SET_DEFAULTS['seed']}")
     p.add_argument("--threads", type=thread_count, help="torch CPU threads")
     return p
 
@@ -71,6 +74,8 @@ def make_set(args) -> tuple[dict, dict]:
         if min(h, w) < SSIM_WINDOW:
             raise FadError(f"{args.set}: its {h}x{w} frames are smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
         return pairs, {"source": str(args.set)}
+    # the options not given take their defaults
+    args = argparse.Namespace(**{**vars(args), **{k: v for k, v in SET_DEFAULTS.items() if getattr(args, k) is None}})
     cache = CacheConfig()  # evaluation photos get the same preparation as training photos
     check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
     shots = set_shots(args.levels, args.shot_noise)
@@ -155,7 +160,11 @@ def table(rows: list[dict]) -> str:
 
 def run(argv=None) -> dict:
     """Parse, evaluate, print the table and write the JSON; returns the result."""
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    ignored = given_options(p, args, SET_OPTIONS)
+    if args.set and ignored:
+        raise FadError(f"{', '.join(ignored)}: for a set made from --images; --set FILE is evaluated as it is")
     if args.threads:
         import torch
 

@@ -63,7 +63,9 @@ class Plan:
 
     def summary(self) -> str:
         if not self.is_set:
-            return f"{self.path} -> {self.out}: {self.selections[0].reason}"
+            s = self.selections[0]  # a clamped choice's reason was a warning already
+            return f"{self.path} -> {self.out}: " + (f"a={s.shot:.3g}, clamped -> {s.entry.name} (see the warning)"
+                                                      if s.clamped else s.reason)
         counts: dict[str, int] = {}
         for s in self.selections:
             counts[s.entry.name] = counts.get(s.entry.name, 0) + 1
