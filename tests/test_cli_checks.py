@@ -123,6 +123,7 @@ CASES = [
      "data.crop 32: patches of 20x20 allow crops up to 19"),
     # fad-eval
     (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
+    (eval_cli, "--images {in}/photos --shot-noise 1e-3 --levels 3", "--shot-noise fixes one level: give one of them"),
     (eval_cli, "--set {in}/missing.npz", "argument --set: {in}/missing.npz: no such file"),
     (eval_cli, "--set {in}/photos", "argument --set: {in}/photos: is a folder, not a file"),
     (eval_cli, "--set {in}/empty.npz fan-student --json {out}/q.json", "{in}/empty.npz: the set holds no pairs"),

@@ -10,7 +10,7 @@ from PIL import Image
 from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, load_patch_cache
 from fad_deploy.data.noise import NoiseParams
 from fad_deploy.data.photos import list_photos, load_photo, skimage_photo
-from fad_deploy.data.synth import (PAIR_KEYS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
+from fad_deploy.data.synth import (PAIR_KEYS, SET_LEVELS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
                                    set_shots, shot_levels, synth_pairs, validation_set)
 from fad_deploy.errors import FadError
 
@@ -112,10 +112,12 @@ def test_a_subrange_models_validation_set_lies_in_its_range_with_every_crop_at_e
 
 def test_synth_options_and_errors(tmp_path):
     save_photo(tmp_path / "a.png")
-    np.testing.assert_array_equal(set_shots(4, 2e-3), [2e-3])
-    assert len(set_shots(4)) == 4
+    np.testing.assert_array_equal(set_shots(None, 2e-3), [2e-3])
+    assert len(set_shots(4)) == 4 and len(set_shots(None)) == SET_LEVELS
+    with pytest.raises(FadError, match="give one of them"):
+        set_shots(4, 2e-3)
     with pytest.raises(FadError, match="shot noise -1"):
-        set_shots(4, -1.0)
+        set_shots(None, -1.0)
     with pytest.raises(FadError, match="0 noise levels"):
         set_shots(0)
     pairs = synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [2e-3], 0, read=1e-5)

@@ -14,12 +14,11 @@ from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
-from ..data.synth import PAIR_KEYS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
+from ..data.synth import PAIR_KEYS, SET_LEVELS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..fileio import NPZ_READ_ERRORS
 from .common import OneLineParser, user_errors
 
-DEFAULT_LEVELS = 6
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--crop", type=positive_int, default=128,
                    help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
     s.add_argument("--crops-per-image", type=positive_int, default=4, help="crops per photo (default 4)")
-    s.add_argument("--levels", type=positive_int, help=f"number of shot-noise levels (default {DEFAULT_LEVELS})")
+    s.add_argument("--levels", type=positive_int, help=f"number of shot-noise levels (default {SET_LEVELS})")
     s.add_argument("--shot-noise", type=shot_noise, metavar="A",
                    help="one fixed shot-noise parameter a instead of --levels")
     s.add_argument("--read-noise", type=read_noise, metavar="B",
@@ -104,11 +103,8 @@ def fetch(args) -> None:
 
 
 def synth(args) -> None:
-    if args.shot_noise is not None and args.levels is not None:
-        raise FadError("--levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them")
-    levels = args.levels or DEFAULT_LEVELS
-    check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, levels, args.shot_noise)
-    shots = set_shots(levels, args.shot_noise)
+    check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
+    shots = set_shots(args.levels, args.shot_noise)
     # closing() ends the progress bar before an error message is printed
     with contextlib.closing(folder_images(args.images, args.downscale, args.max_side, desc="synthesising")) as images:
         pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)

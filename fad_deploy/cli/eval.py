@@ -10,7 +10,7 @@ from ..checks import Number, given_options, input_file, input_folder, non_empty,
     random_seed, read_noise, require_not_model, shot_noise, thread_count
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
-from ..data.synth import check_set_size, folder_images, load_pairs, set_shots, synth_pairs
+from ..data.synth import SET_LEVELS, check_set_size, folder_images, load_pairs, set_shots, synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
@@ -20,8 +20,8 @@ from .common import OneLineParser, user_errors
 
 DEFAULT_MODELS = ("teacher", "fan-student", "unet-plain")
 DEFAULT_ARRAY = object()  # --nsma without DIR: the shipped array (a str const would meet non_empty)
-SET_DEFAULTS = {"levels": 6, "crop": 64, "crops_per_image": 3, "seed": 0}  # of a set made from --images
-SET_OPTIONS = ("shot_noise", "read_noise", *SET_DEFAULTS)  # shape a set made from --images; None unless given
+SET_DEFAULTS = {"crop": 64, "crops_per_image": 3, "seed": 0}  # of a set made from --images
+SET_OPTIONS = ("shot_noise", "read_noise", "levels", *SET_DEFAULTS)  # shape a set made from --images; None unless given
 
 
 def baseline_names(text: str) -> list[str]:
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
     p.add_argument("--levels", type=positive_int,
-                   help=f"number of shot levels over the training range (default {SET_DEFAULTS['levels']})")
+                   help=f"number of shot levels over the training range (default {SET_LEVELS})")
     p.add_argument("--crop", type=Number(int, SSIM_WINDOW), help=f"packed crop size (a 2x RGB crop; default "
                    f"{SET_DEFAULTS['crop']}; at least {SSIM_WINDOW}, SSIM's window)")
     p.add_argument("--crops-per-image", type=positive_int, help=f"default {SET_DEFAULTS['crops_per_image']}")
@@ -76,9 +76,9 @@ def make_set(args) -> tuple[dict, dict]:
         return pairs, {"source": str(args.set)}
     # the options not given take their defaults
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in SET_DEFAULTS.items() if getattr(args, k) is None}})
-    cache = CacheConfig()  # evaluation photos get the same preparation as training photos
     check_set_size(len(list_photos(args.images)), args.crop, args.crops_per_image, args.levels, args.shot_noise)
     shots = set_shots(args.levels, args.shot_noise)
+    cache = CacheConfig()  # evaluation photos get the same preparation as training photos
     images = list(folder_images(args.images, cache.downscale, cache.max_side, desc="loading photos"))
     pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)
     info = {"source": str(args.images), "photos": len(images), "crop": args.crop,

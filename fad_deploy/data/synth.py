@@ -25,22 +25,30 @@ def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
     return np.exp(np.linspace(np.log(shot_range[0]), np.log(shot_range[1]), n))
 
 
-def set_shots(levels: int, shot: float | None = None) -> np.ndarray:
-    """Shot levels of an evaluation set: the one ``shot`` given, else ``levels`` log-spaced over the range."""
+SET_LEVELS = 6  # shot levels of an evaluation set when neither their number nor one level is given
+
+
+def set_shots(levels: int | None, shot: float | None = None) -> np.ndarray:
+    """Shot levels of an evaluation set: the one ``shot`` given, else ``levels`` (SET_LEVELS
+    when None) log-spaced over the range; both given is a FadError (--levels and --shot-noise)."""
+    if shot is not None and levels is not None:
+        raise FadError("--levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them")
     if shot is not None:
         if not shot > 0:
             raise FadError(f"shot noise {shot}: must be positive")
         return np.array([float(shot)])
+    levels = SET_LEVELS if levels is None else levels
     if levels < 1:
         raise FadError(f"{levels} noise levels: need at least 1")
     return shot_levels(levels)
 
 
-def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int, shot: float | None = None) -> None:
+def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int | None,
+                   shot: float | None = None) -> None:
     """A FadError, before any work, when the set :func:`synth_pairs` would make from ``photos``
-    photos at :func:`set_shots`' levels does not fit in memory (noisy and clean float32 pairs,
-    held twice while stacked)."""
-    levels = 1 if shot is not None else levels
+    photos at :func:`set_shots`' levels (of ``levels`` and ``shot``) does not fit in memory
+    (noisy and clean float32 pairs, held twice while stacked)."""
+    levels = 1 if shot is not None else SET_LEVELS if levels is None else levels
     pairs = photos * crops_per_image * levels
     check_memory(2 * 2 * pairs * 4 * crop * crop * 4, f"a set of {pairs} pairs of 4x{crop}x{crop} ({photos} photos x "
                  f"{crops_per_image} crops x {levels} noise levels)")
