@@ -947,6 +947,12 @@ def test_default_export_bundles_the_subrange_array_and_converts_shipped_int8_che
     array = load_array(out)
     assert array.backend == "tflite-int8" and array.select(ranges[1][0] * 1.5).entry.name == "fan-nsma-1"
     assert [m.name for m in load_bundle(out, noise_a=ranges[0][0] * 1.5)] == ["fan-nsma-0"]
+    from fad_deploy.nsma.select import ShotOutOfRangeWarning
+
+    capsys.readouterr()
+    with pytest.warns(ShotOutOfRangeWarning):  # said once, as a warning, not printed again
+        assert [m.name for m in load_bundle(out, noise_a=0.5)] == [manifest["models"][-1]["name"]]
+    assert "every sub-range" not in capsys.readouterr().err
 
 
 def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir, tmp_path, monkeypatch, one_thread):

@@ -79,7 +79,8 @@ def load_bundle(folder: str | Path, noise_a: float | None = None) -> list[Device
     entries = manifest["models"]
     if noise_a is not None and TABLE_KEY in manifest:
         selection = select_model(table_from_manifest(manifest), noise_a, "--noise-a")
-        print(selection.reason, file=sys.stderr)
+        if not selection.clamped:  # a clamped choice was a warning already
+            print(selection.reason, file=sys.stderr)
         entries = [e for e in entries if e["name"] == selection.entry.name]
         if not entries:
             raise FadError(f"{folder / MANIFEST}: sub-range model {selection.entry.name!r} is not among its models")
