@@ -245,7 +245,7 @@ EXTREME_INPUTS = 2  # 16x8 calibration inputs of uniform noise over the input's 
 def int16_calibration(ckpt: Checkpoint, size: tuple[int, int], gm=None) -> list[np.ndarray]:
     """What a 16x8 conversion calibrates its int16 ranges on: :func:`calibration_inputs` through
     the network's input map, and, for the network of a quantized checkpoint (its fake-quant
-    core ``gm``), EXTREME_INPUTS of uniform noise over its learned input range, which drive its
+    core ``gm``), EXTREME_INPUTS of uniform noise over its learned input range, meant to take its
     activations to the ends of their clamps: values the training patches leave short of a
     clamp would otherwise saturate at the int16 range calibrated below it."""
     if gm is None:
