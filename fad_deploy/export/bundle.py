@@ -286,10 +286,11 @@ def export_model(name: str, path: Path, options: ExportOptions, staging: Path, p
                       "quantizers": len(q["fake_quant"])}
         if int16(options):
             quant_info = {**quant_info, "method": INT16_METHOD, "activations": INT16_ACTIVATIONS, "int8": q["method"]}
-    base_grid = quantized_base_grid(int8_ckpt) if int8_ckpt is not None and not int16(options) else None
-    base = {"int8": QUANTIZED_BASE, "rule": QUANTIZED_BASE_RULE, "input_grid": base_grid} if base_grid else None
-    if int16(options):
+    if int16(options):  # what the quantized file's residual goes onto (the manifest's residual_base)
         base = {"int16": INPUT_BASE, "rule": INPUT_BASE_RULE, "input_grid": int16_grid(int8_ckpt)}
+    else:
+        base_grid = quantized_base_grid(int8_ckpt) if int8_ckpt is not None else None
+        base = {"int8": QUANTIZED_BASE, "rule": QUANTIZED_BASE_RULE, "input_grid": base_grid} if base_grid else None
     for target in options.targets:
         if target == "tflite":
             put("tflite-fp32", *export_tflite(ckpt, dataclasses.replace(options.tflite, int8=False, float_io=False),
