@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import read_noise, shot_noise
 from ..errors import FadError
 from ..fileio import write_bytes
 from .bayer import RED_OFFSET, check_pattern, pack_unified, unpack_unified
@@ -96,10 +97,12 @@ def noise_from_profile(values, source: str = "") -> NoiseParams | None:
         warnings.warn(f"{source}: ignoring NoiseProfile with {v.size} values (expected (S, O) pairs)")
         return None
     shot, read = float(v[0::2].mean()), float(v[1::2].mean())
-    if not (np.isfinite([shot, read]).all() and shot > 0 and read >= 0):
-        warnings.warn(f"{source}: ignoring NoiseProfile with shot {shot} and read {read} (need S > 0, O >= 0)")
+    try:  # the noise of values normalised to [0, 1]: the bounds of --shot-noise and --read-noise
+        return NoiseParams(shot_noise.check(shot), read_noise.check(read))
+    except ValueError:
+        warnings.warn(f"{source}: ignoring NoiseProfile with shot {shot:g} and read {read:g} (need S: {shot_noise}; "
+                      f"O: {read_noise})")
         return None
-    return NoiseParams(shot, read)
 
 
 def wb_from_neutral(neutral) -> tuple[float, float] | None:
