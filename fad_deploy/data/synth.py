@@ -28,19 +28,25 @@ def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
 SET_LEVELS = 6  # shot levels of an evaluation set when neither their number nor one level is given
 
 
-def set_shots(levels: int | None, shot: float | None = None) -> np.ndarray:
-    """Shot levels of an evaluation set: the one ``shot`` given, else ``levels`` (SET_LEVELS
-    when None) log-spaced over the range; both given is a FadError (--levels and --shot-noise)."""
+def set_level_count(levels: int | None, shot: float | None = None) -> int:
+    """How many shot levels an evaluation set has: 1 for the one ``shot`` given, else ``levels``
+    (SET_LEVELS when None); both given is a FadError (--levels and --shot-noise)."""
     if shot is not None and levels is not None:
         raise FadError("--levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them")
+    return 1 if shot is not None else SET_LEVELS if levels is None else levels
+
+
+def set_shots(levels: int | None, shot: float | None = None) -> np.ndarray:
+    """Shot levels of an evaluation set: the one ``shot`` given, else :func:`set_level_count`
+    of them log-spaced over the range."""
+    count = set_level_count(levels, shot)
     if shot is not None:
         if not shot > 0:
             raise FadError(f"shot noise {shot}: must be positive")
         return np.array([float(shot)])
-    levels = SET_LEVELS if levels is None else levels
-    if levels < 1:
-        raise FadError(f"{levels} noise levels: need at least 1")
-    return shot_levels(levels)
+    if count < 1:
+        raise FadError(f"{count} noise levels: need at least 1")
+    return shot_levels(count)
 
 
 def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int | None,
@@ -48,7 +54,7 @@ def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int | N
     """A FadError, before any work, when the set :func:`synth_pairs` would make from ``photos``
     photos at :func:`set_shots`' levels (of ``levels`` and ``shot``) does not fit in memory
     (noisy and clean float32 pairs, held twice while stacked)."""
-    levels = 1 if shot is not None else SET_LEVELS if levels is None else levels
+    levels = set_level_count(levels, shot)
     pairs = photos * crops_per_image * levels
     check_memory(2 * 2 * pairs * 4 * crop * crop * 4, f"a set of {pairs} pairs of 4x{crop}x{crop} ({photos} photos x "
                  f"{crops_per_image} crops x {levels} noise levels)")
@@ -118,6 +124,8 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     for key in PAIR_KEYS:
         if pairs[key].dtype.kind not in "fiu":
             raise FadError(f"{path}: {key} holds {pairs[key].dtype} values, not numbers")
+        if not np.isfinite(pairs[key]).all():
+            raise FadError(f"{path}: {key} contains NaN or Inf")
     if pairs["noisy"].ndim != 4 or pairs["noisy"].shape[1] != 4 or pairs["noisy"].shape != pairs["clean"].shape:
         raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w), got {pairs['noisy'].shape} and "
                        f"{pairs['clean'].shape}")
@@ -127,9 +135,6 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     for key, shape in PAIR_META_SHAPES.items():
         if pairs[key].shape != (n, *shape):
             raise FadError(f"{path}: {key} must have shape {(n, *shape)}, one per pair, got {pairs[key].shape}")
-    for key in PAIR_KEYS:
-        if not np.isfinite(pairs[key]).all():
-            raise FadError(f"{path}: {key} contains NaN or Inf")
     shot, read = pairs["shot"].min(), pairs["read"].min()
     if shot <= 0 or read < 0:
         raise FadError(f"{path}: shot noise must be positive and read noise not negative, got shot down to {shot:g} "

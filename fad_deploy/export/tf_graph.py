@@ -39,6 +39,7 @@ from torch.ao.quantization import FakeQuantize
 
 from ..errors import FadError
 from ..quant.graph import Core
+from ..quant.qat import io_quantizers
 from ..quant.qconfig import QATConvReLU62d
 
 NUM_BITS = 8
@@ -226,8 +227,7 @@ class TFRebuild:
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.quantized = any(isinstance(m, FakeQuantize) for m in self.modules.values())
         self.clamps = clamps
-        first = next(iter(next(n for n in gm.graph.nodes if n.op == "placeholder").users))
-        self.input_quantizer = self.modules[first.target] if self._is(first, FakeQuantize) else None
+        self.input_quantizer = io_quantizers(gm)[0] if clamps else None  # left out of a 16x8 file
         self.shuffle_fed = self._convs_feeding_pixel_shuffle()
         self.tiled, self.tiled_concats = self._tiled_by_concat()
         self.siblings, self.sibling_places = self._merged_siblings()

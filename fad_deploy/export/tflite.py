@@ -242,14 +242,12 @@ def written_conv_cost(net: nn.Module, input_size: tuple[int, int], group_width: 
 EXTREME_INPUTS = 2  # 16x8 calibration inputs of uniform noise over the input's whole range
 
 
-def int16_calibration(ckpt: Checkpoint, size: tuple[int, int], gm=None) -> list[np.ndarray]:
-    """What a 16x8 conversion calibrates its int16 ranges on: :func:`calibration_inputs` through
-    the network's input map, and, for the network of a quantized checkpoint (its fake-quant
-    core ``gm``), EXTREME_INPUTS of uniform noise over its learned input range, meant to take its
-    activations to the ends of their clamps: values the training patches leave short of a
-    clamp would otherwise saturate at the int16 range calibrated below it."""
-    if gm is None:
-        return calibration_inputs(ckpt, size)
+def int16_calibration(ckpt: Checkpoint, size: tuple[int, int], gm) -> list[np.ndarray]:
+    """What the 16x8 conversion of a quantized checkpoint (its fake-quant core ``gm``) calibrates
+    its int16 ranges on: :func:`calibration_inputs` through the network's input map, and
+    EXTREME_INPUTS of uniform noise over its learned input range, meant to take its activations
+    to the ends of their clamps: values the training patches leave short of a clamp would
+    otherwise saturate at the int16 range calibrated below it."""
     imap = input_map(ckpt)
     inputs = [network_input(u, imap).astype(np.float32) for u in calibration_inputs(ckpt, size)]
     top = grid(io_quantizers(gm)[0])["max"]
@@ -263,7 +261,8 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     int8 needs a quantized checkpoint (see :mod:`fad_deploy.quant.qat`); float32 exports the
     checkpoint's float weights. 16x8 exports a quantized checkpoint's network as
     :mod:`fad_deploy.quant.int16` describes it, or a float checkpoint's weights as they are
-    (rounded by the converter); its int16 ranges are calibrated on :func:`int16_calibration`.
+    (rounded by the converter), calibrated on :func:`int16_calibration` and
+    :func:`calibration_inputs` respectively.
     """
     tf = quiet_tensorflow()
     expected = calibration = None
@@ -276,7 +275,7 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     elif int16:
         net = ckpt.build()
         gm = trace_float(net, residual=True)
-        calibration = int16_calibration(ckpt, options.input_size)
+        calibration = calibration_inputs(ckpt, options.input_size)
     elif options.int8:
         require_residual(ckpt)
         gm, net = fake_quant_core(ckpt)
