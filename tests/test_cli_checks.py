@@ -208,9 +208,16 @@ CASES = [
     (bench, "no-such-model --device cpu --timeout 5 --benchmark-binary {in}/afile", "error: --benchmark-binary, "
      "--timeout: for --device adb"),
     (bench, "no-such-model --no-timing --report {out}/profiles --json {out}/b.json",
-     "fad-bench: error: --json: --no-timing measures no latency: nothing to write there"),
+     "fad-bench: error: --json: for latency runs, which --no-timing turns off"),
     (bench, "no-such-model --no-timing --report {out}/profiles --plot {out}/b.png --json {out}/b.json",
-     "error: --json, --plot: --no-timing"),
+     "error: --json, --plot: for latency runs, which --no-timing turns off"),
+    (bench, "no-such-model --no-timing --report {out}/profiles --backends torch --threads 2 --repeats 3 --warmup 1",
+     "error: --backends, --threads, --repeats, --warmup: for latency runs, which --no-timing turns off"),
+    (bench, "no-such-model --no-timing --report {out}/profiles --baselines",
+     "error: --baselines: for latency runs, which --no-timing turns off"),
+    (bench, "--device adb --backends torch --report {out}/profiles",
+     "fad-bench: error: --backends, --report: for --device cpu (this machine), not --device adb"),
+    (bench, "--device adb:SERIAL1 --no-timing", "error: --no-timing: for --device cpu (this machine), not --device adb:SERIAL1"),
     (bench, "fan-* --backends torch", "unknown model 'fan-*'"),  # names are not patterns
     (bench, "fan-student --backends torch --threads 1 --size 100000 100000 --no-progress",
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),

@@ -19,7 +19,7 @@ from fad_deploy.data.unprocess import random_params, unprocess
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, model_config
 from fad_deploy.nsma.array import load_array
-from fad_deploy.nsma.estimate import estimate_noise
+from fad_deploy.nsma.estimate import SHOT_FLOOR, estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
 from fad_deploy.nsma.noise_level import noise_for
@@ -165,8 +165,21 @@ def test_estimator_bad_input():
         estimate_noise(np.zeros((3, 64, 64), np.float32))
     with pytest.raises(FadError, match="too small"):
         estimate_noise(np.random.default_rng(0).random((4, 12, 12)).astype(np.float32), "tiny.dng")
-    with pytest.raises(FadError, match="clipped"):
+    with pytest.raises(FadError, match=r"white.dng: 0 of its \d+ 8x8 blocks vary at all \(a flat, noise-free or clipped"):
         estimate_noise(np.ones((4, 64, 64), np.float32), "white.dng")
+    with pytest.raises(FadError, match=r"grey.dng: 0 of its \d+ 8x8 blocks vary at all"):
+        estimate_noise(np.full((4, 64, 64), 0.4, np.float32), "grey.dng")
+    bright = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
+    bright[:, 8:] = 1.0  # clipped but for one row of blocks
+    with pytest.raises(FadError, match=r"bright.dng: too small or too clipped to estimate its noise \(\d+ usable"):
+        estimate_noise(bright, "bright.dng")
+
+
+def test_noise_free_estimate_says_so():
+    planes = np.broadcast_to(np.linspace(0.2, 0.6, 96, dtype=np.float32), (4, 96, 96)).copy()
+    planes += np.random.default_rng(0).normal(0, 1e-6, planes.shape).astype(np.float32)  # far below any model's a
+    noise, how = noise_for(RawImage(planes, "RGGB", (0.0,) * 4, 1.0, source="clean.dng"))
+    assert noise.shot == SHOT_FLOOR and "no measurable shot noise, a at the estimator's floor" in how
 
 
 # ---- where the noise level comes from ---------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_dng_without_optional_tags_and_per_plane_noise_profile(tmp_path):
 @pytest.mark.parametrize("profile", [[-1e-3, 2e-5], [1e9, 2e-5], [1e-3, 5.0]])
 def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
     path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB"), noise_profile=profile)
-    with pytest.warns(UserWarning, match=r"NoiseProfile .*need S: a finite number in \(0, 1\]; O: .* in \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"NoiseProfile .*need shot: a finite number in \(0, 1\]; read: .* in \[0, 1\]"):
         assert read_raw(path).noise is None
 
 
@@ -269,18 +269,32 @@ def test_dnd_raw_with_nlf(tmp_path):
     assert read_raw(path, cfa="GBRG").cfa == "GBRG"
 
 
-def test_dnd_noise_level_from_the_datasets_info_mat(tmp_path):
-    """The real DND layout: images_raw/0002.mat holds Inoisy; info.mat holds nlf references."""
+@pytest.mark.parametrize("nlf", [{"a": np.nan, "b": 1e-5}, {"a": 4e-3, "b": -1e-5}, {"a": -4e-3, "b": 1e-5}])
+def test_dnd_bad_nlf_is_ignored_with_a_warning(tmp_path, nlf):
+    path = write_mat73(tmp_path / "0001.mat", {"Inoisy": normalised_mosaic(12, 16), "nlf": nlf})
+    with pytest.warns(UserWarning, match=r"0001.mat: ignoring nlf with shot .* \(need shot: a finite number"):
+        assert read_raw(path).noise is None
+
+
+@pytest.mark.parametrize("levels, expected", [([(1e-3, 1e-6), (5e-3, 2e-6)], NoiseParams(5e-3, 2e-6)),
+                                              ([(1e-3, 1e-6), (np.nan, 2e-6)], None)])
+def test_dnd_noise_level_from_the_datasets_info_mat(tmp_path, levels, expected):
+    """The real DND layout: images_raw/0002.mat holds Inoisy; info.mat holds nlf references
+    (a level outside the accepted bounds is ignored with a warning)."""
     (tmp_path / "images_raw").mkdir()
     path = write_mat73(tmp_path / "images_raw" / "0002.mat", {"Inoisy": normalised_mosaic(8, 8)})
     with h5py.File(tmp_path / "info.mat", "w") as f:
         refs = []
-        for i, (a, b) in enumerate([(1e-3, 1e-6), (5e-3, 2e-6)]):
+        for i, (a, b) in enumerate(levels):
             g = f.create_group(f"#refs#/{i}")
             g["a"], g["b"] = np.array([[a]]), np.array([[b]])
             refs.append(g.ref)
         f.create_group("info").create_dataset("nlf", data=np.array([refs], dtype=h5py.ref_dtype))
-    assert read_raw(path).noise == NoiseParams(5e-3, 2e-6)
+    if expected is None:
+        with pytest.warns(UserWarning, match=r"info.mat: ignoring the noise level of 0002.mat with shot nan"):
+            assert read_raw(path).noise is None
+    else:
+        assert read_raw(path).noise == expected
 
 
 def test_bad_mat_files_give_one_clear_error(tmp_path):

@@ -18,7 +18,10 @@ CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
 DEFAULT_CALIBRATION = DEFAULT_QUALITY.with_name("cpu_calibration.json")  # benchmarks/cpu_calibration.py's
-ADB_OPTIONS = ("benchmark_binary", "delegate", "noise_a", "timeout")  # the Android group's; None unless given
+# Options that do something on one --device only, or only with latency runs; each None unless given.
+ADB_OPTIONS = ("benchmark_binary", "delegate", "noise_a", "timeout")  # the Android group's
+CPU_OPTIONS = ("backends", "report", "calibration", "baselines", "no_timing")
+TIMING_OPTIONS = ("backends", "threads", "repeats", "warmup", "json", "quality", "plot", "baselines")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
                    help="shipped model names, checkpoint paths or export folders (names in export/ or paths; "
                    "default: every model in models/ and every folder in export/); with --device adb, export folders")
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), metavar="B",
+    p.add_argument("--backends", nargs="+", metavar="B",
                    help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
     p.add_argument("--threads", nargs="+", type=thread_count, metavar="N",
                    help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))})")
@@ -59,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", nargs="*", metavar="ARCH", help="architectures timed with initial weights next to "
                    "the models (latency does not depend on the weights; exported once into the cache; default: pmrid, "
                    "our PMRID-architecture baseline, when no models are named; none: --baselines alone)")
-    p.add_argument("--no-timing", action="store_true", help="profile only (with --report): no latency runs")
+    p.add_argument("--no-timing", action="store_true", default=None,
+                   help="profile only (with --report): no latency runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
     adb.add_argument("--benchmark-binary", metavar="PATH", type=input_file,
@@ -76,7 +80,7 @@ def bench_cpu(args) -> dict | None:
         default_models, run_cpu_bench, write_profiles
 
     cfg = BenchConfig(
-        backends=tuple(args.backends), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
+        backends=tuple(args.backends or BACKENDS), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
         size=tuple(args.size or DEFAULT_SIZE),
         repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats,
         warmup=DEFAULT_WARMUP if args.warmup is None else args.warmup, export_root=args.export_dir)
@@ -147,9 +151,13 @@ def main(argv=None):
         phone_only = given_options(p, args, ADB_OPTIONS)
         if phone_only:
             raise FadError(f"{', '.join(phone_only)}: for --device adb (an Android phone), not --device cpu")
-        timing_outputs = given_options(p, args, ("json", "plot"))
-        if args.no_timing and timing_outputs:
-            raise FadError(f"{', '.join(timing_outputs)}: --no-timing measures no latency: nothing to write there")
+        timing = given_options(p, args, TIMING_OPTIONS)
+        if args.no_timing and timing:
+            raise FadError(f"{', '.join(timing)}: for latency runs, which --no-timing turns off")
+    else:
+        cpu_only = given_options(p, args, CPU_OPTIONS)
+        if cpu_only:
+            raise FadError(f"{', '.join(cpu_only)}: for --device cpu (this machine), not --device {args.device}")
     plot = plan_plot(args)
     if args.device.startswith("adb"):
         from ..android.bench import bench_adb  # the phone path: same JSON schema (profile/latency.py)

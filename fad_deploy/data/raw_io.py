@@ -96,12 +96,17 @@ def noise_from_profile(values, source: str = "") -> NoiseParams | None:
     if v.size < 2 or v.size % 2:
         warnings.warn(f"{source}: ignoring NoiseProfile with {v.size} values (expected (S, O) pairs)")
         return None
-    shot, read = float(v[0::2].mean()), float(v[1::2].mean())
-    try:  # the noise of values normalised to [0, 1]: the bounds of --shot-noise and --read-noise
+    return checked_noise(float(v[0::2].mean()), float(v[1::2].mean()), source, "NoiseProfile")
+
+
+def checked_noise(shot: float, read: float, source: str, name: str) -> NoiseParams | None:
+    """A file's noise level, or None with a warning where it lies outside what fad-denoise
+    accepts for values normalised to [0, 1] (the bounds of --shot-noise and --read-noise)."""
+    try:
         return NoiseParams(shot_noise.check(shot), read_noise.check(read))
     except ValueError:
-        warnings.warn(f"{source}: ignoring NoiseProfile with shot {shot:g} and read {read:g} (need S: {shot_noise}; "
-                      f"O: {read_noise})")
+        warnings.warn(f"{source}: ignoring {name} with shot {shot:g} and read {read:g} (need shot: {shot_noise}; "
+                      f"read: {read_noise})")
         return None
 
 
@@ -368,10 +373,11 @@ def dnd_info_noise(path: Path) -> NoiseParams | None:
     try:
         with h5py.File(info_path, "r") as f:
             nlf = f[f["info"]["nlf"][0][int(path.stem) - 1]]
-            return NoiseParams(float(np.ravel(nlf["a"])[0]), float(np.ravel(nlf["b"])[0]))
+            shot, read = float(np.ravel(nlf["a"])[0]), float(np.ravel(nlf["b"])[0])
     except Exception as e:  # info.mat is optional: a damaged one only costs the noise level
         warnings.warn(f"{info_path}: cannot read the noise level of {path.name} ({type(e).__name__}: {e})")
         return None
+    return checked_noise(shot, read, str(info_path), f"the noise level of {path.name}")
 
 
 def read_dnd(path: Path, variables: dict, cfa: str | None) -> RawImage:
@@ -381,7 +387,7 @@ def read_dnd(path: Path, variables: dict, cfa: str | None) -> RawImage:
         a, b = np.asarray(nlf["a"]), np.asarray(nlf["b"])
         if a.dtype.kind not in "fiu" or b.dtype.kind not in "fiu":
             raise FadError(f"{path}: the noise level nlf.a, nlf.b must be numbers, got {a.dtype} and {b.dtype}")
-        noise = NoiseParams(float(np.mean(a)), float(np.mean(b)))
+        noise = checked_noise(float(np.mean(a)), float(np.mean(b)), str(path), "nlf")
     else:
         noise = dnd_info_noise(path)
     return from_mosaic(check_normalised(np.asarray(variables["Inoisy"]), path), cfa or DND_CFA, np.zeros(4), 1.0,

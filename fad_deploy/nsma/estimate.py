@@ -133,7 +133,12 @@ def estimate_noise(raw: np.ndarray, name: str = "image") -> NoiseEstimate:
         raise FadError(f"{name}: noise estimation needs one packed RAW (4, h, w), got shape {raw.shape}")
     s = block_statistics(raw)
     # A block is usable when none of its 4 planes is clipped (the score reads all four).
-    usable = np.broadcast_to(~s["clipped"].any(0), s["mean"].shape) & (s["variance"] > 0)
+    varies = s["variance"] > 0
+    usable = np.broadcast_to(~s["clipped"].any(0), s["mean"].shape) & varies
+    if varies.sum() < MIN_BLOCKS <= varies.size:
+        raise FadError(f"{name}: {varies.sum()} of its {varies.size} {BLOCK}x{BLOCK} blocks vary at all (a flat, "
+                       "noise-free or clipped frame): no noise to estimate; give the noise level "
+                       "(--shot-noise/--read-noise or --iso/--camera)")
     if usable.sum() < MIN_BLOCKS:
         raise FadError(f"{name}: too small or too clipped to estimate its noise ({usable.sum()} usable "
                        f"{BLOCK}x{BLOCK} blocks); give the noise level (--shot-noise/--read-noise or --iso/--camera)")

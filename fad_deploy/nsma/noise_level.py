@@ -9,7 +9,7 @@ import warnings
 from ..data.noise import NoiseParams, load_profiles, read_from_shot
 from ..data.raw_io import RawImage
 from ..errors import FadError, fold
-from .estimate import estimate_noise
+from .estimate import SHOT_FLOOR, estimate_noise
 
 
 def _valid(noise: NoiseParams | None) -> bool:
@@ -59,4 +59,6 @@ def noise_for(raw: RawImage, shot: float | None = None, read: float | None = Non
         warnings.warn(f"{name}: ignoring unusable noise metadata a={raw.noise.shot}, b={raw.noise.read}; "
                       "estimating the noise from the image")
     est = estimate_noise(raw.planes, name)
-    return est.params, f"estimated from the image ({est.blocks_used} of {est.blocks_total} blocks smooth enough)"
+    floor = ": no measurable shot noise, a at the estimator's floor" if est.params.shot <= SHOT_FLOOR else ""
+    return est.params, (f"estimated from the image{floor} ({est.blocks_used} of {est.blocks_total} blocks smooth "
+                        "enough)")
