@@ -217,7 +217,8 @@ CASES = [
      "error: --baselines: for latency runs, which --no-timing turns off"),
     (bench, "--device adb --backends torch --report {out}/profiles",
      "fad-bench: error: --backends, --report: for --device cpu (this machine), not --device adb"),
-    (bench, "--device adb:SERIAL1 --no-timing", "error: --no-timing: for --device cpu (this machine), not --device adb:SERIAL1"),
+    (bench, "--device adb:SERIAL1 --no-timing",
+     "error: --no-timing: for --device cpu (this machine), not --device adb:SERIAL1"),
     (bench, "fan-* --backends torch", "unknown model 'fan-*'"),  # names are not patterns
     (bench, "fan-student --backends torch --threads 1 --size 100000 100000 --no-progress",
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),

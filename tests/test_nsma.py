@@ -165,7 +165,7 @@ def test_estimator_bad_input():
         estimate_noise(np.zeros((3, 64, 64), np.float32))
     with pytest.raises(FadError, match="too small"):
         estimate_noise(np.random.default_rng(0).random((4, 12, 12)).astype(np.float32), "tiny.dng")
-    with pytest.raises(FadError, match=r"white.dng: 0 of its \d+ 8x8 blocks vary at all \(a flat, noise-free or clipped"):
+    with pytest.raises(FadError, match=r"white.dng: 0 of its \d+ 8x8 blocks vary at all \(a flat, noise-free or "):
         estimate_noise(np.ones((4, 64, 64), np.float32), "white.dng")
     with pytest.raises(FadError, match=r"grey.dng: 0 of its \d+ 8x8 blocks vary at all"):
         estimate_noise(np.full((4, 64, 64), 0.4, np.float32), "grey.dng")
