@@ -170,8 +170,10 @@ def test_truncated_or_empty_npz_is_one_error(tmp_path):
     data = (tmp_path / "good.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty.npz").write_bytes(b"")
-    for name in ("truncated.npz", "empty.npz"):
-        with pytest.raises(FadError, match=f"{name}: cannot read evaluation set"):
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "photo.dng").write_bytes(b"II*\x00" + bytes(64))
+    for name in ("truncated.npz", "empty.npz", "array.npy", "photo.dng"):
+        with pytest.raises(FadError, match=f"{name}: cannot read evaluation set: not an .npz archive"):
             load_pairs(tmp_path / name)
         with pytest.raises(FadError, match=f"{name}: cannot read patch cache"):
             load_patch_cache(tmp_path / name)

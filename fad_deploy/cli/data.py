@@ -15,8 +15,7 @@ from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, SET_LEVELS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
-from ..errors import FadError
-from ..fileio import NPZ_READ_ERRORS
+from ..fileio import load_npz
 from .common import OneLineParser, user_errors
 
 
@@ -139,11 +138,7 @@ def describe_raw(raw: RawImage) -> list[str]:
 
 
 def describe_npz(path: Path) -> list[str]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except NPZ_READ_ERRORS as e:
-        raise FadError(f"{path}: cannot read .npz ({e})")
+    arrays = load_npz(path, ".npz")
     if set(PAIR_KEYS) <= set(arrays):
         n = len(arrays["noisy"])
         shots = np.unique(arrays["shot"])

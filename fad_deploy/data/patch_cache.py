@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..checks import check_memory
 from ..errors import FadError
-from ..fileio import NPZ_READ_ERRORS, save_npz
+from ..fileio import load_npz, save_npz
 from .photos import large_enough, load_photo
 from .unprocess import random_params, unprocess
 
@@ -72,11 +72,7 @@ def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig =
 
 
 def load_patch_cache(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as f:
-            cache = {k: f[k] for k in f.files}
-    except NPZ_READ_ERRORS as e:
-        raise FadError(f"{path}: cannot read patch cache ({e})")
+    cache = load_npz(path, "patch cache")
     missing = {"raw", *META_KEYS} - set(cache)
     if missing:
         raise FadError(f"{path}: not a patch cache (missing {', '.join(sorted(missing))})")

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..checks import check_memory
 from ..errors import FadError
-from ..fileio import NPZ_READ_ERRORS, save_npz
+from ..fileio import load_npz, save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
 from .photos import large_enough, list_photos, load_photo
 from .unprocess import random_params, unprocess
@@ -113,11 +113,7 @@ def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
 
 def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     """Read a `fad-data synth` set, checking it is complete and sane."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            pairs = {k: f[k] for k in f.files}
-    except NPZ_READ_ERRORS as e:
-        raise FadError(f"{path}: cannot read evaluation set ({e})")
+    pairs = load_npz(path, "evaluation set")
     missing = set(PAIR_KEYS) - set(pairs)
     if missing:
         raise FadError(f"{path}: not a fad-data synth set (missing {', '.join(sorted(missing))})")
