@@ -1,4 +1,5 @@
-"""Atomic file writes: an output is either complete or absent, never half-written."""
+"""Atomic file writes (an output is either complete or absent, never half-written) and the
+one .npz reader."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import FadError
+
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip date: a constant stamp for reproducible .npz
 # what np.load raises for a .npz it cannot read: missing, unreadable, damaged inside, pickled arrays
 NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
@@ -19,8 +22,6 @@ NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive, or one error line saying that the ``what`` (e.g.
     "evaluation set") cannot be read and why."""
-    from .errors import FadError
-
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         raise FadError(f"{path}: cannot read {what}: not an .npz archive (truncated, empty or another kind of file)")

@@ -138,7 +138,7 @@ def describe_raw(raw: RawImage) -> list[str]:
 
 
 def describe_npz(path: Path) -> list[str]:
-    arrays = load_npz(path, ".npz")
+    arrays = load_npz(path, "the file")
     if set(PAIR_KEYS) <= set(arrays):
         n = len(arrays["noisy"])
         shots = np.unique(arrays["shot"])
