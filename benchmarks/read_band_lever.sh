@@ -9,8 +9,8 @@
 # the line, BM3D given the true noise). Writes benchmarks/results/read_band_lever.{md,json,png} and the
 # two fine-tunes with their cards: models/ablations/fan-student-rb{0,BAND}.{pt,md,json} (not shipped:
 # a new student would need the array and its int8 checkpoints re-made).
-# Usage: benchmarks/read_band_lever.sh   (STEPS=3000 BAND=2.3; on 2 cores ~20 min a fine-tune and
-#   ~10 min for the grid; re-running resumes a fine-tune from runs/<name>/last.pt)
+# Usage: benchmarks/read_band_lever.sh   (STEPS=3000 BAND=2.3; on 2 cores ~9 min a fine-tune and
+#   ~11 min for the grid; re-running skips a shipped fine-tune and resumes one from runs/<name>/last.pt)
 set -euo pipefail
 STEPS=${STEPS:-3000}
 BAND=${BAND:-2.3}
