@@ -20,21 +20,20 @@ MODELS=models/ablations
 LARGE_CACHE=$(python -c "import sys; sys.path.insert(0, 'benchmarks')
 from int8_recipe import LARGE_CACHE, large_patch_cache
 large_patch_cache(); print(LARGE_CACHE)")
-declare -A LEVERS=(
-  [rb0]="data.read_band=0"
-  [rb2.3]="data.read_band=2.3"
-  [crop128]="data.cache=$LARGE_CACHE data.crop=128 data.batch=4"
+LEVERS=(  # name: settings
+  "rb0: data.read_band=0"
+  "rb2.3: data.read_band=2.3"
+  "crop128: data.cache=$LARGE_CACHE data.crop=128 data.batch=4"
 )
-ORDER=(rb0 rb2.3 crop128)
 COMMON="model.init=models/fan-student.pt schedule.lr=0.0003 schedule.steps=$STEPS schedule.warmup=20 loss.level_weighting=relative"
 mkdir -p runs
 names=()
-for lever in "${ORDER[@]}"; do
-  names+=("fan-student-$lever")
-  [ -f "$MODELS/fan-student-$lever.pt" ] && continue
+for lever in "${LEVERS[@]}"; do
+  name="fan-student-${lever%%:*}"
+  names+=("$name")
+  [ -f "$MODELS/$name.pt" ] && continue
   # shellcheck disable=SC2086  # COMMON and the lever's settings hold several settings on purpose
-  fad-train charbonnier name="fan-student-$lever" $COMMON ${LEVERS[$lever]} --threads 2 \
-    --ship "$MODELS/fan-student-$lever.pt" </dev/null
+  fad-train charbonnier name="$name" $COMMON ${lever#*:} --threads 2 --ship "$MODELS/$name.pt" </dev/null
 done
 python benchmarks/noise_grid.py --models fan-student "${names[@]}" --baselines bm3d --name student_levers \
   --cards "${names[@]}"

@@ -32,7 +32,7 @@ SQRT_ADAPT_STEPS = 20000  # float steps adapting a network to the sqrt int8 inpu
 DEFAULT_MODEL = "fan-student"
 ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range array
 # validation crops a photo and level for 16x8 files: each 64x64 patch runs at the file's size (256x256 by default) on
-# TFLite's reference int16 kernels (with 8 crops, validating the shipped array ran past 20 min on 2 cores)
+# TFLite's reference int16 kernels (benchmarks/results/export_default-int16.md: the array's export, 7.7 min on 2 cores)
 INT16_VALIDATION_CROPS = 2
 MAX_INPUT_SIZE = 4096  # packed; a TFLite input this size already holds GBs of activations, and frames are tiled
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
