@@ -160,6 +160,21 @@ def test_estimator_exact_on_textureless_image_with_clipping_and_quantisation():
     assert est.read == pytest.approx(truth.read, rel=0.5)
 
 
+def test_estimator_flat_field_of_few_integer_levels_is_not_clipped():
+    """A flat field whose noise (0.5 DN) spans only a few integer values has its min and max
+    repeated on many pixels, like a clipping level, but each rarer than the level next to it:
+    the blocks stay usable and the variance at that level (noise + rounding) is found."""
+    level, std = 0.25, 0.5 / WHITE
+    noisy = add_noise(np.full((4, 64, 64), level, np.float32), NoiseParams(std**2 / level, 0.0),
+                      np.random.default_rng(3))
+    noisy = np.round(noisy * WHITE) / WHITE
+    assert len(np.unique(noisy)) <= 6
+    est = estimate_noise(noisy)
+    assert est.blocks_used > est.blocks_total // 2  # (before: none, "too clipped")
+    total = std**2 + 1 / 12 / WHITE**2
+    assert est.params.shot * level + est.params.read == pytest.approx(total, rel=0.05)
+
+
 def test_estimator_bad_input():
     with pytest.raises(FadError, match="packed RAW"):
         estimate_noise(np.zeros((3, 64, 64), np.float32))

@@ -56,11 +56,18 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 def _clipped(plane: np.ndarray) -> np.ndarray:
-    """Pixels sitting on a clipping level: the plane's min or max when it repeats a lot."""
+    """Pixels sitting on a clipping level: the plane's min or max when it repeats a lot and
+    holds more pixels than the next level inside it (clipping piles every value beyond the
+    level onto it; a flat field stored as a few integer values has its extremes in the tails
+    of its noise, each rarer than the level next to it)."""
     mask = np.zeros(plane.shape, dtype=bool)
-    for level in (plane.min(), plane.max()):
+    low, high = plane.min(), plane.max()
+    inner = plane[(plane > low) & (plane < high)]
+    neighbours = (inner.min(), inner.max()) if inner.size else (None, None)
+    for level, neighbour in zip((low, high), neighbours):
         hit = plane == level
-        if hit.sum() > CLIP_FRACTION * plane.size:
+        count = hit.sum()
+        if count > CLIP_FRACTION * plane.size and (neighbour is None or count > (plane == neighbour).sum()):
             mask |= hit
     return mask
 
