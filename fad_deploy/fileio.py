@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +18,9 @@ from .errors import FadError
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip date: a constant stamp for reproducible .npz
 # what np.load raises for a .npz it cannot read: missing, unreadable, damaged inside, pickled arrays
-NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+# (zip: an unknown compression method or version, an encrypted member; numpy: a header it cannot parse)
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
+                   tokenize.TokenError, SyntaxError)
 
 
 def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from fad_deploy.cli.data import main
 from fad_deploy.data.patch_cache import load_patch_cache
 from fad_deploy.data.photos import DEBIAN_PHOTOS, fetch_debian_photos, skimage_photo
 from fad_deploy.data.raw_io import from_mosaic, read_raw, write_dng
-from fad_deploy.data.synth import load_pairs
+from fad_deploy.data.synth import PAIR_KEYS, load_pairs
 
 SYNTH = ["--crop", "8", "--crops-per-image", "2", "--levels", "3", "--downscale", "1"]
 
@@ -151,6 +151,14 @@ def test_info_bad_files(tmp_path, capsys):
     for name in ("junk.npz", "junk.dng", "missing.dng"):
         code, _, err = run_main(["info", str(tmp_path / name)], capsys)
         assert_user_error(code, err, tmp_path / name)
+    # malformed sets and caches: what training or evaluation would refuse, said as they would say it
+    np.savez(tmp_path / "no_pairs.npz", **{k: np.zeros((0, 4, 8, 8) if k in ("noisy", "clean") else (0,))
+                                            for k in PAIR_KEYS})
+    np.savez(tmp_path / "flat_cache.npz", raw=np.zeros(()), red_gain=1, blue_gain=1, rgb_gain=1, cam2rgb=np.eye(3))
+    for name, message in (("no_pairs.npz", "the set holds no pairs"),
+                          ("flat_cache.npz", "raw must hold float patches of shape (N, 4, h, w)")):
+        code, _, err = run_main(["info", str(tmp_path / name)], capsys)
+        assert_user_error(code, err, f"{tmp_path / name}: {message}")
 
 
 def fake_tool(folder, name, script):

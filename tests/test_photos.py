@@ -2,6 +2,8 @@
 seeded evaluation sets, the patch cache and the noisy-patch dataset."""
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from fad_deploy.data.photos import list_photos, load_photo, skimage_photo
 from fad_deploy.data.synth import (PAIR_KEYS, SET_LEVELS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
                                    set_shots, shot_levels, synth_pairs, validation_set)
 from fad_deploy.errors import FadError
+from fad_deploy.fileio import load_npz
 
 
 def save_photo(path, name="chelsea", size=(96, 72)):
@@ -157,6 +160,10 @@ def good_set(tmp_path) -> dict:
     ({"shot": [0.0, 2e-3]}, "shot noise must be positive and read noise not negative, got shot down to 0 "),
     ({"shot": [-1e-3, 2e-3]}, "got shot down to -0.001"),
     ({"read": [-1.0, 0.0]}, "and read down to -1"),
+    ({"noisy": np.zeros((2, 4, 0, 8)), "clean": np.zeros((2, 4, 0, 8))}, r"\(N, 4, h, w\) with h, w >= 1, got \(2, 4, 0"),
+    ({"read": [5.0, 0.0]}, "shot and read noise must be at most 1 .* got shot up to 0.002 and read up to 5"),
+    ({"noisy": np.zeros((2, 4, 8, 8), np.uint16)}, r"noisy holds uint16 values; a set holds float RAW normalised"),
+    ({"clean": np.full((2, 4, 8, 8), 300.0)}, r"clean spans \[300, 300\], not RAW normalised to \[0, 1\]"),
 ])
 def test_load_pairs_refuses_arrays_that_do_not_match_the_pairs(tmp_path, change, message):
     save_pairs(tmp_path / "bad.npz", {**good_set(tmp_path), **{k: np.asarray(v) for k, v in change.items()}})
@@ -177,6 +184,34 @@ def test_truncated_or_empty_npz_is_one_error(tmp_path):
             load_pairs(tmp_path / name)
         with pytest.raises(FadError, match=f"{name}: cannot read patch cache"):
             load_patch_cache(tmp_path / name)
+
+
+def test_damaged_npz_is_one_error_wherever_the_damage_lies(tmp_path):
+    """A byte changed anywhere in a compressed set: it still loads (a byte zip ignores) or gives
+    one error line (not zlib's, tokenize's or numpy's header parser's exception)."""
+    np.savez_compressed(tmp_path / "good.npz", noisy=np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 4, 4, 4),
+                        shot=np.array([1e-3]))
+    data = (tmp_path / "good.npz").read_bytes()
+    for i, flip in itertools.product(range(len(data)), (0x01, 0x5A, 0xFF)):
+        (tmp_path / "bad.npz").write_bytes(data[:i] + bytes([data[i] ^ flip]) + data[i + 1:])
+        try:
+            load_npz(tmp_path / "bad.npz", "evaluation set")
+        except FadError as e:
+            assert str(e).startswith(f"{tmp_path / 'bad.npz'}: cannot read evaluation set")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"raw": np.zeros(())}, r"raw must hold float patches of shape \(N, 4, h, w\), N, h, w >= 1, got float64 \(\)"),
+    ({"raw": np.zeros((2, 4, 8, 8), np.uint8)}, r"raw must hold float patches .* got uint8 \(2, 4, 8, 8\)"),
+    ({"cam2rgb": np.ones((2, 3))}, r"cam2rgb must have shape \(2, 3, 3\), one per patch, got \(2, 3\)"),
+    ({"red_gain": [1.0, np.inf]}, "red_gain contains NaN or Inf"),
+])
+def test_load_patch_cache_refuses_malformed_caches(tmp_path, change, message):
+    good = {"raw": np.zeros((2, 4, 8, 8), np.float16), "red_gain": np.ones(2), "blue_gain": np.ones(2),
+            "rgb_gain": np.ones(2), "cam2rgb": np.stack([np.eye(3)] * 2)}
+    np.savez(tmp_path / "cache.npz", **{**good, **change})
+    with pytest.raises(FadError, match=f"cache.npz: {message}"):
+        load_patch_cache(tmp_path / "cache.npz")
 
 
 def test_patch_cache_and_noisy_patches(tmp_path):

@@ -10,11 +10,12 @@ import numpy as np
 
 from ..checks import input_file, input_folder, npz_output, output_folder, positive_int, random_seed, read_noise, \
     shot_noise
-from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache
+from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache, check_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
-from ..data.synth import PAIR_KEYS, SET_LEVELS, check_set_size, folder_images, save_pairs, set_shots, synth_pairs
+from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_set_size, folder_images, save_pairs, set_shots, \
+    synth_pairs
 from ..fileio import load_npz
 from .common import OneLineParser, user_errors
 
@@ -140,6 +141,7 @@ def describe_raw(raw: RawImage) -> list[str]:
 def describe_npz(path: Path) -> list[str]:
     arrays = load_npz(path, "the file")
     if set(PAIR_KEYS) <= set(arrays):
+        check_pairs(arrays, path)
         n = len(arrays["noisy"])
         shots = np.unique(arrays["shot"])
         return [
@@ -149,7 +151,7 @@ def describe_npz(path: Path) -> list[str]:
             f"{len(np.unique(arrays['source']))} source photos" if "source" in arrays else "sources: not recorded",
         ]
     if {"raw", *META_KEYS} <= set(arrays):
-        raw = arrays["raw"]
+        raw = check_patch_cache(arrays, path)["raw"]
         return [f"patch cache (fad-data cache): {len(raw)} patches of packed {tuple(raw.shape[1:])} {raw.dtype}"]
     return [f"{k}: {a.shape} {a.dtype}" for k, a in arrays.items()] or ["no arrays"]
 

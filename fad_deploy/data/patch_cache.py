@@ -17,7 +17,9 @@ from ..fileio import load_npz, save_npz
 from .photos import large_enough, load_photo
 from .unprocess import random_params, unprocess
 
-META_KEYS = ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")
+# each patch's camera (the ISP parameters its unprocessing drew) and the shape of one entry
+META_SHAPES = {"red_gain": (), "blue_gain": (), "rgb_gain": (), "cam2rgb": (3, 3)}
+META_KEYS = tuple(META_SHAPES)
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,31 @@ def build_patch_cache(photos: list[Path], out: str | Path, config: CacheConfig =
     return len(raws)
 
 
+def check_per_item(arrays: dict[str, np.ndarray], shapes: dict[str, tuple], n: int, path: str | Path,
+                   item: str) -> None:
+    """Each array named in ``shapes`` holds finite numbers, one entry of that shape per ``item`` (``n``)."""
+    for key, shape in shapes.items():
+        if arrays[key].dtype.kind not in "fiu":
+            raise FadError(f"{path}: {key} holds {arrays[key].dtype} values, not numbers")
+        if arrays[key].shape != (n, *shape):
+            raise FadError(f"{path}: {key} must have shape {(n, *shape)}, one per {item}, got {arrays[key].shape}")
+        if not np.isfinite(arrays[key]).all():
+            raise FadError(f"{path}: {key} contains NaN or Inf")
+
+
 def load_patch_cache(path: str | Path) -> dict[str, np.ndarray]:
-    cache = load_npz(path, "patch cache")
+    """Read a `fad-data cache` file, checking it is complete and sane."""
+    return check_patch_cache(load_npz(path, "patch cache"), path)
+
+
+def check_patch_cache(cache: dict[str, np.ndarray], path: str | Path) -> dict[str, np.ndarray]:
+    """``cache`` (read from ``path``) if it is a complete and sane patch cache, else one error line."""
     missing = {"raw", *META_KEYS} - set(cache)
     if missing:
         raise FadError(f"{path}: not a patch cache (missing {', '.join(sorted(missing))})")
+    raw = cache["raw"]
+    if raw.dtype.kind != "f" or raw.ndim != 4 or raw.shape[1] != 4 or min(raw.shape) < 1:
+        raise FadError(f"{path}: raw must hold float patches of shape (N, 4, h, w), N, h, w >= 1, got {raw.dtype} "
+                       f"{raw.shape}")
+    check_per_item(cache, {"raw": raw.shape[1:], **META_SHAPES}, len(raw), path, "patch")
     return cache

@@ -12,12 +12,16 @@ from ..checks import check_memory
 from ..errors import FadError
 from ..fileio import load_npz, save_npz
 from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
+from .patch_cache import META_SHAPES, check_per_item
 from .photos import large_enough, list_photos, load_photo
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
 # the shape of one pair's entry in each array beside noisy/clean
-PAIR_META_SHAPES = {"shot": (), "read": (), "red_gain": (), "blue_gain": (), "rgb_gain": (), "cam2rgb": (3, 3)}
+PAIR_META_SHAPES = {"shot": (), "read": (), **META_SHAPES}
+# what a pair's noisy and clean values may span: RAW normalised to [0, 1], with room for noise
+# below black and above white; values beyond it mean a set stored at another scale (e.g. raw DN)
+PAIR_VALUE_RANGE = (-1.0, 2.0)
 
 
 def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
@@ -113,28 +117,37 @@ def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
 
 def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     """Read a `fad-data synth` set, checking it is complete and sane."""
-    pairs = load_npz(path, "evaluation set")
+    return check_pairs(load_npz(path, "evaluation set"), path)
+
+
+def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.ndarray]:
+    """``pairs`` (read from ``path``) if they are a complete and sane set, else one error line."""
     missing = set(PAIR_KEYS) - set(pairs)
     if missing:
         raise FadError(f"{path}: not a fad-data synth set (missing {', '.join(sorted(missing))})")
-    for key in PAIR_KEYS:
-        if pairs[key].dtype.kind not in "fiu":
-            raise FadError(f"{path}: {key} holds {pairs[key].dtype} values, not numbers")
-        if not np.isfinite(pairs[key]).all():
-            raise FadError(f"{path}: {key} contains NaN or Inf")
-    if pairs["noisy"].ndim != 4 or pairs["noisy"].shape[1] != 4 or pairs["noisy"].shape != pairs["clean"].shape:
-        raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w), got {pairs['noisy'].shape} and "
-                       f"{pairs['clean'].shape}")
-    n = len(pairs["noisy"])
-    if not n:
+    noisy, clean = pairs["noisy"], pairs["clean"]
+    if noisy.ndim != 4 or noisy.shape[1] != 4 or noisy.shape != clean.shape or min(noisy.shape[2:]) < 1:
+        raise FadError(f"{path}: noisy/clean must both be (N, 4, h, w) with h, w >= 1, got {noisy.shape} and "
+                       f"{clean.shape}")
+    if not len(noisy):
         raise FadError(f"{path}: the set holds no pairs")
-    for key, shape in PAIR_META_SHAPES.items():
-        if pairs[key].shape != (n, *shape):
-            raise FadError(f"{path}: {key} must have shape {(n, *shape)}, one per pair, got {pairs[key].shape}")
+    check_per_item(pairs, {"noisy": noisy.shape[1:], "clean": noisy.shape[1:], **PAIR_META_SHAPES}, len(noisy), path,
+                   "pair")
+    for key in ("noisy", "clean"):
+        if pairs[key].dtype.kind != "f":
+            raise FadError(f"{path}: {key} holds {pairs[key].dtype} values; a set holds float RAW normalised to "
+                           "[0, 1] (black level 0, white level 1)")
+        low, high = pairs[key].min(), pairs[key].max()
+        if low < PAIR_VALUE_RANGE[0] or high > PAIR_VALUE_RANGE[1]:
+            raise FadError(f"{path}: {key} spans [{low:g}, {high:g}], not RAW normalised to [0, 1] (black level 0, "
+                           "white level 1)")
     shot, read = pairs["shot"].min(), pairs["read"].min()
     if shot <= 0 or read < 0:
         raise FadError(f"{path}: shot noise must be positive and read noise not negative, got shot down to {shot:g} "
                        f"and read down to {read:g}")
+    if max(pairs["shot"].max(), pairs["read"].max()) > 1:
+        raise FadError(f"{path}: shot and read noise must be at most 1 (variance a x + b of RAW in [0, 1]), got shot "
+                       f"up to {pairs['shot'].max():g} and read up to {pairs['read'].max():g}")
     return pairs
 
 
