@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -71,6 +72,11 @@ def test_selection_inside_and_on_boundaries():
     assert select_model(table, table[2].shot_min).index == 2  # a boundary belongs to the upper sub-range
     assert select_model(table, SHOT_RANGE[1]).index == 3  # the last sub-range includes its end
     assert select_model(table, SHOT_RANGE[0]).index == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a range end rounded to float32 (as sets store a) is no clamp
+        for end, index in ((SHOT_RANGE[0], 0), (SHOT_RANGE[1], 3)):
+            s = select_model(table, float(np.float32(end)))
+            assert (s.index, s.clamped) == (index, False) and "clamped" not in s.reason
 
 
 def test_selection_clamps_out_of_range_with_a_warning():

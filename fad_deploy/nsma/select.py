@@ -20,6 +20,9 @@ SELECTION_RULE = (
     "If a is outside every entry, use the entry nearest in log(a) (the first below the range, "
     "the last above it) and warn that a is out of range."
 )
+# how far outside the table a may lie and count as on its end, not out of range: a range end
+# stored in float32 (as fad-data synth sets store a) is rounded by up to 6e-8 relative
+ROUNDING_RTOL = 1e-6
 
 
 class ShotOutOfRangeWarning(UserWarning):
@@ -98,14 +101,12 @@ def select_model(table: list[SubRange], shot: float, source: str = "given") -> S
         raise FadError(f"shot-noise level {shot!r} must be a positive number")
     last = len(table) - 1
     inside = [i for i, e in enumerate(table) if e.contains(shot, i == last)]
-    if inside:
-        i = inside[0]
-        e = table[i]
+    i = inside[0] if inside else min(range(len(table)), key=lambda k: table[k].log_distance(shot))
+    e = table[i]
+    if inside or e.log_distance(shot) <= math.log1p(ROUNDING_RTOL):
         reason = (f"shot noise a={shot:.3g} ({source}) is in sub-range {i} "
                   f"[{e.shot_min:.3g}, {e.shot_max:.3g}] -> {e.name}")
         return Selection(i, e, shot, False, reason)
-    i = min(range(len(table)), key=lambda k: table[k].log_distance(shot))
-    e = table[i]
     side = "below" if shot < e.shot_min else "above"
     reason = (f"shot noise a={shot:.3g} ({source}) is {side} every sub-range "
               f"[{table[0].shot_min:.3g}, {table[-1].shot_max:.3g}]: clamped to the nearest, sub-range {i} "
