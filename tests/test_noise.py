@@ -121,3 +121,17 @@ def test_a_read_band_spreads_read_noise_uniformly_around_the_line():
     offset = np.log([p.read for p in samples]) - (N.READ_SLOPE * np.log([p.shot for p in samples]) + N.READ_INTERCEPT)
     assert offset.min() >= -band and offset.max() <= band
     np.testing.assert_allclose(np.quantile(offset, [0.1, 0.5, 0.9]), [-0.8 * band, 0.0, 0.8 * band], atol=0.1)
+
+
+def test_network_noise_moves_dominant_read_noise_into_the_shot_term():
+    shot_dominated = N.NoiseParams(1e-3, 1e-5)
+    assert N.network_noise(shot_dominated, 0.1) is shot_dominated  # b <= a x: unchanged
+    read_dominated = N.NoiseParams(1e-6, 1e-4)
+    run_at = N.network_noise(read_dominated, 0.1)
+    assert run_at.shot * 0.1 == pytest.approx(run_at.read)  # half the variance at the mean level each
+    assert run_at.variance(0.1) == pytest.approx(read_dominated.variance(0.1))
+    boundary = N.NoiseParams(1e-3, 1e-4)  # b = a x: both rules give (a, b), so the level moves continuously
+    assert N.network_noise(N.NoiseParams(1e-3, 1e-4 * (1 + 1e-9)), 0.1).shot == pytest.approx(boundary.shot)
+    assert N.network_noise(read_dominated, 0.0).shot == pytest.approx(read_dominated.variance(N.MEAN_FLOOR) /
+                                                                      (2 * N.MEAN_FLOOR))  # a black frame
+

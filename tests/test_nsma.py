@@ -362,8 +362,8 @@ def test_denoise_dng_uses_its_noise_profile_and_flags(tmp_path, array_dir, capsy
     assert code == 0, err
     assert "noise profile in the file" in out and "-> fan-nsma-0" in out  # the file's a wins over the pixels
     assert read_raw(tmp_path / "o" / "x.dng").cfa == "GRBG" and (tmp_path / "o" / "x.png").is_file()
-    with pytest.warns(ShotOutOfRangeWarning, match="a=0.5"):
-        code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "0.5",
+    with pytest.warns(ShotOutOfRangeWarning, match="a=0.03"):
+        code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "0.03",
                                      "--out", tmp_path / "o")
     assert code == 0 and "clamped" in out and "-> fan-nsma-3" in out
     assert "every sub-range" not in out  # the clamp's reason is told once, by the warning
@@ -384,6 +384,19 @@ def test_denoise_synth_set_and_folder(tmp_path, array_dir, capsys):
         np.testing.assert_array_equal(f["clean"], pairs["clean"])
     assert sorted(p.name for p in (folder / "denoised").iterdir()) == [
         "a-denoised.dng", "a-denoised.png", "set-denoised.npz", "set-denoised.png"]
+
+
+def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array_dir, capsys):
+    pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-4], seed=0, read=1e-4)
+    save_pairs(tmp_path / "read.npz", pairs)
+    code, out, err = run_denoise(capsys, tmp_path / "read.npz", "--model-bundle", array_dir)
+    assert code == 0, err
+    assert "read noise dominates (b=0.0001 above a x=" in out
+    with np.load(tmp_path / "read-denoised.npz") as f:
+        x = pairs["noisy"][0].mean()
+        run_at = NoiseParams(float(f["denoised_shot"][0]), float(f["denoised_read"][0]))
+        assert run_at.shot > 1e-4 and run_at.variance(x) == pytest.approx(NoiseParams(1e-4, 1e-4).variance(x),
+                                                                          rel=1e-5)
 
 
 def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):

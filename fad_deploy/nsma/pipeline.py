@@ -5,7 +5,8 @@ for `fad-data synth` sets) with an RGB preview PNG.
 Every input is read and checked, and its noise level and model chosen, before anything
 is written: a bad file stops the run with no outputs. Writes are atomic. A denoised set
 is the input set plus "denoised", "model" (the chosen model per image) and the noise
-level used ("denoised_shot", "denoised_read").
+level used ("denoised_shot", "denoised_read": the image's, or where read noise dominates
+the level :func:`fad_deploy.data.noise.network_noise` runs the networks at).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import require_output
-from ..data.noise import NoiseParams
+from ..data.noise import NoiseParams, network_noise
 from ..data.raw_io import read_raw, write_dng
 from ..data.synth import load_pairs
 from ..errors import FadError
@@ -130,12 +131,17 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
                cfa: str | None) -> Plan:
     """Read and check one input, find its noise level(s) and model(s); writes nothing."""
     if path.suffix.lower() == SET_SUFFIX:
-        noise, source = set_noise(load_pairs(path), settings)
-        sources = [source] * len(noise)
+        pairs = load_pairs(path)
+        noise, source = set_noise(pairs, settings)
+        means = pairs["noisy"].mean(axis=(1, 2, 3))
     else:
         raw = read_raw(path, cfa)
         n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera)
-        noise, sources = [n], [source]
+        noise, means = [n], [raw.planes.mean()]
+    run_at = [network_noise(n, m) for n, m in zip(noise, means)]
+    sources = [source if r == n else f"{source}; read noise dominates (b={n.read:.3g} above a x={n.shot * m:.3g} at "
+               f"the mean level x={m:.3g}): run at a={r.shot:.3g}, b={r.read:.3g}" for n, r, m in zip(noise, run_at, means)]
+    noise = run_at
     selections = [array.select(n.shot, s) for n, s in zip(noise, sources)]
     for index in sorted({s.index for s in selections}):
         array.runner(index)  # a missing or broken model fails now, before any output
