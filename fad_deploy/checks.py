@@ -146,6 +146,8 @@ class PathArg:
         self.kind, self.suffixes = kind, suffixes
 
     def __call__(self, text: str) -> Path:
+        if not text.strip():  # Path("") is the current folder: a folder nobody meant to name
+            raise argparse.ArgumentTypeError("expected a path, got nothing")
         path = Path(text)
         try:
             self.check(path)

@@ -230,6 +230,8 @@ CASES = [
     (denoise, "{in}/set.npz --iso 0", "argument --iso"),
     (denoise, "{in}/set.npz --iso inf", "argument --iso"),
     (denoise, "{in}/set.npz --out {in}/set.npz", "argument --out: {in}/set.npz is also an input (input)"),
+    (denoise, [""], "argument input: expected a path, got nothing"),  # not the current folder
+    (denoise, ["{in}/set.npz", "--out", " "], "argument --out: expected a path, got nothing"),
     (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
     (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),
     (denoise, "{in}/empty.npz --out {out}/d.npz", "{in}/empty.npz: the set holds no pairs"),
