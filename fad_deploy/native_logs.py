@@ -37,8 +37,20 @@ ERRORS_ONLY = ErrorsOnly()
 
 
 def verbose() -> bool:
-    """Whether native log lines are shown (``FAD_VERBOSE`` set and not 0)."""
-    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+    """Whether native log lines are shown (``FAD_VERBOSE`` set, and not 0, no, false or off)."""
+    return os.environ.get(VERBOSE_ENV, "0").strip().lower() not in ("", "0", "no", "false", "off")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    """Inside the block, the Python logger ``name`` (a library's) logs nothing, not even errors it
+    recovers from; does nothing when :func:`verbose`."""
+    logger = logging.getLogger(name)
+    was, logger.disabled = logger.disabled, not verbose() or logger.disabled
+    try:
+        yield
+    finally:
+        logger.disabled = was
 
 
 def show_native_logs() -> None:

@@ -32,9 +32,9 @@ NATIVE_LOG = (  # as TensorFlow, absl (XLA, cuDNN) and LiteRT write them
 )
 
 
-@pytest.mark.parametrize("verbose", [False, True])
-def test_native_log_lines_hidden_unless_verbose(verbose, capfd, monkeypatch):
-    monkeypatch.setenv(VERBOSE_ENV, "1" if verbose else "0")
+@pytest.mark.parametrize("setting, verbose", [("0", False), ("no", False), ("", False), ("1", True), ("yes", True)])
+def test_native_log_lines_hidden_unless_verbose(setting, verbose, capfd, monkeypatch):
+    monkeypatch.setenv(VERBOSE_ENV, setting)
     with quiet_native_logs():
         os.write(2, NATIVE_LOG.encode() + b"a real problem\n")
         print("from Python", file=sys.stderr)

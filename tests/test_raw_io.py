@@ -117,6 +117,31 @@ def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
         assert read_raw(path).noise is None
 
 
+def damage_tag_type(path, tag: int) -> None:
+    """Give IFD0's entry for ``tag`` an invalid TIFF data type (a little-endian file)."""
+    data = bytearray(path.read_bytes())
+    ifd = int.from_bytes(data[4:8], "little")
+    for k in range(int.from_bytes(data[ifd:ifd + 2], "little")):
+        entry = ifd + 2 + 12 * k
+        if int.from_bytes(data[entry:entry + 2], "little") == tag:
+            data[entry + 2:entry + 4] = (1027).to_bytes(2, "little")
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no tag {tag} in IFD0")
+
+
+def test_damaged_tag_tifffile_skips_is_not_logged(tmp_path, caplog, monkeypatch):
+    path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB"), noise_profile=[1e-3, 2e-5])
+    damage_tag_type(path, 305)  # Software: nothing we read
+    monkeypatch.setenv("FAD_VERBOSE", "0")
+    raw = read_raw(path)
+    assert raw.planes.shape == (4, 12, 12) and raw.noise == NoiseParams(1e-3, 2e-5)
+    assert not [r for r in caplog.records if r.name == "tifffile"]
+    monkeypatch.setenv("FAD_VERBOSE", "1")  # --verbose shows the library's line
+    read_raw(path)
+    assert any("TiffTag" in r.getMessage() for r in caplog.records if r.name == "tifffile")
+
+
 def test_write_dng_round_trips_pattern_levels_and_metadata(tmp_path):
     values = coded_values(24, 32, "BGGR")
     src = read_raw(make_dng(tmp_path / "in.dng", values, "BGGR", neutral=[0.5, 1.0, 0.625]))

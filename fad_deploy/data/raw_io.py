@@ -24,6 +24,7 @@ import numpy as np
 from ..checks import read_noise, shot_noise
 from ..errors import FadError
 from ..fileio import write_bytes
+from ..native_logs import quiet_logger
 from .bayer import RED_OFFSET, check_pattern, pack_unified, unpack_unified
 from .noise import NoiseParams
 from .unprocess import RGB2XYZ
@@ -208,7 +209,8 @@ def dng_noise_profile(path: Path) -> NoiseParams | None:
         if f.read(4) not in TIFF_SIGNATURES:
             return None
     try:
-        with tifffile.TiffFile(path) as tf:
+        # tifffile logs a damaged tag it skips as an error; the pixels came from LibRaw
+        with quiet_logger("tifffile"), tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
             pages += [sub for page in pages for sub in (page.pages or [])]
             for page in pages:
