@@ -52,6 +52,9 @@ def test_receptive_reach_of_known_stacks():
     one = nn.Conv2d(4, 4, 3, padding=1)
     two = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 5, padding=2))
     assert receptive_reach(one, 1) == 1 and receptive_reach(two, 1) == 3
+    gated = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1))  # as CycleISP's attention
+    with pytest.raises(FadError, match=r"global pooling \(1\) makes every output pixel depend on the whole frame"):
+        receptive_reach(gated, 1)  # at once, not after probing frames up to 4096 pixels wide
 
 
 @pytest.mark.parametrize("length, tile, margin", [(200, 32, 8), (40, 32, 8), (32, 32, 8), (1520, 256, 32)])

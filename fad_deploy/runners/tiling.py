@@ -54,6 +54,10 @@ def network_align(model: nn.Module) -> int:
 def receptive_reach(model: nn.Module, align: int) -> int:
     """Farthest distance (packed pixels) from an aligned input block to an output it changes."""
     model = model.eval()
+    pools = [name for name, m in model.named_modules() if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+    if pools:  # found before probing ever larger frames (up to MAX_PROBE: minutes) for a reach without end
+        raise FadError(f"{type(model).__name__}: its global pooling ({pools[0]}) makes every output pixel depend on "
+                       "the whole frame; cannot tile exactly")
     size = PROBE_BLOCKS * align
     while size <= MAX_PROBE:
         x = torch.zeros(1, PLANES, size, size)
