@@ -117,6 +117,19 @@ def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
         assert read_raw(path).noise is None
 
 
+def test_plain_tiff_is_not_a_raw_mosaic_and_cfa_is_for_mat_files(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "scan.tif", np.zeros((64, 64), np.uint16))  # LibRaw would call it RGBG
+    with pytest.raises(FadError, match="scan.tif: a TIFF image without DNG or CFA tags, not a RAW mosaic"):
+        read_raw(tmp_path / "scan.tif")
+    dng = make_dng(tmp_path / "x.dng", coded_values(24, 24, "GRBG"), "GRBG")
+    (tmp_path / "x.tif").write_bytes(dng.read_bytes())  # a DNG under a .tif name is still read
+    assert read_raw(tmp_path / "x.tif").cfa == "GRBG"
+    with pytest.warns(UserWarning, match="records its own CFA pattern; --cfa BGGR is for .mat files"):
+        assert read_raw(dng, cfa="BGGR").cfa == "GRBG"
+
+
 def damage_tag_type(path, tag: int) -> None:
     """Give IFD0's entry for ``tag`` an invalid TIFF data type (a little-endian file)."""
     data = bytearray(path.read_bytes())

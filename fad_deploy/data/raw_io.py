@@ -38,6 +38,8 @@ TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 # TIFF/DNG tag ids (DNG 1.4 spec); SIDD metadata keeps the ones MATLAB doesn't know as UnknownTags.
 CFA_PATTERN_TAG = 33422
 NOISE_PROFILE_TAG = 51041
+DNG_VERSION_TAG, CFA_PATTERN_TAG = 50706, 33422  # what makes a .tif a RAW mosaic (TIFF/EP, DNG)
+PLAIN_TIFF_SUFFIXES = (".tif", ".tiff")
 AS_SHOT_NEUTRAL_TAG = 50728
 COLOR_MATRIX_TAGS = (50722, 50721)  # ColorMatrix2 (usually D65), then ColorMatrix1
 DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
@@ -201,25 +203,26 @@ def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
     return pattern
 
 
-def dng_noise_profile(path: Path) -> NoiseParams | None:
-    """The DNG NoiseProfile tag (51041) from IFD0 or a raw SubIFD, if the file has one."""
+def tiff_tags(path: Path) -> dict[int, object]:
+    """The tags of a TIFF-based file's IFDs and their SubIFDs (the first value of each code),
+    or {} for a file that is not TIFF-based or whose tags cannot be read."""
     import tifffile
 
     with open(path, "rb") as f:
         if f.read(4) not in TIFF_SIGNATURES:
-            return None
+            return {}
+    tags = {}
     try:
-        # tifffile logs a damaged tag it skips as an error; the pixels came from LibRaw
+        # tifffile logs a damaged tag it skips as an error; the pixels come from LibRaw
         with quiet_logger("tifffile"), tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
             pages += [sub for page in pages for sub in (page.pages or [])]
             for page in pages:
-                tag = page.tags.get(NOISE_PROFILE_TAG)
-                if tag is not None:
-                    return noise_from_profile(tag.value, str(path))
+                for tag in page.tags.values():
+                    tags.setdefault(tag.code, tag.value)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
-        return None  # LibRaw read the pixels; a damaged tag only costs the noise profile
-    return None
+        pass  # LibRaw read the pixels; a damaged tag only costs what it held
+    return tags
 
 
 def read_libraw(path: Path) -> RawImage:
@@ -248,9 +251,10 @@ def read_libraw(path: Path) -> RawImage:
     black_tile = black_by_color[colors[:2, :2]]
     red, green, blue = (wb[desc.index(c)] for c in "RGB")
     cam2rgb = color_matrix[:, [desc.index(c) for c in "RGB"]]
+    profile = tiff_tags(path).get(NOISE_PROFILE_TAG)
     return from_mosaic(
         mosaic, cfa, black_tile, white, path,
-        noise=dng_noise_profile(path),
+        noise=None if profile is None else noise_from_profile(profile, str(path)),
         wb=(red / green, blue / green) if min(red, green, blue) > 0 else None,
         cam2rgb=cam2rgb if np.isfinite(cam2rgb).all() and np.abs(cam2rgb).sum() > 0 else None,
         format="LibRaw " + path.suffix.lstrip(".").upper(),
@@ -413,6 +417,11 @@ def read_raw(path: str | os.PathLike, cfa: str | None = None) -> RawImage:
             return read_sidd(path, variables, cfa)
         raise FadError(f"{path}: MATLAB file with variables {sorted(variables)}: expected SIDD ('x') or DND "
                        f"('Inoisy') RAW")
+    if path.suffix.lower() in PLAIN_TIFF_SUFFIXES and not {DNG_VERSION_TAG, CFA_PATTERN_TAG} & set(tiff_tags(path)):
+        raise FadError(f"{path}: a TIFF image without DNG or CFA tags, not a RAW mosaic (LibRaw would read any "
+                       "single-channel TIFF as one); give the camera's RAW file or a DNG")
+    if cfa is not None:
+        warnings.warn(f"{path}: the file records its own CFA pattern; --cfa {cfa} is for .mat files and is not used")
     return read_libraw(path)
 
 
