@@ -130,6 +130,17 @@ def test_plain_tiff_is_not_a_raw_mosaic_and_cfa_is_for_mat_files(tmp_path):
         assert read_raw(dng, cfa="BGGR").cfa == "GRBG"
 
 
+def test_mosaics_under_libraws_smallest_size_are_said_to_be(tmp_path):
+    path = make_dng(tmp_path / "thin.dng", coded_values(24, 20, "RGGB"))
+    with pytest.raises(FadError, match=r"thin.dng: its mosaic is 20x24 \(width x height\): LibRaw reads no RAW image "
+                                       "under 22 pixels a side"):
+        read_raw(path)
+    src = read_raw(make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB")))
+    small = RawImage(src.planes[:, :5, :], "RGGB", src.black_level, src.white_level, source="small")
+    with pytest.warns(UserWarning, match=r"a 24x10 DNG \(width x height\): LibRaw-based readers"):
+        write_dng(tmp_path / "small.dng", small, small.planes)
+
+
 def damage_tag_type(path, tag: int) -> None:
     """Give IFD0's entry for ``tag`` an invalid TIFF data type (a little-endian file)."""
     data = bytearray(path.read_bytes())

@@ -40,6 +40,8 @@ CFA_PATTERN_TAG = 33422
 NOISE_PROFILE_TAG = 51041
 DNG_VERSION_TAG, CFA_PATTERN_TAG = 50706, 33422  # what makes a .tif a RAW mosaic (TIFF/EP, DNG)
 PLAIN_TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_WIDTH_TAG, IMAGE_LENGTH_TAG = 256, 257
+LIBRAW_MIN_SIDE = 22  # LibRaw calls a smaller image "not RAW" (21x32 refused, 22x22 read)
 AS_SHOT_NEUTRAL_TAG = 50728
 COLOR_MATRIX_TAGS = (50722, 50721)  # ColorMatrix2 (usually D65), then ColorMatrix1
 DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
@@ -244,6 +246,11 @@ def read_libraw(path: Path) -> RawImage:
     except rawpy.LibRawError as e:
         reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         detail = "; ".join(filter(None, [reason, *messages]))
+        tags = tiff_tags(path)
+        size = (tags.get(IMAGE_WIDTH_TAG), tags.get(IMAGE_LENGTH_TAG))
+        if all(isinstance(n, int) for n in size) and min(size) < LIBRAW_MIN_SIDE:
+            raise FadError(f"{path}: its mosaic is {size[0]}x{size[1]} (width x height): LibRaw reads no RAW image "
+                           f"under {LIBRAW_MIN_SIDE} pixels a side")
         raise FadError(f"{path}: cannot read RAW file, truncated or not a supported format? ({detail})")
     for message in filter(None, messages):
         warnings.warn(f"{path}: LibRaw: {message}")
@@ -450,6 +457,9 @@ def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Pat
     black = raw.mosaic(np.broadcast_to(black_planes[:, None, None], planes.shape))
     values = np.clip(np.rint(raw.mosaic(planes) * (white - black) + black), 0, DNG_WHITE).astype(np.uint16)
     h, w = values.shape
+    if min(h, w) < LIBRAW_MIN_SIDE:
+        warnings.warn(f"{path}: a {w}x{h} DNG (width x height): LibRaw-based readers, fad-deploy's own included, "
+                      f"read no RAW image under {LIBRAW_MIN_SIDE} pixels a side")
     cam2rgb = np.eye(3) if raw.cam2rgb is None else np.asarray(raw.cam2rgb, dtype=np.float64)
     xyz2cam = np.linalg.inv(cam2rgb) @ np.linalg.inv(RGB2XYZ)
     red, blue = raw.wb or (1.0, 1.0)
