@@ -143,7 +143,9 @@ def run_cpu_bench(models: list[BenchModel], cfg: BenchConfig, progress: bool = T
         entries = [_bench_model(model, cfg, peak, bar, profiles) for model in models]
     if not any(e.results for e in entries):
         reasons = [f"{e.name} {reason}" for e in entries for reason in e.skipped]
-        raise FadError(f"nothing could be measured: {' | '.join(reasons)}")
+        if not reasons:
+            raise FadError("nothing could be measured: no models")
+        raise FadError(f"nothing could be measured ({len(reasons)} of {total} runs failed; the first: {reasons[0]})")
     return bench_json(cpu_device(peak), entries)
 
 
