@@ -231,6 +231,8 @@ CASES = [
     (denoise, "{in}/set.npz --iso inf", "argument --iso"),
     (denoise, "{in}/set.npz --out {in}/set.npz", "argument --out: {in}/set.npz is also an input (input)"),
     (denoise, [""], "argument input: expected a path, got nothing"),  # not the current folder
+    (denoise, "{in}/set.npz --shot-noise 2e-3 --iso 100 --camera pmrid-example",
+     "--shot-noise and --iso/--camera are two ways to give the noise level: give one"),
     (denoise, ["{in}/set.npz", "--out", " "], "argument --out: expected a path, got nothing"),
     (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
     (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),

@@ -1014,9 +1014,10 @@ def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp
     (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number in [1, 4096]"),
     (["{tiny}", "--int8", "--input-size", "100000", "32"], "argument --input-size: expected a whole number in [1, 4096]"),
     (["{tiny}", "--int8", "--jobs", "0"], "argument --jobs: expected a whole number >= 1"),
-    (["{tiny}", "--ptq"], "--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized"),
-    (["{tiny}", "--activations", "int16"], "--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized"),
-    (["{tiny}", "--qat-input", "sqrt"], "--qat-input-split apply to quantized models: add --int8"),
+    (["{tiny}", "--ptq"], "--ptq: for quantized models: add --int8"),
+    (["{tiny}", "--activations", "int16", "--qat-input", "sqrt"], "--activations, --qat-input: for quantized models"),
+    (["{tiny}", "--qat-steps", "5", "--max-drop", "1", "--jobs", "2"],  # (each one did nothing before)
+     "--qat-steps, --max-drop, --jobs: for quantized models: add --int8"),
     (["{tiny}", "--int8", "--qat-input", "cube"], "argument --qat-input: invalid choice: 'cube'"),
     (["{tiny}", "--int8", "--qat-adapt-steps", "5"], "--qat-adapt-steps adapts the network to --qat-input sqrt"),
     (["{tiny}", "--int8", "--qat-input", "sqrt", "--qat-adapt-steps", "0"],

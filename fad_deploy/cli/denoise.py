@@ -5,6 +5,7 @@ import argparse
 
 from ..checks import input_path, non_empty, output_path, positive_float, read_noise, shot_noise
 from ..data.bayer import CFA_PATTERNS
+from ..errors import FadError
 from ..runners import BACKEND_ALIASES, BACKENDS
 from .common import OneLineParser, user_errors
 
@@ -42,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.shot_noise is not None and (args.iso is not None or args.camera is not None):
+        raise FadError("--shot-noise and --iso/--camera are two ways to give the noise level: give one")
     from ..nsma.array import load_array  # torch: not needed for --help
     from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
 

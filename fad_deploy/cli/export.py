@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..checks import (Number, non_empty, non_negative_float, non_negative_int, output_folder, positive_int,
-                      require_apart, require_output, thread_count)
+from ..checks import (Number, given_options, non_empty, non_negative_float, non_negative_int, output_folder,
+                      positive_int, require_apart, require_output, thread_count)
 from ..data.synth import VALIDATION_CROP, VALIDATION_CROPS
 from ..errors import FadError
 from ..export.thresholds import Thresholds
@@ -60,14 +60,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="tflite", choices=list(TARGET_CHOICES),
                    help="tflite, onnx or all (default tflite)")
     p.add_argument("--out", type=output_folder, help="output folder (default export/<model>/)")
-    p.add_argument("--ptq", action="store_true", help="post-training calibration instead of QAT (fast, lower quality)")
-    p.add_argument("--activations", choices=("int8", "int16"), default="int8",
+    p.add_argument("--ptq", action="store_true", default=None,
+                   help="post-training calibration instead of QAT (fast, lower quality)")
+    p.add_argument("--activations", choices=("int8", "int16"),
                    help="activations of the quantized TFLite (with --int8): int8 (full-integer, from QAT; default) "
                         "or int16 (TFLite 16x8 for NPUs that run it, made from the same int8 QAT checkpoint: its "
                         "weights on their int8 grid, each activation clamped to the range QAT learned for it with "
                         "int16 inside; seconds per model from a shipped int8 checkpoint; written to "
                         "export/<model>-int16/ by default)")
-    p.add_argument("--float-io", action="store_true", help="int8 TFLite with float32 input/output")
+    p.add_argument("--float-io", action="store_true", default=None, help="int8 TFLite with float32 input/output")
     p.add_argument("--input-size", type=Number(int, 1, MAX_INPUT_SIZE), nargs=2, metavar=("H", "W"),
                    help=f"packed input size of the TFLite models (default 256 256; multiples of 16, at most "
                         f"{MAX_INPUT_SIZE}: larger frames are tiled)")
@@ -78,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
                         f"merged block-diagonally: the same numbers on kernels that run faster (default "
                         f"{DEFAULT_GROUP_WIDTH}, the fastest measured for XNNPACK; more conv weights, all zeros: "
                         f"benchmarks/results/group_width.md); 0: as the network has them")
-    p.add_argument("--qat", action="store_true",
+    p.add_argument("--qat", action="store_true", default=None,
                    help="run quantization-aware training again from the float checkpoints (minutes per model on "
                         "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
     p.add_argument("--qat-steps", type=positive_int, help=f"QAT fine-tuning steps (default {QATConfig().steps})")
@@ -194,9 +195,20 @@ def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+# what only a quantized export uses (their defaults are None: given_options sees which were given)
+INT8_OPTIONS = ("ptq", "activations", "float_io", "qat", "qat_steps", "qat_input", "qat_adapt_steps",
+                "qat_input_split", "max_drop", "max_level_drop", "jobs")
+
+
 @user_errors
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    int8_only = given_options(p, args, INT8_OPTIONS)
+    if int8_only and not args.int8:
+        raise FadError(f"{', '.join(int8_only)}: for quantized models: add --int8")
+    args.ptq, args.float_io, args.qat = bool(args.ptq), bool(args.float_io), bool(args.qat)
+    args.activations = args.activations or "int8"
     if args.threads:
         import torch
 
@@ -205,9 +217,6 @@ def main(argv=None):
         raise FadError(f"--device {args.device} is where --qat trains: add --qat (conversion runs on the CPU)")
     require_device(args.device)
     split = args.qat_input_split is not None
-    if (args.ptq or args.float_io or args.activations != "int8" or args.qat_input or split) and not args.int8:
-        raise FadError("--ptq, --float-io, --activations, --qat-input and --qat-input-split apply to quantized "
-                       "models: add --int8")
     if split and (args.ptq or args.activations != "int8"):
         raise FadError("--qat-input-split is the int8 file's input (a 16x8 file takes one int16 input): it takes "
                        "neither --ptq nor --activations int16")
