@@ -386,6 +386,20 @@ def test_denoise_synth_set_and_folder(tmp_path, array_dir, capsys):
         "a-denoised.dng", "a-denoised.png", "set-denoised.npz", "set-denoised.png"]
 
 
+def test_denoise_keeps_clipped_pixels_white(tmp_path, array_dir, capsys):
+    planes = np.clip(noisy_crop("astronaut", 2e-3, np.random.default_rng(3)) * 2.5, 0, 1)  # a clipped highlight
+    mosaic = RawImage(planes, "RGGB", (0.0,) * 4, 1.0).mosaic()
+    dng = make_dng(tmp_path / "bright.dng", np.round(BLACK + mosaic * (WHITE - BLACK)), black=(BLACK,) * 4,
+                   white=WHITE)
+    code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "2e-3")
+    assert code == 0, err
+    noisy = read_raw(dng).planes
+    clipped = noisy >= 1
+    result = read_raw(tmp_path / "bright-denoised.dng").planes
+    assert clipped.any() and (result[clipped] == 1).all()
+    assert np.abs(result[~clipped] - noisy[~clipped]).mean() > 1e-3  # the rest is denoised
+
+
 def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array_dir, capsys):
     pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-4], seed=0, read=1e-4)
     save_pairs(tmp_path / "read.npz", pairs)

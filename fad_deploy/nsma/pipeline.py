@@ -158,6 +158,13 @@ def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarr
     return out
 
 
+def keep_clipped(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+    """``denoised`` with the pixels the sensor clipped (at or above the white level, 1) as they
+    were: they carry no noise, and the networks pull a clipped area below white, which the
+    camera pipeline turns into grey or tinted highlights."""
+    return np.where(noisy >= 1.0, noisy, denoised)
+
+
 def montage(images: list[np.ndarray]) -> np.ndarray:
     """Previews of a set side by side in a near-square grid (uint8 RGB)."""
     cols = int(np.ceil(np.sqrt(len(images))))
@@ -193,7 +200,7 @@ def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
         raw = read_raw(plan.path, cfa)
-    denoised = denoise_frames(array, raw.planes[None], plan)[0]
+    denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
     write_dng(plan.out, raw, denoised)
     write_png(plan.preview, preview_rgb(denoised, raw.isp_meta()))
 
