@@ -386,6 +386,18 @@ def test_denoise_synth_set_and_folder(tmp_path, array_dir, capsys):
         "a-denoised.dng", "a-denoised.png", "set-denoised.npz", "set-denoised.png"]
 
 
+@pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
+def test_denoise_preview_has_the_frames_size(tmp_path, array_dir, capsys, cfa):
+    values = np.random.default_rng(0).integers(BLACK, WHITE, (45, 51))  # odd height and width
+    dng = make_dng(tmp_path / "odd.dng", values, cfa=cfa, black=(BLACK,) * 4, white=WHITE)
+    code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "2e-3")
+    assert code == 0, err
+    from PIL import Image
+
+    assert np.asarray(Image.open(tmp_path / "odd-denoised.png")).shape == (45, 51, 3)
+    assert read_raw(tmp_path / "odd-denoised.dng").mosaic().shape == (45, 51)
+
+
 def test_denoise_keeps_clipped_pixels_white(tmp_path, array_dir, capsys):
     planes = np.clip(noisy_crop("astronaut", 2e-3, np.random.default_rng(3)) * 2.5, 0, 1)  # a clipped highlight
     mosaic = RawImage(planes, "RGGB", (0.0,) * 4, 1.0).mosaic()

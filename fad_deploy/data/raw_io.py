@@ -80,6 +80,13 @@ class RawImage:
         h, w = self.planes.shape[-2:]
         return 2 * h - 2 * dy - self.odd[0], 2 * w - 2 * dx - self.odd[1]
 
+    def frame(self, image: np.ndarray) -> np.ndarray:
+        """An image at the unified mosaic's size (2h, 2w, ...), e.g. an RGB preview of the planes,
+        cut to the file's own frame: its size and its pixels' places."""
+        dy, dx = RED_OFFSET[self.cfa]
+        h, w = self.mosaic_shape
+        return image[dy : dy + h, dx : dx + w]
+
     def isp_meta(self) -> dict:
         """Metadata for :func:`fad_deploy.isp.process.preview_rgb` (neutral where the file says nothing)."""
         red, blue = self.wb or (1.0, 1.0)

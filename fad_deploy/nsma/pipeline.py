@@ -202,7 +202,7 @@ def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
         raw = read_raw(plan.path, cfa)
     denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
     write_dng(plan.out, raw, denoised)
-    write_png(plan.preview, preview_rgb(denoised, raw.isp_meta()))
+    write_png(plan.preview, raw.frame(preview_rgb(denoised, raw.isp_meta())))
 
 
 def denoise_path(source: Path, array: ModelArray, out: Path | None = None, settings: NoiseSettings = NoiseSettings(),
