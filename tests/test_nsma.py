@@ -19,7 +19,7 @@ from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.data.unprocess import random_params, unprocess
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, model_config
-from fad_deploy.nsma.array import load_array
+from fad_deploy.nsma.array import bundle_table, load_array
 from fad_deploy.nsma.estimate import SHOT_FLOOR, estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
@@ -257,6 +257,19 @@ def array_dir(tmp_path_factory):
         Checkpoint(f"fan-nsma-{i}", "fan", model_config(m), m.state_dict(), r).save(folder / f"fan-nsma-{i}.pt")
     write_manifest(folder)
     return folder
+
+
+def test_one_exported_model_is_an_array_of_one_and_files_are_named_as_such(tmp_path):
+    files = {"tflite-fp32": {"file": "m.fp32.tflite"}, "tflite-int8": {"file": "m.int8.tflite"}}
+    one = {"models": [{"name": "m", "files": files, "shot_range": [1e-4, 1e-2]}]}
+    assert bundle_table(one, "x") == [SubRange("m", "m.int8.tflite", 1e-4, 1e-2)]  # its quantized file runs
+    with pytest.raises(FadError, match="x: no 'subranges' table and not one exported model"):
+        bundle_table({"models": one["models"] * 2}, "x")
+    (tmp_path / "manifest.json").write_text(json.dumps(one))
+    (tmp_path / "m.int8.tflite").write_bytes(b"")
+    with pytest.raises(FadError, match=r"m.int8.tflite: not a model array: give an array folder .* \(this file's "
+                                       "folder is one: "):
+        load_array(tmp_path / "m.int8.tflite")
 
 
 def test_manifest_and_bundle_table(array_dir, tmp_path):

@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_path, help="output folder, or for one input the output .dng/.npz file "
                    "(default: beside the input; for a folder, its subfolder 'denoised')")
     p.add_argument("--model-bundle", metavar="DIR", type=non_empty,
-                   help="model array folder (manifest.json with a sub-range table) or one checkpoint (default: "
+                   help="model array folder (manifest.json with a sub-range table), one exported model's folder "
+                   "(fad-export MODEL) or one checkpoint (default: "
                    "the exported array in export/, else models/nsma/, else models/fan-student.pt)")
     p.add_argument("--backend", choices=[*BACKEND_ALIASES, *BACKENDS],
                    help="tflite (= tflite-int8), onnx (= onnx-fp32), torch, or a full backend name "

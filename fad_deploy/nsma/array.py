@@ -20,7 +20,7 @@ from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
 from ..runners.tiling import TiledRunner, arch_tile_spec
-from .select import TABLE_KEY, Selection, SubRange, read_manifest, select_model, table_from_manifest
+from .select import TABLE_KEY, Selection, SubRange, parse_table, read_manifest, select_model, table_from_manifest
 
 ARRAY_FOLDER = "nsma"  # models/nsma/: the trained array's checkpoints and manifest
 MANIFEST = "manifest.json"
@@ -102,6 +102,27 @@ def file_backend(file: str) -> str:
                 backend_name("tflite"))
 
 
+# which file of a one-model export folder runs it, first found first
+SINGLE_MODEL_FILES = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")
+
+
+def bundle_table(manifest: dict, where: str) -> list[SubRange]:
+    """The sub-range table of an exported array's manifest; one exported model (fad-export MODEL)
+    is an array of one, run from its quantized TFLite file where it has one."""
+    if not isinstance(manifest, dict) or TABLE_KEY in manifest:
+        return table_from_manifest(manifest, where)
+    models = manifest.get("models")
+    if not (isinstance(models, list) and len(models) == 1 and isinstance(models[0], dict)):
+        raise FadError(f"{where}: no {TABLE_KEY!r} table and not one exported model: not a model array's manifest")
+    model, files = models[0], models[0].get("files") or {}
+    file = next((files[b].get("file") for b in SINGLE_MODEL_FILES if isinstance(files.get(b), dict)), None)
+    if file is None:
+        raise FadError(f"{where}: its one model has no TFLite or ONNX file")
+    shot_range = model.get("shot_range") or [None, None]
+    return parse_table([{"name": model.get("name"), "file": file, "shot_min": shot_range[0],
+                         "shot_max": shot_range[-1]}], where)
+
+
 def load_array(path: str | Path | None = None, backend: str | None = None) -> ModelArray:
     """The array in folder ``path`` (or one checkpoint; default: :func:`default_bundle`).
     ``backend`` defaults to torch for checkpoints and, for exported bundles, to the file their
@@ -112,11 +133,14 @@ def load_array(path: str | Path | None = None, backend: str | None = None) -> Mo
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             raise FadError(f"{path}: no {MANIFEST}: not a model array folder")
-        manifest = read_manifest(path / MANIFEST)
-        table = table_from_manifest(manifest, str(path / MANIFEST))
+        table = bundle_table(read_manifest(path / MANIFEST), str(path / MANIFEST))
         exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
         chosen = backend or (file_backend(table[0].file) if exported else "torch")
         return ModelArray(table, path, chosen, str(path))
+    if path.suffix and path.suffix != CHECKPOINT_SUFFIX:
+        raise FadError(f"{path}: not a model array: give an array folder (with {MANIFEST}), an exported model's "
+                       f"folder or a {CHECKPOINT_SUFFIX} checkpoint" + (f" (this file's folder is one: {path.parent})"
+                                                                         if (path.parent / MANIFEST).is_file() else ""))
     checkpoint_path = resolve_model(str(path))
     ckpt = load_checkpoint(checkpoint_path)
     entry = SubRange(ckpt.name, checkpoint_path.name, *ckpt.shot_range)
