@@ -178,31 +178,33 @@ def montage(images: list[np.ndarray]) -> np.ndarray:
     return sheet
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
+def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
-    """Denoise one planned input and write its outputs."""
+    """Denoise one planned input and write its outputs (the preview encoded first, so that an
+    interruption between the two writes is as short as a file's write)."""
     if plan.is_set:
         pairs = load_pairs(plan.path)
         denoised = denoise_frames(array, pairs["noisy"], plan)
         previews = [preview_rgb(d, {k: pairs[k][i] for k in ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")})
                     for i, d in enumerate(denoised)]
+        png = png_bytes(montage(previews))
         save_npz(plan.out, **{**pairs, "denoised": denoised,
                               "model": np.array([s.entry.name for s in plan.selections]),
                               "denoised_shot": np.array([n.shot for n in plan.noise], np.float32),
                               "denoised_read": np.array([n.read for n in plan.noise], np.float32)})
-        write_png(plan.preview, montage(previews))
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
-        raw = read_raw(plan.path, cfa)
-    denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
-    write_dng(plan.out, raw, denoised)
-    write_png(plan.preview, raw.frame(preview_rgb(denoised, raw.isp_meta())))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
+            raw = read_raw(plan.path, cfa)
+        denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
+        png = png_bytes(raw.frame(preview_rgb(denoised, raw.isp_meta())))
+        write_dng(plan.out, raw, denoised)
+    write_bytes(plan.preview, png)
 
 
 def denoise_path(source: Path, array: ModelArray, out: Path | None = None, settings: NoiseSettings = NoiseSettings(),
