@@ -19,7 +19,7 @@ from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.data.unprocess import random_params, unprocess
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, model_config
-from fad_deploy.nsma.array import bundle_table, load_array
+from fad_deploy.nsma.array import bundle_table, default_bundle, load_array
 from fad_deploy.nsma.estimate import SHOT_FLOOR, estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
@@ -257,6 +257,16 @@ def array_dir(tmp_path_factory):
         Checkpoint(f"fan-nsma-{i}", "fan", model_config(m), m.state_dict(), r).save(folder / f"fan-nsma-{i}.pt")
     write_manifest(folder)
     return folder
+
+
+def test_default_bundle_is_the_exported_array_with_the_backends_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "models"))
+    for name, backend in (("fan-nsma", "tflite-int8"), ("fan-nsma-int16", "tflite-int16")):
+        (tmp_path / "export" / name).mkdir(parents=True)
+        (tmp_path / "export" / name / "manifest.json").write_text(json.dumps(
+            {"subranges": [], "models": [{"files": {"tflite-fp32": {}, backend: {}}}]}))
+    assert default_bundle("tflite-int16") == tmp_path / "export" / "fan-nsma-int16"
+    assert default_bundle("tflite-int8") == default_bundle() == tmp_path / "export" / "fan-nsma"
 
 
 def test_one_exported_model_is_an_array_of_one_and_files_are_named_as_such(tmp_path):

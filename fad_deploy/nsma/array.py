@@ -40,7 +40,8 @@ def backend_name(backend: str) -> str:
     return name
 
 
-def is_array_folder(path: Path) -> bool:
+def is_array_folder(path: Path, backend: str | None = None) -> bool:
+    """Whether ``path`` holds a model array (with a file for ``backend`` in each model, if given)."""
     manifest = path / MANIFEST
     if not manifest.is_file():
         return False
@@ -48,16 +49,21 @@ def is_array_folder(path: Path) -> bool:
         content = read_manifest(manifest)
     except FadError:
         return False
-    return isinstance(content, dict) and TABLE_KEY in content
+    if not (isinstance(content, dict) and TABLE_KEY in content):
+        return False
+    return backend is None or all(backend in (m.get("files") or {}) for m in content.get("models") or [{}])
 
 
 def default_bundle(backend: str | None = None) -> Path:
-    """An exported array bundle in export/ if one exists (unless the backend is torch),
-    else the checkpoints in models/nsma/, else the single full-range student."""
+    """An exported array bundle in export/ if one exists (unless the backend is torch; with a
+    backend, one that has its files), else the checkpoints in models/nsma/, else the single
+    full-range student."""
     exported = [] if backend == "torch" else sorted(export_dir().glob("*"))
-    for candidate in [*exported, models_dir() / ARRAY_FOLDER]:
-        if is_array_folder(candidate):
+    for candidate in exported:
+        if is_array_folder(candidate, backend):
             return candidate
+    if is_array_folder(models_dir() / ARRAY_FOLDER):
+        return models_dir() / ARRAY_FOLDER
     return resolve_model(SINGLE_MODEL)
 
 

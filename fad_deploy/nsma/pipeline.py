@@ -71,7 +71,8 @@ class Plan:
         for s in self.selections:
             counts[s.entry.name] = counts.get(s.entry.name, 0) + 1
         models = ", ".join(f"{n} x{c}" for n, c in counts.items())
-        return (f"{self.path} -> {self.out}: {len(self.selections)} images by their noise level "
+        n = len(self.selections)
+        return (f"{self.path} -> {self.out}: {n} image{'s' * (n != 1)} by their noise level "
                 f"({self.noise_source[0]}): {models}")
 
 
