@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
                          "as_given": raw_psnr(array, pairs, pairs), "network_level": raw_psnr(array, pairs, run_at)})
             print(f"a={a:g} b={b:g}: {rows[-1]['as_given']:.2f} -> {rows[-1]['network_level']:.2f} dB", flush=True)
     result = {"set": {"photos": source, "images": len(images), "crop": cfg.crop, "seed": cfg.seed},
-              "array": os.path.relpath(array.source, ROOT), "backend": array.backend, "seconds": round(time.time() - start, 1),
-              "rows": rows}
+              "array": os.path.relpath(array.source, ROOT), "backend": array.backend,
+              "seconds": round(time.time() - start, 1), "rows": rows}
     write_json(args.results / "read_dominated.json", result)
     write_text(args.results / "read_dominated.md", markdown(result, argv if argv is not None else sys.argv[1:]))
     print(f"wrote {args.results / 'read_dominated.md'}")

@@ -128,6 +128,19 @@ def set_noise(pairs: dict, settings: NoiseSettings) -> tuple[list[NoiseParams], 
     return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])], "annotated in the set"
 
 
+def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[NoiseParams], list[str]]:
+    """Each image's level to run the networks at (:func:`fad_deploy.data.noise.network_noise`
+    of its noise and mean level) and where that level came from."""
+    levels, sources = [], []
+    for given, mean in zip(noise, means):
+        level = network_noise(given, mean)
+        levels.append(level)
+        sources.append(source if level == given else
+                       f"{source}; read noise dominates (b={given.read:.3g} above a x={given.shot * mean:.3g} at the "
+                       f"mean level x={mean:.3g}): run at a={level.shot:.3g}, b={level.read:.3g}")
+    return levels, sources
+
+
 def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings: NoiseSettings,
                cfa: str | None) -> Plan:
     """Read and check one input, find its noise level(s) and model(s); writes nothing."""
@@ -139,10 +152,7 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
         raw = read_raw(path, cfa)
         n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera)
         noise, means = [n], [raw.planes.mean()]
-    run_at = [network_noise(n, m) for n, m in zip(noise, means)]
-    sources = [source if r == n else f"{source}; read noise dominates (b={n.read:.3g} above a x={n.shot * m:.3g} at "
-               f"the mean level x={m:.3g}): run at a={r.shot:.3g}, b={r.read:.3g}" for n, r, m in zip(noise, run_at, means)]
-    noise = run_at
+    noise, sources = network_levels(noise, means, source)
     selections = [array.select(n.shot, s) for n, s in zip(noise, sources)]
     for index in sorted({s.index for s in selections}):
         array.runner(index)  # a missing or broken model fails now, before any output
