@@ -124,14 +124,14 @@ def test_a_read_band_spreads_read_noise_uniformly_around_the_line():
 
 
 def test_network_noise_moves_dominant_read_noise_into_the_shot_term():
+    k = N.READ_DOMINANCE
     shot_dominated = N.NoiseParams(1e-3, 1e-5)
-    assert N.network_noise(shot_dominated, 0.1) is shot_dominated  # b <= a x: unchanged
+    assert N.network_noise(shot_dominated, 0.1) is shot_dominated  # b <= k a x: unchanged
     read_dominated = N.NoiseParams(1e-6, 1e-4)
     run_at = N.network_noise(read_dominated, 0.1)
-    assert run_at.shot * 0.1 == pytest.approx(run_at.read)  # half the variance at the mean level each
-    assert run_at.variance(0.1) == pytest.approx(read_dominated.variance(0.1))
-    boundary = N.NoiseParams(1e-3, 1e-4)  # b = a x: both rules give (a, b), so the level moves continuously
-    assert N.network_noise(N.NoiseParams(1e-3, 1e-4 * (1 + 1e-9)), 0.1).shot == pytest.approx(boundary.shot)
-    assert N.network_noise(read_dominated, 0.0).shot == pytest.approx(read_dominated.variance(N.MEAN_FLOOR) /
-                                                                      (2 * N.MEAN_FLOOR))  # a black frame
-
+    assert run_at.variance(0.1) == pytest.approx(read_dominated.variance(0.1))  # the same variance at the mean
+    assert run_at.shot * 0.1 == pytest.approx(1e-7 + (1e-4 - k * 1e-7) / 2)  # half the excess over k a x moved
+    edge = N.NoiseParams(1e-3, k * 1e-4)  # b = k a x: both sides give (a, b), so the level moves continuously
+    assert N.network_noise(N.NoiseParams(1e-3, k * 1e-4 * (1 + 1e-9)), 0.1).shot == pytest.approx(edge.shot)
+    far = N.network_noise(N.NoiseParams(1e-9, 1.0), 0.0)  # a black frame: the mean floor, a' ~ b / 2x
+    assert far.shot == pytest.approx(1.0 / (2 * N.MEAN_FLOOR), rel=1e-3) and far.read == pytest.approx(0.5, rel=1e-3)

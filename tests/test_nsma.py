@@ -440,7 +440,7 @@ def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array
     save_pairs(tmp_path / "read.npz", pairs)
     code, out, err = run_denoise(capsys, tmp_path / "read.npz", "--model-bundle", array_dir)
     assert code == 0, err
-    assert "read noise dominates (b=0.0001 above a x=" in out
+    assert "read noise dominates (b=0.0001 above 4 a x = " in out
     with np.load(tmp_path / "read-denoised.npz") as f:
         x = pairs["noisy"][0].mean()
         run_at = NoiseParams(float(f["denoised_shot"][0]), float(f["denoised_read"][0]))

@@ -95,22 +95,24 @@ def from_anchor(y, params: NoiseParams, anchor: NoiseParams):
 
 
 MEAN_FLOOR = 1e-3  # the mean level network_noise assumes at least (a black frame would make a unbounded)
+# read noise above this many times the shot variance at the mean level is moved in part into the shot
+# term (network_noise); chosen on the validation photos (scikit-image's, benchmarks/read_dominated.py)
+READ_DOMINANCE = 4.0
 
 
-def network_noise(noise: NoiseParams, mean_level: float) -> NoiseParams:
+def network_noise(noise: NoiseParams, mean_level: float, dominance: float = READ_DOMINANCE) -> NoiseParams:
     """The noise level to run a k-sigma network at, for an image with noise ``noise`` whose
-    pixels average ``mean_level``. Where read noise dominates (b > a x at the mean level x),
-    half the variance at x is moved into the shot term: a' = (a x + b) / 2x, b' = (a x + b) / 2,
-    the same variance at x. The networks learnt shot-dominated noise; with a tiny a the k-sigma
-    scale 1/a takes the input far outside anything they saw, and an image with mostly read
-    noise comes out as noisy as it went in (RAW PSNR at a = 1e-4, b = 1e-4: 39.53 dB noisy,
-    39.51 run at (a, b), 46.50 this way: benchmarks/results/read_dominated.md). Elsewhere
-    (a, b) unchanged."""
+    pixels average ``mean_level`` x. Where read noise dominates (b > k a x, k = ``dominance``),
+    half of its excess over k a x is moved into the shot term: v = (b - k a x) / 2, a' = a + v / x,
+    b' = b - v (the same variance at x, and continuous in b; far beyond, a' ~ b / 2x, b' ~ b / 2).
+    The networks learnt shot-dominated noise; with a tiny a the k-sigma scale 1/a takes the
+    input far outside anything they saw, and an image with mostly read noise comes out as noisy
+    as it went in (benchmarks/results/read_dominated.md). Elsewhere (a, b) unchanged."""
     x = max(float(mean_level), MEAN_FLOOR)
-    total = noise.shot * x + noise.read
-    if noise.read <= noise.shot * x:
+    moved = (noise.read - dominance * noise.shot * x) / 2
+    if moved <= 0:
         return noise
-    return NoiseParams(total / (2 * x), total / 2)
+    return NoiseParams(noise.shot + moved / x, noise.read - moved)
 
 
 def anchor_at(shot: float) -> NoiseParams:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..data.noise import READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
+from ..data.noise import READ_DOMINANCE, READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
@@ -71,9 +71,10 @@ def preprocessing(ckpt: Checkpoint) -> dict:
         "k_sigma_inverse": "x_hat = a * (y / a_A + b_A / a_A^2) - b / a, then clip to [0, 1]",
         "valid_noise": {"shot_min": ckpt.shot_range[0], "shot_max": ckpt.shot_range[1],
                         "read": f"trained with log b = {READ_SLOPE} log a + {READ_INTERCEPT} "
-                                f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map, but where b > a m "
-                                "(m: the frame's mean x) run the map at a' = (a m + b) / 2m, b' = (a m + b) / 2: "
-                                "with read noise dominant the map's 1/a scale leaves the trained inputs far behind"},
+                                f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map, but where b > "
+                                f"{READ_DOMINANCE:g} a m (m: the frame's mean x) run the map at a' = a + v / m, "
+                                f"b' = b - v, v = (b - {READ_DOMINANCE:g} a m) / 2: with read noise dominant the "
+                                "map's 1/a scale leaves the trained inputs far behind"},
         "input_value_range": {"min": anchor_value(0.0, ckpt, low_noise=False),
                               "max": anchor_value(1.0, ckpt, low_noise=True),
                               "note": "u grows with a_A / a: at the lowest noise of the range the "

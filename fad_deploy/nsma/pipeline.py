@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import require_output
-from ..data.noise import NoiseParams, network_noise
+from ..data.noise import READ_DOMINANCE, NoiseParams, network_noise
 from ..data.raw_io import read_raw, write_dng
 from ..data.synth import load_pairs
 from ..errors import FadError
@@ -136,8 +136,9 @@ def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[N
         level = network_noise(given, mean)
         levels.append(level)
         sources.append(source if level == given else
-                       f"{source}; read noise dominates (b={given.read:.3g} above a x={given.shot * mean:.3g} at the "
-                       f"mean level x={mean:.3g}): run at a={level.shot:.3g}, b={level.read:.3g}")
+                       f"{source}; read noise dominates (b={given.read:.3g} above {READ_DOMINANCE:g} a x = "
+                       f"{READ_DOMINANCE * given.shot * mean:.3g} at the mean level x={mean:.3g}): run at "
+                       f"a={level.shot:.3g}, b={level.read:.3g}")
     return levels, sources
 
 
