@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from fad_deploy.checks import positive_int, random_seed
-from fad_deploy.data.noise import READ_DOMINANCE, NoiseParams, network_noise, read_from_shot
+from fad_deploy.data.noise import READ_DOMINANCE, read_from_shot
 from fad_deploy.data.photos import SKIMAGE_PHOTOS, skimage_photo
-from fad_deploy.data.synth import synth_pairs
+from fad_deploy.data.synth import at_network_levels, synth_pairs
 from fad_deploy.evaluate.quality import score
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.nsma.array import load_array
@@ -46,19 +46,8 @@ TUNING_CROP, TUNING_CROPS = 64, 3
 def raw_psnr(array, pairs: dict, dominance: float | None) -> float:
     """Mean RAW PSNR of the array on ``pairs``, each image run at its annotated (a, b) (``dominance``
     None) or at network_noise's level for it with that threshold."""
-    given = pairs
-    if dominance is not None:
-        means = pairs["noisy"].mean(axis=(1, 2, 3))
-        levels = [network_noise(NoiseParams(float(a), float(b)), m, dominance)
-                  for a, b, m in zip(pairs["shot"], pairs["read"], means)]
-        given = {**pairs, "shot": np.array([n.shot for n in levels]), "read": np.array([n.read for n in levels])}
+    given = pairs if dominance is None else at_network_levels(pairs, dominance)[0]
     return float(score(array_denoise(array, given, array_choices(array, given)), pairs).mean()["raw_psnr"])
-
-
-def read_dominated_count(pairs: dict) -> int:
-    means = pairs["noisy"].mean(axis=(1, 2, 3))
-    return sum(network_noise(NoiseParams(float(a), float(b)), m) != NoiseParams(float(a), float(b))
-               for a, b, m in zip(pairs["shot"], pairs["read"], means))
 
 
 def main(argv=None) -> dict:
@@ -76,7 +65,7 @@ def main(argv=None) -> dict:
     for a in SHOTS:
         for b in READS:
             pairs = synth_pairs(images, cfg.crop, 1, [a], cfg.seed, read=b)
-            rows.append({"shot": a, "read": b, "read_dominated": read_dominated_count(pairs),
+            rows.append({"shot": a, "read": b, "read_dominated": at_network_levels(pairs)[1],
                          "noisy": float(score(pairs["noisy"], pairs).mean()["raw_psnr"]),
                          "as_given": raw_psnr(array, pairs, None),
                          "network_level": raw_psnr(array, pairs, READ_DOMINANCE)})

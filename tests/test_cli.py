@@ -141,3 +141,13 @@ def test_eval_of_the_exported_array_runs_just_the_array(tmp_path, capsys):
 def test_eval_nsma_without_a_folder_evaluates_the_shipped_array(tmp_path):
     result = fad_eval(["--set", two_level_set(tmp_path), "--nsma", "--threads", "1"])
     assert [(r["model"], r["backend"]) for r in result["results"]] == [("noisy", "-"), ("nsma (n=4)", "torch")]
+
+
+def test_eval_runs_read_dominated_images_as_fad_denoise_does(tmp_path, capsys):
+    save_pairs(tmp_path / "read.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-5], seed=0,
+                                                  read=1e-3))
+    result = fad_eval(["--set", str(tmp_path / "read.npz"), "--nsma", str(SHIPPED_ARRAY), "--backend", "tflite-int8"])
+    assert "1 of 1 images have read noise above 4 a x" in capsys.readouterr().err
+    noisy, array = (r["raw_psnr"] for r in result["results"])
+    assert array > noisy + 1.5  # run at (a, b) it came out no better than the noisy input (read_dominated.md)
+

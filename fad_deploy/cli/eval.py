@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..checks import Number, given_options, input_file, input_folder, non_empty, output_file, positive_int, \
     random_seed, read_noise, require_not_model, shot_noise, thread_count
+from ..data.noise import READ_DOMINANCE
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
-from ..data.synth import SET_LEVELS, check_set_size, folder_images, load_pairs, set_shots, synth_pairs
+from ..data.synth import SET_LEVELS, at_network_levels, check_set_size, folder_images, load_pairs, set_shots, \
+    synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
@@ -123,12 +126,17 @@ def evaluate(args) -> dict:
     for array in arrays:
         for index in range(len(array.table)):
             array.runner(index)
+    run_pairs, moved = at_network_levels(pairs)  # the networks run as fad-denoise runs them
+    if moved:
+        print(f"fad-eval: {moved} of {len(pairs['noisy'])} images have read noise above {READ_DOMINANCE:g} a x at "
+              "their mean level x: the networks run at network_noise's level for them, as fad-denoise runs them",
+              file=sys.stderr)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
     for ckpt, macs, backend, runner in runs:
-        s = score(denoise_set(runner, pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
+        s = score(denoise_set(runner, run_pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
         rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
         per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
     if arrays:
@@ -136,7 +144,7 @@ def evaluate(args) -> dict:
 
         for array in arrays:
             backend = array.backend
-            s = score(array_denoise(array, pairs, array_choices(array, pairs)), pairs)
+            s = score(array_denoise(array, run_pairs, array_choices(array, run_pairs)), pairs)
             name = f"nsma (n={len(array.table)})"
             macs = model_macs(load_checkpoint(resolve_model(str(array.root / array.table[0].file)))) \
                 if array.table[0].file.endswith(".pt") else None

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..checks import check_memory
 from ..errors import FadError
 from ..fileio import load_npz, save_npz
-from .noise import SHOT_RANGE, NoiseParams, add_noise, read_from_shot
+from .noise import READ_DOMINANCE, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
 from .patch_cache import META_SHAPES, check_per_item
 from .photos import large_enough, list_photos, load_photo
 from .unprocess import random_params, unprocess
@@ -113,6 +113,15 @@ def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_i
 
 def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
     save_npz(path, **pairs)
+
+
+def at_network_levels(pairs: dict[str, np.ndarray], dominance: float = READ_DOMINANCE) -> tuple[dict, int]:
+    """``pairs`` with each image's (shot, read) replaced by :func:`.noise.network_noise`'s level for
+    it (what fad-denoise runs the networks at), and how many images that changed."""
+    given = [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])]
+    levels = [network_noise(n, m, dominance) for n, m in zip(given, pairs["noisy"].mean(axis=(1, 2, 3)))]
+    changed = sum(level != n for level, n in zip(levels, given))
+    return {**pairs, "shot": np.array([n.shot for n in levels]), "read": np.array([n.read for n in levels])}, changed
 
 
 def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
