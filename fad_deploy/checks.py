@@ -222,8 +222,14 @@ def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) ->
     return None
 
 
+def require_not_input(path: Path | None, inputs: list[tuple[str, Path]], what: str) -> None:
+    """A FadError when the output ``path`` is one of the ``inputs`` ((what it is, path) pairs) a
+    command reads, which :func:`path_clash` cannot see (found from names, paths or settings)."""
+    for kind, source in inputs:
+        if path is not None and path.resolve() == Path(source).resolve():
+            raise FadError(f"{what}: {path} is also an input ({kind})")
+
+
 def require_not_model(path: Path | None, models: list[Path], what: str) -> None:
-    """A FadError when the output ``path`` is one of the ``models`` read, which :func:`path_clash`
-    cannot see (the command finds them from names or paths)."""
-    if path is not None and path.resolve() in {p.resolve() for p in models}:
-        raise FadError(f"{what}: {path} is also an input (a model)")
+    """:func:`require_not_input` for models a command reads."""
+    require_not_input(path, [("a model", m) for m in models], what)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
-from ..checks import non_empty, non_negative_int, output_file, positive_int, thread_count
+from ..checks import non_empty, non_negative_int, output_file, positive_int, require_not_input, thread_count
 from ..errors import FadError
 from ..train.config import load_config, presets
 from .common import OneLineParser, device, require_device, user_errors
@@ -55,6 +56,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def training_inputs(cfg) -> list[tuple[str, Path]]:
+    """The files a training run reads that its settings name (what --ship must not overwrite)."""
+    from ..models.registry import resolve_model
+
+    found = [(setting, Path(value)) for setting, value in (("data.cache", cfg.data.cache),
+                                                            ("loss.vgg_weights", cfg.loss.vgg_weights)) if value]
+    if cfg.model.init:
+        found.append(("model.init", resolve_model(cfg.model.init)))
+    if cfg.loss.distillation or cfg.loss.feature_matching:
+        found.append(("loss.teacher", resolve_model(cfg.loss.teacher)))
+    return found
+
+
 @user_errors
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -64,6 +78,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
+    require_not_input(args.ship, training_inputs(cfg), "argument --ship")
     require_device(args.device)
     from ..train.trainer import Trainer
 
