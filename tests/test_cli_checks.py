@@ -47,6 +47,8 @@ def inputs(tmp_path_factory):
                       CacheConfig(patch=20, patches_per_photo=2, downscale=1, max_side=None))
     net = build("fan", {"widths": [8, 8, 16], "expansions": [1, 1, 1]})
     Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(root / "tiny.pt")
+    (root / "copy").mkdir()
+    Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(root / "copy" / "tiny.pt")
     (root / "afile").write_text("not a folder")
     return root
 
@@ -129,6 +131,9 @@ CASES = [
     (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
     (eval_cli, "--images {in}/photos --shot-noise 1e-3 --levels 3", "--shot-noise fixes one level: give one of them"),
     (eval_cli, "--set {in}/missing.npz", "argument --set: {in}/missing.npz: no such file"),
+    (eval_cli, "--set {in}/set.npz --baselines ,", "argument --baselines: expected a comma list of baselines, got ','"),
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt {in}/copy/tiny.pt",
+     "{in}/tiny.pt and {in}/copy/tiny.pt: two models named 'tiny' would share their rows"),
     (eval_cli, "--set {in}/photos", "argument --set: {in}/photos: is a folder, not a file"),
     (eval_cli, "--set {in}/empty.npz fan-student --json {out}/q.json", "{in}/empty.npz: the set holds no pairs"),
     (eval_cli, "--set {in}/set.npz --json {in}/set.npz", "argument --json: {in}/set.npz is also an input (--set)"),

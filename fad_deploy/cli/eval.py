@@ -29,7 +29,9 @@ SET_OPTIONS = ("shot_noise", "read_noise", "levels", *SET_DEFAULTS)  # shape a s
 
 def baseline_names(text: str) -> list[str]:
     """The argparse type of --baselines: a comma list of names in BASELINES."""
-    names = [name for name in text.split(",") if name]
+    names = list(dict.fromkeys(name for name in text.split(",") if name))  # each once, in order
+    if text and not names:
+        raise argparse.ArgumentTypeError(f"expected a comma list of baselines, got {text!r}")
     unknown = [name for name in names if name not in BASELINES]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown baseline {unknown[0]!r}: choose from {', '.join(BASELINES)}")
@@ -105,13 +107,20 @@ def evaluate(args) -> dict:
     if not names and not args.baselines and args.nsma is None:
         raise FadError(f"no trained models in {models_dir()} and none given")
     # every model and array is found and read before the set is made
-    models = [(path, load_checkpoint(path)) for path in map(resolve_model, names)]
+    paths = list(dict.fromkeys(p.resolve() for p in map(resolve_model, names)))  # a model named twice runs once
+    models = [(path, load_checkpoint(path)) for path in paths]
+    labels = [ckpt.name for _, ckpt in models]
+    clash = next((label for label in labels if labels.count(label) > 1), None)
+    if clash:
+        raise FadError(f"{' and '.join(str(p) for p, c in models if c.name == clash)}: two models named {clash!r} "
+                       "would share their rows")
+    backends = list(dict.fromkeys(args.backend or ["torch"]))
     arrays = []
     if args.nsma is not None:
         from ..nsma.array import load_array
 
         folder = None if args.nsma is DEFAULT_ARRAY else args.nsma
-        arrays = [load_array(folder, backend) for backend in args.backend or ["torch"]]
+        arrays = [load_array(folder, backend) for backend in backends]
     require_not_model(args.json, [path for path, _ in models] + [a.root / e.file for a in arrays for e in a.table],
                       "argument --json")
     pairs, info = make_set(args)
@@ -121,8 +130,8 @@ def evaluate(args) -> dict:
     runs = []
     for path, ckpt in models:
         macs = model_macs(ckpt)
-        runs += [(ckpt, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]))
-                 for backend in args.backend or ["torch"]]
+        runs += [(ckpt.name, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]))
+                 for backend in backends]
     for array in arrays:
         for index in range(len(array.table)):
             array.runner(index)
@@ -135,10 +144,10 @@ def evaluate(args) -> dict:
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
-    for ckpt, macs, backend, runner in runs:
-        s = score(denoise_set(runner, run_pairs, desc=f"{ckpt.name} [{backend}]"), pairs)
-        rows.append({"model": ckpt.name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
-        per_level[f"{ckpt.name} [{backend}]"] = s.per_level(pairs["shot"])
+    for name, macs, backend, runner in runs:
+        s = score(denoise_set(runner, run_pairs, desc=f"{name} [{backend}]"), pairs)
+        rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
+        per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
     if arrays:
         from ..nsma.evaluate import array_choices, array_denoise
 
