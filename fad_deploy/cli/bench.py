@@ -21,7 +21,7 @@ DEFAULT_CALIBRATION = DEFAULT_QUALITY.with_name("cpu_calibration.json")  # bench
 # Options that do something on one --device only, or only with latency runs; each None unless given.
 ADB_OPTIONS = ("benchmark_binary", "delegate", "noise_a", "timeout")  # the Android group's
 CPU_OPTIONS = ("backends", "report", "calibration", "baselines", "no_timing")
-TIMING_OPTIONS = ("backends", "threads", "repeats", "warmup", "json", "quality", "plot", "baselines")
+TIMING_OPTIONS = ("backends", "threads", "repeats", "warmup", "json", "quality", "plot", "baselines", "no_progress")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
                    "our PMRID-architecture baseline, when no models are named; none: --baselines alone)")
     p.add_argument("--no-timing", action="store_true", default=None,
                    help="profile only (with --report): no latency runs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
     adb.add_argument("--benchmark-binary", metavar="PATH", type=input_file,
                      help="TFLite benchmark_model for the phone's ABI")
@@ -154,6 +154,8 @@ def main(argv=None):
         timing = given_options(p, args, TIMING_OPTIONS)
         if args.no_timing and timing:
             raise FadError(f"{', '.join(timing)}: for latency runs, which --no-timing turns off")
+        if args.calibration and not args.report:
+            raise FadError("--calibration is the latency model of --report's per-layer table: add --report DIR")
     else:
         cpu_only = given_options(p, args, CPU_OPTIONS)
         if cpu_only:

@@ -220,6 +220,9 @@ def main(argv=None):
     if split and (args.ptq or args.activations != "int8"):
         raise FadError("--qat-input-split is the int8 file's input (a 16x8 file takes one int16 input): it takes "
                        "neither --ptq nor --activations int16")
+    if args.input_size and args.target == "onnx":
+        raise FadError("--input-size is the TFLite files' input size (ONNX models take any size): add --target tflite "
+                       "or all, or drop it")
     if args.no_group_conv and args.group_width is not None:
         raise FadError("--no-group-conv writes every grouped conv as a plain conv: it takes no --group-width")
     if args.qat_input_split == 1:

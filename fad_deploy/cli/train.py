@@ -49,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
                    help="compile the trained network with torch.compile (the first steps wait for it)")
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
     p.add_argument("--ship", metavar="PATH", type=output_file,
-                   help="also write the final checkpoint here (e.g. models/fan-student.pt)")
-    p.add_argument("--half", action="store_true", help="store shipped weights in fp16 (for the large teacher)")
+                   help="also write the checkpoint the run ends with here (e.g. models/fan-student.pt; with "
+                        "--until, that step's)")
+    p.add_argument("--half", action="store_true", help="store --ship's weights in fp16 (for the large teacher)")
     p.add_argument("--until", type=positive_int, metavar="STEP",
                    help="stop after this step, keeping the schedule (re-run without it to continue)")
     return p
@@ -78,6 +79,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
+    if args.half and not args.ship:
+        raise FadError("--half stores --ship's weights in fp16: add --ship PATH")
     require_not_input(args.ship, training_inputs(cfg), "argument --ship")
     require_device(args.device)
     from ..train.trainer import Trainer
@@ -95,4 +98,5 @@ def main(argv=None):
         kept = f" (the weights of step {ckpt.card['kept_best_of_step']}, best on validation)" \
             if "kept_best_of_step" in ckpt.card else ""
         print(f"{cfg.name}: {ckpt.card['steps']} steps in {ckpt.card['training_time_s']:.0f} s, "
-              f"validation RAW PSNR {ckpt.card['validation_raw_psnr']:.2f} dB{kept} -> {trainer.out / 'model.pt'}")
+              f"validation RAW PSNR {ckpt.card['validation_raw_psnr']:.2f} dB{kept} -> {trainer.out / 'model.pt'}"
+              + (f", {args.ship}" if args.ship else ""))
