@@ -153,7 +153,7 @@ CASES = [
     (eval_cli, "--images {in}/photos --read-noise nan", "argument --read-noise"),
     (eval_cli, "--images {in}/photos --baselines nlm,median", "argument --baselines: unknown baseline 'median'"),
     (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
-    (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: checkpoint not found"),
+    (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: no such model array folder or checkpoint"),
     (eval_cli, "--set {in}/set.npz {in}/photos", "{in}/photos: is a folder, not a checkpoint file"),
     (eval_cli, "--set {in}/set.npz {in}/tiny.pt --json {in}/tiny.pt",
      "argument --json: {in}/tiny.pt is also an input (a model)"),
@@ -254,7 +254,7 @@ CASES = [
     (denoise, "{in}/short-shot.npz --out {out}/d.npz", "{in}/short-shot.npz: shot must have shape (2,)"),
     (denoise, "{in}/cam2rgb.npz --out {out}/d.npz",
      "{in}/cam2rgb.npz: cam2rgb must have shape (2, 3, 3), one per pair, got (2, 2, 3)"),
-    (denoise, "{in}/set.npz --model-bundle /nowhere --out {out}/d.npz", "/nowhere: checkpoint not found"),
+    (denoise, "{in}/set.npz --model-bundle /nowhere --out {out}/d.npz", "/nowhere: no such model array folder or checkpoint"),
 ]
 
 

@@ -280,6 +280,8 @@ def test_one_exported_model_is_an_array_of_one_and_files_are_named_as_such(tmp_p
     with pytest.raises(FadError, match=r"m.int8.tflite: not a model array: give an array folder .* \(this file's "
                                        "folder is one: "):
         load_array(tmp_path / "m.int8.tflite")
+    with pytest.raises(FadError, match="nowhere: no such model array folder or checkpoint"):
+        load_array(tmp_path / "nowhere")
 
 
 def test_manifest_and_bundle_table(array_dir, tmp_path):

@@ -147,6 +147,8 @@ def write_plot(plot: tuple[Path, Path, dict[str, float]] | None, doc: dict) -> N
 def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
+    if args.device != "cpu" and not args.device.startswith("adb"):
+        raise FadError(f"--device {args.device!r}: expected cpu, adb or adb:SERIAL")
     if args.device == "cpu":  # options that would do nothing here
         phone_only = given_options(p, args, ADB_OPTIONS)
         if phone_only:
@@ -165,10 +167,8 @@ def main(argv=None):
         from ..android.bench import bench_adb  # the phone path: same JSON schema (profile/latency.py)
 
         doc = bench_adb(args)
-    elif args.device == "cpu":
-        doc = bench_cpu(args)
     else:
-        raise FadError(f"--device {args.device!r}: expected cpu, adb or adb:SERIAL")
+        doc = bench_cpu(args)
     if doc is None:
         return
     from ..profile.latency import results_table

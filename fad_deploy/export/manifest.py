@@ -87,8 +87,8 @@ def tiling_record(ckpt: Checkpoint, tile: tuple[int, int]) -> dict:
     and the measured margin and alignment that make tiled output equal to a whole-frame run."""
     spec = arch_tile_spec(ckpt.arch, ckpt.config)
     if min(tile) <= 2 * spec.margin:
-        raise FadError(f"input size {tile[0]}x{tile[1]}: tiles of {ckpt.name} need more than twice its "
-                       f"receptive-field margin of {spec.margin} packed pixels per side")
+        raise FadError(f"input size {tile[0]}x{tile[1]}: tiles of {ckpt.name} need more than twice its receptive-field "
+                       f"margin of {spec.margin} packed pixels per side (at least {spec.smallest_tile})")
     return {"tile": list(tile), "margin": spec.margin, "align": spec.align, "rule": TILING_RULE}
 
 
@@ -183,7 +183,7 @@ def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None
             folder = default_export_dir(name)
             if not folder.is_dir():
                 raise FadError(f"{p}: no export folder {folder} for backend {backend} "
-                               f"(run: fad-export {name} --int8 --target all)")
+                               f"(run: fad-export {p if p.suffix == '.pt' else name} --int8 --target all)")
     manifest = read_bundle(folder)
     if wanted is not None:
         for entry in manifest["models"]:

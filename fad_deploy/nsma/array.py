@@ -143,6 +143,8 @@ def load_array(path: str | Path | None = None, backend: str | None = None) -> Mo
         exported = not all(e.file.endswith(CHECKPOINT_SUFFIX) for e in table)
         chosen = backend or (file_backend(table[0].file) if exported else "torch")
         return ModelArray(table, path, chosen, str(path))
+    if not path.exists() and not path.suffix and len(path.parts) > 1:  # a path, not a shipped model's name
+        raise FadError(f"{path}: no such model array folder or checkpoint")
     if path.suffix and path.suffix != CHECKPOINT_SUFFIX:
         raise FadError(f"{path}: not a model array: give an array folder (with {MANIFEST}), an exported model's "
                        f"folder or a {CHECKPOINT_SUFFIX} checkpoint" + (f" (this file's folder is one: {path.parent})"

@@ -76,8 +76,7 @@ def export_size(arch: str, config: dict | None, size: tuple[int, int]) -> tuple[
     runner resizes the file to ``size`` (any multiple of the padding multiple) for timing."""
     from ..runners.tiling import arch_tile_spec
 
-    spec = arch_tile_spec(arch, config)
-    smallest = 2 * spec.margin + spec.align
+    smallest = arch_tile_spec(arch, config).smallest_tile
     return max(size[0], smallest), max(size[1], smallest)
 
 

@@ -43,6 +43,11 @@ class TileSpec:
     margin: int  # packed pixels of context on each inner tile side (a multiple of align)
     align: int  # tiles start at multiples of this (the network's total downsampling)
 
+    @property
+    def smallest_tile(self) -> int:
+        """The smallest tile side that leaves an inner core beside the margins on both sides."""
+        return 2 * self.margin + self.align
+
 
 def network_align(model: nn.Module) -> int:
     """The multiple the network pads its input to (1 if it does not pad)."""

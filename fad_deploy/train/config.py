@@ -192,6 +192,8 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise FadError(f"{where}: not valid YAML ({str(e).splitlines()[0]})")
+    if not isinstance(data, dict):  # before the overrides, which would report a group that is not one
+        raise FadError(f"{where}: expected a mapping, got {type(data).__name__}")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -298,7 +298,8 @@ class Trainer:
             raise FadError(f"{path}: cannot read the run's state ({type(e).__name__}); start over with --fresh")
         saved = config_from_dict(json.loads(blob["config"]), str(path)).to_dict()
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(self.cfg.to_dict())):
-            raise FadError(f"{path}: the run folder holds a run with a different config; use another out= or delete it")
+            raise FadError(f"{path}: the run folder holds a run with a different config; use another out=, or --fresh "
+                           "to start over in it")
         self.model.load_state_dict(blob["model"])
         self.shipped.load_state_dict(blob.get("shipped", blob["model"]))  # (states of before the field: no EMA)
         self.opt.load_state_dict(blob["opt"])
