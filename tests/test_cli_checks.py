@@ -42,6 +42,7 @@ def inputs(tmp_path_factory):
     save_pairs(root / "zero-shot.npz", {**pairs, "shot": 0 * pairs["shot"]})
     save_pairs(root / "cam2rgb.npz", {**pairs, "cam2rgb": pairs["cam2rgb"][:, :2]})
     (root / "quality.json").write_text('{"results": [{"model": "tiny", "backend": "torch", "raw_psnr": 40.0}]}')
+    (root / "other-quality.json").write_text('{"results": [{"model": "other", "backend": "torch", "raw_psnr": 40.0}]}')
     (root / "plot.png").mkdir()
     build_patch_cache(sorted(photos.iterdir()), root / "cache.npz",
                       CacheConfig(patch=20, patches_per_photo=2, downscale=1, max_side=None))
@@ -203,6 +204,8 @@ CASES = [
     (bench, "--plot {out}/b.xyz", "argument --plot: {out}/b.xyz: expected a .png, .pdf or .svg file"),
     (bench, "--report {in}/afile", "argument --report: {in}/afile: is a file, not a folder"),
     (bench, "--quality {in}/missing.json", "argument --quality: {in}/missing.json: no such file"),
+    (bench, "{in}/tiny.pt --backends torch --plot {out}/p.png --quality {in}/other-quality.json",
+     "argument --plot: none of the models timed (tiny) is in {in}/other-quality.json (other)"),
     (bench, "no-such-model --quality {in}/afile", "{in}/afile: not a fad-eval results file"),  # before anything else
     (bench, "--json {out}/b.svg --plot {out}/b.svg", "argument --plot: {out}/b.svg is also an output (--json)"),
     (bench, "no-such-model --json {out}/b.png --quality {in}/quality.json",

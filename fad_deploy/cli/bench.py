@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def bench_cpu(args) -> dict | None:
+def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> dict | None:
     from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, bench_models, \
         default_models, run_cpu_bench, write_profiles
 
@@ -101,6 +101,10 @@ def bench_cpu(args) -> dict | None:
 
         archs = BASELINES if args.baselines is None and not args.models else args.baselines or ()
         baselines = baseline_bench_models(list(archs), cfg.size, cfg.backends)
+    labels = [m.label for m in models + baselines]
+    if args.plot and plot is not None and not set(labels) & set(plot[2]):  # refused before any timing
+        raise FadError(f"argument --plot: none of the models timed ({', '.join(labels)}) is in {plot[1]} "
+                       f"({', '.join(plot[2]) or 'no torch rows'}); fad-bench names a checkpoint by its file name")
     if args.report:
         for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE), cpu_model,
                                    written_width=DEFAULT_GROUP_WIDTH):
@@ -168,7 +172,7 @@ def main(argv=None):
 
         doc = bench_adb(args)
     else:
-        doc = bench_cpu(args)
+        doc = bench_cpu(args, plot)
     if doc is None:
         return
     from ..profile.latency import results_table
