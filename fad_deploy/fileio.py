@@ -18,9 +18,10 @@ from .errors import FadError
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip date: a constant stamp for reproducible .npz
 # what np.load raises for a .npz it cannot read: missing, unreadable, damaged inside, pickled arrays
-# (zip: an unknown compression method or version, an encrypted member; numpy: a header it cannot parse)
-NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
-                   tokenize.TokenError, SyntaxError)
+# (zip: RuntimeError for an encrypted member, and its subclass for an unknown compression method or
+# version; numpy: a header it cannot parse)
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, tokenize.TokenError,
+                   SyntaxError)
 
 
 def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
