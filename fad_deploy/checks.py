@@ -137,6 +137,16 @@ def check_memory(nbytes: int, what: str) -> None:
                        "memory available")
 
 
+class FolderPath(type(Path())):
+    """A path given with a trailing separator: its user means a folder, even where the name has
+    a suffix (``--out run.v2/``)."""
+
+
+def as_path(text: str) -> Path:
+    """``text`` as a Path, a :class:`FolderPath` when it ends in a separator (which Path drops)."""
+    return FolderPath(text) if text.endswith(("/", os.sep)) else Path(text)
+
+
 class PathArg:
     """An argparse type for a path; ``kind`` is "file", "folder" or "any", and a file must
     end in one of ``suffixes`` when given. Subclasses define ``check(path)``, which returns
@@ -148,8 +158,10 @@ class PathArg:
     def __call__(self, text: str) -> Path:
         if not text.strip():  # Path("") is the current folder: a folder nobody meant to name
             raise argparse.ArgumentTypeError("expected a path, got nothing")
-        path = Path(text)
+        path = as_path(text)
         try:
+            if self.kind == "file" and isinstance(path, FolderPath):
+                raise ValueError(f"{text}: names a folder (trailing {text[-1]}); give a file name")
             self.check(path)
             if self.suffixes and path.suffix.lower() not in self.suffixes:
                 names = ", ".join(self.suffixes[:-1]) + " or " * (len(self.suffixes) > 1) + self.suffixes[-1]

@@ -9,6 +9,11 @@ class FadError(Exception):
     """
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, the noun plural (``plural``, else noun + "s") unless n is 1: "1 step", "3 steps"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def fold(names, given: str | None = None, limit: int = 8) -> str:
     """``names`` for a one-line message: all of them when there are few, else the first
     ``limit`` and how many more; those closest to the mistaken ``given`` come first."""

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fad_deploy.checks import Number, check_output
+from fad_deploy.checks import Number, check_output, output_file, output_path
 from fad_deploy.cli import bench, data, denoise, eval as eval_cli, export, train
 from fad_deploy.data.patch_cache import CacheConfig, build_patch_cache
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import PAIR_KEYS, save_pairs, synth_pairs
 from fad_deploy.models.registry import Checkpoint, build, model_config
+from fad_deploy.nsma.pipeline import output_paths
 
 READ_ONLY = "/proc"  # no files can be created there, not even by root
 
@@ -314,6 +315,16 @@ def test_output_paths_may_create_folders_in_a_writable_place(tmp_path):
     assert check_output(tmp_path / "old.json") == tmp_path / "old.json"  # replacing an output is fine
     with pytest.raises(ValueError, match="is a file, not a folder"):
         check_output(tmp_path / "old.json", "folder")
+
+
+def test_a_trailing_slash_names_an_output_folder_whatever_its_suffix(tmp_path):
+    raw = tmp_path / "a.dng"
+    as_file = output_paths([raw], raw, output_path(str(tmp_path / "out.dng")))
+    as_folder = output_paths([raw], raw, output_path(str(tmp_path / "out.dng") + "/"))
+    assert as_file == [(tmp_path / "out.dng", tmp_path / "out.png")]
+    assert as_folder == [(tmp_path / "out.dng" / "a-denoised.dng", tmp_path / "out.dng" / "a-denoised.png")]
+    with pytest.raises(argparse.ArgumentTypeError, match="names a folder .trailing /.; give a file name"):
+        output_file(str(tmp_path / "x.json") + "/")
 
 
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):

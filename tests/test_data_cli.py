@@ -113,10 +113,13 @@ def test_synth_bad_input_leaves_no_output(photos, tmp_path, capsys):
 
 def test_cache_builds_a_patch_cache(photos, tmp_path, capsys):
     out = tmp_path / "cache.npz"
-    code, stdout, _ = run_main(["cache", "--images", str(photos), "--out", str(out), "--patch", "8",
+    code, stdout, _ = run_main(["cache", "--images", str(photos), "--out", str(out), "--patch", "9",
                                 "--patches-per-photo", "3", "--downscale", "1"], capsys)
-    assert code == 0 and "6 patches of 4x8x8 from 2 photos" in stdout
-    assert load_patch_cache(out)["raw"].shape == (6, 4, 8, 8)
+    assert code == 0 and "6 patches of 4x9x9 from 2 photos" in stdout
+    assert load_patch_cache(out)["raw"].shape == (6, 4, 9, 9)
+    code, _, err = run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "tiny.npz"), "--patch", "8"],
+                            capsys)
+    assert_user_error(code, err, "--patch", "expected a whole number >= 9, got '8'")
     code, _, err = run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "big.npz"), "--patch", "64",
                              "--downscale", "1"], capsys)
     assert_user_error(code, err, "no photo is large enough")
@@ -127,10 +130,10 @@ def test_info_describes_sets_caches_and_raw(photos, tmp_path, capsys):
     run_main(["synth", "--images", str(photos), "--out", str(tmp_path / "set.npz"), *SYNTH], capsys)
     code, out, _ = run_main(["info", str(tmp_path / "set.npz")], capsys)
     assert code == 0 and "12 noisy/clean pairs of packed (4, 8, 8)" in out and "3 shot levels" in out
-    run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "cache.npz"), "--patch", "8",
+    run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "cache.npz"), "--patch", "9",
               "--patches-per-photo", "2", "--downscale", "1"], capsys)
     code, out, _ = run_main(["info", str(tmp_path / "cache.npz")], capsys)
-    assert code == 0 and "patch cache (fad-data cache): 4 patches of packed (4, 8, 8) float16" in out
+    assert code == 0 and "patch cache (fad-data cache): 4 patches of packed (4, 9, 9) float16" in out
     np.savez(tmp_path / "other.npz", weights=np.zeros((2, 3)))
     code, out, _ = run_main(["info", str(tmp_path / "other.npz")], capsys)
     assert "weights: (2, 3) float64" in out
@@ -222,6 +225,13 @@ def test_help_explains_every_command(capsys):
                            "cache": ["--patches-per-photo"], "info": ["SIDD", "DND"]}.items():
         code, out, _ = run_main([command, "--help"], capsys)
         assert code == 0 and all(w in " ".join(out.split()) for w in words), command
+
+
+def test_an_unknown_option_is_reported_by_its_sub_command(photos, capsys):
+    code, _, err = run_main(["info", str(photos / "chelsea.png"), "--bogus"], capsys)
+    assert code == 2 and err.strip() == "fad-data info: error: unrecognized arguments: --bogus"
+    code, _, err = run_main(["--bogus"], capsys)  # no sub-command yet: the program's own error
+    assert code == 2 and err.strip().startswith("fad-data: error:")
 
 
 def test_console_script_error_is_one_line(tmp_path):

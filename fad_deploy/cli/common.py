@@ -99,3 +99,13 @@ class OneLineParser(argparse.ArgumentParser):
         if clash:
             self.error(clash)
         return namespace, extras
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but arguments nobody takes are reported by the sub-command given, if any
+        (``fad-data synth: error: ...``), as its other mistakes are."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen = [a.choices[getattr(namespace, a.dest)] for a in self._actions
+                      if isinstance(a, argparse._SubParsersAction) and getattr(namespace, a.dest, None) in a.choices]
+            (chosen or [self])[0].error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace

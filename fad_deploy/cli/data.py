@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import input_file, input_folder, npz_output, output_folder, positive_int, random_seed, read_noise, \
-    shot_noise
-from ..data.patch_cache import META_KEYS, CacheConfig, build_patch_cache, check_patch_cache
+from ..checks import Number, input_file, input_folder, npz_output, output_folder, positive_int, random_seed, \
+    read_noise, shot_noise
+from ..data.patch_cache import META_KEYS, MIN_PATCH, CacheConfig, build_patch_cache, check_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_set_size, folder_images, save_pairs, set_shots, \
     synth_pairs
+from ..errors import count
 from ..fileio import load_npz
 from .common import OneLineParser, user_errors
 
@@ -69,8 +70,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
     c.add_argument("--out", required=True, type=npz_output, help="output .npz file")
     defaults = CacheConfig()
-    c.add_argument("--patch", type=positive_int, default=defaults.patch,
-                   help=f"packed patch size (default {defaults.patch})")
+    c.add_argument("--patch", type=Number(int, MIN_PATCH), default=defaults.patch,
+                   help=f"packed patch size, at least {MIN_PATCH}; training crops are at most one less "
+                   f"(default {defaults.patch})")
     c.add_argument("--patches-per-photo", type=positive_int, default=defaults.patches_per_photo,
                    help=f"default {defaults.patches_per_photo}")
     c.add_argument("--seed", type=random_seed, default=defaults.seed, help=f"default {defaults.seed}")
@@ -98,8 +100,8 @@ def fetch(args) -> None:
     dest = args.dest or default_cache_dir() / "photos"
     found = fetch_debian_photos(dest)
     for split in sorted(found):
-        print(f"{split}: {len(found[split])} photos in {dest / split}")
-    print(f"total: {sum(len(v) for v in found.values())} photos")
+        print(f"{split}: {count(len(found[split]), 'photo')} in {dest / split}")
+    print(f"total: {count(sum(len(v) for v in found.values()), 'photo')}")
 
 
 def synth(args) -> None:
@@ -110,7 +112,8 @@ def synth(args) -> None:
         pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)
     save_pairs(args.out, pairs)
     photos = len(set(pairs["source"].tolist()))
-    print(f"{len(pairs['noisy'])} pairs ({photos} photos x {args.crops_per_image} crops x {len(shots)} noise levels), "
+    print(f"{count(len(pairs['noisy']), 'pair')} ({count(photos, 'photo')} x {count(args.crops_per_image, 'crop')} x "
+          f"{count(len(shots), 'noise level')}), "
           f"packed 4x{args.crop}x{args.crop}, seed {args.seed} -> {args.out}")
 
 
@@ -118,8 +121,8 @@ def cache(args) -> None:
     config = CacheConfig(patch=args.patch, patches_per_photo=args.patches_per_photo, downscale=args.downscale,
                          max_side=args.max_side, seed=args.seed)
     photos = build_patch_cache(list_photos(args.images), args.out, config)
-    print(f"{photos * config.patches_per_photo} patches of 4x{config.patch}x{config.patch} "
-          f"from {photos} photos -> {args.out}")
+    print(f"{count(photos * config.patches_per_photo, 'patch', 'patches')} of 4x{config.patch}x{config.patch} "
+          f"from {count(photos, 'photo')} -> {args.out}")
 
 
 def describe_raw(raw: RawImage) -> list[str]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..checks import non_empty, non_negative_int, output_file, positive_int, require_not_input, thread_count
-from ..errors import FadError
+from ..errors import FadError, count
 from ..train.config import load_config, presets
 from .common import OneLineParser, device, require_device, user_errors
 
@@ -97,6 +97,6 @@ def main(argv=None):
             ckpt.save(args.ship, half=args.half)
         kept = f" (the weights of step {ckpt.card['kept_best_of_step']}, best on validation)" \
             if "kept_best_of_step" in ckpt.card else ""
-        print(f"{cfg.name}: {ckpt.card['steps']} steps in {ckpt.card['training_time_s']:.0f} s, "
+        print(f"{cfg.name}: {count(ckpt.card['steps'], 'step')} in {ckpt.card['training_time_s']:.0f} s, "
               f"validation RAW PSNR {ckpt.card['validation_raw_psnr']:.2f} dB{kept} -> {trainer.out / 'model.pt'}"
               + (f", {args.ship}" if args.ship else ""))

@@ -20,6 +20,8 @@ from .unprocess import random_params, unprocess
 # each patch's camera (the ISP parameters its unprocessing drew) and the shape of one entry
 META_SHAPES = {"red_gain": (), "blue_gain": (), "rgb_gain": (), "cam2rgb": (3, 3)}
 META_KEYS = tuple(META_SHAPES)
+# training crops are at most patch - 1 (see dataset.check_crop) and no network here takes crops under 8
+MIN_PATCH = 9
 
 
 @dataclass(frozen=True)

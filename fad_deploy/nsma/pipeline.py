@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..checks import require_output
+from ..checks import FolderPath, require_output
 from ..data.noise import READ_DOMINANCE, NoiseParams, network_noise
 from ..data.raw_io import read_raw, write_dng
 from ..data.synth import load_pairs
-from ..errors import FadError
+from ..errors import FadError, count
 from ..fileio import save_npz, write_bytes
 from ..isp.process import preview_rgb
 from .array import ModelArray
@@ -72,7 +72,7 @@ class Plan:
             counts[s.entry.name] = counts.get(s.entry.name, 0) + 1
         models = ", ".join(f"{n} x{c}" for n, c in counts.items())
         n = len(self.selections)
-        return (f"{self.path} -> {self.out}: {n} image{'s' * (n != 1)} by their noise level "
+        return (f"{self.path} -> {self.out}: {count(n, 'image')} by their noise level "
                 f"({self.noise_source[0]}): {models}")
 
 
@@ -92,17 +92,18 @@ def list_inputs(path: Path) -> list[Path]:
 
 def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tuple[Path, Path]]:
     """(denoised file, preview PNG) per input, each checked to be writable and apart from the
-    others'. ``out`` is a folder, or (when it has a suffix and is no folder) for one input a
-    file name with the input's output suffix (.dng for RAW, .npz for sets)."""
+    others'. ``out`` is a folder, or (when it has a suffix, is no folder and was not given with a
+    trailing separator) for one input a file name with the input's output suffix (.dng for RAW,
+    .npz for sets)."""
     kinds = [SET_SUFFIX if p.suffix.lower() == SET_SUFFIX else ".dng" for p in inputs]
-    if out is not None and out.suffix and not out.is_dir():
+    if out is not None and out.suffix and not out.is_dir() and not isinstance(out, FolderPath):
         if len(inputs) > 1:
             raise FadError(f"--out {out}: {len(inputs)} inputs need an output folder, not a file")
         if out.suffix.lower() != kinds[0]:
             raise FadError(f"--out {out}: {inputs[0].name} is written as {kinds[0]}, not {out.suffix}")
         pairs = [(out, out.with_suffix(".png"))]
     else:
-        folder = out or (source / FOLDER_OUT if source.is_dir() else source.parent)
+        folder = Path(out) if out is not None else source / FOLDER_OUT if source.is_dir() else source.parent
         if folder.exists() and not folder.is_dir():
             raise FadError(f"--out {folder}: exists and is not a folder")
         pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
