@@ -16,6 +16,7 @@ from .export import DEFAULT_GROUP_WIDTH
 
 CPU_DEFAULT_THREADS = (1, 2)
 REPORT_SIZE = (512, 512)  # profiles default to one RAW megapixel
+SMALL_SIZE = (128, 128)  # packed sizes under this many pixels: a run's fixed costs outweigh its per-pixel work
 DEFAULT_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "quality.json"  # fad-eval's
 DEFAULT_CALIBRATION = DEFAULT_QUALITY.with_name("cpu_calibration.json")  # benchmarks/cpu_calibration.py's
 # Options that do something on one --device only, or only with latency runs; each None unless given.
@@ -115,6 +116,10 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     if baselines:
         doc["baselines"] = {b.label: f"the {b.spec[0]} architecture with initial weights, timed only (latency does "
                             "not depend on the weights)" for b in baselines}
+    if cfg.size[0] * cfg.size[1] < SMALL_SIZE[0] * SMALL_SIZE[1]:
+        doc["note"] = (f"at {cfg.size[0]}x{cfg.size[1]} ({cfg.size[0] * cfg.size[1] * 4 / 1e6:.3g} RAW megapixels) "
+                       "each run's fixed costs outweigh its work: ms/MP and the roofline ratio overstate what "
+                       f"frames take; time --size {SMALL_SIZE[0]} {SMALL_SIZE[1]} or more")
     return doc
 
 
@@ -180,6 +185,8 @@ def main(argv=None):
     print(results_table(doc))
     for name, note in doc.get("baselines", {}).items():
         print(f"{name}: {note}")
+    if "note" in doc:
+        print(f"note: {doc['note']}")
     for m in doc["models"]:
         for reason in m.get("skipped", []):
             print(f"skipped {m['name']} {reason}", file=sys.stderr)
