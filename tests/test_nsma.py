@@ -25,8 +25,8 @@ from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
 from fad_deploy.nsma.noise_level import noise_for
 from fad_deploy.nsma.partition import subranges
-from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, parse_table, select_model,
-                                    table_from_manifest)
+from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, keep_share, parse_table, run_level,
+                                    select_model, table_from_manifest)
 from fad_deploy.runners.tiling import TiledRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from test_raw_io import make_dng  # the DNG writer of the RAW-reading tests (a camera-style file)
@@ -87,6 +87,13 @@ def test_selection_clamps_out_of_range_with_a_warning():
         high = select_model(table, 0.5)
     assert (low.index, low.clamped) == (0, True) and (high.index, high.clamped) == (3, True)
     assert "clamped" in low.reason and "m3" in high.reason
+    # below the range: run at its floor, a / floor of the change kept; above it: run at a
+    floor = table[0].shot_min
+    assert (low.run_shot, low.weight) == (floor, pytest.approx(1e-6 / floor))
+    assert (high.run_shot, high.weight) == (0.5, 1)
+    assert f"run at a={floor:.3g} with 0.01 of its change kept" in low.reason
+    inside = select_model(table, 1e-3)
+    assert (inside.run_shot, inside.weight) == (1e-3, 1.0) and run_level(table, 1e-3) == (1e-3, 1.0)
     gappy = [SubRange("a", "a.pt", 1e-4, 2e-4), SubRange("b", "b.pt", 1e-3, 2e-3)]
     with pytest.warns(ShotOutOfRangeWarning):  # in a gap: nearest in log a
         assert select_model(gappy, 3e-4).index == 0
@@ -94,6 +101,14 @@ def test_selection_clamps_out_of_range_with_a_warning():
     for bad in (0.0, -1e-3, float("nan"), float("inf")):
         with pytest.raises(FadError, match="positive"):
             select_model(table, bad)
+
+
+def test_keep_share_blends_each_image_by_its_weight():
+    noisy, denoised = np.zeros((2, 4, 3, 3), np.float32), np.random.default_rng(0).uniform(0, 1, (2, 4, 3, 3))
+    np.testing.assert_array_equal(keep_share(noisy, denoised, [1.0, 1.0]), denoised)  # exactly, not by rounding
+    mixed = keep_share(noisy + 0.5, denoised, [0.25, 1.0])
+    np.testing.assert_allclose(mixed[0], 0.5 + 0.25 * (denoised[0] - 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(mixed[1], denoised[1])
 
 
 def test_selection_table_from_manifest(tmp_path):
@@ -442,12 +457,30 @@ def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array
     save_pairs(tmp_path / "read.npz", pairs)
     code, out, err = run_denoise(capsys, tmp_path / "read.npz", "--model-bundle", array_dir)
     assert code == 0, err
-    assert "read noise dominates (b=0.0001 above 4 a x = " in out
+    assert "the image's own a=0.0001, b=0.0001: read noise dominates (b above 4 a x = " in out
     with np.load(tmp_path / "read-denoised.npz") as f:
         x = pairs["noisy"][0].mean()
         run_at = NoiseParams(float(f["denoised_shot"][0]), float(f["denoised_read"][0]))
         assert run_at.shot > 1e-4 and run_at.variance(x) == pytest.approx(NoiseParams(1e-4, 1e-4).variance(x),
                                                                           rel=1e-5)
+
+
+def test_denoise_below_the_range_runs_at_its_floor_and_keeps_a_share(tmp_path, array_dir, capsys):
+    """A network run at a far below the levels it learnt returns garbage: below the array's range
+    the first model runs at the range's floor and a / floor of its change is kept."""
+    floor = SHOT_RANGE[0]
+    pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-6], seed=0, read=1e-9)
+    save_pairs(tmp_path / "low.npz", pairs)
+    save_pairs(tmp_path / "floor.npz", {**pairs, "shot": np.full_like(pairs["shot"], floor)})
+    with pytest.warns(ShotOutOfRangeWarning, match="with 0.01 of its change kept"):
+        code, _, err = run_denoise(capsys, tmp_path / "low.npz", "--model-bundle", array_dir)
+    assert code == 0, err
+    code, _, err = run_denoise(capsys, tmp_path / "floor.npz", "--model-bundle", array_dir)
+    assert code == 0, err
+    with np.load(tmp_path / "low-denoised.npz") as low, np.load(tmp_path / "floor-denoised.npz") as at_floor:
+        change = at_floor["denoised"] - pairs["noisy"]
+        assert np.abs(change).max() > 1e-3
+        np.testing.assert_allclose(low["denoised"] - pairs["noisy"], 0.01 * change, atol=1e-6)
 
 
 def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):

@@ -10,7 +10,7 @@ import sys
 import warnings
 
 from ..checks import path_clash
-from ..errors import FadError
+from ..errors import FadError, count
 from ..native_logs import show_native_logs
 
 EXIT_USER_ERROR = 2
@@ -30,7 +30,7 @@ def require_device(name: str) -> None:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FadError(f"--device {name}: CUDA is not available on this machine")
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise FadError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise FadError(f"--device {name}: this machine has {count(torch.cuda.device_count(), 'CUDA device')}")
 
 
 def user_errors(main):

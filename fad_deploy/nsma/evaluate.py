@@ -20,7 +20,7 @@ from ..evaluate.quality import Scores, denoise_set, score
 from ..runners.base import Runner
 from .array import ModelArray
 from .estimate import estimate_noise
-from .select import ShotOutOfRangeWarning, SubRange
+from .select import ShotOutOfRangeWarning, SubRange, keep_share, run_level
 
 TEST_PHOTOS = "photos/test"  # under $FAD_CACHE: `fad-data fetch`'s held-out photos
 
@@ -85,12 +85,15 @@ def array_choices(array: ModelArray, pairs: dict) -> np.ndarray:
 
 
 def array_denoise(array: ModelArray, pairs: dict, choices: np.ndarray, desc: str = "array") -> np.ndarray:
-    """Denoise each image with its chosen model, at the noise level ``pairs`` gives it."""
+    """Denoise each image with its chosen model at the noise level ``pairs`` gives it, as
+    fad-denoise does (below the array's range: at its floor, part of the change kept)."""
+    levels, weights = zip(*(run_level(array.table, float(a)) for a in pairs["shot"]))
+    run = {**pairs, "shot": np.array(levels, pairs["shot"].dtype)}
     out = np.empty_like(pairs["noisy"])
     for i in np.unique(choices):
         sel = choices == i
-        out[sel] = denoise_set(array.runner(int(i)), _subset(pairs, sel), desc=f"{desc}: {array.table[i].name}")
-    return out
+        out[sel] = denoise_set(array.runner(int(i)), _subset(run, sel), desc=f"{desc}: {array.table[i].name}")
+    return keep_share(pairs["noisy"], out, weights)
 
 
 def compare(array: ModelArray, single: Runner, pairs: dict, single_name: str = "single") -> dict:

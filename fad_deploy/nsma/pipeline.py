@@ -27,7 +27,7 @@ from ..fileio import save_npz, write_bytes
 from ..isp.process import preview_rgb
 from .array import ModelArray
 from .noise_level import given_noise, noise_for
-from .select import Selection
+from .select import Selection, keep_share
 
 SET_SUFFIX = ".npz"  # `fad-data synth` sets
 RAW_SUFFIXES = {".dng", ".mat", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".pef",
@@ -137,9 +137,10 @@ def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[N
         level = network_noise(given, mean)
         levels.append(level)
         sources.append(source if level == given else
-                       f"{source}; read noise dominates (b={given.read:.3g} above {READ_DOMINANCE:g} a x = "
-                       f"{READ_DOMINANCE * given.shot * mean:.3g} at the mean level x={mean:.3g}): run at "
-                       f"a={level.shot:.3g}, b={level.read:.3g}")
+                       f"{source}; the image's own a={given.shot:.3g}, b={given.read:.3g}: read noise dominates "
+                       f"(b above {READ_DOMINANCE:g} a x = {READ_DOMINANCE * given.shot * mean:.3g} at the mean "
+                       f"level x={mean:.3g}), so the networks run at this level of equal variance, "
+                       f"with b={level.read:.3g}")
     return levels, sources
 
 
@@ -162,13 +163,15 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
 
 
 def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarray:
-    """(N, 4, h, w) -> denoised, each frame with its chosen model at its noise level."""
+    """(N, 4, h, w) -> denoised, each frame with its chosen model at the level its selection runs
+    it (its noise level, or below the array's range the range's floor with part of the change kept)."""
     out = np.empty_like(noisy, dtype=np.float32)
     choices = np.array([s.index for s in plan.selections])
+    levels = [NoiseParams(s.run_shot, n.read) for s, n in zip(plan.selections, plan.noise)]
     for index in np.unique(choices):
         frames = np.flatnonzero(choices == index)
-        out[frames] = array.denoise(noisy[frames], [plan.noise[k] for k in frames], int(index))
-    return out
+        out[frames] = array.denoise(noisy[frames], [levels[k] for k in frames], int(index))
+    return keep_share(noisy, out, [s.weight for s in plan.selections])
 
 
 def keep_clipped(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
@@ -226,7 +229,7 @@ def denoise_path(source: Path, array: ModelArray, out: Path | None = None, setti
     inputs = list_inputs(source)
     outputs = output_paths(inputs, source, out)
     plans = [plan_input(p, o, pv, array, settings, cfa) for p, (o, pv) in zip(inputs, outputs)]
-    report(f"model array: {array.source} ({len(array.table)} model(s), backend {array.backend})")
+    report(f"model array: {array.source} ({count(len(array.table), 'model')}, backend {array.backend})")
     for plan in plans:
         run_plan(plan, array, cfa)
         report(plan.summary())
