@@ -93,7 +93,7 @@ def test_selection_clamps_out_of_range_with_a_warning():
     assert (high.run_shot, high.weight) == (0.5, 1)
     assert f"run at a={floor:.3g} with 0.01 of its change kept" in low.reason
     inside = select_model(table, 1e-3)
-    assert (inside.run_shot, inside.weight) == (1e-3, 1.0) and run_level(table, 1e-3) == (1e-3, 1.0)
+    assert (inside.run_shot, inside.weight) == (1e-3, 1.0) and run_level(floor, 1e-3) == (1e-3, 1.0)
     gappy = [SubRange("a", "a.pt", 1e-4, 2e-4), SubRange("b", "b.pt", 1e-3, 2e-3)]
     with pytest.warns(ShotOutOfRangeWarning):  # in a gap: nearest in log a
         assert select_model(gappy, 3e-4).index == 0

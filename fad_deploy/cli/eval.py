@@ -99,8 +99,9 @@ def model_macs(checkpoint) -> float:
 
 
 def evaluate(args) -> dict:
-    from ..evaluate.quality import denoise_set, denoise_set_classical, score  # torch: not needed for --help
+    from ..evaluate.quality import denoise_set_classical, score  # torch: not needed for --help
     from ..models.registry import load_checkpoint, models_dir, resolve_model
+    from ..nsma.evaluate import array_choices, array_denoise, denoise_from_floor
 
     shipped = [] if args.nsma is not None else [m for m in DEFAULT_MODELS if (models_dir() / f"{m}.pt").is_file()]
     names = args.models or shipped  # --nsma alone evaluates just the array
@@ -130,8 +131,8 @@ def evaluate(args) -> dict:
     runs = []
     for path, ckpt in models:
         macs = model_macs(ckpt)
-        runs += [(ckpt.name, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]))
-                 for backend in backends]
+        runs += [(ckpt.name, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]),
+                  ckpt.shot_range[0]) for backend in backends]
     for array in arrays:
         for index in range(len(array.table)):
             array.runner(index)
@@ -140,25 +141,28 @@ def evaluate(args) -> dict:
         print(f"fad-eval: {moved} of {len(pairs['noisy'])} images have read noise above {READ_DOMINANCE:g} a x at "
               "their mean level x: the networks run at network_noise's level for them, as fad-denoise runs them",
               file=sys.stderr)
+    highest_floor = max([r[-1] for r in runs] + [a.table[0].shot_min for a in arrays], default=0.0)
+    below = int((run_pairs["shot"] < highest_floor).sum())
+    if below:
+        print(f"fad-eval: {below} of {len(pairs['noisy'])} images lie below a network's noise range "
+              f"(a < {highest_floor:g}): "
+              "it runs them at its floor with a / floor of its change kept, as fad-denoise runs them", file=sys.stderr)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})
     per_level["noisy"] = noisy.per_level(pairs["shot"])
-    for name, macs, backend, runner in runs:
-        s = score(denoise_set(runner, run_pairs, desc=f"{name} [{backend}]"), pairs)
+    for name, macs, backend, runner, floor in runs:
+        s = score(denoise_from_floor(runner, run_pairs, floor, desc=f"{name} [{backend}]"), pairs)
         rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
         per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
-    if arrays:
-        from ..nsma.evaluate import array_choices, array_denoise
-
-        for array in arrays:
-            backend = array.backend
-            s = score(array_denoise(array, run_pairs, array_choices(array, run_pairs)), pairs)
-            name = f"nsma (n={len(array.table)})"
-            macs = model_macs(load_checkpoint(resolve_model(str(array.root / array.table[0].file)))) \
-                if array.table[0].file.endswith(".pt") else None
-            rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
-            per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
+    for array in arrays:
+        backend = array.backend
+        s = score(array_denoise(array, run_pairs, array_choices(array, run_pairs)), pairs)
+        name = f"nsma (n={len(array.table)})"
+        macs = model_macs(load_checkpoint(resolve_model(str(array.root / array.table[0].file)))) \
+            if array.table[0].file.endswith(".pt") else None
+        rows.append({"model": name, "backend": backend, **s.mean(), "gmacs_per_megapixel": macs})
+        per_level[f"{name} [{backend}]"] = s.per_level(pairs["shot"])
     for base in args.baselines:
         s = score(denoise_set_classical(BASELINES[base], pairs, desc=base), pairs)
         rows.append({"model": base, "backend": "cpu", **s.mean(), "gmacs_per_megapixel": None})

@@ -84,16 +84,24 @@ def array_choices(array: ModelArray, pairs: dict) -> np.ndarray:
         return np.array([array.select(float(a)).index for a in pairs["shot"]])
 
 
+def denoise_from_floor(runner: Runner, pairs: dict, floor: float, desc: str = "") -> np.ndarray:
+    """Denoise each image at the noise level ``pairs`` gives it as fad-denoise runs a model whose
+    range starts at ``floor`` (:func:`.select.run_level`: below it, at the floor with part of the
+    change kept)."""
+    levels, weights = zip(*(run_level(floor, float(a)) for a in pairs["shot"]))
+    out = denoise_set(runner, {**pairs, "shot": np.array(levels, pairs["shot"].dtype)}, desc=desc)
+    return keep_share(pairs["noisy"], out, weights)
+
+
 def array_denoise(array: ModelArray, pairs: dict, choices: np.ndarray, desc: str = "array") -> np.ndarray:
     """Denoise each image with its chosen model at the noise level ``pairs`` gives it, as
-    fad-denoise does (below the array's range: at its floor, part of the change kept)."""
-    levels, weights = zip(*(run_level(array.table, float(a)) for a in pairs["shot"]))
-    run = {**pairs, "shot": np.array(levels, pairs["shot"].dtype)}
+    fad-denoise does."""
     out = np.empty_like(pairs["noisy"])
     for i in np.unique(choices):
         sel = choices == i
-        out[sel] = denoise_set(array.runner(int(i)), _subset(run, sel), desc=f"{desc}: {array.table[i].name}")
-    return keep_share(pairs["noisy"], out, weights)
+        out[sel] = denoise_from_floor(array.runner(int(i)), _subset(pairs, sel), array.table[0].shot_min,
+                                      desc=f"{desc}: {array.table[i].name}")
+    return out
 
 
 def compare(array: ModelArray, single: Runner, pairs: dict, single_name: str = "single") -> dict:

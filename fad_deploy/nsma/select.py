@@ -63,12 +63,11 @@ class Selection:
     weight: float
 
 
-def run_level(table: list[SubRange], shot: float) -> tuple[float, float]:
-    """The shot level a model of ``table`` runs at for an image at ``shot``, and the share of the
-    network's change to keep (:data:`SELECTION_RULE`): below the table, its floor and shot / floor
-    (the network, told of more noise than there is, over-smooths: the weaker the true noise, the
-    less of its change is kept); else shot and 1."""
-    floor = table[0].shot_min
+def run_level(floor: float, shot: float) -> tuple[float, float]:
+    """The shot level a model (or array) whose range starts at ``floor`` runs at for an image at
+    ``shot``, and the share of the network's change to keep (:data:`SELECTION_RULE`): below the
+    floor, the floor and shot / floor (the network, told of more noise than there is, over-smooths:
+    the weaker the true noise, the less of its change is kept); else shot and 1."""
     return (shot, 1.0) if shot >= floor else (floor, shot / floor)
 
 
@@ -123,7 +122,7 @@ def select_model(table: list[SubRange], shot: float, source: str = "given") -> S
     if not (shot > 0 and math.isfinite(shot)):
         raise FadError(f"shot-noise level {shot!r} must be a positive number")
     last = len(table) - 1
-    run_shot, weight = run_level(table, shot)
+    run_shot, weight = run_level(table[0].shot_min, shot)
     inside = [i for i, e in enumerate(table) if e.contains(shot, i == last)]
     i = inside[0] if inside else min(range(len(table)), key=lambda k: table[k].log_distance(shot))
     e = table[i]
