@@ -17,7 +17,7 @@ from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
 
 RESIDUAL_BASE_KEY = "residual_base"  # what a quantized file's residual is added to: rule and input grid
-from ..runners.tiling import TileSpec, arch_tile_spec
+from ..runners.tiling import BORDER, TileSpec, arch_tile_spec
 
 MANIFEST = "manifest.json"
 FORMAT = "fad-deploy-export/1"
@@ -31,7 +31,9 @@ FILE_SUFFIX = {  # backend -> file name suffix after the model name
 }
 TILING_KEY = "tiling"  # per model entry: {"tile": [h, w], "margin", "align", "rule"}; absent in older bundles
 TILING_RULE = (
-    "Replicate-pad the packed frame on the bottom/right to a multiple of align. Along each axis, tiles are "
+    f"Mirror {BORDER} pixels of the packed frame onto each of its sides (reflection about the edge pixels, as "
+    "numpy.pad's 'reflect'; cropped off the output), so that the network's zero padding falls outside the "
+    "image. Then replicate-pad the frame on the bottom/right to a multiple of align. Along each axis, tiles are "
     "tile long, or the padded length where that is shorter (a TFLite file runs any multiple of align once its "
     "input is resized; a model that cannot be resized gets the frame padded up to the tile instead). Core k "
     "is [k * c, (k + 1) * c) with c = tile - 2 * margin, clipped to the frame; its tile starts margin before "

@@ -35,6 +35,9 @@ DEFAULT_TILE = 512
 PROBE_BLOCKS = 16  # first probe is this many align-blocks wide; doubled until NaN stays inside
 MAX_PROBE = 4096
 PLANES = 4  # packed RGGB input planes
+# Packed pixels mirrored onto every side of a frame before it is run (and cropped off after):
+# the networks' zero padding then falls outside the image, not on its first rows and columns.
+BORDER = 16
 Span = tuple[int, int, int, int]  # along one axis: tile start, tile end, core start, core end
 
 
@@ -156,9 +159,16 @@ def tiled_run(runner: Runner, u: np.ndarray, spec: TileSpec, tile: int | None = 
     return out[..., :h, :w]
 
 
+def mirrored(u: np.ndarray, border: int = BORDER) -> np.ndarray:
+    """(N, C, H, W) with ``border`` pixels mirrored onto every side (about the edge pixels; packed
+    planes keep their colours)."""
+    return np.pad(u, ((0, 0), (0, 0), (border, border), (border, border)), mode="reflect")
+
+
 class TiledRunner(Runner):
-    """Any runner, run tile by tile (:func:`tiled_run`): frames of any size, with the memory
-    of one tile, and the output of one run on the whole (padded) frame."""
+    """Any runner, run tile by tile (:func:`tiled_run`) on the frame with :data:`BORDER` pixels
+    mirrored onto every side: frames of any size, with the memory of one tile, and the output of
+    one run on the whole (padded) frame."""
 
     def __init__(self, inner: Runner, spec: TileSpec, tile: int | None = None):
         self.inner, self.spec, self.tile = inner, spec, tile  # tile: packed side for any-size runners
@@ -166,4 +176,6 @@ class TiledRunner(Runner):
 
     def run_network(self, u: np.ndarray) -> np.ndarray:
         # The inner runner's run() already adds any residual, so this output is final.
-        return tiled_run(self.inner, u, self.spec, self.tile, progress=True)
+        h, w = u.shape[-2:]
+        out = tiled_run(self.inner, mirrored(u), self.spec, self.tile, progress=True)
+        return out[..., BORDER : BORDER + h, BORDER : BORDER + w]
