@@ -3,15 +3,17 @@ lies below or above the levels its models learnt (1e-4 to 1.2e-2), run four ways
 
 - at a: the nearest model run at the image's own level (what fad-denoise did before);
 - at the range's end: the nearest model run at the range's floor (below) or top (above);
-- at the floor, share kept: below the range, the floor's output blended with the input, keeping
-  the share a / floor of the network's change (fad_deploy.nsma.select.run_level, the rule
-  fad-denoise and fad-eval follow below the range; above it they run at a).
+- at the floor, a share of the change kept: below the range, the floor's output blended with
+  the input, keeping the share a / floor of the network's change, or (shipped: the rule
+  fad-denoise and fad-eval follow, fad_deploy.data.noise.floor_level) the share
+  w = (a x + b) / (floor x + b), the image's noise variance at its mean level x over the one
+  the network is told of. Above the range they run at a.
 
-Held-out photos (the fetched test photos, never used in training), one seeded crop each, with
-synthetic noise at each a and read noise on UPI's line and at b = 1e-5; each image is first
+Synthetic noise at each a, with read noise on UPI's line and at b = 1e-5; each image is first
 taken to the level fad-denoise runs it at (network_noise, for read-dominated images), as
-fad-denoise does. The share a / floor was chosen against sqrt(a / floor) (also shown) on the
-validation photos (`--validation`: scikit-image's, 3 crops each, results tagged "validation").
+fad-denoise does. Held-out photos (the fetched test photos, never used in training), one seeded
+crop each; the rule was chosen on the validation photos (`--validation`: scikit-image's, 3 crops
+each, written to out_of_range-validation.*).
 
     python benchmarks/out_of_range.py [--validation] [--crop 128] [--seed 0] [--backend tflite-int8]
 
@@ -70,9 +72,7 @@ def row(array, pairs: dict) -> dict:
     at_end = run_at(array, pairs, np.clip(pairs["shot"], floor, top))
     result = {"noisy": psnr(pairs["noisy"]), "at_a": psnr(run_at(array, pairs, pairs["shot"])), "at_end": psnr(at_end)}
     if (pairs["shot"] < floor).any():
-        share = np.minimum(pairs["shot"] / floor, 1.0)
-        result["share_kept"] = psnr(keep_share(pairs["noisy"], at_end, share))
-        result["sqrt_share_kept"] = psnr(keep_share(pairs["noisy"], at_end, np.sqrt(share)))
+        result["a_share_kept"] = psnr(keep_share(pairs["noisy"], at_end, np.minimum(pairs["shot"] / floor, 1.0)))
     result["shipped"] = psnr(array_denoise(array, pairs, array_choices(array, pairs)))
     return result
 
@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
 def markdown(result: dict, argv: list[str]) -> str:
     s, (floor, top) = result["set"], result["range"]
     crops = count(s["crops_per_image"], f"{s['crop']}x{s['crop']} packed crop")
-    keys = ("noisy", "at_a", "at_end", "share_kept", "sqrt_share_kept", "shipped")
+    keys = ("noisy", "at_a", "at_end", "a_share_kept", "shipped")
     table = [[f"{r['shot']:g}", f"{r['read']:.3g}", *(f"{r[k]:.2f}" if k in r else "" for k in keys)]
              for r in result["rows"]]
     below = [r for r in result["rows"] if r["shot"] < floor]
@@ -123,12 +123,14 @@ def markdown(result: dict, argv: list[str]) -> str:
         f"{s['images']} photos ({s['photos']}), {crops} each (seed {s['seed']}), "
         f"synthetic noise of variance a x + b; the array ({result['array']}, {result['backend']}, range a = "
         f"{floor:g} to {top:g}) picks the model nearest the image's level and runs it at a, at the range's end "
-        "(floor or top), or, below the range, at the floor with the share a / floor of its change kept (the "
-        "output blended with the input). Read-dominated images are first taken to network_noise's level, as "
-        "fad-denoise does. RAW PSNR (dB), mean over the crops; 'shipped' is what fad-denoise and fad-eval now do.",
+        "(floor or top), or, below the range, at the floor with a share of its change kept (the output blended "
+        "with the input): a / floor, or w = (a x + b) / (floor x + b), the image's noise variance at its mean "
+        "level x over the floor's. Read-dominated images are first taken to network_noise's level, as fad-denoise "
+        "does. RAW PSNR (dB), mean over the crops; 'shipped' is what fad-denoise and fad-eval do: w below the "
+        "range, a above it.",
         "",
         markdown_table(["a", "b", "noisy", "run at a", "run at the range's end", "at the floor, a / floor kept",
-                        "at the floor, sqrt(a / floor) kept", "shipped"], table),
+                        "shipped"], table),
         "",
         f"Below the range the shipped rule beats running at a by {min(r['shipped'] - r['at_a'] for r in below):+.2f} "
         f"to {max(r['shipped'] - r['at_a'] for r in below):+.2f} dB and the noisy input by "

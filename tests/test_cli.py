@@ -155,7 +155,7 @@ def test_eval_runs_read_dominated_images_as_fad_denoise_does(tmp_path, capsys):
 
 def test_eval_runs_images_below_the_range_as_fad_denoise_does(tmp_path, capsys):
     """A shipped student run at a = 1e-6 (below its training floor, 1e-4) returned garbage; run at
-    the floor with a / floor of its change kept it stays at least as good as the noisy input."""
+    the floor with part of its change kept it stays at least as good as the noisy input."""
     save_pairs(tmp_path / "low.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-6], seed=0))
     result = fad_eval(["--set", str(tmp_path / "low.npz"), "fan-student", "--threads", "1"])
     assert "1 of 1 images lie below a network's noise range (a < 0.0001)" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fad_deploy.cli.denoise import main as fad_denoise
-from fad_deploy.data.noise import SHOT_RANGE, NoiseParams, add_noise, load_profiles, read_from_shot
+from fad_deploy.data.noise import SHOT_RANGE, NoiseParams, add_noise, floor_level, load_profiles, read_from_shot
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.raw_io import RawImage, read_raw
 from fad_deploy.data.synth import save_pairs, synth_pairs
@@ -25,8 +25,8 @@ from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
 from fad_deploy.nsma.noise_level import noise_for
 from fad_deploy.nsma.partition import subranges
-from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, keep_share, parse_table, run_level,
-                                    select_model, table_from_manifest)
+from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, keep_share, parse_table, select_model,
+                                    table_from_manifest)
 from fad_deploy.runners.tiling import BORDER, TiledRunner, mirrored
 from fad_deploy.runners.torch_runner import TorchRunner
 from test_raw_io import make_dng  # the DNG writer of the RAW-reading tests (a camera-style file)
@@ -87,13 +87,7 @@ def test_selection_clamps_out_of_range_with_a_warning():
         high = select_model(table, 0.5)
     assert (low.index, low.clamped) == (0, True) and (high.index, high.clamped) == (3, True)
     assert "clamped" in low.reason and "m3" in high.reason
-    # below the range: run at its floor, a / floor of the change kept; above it: run at a
-    floor = table[0].shot_min
-    assert (low.run_shot, low.weight) == (floor, pytest.approx(1e-6 / floor))
-    assert (high.run_shot, high.weight) == (0.5, 1)
-    assert f"run at a={floor:.3g} with 0.01 of its change kept" in low.reason
-    inside = select_model(table, 1e-3)
-    assert (inside.run_shot, inside.weight) == (1e-3, 1.0) and run_level(floor, 1e-3) == (1e-3, 1.0)
+    assert f"run at a={table[0].shot_min:.3g} with part of its change kept" in low.reason
     gappy = [SubRange("a", "a.pt", 1e-4, 2e-4), SubRange("b", "b.pt", 1e-3, 2e-3)]
     with pytest.warns(ShotOutOfRangeWarning):  # in a gap: nearest in log a
         assert select_model(gappy, 3e-4).index == 0
@@ -101,6 +95,14 @@ def test_selection_clamps_out_of_range_with_a_warning():
     for bad in (0.0, -1e-3, float("nan"), float("inf")):
         with pytest.raises(FadError, match="positive"):
             select_model(table, bad)
+
+
+def test_below_the_floor_a_network_runs_at_it_keeping_the_variance_ratio_of_its_change():
+    floor, x = SHOT_RANGE[0], 0.25
+    assert floor_level(NoiseParams(1e-3, 1e-5), x, floor) == (NoiseParams(1e-3, 1e-5), 1.0)  # above: as it is
+    run, w = floor_level(NoiseParams(1e-6, 1e-5), x, floor)
+    assert run == NoiseParams(floor, 1e-5) and w == pytest.approx((1e-6 * x + 1e-5) / (floor * x + 1e-5))
+    assert floor_level(NoiseParams(1e-6, 0.0), 0.0, floor)[1] == pytest.approx(1e-2)  # a black frame: x at 1e-3
 
 
 def test_keep_share_blends_each_image_by_its_weight():
@@ -468,12 +470,13 @@ def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array
 
 def test_denoise_below_the_range_runs_at_its_floor_and_keeps_a_share(tmp_path, array_dir, capsys):
     """A network run at a far below the levels it learnt returns garbage: below the array's range
-    the first model runs at the range's floor and a / floor of its change is kept."""
+    the first model runs at the range's floor and keeps the share of its change that the image's
+    noise variance is of the floor's."""
     floor = SHOT_RANGE[0]
     pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-6], seed=0, read=1e-9)
     save_pairs(tmp_path / "low.npz", pairs)
     save_pairs(tmp_path / "floor.npz", {**pairs, "shot": np.full_like(pairs["shot"], floor)})
-    with pytest.warns(ShotOutOfRangeWarning, match="with 0.01 of its change kept"):
+    with pytest.warns(ShotOutOfRangeWarning, match="with part of its change kept"):
         code, _, err = run_denoise(capsys, tmp_path / "low.npz", "--model-bundle", array_dir)
     assert code == 0, err
     code, _, err = run_denoise(capsys, tmp_path / "floor.npz", "--model-bundle", array_dir)
@@ -481,7 +484,9 @@ def test_denoise_below_the_range_runs_at_its_floor_and_keeps_a_share(tmp_path, a
     with np.load(tmp_path / "low-denoised.npz") as low, np.load(tmp_path / "floor-denoised.npz") as at_floor:
         change = at_floor["denoised"] - pairs["noisy"]
         assert np.abs(change).max() > 1e-3
-        np.testing.assert_allclose(low["denoised"] - pairs["noisy"], 0.01 * change, atol=1e-6)
+        w = floor_level(NoiseParams(1e-6, 1e-9), pairs["noisy"][0].mean(), floor)[1]
+        assert 0.009 < w < 0.011
+        np.testing.assert_allclose(low["denoised"] - pairs["noisy"], w * change, atol=1e-6)
 
 
 def test_denoise_bad_input_exits_2_without_outputs(tmp_path, array_dir, capsys):

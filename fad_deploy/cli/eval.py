@@ -146,7 +146,8 @@ def evaluate(args) -> dict:
     if below:
         print(f"fad-eval: {below} of {len(pairs['noisy'])} images lie below a network's noise range "
               f"(a < {highest_floor:g}): "
-              "it runs them at its floor with a / floor of its change kept, as fad-denoise runs them", file=sys.stderr)
+              "it runs them at its floor and keeps the share of its change that their noise variance is of the "
+              "floor's, as fad-denoise runs them", file=sys.stderr)
     rows, per_level = [], {}
     noisy = score(pairs["noisy"], pairs)
     rows.append({"model": "noisy", "backend": "-", **noisy.mean(), "gmacs_per_megapixel": None})

@@ -115,6 +115,21 @@ def network_noise(noise: NoiseParams, mean_level: float, dominance: float = READ
     return NoiseParams(noise.shot + moved / x, noise.read - moved)
 
 
+def floor_level(noise: NoiseParams, mean_level: float, floor: float) -> tuple[NoiseParams, float]:
+    """The level to run a network whose noise range starts at shot level ``floor`` at, for an image
+    with noise ``noise`` whose pixels average ``mean_level``, and the share of the network's change
+    to keep. At or above the floor: (noise, 1). Below it: (floor, b), since a network run far below
+    the levels it learnt returns garbage, and w = (a x + b) / (floor x + b), the image's noise
+    variance at x over the one the network is told of; the network then over-smooths, the more so
+    the smaller w, and output = input + w (network output - input) keeps w of its change
+    (benchmarks/results/out_of_range*.md)."""
+    if noise.shot >= floor:
+        return noise, 1.0
+    x = max(float(mean_level), MEAN_FLOOR)
+    run = NoiseParams(float(floor), noise.read)
+    return run, float(noise.variance(x) / run.variance(x))
+
+
 def anchor_at(shot: float) -> NoiseParams:
     """The anchor noise level for a shot level, read noise from UPI's regression."""
     return NoiseParams(float(shot), float(read_from_shot(shot)))

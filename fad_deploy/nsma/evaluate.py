@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.dataset import CacheConfig
+from ..data.noise import NoiseParams, floor_level
 from ..data.photos import SKIMAGE_PHOTOS, default_cache_dir, list_photos, load_photo, skimage_photo
 from ..data.synth import synth_pairs
 from ..evaluate.quality import Scores, denoise_set, score
 from ..runners.base import Runner
 from .array import ModelArray
 from .estimate import estimate_noise
-from .select import ShotOutOfRangeWarning, SubRange, keep_share, run_level
+from .select import ShotOutOfRangeWarning, SubRange, keep_share
 
 TEST_PHOTOS = "photos/test"  # under $FAD_CACHE: `fad-data fetch`'s held-out photos
 
@@ -86,11 +87,14 @@ def array_choices(array: ModelArray, pairs: dict) -> np.ndarray:
 
 def denoise_from_floor(runner: Runner, pairs: dict, floor: float, desc: str = "") -> np.ndarray:
     """Denoise each image at the noise level ``pairs`` gives it as fad-denoise runs a model whose
-    range starts at ``floor`` (:func:`.select.run_level`: below it, at the floor with part of the
-    change kept)."""
-    levels, weights = zip(*(run_level(floor, float(a)) for a in pairs["shot"]))
-    out = denoise_set(runner, {**pairs, "shot": np.array(levels, pairs["shot"].dtype)}, desc=desc)
-    return keep_share(pairs["noisy"], out, weights)
+    range starts at ``floor`` (:func:`fad_deploy.data.noise.floor_level`: below it, at the floor
+    with part of the change kept)."""
+    means = pairs["noisy"].mean(axis=(1, 2, 3))
+    levels, weights = zip(*(floor_level(NoiseParams(float(a), float(b)), m, floor)
+                            for a, b, m in zip(pairs["shot"], pairs["read"], means)))
+    run = {**pairs, "shot": np.array([n.shot for n in levels], pairs["shot"].dtype),
+           "read": np.array([n.read for n in levels], pairs["read"].dtype)}
+    return keep_share(pairs["noisy"], denoise_set(runner, run, desc=desc), weights)
 
 
 def array_denoise(array: ModelArray, pairs: dict, choices: np.ndarray, desc: str = "array") -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import FolderPath, require_output
-from ..data.noise import READ_DOMINANCE, NoiseParams, network_noise
+from ..data.noise import READ_DOMINANCE, NoiseParams, floor_level, network_noise
 from ..data.raw_io import read_raw, write_dng
 from ..data.synth import load_pairs
 from ..errors import FadError, count
@@ -61,6 +61,7 @@ class Plan:
     noise: list[NoiseParams]
     noise_source: list[str]
     selections: list[Selection]
+    runs: list[tuple[NoiseParams, float]]  # per frame, the level its model runs at and the share kept (floor_level)
 
     def summary(self) -> str:
         if not self.is_set:
@@ -159,7 +160,8 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
     selections = [array.select(n.shot, s) for n, s in zip(noise, sources)]
     for index in sorted({s.index for s in selections}):
         array.runner(index)  # a missing or broken model fails now, before any output
-    return Plan(path, path.suffix.lower() == SET_SUFFIX, out, preview, noise, sources, selections)
+    runs = [floor_level(n, m, array.table[0].shot_min) for n, m in zip(noise, means)]
+    return Plan(path, path.suffix.lower() == SET_SUFFIX, out, preview, noise, sources, selections, runs)
 
 
 def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarray:
@@ -167,11 +169,10 @@ def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarr
     it (its noise level, or below the array's range the range's floor with part of the change kept)."""
     out = np.empty_like(noisy, dtype=np.float32)
     choices = np.array([s.index for s in plan.selections])
-    levels = [NoiseParams(s.run_shot, n.read) for s, n in zip(plan.selections, plan.noise)]
     for index in np.unique(choices):
         frames = np.flatnonzero(choices == index)
-        out[frames] = array.denoise(noisy[frames], [levels[k] for k in frames], int(index))
-    return keep_share(noisy, out, [s.weight for s in plan.selections])
+        out[frames] = array.denoise(noisy[frames], [plan.runs[k][0] for k in frames], int(index))
+    return keep_share(noisy, out, [w for _, w in plan.runs])
 
 
 def keep_clipped(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:

@@ -21,9 +21,10 @@ SELECTION_RULE = (
     "Use the entry with shot_min <= a < shot_max (the last entry also takes a == shot_max). "
     "If a is outside every entry, use the entry nearest in log(a) (the first below the range, "
     "the last above it) and warn that a is out of range. Above the range the model runs at a. "
-    "Below it the model runs at the first entry's shot_min (a network run at a level far below "
-    "those it learnt returns garbage) and its output is blended with the input, keeping the share "
-    "a / shot_min of its change: output = input + (a / shot_min) * (network output - input)."
+    "Below it the model runs at a = the first entry's shot_min, b unchanged (a network run far below "
+    "the levels it learnt returns garbage), and its output is blended with the input, keeping the share "
+    "w = (a x + b) / (shot_min x + b) of its change, x the image's mean level (at least 1e-3): "
+    "output = input + w * (network output - input)."
 )
 # how far outside the table a may lie and count as on its end, not out of range: a range end
 # stored in float32 (as fad-data synth sets store a) is rounded by up to 6e-8 relative
@@ -59,21 +60,11 @@ class Selection:
     shot: float
     clamped: bool  # a was outside every sub-range
     reason: str
-    run_shot: float  # the level the model runs at, and the share of its change kept (see run_level)
-    weight: float
-
-
-def run_level(floor: float, shot: float) -> tuple[float, float]:
-    """The shot level a model (or array) whose range starts at ``floor`` runs at for an image at
-    ``shot``, and the share of the network's change to keep (:data:`SELECTION_RULE`): below the
-    floor, the floor and shot / floor (the network, told of more noise than there is, over-smooths:
-    the weaker the true noise, the less of its change is kept); else shot and 1."""
-    return (shot, 1.0) if shot >= floor else (floor, shot / floor)
 
 
 def keep_share(noisy: np.ndarray, denoised: np.ndarray, weight) -> np.ndarray:
     """``noisy`` plus the share ``weight`` (a number, or one per image of an (N, ...) batch) of the
-    network's change (see :func:`run_level`)."""
+    network's change (see :func:`fad_deploy.data.noise.floor_level`)."""
     weight = np.asarray(weight, np.float32).reshape(np.shape(weight) + (1,) * (noisy.ndim - np.ndim(weight)))
     return np.where(weight < 1, noisy + weight * (denoised - noisy), denoised)  # a whole change: exactly it
 
@@ -122,18 +113,18 @@ def select_model(table: list[SubRange], shot: float, source: str = "given") -> S
     if not (shot > 0 and math.isfinite(shot)):
         raise FadError(f"shot-noise level {shot!r} must be a positive number")
     last = len(table) - 1
-    run_shot, weight = run_level(table[0].shot_min, shot)
     inside = [i for i, e in enumerate(table) if e.contains(shot, i == last)]
     i = inside[0] if inside else min(range(len(table)), key=lambda k: table[k].log_distance(shot))
     e = table[i]
     if inside or e.log_distance(shot) <= math.log1p(ROUNDING_RTOL):
         reason = (f"shot noise a={shot:.3g} ({source}) is in sub-range {i} "
                   f"[{e.shot_min:.3g}, {e.shot_max:.3g}] -> {e.name}")
-        return Selection(i, e, shot, False, reason, run_shot, weight)
+        return Selection(i, e, shot, False, reason)
     side = "below" if shot < e.shot_min else "above"
     reason = (f"shot noise a={shot:.3g} ({source}) is {side} every sub-range "
               f"[{table[0].shot_min:.3g}, {table[-1].shot_max:.3g}]: clamped to the nearest, sub-range {i} "
               f"[{e.shot_min:.3g}, {e.shot_max:.3g}] -> {e.name}"
-              + (f", run at a={run_shot:.3g} with {weight:.2g} of its change kept" if weight < 1 else ""))
+              + (f", run at a={e.shot_min:.3g} with part of its change kept (see the selection rule)"
+                 if shot < e.shot_min else ""))
     warnings.warn(reason, ShotOutOfRangeWarning, stacklevel=2)
-    return Selection(i, e, shot, True, reason, run_shot, weight)
+    return Selection(i, e, shot, True, reason)
