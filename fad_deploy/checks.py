@@ -198,6 +198,7 @@ input_file, input_folder, input_path = InputPath("file"), InputPath("folder"), I
 output_file, output_folder, output_path = OutputPath("file"), OutputPath("folder"), OutputPath("any")
 npz_output = OutputPath("file", (".npz",))  # sets and caches: readers tell them by their suffix
 plot_output = OutputPath("file", (".png", ".pdf", ".svg"))
+json_output = OutputPath("file", (".json",))
 
 
 def argument_name(action: argparse.Action) -> str:
@@ -217,9 +218,15 @@ def path_values(namespace: argparse.Namespace, action: argparse.Action) -> list[
     return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Path)]
 
 
+def replaces_a_file_in(path: Path, folder: Path) -> bool:
+    """Whether writing ``path`` would replace an existing file inside ``folder`` (at any depth)."""
+    target = path.resolve()
+    return folder.is_dir() and folder.resolve() in target.parents and target.is_file()
+
+
 def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) -> str | None:
     """The error for an output argument whose path is also an input argument's or another
-    output argument's, or None."""
+    output argument's, or would replace a file inside an input folder, or None."""
     inputs = {p.resolve(): argument_name(a) for a in actions if isinstance(a.type, InputPath)
               for p in path_values(namespace, a)}
     outputs: dict[Path, str] = {}
@@ -228,6 +235,10 @@ def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) ->
             for path in path_values(namespace, action):
                 if path.resolve() in inputs:
                     return f"argument {argument_name(action)}: {path} is also an input ({inputs[path.resolve()]})"
+                inside = next((f for f in inputs if replaces_a_file_in(path, f)), None)
+                if inside is not None:
+                    return (f"argument {argument_name(action)}: {path} would replace a file inside the input folder "
+                            f"{inside} ({inputs[inside]}); write elsewhere")
                 if path.resolve() in outputs:
                     return f"argument {argument_name(action)}: {path} is also an output ({outputs[path.resolve()]})"
                 outputs[path.resolve()] = argument_name(action)
@@ -236,10 +247,14 @@ def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) ->
 
 def require_not_input(path: Path | None, inputs: list[tuple[str, Path]], what: str) -> None:
     """A FadError when the output ``path`` is one of the ``inputs`` ((what it is, path) pairs) a
-    command reads, which :func:`path_clash` cannot see (found from names, paths or settings)."""
+    command reads, which :func:`path_clash` cannot see (found from names, paths or settings), or
+    would replace a file inside an input that is a folder (a bundle's manifest or models)."""
     for kind, source in inputs:
         if path is not None and path.resolve() == Path(source).resolve():
             raise FadError(f"{what}: {path} is also an input ({kind})")
+        if path is not None and replaces_a_file_in(path, Path(source)):
+            raise FadError(f"{what}: {path} would replace a file inside the input folder {source} ({kind}); "
+                           "write elsewhere")
 
 
 def require_not_model(path: Path | None, models: list[Path], what: str) -> None:

@@ -4,6 +4,7 @@ the argument or file, exit code 2, and nothing written."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from fad_deploy.cli import bench, data, denoise, eval as eval_cli, export, train
 from fad_deploy.data.patch_cache import CacheConfig, build_patch_cache
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import PAIR_KEYS, save_pairs, synth_pairs
-from fad_deploy.models.registry import Checkpoint, build, model_config
+from fad_deploy.models.registry import Checkpoint, build, model_config, models_dir
 from fad_deploy.nsma.pipeline import output_paths
 
 READ_ONLY = "/proc"  # no files can be created there, not even by root
@@ -139,8 +140,10 @@ CASES = [
      "{in}/tiny.pt and {in}/copy/tiny.pt: two models named 'tiny' would share their rows"),
     (eval_cli, "--set {in}/photos", "argument --set: {in}/photos: is a folder, not a file"),
     (eval_cli, "--set {in}/empty.npz fan-student --json {out}/q.json", "{in}/empty.npz: the set holds no pairs"),
-    (eval_cli, "--set {in}/set.npz --json {in}/set.npz", "argument --json: {in}/set.npz is also an input (--set)"),
-    (eval_cli, "--set {in}/set.npz --json {in}/photos/../set.npz", "is also an input (--set)"),
+    (eval_cli, "--set {in}/set.npz --json {in}/set.npz", "argument --json: {in}/set.npz: expected a .json file"),
+    (bench, "{in}/tiny.pt --quality {in}/quality.json --json {in}/quality.json",
+     "argument --json: {in}/quality.json is also an input (--quality)"),
+    (bench, "{in}/tiny.pt --quality {in}/quality.json --json {in}/photos/../quality.json", "is also an input (--quality)"),
     (eval_cli, "--set {in}/set.npz --json {in}/afile/q.json",
      "argument --json: {in}/afile/q.json: {in}/afile is a file"),
     (eval_cli, "--set {in}/set.npz --json " + READ_ONLY + "/q.json", "cannot write in /proc"),
@@ -157,8 +160,8 @@ CASES = [
     (eval_cli, "--images {in}/photos no-such-model --json {out}/q.json", "unknown model 'no-such-model'"),
     (eval_cli, "--set {in}/set.npz --nsma /nowhere", "/nowhere: no such model array folder or checkpoint"),
     (eval_cli, "--set {in}/set.npz {in}/photos", "{in}/photos: is a folder, not a checkpoint file"),
-    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --json {in}/tiny.pt",
-     "argument --json: {in}/tiny.pt is also an input (a model)"),
+    (eval_cli, "--set {in}/set.npz {in}/tiny.pt --json {in}/tiny.pt", "argument --json: {in}/tiny.pt: expected a "
+     ".json file"),
     (eval_cli, "--set {in}/truncated.npz {in}/tiny.pt", "{in}/truncated.npz: cannot read evaluation set"),
     (eval_cli, "--set {in}/short-shot.npz {in}/tiny.pt",
      "{in}/short-shot.npz: shot must have shape (2,), one per pair, got (1,)"),
@@ -208,13 +211,11 @@ CASES = [
     (bench, "{in}/tiny.pt --backends torch --plot {out}/p.png --quality {in}/other-quality.json",
      "argument --plot: none of the models timed (tiny) is in {in}/other-quality.json (other)"),
     (bench, "no-such-model --quality {in}/afile", "{in}/afile: not a fad-eval results file"),  # before anything else
-    (bench, "--json {out}/b.svg --plot {out}/b.svg", "argument --plot: {out}/b.svg is also an output (--json)"),
-    (bench, "no-such-model --json {out}/b.png --quality {in}/quality.json",
-     "argument --json: {out}/b.png is also where the plot goes"),
+    (bench, "--json {out}/b.svg --plot {out}/b.svg", "argument --json: {out}/b.svg: expected a .json file"),
     (bench, "no-such-model --json {in}/plot.json --quality {in}/quality.json",
      "plot (--json's name with .png): {in}/plot.png: is a folder"),
-    (bench, "{in}/tiny.pt --backends torch --json {in}/tiny.pt", "argument --json: {in}/tiny.pt is also an input "
-     "(a model)"),
+    (bench, "{in}/tiny.pt --backends torch --json {in}/tiny.pt", "argument --json: {in}/tiny.pt: expected a .json "
+     "file"),
     (bench, "--export-dir {in}/nowhere", "argument --export-dir: {in}/nowhere: no such folder"),
     (bench, "--device adb --timeout 0", "argument --timeout"),
     (bench, "--device adb --noise-a nan", "argument --noise-a"),
@@ -325,6 +326,31 @@ def test_a_trailing_slash_names_an_output_folder_whatever_its_suffix(tmp_path):
     assert as_folder == [(tmp_path / "out.dng" / "a-denoised.dng", tmp_path / "out.dng" / "a-denoised.png")]
     with pytest.raises(argparse.ArgumentTypeError, match="names a folder .trailing /.; give a file name"):
         output_file(str(tmp_path / "x.json") + "/")
+
+
+def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path, capsys):
+    """fad-bench and fad-eval had written their JSON over an input bundle's manifest or a photo."""
+    photos = tmp_path / "photos"
+    shutil.copytree(inputs / "photos", photos)
+    (photos / "notes.json").write_text("{}")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(models_dir().parent / "export" / "fan-nsma", bundle)  # the shipped bundle
+    manifest = (bundle / "manifest.json").read_bytes()
+    cases = [
+        (eval_cli, [str(inputs / "tiny.pt"), "--images", str(photos), "--json", str(photos / "notes.json")],
+         f"fad-eval: error: argument --json: {photos / 'notes.json'} would replace a file inside the input folder "
+         f"{photos} (--images); write elsewhere"),
+        (eval_cli, ["--set", str(inputs / "set.npz"), "--nsma", str(bundle), "--backend", "tflite-int8",
+                    "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
+        (bench, [str(bundle), "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
+        (bench, [str(bundle), "--json", str(bundle / "x.jpg")], "expected a .json file"),
+    ]
+    for cli, argv, message in cases:
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert (bundle / "manifest.json").read_bytes() == manifest and (photos / "notes.json").read_text() == "{}"
 
 
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):

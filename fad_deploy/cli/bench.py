@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checks import given_options, input_file, input_folder, non_empty, non_negative_int, output_file, \
+from ..checks import given_options, input_file, input_folder, non_empty, non_negative_int, json_output, \
     output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
     thread_count
 from ..errors import FadError
@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
                    help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels)")
     p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default on cpu: 10)")
     p.add_argument("--warmup", type=non_negative_int, help="untimed runs first (default on cpu: 3)")
-    p.add_argument("--json", metavar="OUT", type=output_file, help="write the results here (JSON)")
+    p.add_argument("--json", metavar="OUT", type=json_output, help="write the results here (JSON)")
     p.add_argument("--export-dir", metavar="DIR", type=input_folder, help="folder holding <model>/ export folders "
                    "(default: export/ beside models/)")
     p.add_argument("--quality", metavar="JSON", type=input_file, help="fad-eval results for the plot (default: "
@@ -89,7 +89,10 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
     models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
-    require_not_model(args.json, [m.checkpoint for m in models if m.checkpoint], "argument --json")
+    read = [m.checkpoint for m in models if m.checkpoint] + [m.export for m in models]
+    require_not_model(args.json, read, "argument --json")
+    if plot is not None:
+        require_not_model(plot[0], read, "the plot" if args.plot is None else "argument --plot")
     cpu_model = None
     if args.report:
         from ..profile.cpu_model import CpuCostModel
@@ -126,7 +129,7 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
 def plan_plot(args) -> tuple[Path, Path, dict[str, float]] | None:
     """(plot path, quality file, fad-eval's RAW PSNR per model), or None for no plot; checked
     before anything is measured: a given --quality is read, and the default plot path
-    (--json's with .png) must be writable and not the --json file."""
+    (--json's with .png) must be writable."""
     from ..profile.plot import load_quality
 
     given = load_quality(args.quality) if args.quality else None
@@ -135,9 +138,6 @@ def plan_plot(args) -> tuple[Path, Path, dict[str, float]] | None:
     if out is None or not source.is_file():
         return None
     if not args.plot:
-        if out.resolve() == args.json.resolve():
-            raise FadError(f"argument --json: {args.json} is also where the plot goes (the --json name with .png); "
-                           "give the JSON another name or --plot")
         require_output(out, "file", "plot (--json's name with .png)")
     return out, source, given if given is not None else load_quality(source)
 

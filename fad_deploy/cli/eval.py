@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..checks import Number, given_options, input_file, input_folder, non_empty, output_file, positive_int, \
+from ..checks import Number, given_options, input_file, input_folder, json_output, non_empty, positive_int, \
     random_seed, read_noise, require_not_model, shot_noise, thread_count
 from ..data.noise import READ_DOMINANCE
 from ..data.patch_cache import CacheConfig
@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
                    help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
                    "export for the exported backends) alone, or beside the models named; each image goes to the "
                    "sub-range model of its annotated shot level")
-    p.add_argument("--json", metavar="OUT", type=output_file, help="write results as JSON here")
+    p.add_argument("--json", metavar="OUT", type=json_output, help="write results as JSON here")
     p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
     p.add_argument("--levels", type=positive_int,
@@ -122,7 +122,7 @@ def evaluate(args) -> dict:
 
         folder = None if args.nsma is DEFAULT_ARRAY else args.nsma
         arrays = [load_array(folder, backend) for backend in backends]
-    require_not_model(args.json, [path for path, _ in models] + [a.root / e.file for a in arrays for e in a.table],
+    require_not_model(args.json, [path for path, _ in models] + [a.root for a in arrays],
                       "argument --json")
     pairs, info = make_set(args)
     # every runner is made before the scoring, so a missing export stops the run before minutes of work
