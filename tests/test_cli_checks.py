@@ -353,6 +353,17 @@ def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path
     assert (bundle / "manifest.json").read_bytes() == manifest and (photos / "notes.json").read_text() == "{}"
 
 
+def test_an_int8_checkpoint_is_not_exported_as_float(tmp_path, capsys):
+    """Its float network without the quantization's input map had passed validation as another network."""
+    int8 = models_dir() / "nsma" / "fan-nsma-0.int8.pt"
+    with pytest.raises(SystemExit) as e:
+        export.main([str(int8), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip() == f"fad-export: error: {int8}: an int8 QAT checkpoint; export it with " \
+        "--int8 (a float export would drop its quantization and its input map, and run as another network)"
+    assert not (tmp_path / "x").exists()
+
+
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main([str(inputs / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",

@@ -436,3 +436,12 @@ def test_ddp_two_processes_on_cpu_split_the_batch(tmp_path, cache):
     diff = lambda a: max((a[k] - ddp.state_dict[k]).abs().max().item() for k in a)  # noqa: E731
     assert diff(both) < 1e-5
     assert diff(rank0) > 1e-4
+
+
+def test_a_diverged_run_stops_without_saving_nan_weights(tmp_path, cache):
+    """A shot range far below the noise model's made the loss NaN at once: the run had saved and
+    shipped a NaN checkpoint with exit 0."""
+    cfg = load_config("charbonnier", tiny_overrides(tmp_path / "nan", cache, 2, 2, "data.shot_range=[1e-30,1e-29]"))
+    with pytest.raises(FadError, match="the loss is nan at step 2: training diverged"):
+        Trainer(cfg, command="test").fit()
+    assert not (tmp_path / "nan" / "model.pt").exists()

@@ -253,6 +253,9 @@ def quantize_ahead(models: list[tuple[str, Path]], options: ExportOptions, publi
 def export_model(name: str, path: Path, options: ExportOptions, staging: Path, published: Path) -> Exported:
     """Quantize and export one checkpoint into ``staging``; returns its manifest entry."""
     ckpt = load_checkpoint(path)
+    if is_quantized(ckpt) and not options.int8:
+        raise FadError(f"{path}: an int8 QAT checkpoint; export it with --int8 (a float export would drop its "
+                       "quantization and its input map, and run as another network)")
     if "tflite" in options.targets:  # before minutes of QAT
         check_input_size(options.tflite.input_size, Core(ckpt.build()).multiple)
     tiling = tiling_record(ckpt, options.tflite.input_size if "tflite" in options.targets else (DEFAULT_TILE,) * 2)

@@ -384,6 +384,11 @@ class Trainer:
                 rate = seen / max(1e-9, now - t_start)
                 bar.set_postfix(loss=f"{terms['total'].item():.4f}", patches_s=f"{rate:.0f}")
             if self.step % sch.val_every == 0 or self.step == stop:
+                loss = terms["total"].item()
+                if not math.isfinite(loss):  # NaN weights are not saved, let alone shipped
+                    raise FadError(f"{self.cfg.name}: the loss is {loss} at step {self.step}: training diverged "
+                                   "(try a lower schedule.lr, or check data.shot_range and the data); "
+                                   f"{self.out} keeps the last finite checkpoint, if any")
                 val = self.validate() if self.rank == 0 else val
                 if self.rank == 0:
                     self.track_best(val)
