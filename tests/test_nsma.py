@@ -441,6 +441,18 @@ def test_denoise_preview_has_the_frames_size(tmp_path, array_dir, capsys, cfa):
     assert read_raw(tmp_path / "odd-denoised.dng").mosaic().shape == (45, 51)
 
 
+def test_denoise_keeps_the_orientation_and_shows_the_preview_upright(tmp_path, array_dir, capsys):
+    from numpy2dng.dng import Tag
+    from PIL import Image
+
+    values = np.random.default_rng(0).integers(BLACK, WHITE, (40, 64))
+    dng = make_dng(tmp_path / "portrait.dng", values, black=(BLACK,) * 4, white=WHITE, extra=[(Tag.Orientation, 6)])
+    code, out, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "2e-3")
+    assert code == 0, err
+    assert read_raw(tmp_path / "portrait-denoised.dng").kept["Orientation"] == 6
+    assert np.asarray(Image.open(tmp_path / "portrait-denoised.png")).shape == (64, 40, 3)  # turned upright
+
+
 def test_denoise_keeps_clipped_pixels_white(tmp_path, array_dir, capsys):
     planes = np.clip(noisy_crop("astronaut", 2e-3, np.random.default_rng(3)) * 2.5, 0, 1)  # a clipped highlight
     mosaic = RawImage(planes, "RGGB", (0.0,) * 4, 1.0).mosaic()

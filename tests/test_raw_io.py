@@ -30,8 +30,9 @@ def rationals(values):
 
 
 def make_dng(path, values, cfa="RGGB", black=BLACK_TILE, white=WHITE, noise_profile=None, neutral=None,
-             color_matrix=XYZ2CAM, cfa_dim=(2, 2), cfa_codes=None):
-    """A minimal uncompressed 16-bit CFA DNG, the way a camera app would write it."""
+             color_matrix=XYZ2CAM, cfa_dim=(2, 2), cfa_codes=None, extra=()):
+    """A minimal uncompressed 16-bit CFA DNG, the way a camera app would write it (``extra``:
+    more (Tag, value) pairs)."""
     h, w = values.shape
     tags = DNGTags()
     for tag, value in [
@@ -41,7 +42,7 @@ def make_dng(path, values, cfa="RGGB", black=BLACK_TILE, white=WHITE, noise_prof
         (Tag.CFARepeatPatternDim, list(cfa_dim)), (Tag.CFAPattern, cfa_codes or getattr(CFAPattern, cfa)),
         (Tag.BlackLevelRepeatDim, [2, 2]), (Tag.BlackLevel, list(black)), (Tag.WhiteLevel, white),
         (Tag.ColorMatrix1, rationals(color_matrix)), (Tag.CalibrationIlluminant1, 21),
-        (Tag.Make, "Test"), (Tag.Model, "Camera"), (Tag.UniqueCameraModel, "Test Camera"),
+        (Tag.Make, "Test"), (Tag.Model, "Camera"), (Tag.UniqueCameraModel, "Test Camera"), *extra,
     ]:
         tags.set(tag, value)
     if noise_profile is not None:
@@ -181,6 +182,32 @@ def test_write_dng_round_trips_pattern_levels_and_metadata(tmp_path):
     step = 1.0 / (WHITE - max(BLACK_TILE))
     np.testing.assert_allclose(back.planes, denoised, atol=0.5 * step + 1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["den.dng", "in.dng", "out.dng"]  # no temp files
+
+
+def test_write_dng_keeps_the_orientation_camera_and_crop_of_its_source(tmp_path):
+    """A portrait shot came back sideways, with the sensor border shown and another camera's name."""
+    crop = [(Tag.Orientation, 6), (Tag.DefaultCropOrigin, [2, 4]), (Tag.DefaultCropSize, [28, 18])]
+    src = read_raw(make_dng(tmp_path / "in.dng", coded_values(24, 32, "RGGB"), extra=crop))
+    assert src.kept == {"Make": "Test", "Model": "Camera", "UniqueCameraModel": "Test Camera", "Orientation": 6,
+                        "DefaultCropOrigin": [2, 4], "DefaultCropSize": [28, 18]}
+    tags = raw_io.tiff_tags(write_dng(tmp_path / "out.dng", src, src.planes))
+    assert (tags[274], tags[271], tags[272], tags[50708]) == (6, "Test", "Camera", "Test Camera")
+    assert (list(np.ravel(tags[50719])), list(np.ravel(tags[50720]))) == ([2, 4], [28, 18])
+    outside = read_raw(make_dng(tmp_path / "bad.dng", coded_values(24, 32, "RGGB"),
+                                extra=[(Tag.DefaultCropOrigin, [10, 0]), (Tag.DefaultCropSize, [28, 18])]))
+    assert "DefaultCropOrigin" not in outside.kept  # a crop beyond the frame is dropped, not written
+
+
+def test_shown_turns_an_image_as_its_orientation_says():
+    image = np.arange(2 * 3).reshape(2, 3)
+    turned = {o: RawImage(np.zeros((4, 1, 1), np.float32), "RGGB", (0.0,) * 4, 1.0,
+                          kept={"Orientation": o}).shown(image) for o in range(1, 9)}
+    np.testing.assert_array_equal(turned[1], image)
+    np.testing.assert_array_equal(turned[3], image[::-1, ::-1])
+    np.testing.assert_array_equal(turned[6], np.rot90(image, -1))  # 90 degrees clockwise to be upright
+    np.testing.assert_array_equal(turned[8], np.rot90(image, 1))
+    np.testing.assert_array_equal(turned[2], image[:, ::-1])
+    np.testing.assert_array_equal(turned[5], image.T)
 
 
 def test_write_dng_rejects_bad_planes_and_is_atomic(tmp_path, monkeypatch):

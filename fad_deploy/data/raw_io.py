@@ -45,6 +45,13 @@ LIBRAW_MIN_SIDE = 22  # LibRaw calls a smaller image "not RAW" (21x32 refused, 2
 AS_SHOT_NEUTRAL_TAG = 50728
 COLOR_MATRIX_TAGS = (50722, 50721)  # ColorMatrix2 (usually D65), then ColorMatrix1
 DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
+# Tags a written DNG keeps from its source (TIFF-based files): how to show it, the camera (raw
+# editors find their profile for it by UniqueCameraModel), and the crop of the area LibRaw reads
+# as the visible image (DefaultCrop is relative to the ActiveArea, which that area is).
+ORIENTATION_TAG = 274
+CAMERA_TAGS = {271: "Make", 272: "Model", 50708: "UniqueCameraModel"}
+CROP_TAGS = {50719: "DefaultCropOrigin", 50720: "DefaultCropSize"}
+WRITER = "fad-deploy"
 
 DND_CFA = "RGGB"  # DND .mat files carry no CFA tag; override with read_raw(..., cfa=...)
 NORMALISED_SLACK = 0.5  # .mat values this far outside [0, 1] mean the data is not normalised
@@ -66,6 +73,7 @@ class RawImage:
     source: str = ""
     format: str = ""
     odd: tuple[int, int] = (0, 0)  # rows, columns added at the bottom/right to make an odd mosaic even
+    kept: dict | None = None  # source tags a written DNG keeps, by name (kept_tags)
 
     def mosaic(self, planes: np.ndarray | None = None) -> np.ndarray:
         """``planes`` (default: this image's) back in the file's own pattern and size."""
@@ -86,6 +94,16 @@ class RawImage:
         dy, dx = RED_OFFSET[self.cfa]
         h, w = self.mosaic_shape
         return image[dy : dy + h, dx : dx + w]
+
+    def shown(self, image: np.ndarray) -> np.ndarray:
+        """An (H, W, ...) image of the frame turned as a viewer shows the file: its TIFF Orientation
+        (1: as stored, 3: turned 180 degrees, 6 / 8: 90 clockwise / anticlockwise; 2, 4, 5, 7 mirrored)."""
+        orientation = (self.kept or {}).get("Orientation", 1)
+        if orientation in (5, 6, 7, 8):
+            image = np.swapaxes(image, 0, 1)  # stored rows become columns
+        flip_rows = orientation in (3, 4, 7, 8)
+        flip_cols = orientation in (2, 3, 6, 7)
+        return image[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
 
     def isp_meta(self) -> dict:
         """Metadata for :func:`fad_deploy.isp.process.preview_rgb` (neutral where the file says nothing)."""
@@ -234,6 +252,34 @@ def tiff_tags(path: Path) -> dict[int, object]:
     return tags
 
 
+def kept_tags(tags: dict[int, object], mosaic_shape: tuple[int, int]) -> dict:
+    """The tags (by name) a denoised DNG keeps from its source's ``tags``, those that are sane:
+    an Orientation of 1-8, camera names, and a default crop inside the (H, W) mosaic."""
+    kept = {name: tags[code].strip() for code, name in CAMERA_TAGS.items()
+            if isinstance(tags.get(code), str) and tags[code].strip()}
+    if tags.get(ORIENTATION_TAG) in range(1, 9):
+        kept["Orientation"] = int(tags[ORIENTATION_TAG])
+    try:
+        (x0, y0), (cw, ch) = ([round(float(v[0]) / float(v[1]) if isinstance(v, tuple) else float(v))
+                              for v in _pairs(tags[code])] for code in CROP_TAGS)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return kept
+    if min(x0, y0) >= 0 and min(cw, ch) > 0 and x0 + cw <= mosaic_shape[1] and y0 + ch <= mosaic_shape[0]:
+        kept.update(DefaultCropOrigin=[x0, y0], DefaultCropSize=[cw, ch])
+    return kept
+
+
+def _pairs(value) -> list:
+    """A crop tag's two values as tifffile gives them: numbers, or rationals as (num, den) pairs
+    (flat or nested)."""
+    flat = list(np.ravel(value))
+    if len(flat) == 4:  # two rationals, flat
+        return [(flat[0], flat[1]), (flat[2], flat[3])]
+    if len(flat) != 2:
+        raise ValueError(value)
+    return flat
+
+
 def read_libraw(path: Path) -> RawImage:
     """DNG and the camera formats LibRaw reads (CR2, NEF, ARW, ...)."""
     import rawpy
@@ -265,10 +311,12 @@ def read_libraw(path: Path) -> RawImage:
     black_tile = black_by_color[colors[:2, :2]]
     red, green, blue = (wb[desc.index(c)] for c in "RGB")
     cam2rgb = color_matrix[:, [desc.index(c) for c in "RGB"]]
-    profile = tiff_tags(path).get(NOISE_PROFILE_TAG)
+    tags = tiff_tags(path)
+    profile = tags.get(NOISE_PROFILE_TAG)
     return from_mosaic(
         mosaic, cfa, black_tile, white, path,
         noise=None if profile is None else noise_from_profile(profile, str(path)),
+        kept=kept_tags(tags, mosaic.shape),
         wb=(red / green, blue / green) if min(red, green, blue) > 0 else None,
         cam2rgb=cam2rgb if np.isfinite(cam2rgb).all() and np.abs(cam2rgb).sum() > 0 else None,
         format="LibRaw " + path.suffix.lstrip(".").upper(),
@@ -447,7 +495,8 @@ def _rationals(values) -> list[list[int]]:
 
 def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Path:
     """Write ``planes`` (e.g. the denoised ``raw.planes``) as a 16-bit DNG in the file's own
-    pattern, size and levels, with its white balance and colour matrix (atomically)."""
+    pattern, size and levels, with its white balance and colour matrix and the source tags it
+    keeps (orientation, camera names, default crop: :func:`kept_tags`), atomically."""
     from numpy2dng.core import RAW2DNG
     from numpy2dng.defs import CalibrationIlluminant, PhotometricInterpretation
     from numpy2dng.dng import DNGTags, Tag
@@ -472,8 +521,9 @@ def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Pat
     red, blue = raw.wb or (1.0, 1.0)
 
     tags = DNGTags()
+    kept = raw.kept or {}
     for tag, value in [
-        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.RowsPerStrip, h), (Tag.Orientation, 1),
+        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.RowsPerStrip, h), (Tag.Orientation, kept.get("Orientation", 1)),
         (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
         (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
         (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, [DNG_CFA_CODES.index(c) for c in raw.cfa]),
@@ -481,7 +531,9 @@ def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Pat
         (Tag.WhiteLevel, int(round(white))),
         (Tag.ColorMatrix1, _rationals(xyz2cam)), (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
         (Tag.AsShotNeutral, _rationals([1.0 / red, 1.0, 1.0 / blue])),
-        (Tag.Make, "fad-deploy"), (Tag.Model, "denoised"), (Tag.UniqueCameraModel, "fad-deploy denoised"),
+        (Tag.Make, kept.get("Make", WRITER)), (Tag.Model, kept.get("Model", "denoised")),
+        (Tag.UniqueCameraModel, kept.get("UniqueCameraModel", f"{WRITER} denoised")),
+        *((getattr(Tag, name), kept[name]) for name in CROP_TAGS.values() if name in kept),
     ]:
         tags.set(tag, value)
     writer = RAW2DNG()

@@ -219,7 +219,7 @@ def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
             warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
             raw = read_raw(plan.path, cfa)
         denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
-        png = png_bytes(raw.frame(preview_rgb(denoised, raw.isp_meta())))
+        png = png_bytes(raw.shown(raw.frame(preview_rgb(denoised, raw.isp_meta()))))
         write_dng(plan.out, raw, denoised)
     write_bytes(plan.preview, png)
 
