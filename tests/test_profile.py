@@ -95,6 +95,17 @@ def test_gmacs_per_megapixel_is_per_4x512x512_packed_input():
     assert count_macs(net, (64, 128)).gmacs_per_megapixel == pytest.approx(4 * 4 * 512 * 512 / 1e9)
 
 
+def test_gmacs_per_megapixel_do_not_count_the_padding_against_the_frame():
+    """65x65 is padded to 80x80: 1.5x the MACs per megapixel had been reported (648x at 1x1)."""
+    fan = build("fan")
+    aligned = count_macs(fan, (64, 64))
+    for size in ((65, 65), (1, 1)):
+        report = count_macs(fan, size)
+        assert report.gmacs_per_megapixel == pytest.approx(aligned.gmacs_per_megapixel, rel=1e-6)
+        assert report.computed_shape == (1, 4, 80, 80) if size == (65, 65) else (1, 4, 16, 16)
+        assert f"padded to {'x'.join(map(str, report.computed_shape))}" in report.summary()
+
+
 def test_a_split_int8_input_counts_the_convs_reading_the_input_again():
     from fad_deploy.profile.latency import model_entry, run_macs
     from fad_deploy.profile.macs import split_input_macs
@@ -230,7 +241,7 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
     assert row["p90_ms"] >= row["median_ms"] > 0
     assert "onnx-fp32" in model["skipped"][0]  # no export folder: reported, not dropped
     out = capsys.readouterr().out
-    assert "torch" in out and "note: at 32x32 (0.0041 RAW megapixels) each run's fixed costs outweigh" in out
+    assert "torch" in out and "note: at 32x32 (0.00391 RAW megapixels) each run's fixed costs outweigh" in out
     assert doc["note"].startswith("at 32x32")
 
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checks import given_options, input_file, input_folder, non_empty, non_negative_int, json_output, \
+from ..checks import given_options, input_file, input_root, json_output, non_empty, non_negative_int, \
     output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
     thread_count
 from ..errors import FadError
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default on cpu: 10)")
     p.add_argument("--warmup", type=non_negative_int, help="untimed runs first (default on cpu: 3)")
     p.add_argument("--json", metavar="OUT", type=json_output, help="write the results here (JSON)")
-    p.add_argument("--export-dir", metavar="DIR", type=input_folder, help="folder holding <model>/ export folders "
+    p.add_argument("--export-dir", metavar="DIR", type=input_root, help="folder holding <model>/ export folders "
                    "(default: export/ beside models/)")
     p.add_argument("--quality", metavar="JSON", type=input_file, help="fad-eval results for the plot (default: "
                    "benchmarks/results/quality.json when it exists)")
@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
 def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> dict | None:
     from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, bench_models, \
         default_models, run_cpu_bench, write_profiles
+    from ..profile.latency import packed_megapixels
 
     cfg = BenchConfig(
         backends=tuple(args.backends or BACKENDS), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
@@ -120,7 +121,7 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
         doc["baselines"] = {b.label: f"the {b.spec[0]} architecture with initial weights, timed only (latency does "
                             "not depend on the weights)" for b in baselines}
     if cfg.size[0] * cfg.size[1] < SMALL_SIZE[0] * SMALL_SIZE[1]:
-        doc["note"] = (f"at {cfg.size[0]}x{cfg.size[1]} ({cfg.size[0] * cfg.size[1] * 4 / 1e6:.3g} RAW megapixels) "
+        doc["note"] = (f"at {cfg.size[0]}x{cfg.size[1]} ({packed_megapixels(*cfg.size):.3g} RAW megapixels) "
                        "each run's fixed costs outweigh its work: ms/MP and the roofline ratio overstate what "
                        f"frames take; time --size {SMALL_SIZE[0]} {SMALL_SIZE[1]} or more")
     return doc

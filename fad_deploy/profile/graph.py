@@ -102,6 +102,12 @@ class Graph:
     outputs: tuple[str, ...]
 
 
+def computed_shape(graph: Graph) -> tuple[int, ...]:
+    """The packed shape the network computes on: its input padded to the network's multiple,
+    where it pads (MACs per megapixel are the network's own on that, whatever the padding)."""
+    return next((op.out_shape for op in graph.ops if isinstance(op.module, PadToMultiple)), graph.input_shape)
+
+
 def raw_megapixels(packed_shape) -> float:
     """RAW megapixels (units of 4x512x512 packed) of a packed (N, 4, h, w) shape."""
     return math.prod(packed_shape) / RAW_MEGAPIXEL

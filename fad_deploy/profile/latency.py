@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch.nn as nn
 
-from .graph import RAW_PLANES, raw_megapixels, trace
+from .graph import RAW_PLANES, computed_shape, raw_megapixels, trace
 from .macs import count_macs, split_input_macs
 from .memory import BYTES, profile_memory
 from .table import markdown_table
@@ -82,7 +82,7 @@ def model_entry(name: str, model: nn.Module, input_size: tuple[int, int]) -> Mod
     graph = trace(model, input_size)
     macs = count_macs(graph)
     int8, fp32 = (profile_memory(graph, bytes_per_element=BYTES[k]).arena_bytes for k in ("int8", "fp32"))
-    return ModelEntry(name, macs.params, macs.macs / raw_megapixels(graph.input_shape), int8, fp32,
+    return ModelEntry(name, macs.params, macs.macs / raw_megapixels(computed_shape(graph)), int8, fp32,
                       graph.input_shape, macs.macs, split_input_macs(graph))
 
 

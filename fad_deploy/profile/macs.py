@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .graph import DEFAULT_INPUT_SIZE, Graph, Op, raw_megapixels, trace
+from .graph import DEFAULT_INPUT_SIZE, Graph, Op, computed_shape, raw_megapixels, trace
 from .table import markdown_table
 
 RESIZE_TAPS = {"nearest": 0, "nearest-exact": 0, "bilinear": 4, "linear": 2, "bicubic": 16}
@@ -51,6 +51,7 @@ class MacReport:
     params: int
     weight_bytes_fp32: int
     weight_bytes_int8: int
+    computed_shape: tuple[int, ...]  # the input padded to the network's multiple (graph.computed_shape)
 
     @property
     def macs(self) -> int:
@@ -66,8 +67,9 @@ class MacReport:
 
     @property
     def gmacs_per_megapixel(self) -> float:
-        """GMACs per RAW megapixel, i.e. per 4x512x512 packed input (2**20 Bayer pixels)."""
-        return self.macs / 1e9 / self.raw_megapixels
+        """GMACs per RAW megapixel, i.e. per 4x512x512 packed input (2**20 Bayer pixels), of the
+        shape the network computes on (the padding's MACs are not counted against the frame)."""
+        return self.macs / 1e9 / raw_megapixels(self.computed_shape)
 
     def macs_by_kind(self) -> dict[str, int]:
         totals = Counter()
@@ -84,7 +86,9 @@ class MacReport:
     def summary(self) -> str:
         by_kind = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in self.macs_by_kind().items())
         return (f"{self.gmacs_per_megapixel:.4f} GMACs per RAW megapixel (4x512x512 packed input); "
-                f"{self.macs / 1e9:.4f} GMACs at input {'x'.join(map(str, self.input_shape))} "
+                f"{self.macs / 1e9:.4f} GMACs at input {'x'.join(map(str, self.input_shape))}"
+                + (f" (padded to {'x'.join(map(str, self.computed_shape))})" if self.computed_shape != self.input_shape
+                   else "") + " "
                 f"[{by_kind}]; activation ops {self.activation_ops / 1e9:.4f} G; {self.params:,} parameters, "
                 f"{self.weight_bytes_fp32:,} B fp32, {self.weight_bytes_int8:,} B int8")
 
@@ -177,4 +181,5 @@ def count_macs(model: nn.Module | Graph, input_size: tuple[int, int] = DEFAULT_I
         for op in graph.ops if op.kind != "input"
     ]
     params = module_params(graph.model)
-    return MacReport(graph.input_shape, layers, params, FP32_BYTES * params, weight_bytes_int8(graph.model))
+    return MacReport(graph.input_shape, layers, params, FP32_BYTES * params, weight_bytes_int8(graph.model),
+                     computed_shape(graph))
