@@ -205,6 +205,7 @@ output_file, output_folder, output_path = OutputPath("file"), OutputPath("folder
 npz_output = OutputPath("file", (".npz",))  # sets and caches: readers tell them by their suffix
 plot_output = OutputPath("file", (".png", ".pdf", ".svg"))
 json_output = OutputPath("file", (".json",))
+checkpoint_output = OutputPath("file", (".pt",))
 
 
 def argument_name(action: argparse.Action) -> str:

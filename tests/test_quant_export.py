@@ -1022,7 +1022,11 @@ def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp
     (["{tiny}", "--int8", "--qat-adapt-steps", "5"], "--qat-adapt-steps adapts the network to --qat-input sqrt"),
     (["{tiny}", "--int8", "--qat-input", "sqrt", "--qat-adapt-steps", "0"],
      "argument --qat-adapt-steps: expected a whole number >= 1"),
-    (["{tiny}", "--int8", "--qat-input", "sqrt", "--ptq"], "--qat-input is the input of int8 QAT: it takes no --ptq"),
+    (["{tiny}", "--int8", "--qat-input", "sqrt", "--ptq"],
+     "--qat-input: for int8 QAT, which --ptq replaces by calibration: drop one"),
+    (["{tiny}", "--int8", "--ptq", "--qat-steps", "5"], "--qat-steps: for int8 QAT, which --ptq replaces by calibration"),
+    (["{tiny}", "--val-crops", "100000"], "a set of 3000000 pairs of 4x64x64 (5 photos x 100000 crops x 6 noise levels) "
+     "would take 732.4 GiB"),
     (["{tiny}", "--int8", "--qat", "--ptq"], "--qat and --ptq are two ways to quantize: give one"),
     (["{tiny}", "--int8", "--activations", "int16", "--qat-input-split", "4"], "a 16x8 file takes one int16 input"),
     (["{tiny}", "--int8", "--activations", "int16", "--target", "onnx"], "it takes --target tflite"),

@@ -82,14 +82,15 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     from ..profile.latency import packed_megapixels
 
     cfg = BenchConfig(
-        backends=tuple(args.backends or BACKENDS), threads=tuple(args.threads or CPU_DEFAULT_THREADS),
+        backends=tuple(dict.fromkeys(args.backends or BACKENDS)),  # one named twice is timed once
+        threads=tuple(dict.fromkeys(args.threads or CPU_DEFAULT_THREADS)),
         size=tuple(args.size or DEFAULT_SIZE),
         repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats,
         warmup=DEFAULT_WARMUP if args.warmup is None else args.warmup, export_root=args.export_dir)
     cfg.check()
     if args.no_timing and not args.report:
         raise FadError("--no-timing leaves nothing to do without --report DIR")
-    models = bench_models(args.models or default_models(args.export_dir), args.export_dir)
+    models = bench_models(list(dict.fromkeys(args.models)) or default_models(args.export_dir), args.export_dir)
     read = [m.checkpoint for m in models if m.checkpoint] + [m.export for m in models]
     require_not_model(args.json, read, "argument --json")
     if plot is not None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..checks import (Number, given_options, non_empty, non_negative_float, non_negative_int, output_folder,
                       positive_int, require_apart, require_output, thread_count)
-from ..data.synth import VALIDATION_CROP, VALIDATION_CROPS
+from ..data.photos import SKIMAGE_PHOTOS
+from ..data.synth import SUBRANGE_LEVELS, VALIDATION_CROP, VALIDATION_CROPS, VALIDATION_LEVELS, check_set_size
 from ..errors import FadError
 from ..export.thresholds import Thresholds
 from ..quant.recipe import QATConfig
@@ -198,6 +199,7 @@ def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
 # what only a quantized export uses (their defaults are None: given_options sees which were given)
 INT8_OPTIONS = ("ptq", "activations", "float_io", "qat", "qat_steps", "qat_input", "qat_adapt_steps",
                 "qat_input_split", "max_drop", "max_level_drop", "jobs")
+QAT_OPTIONS = ("qat_steps", "qat_input", "qat_adapt_steps", "qat_input_split")
 
 
 @user_errors
@@ -231,8 +233,11 @@ def main(argv=None):
         raise FadError("--qat-adapt-steps adapts the network to --qat-input sqrt: add it")
     if args.qat and args.ptq:
         raise FadError("--qat and --ptq are two ways to quantize: give one")
-    if args.qat_input and args.ptq:
-        raise FadError("--qat-input is the input of int8 QAT: it takes no --ptq")
+    qat_only = given_options(p, args, QAT_OPTIONS)
+    if qat_only and args.ptq:
+        raise FadError(f"{', '.join(qat_only)}: for int8 QAT, which --ptq replaces by calibration: drop one")
+    if args.val_crops:  # before minutes of QAT
+        check_set_size(len(SKIMAGE_PHOTOS), VALIDATION_CROP, args.val_crops, max(VALIDATION_LEVELS, SUBRANGE_LEVELS))
     if args.activations == "int16" and (args.target != "tflite" or args.ptq):
         raise FadError("--activations int16 makes a TFLite 16x8 model from the int8 QAT: it takes --target tflite, "
                        "and not --ptq")

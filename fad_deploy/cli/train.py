@@ -6,7 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..checks import non_empty, non_negative_int, output_file, positive_int, require_not_input, thread_count
+from ..checks import checkpoint_output, non_empty, non_negative_int, positive_int, require_not_input, \
+    thread_count
 from ..errors import FadError, count
 from ..train.config import load_config, presets
 from .common import OneLineParser, device, require_device, user_errors
@@ -48,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="compile the trained network with torch.compile (the first steps wait for it)")
     p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
-    p.add_argument("--ship", metavar="PATH", type=output_file,
+    p.add_argument("--ship", metavar="PATH", type=checkpoint_output,
                    help="also write the checkpoint the run ends with here (e.g. models/fan-student.pt; with "
                         "--until, that step's)")
     p.add_argument("--half", action="store_true", help="store --ship's weights in fp16 (for the large teacher)")
