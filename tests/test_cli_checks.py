@@ -124,7 +124,7 @@ CASES = [
     (train, "charbonnier out={in}/afile/run", "run folder (out=): {in}/afile/run: {in}/afile is a file, not a folder"),
     (train, "charbonnier --half", "--half stores --ship's weights in fp16: add --ship PATH"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz --ship {in}/cache.npz",
-     "argument --ship: {in}/cache.npz is also an input (data.cache)"),
+     "argument --ship: {in}/cache.npz: expected a .pt file"),
     (train, "charbonnier out={out}/run model.init={in}/tiny.pt --ship {in}/tiny.pt",
      "argument --ship: {in}/tiny.pt is also an input (model.init)"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=8",
