@@ -15,9 +15,9 @@ fad-denoise does. Held-out photos (the fetched test photos, never used in traini
 crop each; the rule was chosen on the validation photos (`--validation`: scikit-image's, 3 crops
 each, written to out_of_range-validation.*).
 
-    python benchmarks/out_of_range.py [--validation] [--crop 128] [--seed 0] [--backend tflite-int8]
+    python benchmarks/out_of_range.py [--validation] [--crop 128] [--seed 0] [--backend torch]
 
-Writes benchmarks/results/out_of_range.{md,json}.
+Writes benchmarks/results/out_of_range[-validation][-BACKEND].{md,json}.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
               "array": os.path.relpath(array.source, ROOT), "backend": array.backend,
               "range": [array.table[0].shot_min, array.table[-1].shot_max],
               "seconds": round(time.time() - start, 1), "rows": rows}
-    name = "out_of_range-validation" if args.validation else "out_of_range"
+    name = "-".join(["out_of_range", *(["validation"] if args.validation else []), *filter(None, [args.backend])])
     write_json(args.results / f"{name}.json", result)
     write_text(args.results / f"{name}.md", markdown(result, argv if argv is not None else sys.argv[1:]))
     print(f"wrote {args.results / name}.md")
