@@ -25,6 +25,7 @@ from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
 from fad_deploy.nsma.noise_level import noise_for
 from fad_deploy.nsma.partition import subranges
+from fad_deploy.nsma.pipeline import list_inputs
 from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, keep_share, parse_table, select_model,
                                     table_from_manifest)
 from fad_deploy.runners.tiling import BORDER, TiledRunner, mirrored
@@ -439,6 +440,15 @@ def test_denoise_preview_has_the_frames_size(tmp_path, array_dir, capsys, cfa):
 
     assert np.asarray(Image.open(tmp_path / "odd-denoised.png")).shape == (45, 51, 3)
     assert read_raw(tmp_path / "odd-denoised.dng").mosaic().shape == (45, 51)
+
+
+def test_a_folder_lists_raw_tiffs_but_not_tiff_images(tmp_path):
+    from PIL import Image
+
+    make_dng(tmp_path / "cam.tif", np.random.default_rng(0).integers(BLACK, WHITE, (32, 32)))  # a DNG named .tif
+    Image.new("RGB", (32, 32)).save(tmp_path / "scan.tif")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [p.name for p in list_inputs(tmp_path)] == ["cam.tif"]
 
 
 def test_denoise_keeps_the_orientation_and_shows_the_preview_upright(tmp_path, array_dir, capsys):

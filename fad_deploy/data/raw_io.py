@@ -252,6 +252,11 @@ def tiff_tags(path: Path) -> dict[int, object]:
     return tags
 
 
+def is_raw_tiff(path: Path) -> bool:
+    """Whether a TIFF-based file holds a RAW mosaic (DNG or TIFF/EP CFA tags), not an image."""
+    return bool({DNG_VERSION_TAG, CFA_PATTERN_TAG} & set(tiff_tags(path)))
+
+
 def kept_tags(tags: dict[int, object], mosaic_shape: tuple[int, int]) -> dict:
     """The tags (by name) a denoised DNG keeps from its source's ``tags``, those that are sane:
     an Orientation of 1-8, camera names, and a default crop inside the (H, W) mosaic."""
@@ -479,7 +484,7 @@ def read_raw(path: str | os.PathLike, cfa: str | None = None) -> RawImage:
             return read_sidd(path, variables, cfa)
         raise FadError(f"{path}: MATLAB file with variables {sorted(variables)}: expected SIDD ('x') or DND "
                        f"('Inoisy') RAW")
-    if path.suffix.lower() in PLAIN_TIFF_SUFFIXES and not {DNG_VERSION_TAG, CFA_PATTERN_TAG} & set(tiff_tags(path)):
+    if path.suffix.lower() in PLAIN_TIFF_SUFFIXES and not is_raw_tiff(path):
         raise FadError(f"{path}: a TIFF image without DNG or CFA tags, not a RAW mosaic (LibRaw would read any "
                        "single-channel TIFF as one); give the camera's RAW file or a DNG")
     if cfa is not None:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..checks import FolderPath, require_output
 from ..data.noise import READ_DOMINANCE, NoiseParams, floor_level, network_noise
-from ..data.raw_io import read_raw, write_dng
+from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
 from ..data.synth import load_pairs
 from ..errors import FadError, count
 from ..fileio import save_npz, write_bytes
@@ -77,14 +77,22 @@ class Plan:
                 f"({self.noise_source[0]}): {models}")
 
 
+def is_input(path: Path) -> bool:
+    """Whether fad-denoise takes a folder's file: a RAW file or a set (a .tif when it holds a RAW
+    mosaic, not when it is an image), not a dataset's companion file."""
+    suffix = path.suffix.lower()
+    if any(m.lower() in path.name.lower() for m in COMPANION_MARKERS):
+        return False
+    return suffix in RAW_SUFFIXES | {SET_SUFFIX} or suffix in PLAIN_TIFF_SUFFIXES and is_raw_tiff(path)
+
+
 def list_inputs(path: Path) -> list[Path]:
-    """The input file, or the RAW files and sets directly inside a folder."""
+    """The input file, or the RAW files and sets directly inside a folder (:func:`is_input`)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FadError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RAW_SUFFIXES | {SET_SUFFIX}
-                   and not any(m.lower() in p.name.lower() for m in COMPANION_MARKERS))
+    files = sorted(p for p in path.iterdir() if p.is_file() and is_input(p))
     if not files:
         raise FadError(f"{path}: no RAW files or {SET_SUFFIX} sets in this folder "
                        f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))})")
