@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from fad_deploy.checks import positive_int, random_seed
+from fad_deploy.data.patch_cache import load_patch_cache
+from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.data.synth import synth_pairs
 from fad_deploy.evaluate.quality import score
 from fad_deploy.fileio import write_json, write_text
@@ -32,6 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GAINS = (1.0, 2.0, 4.0)  # sRGB photo times this, clipped to 1, before unprocessing
 BACKENDS = ("torch", "tflite-int8")  # the float checkpoints, the shipped int8 files
+
+
+def training_levels() -> dict | None:
+    """The mean RAW level of the default patch cache's patches (what training and QAT saw) and
+    the 90th percentile of the patches' means, or None when the cache is not built."""
+    path = default_cache_dir() / "patches-train.npz"
+    if not path.is_file():
+        return None
+    means = load_patch_cache(path)["raw"].astype(np.float32).mean(axis=(1, 2, 3))
+    return {"cache": f"$FAD_CACHE/{path.name}", "mean": float(means.mean()), "p90": float(np.percentile(means, 90))}
 
 
 def main(argv=None) -> dict:
@@ -54,6 +66,7 @@ def main(argv=None) -> dict:
             rows.append({"gain": gain, "shot": float(a), "mean_level": float(pairs["clean"].mean()), **psnr})
             print(f"gain {gain:g} a={a:.3g}: float {psnr['torch']:.2f}, int8 {psnr['tflite-int8']:.2f}", flush=True)
     result = {"set": {"photos": str(source), "images": len(images), "crop": cfg.crop, "seed": cfg.seed},
+              "training_patches": training_levels(),
               "arrays": {b: os.path.relpath(arr.source, ROOT) for b, arr in arrays.items()},
               "seconds": round(time.time() - start, 1), "rows": rows}
     write_json(args.results / "int8_brightness.json", result)
@@ -80,9 +93,12 @@ def markdown(result: dict, argv: list[str]) -> str:
         markdown_table(["gain", "mean level", "a", "float", "int8", "drop"], table),
         "",
         "Mean drop by gain: "
-        + ", ".join(f"{g:g}x {np.mean(d):+.2f} dB (worst {max(d):+.2f})" for g, d in drops.items()) + ". The int8 activations' ranges were learnt on patches of the training photos, whose RAW mean is near "
-        "the held-out photos' as they are; frames twice as bright lose more, most at the lowest noise, where the "
-        "k-sigma transform scales them most.",
+        + ", ".join(f"{g:g}x {np.mean(d):+.2f} dB (worst {max(d):+.2f})" for g, d in drops.items())
+        + ". The int8 activations' ranges were learnt on patches of the training photos"
+        + (f" (mean level {t['mean']:.3f}, 90th percentile of the patches' means {t['p90']:.3f}: {t['cache']})"
+           if (t := result["training_patches"]) else "")
+        + "; frames twice as bright lose more, most at the lowest noise, where the k-sigma transform scales "
+        "them most.",
         "",
     ])
 
