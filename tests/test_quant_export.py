@@ -1014,6 +1014,7 @@ def test_side_by_side_qats_make_the_same_files_as_one_after_another(workdir, tmp
     (["{tiny}", "--int8", "--input-size", "0", "32"], "argument --input-size: expected a whole number in [1, 4096]"),
     (["{tiny}", "--int8", "--input-size", "100000", "32"], "argument --input-size: expected a whole number in [1, 4096]"),
     (["{tiny}", "--int8", "--jobs", "0"], "argument --jobs: expected a whole number >= 1"),
+    (["{tiny}", "--int8", "--jobs", "2"], "--jobs 2 runs the QATs of an array's models side by side: one model has"),
     (["{tiny}", "--ptq"], "--ptq: for quantized models: add --int8"),
     (["{tiny}", "--activations", "int16", "--qat-input", "sqrt"], "--activations, --qat-input: for quantized models"),
     (["{tiny}", "--qat-steps", "5", "--max-drop", "1", "--jobs", "2"],  # (each one did nothing before)

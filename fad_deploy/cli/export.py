@@ -245,8 +245,8 @@ def main(argv=None):
         raise FadError(f"int16 models run their input size only: --input-size {args.input_size[0]}x"
                        f"{args.input_size[1]} must be at least the {VALIDATION_CROP}x{VALIDATION_CROP} "
                        "validation patches")
-    suffix = "-int16" if args.activations == "int16" else ""  # beside, not over, the int8 bundle
-    from ..export.manifest import default_export_dir
+    suffix = INT16_FOLDER_SUFFIX if args.activations == "int16" else ""  # beside, not over, the int8 bundle
+    from ..export.manifest import INT16_FOLDER_SUFFIX, default_export_dir
 
     array = array_manifest() if args.model is None else None
     if array is not None:
@@ -258,6 +258,9 @@ def main(argv=None):
         out = args.out or require_output(default_export_dir(ARRAY_BUNDLE + suffix), "folder", "default output folder")
         extra = array_extra(table, exported_backends(options))
     else:
+        if args.jobs and args.jobs > 1:
+            raise FadError(f"--jobs {args.jobs} runs the QATs of an array's models side by side: one model has one "
+                           "QAT")
         path = model_path(args.model or DEFAULT_MODEL)
         options = options_from(args)
         out = args.out or require_output(default_export_dir(path.stem + suffix), "folder", "default output folder")

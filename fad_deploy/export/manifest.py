@@ -172,6 +172,21 @@ def entry_anchor(entry: dict) -> NoiseParams:
     return NoiseParams(float(a["shot"]), float(a["read"]))
 
 
+INT16_FILE = "tflite-int16"  # a 16x8 file's backend; fad-export writes those beside the int8 bundle:
+INT16_FOLDER_SUFFIX = "-int16"  # export/<model>-int16/
+
+
+def default_folder_for(name: str, backend: str) -> Path:
+    """The export folder fad-export writes ``backend``'s file of model ``name`` to by default."""
+    return default_export_dir(name + (INT16_FOLDER_SUFFIX if backend == INT16_FILE else ""))
+
+
+def export_hint(name: str, backend: str) -> str:
+    """The fad-export command that makes ``backend``'s file of model ``name``."""
+    how = "--activations int16 --target tflite" if backend == INT16_FILE else "--target all"
+    return f"fad-export {name} --int8 {how}"
+
+
 def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None = None) -> tuple[Path, dict, dict]:
     """(file, model entry, file record) of ``backend`` in an export folder, or for a file
     inside one. A checkpoint path or shipped name looks in its default export folder."""
@@ -182,10 +197,10 @@ def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None
         folder, wanted = p, None
         if not p.is_dir():
             name = p.stem if p.suffix == ".pt" else p.name
-            folder = default_export_dir(name)
+            folder = default_folder_for(name, backend)
             if not folder.is_dir():
                 raise FadError(f"{p}: no export folder {folder} for backend {backend} "
-                               f"(run: fad-export {p if p.suffix == '.pt' else name} --int8 --target all)")
+                               f"(run: {export_hint(p if p.suffix == '.pt' else name, backend)})")
     manifest = read_bundle(folder)
     if wanted is not None:
         for entry in manifest["models"]:

@@ -158,6 +158,6 @@ def resolve_model(name_or_path: str) -> Path:
     candidates = sorted(models_dir().rglob(f"{glob.escape(name_or_path)}.pt"))
     if candidates:
         return min(candidates, key=lambda q: len(q.parts))
-    shipped = sorted(q.stem for q in models_dir().rglob("*.pt"))
+    shipped = sorted({q.stem for q in models_dir().rglob("*.pt")})
     hint = f"shipped models: {fold(shipped, name_or_path)}" if shipped else f"no trained models in {models_dir()} yet"
     raise FadError(f"unknown model {name_or_path!r} ({hint})")

@@ -175,7 +175,7 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
 def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
     """A preset name or a YAML file, then ``key.sub=value`` overrides (YAML-parsed values)."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file() or (path.exists() and name_or_path not in presets()):
         try:
             text = path.read_text()
         except OSError as e:
