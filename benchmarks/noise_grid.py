@@ -30,6 +30,7 @@ from fad_deploy.models.registry import resolve_model
 from fad_deploy.nsma.array import load_array
 from fad_deploy.nsma.evaluate import SetConfig, array_choices, array_denoise, set_images
 from fad_deploy.runners import load_runner
+from fad_deploy.runners.tiling import framed
 
 RESULTS = Path(__file__).parent / "results"
 SHOT_SPAN = (1e-4, 1.2e-2)  # the issue's shot levels
@@ -54,7 +55,7 @@ def condition_set(images: list, cfg: SetConfig, shot: float, multiple: float) ->
 def methods(models: list[str], baselines: list[str], threads: int, array_dir: Path | None = None) -> dict:
     """Name -> function(pairs) -> denoised array, in table order (the array: the shipped one, or
     the one in ``array_dir``)."""
-    runners = {name: load_runner("torch", resolve_model(name), threads) for name in models}
+    runners = {name: framed(load_runner("torch", resolve_model(name), threads)) for name in models}
     array = load_array(array_dir, "torch")
 
     def run_array(pairs):

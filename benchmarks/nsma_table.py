@@ -19,6 +19,7 @@ from fad_deploy.nsma.array import ARRAY_FOLDER, SINGLE_MODEL, load_array
 from fad_deploy.nsma.evaluate import SetConfig, compare, evaluation_set
 from fad_deploy.nsma.manifest import write_manifest
 from fad_deploy.runners import load_runner
+from fad_deploy.runners.tiling import framed
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = (("raw_psnr", "RAW PSNR", 3), ("raw_ssim", "RAW SSIM", 4), ("rgb_psnr", "RGB PSNR", 3),
@@ -100,7 +101,7 @@ def main(argv=None) -> None:
     cfg = SetConfig(args.photos, args.crop, args.crops_per_image, args.levels_per_subrange, args.seed)
     pairs, info = evaluation_set(array.table, cfg)
     result = {"set": info, "array": str(args.array), "single": str(single_path),
-              **compare(array, load_runner("torch", single_path), pairs, single_name)}
+              **compare(array, framed(load_runner("torch", single_path)), pairs, single_name)}
     if args.write_manifest:
         print(f"wrote {write_manifest(args.array, result)}")
     results = args.results

@@ -137,6 +137,7 @@ def example_figure(set_args: argparse.Namespace, names: list[str], out: Path) ->
     from fad_deploy.evaluate.quality import denoise_set
     from fad_deploy.isp.process import preview_rgb
     from fad_deploy.runners import load_runner
+    from fad_deploy.runners.tiling import framed
 
     pairs, _ = make_set(set_args)
     shots = np.unique(pairs["shot"])
@@ -144,7 +145,7 @@ def example_figure(set_args: argparse.Namespace, names: list[str], out: Path) ->
     sub = {k: v[picks] for k, v in pairs.items()}
     columns = [("Noisy", sub["noisy"]), ("Ground truth", sub["clean"])]
     for n in names:
-        columns.append((n, denoise_set(load_runner("torch", resolve_model(n)), sub)))
+        columns.append((n, denoise_set(framed(load_runner("torch", resolve_model(n))), sub)))
     fig, axes = plt.subplots(len(picks), len(columns), figsize=(3 * len(columns), 3.2 * len(picks)))
     for i in range(len(picks)):
         meta = {k: sub[k][i] for k in ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")}

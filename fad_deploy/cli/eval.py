@@ -127,12 +127,13 @@ def evaluate(args) -> dict:
     pairs, info = make_set(args)
     # every runner is made before the scoring, so a missing export stops the run before minutes of work
     from ..runners import load_runner
+    from ..runners.tiling import framed
 
     runs = []
     for path, ckpt in models:
         macs = model_macs(ckpt)
-        runs += [(ckpt.name, macs, backend, load_runner(backend, path, input_size=pairs["noisy"].shape[-2:]),
-                  ckpt.shot_range[0]) for backend in backends]
+        runs += [(ckpt.name, macs, backend, framed(load_runner(backend, path), ckpt), ckpt.shot_range[0])
+                 for backend in backends]
     for array in arrays:
         for index in range(len(array.table)):
             array.runner(index)

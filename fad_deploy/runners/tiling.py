@@ -179,3 +179,11 @@ class TiledRunner(Runner):
         h, w = u.shape[-2:]
         out = tiled_run(self.inner, mirrored(u), self.spec, self.tile, progress=True)
         return out[..., BORDER : BORDER + h, BORDER : BORDER + w]
+
+
+def framed(runner: Runner, checkpoint=None) -> TiledRunner:
+    """``runner`` (of ``checkpoint``'s network; default: a torch runner's own) as fad-denoise runs
+    a network on frames: tiled, with the mirrored border (:class:`TiledRunner`), so that a model
+    scored alone and the same model in an array are scored alike."""
+    ckpt = checkpoint or runner.checkpoint
+    return TiledRunner(runner, arch_tile_spec(ckpt.arch, ckpt.config))
