@@ -104,6 +104,8 @@ def test_below_the_floor_a_network_runs_at_it_keeping_the_variance_ratio_of_its_
     run, w = floor_level(NoiseParams(1e-6, 1e-5), x, floor)
     assert run == NoiseParams(floor, 1e-5) and w == pytest.approx((1e-6 * x + 1e-5) / (floor * x + 1e-5))
     assert floor_level(NoiseParams(1e-6, 0.0), 0.0, floor)[1] == pytest.approx(1e-2)  # a black frame: x at 1e-3
+    on_floor = NoiseParams(float(np.float32(floor)), 1e-8)  # the floor as a set stores it: rounded below
+    assert floor_level(on_floor, x, floor) == (on_floor, 1.0)
 
 
 def test_keep_share_blends_each_image_by_its_weight():

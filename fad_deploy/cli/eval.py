@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..checks import Number, given_options, input_file, input_folder, json_output, non_empty, positive_int, \
     random_seed, read_noise, require_not_model, shot_noise, thread_count
-from ..data.noise import READ_DOMINANCE
+from ..data.noise import READ_DOMINANCE, below_floor
 from ..data.patch_cache import CacheConfig
 from ..data.photos import list_photos
 from ..data.synth import SET_LEVELS, at_network_levels, check_set_size, folder_images, load_pairs, set_shots, \
@@ -143,7 +143,7 @@ def evaluate(args) -> dict:
               "their mean level x: the networks run at network_noise's level for them, as fad-denoise runs them",
               file=sys.stderr)
     highest_floor = max([r[-1] for r in runs] + [a.table[0].shot_min for a in arrays], default=0.0)
-    below = int((run_pairs["shot"] < highest_floor).sum())
+    below = int(below_floor(run_pairs["shot"], highest_floor).sum())
     if below:
         print(f"fad-eval: {below} of {len(pairs['noisy'])} images lie below a network's noise range "
               f"(a < {highest_floor:g}): "

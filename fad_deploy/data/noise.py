@@ -95,6 +95,7 @@ def from_anchor(y, params: NoiseParams, anchor: NoiseParams):
 
 
 MEAN_FLOOR = 1e-3  # the mean level network_noise assumes at least (a black frame would make a unbounded)
+FLOOR_RTOL = 1e-6  # see below_floor
 # read noise above this many times the shot variance at the mean level is moved in part into the shot
 # term (network_noise); chosen on the validation photos (scikit-image's, benchmarks/read_dominated.py)
 READ_DOMINANCE = 4.0
@@ -115,6 +116,12 @@ def network_noise(noise: NoiseParams, mean_level: float, dominance: float = READ
     return NoiseParams(noise.shot + moved / x, noise.read - moved)
 
 
+def below_floor(shot, floor: float):
+    """Whether shot level(s) ``shot`` lie below ``floor``; a level on it but for float32 rounding
+    (as fad-data sets store a: up to 6e-8 relative) is on it."""
+    return np.asarray(shot) < floor * (1 - FLOOR_RTOL)
+
+
 def floor_level(noise: NoiseParams, mean_level: float, floor: float) -> tuple[NoiseParams, float]:
     """The level to run a network whose noise range starts at shot level ``floor`` at, for an image
     with noise ``noise`` whose pixels average ``mean_level``, and the share of the network's change
@@ -123,7 +130,7 @@ def floor_level(noise: NoiseParams, mean_level: float, floor: float) -> tuple[No
     variance at x over the one the network is told of; the network then over-smooths, the more so
     the smaller w, and output = input + w (network output - input) keeps w of its change
     (benchmarks/results/out_of_range*.md)."""
-    if noise.shot >= floor:
+    if not below_floor(noise.shot, floor):
         return noise, 1.0
     x = max(float(mean_level), MEAN_FLOOR)
     run = NoiseParams(float(floor), noise.read)

@@ -181,9 +181,13 @@ class TiledRunner(Runner):
         return out[..., BORDER : BORDER + h, BORDER : BORDER + w]
 
 
-def framed(runner: Runner, checkpoint=None) -> TiledRunner:
+def framed(runner: Runner, checkpoint=None) -> Runner:
     """``runner`` (of ``checkpoint``'s network; default: a torch runner's own) as fad-denoise runs
     a network on frames: tiled, with the mirrored border (:class:`TiledRunner`), so that a model
-    scored alone and the same model in an array are scored alike."""
+    scored alone and the same model in an array are scored alike. A network that cannot be tiled
+    (global pooling: fad-denoise refuses it) is run on each frame whole, as it is."""
     ckpt = checkpoint or runner.checkpoint
-    return TiledRunner(runner, arch_tile_spec(ckpt.arch, ckpt.config))
+    try:
+        return TiledRunner(runner, arch_tile_spec(ckpt.arch, ckpt.config))
+    except FadError:
+        return runner
