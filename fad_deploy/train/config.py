@@ -69,9 +69,9 @@ class ScheduleConfig:
     steps: Annotated[int, positive_int] = 3000
     lr: Annotated[float, positive_float] = 1e-3
     min_lr: Annotated[float, non_negative_float] = 1e-5  # cosine decay floor
-    warmup: Annotated[int, non_negative_int] = 100
-    val_every: Annotated[int, positive_int] = 250
-    log_every: Annotated[int, positive_int] = 25
+    warmup: Annotated[int, non_negative_int] = 100  # linear learning-rate warm-up steps
+    val_every: Annotated[int, positive_int] = 250  # validate, write a log.csv row and the resume state
+    log_every: Annotated[int, positive_int] = 25  # refresh the progress bar's loss and patches/s
     # Ship the weights with the best validation PSNR, the initial ones included, instead of
     # the last (for fine-tunes, e.g. the sub-range models: never ship a fine-tune that made
     # the model worse on validation).
