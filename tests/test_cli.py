@@ -161,3 +161,11 @@ def test_eval_runs_images_below_the_range_as_fad_denoise_does(tmp_path, capsys):
     assert "1 of 1 images lie below a network's noise range (a < 0.0001)" in capsys.readouterr().err
     noisy, student = (r["raw_psnr"] for r in result["results"])
     assert student > noisy - 0.1, (noisy, student)
+
+
+def test_eval_names_an_int8_checkpoint_beside_its_float_model(tmp_path):
+    """Both had been named fan-nsma-0 and refused as a name clash."""
+    nsma = models_dir() / "nsma"
+    result = fad_eval(["--set", two_level_set(tmp_path), str(nsma / "fan-nsma-0.pt"), str(nsma / "fan-nsma-0.int8.pt"),
+                       "--threads", "1"])
+    assert [r["model"] for r in result["results"]] == ["noisy", "fan-nsma-0", "fan-nsma-0 int8"]

@@ -98,6 +98,11 @@ def model_macs(checkpoint) -> float:
     return round(count_macs(checkpoint.build()).gmacs_per_megapixel, 4)
 
 
+def model_label(ckpt) -> str:
+    """A model's name in the tables: an int8 QAT checkpoint's with " int8", beside its float model's."""
+    return f"{ckpt.name} int8" if ckpt.extra.get("quantization") else ckpt.name
+
+
 def evaluate(args) -> dict:
     from ..evaluate.quality import denoise_set_classical, score  # torch: not needed for --help
     from ..models.registry import load_checkpoint, models_dir, resolve_model
@@ -110,11 +115,11 @@ def evaluate(args) -> dict:
     # every model and array is found and read before the set is made
     paths = list(dict.fromkeys(p.resolve() for p in map(resolve_model, names)))  # a model named twice runs once
     models = [(path, load_checkpoint(path)) for path in paths]
-    labels = [ckpt.name for _, ckpt in models]
+    labels = [model_label(ckpt) for _, ckpt in models]
     clash = next((label for label in labels if labels.count(label) > 1), None)
     if clash:
-        raise FadError(f"{' and '.join(str(p) for p, c in models if c.name == clash)}: two models named {clash!r} "
-                       "would share their rows")
+        named = " and ".join(str(p) for p, c in models if model_label(c) == clash)
+        raise FadError(f"{named}: two models named {clash!r} would share their rows")
     backends = list(dict.fromkeys(args.backend or ["torch"]))
     arrays = []
     if args.nsma is not None:
@@ -132,7 +137,7 @@ def evaluate(args) -> dict:
     runs = []
     for path, ckpt in models:
         macs = model_macs(ckpt)
-        runs += [(ckpt.name, macs, backend, framed(load_runner(backend, path), ckpt), ckpt.shot_range[0])
+        runs += [(model_label(ckpt), macs, backend, framed(load_runner(backend, path), ckpt), ckpt.shot_range[0])
                  for backend in backends]
     for array in arrays:
         for index in range(len(array.table)):
