@@ -275,3 +275,13 @@ def test_quality_plot_writes_the_format_its_suffix_names(tmp_path):
     assert (tmp_path / "plot.PDF").read_bytes()[:5] == b"%PDF-"
     quality_plot(doc, {"a": 40.0}, tmp_path / "plot.svg")
     assert b"<svg" in (tmp_path / "plot.svg").read_bytes()[:1000]
+
+
+def test_a_network_that_cannot_be_tiled_is_profiled_without_the_tiling():
+    """fad-bench --report had stopped at cycleisp-lite's global pooling."""
+    from fad_deploy.profile.report import profile_model
+
+    md, doc = profile_model("cycleisp-lite", build("cycleisp-lite"), (32, 32))
+    assert "Exact tiling: none (CycleISPLite: its global pooling" in md
+    assert "cannot tile exactly" in doc["tiling"]["error"]
+    assert doc["macs"]["macs"] > 0 and all("error" in fit["tiling_12mp"] for fit in doc["accelerators"])

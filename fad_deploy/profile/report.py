@@ -29,11 +29,14 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
     graph = trace(model, input_size)
     macs = count_macs(graph)
     memory = {k: profile_memory(graph, bytes_per_element=b) for k, b in BYTES.items()}
-    spec = tile_spec(model)
+    try:
+        spec, untileable = tile_spec(model), None
+    except FadError as e:  # global pooling: profiled all the same, without the tiling
+        spec, untileable = None, str(e)
     rows, fits = [], []
     for target in targets:
         report = accelerator_report(graph, target)
-        fit = _tiling(model, target, spec)
+        fit = {"error": untileable} if spec is None else _tiling(model, target, spec)
         fits.append({"target": target.name, "report": report.to_dict(), "tiling_12mp": fit})
         tile_text = (f"{fit['tile']} px tiles ({fit['tiles']} for 12 MP), {fit['frame_ms']:.1f} ms" if "tile" in fit
                      else fit["error"])
@@ -51,7 +54,8 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
         "MACs by op kind (G): " + ", ".join(f"{k} {v / 1e9:.4f}" for k, v in macs.macs_by_kind().items()),
         f"Activation memory fp32: {memory['fp32'].summary()}",
         f"Activation memory int8: {memory['int8'].summary()}",
-        f"Exact tiling: receptive-field margin {spec.margin} px, tiles aligned to {spec.align} px",
+        f"Exact tiling: receptive-field margin {spec.margin} px, tiles aligned to {spec.align} px" if spec
+        else f"Exact tiling: none ({untileable})",
         "## Accelerator targets (int8)\n\n" + markdown_table(
             ["target", "weights B", "fit", f"arena B at {shape}", "fit", f"roofline ms at {shape}",
              "largest SRAM tile, 12 MP frame roofline"], rows),
@@ -67,7 +71,7 @@ def profile_model(name: str, model: nn.Module, input_size: tuple[int, int] = DEF
         "## Live int8 activation bytes per op (execution order)\n\n" + memory["int8"].timeline_table(),
     ]) + "\n"
     doc = {"name": name, "macs": macs.to_dict(), "memory": {k: m.to_dict() for k, m in memory.items()},
-           "tiling": asdict(spec), "accelerators": fits}
+           "tiling": asdict(spec) if spec else {"error": untileable}, "accelerators": fits}
     if cpu_model is not None:
         doc["cpu_latency"] = {"calibrated_on": cpu_model.cpu, **cpu_doc}
     return md, doc
