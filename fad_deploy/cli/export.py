@@ -245,8 +245,9 @@ def main(argv=None):
         raise FadError(f"int16 models run their input size only: --input-size {args.input_size[0]}x"
                        f"{args.input_size[1]} must be at least the {VALIDATION_CROP}x{VALIDATION_CROP} "
                        "validation patches")
-    suffix = INT16_FOLDER_SUFFIX if args.activations == "int16" else ""  # beside, not over, the int8 bundle
     from ..export.manifest import INT16_FOLDER_SUFFIX, default_export_dir
+
+    suffix = INT16_FOLDER_SUFFIX if args.activations == "int16" else ""  # beside, not over, the int8 bundle
 
     array = array_manifest() if args.model is None else None
     if array is not None:
