@@ -445,3 +445,8 @@ def test_a_diverged_run_stops_without_saving_nan_weights(tmp_path, cache):
     with pytest.raises(FadError, match="the loss is nan at step 2: training diverged"):
         Trainer(cfg, command="test").fit()
     assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_a_warmup_longer_than_the_run_is_told():
+    with pytest.warns(UserWarning, match="schedule.warmup 100 is longer than schedule.steps 5: the learning rate never"):
+        load_config("charbonnier", ["schedule.steps=5"])

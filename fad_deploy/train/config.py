@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -208,4 +209,8 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
             node[parts[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise FadError(f"override {item!r}: value is not valid YAML ({str(e).splitlines()[0]})")
-    return _build(TrainConfig, data, where)
+    cfg = _build(TrainConfig, data, where)
+    if cfg.schedule.warmup > cfg.schedule.steps:  # a short trial run: told, not refused
+        warnings.warn(f"{where}: schedule.warmup {cfg.schedule.warmup} is longer than schedule.steps "
+                      f"{cfg.schedule.steps}: the learning rate never reaches schedule.lr (set schedule.warmup)")
+    return cfg
