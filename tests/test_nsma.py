@@ -287,6 +287,9 @@ def test_default_bundle_is_the_exported_array_with_the_backends_files(tmp_path, 
             {"subranges": [], "models": [{"files": {"tflite-fp32": {}, backend: {}}}]}))
     assert default_bundle("tflite-int16") == tmp_path / "export" / "fan-nsma-int16"
     assert default_bundle("tflite-int8") == default_bundle() == tmp_path / "export" / "fan-nsma"
+    with pytest.raises(FadError, match="no exported array in .* has onnx-int8 files .fan-nsma, fan-nsma-int16 lack "
+                                       "them.: run fad-export --int8 --target all"):
+        default_bundle("onnx-int8")
 
 
 def test_one_exported_model_is_an_array_of_one_and_files_are_named_as_such(tmp_path):

@@ -181,10 +181,10 @@ def default_folder_for(name: str, backend: str) -> Path:
     return default_export_dir(name + (INT16_FOLDER_SUFFIX if backend == INT16_FILE else ""))
 
 
-def export_hint(name: str, backend: str) -> str:
-    """The fad-export command that makes ``backend``'s file of model ``name``."""
+def export_hint(name: str | None, backend: str) -> str:
+    """The fad-export command that makes ``backend``'s file of model ``name`` (None: of the array)."""
     how = "--activations int16 --target tflite" if backend == INT16_FILE else "--target all"
-    return f"fad-export {name} --int8 {how}"
+    return " ".join(["fad-export", *([str(name)] if name else []), "--int8", how])
 
 
 def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None = None) -> tuple[Path, dict, dict]:

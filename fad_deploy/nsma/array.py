@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FadError
-from ..export.manifest import FILE_SUFFIX, entry_tiling, locate_file
+from ..export.manifest import FILE_SUFFIX, entry_tiling, export_hint, locate_file
 from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
@@ -62,6 +62,10 @@ def default_bundle(backend: str | None = None) -> Path:
     for candidate in exported:
         if is_array_folder(candidate, backend):
             return candidate
+    arrays = [c.name for c in exported if is_array_folder(c)]
+    if backend is not None and arrays:  # the checkpoints would only be refused for this backend
+        raise FadError(f"no exported array in {export_dir()} has {backend} files ({', '.join(arrays)} lack them): "
+                       f"run {export_hint(None, backend)}, or give a backend it has")
     if is_array_folder(models_dir() / ARRAY_FOLDER):
         return models_dir() / ARRAY_FOLDER
     return resolve_model(SINGLE_MODEL)
