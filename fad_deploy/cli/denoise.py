@@ -16,8 +16,10 @@ def parser() -> argparse.ArgumentParser:
         description="Denoise a DNG (or another RAW file rawpy reads, or a SIDD/DND .mat), a `fad-data synth` "
         ".npz set, or a folder of them. For each image the noise level a comes from --shot-noise, else "
         "--iso with --camera, else the file's noise profile, else an estimate from the image itself; it picks "
-        "the model of the array trained for that sub-range of a and says which and why. Writes the denoised "
-        "RAW (<name>-denoised.dng, or .npz for sets) and an RGB preview (<name>-denoised.png). Frames of any "
+        "the model of the array trained for that sub-range of a and says which and why (below the array's range "
+        "it runs the first model at the range's floor and keeps part of its change; above it, at a). Writes the "
+        "denoised RAW (<name>-denoised.dng, keeping the source's orientation, camera names and crop, or .npz for "
+        "sets) and an RGB preview (<name>-denoised.png, shown upright). Frames of any "
         "size run on every backend: odd RAW sizes are padded by one same-colour row/column (dropped again on "
         "output) and large frames are denoised in overlapping tiles whose result equals one whole-frame run.",
     )
