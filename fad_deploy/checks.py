@@ -172,12 +172,7 @@ class PathArg:
 
 
 class InputPath(PathArg):
-    """An existing, readable file or folder; ``contents``: a folder whose files the command reads,
-    which no output may replace (see :func:`path_clash`)."""
-
-    def __init__(self, kind: str, suffixes: tuple[str, ...] = (), contents: bool = True):
-        super().__init__(kind, suffixes)
-        self.contents = contents
+    """An existing, readable file or folder."""
 
     def check(self, path: Path) -> Path:
         noun = {"file": "file", "folder": "folder", "any": "file or folder"}[self.kind]
@@ -200,7 +195,6 @@ class OutputPath(PathArg):
 
 
 input_file, input_folder, input_path = InputPath("file"), InputPath("folder"), InputPath("any")
-input_root = InputPath("folder", contents=False)  # a folder of folders the command names one by one
 output_file, output_folder, output_path = OutputPath("file"), OutputPath("folder"), OutputPath("any")
 npz_output = OutputPath("file", (".npz",))  # sets and caches: readers tell them by their suffix
 plot_output = OutputPath("file", (".png", ".pdf", ".svg"))
@@ -233,21 +227,15 @@ def replaces_a_file_in(path: Path, folder: Path) -> bool:
 
 def path_clash(actions: list[argparse.Action], namespace: argparse.Namespace) -> str | None:
     """The error for an output argument whose path is also an input argument's or another
-    output argument's, or would replace a file inside an input folder, or None."""
+    output argument's, or None."""
     inputs = {p.resolve(): argument_name(a) for a in actions if isinstance(a.type, InputPath)
               for p in path_values(namespace, a)}
-    read_inside = [p.resolve() for a in actions if isinstance(a.type, InputPath) and a.type.contents
-                   for p in path_values(namespace, a)]
     outputs: dict[Path, str] = {}
     for action in actions:
         if isinstance(action.type, OutputPath):
             for path in path_values(namespace, action):
                 if path.resolve() in inputs:
                     return f"argument {argument_name(action)}: {path} is also an input ({inputs[path.resolve()]})"
-                inside = next((f for f in read_inside if replaces_a_file_in(path, f)), None)
-                if inside is not None:
-                    return (f"argument {argument_name(action)}: {path} would replace a file inside the input folder "
-                            f"{inside} ({inputs[inside]}); write elsewhere")
                 if path.resolve() in outputs:
                     return f"argument {argument_name(action)}: {path} is also an output ({outputs[path.resolve()]})"
                 outputs[path.resolve()] = argument_name(action)

@@ -337,9 +337,8 @@ def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path
     shutil.copytree(models_dir().parent / "export" / "fan-nsma", bundle)  # the shipped bundle
     manifest = (bundle / "manifest.json").read_bytes()
     cases = [
-        (eval_cli, [str(inputs / "tiny.pt"), "--images", str(photos), "--json", str(photos / "notes.json")],
-         f"fad-eval: error: argument --json: {photos / 'notes.json'} would replace a file inside the input folder "
-         f"{photos} (--images); write elsewhere"),
+        (eval_cli, [str(inputs / "tiny.pt"), "--images", str(photos), "--json", str(photos / "chelsea.png")],
+         f"fad-eval: error: argument --json: {photos / 'chelsea.png'}: expected a .json file"),
         (eval_cli, ["--set", str(inputs / "set.npz"), "--nsma", str(bundle), "--backend", "tflite-int8",
                     "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
         (bench, [str(bundle), "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
@@ -351,6 +350,9 @@ def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
     assert (bundle / "manifest.json").read_bytes() == manifest and (photos / "notes.json").read_text() == "{}"
+    save_pairs(photos / "set.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 16, 1, [2e-3], 0))
+    data.main(["synth", "--images", str(photos), "--out", str(photos / "set.npz"), "--crop", "8",
+               "--crops-per-image", "1", "--levels", "1"])  # a set beside the photos, made again: allowed
 
 
 def test_an_int8_checkpoint_is_not_exported_as_float(tmp_path, capsys):

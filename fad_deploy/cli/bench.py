@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checks import given_options, input_file, input_root, json_output, non_empty, non_negative_int, \
+from ..checks import given_options, input_file, input_folder, json_output, non_empty, non_negative_int, \
     output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
     thread_count
 from ..errors import FadError
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default on cpu: 10)")
     p.add_argument("--warmup", type=non_negative_int, help="untimed runs first (default on cpu: 3)")
     p.add_argument("--json", metavar="OUT", type=json_output, help="write the results here (JSON)")
-    p.add_argument("--export-dir", metavar="DIR", type=input_root, help="folder holding <model>/ export folders "
+    p.add_argument("--export-dir", metavar="DIR", type=input_folder, help="folder holding <model>/ export folders "
                    "(default: export/ beside models/)")
     p.add_argument("--quality", metavar="JSON", type=input_file, help="fad-eval results for the plot (default: "
                    "benchmarks/results/quality.json when it exists)")

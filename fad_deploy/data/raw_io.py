@@ -235,9 +235,12 @@ def tiff_tags(path: Path) -> dict[int, object]:
     or {} for a file that is not TIFF-based or whose tags cannot be read."""
     import tifffile
 
-    with open(path, "rb") as f:
-        if f.read(4) not in TIFF_SIGNATURES:
-            return {}
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) not in TIFF_SIGNATURES:
+                return {}
+    except OSError:
+        return {}  # unreadable: the reader says so
     tags = {}
     try:
         # tifffile logs a damaged tag it skips as an error; the pixels come from LibRaw

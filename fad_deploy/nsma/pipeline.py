@@ -95,7 +95,7 @@ def list_inputs(path: Path) -> list[Path]:
     files = sorted(p for p in path.iterdir() if p.is_file() and is_input(p))
     if not files:
         raise FadError(f"{path}: no RAW files or {SET_SUFFIX} sets in this folder "
-                       f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))})")
+                       f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))}, and RAW TIFFs)")
     return files
 
 

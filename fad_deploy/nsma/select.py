@@ -125,6 +125,6 @@ def select_model(table: list[SubRange], shot: float, source: str = "given") -> S
               f"[{table[0].shot_min:.3g}, {table[-1].shot_max:.3g}]: clamped to the nearest, sub-range {i} "
               f"[{e.shot_min:.3g}, {e.shot_max:.3g}] -> {e.name}"
               + (f", run at a={e.shot_min:.3g} with part of its change kept (see the selection rule)"
-                 if shot < e.shot_min else ""))
+                 if shot < table[0].shot_min else ""))
     warnings.warn(reason, ShotOutOfRangeWarning, stacklevel=2)
     return Selection(i, e, shot, True, reason)

@@ -390,6 +390,10 @@ class Trainer:
                                    "(try a lower schedule.lr, or check data.shot_range and the data); "
                                    f"{self.out} keeps the last finite checkpoint, if any")
                 val = self.validate() if self.rank == 0 else val
+                if self.rank == 0 and not math.isfinite(val):  # the update after a finite loss overflowed
+                    raise FadError(f"{self.cfg.name}: validation PSNR is {val} at step {self.step}: training "
+                                   f"diverged (try a lower schedule.lr); {self.out} keeps the last finite checkpoint, "
+                                   "if any")
                 if self.rank == 0:
                     self.track_best(val)
                     self.log({"step": self.step, "time_s": round(self.elapsed, 1), "lr": lr_at(self.step - 1, sch),
