@@ -18,8 +18,8 @@ from fad_deploy.errors import FadError
 from fad_deploy.export.manifest import TILING_RULE, entry_tiling, read_bundle, tiling_record
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.runners import BACKENDS, load_runner
-from fad_deploy.runners.tiling import (TileSpec, arch_tile_spec, axis_tiles, receptive_reach, round_up, tile_spec,
-                                       tiled_run)
+from fad_deploy.runners.tiling import (BORDER, TiledRunner, TileSpec, arch_tile_spec, axis_tiles, receptive_reach,
+                                       round_up, tile_spec, tiled_run)
 from fad_deploy.runners.torch_runner import TorchRunner
 from test_profile import TINY_FAN, randomised
 from test_quant_export import SIZE, exported, workdir  # noqa: F401 - the tiny exported bundle (fixtures)
@@ -82,6 +82,18 @@ def test_tiled_output_equals_untiled():
     small = u[..., :20, :27]  # smaller than the fixed size: padded up to it, one run
     np.testing.assert_array_equal(tiled_run(FixedSize(ckpt), small, spec),
                                   FixedSize(ckpt).run(padded(small, (32, 32)))[..., :20, :27])
+
+
+def test_a_small_fixed_input_runs_a_frame_that_fits_it_without_the_border():
+    """A file exported at a small input (32x32 with a margin of 16: the mirrored frame would need
+    tiles with no core) runs a 32x32 frame in one tile, as it is; a smaller margin keeps the border."""
+    ckpt = randomised("fan", TINY_FAN)
+    runner = FixedSize(ckpt)
+    u = np.random.default_rng(2).random((1, 4, 32, 32), dtype=np.float32)
+    tight = TiledRunner(runner, TileSpec(margin=16, align=4))
+    assert tight.border(32, 32) == 0
+    np.testing.assert_array_equal(tight.run(u), runner.run(u))
+    assert TiledRunner(runner, TileSpec(margin=4, align=4)).border(32, 32) == BORDER
 
 
 # The int8 bundle's backends; a 16x8 file's tiles are checked in test_quant_export's int16 test.

@@ -33,7 +33,8 @@ TILING_KEY = "tiling"  # per model entry: {"tile": [h, w], "margin", "align", "r
 TILING_RULE = (
     f"Mirror {BORDER} pixels of the packed frame onto each of its sides (reflection about the edge pixels, as "
     "numpy.pad's 'reflect'; cropped off the output), so that the network's zero padding falls outside the "
-    "image. Then replicate-pad the frame on the bottom/right to a multiple of align. Along each axis, tiles are "
+    "image; not where the mirrored frame would need tiles with no core (below), as a file exported at a "
+    "small fixed input runs a frame that fits it. Then replicate-pad the frame on the bottom/right to a multiple of align. Along each axis, tiles are "
     "tile long, or the padded length where that is shorter (a TFLite file runs any multiple of align once its "
     "input is resized; a model that cannot be resized gets the frame padded up to the tile instead). Core k "
     "is [k * c, (k + 1) * c) with c = tile - 2 * margin, clipped to the frame; its tile starts margin before "

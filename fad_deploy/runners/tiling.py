@@ -174,11 +174,21 @@ class TiledRunner(Runner):
         self.inner, self.spec, self.tile = inner, spec, tile  # tile: packed side for any-size runners
         self.anchor, self.backend = inner.anchor, inner.backend
 
+    def border(self, h: int, w: int) -> int:
+        """:data:`BORDER`, or 0 where the mirrored frame would need tiles too small for the margins
+        (a file exported at a small fixed input runs a frame that fits it in one tile, as it is)."""
+        try:
+            tile_plan(self.inner, (h + 2 * BORDER, w + 2 * BORDER), self.spec, self.tile)
+        except FadError:
+            return 0
+        return BORDER
+
     def run_network(self, u: np.ndarray) -> np.ndarray:
         # The inner runner's run() already adds any residual, so this output is final.
         h, w = u.shape[-2:]
-        out = tiled_run(self.inner, mirrored(u), self.spec, self.tile, progress=True)
-        return out[..., BORDER : BORDER + h, BORDER : BORDER + w]
+        b = self.border(h, w)
+        out = tiled_run(self.inner, mirrored(u, b), self.spec, self.tile, progress=True)
+        return out[..., b : b + h, b : b + w]
 
 
 def framed(runner: Runner, checkpoint=None) -> Runner:
