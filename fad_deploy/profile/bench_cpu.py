@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..checks import check_memory
 from ..errors import FadError
-from ..export.manifest import MANIFEST, entry_source, export_hint, read_bundle
+from ..export.manifest import MANIFEST, default_folder_for, entry_source, export_hint, read_bundle
 from ..fileio import write_json, write_text
 from ..models.registry import build, load_checkpoint, models_dir, resolve_model
 from ..runners import BACKENDS, load_runner
@@ -78,7 +78,9 @@ class BenchModel:
                 raise FadError(f"the checkpoint {self.label} was exported from is not in {models_dir()}")
             return load_runner(backend, self.checkpoint, threads)
         if not self.export.is_dir():
-            raise FadError(f"no export folder {self.export} (run: {export_hint(self.label, backend)})")
+            then = (f", then name its folder {default_folder_for(self.label, backend)}"
+                    if default_folder_for(self.label, backend) != self.export else "")
+            raise FadError(f"no export folder {self.export} (run: {export_hint(self.label, backend)}{then})")
         return load_runner(backend, self.export, threads, model=self.model)
 
 
