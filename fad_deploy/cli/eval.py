@@ -100,7 +100,9 @@ def model_macs(checkpoint) -> float:
 
 def model_label(ckpt) -> str:
     """A model's name in the tables: an int8 QAT checkpoint's with " int8", beside its float model's."""
-    return f"{ckpt.name} int8" if ckpt.extra.get("quantization") else ckpt.name
+    from ..quant.qat import is_quantized
+
+    return f"{ckpt.name} int8" if is_quantized(ckpt) else ckpt.name
 
 
 def evaluate(args) -> dict:

@@ -37,7 +37,6 @@ ARRAY_BUNDLE = "fan-nsma"  # export/<this>/: the default export of the sub-range
 INT16_VALIDATION_CROPS = 2
 MAX_INPUT_SIZE = 4096  # packed; a TFLite input this size already holds GBs of activations, and frames are tiled
 TARGET_CHOICES = {"tflite": ("tflite",), "onnx": ("onnx",), "all": ("tflite", "onnx")}
-BUNDLE_FILE_PREFERENCE = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")  # the sub-range table's "file"
 EXIT_VALIDATION_FAILED = 1
 
 
@@ -172,10 +171,10 @@ def exported_backends(options) -> list[str]:
 def array_extra(table: dict, backends: list[str]) -> dict:
     """The bundle manifest's selection data: the sub-range table with each model's file
     (the quantized TFLite where exported), read by fad_deploy.nsma and the phone."""
-    from ..export.manifest import FILE_SUFFIX
+    from ..export.manifest import FILE_PREFERENCE, FILE_SUFFIX
     from ..nsma.select import TABLE_KEY
 
-    exported = [b for b in BUNDLE_FILE_PREFERENCE if b in backends]
+    exported = [b for b in FILE_PREFERENCE if b in backends]
     return {"selection_rule": table["selection_rule"], "shot_range": table["shot_range"],
             TABLE_KEY: [{"name": m["name"], "file": f"{m['name']}{FILE_SUFFIX[exported[0]]}",
                          "shot_min": m["shot_min"], "shot_max": m["shot_max"]} for m in table["models"]]}

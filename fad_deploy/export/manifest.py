@@ -33,13 +33,13 @@ TILING_KEY = "tiling"  # per model entry: {"tile": [h, w], "margin", "align", "r
 TILING_RULE = (
     f"Mirror {BORDER} pixels of the packed frame onto each of its sides (reflection about the edge pixels, as "
     "numpy.pad's 'reflect'; cropped off the output), so that the network's zero padding falls outside the "
-    "image; not where the mirrored frame would need tiles with no core (below), as a file exported at a "
-    "small fixed input runs a frame that fits it. Then replicate-pad the frame on the bottom/right to a multiple of align. Along each axis, tiles are "
-    "tile long, or the padded length where that is shorter (a TFLite file runs any multiple of align once its "
-    "input is resized; a model that cannot be resized gets the frame padded up to the tile instead). Core k "
-    "is [k * c, (k + 1) * c) with c = tile - 2 * margin, clipped to the frame; its tile starts margin before "
-    "it (the first at 0, the last shifted to end at the border). Keep each tile's core and crop the padding: "
-    "the output equals one run on the whole padded frame."
+    "image; not where the mirrored frame would need tiles with no core (below), as a file exported at a small"
+    " fixed input runs a frame that fits it. Then replicate-pad the frame on the bottom/right to a multiple "
+    "of align. Along each axis, tiles are tile long, or the padded length where that is shorter (a TFLite "
+    "file runs any multiple of align once its input is resized; a model that cannot be resized gets the frame"
+    " padded up to the tile instead). Core k is [k * c, (k + 1) * c) with c = tile - 2 * margin, clipped to "
+    "the frame; its tile starts margin before it (the first at 0, the last shifted to end at the border). "
+    "Keep each tile's core and crop the padding: the output equals one run on the whole padded frame."
 )
 
 
@@ -173,8 +173,10 @@ def entry_anchor(entry: dict) -> NoiseParams:
     return NoiseParams(float(a["shot"]), float(a["read"]))
 
 
-INT16_FILE = "tflite-int16"  # a 16x8 file's backend; fad-export writes those beside the int8 bundle:
-INT16_FOLDER_SUFFIX = "-int16"  # export/<model>-int16/
+# which file of a model runs it (the sub-range table's "file"), first exported first
+FILE_PREFERENCE = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")
+INT16_FILE = "tflite-int16"  # a 16x8 file's backend
+INT16_FOLDER_SUFFIX = "-int16"  # fad-export writes 16x8 files beside the int8 bundle: export/<model>-int16/
 
 
 def default_folder_for(name: str, backend: str) -> Path:

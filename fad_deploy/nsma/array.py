@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FadError
-from ..export.manifest import FILE_SUFFIX, entry_tiling, export_hint, locate_file
+from ..export.manifest import FILE_PREFERENCE, FILE_SUFFIX, entry_tiling, export_hint, locate_file
 from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
@@ -112,10 +112,6 @@ def file_backend(file: str) -> str:
                 backend_name("tflite"))
 
 
-# which file of a one-model export folder runs it, first found first
-SINGLE_MODEL_FILES = ("tflite-int8", "tflite-int16", "tflite-fp32", "onnx-int8", "onnx-fp32")
-
-
 def bundle_table(manifest: dict, where: str) -> list[SubRange]:
     """The sub-range table of an exported array's manifest; one exported model (fad-export MODEL)
     is an array of one, run from its quantized TFLite file where it has one."""
@@ -125,7 +121,7 @@ def bundle_table(manifest: dict, where: str) -> list[SubRange]:
     if not (isinstance(models, list) and len(models) == 1 and isinstance(models[0], dict)):
         raise FadError(f"{where}: no {TABLE_KEY!r} table and not one exported model: not a model array's manifest")
     model, files = models[0], models[0].get("files") or {}
-    file = next((files[b].get("file") for b in SINGLE_MODEL_FILES if isinstance(files.get(b), dict)), None)
+    file = next((files[b].get("file") for b in FILE_PREFERENCE if isinstance(files.get(b), dict)), None)
     if file is None:
         raise FadError(f"{where}: its one model has no TFLite or ONNX file")
     shot_range = model.get("shot_range") or [None, None]

@@ -78,8 +78,8 @@ class BenchModel:
                 raise FadError(f"the checkpoint {self.label} was exported from is not in {models_dir()}")
             return load_runner(backend, self.checkpoint, threads)
         if not self.export.is_dir():
-            then = (f", then name its folder {default_folder_for(self.label, backend)}"
-                    if default_folder_for(self.label, backend) != self.export else "")
+            written = default_folder_for(self.label, backend)  # where the hint's command writes it
+            then = f", then name its folder {written}" if written != self.export else ""
             raise FadError(f"no export folder {self.export} (run: {export_hint(self.label, backend)}{then})")
         return load_runner(backend, self.export, threads, model=self.model)
 
