@@ -41,6 +41,7 @@ from fad_deploy.profile.cpu import cpu_peak
 from fad_deploy.quant.qat import (FakeQuantRunner, QATState, fake_quant_core, grid, io_quantizers, made_with,
                                   quantization_aware_training, split_input, weight_sum)
 from fad_deploy.quant.recipe import QATConfig, stored_qat_config
+from fad_deploy.quant.split import single_checkpoint
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 from fad_deploy.runners.torch_runner import TorchRunner
 from fad_deploy.train.losses import CHARBONNIER_EPS
@@ -80,6 +81,15 @@ SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
 def with_split(cfg: QATConfig) -> QATConfig:
     """``cfg`` with the recipe's split int8 input: the same QAT, split after it (nothing retrained)."""
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)
+
+
+EXPOSURE = 4.0  # the last cycle's brightest patch gain (RAW, saturating at 1): int8_brightness.md's frames
+
+
+def brighter(cfg: QATConfig) -> QATConfig:
+    """``cfg`` with its last cycle on patches up to EXPOSURE times brighter: the same steps, the
+    ranges learned again in it cover brighter frames."""
+    return dataclasses.replace(cfg, last_exposure=EXPOSURE)
 
 
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
@@ -128,7 +138,13 @@ VARIANTS = {
     **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": with_split(cfg) for label, cfg in (
         ("the recipe + a second cycle", SECOND_CYCLE), ("the recipe + a third cycle", THIRD_CYCLE),
         ("the recipe + a fourth cycle", FOURTH_CYCLE),
-        ("the square-root row + a third cycle", SQRT_THIRD_CYCLE))},
+        ("the square-root row + a third cycle", SQRT_THIRD_CYCLE),
+        ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE))},
+    **{f"{label}, the last on patches up to {EXPOSURE:g}x brighter{split}": make(brighter(cfg))
+       for label, cfg in (("the recipe + a third cycle", THIRD_CYCLE), ("the recipe + a fourth cycle", FOURTH_CYCLE),
+                          ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE))
+       for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
+                                                with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -161,7 +177,8 @@ def kept_path(ckpt, cfg: QATConfig) -> Path:
     and for shipping (``ship_int8.py``)."""
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
-              else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set())
+              else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set()) \
+        | ({"last_exposure"} if cfg.last_exposure == 1 else set())
     settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weight_sum(ckpt)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / "qat.int8.pt"
@@ -180,6 +197,8 @@ def shipped_int8(ckpt, cfg: QATConfig, folders: tuple[Path, ...] = (ARRAY,)):
         if path == kept and q.card["quantization"]["source"] != ckpt.name:
             q = renamed(q, ckpt.name, f"kept by int8_recipe.py as a QAT of {q.card['quantization']['source']}, "
                                       "the same weights")
+        if not cfg.input_split and made_with(q, with_split(cfg)):  # (a shipped split: its QAT's own checkpoint)
+            q = single_checkpoint(q)
         if made_with(q, cfg):
             card = path.with_suffix(".json")
             return q, json.loads(card.read_text()).get("qat_s") if card.is_file() else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, load_patch_cache
+from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, exposed, load_patch_cache
 from fad_deploy.data.noise import NoiseParams
 from fad_deploy.data.photos import list_photos, load_photo, skimage_photo
 from fad_deploy.data.synth import (PAIR_KEYS, SET_LEVELS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
@@ -235,6 +235,22 @@ def test_patch_cache_and_noisy_patches(tmp_path):
     with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 crop .*a.png \(72x96\)"):
         build_patch_cache(list_photos(tmp_path), tmp_path / "big.npz", CacheConfig(patch=100, downscale=1))
     assert not (tmp_path / "big.npz").exists()
+
+
+def test_exposure_brightens_the_clean_patch_before_its_noise(tmp_path):
+    save_photo(tmp_path / "a.png")
+    build_patch_cache(list_photos(tmp_path), tmp_path / "cache.npz", CacheConfig(patch=16, patches_per_photo=3,
+                                                                                downscale=1, max_side=None))
+    cache = load_patch_cache(tmp_path / "cache.npz")
+    plain = NoisyPatches(cache, crop=8, seed=0)
+    bright = NoisyPatches(cache, crop=8, seed=0, exposure=4.0)
+    for i in range(3):
+        base, item = plain[i]["clean"].numpy(), bright[i]["clean"].numpy()
+        gain = item.max() / base.max()  # (the test photo's patches lie well below 1/4)
+        assert base.max() < 0.25 and 1 <= gain <= 4
+        np.testing.assert_allclose(item, np.minimum(base * gain, 1), rtol=1e-5)
+        assert bright[i]["shot"] == plain[i]["shot"]  # the same crop and noise level: only brighter
+    assert np.array_equal(exposed(np.array([0.2, 0.6]), 2.0), [0.4, 1.0])  # a longer exposure saturates at 1
 
 
 def test_photos_too_small_for_the_crop_are_skipped_with_one_warning(tmp_path, recwarn):

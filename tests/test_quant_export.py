@@ -280,6 +280,9 @@ def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread
         quantization_aware_training(qat, QATConfig(steps=1))
     with pytest.raises(FadError, match="input map"):  # refused before any training
         quantization_aware_training(ckpt, QATConfig(steps=1, input_map="sqrt", base="input"))
+    for exposure in (0.5, 2.0):  # below 1, or brighter patches with no later cycle to learn them in
+        with pytest.raises(FadError, match=f"last_exposure {exposure}"):
+            QATConfig(last_exposure=exposure)
     mapped = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, adapt_steps=2,
                                                          input_map="sqrt"), progress=False)
     assert FakeQuantRunner(mapped).base_grid["input_map"] == "sqrt"
@@ -426,6 +429,8 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
         quantization_aware_training(ckpt, cfg, progress=False, state=qat.QATState(state))
     stored = torch.load(state, weights_only=True)
     assert stored["step"] == stop and stored["elapsed_s"] > 0
+    del stored["fingerprint"]["last_exposure"]  # as a file written before the field existed: resumed all the same
+    torch.save(stored, state)
     monkeypatch.setattr(qat, "sample_batch", real)
     again = qat.QATState(state)
     resumed = quantization_aware_training(ckpt, cfg, progress=False, state=again)
@@ -436,19 +441,23 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     assert resumed.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
 
 
-@pytest.mark.parametrize("restarts", [1, 2])
-def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_run(restarts, workdir, monkeypatch,
-                                                                                      one_thread):
+@pytest.mark.parametrize("restarts, exposure", [(1, 1.0), (2, 1.0), (2, 4.0)])
+def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_run(restarts, exposure, workdir,
+                                                                                      monkeypatch, one_thread):
     """QAT with later cycles (warm restarts) gives the same weights and ranges whether it runs
-    whole or its last cycle goes on from an int8 checkpoint the recipe one cycle shorter made;
-    any other start is refused."""
+    whole or its last cycle goes on from an int8 checkpoint the recipe one cycle shorter made
+    (which had no brighter patches: those are the last cycle's); any other start is refused."""
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     ckpt = tiny_checkpoint()
-    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3, restarts=restarts)
+    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3, restarts=restarts, last_exposure=exposure)
     whole = quantization_aware_training(ckpt, cfg, progress=False)
     shorter = quantization_aware_training(ckpt, cfg.previous(), progress=False)
+    assert cfg.previous().last_exposure == 1
     went_on = quantization_aware_training(ckpt, cfg, progress=False, start=shorter)
     assert any(not torch.equal(shorter.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
+    if exposure > 1:  # the brighter patches changed the last cycle
+        plain = quantization_aware_training(ckpt, dataclasses.replace(cfg, last_exposure=1.0), progress=False)
+        assert any(not torch.equal(plain.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
     for k in whole.state_dict:
         torch.testing.assert_close(went_on.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
     assert went_on.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]

@@ -437,7 +437,7 @@ class QATState:
         if self.path is None or not self.path.is_file():
             return 0
         state = torch.load(self.path, map_location=device, weights_only=True)
-        if state["fingerprint"] != fingerprint:
+        if stored_qat_config(state["fingerprint"]) != fingerprint:  # (a file of before a recipe field: as it ran)
             return 0  # another checkpoint or recipe: start over
         if state["learning"]:
             init_learning(gm)
@@ -583,6 +583,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule) if c < 0 else lr_at(c, later_schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
+        data.exposure = cfg.last_exposure if step >= last else 1.0
         batch = sample_batch(data, step, cfg.batch, cfg.seed, device=device)
         noise = batch_noise(batch)
         u, clean = (x.contiguous(memory_format=MEMORY_FORMAT) for x in anchor_pair(batch, ckpt.anchor))

@@ -59,6 +59,10 @@ class QATConfig:
     continue_steps: int = 0
     continue_lr: float = 5e-4
     restarts: int = 1
+    # > 1: the last later cycle's clean patches brightened by a gain log-uniform in [1, last_exposure] (a longer
+    # exposure, saturating at 1; see fad_deploy.data.dataset.exposed), so the ranges learned again in it cover frames
+    # brighter than the training photos' (benchmarks/results/int8_brightness.md). Needs a later cycle.
+    last_exposure: float = 1.0
 
     def __post_init__(self):
         if self.input_map != "linear" and not (self.activations == "int8" and self.residual
@@ -74,12 +78,15 @@ class QATConfig:
             raise FadError("later QAT cycles (continue_steps) need int8 activations with learned ranges")
         if self.restarts < 1:
             raise FadError(f"restarts must be at least 1, got {self.restarts}")
+        if not (self.last_exposure >= 1 and (self.continue_steps or self.last_exposure == 1)):
+            raise FadError(f"last_exposure {self.last_exposure}: must be at least 1, and above 1 only with a later "
+                           "cycle (continue_steps)")
 
     def previous(self) -> "QATConfig":
         """The recipe one cycle shorter: what made a checkpoint its last cycle can start from."""
         if self.restarts > 1:
-            return replace(self, restarts=self.restarts - 1)
-        return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr)
+            return replace(self, restarts=self.restarts - 1, last_exposure=1.0)
+        return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr, last_exposure=1.0)
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
@@ -87,7 +94,7 @@ class QATConfig:
 # 16x8 always put the weights on the narrow grid).
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
              "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr,
-             "restarts": 1, "input_split": 0}
+             "restarts": 1, "input_split": 0, "last_exposure": 1.0}
 
 
 def stored_qat_config(config: dict) -> dict:
