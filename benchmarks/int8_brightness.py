@@ -28,8 +28,8 @@ import numpy as np
 from fad_deploy.checks import positive_int, random_seed
 from fad_deploy.data.patch_cache import load_patch_cache
 from fad_deploy.data.photos import default_cache_dir
-from fad_deploy.data.synth import synth_pairs
-from fad_deploy.evaluate.quality import noise_list, score
+from fad_deploy.data.synth import noise_list, synth_pairs
+from fad_deploy.evaluate.quality import score
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint
 from fad_deploy.nsma.array import load_array

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from fad_deploy.data.photos import default_cache_dir
-from fad_deploy.data.synth import folder_images
+from fad_deploy.data.synth import folder_images, noise_list
 from fad_deploy.export.manifest import anchor_value
-from fad_deploy.export.validate import noise_list, psnr_by_shot
+from fad_deploy.export.validate import psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import load_checkpoint, models_dir
 from fad_deploy.quant.qat import quantized_base_grid

@@ -98,6 +98,9 @@ def test_synth_bad_input_leaves_no_output(photos, tmp_path, capsys):
         (["--images", str(tmp_path / "nowhere")], ["nowhere"]),
         (["--images", str(broken)], ["b.jpg", "cannot read photo"]),
         (["--images", str(photos), "--crop", "40"], ["chelsea.png", "coffee.png", "no photo is large enough"]),
+        # before the memory such crops would need: no photo holds one
+        (["--images", str(photos), "--crop", "100000"], ["chelsea.png", "no photo is large enough"]),
+        (["--images", str(photos), "--crops-per-image", "1000000000"], ["memory"]),  # (checked before any photo)
         (["--images", str(photos), "--shot-noise", "-1"], ["-1"]),
         (["--images", str(photos), "--read-noise", "-1"], ["-1"]),
         (["--images", str(photos), "--crop", "0"], ["--crop"]),

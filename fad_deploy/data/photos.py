@@ -73,12 +73,31 @@ def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None
         raise FadError(f"{path}: too large to read ({e})")
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise FadError(f"{path}: cannot read photo ({e})")
-    if max_side and max(im.size) > max_side * downscale:
-        scale = max_side * downscale / max(im.size)
-        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
+    if (size := capped(im.size, downscale, max_side)) != im.size:
+        im = im.resize(size, Image.BOX)
     if downscale > 1:
         im = im.reduce(downscale)
     return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def capped(size: tuple[int, int], downscale: int, max_side: int | None) -> tuple[int, int]:
+    """A photo's (width, height) resized so that, after ``downscale``, its long side is at most
+    ``max_side`` (as it is where it is no longer)."""
+    if not max_side or max(size) <= max_side * downscale:
+        return size
+    scale = max_side * downscale / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def prepared_short_side(path: Path, downscale: int, max_side: int | None) -> int:
+    """The short side of the photo :func:`load_photo` makes of ``path``, from its header alone
+    (0 where it cannot be read: loading it says why)."""
+    try:
+        with Image.open(path) as im:
+            size = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return 0
+    return min(-(-side // downscale) for side in capped(size, downscale, max_side))  # reduce() rounds up
 
 
 def large_enough(images: Iterable[tuple[str, np.ndarray]], side: int) -> Iterator[tuple[str, np.ndarray]]:

@@ -13,7 +13,7 @@ from ..errors import FadError
 from ..fileio import load_npz, save_npz
 from .noise import READ_DOMINANCE, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
 from .patch_cache import META_SHAPES, check_per_item
-from .photos import large_enough, list_photos, load_photo
+from .photos import large_enough, list_photos, load_photo, prepared_short_side
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
@@ -57,11 +57,20 @@ def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int | N
                    shot: float | None = None) -> None:
     """A FadError, before any work, when the set :func:`synth_pairs` would make from ``photos``
     photos at :func:`set_shots`' levels (of ``levels`` and ``shot``) does not fit in memory
-    (noisy and clean float32 pairs, held twice while stacked)."""
+    (noisy and clean float32 pairs, held twice while stacked). No photo: nothing to check (making
+    the set says why)."""
+    if not photos:
+        return
     levels = set_level_count(levels, shot)
     pairs = photos * crops_per_image * levels
     check_memory(2 * 2 * pairs * 4 * crop * crop * 4, f"a set of {pairs} pairs of 4x{crop}x{crop} ({photos} photos x "
                  f"{crops_per_image} crops x {levels} noise levels)")
+
+
+def photos_for_crop(folder: str | Path, crop: int, downscale: int, max_side: int | None) -> int:
+    """How many photos of ``folder``, prepared so, are large enough for a packed ``crop`` (see
+    :func:`synth_pairs`), from their headers."""
+    return sum(prepared_short_side(path, downscale, max_side) >= 2 * crop for path in list_photos(folder))
 
 
 def folder_images(folder: str | Path, downscale: int, max_side: int | None,
@@ -71,6 +80,11 @@ def folder_images(folder: str | Path, downscale: int, max_side: int | None,
     photos = list_photos(folder)
     for path in tqdm(photos, desc=desc, unit="photo", disable=desc is None, leave=False):
         yield path.relative_to(folder).as_posix(), load_photo(path, downscale, max_side)
+
+
+def noise_list(pairs: dict) -> list[NoiseParams]:
+    """Each pair's noise level, from a set :func:`synth_pairs` made."""
+    return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])]
 
 
 def synth_pairs(images: Iterable[tuple[str, np.ndarray]], crop: int, crops_per_image: int, shots, seed: int,
@@ -118,7 +132,7 @@ def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
 def at_network_levels(pairs: dict[str, np.ndarray], dominance: float = READ_DOMINANCE) -> tuple[dict, int]:
     """``pairs`` with each image's (shot, read) replaced by :func:`.noise.network_noise`'s level for
     it (what fad-denoise runs the networks at), and how many images that changed."""
-    given = [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])]
+    given = noise_list(pairs)
     levels = [network_noise(n, m, dominance) for n, m in zip(given, pairs["noisy"].mean(axis=(1, 2, 3)))]
     changed = sum(level != n for level, n in zip(levels, given))
     return {**pairs, "shot": np.array([n.shot for n in levels]), "read": np.array([n.read for n in levels])}, changed

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.noise import NoiseParams
+from ..data.synth import noise_list
 from ..isp.metrics import psnr, ssim_torch
 from ..isp.process import process
 
@@ -54,10 +54,6 @@ def score(denoised: np.ndarray, pairs: dict, batch: int = 32) -> Scores:
         out["rgb_psnr"] += [psnr(x, y) for x, y in zip(rd.numpy(), rc.numpy())]
         out["rgb_ssim"] += ssim_torch(rd.double(), rc.double()).tolist()
     return Scores(**{k: np.array(v) for k, v in out.items()})
-
-
-def noise_list(pairs: dict) -> list[NoiseParams]:
-    return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])]
 
 
 def denoise_set(runner, pairs: dict, batch: int = 16, desc: str = "") -> np.ndarray:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.noise import NoiseParams
+from ..data.synth import noise_list
 from ..errors import FadError
 from ..isp.metrics import psnr
 from ..quant.int16 import INT16_BACKEND
@@ -19,10 +19,6 @@ REFERENCE_BACKEND = {"tflite-int8": ("torch-int8", "parity_int8_db"), "onnx-int8
                      "tflite-int16": (INT16_BACKEND, "parity_int16_db"), "tflite-fp32": ("torch", "parity_float_db"),
                      "onnx-fp32": ("torch", "parity_float_db")}
 QUANTIZED_TFLITE = ("tflite-int8", "tflite-int16")  # held to the PSNR-drop bound
-
-
-def noise_list(pairs: dict) -> list[NoiseParams]:
-    return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])]
 
 
 def denoised(runner: Runner, pairs: dict) -> np.ndarray:

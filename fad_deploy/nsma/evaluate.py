@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.dataset import CacheConfig
-from ..data.noise import NoiseParams, floor_level
+from ..data.noise import floor_level
 from ..data.photos import SKIMAGE_PHOTOS, default_cache_dir, list_photos, load_photo, skimage_photo
-from ..data.synth import synth_pairs
+from ..data.synth import noise_list, synth_pairs
 from ..evaluate.quality import Scores, denoise_set, score
 from ..runners.base import Runner
 from .array import ModelArray
@@ -90,8 +90,7 @@ def denoise_from_floor(runner: Runner, pairs: dict, floor: float, desc: str = ""
     range starts at ``floor`` (:func:`fad_deploy.data.noise.floor_level`: below it, at the floor
     with part of the change kept)."""
     means = pairs["noisy"].mean(axis=(1, 2, 3))
-    levels, weights = zip(*(floor_level(NoiseParams(float(a), float(b)), m, floor)
-                            for a, b, m in zip(pairs["shot"], pairs["read"], means)))
+    levels, weights = zip(*(floor_level(n, m, floor) for n, m in zip(noise_list(pairs), means)))
     run = {**pairs, "shot": np.array([n.shot for n in levels], pairs["shot"].dtype),
            "read": np.array([n.read for n in levels], pairs["read"].dtype)}
     return keep_share(pairs["noisy"], denoise_set(runner, run, desc=desc), weights)

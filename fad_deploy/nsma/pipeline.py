@@ -21,7 +21,7 @@ from PIL import Image
 from ..checks import FolderPath, require_output
 from ..data.noise import READ_DOMINANCE, NoiseParams, floor_level, network_noise
 from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
-from ..data.synth import load_pairs
+from ..data.synth import load_pairs, noise_list
 from ..errors import FadError, count
 from ..fileio import save_npz, write_bytes
 from ..isp.process import preview_rgb
@@ -135,7 +135,7 @@ def set_noise(pairs: dict, settings: NoiseSettings) -> tuple[list[NoiseParams], 
     given = given_noise(settings.shot, settings.read, settings.iso, settings.camera)
     if given is not None:
         return [given[0]] * len(pairs["noisy"]), given[1]
-    return [NoiseParams(float(a), float(b)) for a, b in zip(pairs["shot"], pairs["read"])], "annotated in the set"
+    return noise_list(pairs), "annotated in the set"
 
 
 def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[NoiseParams], list[str]]:
