@@ -56,7 +56,7 @@ def test_8_and_16_bit_versions_of_a_photo_are_prepared_alike(tmp_path):
     assert load_photo(tmp_path / "grey16.png").shape == (50, 66, 3)  # odd sizes are kept
     assert load_photo(tmp_path / "grey16.png", downscale=3, max_side=7).shape == (6, 7, 3)
     for steps in ({"downscale": 1, "max_side": None}, {"downscale": 2, "max_side": None},
-                  {"downscale": 3, "max_side": 7}, {"downscale": 2, "max_side": 20}):  # the header says what loading makes
+                  {"downscale": 3, "max_side": 7}, {"downscale": 2, "max_side": 20}):  # the header tells what loads
         assert prepared_short_side(tmp_path / "rgb8.png", **steps) == min(load_photo(tmp_path / "rgb8.png",
                                                                                     **steps).shape[:2])
     np.testing.assert_array_equal(load_photo(tmp_path / "grey16.png")[..., 0], grey / np.float32(255))
