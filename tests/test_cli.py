@@ -18,9 +18,10 @@ from fad_deploy.cli.eval import run as fad_eval
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.errors import FadError, fold
+from fad_deploy.export.manifest import MANIFEST
 from fad_deploy.models.registry import models_dir, resolve_model
 from fad_deploy.native_logs import VERBOSE_ENV, quiet_native_logs
-from fad_deploy.profile.bench_cpu import bench_models, default_models
+from fad_deploy.profile.bench_cpu import BenchModel, bench_models, default_models
 
 NATIVE_LOG = (  # as TensorFlow, absl (XLA, cuDNN) and LiteRT write them
     "2026-12-02 04:25:43.987599: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n"
@@ -106,6 +107,21 @@ def test_bench_names_the_exported_array_and_measures_it_by_default():
     assert [m.label for m in models] == ARRAY_MODELS and all(m.export == SHIPPED_ARRAY for m in models)
     assert [m.checkpoint for m in models] == [models_dir() / "nsma" / f"{n}.pt" for n in ARRAY_MODELS]
     assert [m.label for m in bench_models([str(SHIPPED_ARRAY)])] == ARRAY_MODELS
+
+
+def test_bench_takes_16x8_files_beside_a_bundle_as_its_int16_backend_not_as_more_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "models"))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.pt").touch()
+    root = tmp_path / "export"
+    for name in ("arr", "arr-int16", "net-int16", "solo-int16"):  # fad-export --activations int16 writes <name>-int16
+        (root / name).mkdir(parents=True)
+        (root / name / MANIFEST).write_text("{}")
+    assert default_models(root) == ["arr", "net", "solo-int16"]  # (a 16x8 folder with nothing beside it: its own)
+    beside = BenchModel("arr-0", None, root / "arr")
+    assert beside.folder("tflite-int16") == root / "arr-int16" and beside.folder("tflite-int8") == root / "arr"
+    assert BenchModel("x", None, root / "solo-int16").folder("tflite-int16") == root / "solo-int16"
+    assert BenchModel("net", None, root / "net").folder("tflite-int16") == root / "net-int16"
 
 
 def fad_bench(*argv) -> subprocess.CompletedProcess:

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from ..checks import check_memory
 from ..errors import FadError
-from ..export.manifest import MANIFEST, default_folder_for, entry_source, export_hint, read_bundle
+from ..export.manifest import INT16_FILE, INT16_FOLDER_SUFFIX, MANIFEST, default_folder_for, entry_source, \
+    export_hint, read_bundle
 from ..fileio import write_json, write_text
 from ..models.registry import build, load_checkpoint, models_dir, resolve_model
 from ..runners import BACKENDS, load_runner
@@ -77,11 +78,18 @@ class BenchModel:
             if self.checkpoint is None:
                 raise FadError(f"the checkpoint {self.label} was exported from is not in {models_dir()}")
             return load_runner(backend, self.checkpoint, threads)
-        if not self.export.is_dir():
+        folder = self.folder(backend)
+        if not folder.is_dir():
             written = default_folder_for(self.label, backend)  # where the hint's command writes it
-            then = f", then name its folder {written}" if written != self.export else ""
-            raise FadError(f"no export folder {self.export} (run: {export_hint(self.label, backend)}{then})")
-        return load_runner(backend, self.export, threads, model=self.model)
+            then = f", then name its folder {written}" if written != folder else ""
+            raise FadError(f"no export folder {folder} (run: {export_hint(self.label, backend)}{then})")
+        return load_runner(backend, folder, threads, model=self.model)
+
+    def folder(self, backend: str) -> Path:
+        """Where ``backend``'s file lies: the export folder, or for 16x8 files the folder fad-export
+        writes them to beside it (``<export>-int16``) where that is a bundle."""
+        beside = int16_folder(self.export)
+        return beside if backend == INT16_FILE and is_bundle(beside) else self.export
 
 
 def default_export_root() -> Path:
@@ -92,11 +100,19 @@ def is_bundle(folder: Path) -> bool:
     return (folder / MANIFEST).is_file()
 
 
+def int16_folder(export: Path) -> Path:
+    return export.with_name(export.name + INT16_FOLDER_SUFFIX)
+
+
 def default_models(export_root: Path | None = None) -> list[str]:
     """The shipped models: every checkpoint directly in models/ and every export folder (the
-    exported array, fan-nsma, among them)."""
+    exported array, fan-nsma, among them); a folder of 16x8 files beside another's
+    (:func:`int16_folder`) is that one's backend tflite-int16, not more models."""
     root = export_root or default_export_root()
-    names = {p.stem for p in models_dir().glob("*.pt")} | {d.name for d in root.glob("*") if is_bundle(d)}
+    checkpoints = {p.stem for p in models_dir().glob("*.pt")}
+    bundles = {d.name for d in root.glob("*") if is_bundle(d)}
+    names = checkpoints | {name for name in bundles if not any(name == int16_folder(Path(other)).name
+                                                               for other in bundles | checkpoints)}
     if not names:
         raise FadError(f"no shipped models in {models_dir()} and no exports in {root}: name models or checkpoint paths")
     return sorted(names)
