@@ -93,8 +93,10 @@ def prepared_short_side(path: Path, downscale: int, max_side: int | None) -> int
     """The short side of the photo :func:`load_photo` makes of ``path``, from its header alone
     (0 where it cannot be read: loading it says why)."""
     try:
-        with Image.open(path) as im:
-            size = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (loading it says what is too large)
+            with Image.open(path) as im:
+                size = im.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return 0
     return min(-(-side // downscale) for side in capped(size, downscale, max_side))  # reduce() rounds up
