@@ -67,9 +67,14 @@ def main(argv=None) -> dict:
     images, source = set_images(cfg)
     arrays = {b: load_array(None, b) for b in BACKENDS}
     shots = subrange_levels(arrays["tflite-int8"].table, 1)  # each sub-range's centre
-    floats = [load_checkpoint(arrays["torch"].root / entry.file) for entry in arrays["torch"].table]
-    variants = {v: [framed(FakeQuantRunner(q)) if (q := made_or_split(ckpt, VARIANTS[v])[0]) else None
-                    for ckpt in floats] for v in args.variants}
+    names = {b: [entry.name for entry in arr.table] for b, arr in arrays.items()}
+    if names["torch"] != names["tflite-int8"]:
+        sys.exit(f"int8_brightness: the float array ({', '.join(names['torch'])}) and the int8 files "
+                 f"({', '.join(names['tflite-int8'])}) are not the same models")
+    # each variant's int8 checkpoint per sub-range model (None: not made), run as fad-denoise runs a model
+    variants = {v: [framed(FakeQuantRunner(q)) if (q := made_or_split(load_checkpoint(arrays["torch"].root / e.file),
+                                                                      VARIANTS[v])[0]) else None
+                    for e in arrays["torch"].table] for v in args.variants}
     start, rows = time.time(), []
     for gain in GAINS:
         brightened = [(name, np.clip(image * gain, 0, 1)) for name, image in images]

@@ -18,7 +18,8 @@ from fad_deploy.cli.eval import run as fad_eval
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.errors import FadError, fold
-from fad_deploy.export.manifest import MANIFEST
+from fad_deploy.export.manifest import FORMAT, MANIFEST
+from fad_deploy.fileio import write_json
 from fad_deploy.models.registry import models_dir, resolve_model
 from fad_deploy.native_logs import VERBOSE_ENV, quiet_native_logs
 from fad_deploy.profile.bench_cpu import BenchModel, bench_models, default_models
@@ -114,14 +115,23 @@ def test_bench_takes_16x8_files_beside_a_bundle_as_its_int16_backend_not_as_more
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "net.pt").touch()
     root = tmp_path / "export"
-    for name in ("arr", "arr-int16", "net-int16", "solo-int16"):  # fad-export --activations int16 writes <name>-int16
+    files = {"arr": "tflite-int8", "arr-int16": "tflite-int16", "net-int16": "tflite-int16",
+             "solo-int16": "tflite-int16", "other-int16": "tflite-int8", "other": "tflite-int8"}
+    for name, backend in files.items():  # fad-export --activations int16 writes <name>-int16
         (root / name).mkdir(parents=True)
-        (root / name / MANIFEST).write_text("{}")
-    assert default_models(root) == ["arr", "net", "solo-int16"]  # (a 16x8 folder with nothing beside it: its own)
+        write_json(root / name / MANIFEST, {"format": FORMAT, "models": [{"name": "m", "files": {backend: {}}}]})
+    # a 16x8 folder with nothing beside it is its own; an int8 one named so is too
+    assert default_models(root) == ["arr", "net", "other", "other-int16", "solo-int16"]
     beside = BenchModel("arr-0", None, root / "arr")
     assert beside.folder("tflite-int16") == root / "arr-int16" and beside.folder("tflite-int8") == root / "arr"
     assert BenchModel("x", None, root / "solo-int16").folder("tflite-int16") == root / "solo-int16"
     assert BenchModel("net", None, root / "net").folder("tflite-int16") == root / "net-int16"
+    assert BenchModel("o", None, root / "other").folder("tflite-int16") == root / "other"
+    monkeypatch.chdir(root / "arr")
+    assert BenchModel("arr-0", None, Path(".")).folder("tflite-int16") == root / "arr-int16"  # (fad-bench .)
+    (root / "net-int16").rename(root / "gone")  # neither export/net nor its 16x8 folder: the latter is named
+    with pytest.raises(FadError, match=f"no export folder {root / 'net-int16'} .*--activations int16"):
+        BenchModel("net", None, root / "net").runner("tflite-int16", 1)
 
 
 def fad_bench(*argv) -> subprocess.CompletedProcess:

@@ -248,12 +248,14 @@ def test_exposure_brightens_the_clean_patch_before_its_noise(tmp_path):
     cache = load_patch_cache(tmp_path / "cache.npz")
     plain = NoisyPatches(cache, crop=8, seed=0)
     bright = NoisyPatches(cache, crop=8, seed=0, exposure=4.0)
+    gains = []
     for i in range(3):
         base, item = plain[i]["clean"].numpy(), bright[i]["clean"].numpy()
-        gain = item.max() / base.max()  # (the test photo's patches lie well below 1/4)
-        assert base.max() < 0.25 and 1 <= gain <= 4
-        np.testing.assert_allclose(item, np.minimum(base * gain, 1), rtol=1e-5)
+        gains.append(item.max() / base.max())  # (the test photo's patches lie well below 1/4)
+        assert base.max() < 0.25 and 1 < gains[-1] <= 4
+        np.testing.assert_allclose(item, np.minimum(base * gains[-1], 1), rtol=1e-5)
         assert bright[i]["shot"] == plain[i]["shot"]  # the same crop and noise level: only brighter
+    assert len(set(np.round(gains, 4))) == 3  # a gain of its own for each patch
     assert np.array_equal(exposed(np.array([0.2, 0.6]), 2.0), [0.4, 1.0])  # a longer exposure saturates at 1
 
 

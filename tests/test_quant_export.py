@@ -280,9 +280,6 @@ def test_qat_fine_tunes_and_ptq_only_calibrates(workdir, monkeypatch, one_thread
         quantization_aware_training(qat, QATConfig(steps=1))
     with pytest.raises(FadError, match="input map"):  # refused before any training
         quantization_aware_training(ckpt, QATConfig(steps=1, input_map="sqrt", base="input"))
-    for exposure in (0.5, 2.0):  # below 1, or brighter patches with no later cycle to learn them in
-        with pytest.raises(FadError, match=f"last_exposure {exposure}"):
-            QATConfig(last_exposure=exposure)
     mapped = quantization_aware_training(ckpt, QATConfig(steps=3, batch=2, observe_steps=1, adapt_steps=2,
                                                          input_map="sqrt"), progress=False)
     assert FakeQuantRunner(mapped).base_grid["input_map"] == "sqrt"
@@ -439,6 +436,15 @@ def test_qat_resumes_after_an_interruption_to_the_same_weights(adapt, workdir, t
     for k in whole.state_dict:
         torch.testing.assert_close(resumed.state_dict[k], whole.state_dict[k], rtol=0, atol=0)
     assert resumed.extra["quantization"]["fake_quant"] == whole.extra["quantization"]["fake_quant"]
+
+
+@pytest.mark.parametrize("settings", [{"last_exposure": 0.5, "continue_steps": 3}, {"last_exposure": 2.0},
+                                      {"last_exposure": float("inf"), "continue_steps": 3}],
+                         ids=["darker", "no-later-cycle", "unbounded"])
+def test_brighter_patches_need_a_finite_gain_and_a_later_cycle_to_learn_them_in(settings):
+    with pytest.raises(FadError, match=f"last_exposure {settings['last_exposure']}"):
+        QATConfig(**settings)
+    assert QATConfig(last_exposure=2.0, continue_steps=3).previous().last_exposure == 1
 
 
 @pytest.mark.parametrize("restarts, exposure", [(1, 1.0), (2, 1.0), (2, 4.0)])

@@ -62,7 +62,7 @@ class NoisyPatches(torch.utils.data.Dataset):
         k = int(rng.integers(0, len(self.cache["raw"])))
         clean = random_crop_augmented(self.cache["raw"][k].astype(np.float32), self.crop, rng)
         noise = sample_noise_params(rng, self.shot_range, self.read_band)
-        if self.exposure > 1:  # (drawn after everything else, so items without it stay as they were)
+        if self.exposure > 1:  # (drawn after the crop and level, so items without it stay as they were)
             clean = exposed(clean, float(np.exp(rng.uniform(0.0, np.log(self.exposure)))))
         noisy = add_noise(clean, noise, rng)
         item = {

@@ -82,7 +82,7 @@ def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None
 
 def capped(size: tuple[int, int], downscale: int, max_side: int | None) -> tuple[int, int]:
     """A photo's (width, height) resized so that, after ``downscale``, its long side is at most
-    ``max_side`` (as it is where it is no longer)."""
+    ``max_side``; unchanged where it fits already."""
     if not max_side or max(size) <= max_side * downscale:
         return size
     scale = max_side * downscale / max(size)

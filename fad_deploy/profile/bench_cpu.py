@@ -80,6 +80,8 @@ class BenchModel:
             return load_runner(backend, self.checkpoint, threads)
         folder = self.folder(backend)
         if not folder.is_dir():
+            if backend == INT16_FILE:
+                folder = int16_folder(self.export)  # (where 16x8 files are looked for first)
             written = default_folder_for(self.label, backend)  # where the hint's command writes it
             then = f", then name its folder {written}" if written != folder else ""
             raise FadError(f"no export folder {folder} (run: {export_hint(self.label, backend)}{then})")
@@ -87,9 +89,10 @@ class BenchModel:
 
     def folder(self, backend: str) -> Path:
         """Where ``backend``'s file lies: the export folder, or for 16x8 files the folder fad-export
-        writes them to beside it (``<export>-int16``) where that is a bundle."""
-        beside = int16_folder(self.export)
-        return beside if backend == INT16_FILE and is_bundle(beside) else self.export
+        writes them to beside it (``<export>-int16``) where that holds them."""
+        if backend == INT16_FILE and holds_int16(int16_folder(self.export)):
+            return int16_folder(self.export)
+        return self.export
 
 
 def default_export_root() -> Path:
@@ -101,18 +104,29 @@ def is_bundle(folder: Path) -> bool:
 
 
 def int16_folder(export: Path) -> Path:
+    """Where fad-export --activations int16 writes the 16x8 files of the models of ``export``."""
+    export = export.absolute()
     return export.with_name(export.name + INT16_FOLDER_SUFFIX)
+
+
+def holds_int16(folder: Path) -> bool:
+    """Whether ``folder`` is a bundle with a 16x8 file for each of its models."""
+    try:
+        return is_bundle(folder) and all(INT16_FILE in e.get("files", {}) for e in read_bundle(folder)["models"])
+    except FadError:
+        return False
 
 
 def default_models(export_root: Path | None = None) -> list[str]:
     """The shipped models: every checkpoint directly in models/ and every export folder (the
-    exported array, fan-nsma, among them); a folder of 16x8 files beside another's
-    (:func:`int16_folder`) is that one's backend tflite-int16, not more models."""
+    exported array, fan-nsma, among them); a folder of 16x8 files beside another's or a
+    checkpoint's (:func:`int16_folder`) is that one's backend tflite-int16, not more models."""
     root = export_root or default_export_root()
     checkpoints = {p.stem for p in models_dir().glob("*.pt")}
     bundles = {d.name for d in root.glob("*") if is_bundle(d)}
-    names = checkpoints | {name for name in bundles if not any(name == int16_folder(Path(other)).name
-                                                               for other in bundles | checkpoints)}
+    names = checkpoints | {name for name in bundles if not (name.removesuffix(INT16_FOLDER_SUFFIX) in
+                                                            (bundles | checkpoints) - {name}
+                                                            and holds_int16(root / name))}
     if not names:
         raise FadError(f"no shipped models in {models_dir()} and no exports in {root}: name models or checkpoint paths")
     return sorted(names)

@@ -295,9 +295,11 @@ SPLIT_SAMPLE_BATCHES = 160  # QAT batches that quantile is taken over
 def input_widening(q: Checkpoint, cfg: QATConfig) -> float:
     """How much a split int8 input's grid widens the learned one (at least 1): to the
     SPLIT_QUANTILE of the network inputs of the first SPLIT_SAMPLE_BATCHES batches of ``cfg``'s
-    QAT (its patches, crop and seed; noise over ``q``'s range)."""
+    QAT (its patches, crop and seed; noise over ``q``'s range), as bright as its last cycle's
+    (``cfg.last_exposure``), whose ranges the network keeps."""
     g = quantized_base_grid(q)
     data = training_patches(q, cfg.crop, cfg.seed, cfg.cache)
+    data.exposure = cfg.last_exposure
     inputs = [network_input(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), q.anchor)[0],
                             input_map_of(g)).numpy().ravel() for step in range(SPLIT_SAMPLE_BATCHES)]
     return round(max(1.0, float(np.quantile(np.concatenate(inputs), SPLIT_QUANTILE)) / g["max"]), 3)

@@ -3,6 +3,7 @@ quantization-aware training (:class:`QATConfig`, run by :func:`.qat.quantization
 and calibration only (:class:`PTQConfig`)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -78,9 +79,9 @@ class QATConfig:
             raise FadError("later QAT cycles (continue_steps) need int8 activations with learned ranges")
         if self.restarts < 1:
             raise FadError(f"restarts must be at least 1, got {self.restarts}")
-        if not (self.last_exposure >= 1 and (self.continue_steps or self.last_exposure == 1)):
-            raise FadError(f"last_exposure {self.last_exposure}: must be at least 1, and above 1 only with a later "
-                           "cycle (continue_steps)")
+        if not (1 <= self.last_exposure < math.inf and (self.continue_steps or self.last_exposure == 1)):
+            raise FadError(f"last_exposure {self.last_exposure}: must be finite and at least 1, and above 1 only with "
+                           "a later cycle (continue_steps)")
 
     def previous(self) -> "QATConfig":
         """The recipe one cycle shorter: what made a checkpoint its last cycle can start from."""
