@@ -86,10 +86,10 @@ def with_split(cfg: QATConfig) -> QATConfig:
 EXPOSURE = 4.0  # the last cycle's brightest patch gain (RAW, saturating at 1): int8_brightness.md's frames
 
 
-def brighter(cfg: QATConfig) -> QATConfig:
-    """``cfg`` with its last cycle on patches up to EXPOSURE times brighter: the same steps, the
-    ranges learned again in it cover brighter frames."""
-    return dataclasses.replace(cfg, last_exposure=EXPOSURE)
+def brighter(cfg: QATConfig, share: float = 1.0) -> QATConfig:
+    """``cfg`` with the share ``share`` of its last cycle's patches up to EXPOSURE times brighter:
+    the same steps, the ranges learned again in it cover brighter frames."""
+    return dataclasses.replace(cfg, last_exposure=EXPOSURE, last_exposure_share=share)
 
 
 WEIGHTS_ONLY = dataclasses.replace(SWEEP, activations="float", weight_qmin=-127)  # 16x8: QAT of the weights, int16 activations
@@ -145,6 +145,10 @@ VARIANTS = {
                           ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE))
        for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
                                                 with_split))},
+    **{f"the square-root row + a fourth cycle, the last with half its patches up to {EXPOSURE:g}x brighter{split}":
+       make(brighter(SQRT_FOURTH_CYCLE, 0.5))
+       for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
+                                                with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -178,7 +182,8 @@ def kept_path(ckpt, cfg: QATConfig) -> Path:
     settings = dataclasses.asdict(cfg)  # keyed as before later cycles existed, where they are not used: found still
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
               else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set()) \
-        | ({"last_exposure"} if cfg.last_exposure == 1 else set())
+        | ({"last_exposure"} if cfg.last_exposure == 1 else set()) \
+        | ({"last_exposure_share"} if cfg.last_exposure_share == 1 else set())
     settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weight_sum(ckpt)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / "qat.int8.pt"

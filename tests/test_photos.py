@@ -256,6 +256,9 @@ def test_exposure_brightens_the_clean_patch_before_its_noise(tmp_path):
         np.testing.assert_allclose(item, np.minimum(base * gains[-1], 1), rtol=1e-5)
         assert bright[i]["shot"] == plain[i]["shot"]  # the same crop and noise level: only brighter
     assert len(set(np.round(gains, 4))) == 3  # a gain of its own for each patch
+    half = NoisyPatches(cache, crop=8, seed=0, exposure=4.0, exposure_share=0.5)
+    brightened = [not np.array_equal(half[i]["clean"], plain[i]["clean"]) for i in range(16)]
+    assert 0 < sum(brightened) < 16  # some patches as they are, the others brighter
     assert np.array_equal(exposed(np.array([0.2, 0.6]), 2.0), [0.4, 1.0])  # a longer exposure saturates at 1
 
 

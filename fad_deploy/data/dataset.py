@@ -41,16 +41,16 @@ class NoisyPatches(torch.utils.data.Dataset):
 
     Item ``i`` of epoch ``e`` is a pure function of (seed, e, i), so training resumes
     exactly. ``shot_range`` restricts the sampled shot noise (noise-subrange models).
-    ``exposure`` > 1 brightens each clean patch by a gain drawn log-uniform in [1, exposure]
-    (:func:`exposed`) before its noise: frames brighter than the photos' (the attribute may
-    change between batches).
+    ``exposure`` > 1 brightens the share ``exposure_share`` of the clean patches, each by a gain
+    drawn log-uniform in [1, exposure] (:func:`exposed`), before their noise: frames brighter
+    than the photos' (both attributes may change between batches).
     """
 
     def __init__(self, cache: dict, crop: int, shot_range=SHOT_RANGE, seed: int = 0, length: int | None = None,
-                 read_band: float = 0.0, exposure: float = 1.0):
+                 read_band: float = 0.0, exposure: float = 1.0, exposure_share: float = 1.0):
         check_crop(crop, min(cache["raw"].shape[-2:]))
         self.cache, self.crop, self.shot_range, self.seed = cache, crop, tuple(shot_range), seed
-        self.read_band, self.exposure = read_band, exposure
+        self.read_band, self.exposure, self.exposure_share = read_band, exposure, exposure_share
         self.length = length or len(cache["raw"])
         self.epoch = 0
 
@@ -62,7 +62,8 @@ class NoisyPatches(torch.utils.data.Dataset):
         k = int(rng.integers(0, len(self.cache["raw"])))
         clean = random_crop_augmented(self.cache["raw"][k].astype(np.float32), self.crop, rng)
         noise = sample_noise_params(rng, self.shot_range, self.read_band)
-        if self.exposure > 1:  # (drawn after the crop and level, so items without it stay as they were)
+        # (drawn after the crop and level, so items without it stay as they were; the share's draw only where < 1)
+        if self.exposure > 1 and (self.exposure_share == 1 or rng.uniform() < self.exposure_share):
             clean = exposed(clean, float(np.exp(rng.uniform(0.0, np.log(self.exposure)))))
         noisy = add_noise(clean, noise, rng)
         item = {

@@ -299,7 +299,7 @@ def input_widening(q: Checkpoint, cfg: QATConfig) -> float:
     (``cfg.last_exposure``), whose ranges the network keeps."""
     g = quantized_base_grid(q)
     data = training_patches(q, cfg.crop, cfg.seed, cfg.cache)
-    data.exposure = cfg.last_exposure
+    data.exposure, data.exposure_share = cfg.last_exposure, cfg.last_exposure_share
     inputs = [network_input(anchor_pair(sample_batch(data, step, cfg.batch, cfg.seed), q.anchor)[0],
                             input_map_of(g)).numpy().ravel() for step in range(SPLIT_SAMPLE_BATCHES)]
     return round(max(1.0, float(np.quantile(np.concatenate(inputs), SPLIT_QUANTILE)) / g["max"]), 3)
@@ -585,7 +585,7 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         lr = lr_at(step, adapt_schedule) if q < 0 else lr_at(q, schedule) if c < 0 else lr_at(c, later_schedule)
         opt.param_groups[0]["lr"] = lr
         opt.param_groups[1]["lr"] = cfg.scale_lr * lr / cfg.lr
-        data.exposure = cfg.last_exposure if step >= last else 1.0
+        data.exposure, data.exposure_share = (cfg.last_exposure, cfg.last_exposure_share) if step >= last else (1, 1)
         batch = sample_batch(data, step, cfg.batch, cfg.seed, device=device)
         noise = batch_noise(batch)
         u, clean = (x.contiguous(memory_format=MEMORY_FORMAT) for x in anchor_pair(batch, ckpt.anchor))

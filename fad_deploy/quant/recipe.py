@@ -64,6 +64,7 @@ class QATConfig:
     # exposure, saturating at 1; see fad_deploy.data.dataset.exposed), so the ranges learned again in it cover frames
     # brighter than the training photos' (benchmarks/results/int8_brightness.md). Needs a later cycle.
     last_exposure: float = 1.0
+    last_exposure_share: float = 1.0  # the share of the last cycle's patches so brightened (the others as they are)
 
     def __post_init__(self):
         if self.input_map != "linear" and not (self.activations == "int8" and self.residual
@@ -82,12 +83,15 @@ class QATConfig:
         if not (1 <= self.last_exposure < math.inf and (self.continue_steps or self.last_exposure == 1)):
             raise FadError(f"last_exposure {self.last_exposure}: must be finite and at least 1, and above 1 only with "
                            "a later cycle (continue_steps)")
+        if not 0 < self.last_exposure_share <= 1:
+            raise FadError(f"last_exposure_share {self.last_exposure_share}: must be in (0, 1]")
 
     def previous(self) -> "QATConfig":
         """The recipe one cycle shorter: what made a checkpoint its last cycle can start from."""
         if self.restarts > 1:
-            return replace(self, restarts=self.restarts - 1, last_exposure=1.0)
-        return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr, last_exposure=1.0)
+            return replace(self, restarts=self.restarts - 1, last_exposure=1.0, last_exposure_share=1.0)
+        return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr, last_exposure=1.0,
+                       last_exposure_share=1.0)
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
@@ -95,7 +99,8 @@ class QATConfig:
 # 16x8 always put the weights on the narrow grid).
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
              "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr,
-             "restarts": 1, "input_split": 0, "last_exposure": 1.0}
+             "restarts": 1, "input_split": 0, "last_exposure": 1.0,
+             "last_exposure_share": 1.0}
 
 
 def stored_qat_config(config: dict) -> dict:
