@@ -82,8 +82,10 @@ CASES = [
     (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
     (data, "synth --images {in}/photos --out {in}/photos/chelsea.png", "argument --out: {in}/photos/chelsea.png: "
      "expected a .npz file"),
-    (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000", "a set of 8000000000000 pairs of "
-     "4x128x128 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --crop 8 --levels 1000000000000", "a set of "
+     "8000000000000 pairs of 4x8x8 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000",  # (told before the levels' memory)
+     "no photo is large enough for the 256x256 crop (sizes after any downscaling): chelsea.png (24x32), coffee.png"),
     (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise 1e-3 --levels 6",
      "fad-data: error: --levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
@@ -151,8 +153,10 @@ CASES = [
     (eval_cli, "--images {in}/photos --levels -1", "argument --levels"),
     (eval_cli, "--images {in}/photos --crops-per-image 0", "argument --crops-per-image"),
     (eval_cli, "--images {in}/photos --seed -3", "argument --seed"),
-    (eval_cli, "--images {in}/photos --levels 1000000000000", "a set of 6000000000000 pairs of 4x64x64 (2 photos x 3 "
-     "crops x 1000000000000 noise levels) would take"),
+    (eval_cli, "--images {in}/photos --crop 11 --levels 1000000000000", "a set of 6000000000000 pairs of 4x11x11 "
+     "(2 photos x 3 crops x 1000000000000 noise levels) would take"),
+    (eval_cli, "--images {in}/photos --levels 1000000000000",  # (photos halved, as for training: 32x24)
+     "no photo is large enough for the 128x128 crop (sizes after any downscaling): chelsea.png (24x32)"),
     (eval_cli, "--images {in}/photos --threads 0", "argument --threads"),
     (eval_cli, "--images {in}/photos --shot-noise -inf", "argument --shot-noise"),
     (eval_cli, "--images {in}/photos --read-noise nan", "argument --read-noise"),

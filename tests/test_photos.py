@@ -11,7 +11,7 @@ from PIL import Image
 
 from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, exposed, load_patch_cache
 from fad_deploy.data.noise import NoiseParams
-from fad_deploy.data.photos import list_photos, load_photo, prepared_short_side, skimage_photo
+from fad_deploy.data.photos import list_photos, load_photo, prepared_shape, skimage_photo
 from fad_deploy.data.synth import (PAIR_KEYS, SET_LEVELS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
                                    set_shots, shot_levels, synth_pairs, validation_set)
 from fad_deploy.errors import FadError
@@ -57,8 +57,7 @@ def test_8_and_16_bit_versions_of_a_photo_are_prepared_alike(tmp_path):
     assert load_photo(tmp_path / "grey16.png", downscale=3, max_side=7).shape == (6, 7, 3)
     for steps in ({"downscale": 1, "max_side": None}, {"downscale": 2, "max_side": None},
                   {"downscale": 3, "max_side": 7}, {"downscale": 2, "max_side": 20}):  # the header tells what loads
-        assert prepared_short_side(tmp_path / "rgb8.png", **steps) == min(load_photo(tmp_path / "rgb8.png",
-                                                                                    **steps).shape[:2])
+        assert prepared_shape(tmp_path / "rgb8.png", **steps) == load_photo(tmp_path / "rgb8.png", **steps).shape[:2]
     np.testing.assert_array_equal(load_photo(tmp_path / "grey16.png")[..., 0], grey / np.float32(255))
 
 

@@ -14,8 +14,8 @@ from ..data.patch_cache import META_KEYS, MIN_PATCH, CacheConfig, build_patch_ca
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
 from ..data.raw_io import RawImage, read_raw
-from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_set_size, folder_images, photos_for_crop, \
-    save_pairs, set_shots, synth_pairs
+from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_photo_set, folder_images, save_pairs, set_shots, \
+    synth_pairs
 from ..errors import count
 from ..fileio import load_npz
 from .common import OneLineParser, user_errors
@@ -105,8 +105,8 @@ def fetch(args) -> None:
 
 
 def synth(args) -> None:
-    check_set_size(photos_for_crop(args.images, args.crop, args.downscale, args.max_side), args.crop,
-                   args.crops_per_image, args.levels, args.shot_noise)
+    check_photo_set(args.images, args.crop, args.crops_per_image, args.levels, args.shot_noise, args.downscale,
+                    args.max_side)
     shots = set_shots(args.levels, args.shot_noise)
     # closing() ends the progress bar before an error message is printed
     with contextlib.closing(folder_images(args.images, args.downscale, args.max_side, desc="synthesising")) as images:

@@ -11,8 +11,8 @@ from ..checks import Number, given_options, input_file, input_folder, json_outpu
     random_seed, read_noise, require_not_model, shot_noise, thread_count
 from ..data.noise import READ_DOMINANCE, below_floor
 from ..data.patch_cache import CacheConfig
-from ..data.synth import SET_LEVELS, at_network_levels, check_set_size, folder_images, load_pairs, photos_for_crop, \
-    set_shots, synth_pairs
+from ..data.synth import SET_LEVELS, at_network_levels, check_photo_set, folder_images, load_pairs, set_shots, \
+    synth_pairs
 from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
@@ -81,8 +81,8 @@ def make_set(args) -> tuple[dict, dict]:
     # the options not given take their defaults
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in SET_DEFAULTS.items() if getattr(args, k) is None}})
     cache = CacheConfig()  # evaluation photos get the same preparation as training photos
-    check_set_size(photos_for_crop(args.images, args.crop, cache.downscale, cache.max_side), args.crop,
-                   args.crops_per_image, args.levels, args.shot_noise)
+    check_photo_set(args.images, args.crop, args.crops_per_image, args.levels, args.shot_noise, cache.downscale,
+                    cache.max_side)
     shots = set_shots(args.levels, args.shot_noise)
     images = list(folder_images(args.images, cache.downscale, cache.max_side, desc="loading photos"))
     pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)

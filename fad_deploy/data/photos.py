@@ -89,17 +89,23 @@ def capped(size: tuple[int, int], downscale: int, max_side: int | None) -> tuple
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def prepared_short_side(path: Path, downscale: int, max_side: int | None) -> int:
-    """The short side of the photo :func:`load_photo` makes of ``path``, from its header alone
-    (0 where it cannot be read: loading it says why)."""
+def prepared_shape(path: Path, downscale: int, max_side: int | None) -> tuple[int, int] | None:
+    """(height, width) of the photo :func:`load_photo` makes of ``path``, from its header alone
+    (None where it cannot be read: loading it says why)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (loading it says what is too large)
             with Image.open(path) as im:
                 size = im.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return 0
-    return min(-(-side // downscale) for side in capped(size, downscale, max_side))  # reduce() rounds up
+        return None
+    w, h = (-(-side // downscale) for side in capped(size, downscale, max_side))  # reduce() rounds up
+    return h, w
+
+
+def smaller_than(side: int, skipped: list[str]) -> str:
+    """How the photos ``skipped`` (each "name (hxw)") are named as too small for a crop."""
+    return f"the {side}x{side} crop (sizes after any downscaling): {', '.join(skipped)}"
 
 
 def large_enough(images: Iterable[tuple[str, np.ndarray]], side: int) -> Iterator[tuple[str, np.ndarray]]:
@@ -116,7 +122,7 @@ def large_enough(images: Iterable[tuple[str, np.ndarray]], side: int) -> Iterato
             yield name, image
         else:
             skipped.append(f"{name} ({h}x{w})")
-    what = f"the {side}x{side} crop (sizes after any downscaling): {', '.join(skipped)}"
+    what = smaller_than(side, skipped)
     if not used:
         raise FadError(f"no photo is large enough for {what}" if skipped else "no photos to take crops from")
     if skipped:

@@ -13,7 +13,7 @@ from ..errors import FadError
 from ..fileio import load_npz, save_npz
 from .noise import READ_DOMINANCE, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
 from .patch_cache import META_SHAPES, check_per_item
-from .photos import large_enough, list_photos, load_photo, prepared_short_side
+from .photos import large_enough, list_photos, load_photo, prepared_shape, smaller_than
 from .unprocess import random_params, unprocess
 
 PAIR_KEYS = ("noisy", "clean", "shot", "read", "red_gain", "blue_gain", "rgb_gain", "cam2rgb")
@@ -67,10 +67,27 @@ def check_set_size(photos: int, crop: int, crops_per_image: int, levels: int | N
                  f"{crops_per_image} crops x {levels} noise levels)")
 
 
+def check_photo_set(folder: str | Path, crop: int, crops_per_image: int, levels: int | None, shot: float | None,
+                    downscale: int, max_side: int | None) -> None:
+    """:func:`check_set_size` for a set of the photos in ``folder`` (prepared so) that hold the crop,
+    after the levels asked for (:func:`set_level_count`): every FadError making it would end in,
+    before any work."""
+    set_level_count(levels, shot)
+    check_set_size(photos_for_crop(folder, crop, downscale, max_side), crop, crops_per_image, levels, shot)
+
+
 def photos_for_crop(folder: str | Path, crop: int, downscale: int, max_side: int | None) -> int:
     """How many photos of ``folder``, prepared so, are large enough for a packed ``crop`` (see
-    :func:`synth_pairs`), from their headers."""
-    return sum(prepared_short_side(path, downscale, max_side) >= 2 * crop for path in list_photos(folder))
+    :func:`synth_pairs`), from their headers; none (all read) is the FadError making the set would
+    end in, before any work."""
+    folder = Path(folder)
+    shapes = {path.relative_to(folder).as_posix(): prepared_shape(path, downscale, max_side)
+              for path in list_photos(folder)}
+    fitting = sum(shape is not None and min(shape) >= 2 * crop for shape in shapes.values())
+    if not fitting and None not in shapes.values():
+        raise FadError("no photo is large enough for "
+                       + smaller_than(2 * crop, [f"{name} ({h}x{w})" for name, (h, w) in shapes.items()]))
+    return fitting
 
 
 def folder_images(folder: str | Path, downscale: int, max_side: int | None,
