@@ -41,7 +41,7 @@ def test_presets_load():
 
 def test_yaml_file_and_overrides(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("name: mine\nmodel: {arch: unet-plain}\nschedule: {steps: 10, lr: 0.01}\n")
+    path.write_text("name: mine\nmodel: {arch: unet-plain}\nschedule: {steps: 10, lr: 0.01, warmup: 2}\n")
     cfg = load_config(str(path), ["schedule.lr=1e-3", "data.shot_range=[1e-3, 0.01]", TINY_MODEL,
                                   "loss.distillation=1", "seed=3"])
     assert (cfg.name, cfg.model.arch, cfg.schedule.steps, cfg.seed) == ("mine", "unet-plain", 10, 3)
