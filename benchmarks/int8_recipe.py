@@ -145,8 +145,9 @@ VARIANTS = {
                           ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE))
        for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
                                                 with_split))},
-    **{f"the square-root row + a fourth cycle, the last with half its patches up to {EXPOSURE:g}x brighter{split}":
-       make(brighter(SQRT_FOURTH_CYCLE, 0.5))
+    **{f"the square-root row + a fourth cycle, the last with {part} its patches up to {EXPOSURE:g}x brighter{split}":
+       make(brighter(SQRT_FOURTH_CYCLE, share))
+       for part, share in (("half", 0.5), ("a quarter of", 0.25))
        for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
                                                 with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
