@@ -72,9 +72,9 @@ def main(argv=None) -> dict:
         sys.exit(f"int8_brightness: the float array ({', '.join(names['torch'])}) and the int8 files "
                  f"({', '.join(names['tflite-int8'])}) are not the same models")
     # each variant's int8 checkpoint per sub-range model (None: not made), run as fad-denoise runs a model
-    variants = {v: [framed(FakeQuantRunner(q)) if (q := made_or_split(load_checkpoint(arrays["torch"].root / e.file),
-                                                                      VARIANTS[v])[0]) else None
-                    for e in arrays["torch"].table] for v in args.variants}
+    floats = [load_checkpoint(arrays["torch"].root / e.file) for e in arrays["torch"].table] if args.variants else []
+    variants = {v: [framed(FakeQuantRunner(q)) if (q := made_or_split(ckpt, VARIANTS[v])[0]) else None
+                    for ckpt in floats] for v in args.variants}
     start, rows = time.time(), []
     for gain in GAINS:
         brightened = [(name, np.clip(image * gain, 0, 1)) for name, image in images]
