@@ -133,6 +133,10 @@ CASES = [
      "data.crop 8: network 'fan' needs crops of at least 16"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=32",
      "data.crop 32: patches of 20x20 allow crops up to 19"),
+    (train, "charbonnier out={out}/run data.batch=100000000",  # (before the process grows to it)
+     "training on batches of 100000000 crops of 64x64 (data.batch, data.crop) would take"),
+    (train, "charbonnier out={out}/run data.crop=100000",
+     "training on batches of 16 crops of 100000x100000 (data.batch, data.crop) would take"),
     # fad-eval
     (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
     (eval_cli, "--images {in}/photos --shot-noise 1e-3 --levels 3", "--shot-noise fixes one level: give one of them"),

@@ -19,7 +19,7 @@ from fad_deploy.data.photos import skimage_photo
 from fad_deploy.errors import FadError
 from fad_deploy.models.registry import Checkpoint, build, load_checkpoint, model_config
 from fad_deploy.train.config import ScheduleConfig, TrainConfig, load_config, presets
-from fad_deploy.train.trainer import Trainer, lr_at
+from fad_deploy.train.trainer import Trainer, lr_at, photos_cache
 
 TINY_MODEL = "model.config={widths: [8, 8, 16], expansions: [1, 1, 1]}"
 FAD_TRAIN = Path(sys.executable).with_name("fad-train")
@@ -27,6 +27,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- config ------------------------------------------------------------------------------
+
+
+def test_a_photo_folder_gets_a_cache_of_its_own_photos(tmp_path):
+    """Another folder of the same name, or a photo added since, must not reuse a cache."""
+    for folder, names in (("a/ph", ["x"]), ("b/ph", ["x", "y"])):
+        (tmp_path / folder).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{name}.png")
+    one = [tmp_path / "a/ph/x.png"]
+    both = [tmp_path / "b/ph/x.png", tmp_path / "b/ph/y.png"]
+    assert photos_cache(tmp_path / "a/ph", one) == photos_cache(tmp_path / "a/ph", one)
+    assert photos_cache(tmp_path / "a/ph", one).name.startswith("patches-ph-")
+    assert photos_cache(tmp_path / "a/ph", one) != photos_cache(tmp_path / "b/ph", both)
+    assert photos_cache(tmp_path / "b/ph", both[:1]) != photos_cache(tmp_path / "b/ph", both)
 
 
 def test_presets_load():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
 import math
@@ -22,13 +23,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..checks import require_output
+from ..checks import check_memory, require_output
 from ..data.dataset import META_KEYS, CacheConfig, NoisyPatches, build_patch_cache, check_crop, load_patch_cache
 from ..data.device_batches import DeviceBatches
 from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
 from ..data.synth import validation_set
-from ..errors import FadError
+from ..errors import FadError, count
 from ..fileio import atomic_path, write_json, write_text
 from ..isp.metrics import psnr
 from ..models.fan import FAN
@@ -71,7 +72,7 @@ def resolve_cache(cfg: TrainConfig) -> Path:
         return Path(cfg.data.cache)
     if cfg.data.photos:
         photos = list_photos(cfg.data.photos)
-        out = default_cache_dir() / f"patches-{Path(cfg.data.photos).resolve().name}.npz"
+        out = photos_cache(cfg.data.photos, photos)
     else:
         out = default_cache_dir() / "patches-train.npz"
         photo_dir = default_cache_dir() / "photos" / "train"
@@ -84,24 +85,63 @@ def resolve_cache(cfg: TrainConfig) -> Path:
     return out
 
 
-def checked_network(arch: str, config: dict, crop: int) -> torch.nn.Module:
+# training holds every feature map of the forward pass for the backward one, and about as much again
+# in gradients and temporaries: this many times one forward pass's feature maps (a floor, for the check)
+TRAIN_MEMORY_FACTOR = 2
+
+
+def photos_cache(folder: str | os.PathLike, photos: list[Path]) -> Path:
+    """Where the patch cache of a folder of photos is kept: named after the folder and keyed by its
+    photos (path, size, time), so another folder of the same name, or photos added or changed
+    since, get a cache of their own."""
+    listing = "\n".join(f"{p.resolve()}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in photos)
+    key = hashlib.sha256(listing.encode()).hexdigest()[:12]
+    return default_cache_dir() / f"patches-{Path(folder).resolve().name}-{key}.npz"
+
+
+def checked_network(arch: str, config: dict, crop: int, batch: int = 1, device: str = "cpu") -> torch.nn.Module:
     """The network of ``model.arch`` with ``model.config``, refused (FadError) when the config
     does not make a network that runs on a ``crop`` x ``crop`` crop (tried once on zeros, which
-    draws no random numbers; torch's warnings about a broken config give way to the error) or
-    when ``crop`` is below the multiple it pads its input to."""
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            model = build(arch, config)
-            model(torch.zeros(1, 4, crop, crop))
-    except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as e:
-        raise FadError(f"model.config {config}: no working {arch!r} network with it ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0]})")
+    draws no random numbers; torch's warnings about a broken config give way to the error),
+    when ``crop`` is below the multiple it pads its input to, or (training on the CPU) when a
+    batch of ``batch`` such crops would not fit in memory (its feature maps counted on a small
+    input first, so that a crop or batch too large is named as such)."""
+    def tried(make):
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                return make()
+        except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as e:
+            raise FadError(f"model.config {config}: no working {arch!r} network with it ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0]})")
+
+    model = tried(lambda: build(arch, config))
     multiple = network_align(model)
     if crop < multiple:
         raise FadError(f"data.crop {crop}: network {arch!r} needs crops of at least {multiple} "
                        "(the multiple it pads its input to)")
+    if device == "cpu":
+        per_pixel = tried(lambda: feature_bytes_per_pixel(model, multiple))
+        check_memory(int(TRAIN_MEMORY_FACTOR * per_pixel * batch * crop * crop),
+                     f"training on batches of {count(batch, 'crop')} of {crop}x{crop} (data.batch, data.crop)")
+    tried(lambda: model(torch.zeros(1, 4, crop, crop)))
     return model
+
+
+def feature_bytes_per_pixel(model: torch.nn.Module, multiple: int) -> float:
+    """Bytes of the feature maps one forward pass of ``model`` writes per packed input pixel,
+    counted on a small input (every leaf module's output)."""
+    side = multiple * max(1, math.ceil(64 / multiple))
+    written = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: written.append(out.numel() * out.element_size())
+                                     if isinstance(out, torch.Tensor) else None)
+             for m in model.modules() if not any(True for _ in m.children())]
+    try:
+        model(torch.zeros(1, 4, side, side))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(written) / side**2
 
 
 def sample_batch(data: NoisyPatches, step: int, batch: int, seed: int, world: int = 1, rank: int = 0,
@@ -151,7 +191,8 @@ class Trainer:
         self.out = require_output(Path(cfg.out or Path("runs") / cfg.name), "folder", "run folder (out=)")
         self.anchor = anchor_at(cfg.data.anchor_shot) if cfg.data.anchor_shot else anchor_for_range(cfg.data.shot_range)
 
-        self.model = checked_network(cfg.model.arch, cfg.model.config, cfg.data.crop).to(self.device)
+        self.model = checked_network(cfg.model.arch, cfg.model.config, cfg.data.crop,
+                                     cfg.data.batch, self.device.type).to(self.device)
         if cfg.model.narrow and not cfg.model.init:
             raise FadError("model.narrow cuts the checkpoint of model.init: set model.init=CHECKPOINT")
         if cfg.model.narrow and not isinstance(self.model, FAN):
