@@ -61,6 +61,24 @@ def test_error_line_follows_a_closed_progress_bar(exc, code, line, capsys):
     assert "working" in err and err.endswith(f"]\n{line}\n")  # the bar's last state ends its line
 
 
+def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch):
+    """`fad-denoise DIR | head -1`: the reader goes away after one line; every input is still done."""
+    read, write = os.pipe()
+    os.close(read)
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", buffering=1))
+
+    @user_errors
+    def main(argv=None):
+        for i in range(3):
+            print(f"input {i} done")
+            (tmp_path / f"out{i}").write_text("denoised")
+        return 0
+
+    assert main() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out0", "out1", "out2"]
+    sys.stdout.close()  # (its file points at /dev/null now: closing it raises nothing)
+
+
 HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "ai_edge_litert", "scipy", "skimage", "rawpy", "matplotlib")
 CLIS = ("data", "train", "eval", "export", "bench", "denoise")
 

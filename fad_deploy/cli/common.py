@@ -1,10 +1,11 @@
 """What every CLI shares: user errors become one line on stderr and exit code 2 (after
-closing any progress bar), warnings one line each, the parser refuses an output path that
-is also an input, and every parser takes ``--verbose``."""
+closing any progress bar), warnings one line each, a closed stdout silence (not an error), the
+parser refuses an output path that is also an input, and every parser takes ``--verbose``."""
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
 import sys
 import warnings
@@ -44,6 +45,7 @@ def user_errors(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
+        stdout, sys.stdout = sys.stdout, QuietWhenGone(sys.stdout)
         try:
             return main(argv)
         except FadError as e:
@@ -54,10 +56,42 @@ def user_errors(main):
             close_progress_bars()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-        finally:  # callers in the same process (tests, notebooks) keep their own warning format
+        finally:  # callers in the same process (tests, notebooks) keep their own warning format and stdout
             warnings.formatwarning = default_format
+            sys.stdout = stdout
 
     return wrapper
+
+
+class QuietWhenGone:
+    """A text stream (stdout) that goes quiet when its reader has gone (``fad-denoise DIR | head -1``):
+    what the tools print is a report beside their work, so the work and its files go on, and no
+    traceback follows."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        """Point the stream's file at /dev/null, so its buffered text and all that follows go there."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def close_progress_bars() -> None:
