@@ -2,6 +2,7 @@
 .MAT (v5 and v7.3/HDF5) and DND .mat files, the DNG writer, and every bad-input error."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import h5py
@@ -129,6 +130,14 @@ def test_plain_tiff_is_not_a_raw_mosaic_and_cfa_is_for_mat_files(tmp_path):
     assert read_raw(tmp_path / "x.tif").cfa == "GRBG"
     with pytest.warns(UserWarning, match="records its own CFA pattern; --cfa BGGR is for .mat files"):
         assert read_raw(dng, cfa="BGGR").cfa == "GRBG"
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    """LibRaw opens a path by its UTF-8 name; 'caf\\xe9.dng' (Latin-1 bytes) has none."""
+    path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "GRBG"), "GRBG")
+    latin1 = path.with_name(os.fsdecode(b"caf\xe9.dng"))
+    path.rename(latin1)
+    assert read_raw(latin1).mosaic_shape == (24, 24)
 
 
 def test_mosaics_under_libraws_smallest_size_are_said_to_be(tmp_path):

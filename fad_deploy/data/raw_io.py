@@ -12,6 +12,7 @@ it (the same colours), which :meth:`RawImage.mosaic` drops again.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -288,13 +289,24 @@ def _pairs(value) -> list:
     return flat
 
 
+def libraw_source(path: Path):
+    """What rawpy opens ``path`` from: its name, which LibRaw takes as UTF-8, or, for a name that is
+    not UTF-8 (bytes a file system allows, which Python keeps as surrogates), the file's bytes."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return io.BytesIO(path.read_bytes())
+    return name
+
+
 def read_libraw(path: Path) -> RawImage:
     """DNG and the camera formats LibRaw reads (CR2, NEF, ARW, ...)."""
     import rawpy
 
     try:
         with _libraw_messages() as messages:
-            with rawpy.imread(str(path)) as raw:
+            with rawpy.imread(libraw_source(path)) as raw:
                 if raw.raw_type != rawpy.RawType.Flat:
                     raise FadError(f"{path}: not a Bayer mosaic (LibRaw reports {raw.raw_type.name} data)")
                 mosaic = raw.raw_image_visible.astype(np.float64)
