@@ -285,3 +285,14 @@ def test_a_network_that_cannot_be_tiled_is_profiled_without_the_tiling():
     assert "Exact tiling: none (CycleISPLite: its global pooling" in md
     assert "cannot tile exactly" in doc["tiling"]["error"]
     assert doc["macs"]["macs"] > 0 and all("error" in fit["tiling_12mp"] for fit in doc["accelerators"])
+
+
+@pytest.mark.parametrize("cache", ["a-file", "/proc/x"])
+def test_a_cache_that_cannot_hold_the_baselines_is_one_line(cache, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FAD_CACHE", cache if cache.startswith("/") else str(tmp_path / cache))
+    with pytest.raises(SystemExit) as e:
+        bench.main(["fan-student", "--backends", "torch", "--threads", "1", "--repeats", "1", "--warmup", "0",
+                    "--size", "16", "16", "--baselines", "pmrid", "--no-progress"])
+    assert e.value.code == 2
+    assert "error: the baseline's export folder (under $FAD_CACHE)" in capsys.readouterr().err

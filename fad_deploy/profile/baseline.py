@@ -18,6 +18,7 @@ import torch
 
 from .. import __version__
 from ..data.photos import default_cache_dir
+from ..checks import require_output
 from ..errors import FadError, fold
 from ..fileio import write_json
 from ..models.registry import ARCHITECTURES, Checkpoint, build, model_config
@@ -107,6 +108,7 @@ def export_architecture(arch: str, size: tuple[int, int], targets: tuple[str, ..
             return folder
     except FadError:  # none yet, or unreadable: export again
         pass
+    require_output(folder, "folder", "the baseline's export folder" + ("" if root else " (under $FAD_CACHE)"))
     folder.mkdir(parents=True, exist_ok=True)
     float_ckpt = dataclasses.replace(float_ckpt, name=name)
     float_ckpt.save(folder / f"{name}.pt")
