@@ -67,8 +67,10 @@ CASES = [
     (data, "synth --images {in}/photos --out {out}/s.npz --seed -1",
      "argument --seed: expected a whole number in [0, "),
     (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise nan",
-     "argument --shot-noise: expected a finite number in (0, 1], got 'nan'"),
+     "argument --shot-noise: expected a finite number in (0, 0.1], got 'nan'"),
     (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise inf", "argument --shot-noise"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise 1",  # (its noisy values would not pass as RAW)
+     "argument --shot-noise: expected a finite number in (0, 0.1], got '1'"),
     (data, "synth --images {in}/photos --out {out}/s.npz --read-noise -1e-5", "argument --read-noise"),
     (data, "synth --images {in}/photos --out {out}/s.npz --downscale 0", "argument --downscale"),
     (data, "synth --images {in}/photos --out {out}/s.npz --max-side 1.5", "argument --max-side"),
@@ -250,7 +252,7 @@ CASES = [
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
-    (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 1], got '0'"),
+    (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 0.1], got '0'"),
     (denoise, "{in}/set.npz --shot-noise nan", "argument --shot-noise"),
     (denoise, "{in}/set.npz --shot-noise 2e-3 --read-noise -1", "argument --read-noise"),
     (denoise, "{in}/set.npz --iso 0", "argument --iso"),

@@ -143,6 +143,15 @@ def test_load_pairs_errors(tmp_path):
         load_pairs(tmp_path / "junk.npz")
 
 
+def test_noisy_values_may_lie_as_far_beyond_raw_as_their_noise_reaches(tmp_path):
+    """At the largest noise fad-data synth makes, white's noisy values pass 2 (the room without noise)."""
+    pairs = good_set(tmp_path)
+    pairs["shot"], pairs["read"] = np.full(2, 0.1), np.full(2, 0.022)
+    pairs["noisy"][0, 0, 0, 0] = 3.0  # white plus about 6 noise stds (std 0.35): beyond the room of a noiseless set
+    save_pairs(tmp_path / "loud.npz", pairs)
+    assert load_pairs(tmp_path / "loud.npz")["noisy"].max() == 3.0
+
+
 def good_set(tmp_path) -> dict:
     """A 2-pair set (one crop at two levels), saved as good.npz."""
     save_photo(tmp_path / "a.png")
@@ -168,6 +177,7 @@ def good_set(tmp_path) -> dict:
     ({"read": [5.0, 0.0]}, "shot and read noise must be at most 1 .* got shot up to 0.002 and read up to 5"),
     ({"noisy": np.zeros((2, 4, 8, 8), np.uint16)}, r"noisy holds uint16 values; a set holds float RAW normalised"),
     ({"clean": np.full((2, 4, 8, 8), 300.0)}, r"clean spans \[300, 300\], not RAW normalised to \[0, 1\]"),
+    ({"noisy": np.full((2, 4, 8, 8), 3.0)}, r"noisy spans \[3, 3\], not RAW .* with noise of std up to 0.0633"),
 ])
 def test_load_pairs_refuses_arrays_that_do_not_match_the_pairs(tmp_path, change, message):
     save_pairs(tmp_path / "bad.npz", {**good_set(tmp_path), **{k: np.asarray(v) for k, v in change.items()}})

@@ -22,6 +22,7 @@ PAIR_META_SHAPES = {"shot": (), "read": (), **META_SHAPES}
 # what a pair's noisy and clean values may span: RAW normalised to [0, 1], with room for noise
 # below black and above white; values beyond it mean a set stored at another scale (e.g. raw DN)
 PAIR_VALUE_RANGE = (-1.0, 2.0)
+NOISE_ROOM_SDS = 8  # noisy values may lie this many of their noise's std beyond it (a Gaussian: p ~ 1e-15)
 
 
 def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
@@ -177,10 +178,6 @@ def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.
         if pairs[key].dtype.kind != "f":
             raise FadError(f"{path}: {key} holds {pairs[key].dtype} values; a set holds float RAW normalised to "
                            "[0, 1] (black level 0, white level 1)")
-        low, high = pairs[key].min(), pairs[key].max()
-        if low < PAIR_VALUE_RANGE[0] or high > PAIR_VALUE_RANGE[1]:
-            raise FadError(f"{path}: {key} spans [{low:g}, {high:g}], not RAW normalised to [0, 1] (black level 0, "
-                           "white level 1)")
     shot, read = pairs["shot"].min(), pairs["read"].min()
     if shot <= 0 or read < 0:
         raise FadError(f"{path}: shot noise must be positive and read noise not negative, got shot down to {shot:g} "
@@ -188,6 +185,13 @@ def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.
     if max(pairs["shot"].max(), pairs["read"].max()) > 1:
         raise FadError(f"{path}: shot and read noise must be at most 1 (variance a x + b of RAW in [0, 1]), got shot "
                        f"up to {pairs['shot'].max():g} and read up to {pairs['read'].max():g}")
+    # the noisy values' room grows with the noise (fad-data synth allows shot and read noise up to 1)
+    std = float(np.sqrt(pairs["shot"].max() * PAIR_VALUE_RANGE[1] + pairs["read"].max()))
+    for key, room in (("noisy", NOISE_ROOM_SDS * std), ("clean", 0.0)):
+        low, high = pairs[key].min(), pairs[key].max()
+        if low < PAIR_VALUE_RANGE[0] - room or high > PAIR_VALUE_RANGE[1] + room:
+            raise FadError(f"{path}: {key} spans [{low:g}, {high:g}], not RAW normalised to [0, 1] (black level 0, "
+                           "white level 1)" + (f" with noise of std up to {std:.3g}" if room else ""))
     return pairs
 
 
