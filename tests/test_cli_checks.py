@@ -53,6 +53,9 @@ def inputs(tmp_path_factory):
     (root / "copy").mkdir()
     Checkpoint("tiny", "fan", model_config(net), net.state_dict()).save(root / "copy" / "tiny.pt")
     (root / "afile").write_text("not a folder")
+    (root / "blocked").mkdir()
+    save_pairs(root / "blocked" / "set.npz", pairs)
+    (root / "blocked" / "denoised").write_text("a file where the outputs' folder goes")
     return root
 
 
@@ -252,6 +255,8 @@ CASES = [
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
+    (denoise, "{in}/blocked", "{in}/blocked/denoised: exists and is not a folder (where the outputs of {in}/blocked "
+     "go; give --out)"),
     (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 0.1], got '0'"),
     (denoise, "{in}/set.npz --shot-noise nan", "argument --shot-noise"),
     (denoise, "{in}/set.npz --shot-noise 2e-3 --read-noise -1", "argument --read-noise"),

@@ -457,6 +457,15 @@ def test_a_folder_lists_raw_tiffs_but_not_tiff_images(tmp_path):
     assert [p.name for p in list_inputs(tmp_path)] == ["cam.tif"]
 
 
+def test_a_folder_skips_hidden_files_and_earlier_outputs_with_a_warning(tmp_path):
+    values = np.random.default_rng(0).integers(BLACK, WHITE, (32, 32))
+    for name in ("a.dng", "a-denoised.dng", ".a-denoised.dng.k3j4.part.dng"):
+        make_dng(tmp_path / name, values)
+    with pytest.warns(UserWarning, match=r"skipped 2 files hidden or written by an earlier run \(<name>-denoised"):
+        assert [p.name for p in list_inputs(tmp_path)] == ["a.dng"]
+    assert [p.name for p in list_inputs(tmp_path / "a-denoised.dng")] == ["a-denoised.dng"]  # named: taken
+
+
 def test_denoise_keeps_the_orientation_and_shows_the_preview_upright(tmp_path, array_dir, capsys):
     from numpy2dng.dng import Tag
     from PIL import Image

@@ -87,12 +87,18 @@ def is_input(path: Path) -> bool:
 
 
 def list_inputs(path: Path) -> list[Path]:
-    """The input file, or the RAW files and sets directly inside a folder (:func:`is_input`)."""
+    """The input file, or the RAW files and sets directly inside a folder (:func:`is_input`),
+    but not hidden files (such as a killed writer's temporary file) nor what an earlier run wrote
+    beside them (<name>-denoised.*), which a warning counts."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FadError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and is_input(p))
+    found = sorted(p for p in path.iterdir() if p.is_file() and is_input(p))
+    files = [p for p in found if not p.name.startswith(".") and not p.stem.endswith(OUT_SUFFIX)]
+    if len(files) < len(found):
+        warnings.warn(f"{path}: skipped {count(len(found) - len(files), 'file')} hidden or written by an earlier run "
+                      f"(<name>{OUT_SUFFIX}.*); name one as the input to denoise it")
     if not files:
         raise FadError(f"{path}: no RAW files or {SET_SUFFIX} sets in this folder "
                        f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))}, and RAW TIFFs)")
@@ -114,7 +120,8 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
     else:
         folder = Path(out) if out is not None else source / FOLDER_OUT if source.is_dir() else source.parent
         if folder.exists() and not folder.is_dir():
-            raise FadError(f"--out {folder}: exists and is not a folder")
+            raise FadError(f"--out {folder}: exists and is not a folder" if out is not None else
+                           f"{folder}: exists and is not a folder (where the outputs of {source} go; give --out)")
         pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
                  for p, k in zip(inputs, kinds)]
         stems = [p.stem for p in inputs]
