@@ -18,6 +18,7 @@ from fad_deploy.models.registry import (
     build,
     load_checkpoint,
     model_config,
+    models_dir,
     resolve_model,
 )
 
@@ -369,6 +370,11 @@ def test_resolve_model_by_name_and_path(tmp_path, monkeypatch):
         resolve_model("fan-huge")
     with pytest.raises(FadError, match="gone.pt.*not found"):
         resolve_model(str(tmp_path / "gone.pt"))
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(FadError, match=r"unknown model 'fan-tiny' \(FAD_MODELS=.*nowhere: no such folder\)"):
+        resolve_model("fan-tiny")
+    monkeypatch.setenv("FAD_MODELS", "")  # set but empty: the shipped models, not the current folder's
+    assert models_dir() == Path(__file__).resolve().parents[1] / "models"
 
 
 def test_cycleisp_lite_keeps_full_resolution_with_dual_attention():

@@ -141,8 +141,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def models_dir() -> Path:
-    """Where the shipped weights live: $FAD_MODELS, else the repository's top-level models/."""
-    return Path(os.environ.get("FAD_MODELS", Path(__file__).resolve().parents[2] / "models"))
+    """Where the shipped weights live: $FAD_MODELS (when set and not empty), else the repository's
+    top-level models/."""
+    return Path(os.environ.get("FAD_MODELS") or Path(__file__).resolve().parents[2] / "models")
 
 
 def resolve_model(name_or_path: str) -> Path:
@@ -159,5 +160,8 @@ def resolve_model(name_or_path: str) -> Path:
     if candidates:
         return min(candidates, key=lambda q: len(q.parts))
     shipped = sorted({q.stem for q in models_dir().rglob("*.pt")})
-    hint = f"shipped models: {fold(shipped, name_or_path)}" if shipped else f"no trained models in {models_dir()} yet"
+    hint = (f"shipped models: {fold(shipped, name_or_path)}" if shipped else
+            f"no trained models in {models_dir()} yet" if models_dir().is_dir() else
+            f"FAD_MODELS={models_dir()}: no such folder" if os.environ.get("FAD_MODELS") else
+            f"the models folder {models_dir()} does not exist")
     raise FadError(f"unknown model {name_or_path!r} ({hint})")
