@@ -115,7 +115,7 @@ def test_dng_without_optional_tags_and_per_plane_noise_profile(tmp_path):
 @pytest.mark.parametrize("profile", [[-1e-3, 2e-5], [1e9, 2e-5], [1e-3, 5.0]])
 def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
     path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB"), noise_profile=profile)
-    with pytest.warns(UserWarning, match=r"NoiseProfile .*need shot: a finite number in \(0, 1\]; read: .* in \[0, 1"):
+    with pytest.warns(UserWarning, match=r"NoiseProfile .*need shot: a finite number in \(0, 0.1\]; read: .* in \[0, 0.1"):
         assert read_raw(path).noise is None
 
 
@@ -130,6 +130,16 @@ def test_plain_tiff_is_not_a_raw_mosaic_and_cfa_is_for_mat_files(tmp_path):
     assert read_raw(tmp_path / "x.tif").cfa == "GRBG"
     with pytest.warns(UserWarning, match="records its own CFA pattern; --cfa BGGR is for .mat files"):
         assert read_raw(dng, cfa="BGGR").cfa == "GRBG"
+
+
+@pytest.mark.parametrize("content, kind", [(b"", "an empty file"), (b"ISO=100\n", "a text file"),
+                                           (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+                                           (b"\xff\xd8\xff\xe0" + bytes(64), "a JPEG image"),
+                                           (b"\x93NUMPY\x01\x00" + bytes(64), "a NumPy .npy array")])
+def test_files_mistaken_for_raw_are_named_for_what_they_are(tmp_path, content, kind):
+    (tmp_path / "x.dng").write_bytes(content)
+    with pytest.raises(FadError, match=f"x.dng: {kind}, not a RAW file: give a DNG or a camera's RAW file"):
+        read_raw(tmp_path / "x.dng")
 
 
 def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
@@ -239,8 +249,9 @@ def test_bad_raw_files_give_one_clear_error(tmp_path):
     good = make_dng(tmp_path / "good.dng", coded_values(24, 24, "RGGB")).read_bytes()
     cases = {
         "truncated.dng": (good[: len(good) // 2], "truncated"),
-        "junk.dng": (b"this is not a raw file" * 20, "cannot read RAW"),
-        "empty.nef": (b"", "cannot read RAW"),
+        "junk.dng": (b"this is not a raw file" * 20, "a text file, not a RAW file"),
+        "junk.nef": (b"II*\x00" + bytes(range(256)) * 2, "cannot read RAW"),
+        "empty.nef": (b"", "an empty file, not a RAW file"),
     }
     for name, (data, message) in cases.items():
         (tmp_path / name).write_bytes(data)

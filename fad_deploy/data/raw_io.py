@@ -502,9 +502,33 @@ def read_raw(path: str | os.PathLike, cfa: str | None = None) -> RawImage:
     if path.suffix.lower() in PLAIN_TIFF_SUFFIXES and not is_raw_tiff(path):
         raise FadError(f"{path}: a TIFF image without DNG or CFA tags, not a RAW mosaic (LibRaw would read any "
                        "single-channel TIFF as one); give the camera's RAW file or a DNG")
+    kind = other_file_kind(path)
+    if kind:
+        raise FadError(f"{path}: {kind}, not a RAW file: give a DNG or a camera's RAW file (photos become noisy/clean "
+                       "RAW pairs with `fad-data synth --images`)")
     if cfa is not None:
         warnings.warn(f"{path}: the file records its own CFA pattern; --cfa {cfa} is for .mat files and is not used")
     return read_libraw(path)
+
+
+# the first bytes of files people mistake for RAW ones, and what they are
+FILE_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+              (b"BM", "a BMP image"), (b"\x93NUMPY", "a NumPy .npy array"),
+              (b"PK\x03\x04", "a zip archive (a fad-data synth set needs the .npz suffix)"))
+TEXT_BYTES = set(range(32, 127)) | set(b"\t\n\r")
+
+
+def other_file_kind(path: Path) -> str | None:
+    """What a file is when its first bytes say it is no RAW file (an image, an array, text, nothing),
+    else None (LibRaw then decides)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    kind = next((k for magic, k in FILE_MAGIC if head.startswith(magic)), None)
+    return kind or ("a text file" if set(head) <= TEXT_BYTES else None)
 
 
 # ---- writing denoised results -------------------------------------------------------------
