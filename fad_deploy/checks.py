@@ -184,6 +184,8 @@ class InputPath(PathArg):
             raise ValueError(f"{path}: is a folder, not a file")
         if self.kind == "folder" and not path.is_dir():
             raise ValueError(f"{path}: is a file, not a folder")
+        if not (path.is_dir() or path.is_file()):  # a pipe or a device: readers would wait on it, or read it once
+            raise ValueError(f"{path}: not a regular file (a pipe, socket or device); give a file")
         if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
             raise ValueError(f"{path}: not readable")
         return path

@@ -4,6 +4,7 @@ the argument or file, exit code 2, and nothing written."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def inputs(tmp_path_factory):
     (root / "blocked").mkdir()
     save_pairs(root / "blocked" / "set.npz", pairs)
     (root / "blocked" / "denoised").write_text("a file where the outputs' folder goes")
+    (root / "pipes").mkdir()
+    os.mkfifo(root / "pipes" / "set.npz")  # (`--set <(...)`): reading it would wait for a writer
     return root
 
 
@@ -146,6 +149,7 @@ CASES = [
     (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
     (eval_cli, "--images {in}/photos --shot-noise 1e-3 --levels 3", "--shot-noise fixes one level: give one of them"),
     (eval_cli, "--set {in}/missing.npz", "argument --set: {in}/missing.npz: no such file"),
+    (eval_cli, "--set {in}/pipes/set.npz", "argument --set: {in}/pipes/set.npz: not a regular file (a pipe, socket"),
     (eval_cli, "--set {in}/set.npz --baselines ,", "argument --baselines: expected a comma list of baselines, got ','"),
     (eval_cli, "--set {in}/set.npz {in}/tiny.pt {in}/copy/tiny.pt",
      "{in}/tiny.pt and {in}/copy/tiny.pt: two models named 'tiny' would share their rows"),
@@ -255,6 +259,7 @@ CASES = [
      "fan-student at 100000x100000 (its fp32 activations alone) would take"),
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
+    (denoise, "{in}/pipes/set.npz", "argument input: {in}/pipes/set.npz: not a regular file"),
     (denoise, "{in}/blocked", "{in}/blocked/denoised: exists and is not a folder (where the outputs of {in}/blocked "
      "go; give --out)"),
     (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 0.1], got '0'"),
