@@ -149,6 +149,7 @@ CASES = [
     (eval_cli, "--images {in}/nowhere", "argument --images: {in}/nowhere: no such folder"),
     (eval_cli, "--images {in}/photos --shot-noise 1e-3 --levels 3", "--shot-noise fixes one level: give one of them"),
     (eval_cli, "--set {in}/missing.npz", "argument --set: {in}/missing.npz: no such file"),
+    (eval_cli, "--set {in}/set.npz fan-nsma", "fan-nsma: a model array, not a model; evaluate it with --nsma (the"),
     (eval_cli, "--set {in}/pipes/set.npz", "argument --set: {in}/pipes/set.npz: not a regular file (a pipe, socket"),
     (eval_cli, "--set {in}/set.npz --baselines ,", "argument --baselines: expected a comma list of baselines, got ','"),
     (eval_cli, "--set {in}/set.npz {in}/tiny.pt {in}/copy/tiny.pt",

@@ -114,6 +114,10 @@ def evaluate(args) -> dict:
     names = args.models or shipped  # --nsma alone evaluates just the array
     if not names and not args.baselines and args.nsma is None:
         raise FadError(f"no trained models in {models_dir()} and none given")
+    array = next((n for n in names if n == "fan-nsma" or (Path(n) / "manifest.json").is_file()), None)
+    if array:  # (fad-bench's name for the exported array)
+        raise FadError(f"{array}: a model array, not a model; evaluate it with --nsma "
+                       + ("(the shipped array) or --nsma DIR" if array == "fan-nsma" else array))
     # every model and array is found and read before the set is made
     paths = list(dict.fromkeys(p.resolve() for p in map(resolve_model, names)))  # a model named twice runs once
     models = [(path, load_checkpoint(path)) for path in paths]

@@ -93,8 +93,8 @@ class ModelArray:
                 spec = arch_tile_spec(runner.checkpoint.arch, runner.checkpoint.config)
             else:
                 if self.backend == "torch":
-                    raise FadError(f"{self.source} holds exported models; --backend torch needs the checkpoints "
-                                   f"(e.g. --model-bundle {models_dir() / ARRAY_FOLDER})")
+                    raise FadError(f"{self.source} holds exported models; the torch backend needs the array's "
+                                   f"checkpoints (e.g. the shipped ones, {models_dir() / ARRAY_FOLDER})")
                 runner = load_runner(self.backend, self.root, model=entry.name)
                 spec = entry_tiling(locate_file(self.root, self.backend, entry.name)[1], self.root / MANIFEST)
             self._runners[index] = TiledRunner(runner, spec)
