@@ -377,6 +377,18 @@ def test_resolve_model_by_name_and_path(tmp_path, monkeypatch):
     assert models_dir() == Path(__file__).resolve().parents[1] / "models"
 
 
+def test_a_broken_checkpoint_is_named_by_its_file(tmp_path):
+    ckpt = tiny_checkpoint()
+    ckpt.arch = "gone-net"
+    ckpt.save(tmp_path / "other.pt")
+    with pytest.raises(FadError, match=r"other.pt: a checkpoint of an unknown network 'gone-net' \(this fad-deploy"):
+        load_checkpoint(tmp_path / "other.pt")
+    tiny_checkpoint().save(tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
+    with pytest.raises(FadError, match=r"cut.pt: not a readable fad-deploy checkpoint \(truncated or damaged\?"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
 def test_cycleisp_lite_keeps_full_resolution_with_dual_attention():
     model = build("cycleisp-lite")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]

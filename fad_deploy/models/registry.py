@@ -122,12 +122,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise FadError(f"{path}: not a readable fad-deploy checkpoint ({type(e).__name__})")
+        raise FadError(f"{path}: not a readable fad-deploy checkpoint (truncated or damaged? {type(e).__name__})")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise FadError(f"{path}: not a fad-deploy checkpoint (no {CHECKPOINT_FORMAT!r} header)")
     missing = [k for k in ("name", "arch", "config", "state_dict", "shot_range") if k not in blob]
     if missing:
         raise FadError(f"{path}: incomplete fad-deploy checkpoint (missing {', '.join(missing)})")
+    if blob["arch"] not in ARCHITECTURES:
+        raise FadError(f"{path}: a checkpoint of an unknown network {blob['arch']!r} (this fad-deploy has "
+                       f"{', '.join(ARCHITECTURES)})")
     return Checkpoint(
         name=blob["name"],
         arch=blob["arch"],
