@@ -72,6 +72,20 @@ shot_noise = Number(float, 0, 0.1, low_open=True)
 read_noise = Number(float, 0, 0.1)
 
 
+class RunName:
+    """A training run's name: one folder name (the run goes to runs/<name>), checked as a
+    :class:`Number` is (``check``)."""
+
+    def check(self, value: str) -> str:
+        if value in ("", ".", "..") or "/" in value or os.sep in value:
+            raise ValueError(f"expected one folder name (the run goes to runs/<name>; out= sets any folder), "
+                             f"got {value!r}")
+        return value
+
+
+run_name = RunName()
+
+
 def non_empty(text: str) -> str:
     """A name or path (of a model, bundle or preset): not empty."""
     if not text.strip():

@@ -67,16 +67,16 @@ def test_yaml_file_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["schedule.bogus=1"], "unknown setting 'bogus'"),
-    (["optimizer.lr=1"], "unknown setting 'optimizer'"),
+    (["schedule.bogus=1"], "unknown setting schedule.bogus"),
+    (["optimizer.lr=1"], "unknown setting optimizer "),
     (["schedule.lr"], "must look like key.sub=value"),
     (["name.sub=1"], "name is not a group of settings"),
     (["schedule.lr=[1"], "not valid YAML"),
-    (["schedule.steps=many"], "'steps'.*whole number.*'many'"),
-    (["schedule.lr=fast"], "'lr'.*number"),
-    (["schedule.keep_best=maybe"], "'keep_best'.*true or false"),
-    (["schedule.ema=1"], r"'ema'.*in \[0, 1\).*1"),
-    (["loss.level_weighting=flat"], "'level_weighting'.*one of anchor, relative.*'flat'"),
+    (["schedule.steps=many"], "schedule.steps.*whole number.*'many'"),
+    (["schedule.lr=fast"], "schedule.lr.*number"),
+    (["schedule.keep_best=maybe"], "schedule.keep_best.*true or false"),
+    (["schedule.ema=1"], r"schedule.ema.*in \[0, 1\).*1"),
+    (["loss.level_weighting=flat"], "loss.level_weighting.*one of anchor, relative.*'flat'"),
     (["data.shot_range=[0.01, 0.001]"], "shot_range.*low < high"),
     (["model=fan"], "model: expected a mapping"),
 ])
@@ -91,7 +91,7 @@ def test_overrides_may_follow_the_options(capsys):
     with pytest.raises(SystemExit) as e:  # the override after --threads reaches the config, which refuses it
         main(["charbonnier", "--threads", "1", "schedule.steps=0"])
     assert e.value.code == 2
-    assert "setting 'steps': expected a whole number >= 1, got 0" in capsys.readouterr().err
+    assert "setting schedule.steps: expected a whole number >= 1, got 0" in capsys.readouterr().err
 
 
 def test_bad_config_files(tmp_path):
@@ -101,8 +101,11 @@ def test_bad_config_files(tmp_path):
         load_config(str(bad))
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("schedule: {stepz: 3}\n")
-    with pytest.raises(FadError, match=f"{unknown}.schedule: unknown setting 'stepz'"):
+    with pytest.raises(FadError, match=f"{unknown}: unknown setting schedule.stepz \\(known in schedule."):
         load_config(str(unknown))
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.warns(UserWarning, match="empty.yaml: holds no settings: every one takes its default"):
+        assert load_config(str(tmp_path / "empty.yaml")) == TrainConfig()
     with pytest.raises(FadError, match="missing.yaml: cannot read config"):
         load_config(str(tmp_path / "missing.yaml"))
     (tmp_path / "model.pt").write_bytes(b"PK\x03\x04\x80\xff binary")  # a checkpoint given as the config
@@ -401,11 +404,11 @@ def test_no_training_photos_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["nosuch"], "'nosuch' is neither a config file nor a preset"),
-    (["charbonnier", "schedule.bogus=1"], "unknown setting 'bogus'"),
+    (["charbonnier", "schedule.bogus=1"], "unknown setting schedule.bogus"),
     (["charbonnier", "schedule.steps"], "must look like key.sub=value"),
     (["charbonnier", "--workers", "-1"], "argument --workers: expected a whole number >= 0, got '-1'"),
     (["charbonnier", "data.synthesis=device", "--workers", "2"], "--workers make numpy batches"),
-    (["charbonnier", "data.read_band=-1"], "'read_band': expected a finite number >= 0"),
+    (["charbonnier", "data.read_band=-1"], "data.read_band: expected a finite number >= 0"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -15,7 +15,8 @@ from typing import Annotated
 
 import yaml
 
-from ..checks import non_negative_float, non_negative_int, positive_float, positive_int, random_seed, unit_fraction
+from ..checks import (non_negative_float, non_negative_int, positive_float, positive_int, random_seed, run_name,
+                      unit_fraction)
 from ..data.noise import SHOT_RANGE
 from ..errors import FadError, fold
 
@@ -84,7 +85,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    name: str = "fan"
+    name: Annotated[str, run_name] = "fan"
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -145,20 +146,22 @@ def _typed(value, kind, where: str):
     raise FadError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {value!r}")
 
 
-def _build(cls, data: dict, where: str):
+def _build(cls, data: dict, where: str, group: str = ""):
+    """``cls`` from the mapping ``data`` read from ``where``; ``group``: its settings' group ("schedule.")."""
     if not isinstance(data, dict):
-        raise FadError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise FadError(f"{where}: {group.rstrip('.') or 'the config'}: expected a mapping, got {type(data).__name__}")
     kwargs = {}
     names = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls, include_extras=True)
     for key, value in data.items():
         if key not in names:
-            raise FadError(f"{where}: unknown setting {key!r} (known: {fold(names, str(key))})")
+            raise FadError(f"{where}: unknown setting {group}{key} (known in {group.rstrip('.') or 'the config'}: "
+                           f"{fold(names, str(key))})")
         sub = {"model": ModelSpec, "data": DataConfig, "loss": LossConfig, "schedule": ScheduleConfig}
         if cls is TrainConfig and key in sub:
-            value = _build(sub[key], value, f"{where}.{key}")
+            value = _build(sub[key], value, where, f"{key}.")
         else:
-            value = _typed(value, hints[key], f"{where}: setting {key!r}")
+            value = _typed(value, hints[key], f"{where}: setting {group}{key}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -190,9 +193,13 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
     else:
         raise FadError(f"{name_or_path!r} is neither a config file nor a preset ({fold(presets(), name_or_path)})")
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise FadError(f"{where}: not valid YAML ({str(e).splitlines()[0]})")
+    if data is None:
+        warnings.warn(f"{where}: holds no settings: every one takes its default (a preset, such as "
+                      f"{presets()[0]}, is a start)")
+        data = {}
     if not isinstance(data, dict):  # before the overrides, which would report a group that is not one
         raise FadError(f"{where}: expected a mapping, got {type(data).__name__}")
     for item in overrides:
