@@ -262,6 +262,7 @@ CASES = [
     # fad-denoise
     (denoise, "{in}/missing.dng", "argument input: {in}/missing.dng: no such file or folder"),
     (denoise, "{in}/pipes/set.npz", "argument input: {in}/pipes/set.npz: not a regular file"),
+    (denoise, "{in}/set.npz --out {out}/.npz", "--out {out}/.npz: a file name needs a name before its suffix"),
     (denoise, "{in}/blocked", "{in}/blocked/denoised: exists and is not a folder (where the outputs of {in}/blocked "
      "go; give --out)"),
     (denoise, "{in}/set.npz --shot-noise 0", "argument --shot-noise: expected a finite number in (0, 0.1], got '0'"),

@@ -147,7 +147,7 @@ def test_info_describes_sets_caches_and_raw(photos, tmp_path, capsys):
     write_dng(tmp_path / "x.dng", src, src.planes)
     code, out, _ = run_main(["info", str(tmp_path / "x.dng")], capsys)
     assert code == 0
-    assert "mosaic: 24x24, CFA GBRG" in out and "white level 65535" in out and "red gain 2" in out
+    assert "mosaic: 24x24 (width x height), CFA GBRG" in out and "white level 65535" in out and "red gain 2" in out
     assert read_raw(tmp_path / "x.dng").cfa == "GBRG"
 
 

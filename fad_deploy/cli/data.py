@@ -131,7 +131,8 @@ def describe_raw(raw: RawImage) -> list[str]:
     p = raw.planes
     lines = [
         f"format: {raw.format}",
-        f"mosaic: {h}x{w}, CFA {raw.cfa}" + ("" if raw.cfa == "RGGB" else " (unified to RGGB by padding)"),
+        f"mosaic: {w}x{h} (width x height), CFA {raw.cfa}" + ("" if raw.cfa == "RGGB" else
+                                                               " (unified to RGGB by padding)"),
         f"packed planes (R, Gr, Gb, B): {p.shape[0]}x{p.shape[1]}x{p.shape[2]} float32, "
         f"normalised values {p.min():.4f}..{p.max():.4f}, mean {p.mean():.4f}",
         "black level (R, Gr, Gb, B): " + " ".join(f"{b:g}" for b in raw.black_level) + f", white level {raw.white_level:g}",
