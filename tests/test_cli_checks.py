@@ -93,7 +93,8 @@ CASES = [
     (data, "synth --images {in}/photos --out {out}/s.npz --crop 8 --levels 1000000000000", "a set of "
      "8000000000000 pairs of 4x8x8 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
     (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000",  # (told before the levels' memory)
-     "no photo is large enough for the 256x256 crop (sizes after any downscaling): chelsea.png (24x32), coffee.png"),
+     "no photo is large enough for the 256x256 photo pixels of a packed 128x128 crop (sizes height x width, after any "
+     "downscaling): chelsea.png (24x32), coffee.png"),
     (data, "synth --images {in}/photos --out {out}/s.npz --shot-noise 1e-3 --levels 6",
      "fad-data: error: --levels spreads the shot noise over levels, --shot-noise fixes one level: give one of them"),
     (data, "cache --images {in}/photos --out {out}/c.npz --patch 0", "argument --patch"),
@@ -171,7 +172,8 @@ CASES = [
     (eval_cli, "--images {in}/photos --crop 11 --levels 1000000000000", "a set of 6000000000000 pairs of 4x11x11 "
      "(2 photos x 3 crops x 1000000000000 noise levels) would take"),
     (eval_cli, "--images {in}/photos --levels 1000000000000",  # (photos halved, as for training: 32x24)
-     "no photo is large enough for the 128x128 crop (sizes after any downscaling): chelsea.png (24x32)"),
+     "no photo is large enough for the 128x128 photo pixels of a packed 64x64 crop (sizes height x width, after any "
+     "downscaling): chelsea.png (24x32)"),
     (eval_cli, "--images {in}/photos --threads 0", "argument --threads"),
     (eval_cli, "--images {in}/photos --shot-noise -inf", "argument --shot-noise"),
     (eval_cli, "--images {in}/photos --read-noise nan", "argument --read-noise"),
@@ -412,8 +414,8 @@ def test_skipped_photos_are_one_warning_line(inputs, tmp_path):
     assert run.returncode == 0, stderr
     lines = [line for line in stderr.split("\n") if line.rsplit("\r", 1)[-1].strip()]  # progress bars erase themselves
     assert len(lines) == 1 and lines[0].rsplit("\r", 1)[-1] == (
-        "fad-data: warning: skipped 1 photo smaller than the 16x16 crop (sizes after any downscaling): "
-        "small.png (12x10)")
+        "fad-data: warning: skipped 1 photo smaller than the 16x16 photo pixels of a packed 8x8 crop (sizes "
+        "height x width, after any downscaling): small.png (12x10)")
     assert "2 pairs (2 photos" in run.stdout.decode()
 
 

@@ -130,7 +130,8 @@ def test_synth_options_and_errors(tmp_path):
     assert pairs["read"].tolist() == [pytest.approx(1e-5)]
     with pytest.raises(FadError, match="read noise -1"):
         synth_pairs(folder_images(tmp_path, 1, None), 8, 1, [2e-3], 0, read=-1.0)
-    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 crop .*: a.png \(72x96\)"):
+    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 photo pixels of a packed 100x100 "
+                       r"crop .*: a.png \(72x96\)"):
         synth_pairs(folder_images(tmp_path, 1, None), 100, 1, [2e-3], 0)
 
 
@@ -245,7 +246,8 @@ def test_patch_cache_and_noisy_patches(tmp_path):
     residual = (item["noisy"] - item["clean"]).numpy().astype(np.float64)
     expected = NoiseParams(item["shot"].item(), item["read"].item()).variance(item["clean"].numpy()).mean()
     assert residual.var() == pytest.approx(expected, rel=0.5)
-    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 crop .*a.png \(72x96\)"):
+    with pytest.raises(FadError, match=r"no photo is large enough for the 200x200 photo pixels of a packed 100x100 "
+                       r"crop .*a.png \(72x96\)"):
         build_patch_cache(list_photos(tmp_path), tmp_path / "big.npz", CacheConfig(patch=100, downscale=1))
     assert not (tmp_path / "big.npz").exists()
 
@@ -278,8 +280,8 @@ def test_photos_too_small_for_the_crop_are_skipped_with_one_warning(tmp_path, re
     pairs = synth_pairs(folder_images(tmp_path, 1, None), 16, 2, [2e-3], 0)  # 32x32 RGB crops
     assert set(pairs["source"].tolist()) == {"a.png"} and len(pairs["noisy"]) == 2
     (warning,) = recwarn.list
-    assert str(warning.message) == ("skipped 2 photos smaller than the 32x32 crop (sizes after any downscaling): "
-                                    "small.png (30x40), tiny.png (1x1)")
+    assert str(warning.message) == ("skipped 2 photos smaller than the 32x32 photo pixels of a packed 16x16 crop "
+                                    "(sizes height x width, after any downscaling): small.png (30x40), tiny.png (1x1)")
     recwarn.clear()
     config = CacheConfig(patch=16, patches_per_photo=3, downscale=1, max_side=None)
     assert build_patch_cache(list_photos(tmp_path), tmp_path / "cache.npz", config) == 1

@@ -104,8 +104,10 @@ def prepared_shape(path: Path, downscale: int, max_side: int | None) -> tuple[in
 
 
 def smaller_than(side: int, skipped: list[str]) -> str:
-    """How the photos ``skipped`` (each "name (hxw)") are named as too small for a crop."""
-    return f"the {side}x{side} crop (sizes after any downscaling): {', '.join(skipped)}"
+    """How the photos ``skipped`` (each "name (hxw)") are named as too small for a crop of ``side``
+    photo pixels (a packed RAW crop of half that)."""
+    return (f"the {side}x{side} photo pixels of a packed {side // 2}x{side // 2} crop (sizes height x width, after "
+            f"any downscaling): {', '.join(skipped)}")
 
 
 def large_enough(images: Iterable[tuple[str, np.ndarray]], side: int) -> Iterator[tuple[str, np.ndarray]]:
