@@ -80,6 +80,9 @@ class BenchModel:
             return load_runner(backend, self.checkpoint, threads)
         folder = self.folder(backend)
         if not folder.is_dir():
+            if not hasattr(self.network(), "forward_padded"):  # (what every export traces: quant.graph.Core)
+                raise FadError(f"{self.label}: its network has no export (fad-export traces a padding-free core "
+                               "it lacks); only the torch backend runs it")
             if backend == INT16_FILE:
                 folder = int16_folder(self.export)  # (where 16x8 files are looked for first)
             written = default_folder_for(self.label, backend)  # where the hint's command writes it
