@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
                    "regression on a); needs --shot-noise")
     p.add_argument("--iso", type=positive_float, help="ISO, with --camera: noise level from the camera's noise profile")
     p.add_argument("--camera", help="camera noise profile name (fad_deploy/data/camera_profiles.json)")
-    p.add_argument("--cfa", choices=CFA_PATTERNS, help="CFA pattern of .mat files that do not record one")
+    p.add_argument("--cfa", type=str.upper, choices=CFA_PATTERNS,
+                   help="CFA pattern of .mat files that do not record one (any case)")
     return p
 
 
