@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import FolderPath, require_output
-from ..data.noise import READ_DOMINANCE, NoiseParams, floor_level, network_noise
+from ..data.noise import MEAN_FLOOR, READ_DOMINANCE, NoiseParams, floor_level, network_noise
 from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
 from ..data.synth import load_pairs, noise_list
 from ..errors import FadError, count
@@ -154,11 +154,12 @@ def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[N
     for given, mean in zip(noise, means):
         level = network_noise(given, mean)
         levels.append(level)
+        x = max(float(mean), MEAN_FLOOR)  # as network_noise takes it
+        at = f"the mean level x={x:.3g}" if x == mean else f"x={x:g}, the floor of the mean level ({mean:.3g})"
         sources.append(source if level == given else
                        f"{source}; the image's own a={given.shot:.3g}, b={given.read:.3g}: read noise dominates "
-                       f"(b above {READ_DOMINANCE:g} a x = {READ_DOMINANCE * given.shot * mean:.3g} at the mean "
-                       f"level x={mean:.3g}), so the networks run at this level of equal variance, "
-                       f"with b={level.read:.3g}")
+                       f"(b above {READ_DOMINANCE:g} a x = {READ_DOMINANCE * given.shot * x:.3g} at {at}), so the "
+                       f"networks run at this level of equal variance, with b={level.read:.3g}")
     return levels, sources
 
 
