@@ -308,7 +308,9 @@ def read_libraw(path: Path) -> RawImage:
         with _libraw_messages() as messages:
             with rawpy.imread(libraw_source(path)) as raw:
                 if raw.raw_type != rawpy.RawType.Flat:
-                    raise FadError(f"{path}: not a Bayer mosaic (LibRaw reports {raw.raw_type.name} data)")
+                    raise FadError(f"{path}: not a Bayer mosaic: " + (
+                        "a demosaiced (linear) DNG, several colours per pixel" if raw.raw_type == rawpy.RawType.Stack
+                        else f"LibRaw reports {raw.raw_type.name} data") + "; give the camera's RAW file")
                 mosaic = raw.raw_image_visible.astype(np.float64)
                 colors = np.array(raw.raw_colors_visible)
                 desc = raw.color_desc.decode("ascii", errors="replace")
