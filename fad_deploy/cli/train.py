@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", type=non_empty, help="preset name or YAML config file")
-    p.add_argument("overrides", nargs="*", help="settings as key.sub=value (YAML values)")
+    p.add_argument("overrides", nargs="*", default=[], help="settings as key.sub=value (YAML values)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
