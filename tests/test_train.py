@@ -244,6 +244,15 @@ def test_channels_last_trains_the_same_network(tmp_path, cache):
         torch.testing.assert_close(nhwc.model.state_dict()[k], v, atol=1e-4, rtol=1e-3)
 
 
+def test_an_until_that_stops_nothing_is_told(tmp_path, cache):
+    trainer = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "run", cache, steps=2)), command="test")
+    with pytest.warns(UserWarning, match="--until 100: the schedule ends at step 2: it trains to its end"):
+        trainer.fit(until=100)
+    again = Trainer(load_config("charbonnier", tiny_overrides(tmp_path / "run", cache, steps=2)), command="test")
+    with pytest.warns(UserWarning, match="--until 1: the run is at step 2 already: nothing to train before it"):
+        again.fit(until=1)
+
+
 def keep_best_trainer(out: Path, cache: Path) -> Trainer:
     return Trainer(load_config("charbonnier", tiny_overrides(out, cache, 4, 2, "schedule.keep_best=true")),
                    command="test")

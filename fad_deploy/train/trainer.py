@@ -397,6 +397,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.load_state() and self.rank == 0:
             print(f"resumed {self.out} at step {self.step}")
+        if until and self.rank == 0 and not self.step < until < sch.steps:
+            warnings.warn(f"--until {until}: " + (f"the run is at step {self.step} already: nothing to train before it"
+                                                  if until <= self.step else
+                                                  f"the schedule ends at step {sch.steps}: it trains to its end"))
         if self.rank == 0:
             write_json(self.out / "config.json", self.cfg.to_dict())
         if sch.keep_best and self.best is None and self.rank == 0:
