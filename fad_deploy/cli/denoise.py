@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
         "size run on every backend: odd RAW sizes are padded by one same-colour row/column (dropped again on "
         "output) and large frames are denoised in overlapping tiles whose result equals one whole-frame run.",
     )
-    p.add_argument("input", type=input_path, help="RAW file, .npz set, or folder of them")
+    p.add_argument("input", type=input_path, help="RAW file, .npz set, or folder of them (a folder's hidden files "
+                   "and earlier outputs, <name>-denoised.*, are skipped)")
     p.add_argument("--out", type=output_path, help="output folder, or for one input the output .dng/.npz file "
                    "(default: beside the input; for a folder, its subfolder 'denoised')")
     p.add_argument("--model-bundle", metavar="DIR", type=non_empty,
