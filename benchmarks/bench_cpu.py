@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from fad_deploy.cli.bench import main as fad_bench
+from fad_deploy.data.photos import default_cache_dir
 from fad_deploy.errors import FadError
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import build, load_checkpoint, models_dir
@@ -90,7 +91,7 @@ def ensure_export(name: str, size: tuple[int, int], allowed: bool) -> tuple[Path
     shipped = ROOT / "export" / name
     if (shipped / "manifest.json").is_file():
         return shipped, f"{name}: shipped export/{name}/"
-    cache = Path(os.environ.get("FAD_CACHE", ROOT / ".cache")) / "bench-export" / name
+    cache = default_cache_dir() / "bench-export" / name
     if exported_from(cache, models_dir() / f"{name}.pt") and (cache / HOW_FILE).is_file():
         return cache, f"{name}: cached export of the same checkpoint ({(cache / HOW_FILE).read_text()})"
     if not allowed or importlib.util.find_spec("fad_deploy.cli.export") is None:

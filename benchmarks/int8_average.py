@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from fad_deploy.data.synth import folder_images, validation_set
 from fad_deploy.data.photos import default_cache_dir
+from fad_deploy.data.synth import folder_images, validation_set
 from fad_deploy.export.validate import denoised, psnr_by_shot
 from fad_deploy.fileio import write_json, write_text
 from fad_deploy.models.registry import Checkpoint, load_checkpoint
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
             q = split_input(q, split)
             (drop, by_shot), (gate, gate_by_shot) = (drops(q, split, *sets[s]) for s in ("held-out", "gate"))
             rows.append({"checkpoint": label, "drop_db": drop, "drop_by_shot": by_shot, "gate_drop_db": gate,
-                           "gate_drop_by_shot": gate_by_shot})
+                         "gate_drop_by_shot": gate_by_shot})
             print(f"{name} {label}: held-out {drop:+.3f} dB, gate {gate:+.3f} dB", flush=True)
         result["models"][name] = {"variants": args.variants, "rows": rows,
                                   "command": shlex.join(["python", "benchmarks/int8_average.py", "--models", name,
@@ -119,6 +119,7 @@ def markdown(result: dict) -> str:
                   f"The average against the better of its parts on the held-out crops: "
                   f"{average['drop_db'] - best['drop_db']:+.3f} dB.", ""]
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()

@@ -61,11 +61,12 @@ def test_error_line_follows_a_closed_progress_bar(exc, code, line, capsys):
     assert "working" in err and err.endswith(f"]\n{line}\n")  # the bar's last state ends its line
 
 
-def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch):
+@pytest.mark.parametrize("buffering", [1, -1])  # line-buffered (a terminal's), block-buffered (a pipe's)
+def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch, buffering):
     """`fad-denoise DIR | head -1`: the reader goes away after one line; every input is still done."""
     read, write = os.pipe()
     os.close(read)
-    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", buffering=1))
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", buffering=buffering))
 
     @user_errors
     def main(argv=None):
@@ -76,7 +77,13 @@ def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch):
 
     assert main() == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out0", "out1", "out2"]
-    sys.stdout.close()  # (its file points at /dev/null now: closing it raises nothing)
+    sys.stdout.close()  # nothing left to write to the gone reader (its file points at /dev/null now)
+
+
+def test_no_stdout_at_all_is_no_error(monkeypatch):
+    """`fad-data info FILE >&-`: Python starts with sys.stdout None, and print() writes nothing."""
+    monkeypatch.setattr(sys, "stdout", None)
+    assert user_errors(lambda argv=None: print("report") or 0)() == 0
 
 
 HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "ai_edge_litert", "scipy", "skimage", "rawpy", "matplotlib")

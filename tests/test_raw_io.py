@@ -115,7 +115,8 @@ def test_dng_without_optional_tags_and_per_plane_noise_profile(tmp_path):
 @pytest.mark.parametrize("profile", [[-1e-3, 2e-5], [1e9, 2e-5], [1e-3, 5.0]])
 def test_dng_bad_noise_profile_is_ignored_with_a_warning(tmp_path, profile):
     path = make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB"), noise_profile=profile)
-    with pytest.warns(UserWarning, match=r"NoiseProfile .*need shot: a finite number in \(0, 0.1\]; read: .* in \[0, 0.1"):
+    with pytest.warns(UserWarning, match=r"NoiseProfile .*need shot: a finite number in \(0, 0\.1\]; read: "
+                                         r".* in \[0, 0\.1"):
         assert read_raw(path).noise is None
 
 

@@ -41,6 +41,9 @@ def test_a_photo_folder_gets_a_cache_of_its_own_photos(tmp_path):
     assert photos_cache(tmp_path / "a/ph", one).name.startswith("patches-ph-")
     assert photos_cache(tmp_path / "a/ph", one) != photos_cache(tmp_path / "b/ph", both)
     assert photos_cache(tmp_path / "b/ph", both[:1]) != photos_cache(tmp_path / "b/ph", both)
+    latin1 = tmp_path / "b/ph" / os.fsdecode(b"caf\xe9.png")  # a name that is not UTF-8
+    Image.new("RGB", (8, 8)).save(latin1)
+    assert photos_cache(tmp_path / "b/ph", [latin1]).name.startswith("patches-ph-")
 
 
 def test_presets_load():

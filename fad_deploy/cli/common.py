@@ -1,6 +1,7 @@
 """What every CLI shares: user errors become one line on stderr and exit code 2 (after
-closing any progress bar), warnings one line each, a closed stdout silence (not an error), the
-parser refuses an output path that is also an input, and every parser takes ``--verbose``."""
+closing any progress bar), warnings one line each, a stdout whose reader has gone is silenced
+(not an error), the parser refuses an output path that is also an input, and every parser takes
+``--verbose``."""
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def require_device(name: str) -> None:
 
 
 def user_errors(main):
-    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2, and
-    warnings print as ``<prog>: warning: <message>``."""
+    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2,
+    warnings print as ``<prog>: warning: <message>``, and stdout goes quiet when its reader has
+    gone (:class:`QuietWhenGone`)."""
     prog = "fad-" + main.__module__.rsplit(".", 1)[-1]
 
     def one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -45,7 +47,9 @@ def user_errors(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
-        stdout, sys.stdout = sys.stdout, QuietWhenGone(sys.stdout)
+        stdout = sys.stdout  # None with no stdout at all (`>&-`): print() then writes nothing
+        if stdout is not None:
+            sys.stdout = QuietWhenGone(stdout)
         try:
             return main(argv)
         except FadError as e:
@@ -58,7 +62,9 @@ def user_errors(main):
             sys.exit(130)
         finally:  # callers in the same process (tests, notebooks) keep their own warning format and stdout
             warnings.formatwarning = default_format
-            sys.stdout = stdout
+            if stdout is not None:
+                sys.stdout.flush()  # the buffered rest now, where a reader that has gone is silenced, not at exit
+                sys.stdout = stdout
 
     return wrapper
 
@@ -77,6 +83,10 @@ class QuietWhenGone:
         except BrokenPipeError:
             self._silence()
             return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         try:

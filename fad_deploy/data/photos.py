@@ -37,7 +37,8 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FAD_CACHE", Path.home() / ".cache" / "fad-deploy"))
+    """$FAD_CACHE (when set and not empty), else ~/.cache/fad-deploy."""
+    return Path(os.environ.get("FAD_CACHE") or Path.home() / ".cache" / "fad-deploy")
 
 
 def list_photos(folder: str | Path) -> list[Path]:

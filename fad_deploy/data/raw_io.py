@@ -289,6 +289,10 @@ def _pairs(value) -> list:
     return flat
 
 
+# what a file with several colours per pixel (LibRaw's Stack data) is, by its suffix
+STACKED = {".dng": "a demosaiced, linear DNG", ".x3f": "a Foveon sensor's X3F", "": "e.g. Canon sRAW / mRAW, Foveon"}
+
+
 def libraw_source(path: Path):
     """What rawpy opens ``path`` from: its name, which LibRaw takes as UTF-8, or, for a name that is
     not UTF-8 (bytes a file system allows, which Python keeps as surrogates), the file's bytes."""
@@ -309,8 +313,9 @@ def read_libraw(path: Path) -> RawImage:
             with rawpy.imread(libraw_source(path)) as raw:
                 if raw.raw_type != rawpy.RawType.Flat:
                     raise FadError(f"{path}: not a Bayer mosaic: " + (
-                        "a demosaiced (linear) DNG, several colours per pixel" if raw.raw_type == rawpy.RawType.Stack
-                        else f"LibRaw reports {raw.raw_type.name} data") + "; give the camera's RAW file")
+                        f"several colours per pixel ({STACKED.get(path.suffix.lower(), STACKED[''])})"
+                        if raw.raw_type == rawpy.RawType.Stack else f"LibRaw reports {raw.raw_type.name} data")
+                        + "; give the camera's RAW file")
                 mosaic = raw.raw_image_visible.astype(np.float64)
                 colors = np.array(raw.raw_colors_visible)
                 desc = raw.color_desc.decode("ascii", errors="replace")
@@ -319,6 +324,10 @@ def read_libraw(path: Path) -> RawImage:
                 wb = list(raw.camera_whitebalance)
                 color_matrix = np.array(raw.color_matrix, dtype=np.float64)
     except rawpy.LibRawError as e:
+        kind = other_file_kind(path)
+        if kind:
+            raise FadError(f"{path}: {kind}, not a RAW file: give a DNG or a camera's RAW file (photos become "
+                           "noisy/clean RAW pairs with `fad-data synth --images`)")
         reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         detail = "; ".join(filter(None, [reason, *messages]))
         tags = tiff_tags(path)
@@ -504,10 +513,6 @@ def read_raw(path: str | os.PathLike, cfa: str | None = None) -> RawImage:
     if path.suffix.lower() in PLAIN_TIFF_SUFFIXES and not is_raw_tiff(path):
         raise FadError(f"{path}: a TIFF image without DNG or CFA tags, not a RAW mosaic (LibRaw would read any "
                        "single-channel TIFF as one); give the camera's RAW file or a DNG")
-    kind = other_file_kind(path)
-    if kind:
-        raise FadError(f"{path}: {kind}, not a RAW file: give a DNG or a camera's RAW file (photos become noisy/clean "
-                       "RAW pairs with `fad-data synth --images`)")
     if cfa is not None:
         warnings.warn(f"{path}: the file records its own CFA pattern; --cfa {cfa} is for .mat files and is not used")
     return read_libraw(path)
@@ -521,8 +526,8 @@ TEXT_BYTES = set(range(32, 127)) | set(b"\t\n\r")
 
 
 def other_file_kind(path: Path) -> str | None:
-    """What a file is when its first bytes say it is no RAW file (an image, an array, text, nothing),
-    else None (LibRaw then decides)."""
+    """What a file LibRaw could not read is when its first bytes say (an image, an array, text,
+    nothing), else None. (Asked only after LibRaw: it reads some RAW files behind a JPEG header.)"""
     with open(path, "rb") as f:
         head = f.read(512)
     if not head:

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..checks import check_memory
+from ..checks import check_memory, read_noise, shot_noise
 from ..errors import FadError
 from ..fileio import load_npz, save_npz
 from .noise import READ_DOMINANCE, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
@@ -178,14 +178,14 @@ def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.
         if pairs[key].dtype.kind != "f":
             raise FadError(f"{path}: {key} holds {pairs[key].dtype} values; a set holds float RAW normalised to "
                            "[0, 1] (black level 0, white level 1)")
-    shot, read = pairs["shot"].min(), pairs["read"].min()
-    if shot <= 0 or read < 0:
-        raise FadError(f"{path}: shot noise must be positive and read noise not negative, got shot down to {shot:g} "
-                       f"and read down to {read:g}")
-    if max(pairs["shot"].max(), pairs["read"].max()) > 1:
-        raise FadError(f"{path}: shot and read noise must be at most 1 (variance a x + b of RAW in [0, 1]), got shot "
-                       f"up to {pairs['shot'].max():g} and read up to {pairs['read'].max():g}")
-    # the noisy values' room grows with the noise (fad-data synth allows shot and read noise up to 1)
+    for key, number in (("shot", shot_noise), ("read", read_noise)):  # as every noise option takes them
+        for value in (float(pairs[key].min()), float(pairs[key].max())):
+            try:
+                number.check(value)
+            except ValueError:
+                raise FadError(f"{path}: {key} noise must be {number} (variance a x + b of RAW in [0, 1]), got "
+                               f"{value:g}") from None
+    # the noisy values' room grows with the noise
     std = float(np.sqrt(pairs["shot"].max() * PAIR_VALUE_RANGE[1] + pairs["read"].max()))
     for key, room in (("noisy", NOISE_ROOM_SDS * std), ("clean", 0.0)):
         low, high = pairs[key].min(), pairs[key].max()

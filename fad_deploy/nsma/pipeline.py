@@ -111,7 +111,8 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
     trailing separator) for one input a file name with the input's output suffix (.dng for RAW,
     .npz for sets)."""
     kinds = [SET_SUFFIX if p.suffix.lower() == SET_SUFFIX else ".dng" for p in inputs]
-    if out is not None and out.name.lower() in (".dng", SET_SUFFIX):  # a suffix alone: Path reads it as a name
+    suffix_alone = out is not None and out.name.lower() in (".dng", SET_SUFFIX)  # Path reads ".dng" as a name
+    if suffix_alone and not (out.is_dir() or isinstance(out, FolderPath)):
         raise FadError(f"--out {out}: a file name needs a name before its suffix (e.g. denoised{out.name})")
     if out is not None and out.suffix and not out.is_dir() and not isinstance(out, FolderPath):
         if len(inputs) > 1:

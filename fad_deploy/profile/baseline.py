@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data.photos import default_cache_dir
 from ..checks import require_output
+from ..data.photos import default_cache_dir
 from ..errors import FadError, fold
 from ..fileio import write_json
 from ..models.registry import ARCHITECTURES, Checkpoint, build, model_config

@@ -80,7 +80,8 @@ class BenchModel:
             return load_runner(backend, self.checkpoint, threads)
         folder = self.folder(backend)
         if not folder.is_dir():
-            if not hasattr(self.network(), "forward_padded"):  # (what every export traces: quant.graph.Core)
+            known = self.spec or self.checkpoint  # (what every export traces: quant.graph.Core)
+            if known and not hasattr(self.network(), "forward_padded"):
                 raise FadError(f"{self.label}: its network has no export (fad-export traces a padding-free core "
                                "it lacks); only the torch backend runs it")
             if backend == INT16_FILE:

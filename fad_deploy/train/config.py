@@ -149,7 +149,8 @@ def _typed(value, kind, where: str):
 def _build(cls, data: dict, where: str, group: str = ""):
     """``cls`` from the mapping ``data`` read from ``where``; ``group``: its settings' group ("schedule.")."""
     if not isinstance(data, dict):
-        raise FadError(f"{where}: {group.rstrip('.') or 'the config'}: expected a mapping, got {type(data).__name__}")
+        raise FadError(f"{where}: {group.rstrip('.') + ': ' if group else ''}expected a mapping, got "
+                       f"{type(data).__name__}")
     kwargs = {}
     names = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls, include_extras=True)

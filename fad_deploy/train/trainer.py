@@ -85,18 +85,18 @@ def resolve_cache(cfg: TrainConfig) -> Path:
     return out
 
 
-# training holds every feature map of the forward pass for the backward one, and about as much again
-# in gradients and temporaries: this many times one forward pass's feature maps (a floor, for the check)
-TRAIN_MEMORY_FACTOR = 2
-
-
 def photos_cache(folder: str | os.PathLike, photos: list[Path]) -> Path:
     """Where the patch cache of a folder of photos is kept: named after the folder and keyed by its
     photos (path, size, time), so another folder of the same name, or photos added or changed
     since, get a cache of their own."""
-    listing = "\n".join(f"{p.resolve()}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in photos)
-    key = hashlib.sha256(listing.encode()).hexdigest()[:12]
+    listing = "\n".join(f"{p.resolve()}\t{st.st_size}\t{st.st_mtime_ns}" for p in photos for st in [p.stat()])
+    key = hashlib.sha256(os.fsencode(listing)).hexdigest()[:12]  # (names need not be UTF-8)
     return default_cache_dir() / f"patches-{Path(folder).resolve().name}-{key}.npz"
+
+
+# training holds every feature map of the forward pass for the backward one, and about as much again
+# in gradients and temporaries: this many times one forward pass's feature maps (an estimate, for the check)
+TRAIN_MEMORY_FACTOR = 2
 
 
 def checked_network(arch: str, config: dict, crop: int, batch: int = 1, device: str = "cpu") -> torch.nn.Module:
@@ -104,8 +104,9 @@ def checked_network(arch: str, config: dict, crop: int, batch: int = 1, device: 
     does not make a network that runs on a ``crop`` x ``crop`` crop (tried once on zeros, which
     draws no random numbers; torch's warnings about a broken config give way to the error),
     when ``crop`` is below the multiple it pads its input to, or (training on the CPU) when a
-    batch of ``batch`` such crops would not fit in memory (its feature maps counted on a small
-    input first, so that a crop or batch too large is named as such)."""
+    batch of ``batch`` such crops in every process on this machine would not fit in memory (an
+    estimate from its feature maps on a small input, first, so that a crop or batch too large is
+    named as such)."""
     def tried(make):
         try:
             with warnings.catch_warnings(), torch.no_grad():
@@ -122,8 +123,10 @@ def checked_network(arch: str, config: dict, crop: int, batch: int = 1, device: 
                        "(the multiple it pads its input to)")
     if device == "cpu":
         per_pixel = tried(lambda: feature_bytes_per_pixel(model, multiple))
-        check_memory(int(TRAIN_MEMORY_FACTOR * per_pixel * batch * crop * crop),
-                     f"training on batches of {count(batch, 'crop')} of {crop}x{crop} (data.batch, data.crop)")
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes share this memory
+        check_memory(int(TRAIN_MEMORY_FACTOR * per_pixel * batch * crop * crop * processes),
+                     f"training on batches of {count(batch, 'crop')} of {crop}x{crop} (data.batch, data.crop)"
+                     + (f" in {processes} processes" if processes > 1 else ""))
     tried(lambda: model(torch.zeros(1, 4, crop, crop)))
     return model
 
@@ -133,9 +136,12 @@ def feature_bytes_per_pixel(model: torch.nn.Module, multiple: int) -> float:
     counted on a small input (every leaf module's output)."""
     side = multiple * max(1, math.ceil(64 / multiple))
     written = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: written.append(out.numel() * out.element_size())
-                                     if isinstance(out, torch.Tensor) else None)
-             for m in model.modules() if not any(True for _ in m.children())]
+
+    def count_output(_module, _inputs, out):
+        if isinstance(out, torch.Tensor):
+            written.append(out.numel() * out.element_size())
+
+    hooks = [m.register_forward_hook(count_output) for m in model.modules() if not any(True for _ in m.children())]
     try:
         model(torch.zeros(1, 4, side, side))
     finally:
@@ -397,7 +403,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.load_state() and self.rank == 0:
             print(f"resumed {self.out} at step {self.step}")
-        if until and self.rank == 0 and not self.step < until < sch.steps:
+        if until and self.rank == 0 and not self.step < until <= sch.steps:
             warnings.warn(f"--until {until}: " + (f"the run is at step {self.step} already: nothing to train before it"
                                                   if until <= self.step else
                                                   f"the schedule ends at step {sch.steps}: it trains to its end"))
