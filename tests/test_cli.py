@@ -80,6 +80,27 @@ def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch, bu
     sys.stdout.close()  # nothing left to write to the gone reader (its file points at /dev/null now)
 
 
+def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
+    """`kill PID` / `timeout` mid-write: the file being written goes, one line says why, exit 128 + 15."""
+    import signal
+
+    from fad_deploy.fileio import atomic_path
+
+    @user_errors
+    def main(argv=None):
+        with atomic_path(tmp_path / "out.npz") as part:
+            part.write_bytes(b"half a file")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 128 + signal.SIGTERM and capsys.readouterr().err.endswith("terminated\n")
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # put back for the caller
+
+
 def test_no_stdout_at_all_is_no_error(monkeypatch):
     """`fad-data info FILE >&-`: Python starts with sys.stdout None, and print() writes nothing."""
     monkeypatch.setattr(sys, "stdout", None)

@@ -8,7 +8,9 @@ import argparse
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 
 from ..checks import path_clash
@@ -37,8 +39,8 @@ def require_device(name: str) -> None:
 
 def user_errors(main):
     """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2,
-    warnings print as ``<prog>: warning: <message>``, and stdout goes quiet when its reader has
-    gone (:class:`QuietWhenGone`)."""
+    warnings print as ``<prog>: warning: <message>``, stdout goes quiet when its reader has gone
+    (:class:`QuietWhenGone`), and SIGTERM or SIGHUP stop it as Ctrl-C does (:class:`Terminated`)."""
     prog = "fad-" + main.__module__.rsplit(".", 1)[-1]
 
     def one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -50,17 +52,20 @@ def user_errors(main):
         stdout = sys.stdout  # None with no stdout at all (`>&-`): print() then writes nothing
         if stdout is not None:
             sys.stdout = QuietWhenGone(stdout)
+        handlers = catch_termination()
         try:
             return main(argv)
         except FadError as e:
             close_progress_bars()
             print(f"{prog}: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             close_progress_bars()
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+            sys.exit(128 + e.signal if isinstance(e, Terminated) else 130)
         finally:  # callers in the same process (tests, notebooks) keep their own warning format and stdout
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
             warnings.formatwarning = default_format
             if stdout is not None:
                 sys.stdout.flush()  # the buffered rest now, where a reader that has gone is silenced, not at exit
@@ -102,6 +107,27 @@ class QuietWhenGone:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``) or SIGHUP, raised where Python runs so that it unwinds as
+    Ctrl-C does: a file being written is removed, side-by-side workers are stopped."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signal = signum
+
+
+def catch_termination() -> dict:
+    """SIGTERM and SIGHUP raise :class:`Terminated` (from the main thread only, where Python runs
+    signal handlers); returns the handlers they had, to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def terminated(signum, _frame):
+        raise Terminated(signum)
+
+    return {signum: signal.signal(signum, terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def close_progress_bars() -> None:
