@@ -153,6 +153,14 @@ def test_noisy_values_may_lie_as_far_beyond_raw_as_their_noise_reaches(tmp_path)
     assert load_pairs(tmp_path / "loud.npz")["noisy"].max() == 3.0
 
 
+def test_hidden_files_and_denoised_previews_are_not_photos(tmp_path):
+    for name in ("a.png", "a-denoised.png", ".a.png.k3j4.part.png", ".thumbs/b.png", "denoised/c-denoised.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="PNG")
+    with pytest.warns(UserWarning, match=r"skipped 4 image files hidden or denoised \(<name>-denoised"):
+        assert list_photos(tmp_path) == [tmp_path / "a.png"]
+
+
 def good_set(tmp_path) -> dict:
     """A 2-pair set (one crop at two levels), saved as good.npz."""
     save_photo(tmp_path / "a.png")

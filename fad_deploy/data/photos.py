@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import FadError
+from ..errors import FadError, count
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
@@ -41,12 +41,22 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FAD_CACHE") or Path.home() / ".cache" / "fad-deploy")
 
 
+DENOISED_SUFFIX = "-denoised"  # fad-denoise's outputs: <name>-denoised.dng / .png
+
+
 def list_photos(folder: str | Path) -> list[Path]:
-    """All photos in a folder (recursively), sorted; a clear error if there are none."""
+    """All photos in a folder (recursively), sorted; a clear error if there are none. Hidden files
+    and folders (a killed writer's temporary file) and fad-denoise's previews (<name>-denoised.png:
+    denoised, not clean) are skipped, with a warning that counts them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FadError(f"{folder}: not a folder of photos")
-    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    photos = [p for p in found if not p.stem.endswith(DENOISED_SUFFIX)
+              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    if len(photos) < len(found):
+        warnings.warn(f"{folder}: skipped {count(len(found) - len(photos), 'image file')} hidden or denoised "
+                      f"(<name>{DENOISED_SUFFIX}.*)")
     if not photos:
         raise FadError(f"{folder}: no photos found (looked for {', '.join(sorted(PHOTO_SUFFIXES))})")
     return photos

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..checks import FolderPath, require_output
 from ..data.noise import MEAN_FLOOR, READ_DOMINANCE, NoiseParams, floor_level, network_noise
+from ..data.photos import DENOISED_SUFFIX
 from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
 from ..data.synth import load_pairs, noise_list
 from ..errors import FadError, count
@@ -34,7 +35,7 @@ RAW_SUFFIXES = {".dng", ".mat", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", 
                 ".srw", ".raf", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".raw"}
 # Companion files of datasets, not images: SIDD's metadata .MAT and DND's info.mat.
 COMPANION_MARKERS = ("_METADATA_", "info.mat")
-OUT_SUFFIX = "-denoised"
+OUT_SUFFIX = DENOISED_SUFFIX  # <name>-denoised.dng / .npz / .png
 FOLDER_OUT = "denoised"  # default output folder inside an input folder
 MONTAGE_GAP = 4  # pixels between the previews of a set
 PNG_LEVEL = 1  # zlib level of the previews: a 12 MP one in 2.7 s, 11% larger than at PIL's default 6 (12 s)
