@@ -135,6 +135,8 @@ CASES = [
     (train, "charbonnier out={out}/run model.config.widths=[-4,8,16]", "no working 'fan' network with it"),
     (train, "charbonnier out={in}/afile/run", "run folder (out=): {in}/afile/run: {in}/afile is a file, not a folder"),
     (train, "charbonnier --half", "--half stores --ship's weights in fp16: add --ship PATH"),
+    (train, "charbonnier out={out}/run data.cache={in}/cache.npz data.crop=16 --ship {out}/run/last.pt",
+     "argument --ship: {out}/run/last.pt is the run's own last.pt (its resume state or model)"),
     (train, "charbonnier out={out}/run data.cache={in}/cache.npz --ship {in}/cache.npz",
      "argument --ship: {in}/cache.npz: expected a .pt file"),
     (train, "charbonnier out={out}/run model.init={in}/tiny.pt --ship {in}/tiny.pt",

@@ -91,6 +91,9 @@ def main(argv=None):
                        "drop one of the two")
     trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]), workers=args.workers,
                       channels_last=args.channels_last, compile=args.compile)
+    if args.ship and args.ship.resolve() in (trainer.state_path().resolve(), (trainer.out / "model.pt").resolve()):
+        raise FadError(f"argument --ship: {args.ship} is the run's own {args.ship.name} (its resume state or "
+                       "model); ship to another file")
     ckpt = trainer.fit(resume=not args.fresh, until=args.until)
     if trainer.rank == 0:
         ckpt.save(trainer.out / "model.pt")
