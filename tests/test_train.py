@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -332,8 +333,10 @@ def test_a_sub_range_run_validates_inside_its_range(tmp_path, cache):
 def test_run_folder_with_a_different_config(tmp_path, cache):
     out = tmp_path / "run"
     train(out, cache, steps=2)
-    with pytest.raises(FadError, match=f"{out / 'last.pt'}.*different config"):
+    with pytest.raises(FadError, match=f"{out / 'last.pt'}: .* other settings \\(schedule.lr\\)"):
         train(out, cache, "schedule.lr=0.01", steps=2)
+    shutil.copytree(out, tmp_path / "copy")  # a copied run folder resumes: where it lives is no setting
+    assert train(tmp_path / "copy", cache, steps=2).step == 2
     fresh = train(out, cache, "schedule.lr=0.01", steps=2, resume=False)  # --fresh starts over
     assert fresh.step == 2
     assert [r["step"] for r in read_log(out / "log.csv")] == ["2"]  # the old run's rows are gone

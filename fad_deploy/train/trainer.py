@@ -150,6 +150,17 @@ def feature_bytes_per_pixel(model: torch.nn.Module, multiple: int) -> float:
     return sum(written) / side**2
 
 
+def settings(config: dict, group: str = "") -> dict:
+    """A config's settings by their dotted names (``schedule.lr``), as JSON stores their values."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and not group:  # a group; a dict inside one (model.config) is one setting
+            flat |= settings(value, f"{key}.")
+        else:
+            flat[group + key] = json.loads(json.dumps(value))
+    return flat
+
+
 def sample_batch(data: NoisyPatches, step: int, batch: int, seed: int, world: int = 1, rank: int = 0,
                  device=None) -> dict[str, torch.Tensor]:
     """Rank ``rank``'s share of global batch ``step``: a pure function of (seed, step), each
@@ -344,9 +355,10 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
             raise FadError(f"{path}: cannot read the run's state ({type(e).__name__}); start over with --fresh")
         saved = config_from_dict(json.loads(blob["config"]), str(path)).to_dict()
-        if json.loads(json.dumps(saved)) != json.loads(json.dumps(self.cfg.to_dict())):
-            raise FadError(f"{path}: the run folder holds a run with a different config; use another out=, or --fresh "
-                           "to start over in it")
+        differ = [k for k, v in settings(self.cfg.to_dict()).items() if settings(saved).get(k) != v and k != "out"]
+        if differ:  # (where the run lives is not one: a copied run folder resumes)
+            raise FadError(f"{path}: the run folder holds a run with other settings ({', '.join(differ)}); use "
+                           "another out=, or --fresh to start over in it")
         self.model.load_state_dict(blob["model"])
         self.shipped.load_state_dict(blob.get("shipped", blob["model"]))  # (states of before the field: no EMA)
         self.opt.load_state_dict(blob["opt"])
