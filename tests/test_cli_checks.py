@@ -224,7 +224,7 @@ CASES = [
     (bench, "--size 0 256", "argument --size"),
     (bench, "--repeats 0", "argument --repeats"),
     (bench, "cycleisp-lite --backends tflite-fp32 --repeats 1 --warmup 0 --size 16 16 --no-progress --baselines",
-     "cycleisp-lite: its network has no export (fad-export traces a padding-free core it lacks)"),
+     "cycleisp-lite: network CycleISPLite has no padding-free core (forward_padded) to export; only the torch"),
     (bench, "{in}/tiny.pt --calibration {in}/quality.json", "--calibration is the latency model of --report's"),
     (bench, "{in}/tiny.pt --no-timing --report {out}/r --no-progress", "--no-progress: for latency runs"),
     (bench, "--warmup -1", "argument --warmup"),

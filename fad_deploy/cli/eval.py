@@ -107,6 +107,7 @@ def model_label(ckpt) -> str:
 
 def evaluate(args) -> dict:
     from ..evaluate.quality import denoise_set_classical, score  # torch: not needed for --help
+    from ..export.manifest import MANIFEST
     from ..models.registry import load_checkpoint, models_dir, resolve_model
     from ..nsma.evaluate import array_choices, array_denoise, denoise_from_floor
 
@@ -114,7 +115,7 @@ def evaluate(args) -> dict:
     names = args.models or shipped  # --nsma alone evaluates just the array
     if not names and not args.baselines and args.nsma is None:
         raise FadError(f"no trained models in {models_dir()} and none given")
-    array = next((n for n in names if n == "fan-nsma" or (Path(n) / "manifest.json").is_file()), None)
+    array = next((n for n in names if n == "fan-nsma" or (Path(n) / MANIFEST).is_file()), None)
     if array:  # (fad-bench's name for the exported array)
         raise FadError(f"{array}: a model array, not a model; evaluate it with --nsma "
                        + ("(the shipped array) or --nsma DIR" if array == "fan-nsma" else array))

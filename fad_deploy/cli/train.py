@@ -91,12 +91,12 @@ def main(argv=None):
                        "drop one of the two")
     trainer = Trainer(cfg, args.device, command=shlex.join(["fad-train", *argv]), workers=args.workers,
                       channels_last=args.channels_last, compile=args.compile)
-    if args.ship and args.ship.resolve() in (trainer.state_path().resolve(), (trainer.out / "model.pt").resolve()):
+    if args.ship and args.ship.resolve() in (trainer.state_path().resolve(), trainer.model_path().resolve()):
         raise FadError(f"argument --ship: {args.ship} is the run's own {args.ship.name} (its resume state or "
                        "model); ship to another file")
     ckpt = trainer.fit(resume=not args.fresh, until=args.until)
     if trainer.rank == 0:
-        ckpt.save(trainer.out / "model.pt")
+        ckpt.save(trainer.model_path())
         if args.ship:
             ckpt.save(args.ship, half=args.half)
         kept = f" (the weights of step {ckpt.card['kept_best_of_step']}, best on validation)" \

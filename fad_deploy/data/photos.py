@@ -41,7 +41,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FAD_CACHE") or Path.home() / ".cache" / "fad-deploy")
 
 
-DENOISED_SUFFIX = "-denoised"  # fad-denoise's outputs: <name>-denoised.dng / .png
+DENOISED_SUFFIX = "-denoised"  # fad-denoise's outputs: <name>-denoised.dng / .npz / .png
+
+
+def left_out(relative: Path) -> bool:
+    """Whether a file of an input folder (``relative`` to it) is no input: hidden, or inside a hidden
+    folder (such as a killed writer's temporary file), or an output of fad-denoise."""
+    return relative.stem.endswith(DENOISED_SUFFIX) or any(part.startswith(".") for part in relative.parts)
 
 
 def list_photos(folder: str | Path) -> list[Path]:
@@ -52,8 +58,7 @@ def list_photos(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise FadError(f"{folder}: not a folder of photos")
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-    photos = [p for p in found if not p.stem.endswith(DENOISED_SUFFIX)
-              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    photos = [p for p in found if not left_out(p.relative_to(folder))]
     if len(photos) < len(found):
         warnings.warn(f"{folder}: skipped {count(len(found) - len(photos), 'image file')} hidden or denoised "
                       f"(<name>{DENOISED_SUFFIX}.*)")

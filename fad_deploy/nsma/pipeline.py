@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..checks import FolderPath, require_output
 from ..data.noise import MEAN_FLOOR, READ_DOMINANCE, NoiseParams, floor_level, network_noise
-from ..data.photos import DENOISED_SUFFIX
+from ..data.photos import DENOISED_SUFFIX, left_out
 from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
 from ..data.synth import load_pairs, noise_list
 from ..errors import FadError, count
@@ -35,7 +35,6 @@ RAW_SUFFIXES = {".dng", ".mat", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", 
                 ".srw", ".raf", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".raw"}
 # Companion files of datasets, not images: SIDD's metadata .MAT and DND's info.mat.
 COMPANION_MARKERS = ("_METADATA_", "info.mat")
-OUT_SUFFIX = DENOISED_SUFFIX  # <name>-denoised.dng / .npz / .png
 FOLDER_OUT = "denoised"  # default output folder inside an input folder
 MONTAGE_GAP = 4  # pixels between the previews of a set
 PNG_LEVEL = 1  # zlib level of the previews: a 12 MP one in 2.7 s, 11% larger than at PIL's default 6 (12 s)
@@ -96,10 +95,10 @@ def list_inputs(path: Path) -> list[Path]:
     if not path.is_dir():
         raise FadError(f"{path}: no such file or folder")
     found = sorted(p for p in path.iterdir() if p.is_file() and is_input(p))
-    files = [p for p in found if not p.name.startswith(".") and not p.stem.endswith(OUT_SUFFIX)]
+    files = [p for p in found if not left_out(p.relative_to(path))]
     if len(files) < len(found):
         warnings.warn(f"{path}: skipped {count(len(found) - len(files), 'file')} hidden or written by an earlier run "
-                      f"(<name>{OUT_SUFFIX}.*); name one as the input to denoise it")
+                      f"(<name>{DENOISED_SUFFIX}.*); name one as the input to denoise it")
     if not files:
         raise FadError(f"{path}: no RAW files or {SET_SUFFIX} sets in this folder "
                        f"(looked for {', '.join(sorted(RAW_SUFFIXES | {SET_SUFFIX}))}, and RAW TIFFs)")
@@ -126,13 +125,13 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
         if folder.exists() and not folder.is_dir():
             raise FadError(f"--out {folder}: exists and is not a folder" if out is not None else
                            f"{folder}: exists and is not a folder (where the outputs of {source} go; give --out)")
-        pairs = [(folder / f"{p.stem}{OUT_SUFFIX}{k}", folder / f"{p.stem}{OUT_SUFFIX}.png")
+        pairs = [(folder / f"{p.stem}{DENOISED_SUFFIX}{k}", folder / f"{p.stem}{DENOISED_SUFFIX}.png")
                  for p, k in zip(inputs, kinds)]
         stems = [p.stem for p in inputs]
         clash = [p.name for p in inputs if stems.count(p.stem) > 1]
         if clash:
             raise FadError(f"{source}: {', '.join(clash)} would overwrite each other's outputs (named "
-                           f"<name>{OUT_SUFFIX}.*, without the input's suffix); move all but one of each name")
+                           f"<name>{DENOISED_SUFFIX}.*, without the input's suffix); move all but one of each name")
     for p, (o, preview) in zip(inputs, pairs):
         if o.resolve() == p.resolve():
             raise FadError(f"{o}: would overwrite the input")

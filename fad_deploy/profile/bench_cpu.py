@@ -26,6 +26,7 @@ from ..export.manifest import INT16_FILE, INT16_FOLDER_SUFFIX, MANIFEST, default
     export_hint, read_bundle
 from ..fileio import write_json, write_text
 from ..models.registry import build, load_checkpoint, models_dir, resolve_model
+from ..quant.graph import Core
 from ..runners import BACKENDS, load_runner
 from ..runners.base import Runner
 from .cpu import CpuPeak, cpu_peak
@@ -80,10 +81,11 @@ class BenchModel:
             return load_runner(backend, self.checkpoint, threads)
         folder = self.folder(backend)
         if not folder.is_dir():
-            known = self.spec or self.checkpoint  # (what every export traces: quant.graph.Core)
-            if known and not hasattr(self.network(), "forward_padded"):
-                raise FadError(f"{self.label}: its network has no export (fad-export traces a padding-free core "
-                               "it lacks); only the torch backend runs it")
+            if self.spec or self.checkpoint:
+                try:
+                    Core(self.network())  # what every export traces
+                except FadError as e:
+                    raise FadError(f"{self.label}: {e}; only the torch backend runs it")
             if backend == INT16_FILE:
                 folder = int16_folder(self.export)  # (where 16x8 files are looked for first)
             written = default_folder_for(self.label, backend)  # where the hint's command writes it

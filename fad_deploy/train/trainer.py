@@ -337,6 +337,9 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out / "last.pt"
 
+    def model_path(self) -> Path:
+        return self.out / "model.pt"
+
     def save_state(self) -> None:
         blob = {"step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
                 "model": self.model.state_dict(), "opt": self.opt.state_dict(),
@@ -354,8 +357,8 @@ class Trainer:
             blob = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
             raise FadError(f"{path}: cannot read the run's state ({type(e).__name__}); start over with --fresh")
-        saved = config_from_dict(json.loads(blob["config"]), str(path)).to_dict()
-        differ = [k for k, v in settings(self.cfg.to_dict()).items() if settings(saved).get(k) != v and k != "out"]
+        saved = settings(config_from_dict(json.loads(blob["config"]), str(path)).to_dict())
+        differ = [k for k, v in settings(self.cfg.to_dict()).items() if saved.get(k) != v and k != "out"]
         if differ:  # (where the run lives is not one: a copied run folder resumes)
             raise FadError(f"{path}: the run folder holds a run with other settings ({', '.join(differ)}); use "
                            "another out=, or --fresh to start over in it")
@@ -463,7 +466,7 @@ class Trainer:
                               **{f"loss_{k}": round(v.item(), 6) for k, v in terms.items()},
                               "val_raw_psnr": round(val, 3)})
                     self.save_state()
-                    self.checkpoint(val).save(self.out / "model.pt")
+                    self.checkpoint(val).save(self.model_path())
                     t_last = time.time()  # don't count validation and saving as training time
             bar.update(1)
         bar.close()
