@@ -137,7 +137,11 @@ def require_output(path: Path, kind: str, what: str) -> Path:
 
 def require_apart(folder: Path, inputs: list[Path], what: str) -> None:
     """A FadError when the output ``folder`` holds one of the ``inputs`` (writing there could
-    overwrite it or its companions, such as an array's manifest.json)."""
+    overwrite it or its companions, such as an array's manifest.json) or the current folder
+    (an export replaces its folder whole, which would leave the shell in a removed one)."""
+    if Path.cwd().resolve().is_relative_to(folder.resolve()):
+        raise FadError(f"{what} {folder}: is or holds the current folder, which the export replaces whole; "
+                       "write to another folder")
     for path in inputs:
         if path.resolve().parent == folder.resolve():
             raise FadError(f"{what} {folder}: holds the input {path.name}; write to another folder")

@@ -1,16 +1,19 @@
-"""Atomic file writes (an output is either complete or absent, never half-written) and the
-one .npz reader."""
+"""Atomic file writes (an output is either complete or absent, never half-written), a folder
+replaced whole, and the one .npz reader."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
+import signal
 import tempfile
+import threading
 import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -79,3 +82,66 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                 member.compress_type = zipfile.ZIP_DEFLATED
                 with zf.open(member, "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends (then the first one caught is raised
+    as usual), so that steps which must go together are not split. Only the main thread can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {signum: signal.signal(signum, lambda signum, _: caught.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def retired(folder: Path) -> Path:
+    """Where :func:`replace_folder` puts the folder it replaces, for the moment of the swap."""
+    return folder.parent / f".{folder.name}.old"
+
+
+def restore_folder(folder: Path) -> None:
+    """Finish a :func:`replace_folder` that was killed between its two renames: the old folder
+    goes back where ``folder`` is missing, and is removed where the new one is in place."""
+    old = retired(folder)
+    if old.is_dir():
+        if folder.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, folder)
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def replace_folder(new: Path, folder: Path, keep: Callable[[str], bool]) -> None:
+    """Put the folder ``new`` in place of ``folder`` whole: a reader finds the old folder or the
+    new one, never a mix. Entries of the old folder that ``keep`` (by name) and ``new`` lacks are
+    carried over (hard links where the file system has them, else copies)."""
+    restore_folder(folder)
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    for entry in folder.iterdir():
+        if keep(entry.name) and not os.path.lexists(new / entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, new / entry.name, symlinks=True, copy_function=link_or_copy)
+            else:
+                link_or_copy(entry, new / entry.name)
+    old = retired(folder)
+    with uninterrupted():
+        os.replace(folder, old)
+        os.replace(new, folder)
+        shutil.rmtree(old)

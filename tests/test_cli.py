@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -99,6 +100,49 @@ def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
     assert e.value.code == 128 + signal.SIGTERM and capsys.readouterr().err.endswith("terminated\n")
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before  # put back for the caller
+
+
+def test_a_folder_is_replaced_whole_and_a_kill_between_the_renames_is_finished_later(tmp_path, capsys):
+    """SIGTERM during the swap comes after both renames; a swap killed between them (SIGKILL) is
+    undone or finished by the next restore_folder; the old folder's kept entries are carried over."""
+    import signal
+
+    from fad_deploy.fileio import replace_folder, restore_folder, retired
+
+    folder, new = tmp_path / "bundle", tmp_path / "staged"
+    for f, names in ((folder, ("a.tflite", "notes.txt")), (new, ("b.tflite",))):
+        f.mkdir()
+        for name in names:
+            (f / name).write_text(name)
+    (folder / "mine").mkdir()
+    (folder / "mine" / "x.txt").write_text("x")
+
+    @user_errors
+    def main(argv=None):
+        real = os.replace
+
+        def replace_then_kill(src, dst):
+            real(src, dst)
+            os.kill(os.getpid(), signal.SIGTERM)  # after the first rename: held until the second is done
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "replace", replace_then_kill)
+            replace_folder(new, folder, keep=lambda name: name != "a.tflite")
+        return 0
+
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 128 + signal.SIGTERM and capsys.readouterr().err.endswith("terminated\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert sorted(p.name for p in folder.iterdir()) == ["b.tflite", "mine", "notes.txt"]
+    assert (folder / "mine" / "x.txt").read_text() == "x"
+
+    os.replace(folder, retired(folder))  # killed between the renames: only the old folder is left
+    restore_folder(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    shutil.copytree(folder, retired(folder))  # killed after them: both are there, the new one stays
+    (folder / "b.tflite").write_text("new")
+    restore_folder(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"] and (folder / "b.tflite").read_text() == "new"
 
 
 def test_no_stdout_at_all_is_no_error(monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -870,6 +871,39 @@ def test_reexport_is_byte_identical_in_place_and_into_a_new_folder(exported, wor
     assert digests(exported) == before
     export_main([str(workdir / "tiny.pt"), "--int8", "--target", "all", "--out", str(tmp_path / "again"), *RUN])
     assert digests(tmp_path / "again") == before
+
+
+def test_a_reexport_replaces_the_old_bundle_whole_keeping_the_users_files(exported, workdir, tmp_path, monkeypatch):
+    """Files of the old bundle that the new one lacks go (here the ONNX files of a --target all export
+    redone for TFLite), a file the user put in the folder stays, and no staging or old folder is left."""
+    monkeypatch.setenv("FAD_CACHE", str(workdir))
+    out = tmp_path / "bundle"
+    shutil.copytree(exported, out)
+    (out / "notes.txt").write_text("mine")
+    export_main([str(workdir / "tiny.pt"), "--int8", "--target", "tflite", "--out", str(out), *RUN])
+    names = sorted(p.name for p in out.iterdir())
+    assert "notes.txt" in names and not any(n.endswith(".onnx") for n in names) and "tiny.int8.tflite" in names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_a_bundle_file_changed_after_the_export_is_refused_on_loading(exported, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(exported, out)
+    data = bytearray((out / "tiny.int8.tflite").read_bytes())
+    data[-1] ^= 1
+    (out / "tiny.int8.tflite").write_bytes(bytes(data))
+    with pytest.raises(FadError, match=r"tiny.int8.tflite: not the file manifest.json lists \(its sha256 differs\)"):
+        load_runner("tflite-int8", out, threads=1)
+    with pytest.raises(FadError, match="its sha256 differs"):
+        load_runner("tflite-int8", out / "tiny.int8.tflite", threads=1)
+
+
+def test_an_export_into_the_current_folder_is_refused(workdir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        export_main([str(workdir / "tiny.pt"), "--int8", "--out", ".", *RUN])
+    assert e.value.code == 2 and "is or holds the current folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_validation_publishes_nothing(workdir, tmp_path, one_thread):

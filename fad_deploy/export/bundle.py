@@ -1,7 +1,8 @@
 """fad-export's pipeline: quantize (QAT or PTQ, reused when already done), write every
 target's files, validate them against PyTorch, and only then publish the folder.
 
-Files are built in a staging folder next to the output; a failed export, a broken
+Files are built in a staging folder next to the output, which then replaces the output
+folder whole (an interrupted publish leaves the old bundle or the new one); a failed export, a broken
 conversion (parity below its bound) or an int8 model that loses more denoising PSNR than
 allowed (:class:`ExportRefused`) publishes nothing. An int8 checkpoint shipped next to its
 float source (models/nsma/<name>.int8.pt) or left by a previous export is reused when it
@@ -26,7 +27,7 @@ from pathlib import Path
 from .. import __version__
 from ..data.synth import VALIDATION_CROPS, validation_set
 from ..errors import FadError
-from ..fileio import write_bytes, write_json, write_text
+from ..fileio import replace_folder, restore_folder, write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
 from ..quant.int16 import INT16_BACKEND, Int16Runner, int16_grid
@@ -336,23 +337,17 @@ def references(item: Exported) -> dict:
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Move the staged files into ``out`` (each rename atomic), the manifest last, and
-    remove files of a previous export that the new manifest no longer lists."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Put the staged bundle in place of ``out`` whole (a reader finds the old bundle or the new
+    one, never a mix); files in ``out`` that are not the old bundle's (the user's) are kept."""
     old = set()
     if (out / MANIFEST).is_file():
         from .manifest import read_bundle
 
         try:
-            old = {r["file"] for e in read_bundle(out)["models"] for r in e["files"].values()} | {REPORT}
+            old = {r["file"] for e in read_bundle(out)["models"] for r in e["files"].values()} | {REPORT, MANIFEST}
         except FadError:
             old = set()
-    new = sorted(p.name for p in staging.iterdir())
-    for name in sorted(new, key=lambda n: n == MANIFEST):
-        os.replace(staging / name, out / name)
-    for name in old - set(new):
-        (out / name).unlink(missing_ok=True)
-    staging.rmdir()
+    replace_folder(staging, out, keep=lambda name: name not in old)
 
 
 def report(manifest: dict, rows: list[dict], options: ExportOptions) -> str:
@@ -430,7 +425,8 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
     """Export ``models`` [(name, checkpoint path)] into ``out`` with one manifest; validate; publish.
     ``extra`` adds top-level manifest keys (e.g. a noise sub-range array's selection table).
     Returns the manifest and the seconds each new QAT/PTQ took (by model name)."""
-    out = Path(out)
+    out = Path(os.path.realpath(out))  # a link to a folder: the bundle replaces the folder it points to
+    restore_folder(out)  # a publish killed half-way
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -211,7 +211,7 @@ def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None
                 if rec["file"] == wanted:
                     if b != backend:
                         raise FadError(f"{p}: is the {b} model, not {backend}")
-                    return p, entry, rec
+                    return checked(p, rec), entry, rec
         raise FadError(f"{p}: not listed in {folder / MANIFEST}")
     entry = pick_model(manifest, model, folder)
     if backend not in entry["files"]:
@@ -220,7 +220,16 @@ def locate_file(model_or_export_dir: str | Path, backend: str, model: str | None
     path = folder / rec["file"]
     if not path.is_file():
         raise FadError(f"{path}: listed in {MANIFEST} but missing")
-    return path, entry, rec
+    return checked(path, rec), entry, rec
+
+
+def checked(path: Path, record: dict) -> Path:
+    """``path``, once its bytes are the file its manifest ``record`` lists (bundles from before
+    the sha256 record are taken as they are)."""
+    if "sha256" in record and sha256(path) != record["sha256"]:
+        raise FadError(f"{path}: not the file {MANIFEST} lists (its sha256 differs): changed after the export; "
+                       "export it again")
+    return path
 
 
 def locate(model_or_export_dir: str | Path, backend: str, model: str | None = None) -> tuple[Path, NoiseParams]:
