@@ -41,9 +41,9 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
-    path = Path(path)
+def temporary_beside(path: Path) -> Iterator[Path]:
+    """A new empty hidden file next to ``path``, with the permissions of a new file there; removed
+    on exit unless it was renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -53,10 +53,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private to their creator
     try:
         yield tmp
-        os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield a temporary path next to each of ``paths``; on success rename them onto ``paths``
+    together (Ctrl-C or a kill waits until all are renamed): every output, or none."""
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(temporary_beside(Path(p))) for p in paths]
+        yield tmps
+        with uninterrupted():
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    with atomic_paths(path) as (tmp,):
+        yield tmp
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

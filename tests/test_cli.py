@@ -102,6 +102,23 @@ def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
     assert signal.getsignal(signal.SIGTERM) is before  # put back for the caller
 
 
+def test_outputs_written_together_come_out_all_or_none(tmp_path):
+    """fad-denoise's DNG and preview: an error after one is written leaves neither (the old files stay)."""
+    from fad_deploy.fileio import atomic_paths
+
+    dng, png = tmp_path / "a-denoised.dng", tmp_path / "a-denoised.png"
+    png.write_bytes(b"old preview")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_paths(dng, png) as (d, p):
+            d.write_bytes(b"dng")
+            raise OSError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-denoised.png"] and png.read_bytes() == b"old preview"
+    with atomic_paths(dng, png) as (d, p):
+        d.write_bytes(b"dng")
+        p.write_bytes(b"png")
+    assert (dng.read_bytes(), png.read_bytes()) == (b"dng", b"png") and len(list(tmp_path.iterdir())) == 2
+
+
 def test_a_folder_is_replaced_whole_and_a_kill_between_the_renames_is_finished_later(tmp_path, capsys):
     """SIGTERM during the swap comes after both renames; a swap killed between them (SIGKILL) is
     undone or finished by the next restore_folder; the old folder's kept entries are carried over."""

@@ -545,9 +545,16 @@ def _rationals(values) -> list[list[int]]:
 
 
 def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Path:
-    """Write ``planes`` (e.g. the denoised ``raw.planes``) as a 16-bit DNG in the file's own
-    pattern, size and levels, with its white balance and colour matrix and the source tags it
-    keeps (orientation, camera names, default crop: :func:`kept_tags`), atomically."""
+    """Write :func:`dng_bytes` to ``path``, atomically."""
+    write_bytes(path, dng_bytes(raw, planes, path))
+    return Path(path)
+
+
+def dng_bytes(raw: RawImage, planes: np.ndarray, path: str | os.PathLike) -> bytes:
+    """``planes`` (e.g. the denoised ``raw.planes``) as a 16-bit DNG in the file's own pattern,
+    size and levels, with its white balance and colour matrix and the source tags it keeps
+    (orientation, camera names, default crop: :func:`kept_tags`); ``path``, where it goes, names
+    it in messages."""
     from numpy2dng.core import RAW2DNG
     from numpy2dng.defs import CalibrationIlluminant, PhotometricInterpretation
     from numpy2dng.dng import DNGTags, Tag
@@ -589,5 +596,4 @@ def write_dng(path: str | os.PathLike, raw: RawImage, planes: np.ndarray) -> Pat
         tags.set(tag, value)
     writer = RAW2DNG()
     writer.options(tags, str(Path(path).parent))
-    write_bytes(path, bytes(writer.convert(values)))
-    return Path(path)
+    return bytes(writer.convert(values))

@@ -21,10 +21,10 @@ from PIL import Image
 from ..checks import FolderPath, require_output
 from ..data.noise import MEAN_FLOOR, READ_DOMINANCE, NoiseParams, floor_level, network_noise
 from ..data.photos import DENOISED_SUFFIX, left_out
-from ..data.raw_io import PLAIN_TIFF_SUFFIXES, is_raw_tiff, read_raw, write_dng
+from ..data.raw_io import PLAIN_TIFF_SUFFIXES, dng_bytes, is_raw_tiff, read_raw
 from ..data.synth import load_pairs, noise_list
 from ..errors import FadError, count
-from ..fileio import save_npz, write_bytes
+from ..fileio import atomic_paths, save_npz
 from ..isp.process import preview_rgb
 from .array import ModelArray
 from .noise_level import given_noise, noise_for
@@ -221,26 +221,28 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
-    """Denoise one planned input and write its outputs (the preview encoded first, so that an
-    interruption between the two writes is as short as a file's write)."""
+    """Denoise one planned input and write its outputs, the denoised file and its preview
+    together (both or neither)."""
     if plan.is_set:
         pairs = load_pairs(plan.path)
         denoised = denoise_frames(array, pairs["noisy"], plan)
         previews = [preview_rgb(d, {k: pairs[k][i] for k in ("red_gain", "blue_gain", "rgb_gain", "cam2rgb")})
                     for i, d in enumerate(denoised)]
         png = png_bytes(montage(previews))
-        save_npz(plan.out, **{**pairs, "denoised": denoised,
-                              "model": np.array([s.entry.name for s in plan.selections]),
-                              "denoised_shot": np.array([n.shot for n in plan.noise], np.float32),
-                              "denoised_read": np.array([n.read for n in plan.noise], np.float32)})
+        with atomic_paths(plan.out, plan.preview) as (out, preview):
+            save_npz(out, **{**pairs, "denoised": denoised, "model": np.array([s.entry.name for s in plan.selections]),
+                             "denoised_shot": np.array([n.shot for n in plan.noise], np.float32),
+                             "denoised_read": np.array([n.read for n in plan.noise], np.float32)})
+            preview.write_bytes(png)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
             raw = read_raw(plan.path, cfa)
         denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
         png = png_bytes(raw.shown(raw.frame(preview_rgb(denoised, raw.isp_meta()))))
-        write_dng(plan.out, raw, denoised)
-    write_bytes(plan.preview, png)
+        with atomic_paths(plan.out, plan.preview) as (out, preview):
+            out.write_bytes(dng_bytes(raw, denoised, plan.out))
+            preview.write_bytes(png)
 
 
 def denoise_path(source: Path, array: ModelArray, out: Path | None = None, settings: NoiseSettings = NoiseSettings(),
