@@ -1025,8 +1025,9 @@ def test_an_interrupted_export_keeps_finished_qat_and_the_rerun_goes_on(workdir,
                                    tflite=dataclasses.replace(bundle.ExportOptions().tflite, input_size=(SIZE, SIZE)),
                                    thresholds=bundle.Thresholds(max_drop_db=100, max_level_drop_db=100))
     models = [("a", tmp_path / "a.pt"), ("b", tmp_path / "b.pt")]
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as e:
         bundle.export_bundle(models, options, tmp_path / "out")
+    assert e.value.__notes__ == [bundle.QAT_RESUME_NOTE] and "the same command resumes the QAT" in e.value.__notes__[0]
     assert not (tmp_path / "out").exists() and (tmp_path / ".out.a.int8.pt").is_file()
     bundle.export_bundle(models, options, tmp_path / "out")
     assert calls == ["tiny", "tiny", "tiny"]  # a's QAT once, b's interrupted and then done

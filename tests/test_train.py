@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -431,6 +432,33 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("fad-train: error: ") and message in err and err.count("\n") == 1
+
+
+def test_an_interrupted_run_says_how_to_resume_and_fresh_removes_the_old_runs_files(tmp_path, cache, capsys,
+                                                                                     monkeypatch):
+    from fad_deploy.train.trainer import Trainer as Run
+
+    out = tmp_path / "run"
+    argv = ["charbonnier", *tiny_overrides(out, cache, 8), "--fresh"]
+    real = Run.save_state
+
+    def save_then_interrupt(self):
+        real(self)
+        raise KeyboardInterrupt  # Ctrl-C right after the checkpoint of step 2
+    monkeypatch.setattr(Run, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 130 and err.startswith("interrupted; fad-train charbonnier out=")
+    assert err.endswith("name=tiny resumes the run from its checkpoint of step 2") and "--fresh" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "last.pt", "log.csv"]
+
+    monkeypatch.setattr(Run, "validate", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))  # before any
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip().endswith("no checkpoint yet (one every 2 steps): fad-train charbonnier "
+                                                    + shlex.join(argv[1:-1]) + " starts the run again")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # --fresh: the old run's files are gone
 
 
 def test_console_script_bad_preset(tmp_path):

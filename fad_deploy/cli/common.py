@@ -38,7 +38,8 @@ def require_device(name: str) -> None:
 
 
 def user_errors(main):
-    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2,
+    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2, Ctrl-C
+    prints "interrupted" and the notes added to it on the way up (how to resume) and exits 130,
     warnings print as ``<prog>: warning: <message>``, stdout goes quiet when its reader has gone
     (:class:`QuietWhenGone`), and SIGTERM or SIGHUP stop it as Ctrl-C does (:class:`Terminated`)."""
     prog = "fad-" + main.__module__.rsplit(".", 1)[-1]
@@ -61,7 +62,8 @@ def user_errors(main):
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt as e:
             close_progress_bars()
-            print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+            print("; ".join(["terminated" if isinstance(e, Terminated) else "interrupted",
+                             *getattr(e, "__notes__", ())]), file=sys.stderr)  # notes: how to go on
             sys.exit(128 + e.signal if isinstance(e, Terminated) else 130)
         finally:  # callers in the same process (tests, notebooks) keep their own warning format and stdout
             for signum, handler in handlers.items():

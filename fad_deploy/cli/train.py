@@ -48,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
                    help="run the networks and batches in channels-last (NHWC) memory layout")
     p.add_argument("--compile", action="store_true",
                    help="compile the trained network with torch.compile (the first steps wait for it)")
-    p.add_argument("--fresh", action="store_true", help="ignore a previous run in the run folder and start over")
+    p.add_argument("--fresh", action="store_true", help="start over in the run folder: a previous run's files there "
+                   "(last.pt, model.pt, log.csv) are removed first")
     p.add_argument("--ship", metavar="PATH", type=checkpoint_output,
                    help="also write the checkpoint the run ends with here (e.g. models/fan-student.pt; with "
                         "--until, that step's)")
@@ -69,6 +70,15 @@ def training_inputs(cfg) -> list[tuple[str, Path]]:
     if cfg.loss.distillation or cfg.loss.feature_matching:
         found.append(("loss.teacher", resolve_model(cfg.loss.teacher)))
     return found
+
+
+def resume_note(trainer, argv: list[str]) -> str:
+    """How an interrupted run goes on: the same command (less --fresh) from its last checkpoint."""
+    again = shlex.join(["fad-train", *(a for a in argv if a != "--fresh")])
+    if not trainer.history:
+        return (f"no checkpoint yet (one every {trainer.cfg.schedule.val_every} steps): {again} starts the run "
+                "again")
+    return f"{again} resumes the run from its checkpoint of step {trainer.history[-1]['step']}"
 
 
 @user_errors
@@ -94,7 +104,11 @@ def main(argv=None):
     if args.ship and args.ship.resolve() in (trainer.state_path().resolve(), trainer.model_path().resolve()):
         raise FadError(f"argument --ship: {args.ship} is the run's own {args.ship.name} (its resume state or "
                        "model); ship to another file")
-    ckpt = trainer.fit(resume=not args.fresh, until=args.until)
+    try:
+        ckpt = trainer.fit(resume=not args.fresh, until=args.until)
+    except KeyboardInterrupt as e:
+        e.add_note(resume_note(trainer, argv))
+        raise
     if trainer.rank == 0:
         ckpt.save(trainer.model_path())
         if args.ship:

@@ -31,8 +31,8 @@ from ..fileio import replace_folder, restore_folder, write_bytes, write_json, wr
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
 from ..quant.int16 import INT16_BACKEND, Int16Runner, int16_grid
-from ..quant.qat import (PTQConfig, QATConfig, QATState, FakeQuantRunner, is_quantized, post_training_quantization,
-                         quantization_aware_training, quantized_base_grid)
+from ..quant.qat import (STATE_EVERY_S, PTQConfig, QATConfig, QATState, FakeQuantRunner, is_quantized,
+                         post_training_quantization, quantization_aware_training, quantized_base_grid)
 from ..quant.recipe import stored_qat_config
 from ..runners.base import (INPUT_BASE, INPUT_BASE_RULE, QUANTIZED_BASE, QUANTIZED_BASE_RULE, RESIDUAL_NOTE,
                             RESIDUAL_OUTPUT)
@@ -49,6 +49,8 @@ REPORT = "report.md"
 DYNAMIC_HW = {"onnx-fp32": True, "onnx-int8": True, "tflite-fp32": False, "tflite-int8": False, "tflite-int16": False}
 
 
+QAT_RESUME_NOTE = (f"the same command resumes the QAT (its state is saved every {STATE_EVERY_S:.0f} s) and keeps "
+                   "the QATs that finished")
 INT16_METHOD = "16x8 from int8 QAT"  # the manifest's quantization method of a 16x8 export
 INT16_ACTIVATIONS = ("16-bit per-tensor symmetric, each clamped to the range the int8 QAT learned for it (the "
                      "input's excepted) and calibrated inside it by the converter")
@@ -155,8 +157,12 @@ def quantize(ckpt: Checkpoint, recipe: dict, options: ExportOptions, candidates:
     if options.ptq:
         q = post_training_quantization(ckpt, options.ptq_config, options.progress)
     else:
-        q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position,
-                                        options.device)
+        try:
+            q = quantization_aware_training(ckpt, quantization_config(options), options.progress, state, position,
+                                            options.device)
+        except KeyboardInterrupt as e:
+            e.add_note(QAT_RESUME_NOTE)
+            raise
     q = dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
     q.save(dest)
     return q, state.earlier_s + time.time() - start
@@ -240,8 +246,10 @@ def quantize_ahead(models: list[tuple[str, Path]], options: ExportOptions, publi
         runs = [(name, pool.apply_async(quantize_worker, (path, job, options, threads, i % jobs)))
                 for i, (path, job, name) in enumerate(todo)]
         seconds = {name: run.get() for name, run in runs}
-    except BaseException:
+    except BaseException as e:
         pool.terminate()  # an error or an interruption stops them all (each QAT's resume state is kept)
+        if isinstance(e, KeyboardInterrupt):
+            e.add_note(QAT_RESUME_NOTE)
         if options.progress:  # below the workers' bars, which they cannot close
             sys.stderr.write("\n" * jobs)
         raise

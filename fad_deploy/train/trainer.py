@@ -418,6 +418,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.load_state() and self.rank == 0:
             print(f"resumed {self.out} at step {self.step}")
+        if not resume and self.rank == 0:  # no file of the run before stays beside the new config
+            for path in (self.state_path(), self.model_path(), self.out / "log.csv"):
+                path.unlink(missing_ok=True)
         if until and self.rank == 0 and not self.step < until <= sch.steps:
             warnings.warn(f"--until {until}: " + (f"the run is at step {self.step} already: nothing to train before it"
                                                   if until <= self.step else
