@@ -61,6 +61,33 @@ def test_8_and_16_bit_versions_of_a_photo_are_prepared_alike(tmp_path):
     np.testing.assert_array_equal(load_photo(tmp_path / "grey16.png")[..., 0], grey / np.float32(255))
 
 
+def test_float_and_multi_channel_tiffs_are_prepared_as_their_8_bit_versions(tmp_path):
+    """TIFFs Pillow misreads (float grey: all black) or cannot open (float colour, 16-bit with
+    alpha) come out as the 8-bit photo; what is no photo is named."""
+    import tifffile
+
+    rgb = (skimage_photo("coffee")[:50, :66] * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb8.png")
+    tifffile.imwrite(tmp_path / "rgb32.tif", rgb / np.float32(255), photometric="rgb")
+    tifffile.imwrite(tmp_path / "grey32.tif", rgb[..., 1] / np.float32(255))
+    tifffile.imwrite(tmp_path / "rgba16.tif", np.dstack([rgb, rgb[..., :1]]).astype(np.uint16) * 257,
+                     photometric="rgb", extrasamples=[2])
+    tifffile.imwrite(tmp_path / "planes.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    want = load_photo(tmp_path / "rgb8.png", downscale=2)
+    for name in ("rgb32.tif", "rgba16.tif", "planes.tif"):
+        np.testing.assert_array_equal(load_photo(tmp_path / name, downscale=2), want, err_msg=name)
+        assert prepared_shape(tmp_path / name, 2, None) == want.shape[:2]
+    np.testing.assert_array_equal(load_photo(tmp_path / "grey32.tif")[..., 2],
+                                  load_photo(tmp_path / "rgb8.png")[..., 1])
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((50, 66, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(FadError, match=r"five.tif: an image of shape \(50, 66, 5\): a photo has 1 \(grey\)"):
+        load_photo(tmp_path / "five.tif")
+    tifffile.imwrite(tmp_path / "hdr.tif", np.full((50, 66, 3), 4.5, np.float32), photometric="rgb")
+    with pytest.raises(FadError, match=r"hdr.tif: float values from 4.5 to 4.5: a float photo holds values in \[0, 1"):
+        load_photo(tmp_path / "hdr.tif")
+
+
 def test_photo_errors_name_the_file(tmp_path, monkeypatch):
     jpeg = save_photo(tmp_path / "good.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])

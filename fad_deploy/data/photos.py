@@ -74,7 +74,9 @@ def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None
     demosaicing, so the unprocessed image is a cleaner stand-in for a RAW ground truth.
     Photos are prepared at 8 bits per channel: Pillow reads 16-bit colour as its high bytes,
     and 16-bit greyscale is read the same way, so the 8-bit and 16-bit versions of a photo
-    give the same image. Photos beyond Pillow's decompression-bomb limit are an error.
+    give the same image; float TIFFs (values in [0, 1]) and the TIFFs Pillow cannot read
+    (float colour, 16-bit with extra channels) are read by tifffile and rounded the same way.
+    Photos beyond Pillow's decompression-bomb limit are an error.
     """
     path = Path(path)
     try:
@@ -82,18 +84,73 @@ def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large photos are downscaled next
             with Image.open(path) as im:
                 im.load()
-                if im.mode.startswith("I"):  # 16-bit greyscale
-                    im = Image.fromarray(np.clip(np.asarray(im) >> 8, 0, 255).astype(np.uint8))
+                if im.mode.startswith("I") or im.mode == "F":  # 16-bit or float greyscale
+                    im = rgb8(np.asarray(im), path)
                 im = im.convert("RGB")
     except Image.DecompressionBombError as e:
         raise FadError(f"{path}: too large to read ({e})")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except UnidentifiedImageError as e:
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            raise FadError(f"{path}: cannot read photo ({e})")
+        im = rgb8(tiff_values(path), path)
+    except (OSError, ValueError) as e:
         raise FadError(f"{path}: cannot read photo ({e})")
     if (size := capped(im.size, downscale, max_side)) != im.size:
         im = im.resize(size, Image.BOX)
     if downscale > 1:
         im = im.reduce(downscale)
     return np.asarray(im, dtype=np.float32) / 255.0
+
+
+TIFF_SUFFIXES = {".tif", ".tiff"}
+
+
+def tiff_values(path: Path) -> np.ndarray:
+    """A TIFF's first image as tifffile reads it: (h, w) or (h, w, channels)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            values = tf.series[0].asarray()
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as e:
+        raise FadError(f"{path}: cannot read photo ({e})")
+    if values.ndim == 3 and values.shape[0] < min(values.shape[1:], default=0) and values.shape[0] <= 4:
+        values = np.moveaxis(values, 0, -1)  # planes stored one after another
+    return values
+
+
+def tiff_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a TIFF's first image from its header (None where tifffile cannot read it)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages.first
+            return int(page.imagewidth), int(page.imagelength)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
+        return None
+
+
+def rgb8(values: np.ndarray, path: Path) -> Image.Image:
+    """An 8-bit RGB image of a photo's values, (h, w) or (h, w, 1 to 4): grey or colour, alpha
+    dropped; unsigned integers by their high byte, floats in [0, 1] rounded."""
+    values = values[..., None] if values.ndim == 2 else values
+    if values.ndim != 3 or not 1 <= values.shape[-1] <= 4:
+        raise FadError(f"{path}: an image of shape {values.shape}: a photo has 1 (grey), 2 (grey and alpha), 3 (RGB) "
+                       "or 4 (RGBA) channels")
+    values = values[..., :1] if values.shape[-1] < 3 else values[..., :3]
+    if np.issubdtype(values.dtype, np.floating):
+        low, high = float(np.min(values)), float(np.max(values))
+        if not (0 <= low and high <= 1):  # (NaN fails too)
+            raise FadError(f"{path}: float values from {low:g} to {high:g}: a float photo holds values in [0, 1]")
+        values = np.rint(values * 255)
+    elif np.issubdtype(values.dtype, np.unsignedinteger):
+        values = values >> (8 * values.dtype.itemsize - 8)
+    elif np.issubdtype(values.dtype, np.signedinteger):  # Pillow's 32-bit mode I: 16-bit greyscale
+        values = np.clip(values, 0, 65535) >> 8
+    else:
+        raise FadError(f"{path}: {values.dtype} values: a photo holds 8- or 16-bit integers or floats in [0, 1]")
+    return Image.fromarray(np.repeat(values, 3 // values.shape[-1], axis=-1).astype(np.uint8), "RGB")
 
 
 def capped(size: tuple[int, int], downscale: int, max_side: int | None) -> tuple[int, int]:
@@ -113,7 +170,11 @@ def prepared_shape(path: Path, downscale: int, max_side: int | None) -> tuple[in
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (loading it says what is too large)
             with Image.open(path) as im:
                 size = im.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except UnidentifiedImageError:
+        size = tiff_size(path) if path.suffix.lower() in TIFF_SUFFIXES else None
+        if size is None:
+            return None
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None
     w, h = (-(-side // downscale) for side in capped(size, downscale, max_side))  # reduce() rounds up
     return h, w
