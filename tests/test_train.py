@@ -378,6 +378,8 @@ def test_relative_level_weighting_scales_errors_by_the_noise_std(tmp_path, cache
 def test_loss_setups_that_cannot_work(tmp_path, cache):
     with pytest.raises(FadError, match="vgg_weights"):
         train(tmp_path / "rgb", cache, "loss.rgb_perceptual=1.0")
+    with pytest.raises(FadError, match="loss.vgg_weights=vgg16.pth: the weights of loss.rgb_perceptual, which is 0"):
+        train(tmp_path / "rgb", cache, "loss.vgg_weights=vgg16.pth")
     student = tmp_path / "student.pt"
     fan = build("fan", {"widths": [8, 8], "expansions": [1, 1]})
     Checkpoint("s", "fan", model_config(fan), fan.state_dict()).save(student)

@@ -249,6 +249,9 @@ class Trainer:
         self.fm_loss = FeatureMatchingLoss(self.teacher, loss.style_weight) if loss.feature_matching > 0 else None
         if loss.rgb_perceptual > 0 and not loss.vgg_weights:
             raise FadError("loss.rgb_perceptual needs ImageNet VGG16 weights you supply: set loss.vgg_weights=PATH")
+        if loss.vgg_weights and not loss.rgb_perceptual > 0:
+            raise FadError(f"loss.vgg_weights={loss.vgg_weights}: the weights of loss.rgb_perceptual, which is 0 in "
+                           "this run: set loss.rgb_perceptual above 0 to use them, or drop the setting")
         self.rgb_loss = RGBPerceptualLoss(loss.vgg_weights, loss.style_weight).to(self.device) \
             if loss.rgb_perceptual > 0 else None
         self.val = validation_set(cfg.data.shot_range)[0]
