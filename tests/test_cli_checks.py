@@ -373,6 +373,8 @@ def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path
                     "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
         (bench, [str(bundle), "--json", str(bundle / "manifest.json")], "would replace a file inside the input folder"),
         (bench, [str(bundle), "--json", str(bundle / "x.jpg")], "expected a .json file"),
+        (bench, [str(inputs / "tiny.pt"), "--report", str(tmp_path), "--json", str(tmp_path / "profile_tiny.json")],
+         f"argument --json {tmp_path / 'profile_tiny.json'}: is one of the profiles --report writes"),
     ]
     for cli, argv, message in cases:
         with pytest.raises(SystemExit) as e:

@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
 
 def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> dict | None:
     from ..profile.bench_cpu import DEFAULT_REPEATS, DEFAULT_SIZE, DEFAULT_WARMUP, BenchConfig, bench_models, \
-        default_models, run_cpu_bench, write_profiles
+        default_models, profile_name, run_cpu_bench, write_profiles
     from ..profile.latency import packed_megapixels
 
     cfg = BenchConfig(
@@ -95,6 +95,12 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     require_not_model(args.json, read, "argument --json")
     if plot is not None:
         require_not_model(plot[0], read, "the plot" if args.plot is None else "argument --plot")
+    if args.report:  # --report's files are written first: --json or the plot must not be one of them
+        reports = {(args.report / profile_name(m.label, suffix)).resolve() for m in models
+                   for suffix in (".md", ".json")}
+        for path, what in ((args.json, "argument --json"), (plot and plot[0], "the plot")):
+            if path is not None and path.resolve() in reports:
+                raise FadError(f"{what} {path}: is one of the profiles --report writes; write it elsewhere")
     cpu_model = None
     if args.report:
         from ..profile.cpu_model import CpuCostModel

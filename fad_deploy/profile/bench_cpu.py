@@ -225,7 +225,12 @@ def write_profiles(models: list[BenchModel], out_dir: Path, size: tuple[int, int
     written = []
     for model in models:
         md, doc = profile_model(model.label, model.network(), size, cpu_model=cpu_model, written_width=written_width)
-        write_text(out_dir / f"profile_{model.label}.md", md)
-        write_json(out_dir / f"profile_{model.label}.json", doc)
-        written.append(out_dir / f"profile_{model.label}.md")
+        write_text(out_dir / profile_name(model.label, ".md"), md)
+        write_json(out_dir / profile_name(model.label, ".json"), doc)
+        written.append(out_dir / profile_name(model.label, ".md"))
     return written
+
+
+def profile_name(label: str, suffix: str) -> str:
+    """The file name of a model's --report profile (.md or .json)."""
+    return f"profile_{label}{suffix}"
