@@ -121,6 +121,25 @@ def uninterrupted() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
+@contextlib.contextmanager
+def sole_writer(path: Path, what: str) -> Iterator[None]:
+    """Hold the lock on writing ``path`` (a hidden .lock file beside it) for the block: a FadError
+    naming ``what`` is writing it when another process holds it."""
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FadError(f"{path}: another {what} is writing it now; wait for it to end") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
 def retired(folder: Path) -> Path:
     """Where :func:`replace_folder` puts the folder it replaces, for the moment of the swap."""
     return folder.parent / f".{folder.name}.old"

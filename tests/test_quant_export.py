@@ -898,6 +898,18 @@ def test_a_bundle_file_changed_after_the_export_is_refused_on_loading(exported, 
         load_runner("tflite-int8", out / "tiny.int8.tflite", threads=1)
 
 
+def test_a_second_export_into_the_same_folder_at_once_is_refused(workdir, tmp_path, capsys):
+    from fad_deploy.fileio import sole_writer
+
+    out = tmp_path / "bundle"
+    with sole_writer(out, "fad-export"):  # as another fad-export holds it while it runs
+        with pytest.raises(SystemExit) as e:
+            export_main([str(workdir / "tiny.pt"), "--int8", "--out", str(out), *RUN])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"{out}: another fad-export is writing it now; wait for it to end")
+    assert list(tmp_path.iterdir()) == []  # the lock goes with its holder
+
+
 def test_an_export_into_the_current_folder_is_refused(workdir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from ..checks import checkpoint_output, non_empty, non_negative_int, positive_int, require_not_input, \
     thread_count
 from ..errors import FadError, count
+from ..fileio import sole_writer
 from ..train.config import load_config, presets
 from .common import OneLineParser, device, require_device, user_errors
 
@@ -105,7 +107,8 @@ def main(argv=None):
         raise FadError(f"argument --ship: {args.ship} is the run's own {args.ship.name} (its resume state or "
                        "model); ship to another file")
     try:
-        ckpt = trainer.fit(resume=not args.fresh, until=args.until)
+        with sole_writer(trainer.out, "fad-train") if trainer.rank == 0 else contextlib.nullcontext():
+            ckpt = trainer.fit(resume=not args.fresh, until=args.until)
     except KeyboardInterrupt as e:
         e.add_note(resume_note(trainer, argv))
         raise

@@ -27,7 +27,7 @@ from pathlib import Path
 from .. import __version__
 from ..data.synth import VALIDATION_CROPS, validation_set
 from ..errors import FadError
-from ..fileio import replace_folder, restore_folder, write_bytes, write_json, write_text
+from ..fileio import replace_folder, restore_folder, sole_writer, write_bytes, write_json, write_text
 from ..models.registry import Checkpoint, load_checkpoint
 from ..quant.graph import Core
 from ..quant.int16 import INT16_BACKEND, Int16Runner, int16_grid
@@ -434,40 +434,41 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
     ``extra`` adds top-level manifest keys (e.g. a noise sub-range array's selection table).
     Returns the manifest and the seconds each new QAT/PTQ took (by model name)."""
     out = Path(os.path.realpath(out))  # a link to a folder: the bundle replaces the folder it points to
-    restore_folder(out)  # a publish killed half-way
-    staging = out.parent / f".{out.name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        made = quantize_ahead(models, options, out)
-        items = [export_model(name, path, options, staging, out) for name, path in models]
-        for it in items:
-            it.quantize_s = made.get(it.entry["name"], it.quantize_s)
-        manifest = {"format": FORMAT, "generator": f"fad-deploy {__version__}", "targets": list(options.targets),
-                    "dynamic_hw": {b: v for b, v in DYNAMIC_HW.items()
-                                   if any(b in it.entry["files"] for it in items)},
-                    "models": [it.entry for it in items], **(extra or {})}
-        write_json(staging / MANIFEST, manifest)  # the runners find the staged files through it
-        rows = []
-        for it in items:
-            pairs, described = validation_set(it.float_ckpt.shot_range, options.validation_crops)
-            model_rows = validate_model(staging, it.entry, references(it), pairs, options.thresholds,
-                                        enforce_drop=options.int8, threads=options.threads)
-            it.entry["validation_set"] = {"set": described, "patches": len(pairs["noisy"]),
-                                          "size": int(pairs["noisy"].shape[-1]),
-                                          "levels": len(set(pairs["shot"].tolist()))}
-            it.entry["validation"] = rounded(model_rows)
-            rows += model_rows
-        failed = [f"{r['model']} {r['backend']}: {'; '.join(r['failed'])}" for r in rows if not r["ok"]]
-        print(table(rows))
-        if failed:  # a conversion that does not reproduce PyTorch, or loses too much, is never published
-            raise ExportRefused(f"validation failed, nothing written to {out}: {' | '.join(failed)}")
-        manifest["validation"] = {"passed": True, "thresholds": dataclasses.asdict(options.thresholds)}
-        write_json(staging / MANIFEST, manifest)
-        write_text(staging / REPORT, report(manifest, rows, options))
-        publish(staging, out)
-        for it in items:
-            resume_files(out, it.entry["name"])[0].unlink(missing_ok=True)
-    finally:
+    with sole_writer(out, "fad-export"):  # its staging folder and QAT files too
+        restore_folder(out)  # a publish killed half-way
+        staging = out.parent / f".{out.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            made = quantize_ahead(models, options, out)
+            items = [export_model(name, path, options, staging, out) for name, path in models]
+            for it in items:
+                it.quantize_s = made.get(it.entry["name"], it.quantize_s)
+            manifest = {"format": FORMAT, "generator": f"fad-deploy {__version__}", "targets": list(options.targets),
+                        "dynamic_hw": {b: v for b, v in DYNAMIC_HW.items()
+                                       if any(b in it.entry["files"] for it in items)},
+                        "models": [it.entry for it in items], **(extra or {})}
+            write_json(staging / MANIFEST, manifest)  # the runners find the staged files through it
+            rows = []
+            for it in items:
+                pairs, described = validation_set(it.float_ckpt.shot_range, options.validation_crops)
+                model_rows = validate_model(staging, it.entry, references(it), pairs, options.thresholds,
+                                            enforce_drop=options.int8, threads=options.threads)
+                it.entry["validation_set"] = {"set": described, "patches": len(pairs["noisy"]),
+                                              "size": int(pairs["noisy"].shape[-1]),
+                                              "levels": len(set(pairs["shot"].tolist()))}
+                it.entry["validation"] = rounded(model_rows)
+                rows += model_rows
+            failed = [f"{r['model']} {r['backend']}: {'; '.join(r['failed'])}" for r in rows if not r["ok"]]
+            print(table(rows))
+            if failed:  # a conversion that does not reproduce PyTorch, or loses too much, is never published
+                raise ExportRefused(f"validation failed, nothing written to {out}: {' | '.join(failed)}")
+            manifest["validation"] = {"passed": True, "thresholds": dataclasses.asdict(options.thresholds)}
+            write_json(staging / MANIFEST, manifest)
+            write_text(staging / REPORT, report(manifest, rows, options))
+            publish(staging, out)
+            for it in items:
+                resume_files(out, it.entry["name"])[0].unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return manifest, {it.entry["name"]: it.quantize_s for it in items if it.quantize_s is not None}
