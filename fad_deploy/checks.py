@@ -147,6 +147,23 @@ def require_apart(folder: Path, inputs: list[Path], what: str) -> None:
             raise FadError(f"{what} {folder}: holds the input {path.name}; write to another folder")
 
 
+def require_replaceable(folder: Path, what: str) -> None:
+    """A FadError unless ``folder`` can be replaced whole, as fad-export replaces its bundle: the
+    folder it is in writable (the new one is built beside it), and no file system mounted at it
+    or inside it (a mount cannot be renamed, and removing the old folder would reach into it)."""
+    folder = Path(os.path.realpath(folder))
+    try:
+        check_writable_folder(nearest_existing(folder.parent), folder)
+    except ValueError as e:
+        raise FadError(f"{what} {e}: the new folder is built beside it")
+    if folder.is_dir():
+        for root, _, _ in os.walk(folder):  # (links to folders are not followed)
+            if os.path.ismount(root):
+                raise FadError(f"{what} {folder}: {'is' if Path(root) == folder else 'holds'} a mount point"
+                               f"{'' if Path(root) == folder else f' ({root})'}, which an export cannot replace "
+                               "whole; write to another folder")
+
+
 def check_memory(nbytes: int, what: str) -> None:
     """A FadError when ``what`` (``nbytes`` bytes) would not fit in the memory available now."""
     import psutil

@@ -123,17 +123,28 @@ def uninterrupted() -> Iterator[None]:
 
 @contextlib.contextmanager
 def sole_writer(path: Path, what: str) -> Iterator[None]:
-    """Hold the lock on writing ``path`` (a hidden .lock file beside it) for the block: a FadError
-    naming ``what`` is writing it when another process holds it."""
+    """Hold the lock on writing ``path`` (a hidden .lock file beside it, whatever link names it)
+    for the block, as ``what`` (a tool's name); a FadError naming the holder when another process
+    holds it."""
     import fcntl
 
+    path = Path(os.path.realpath(path))
     lock = path.parent / f".{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a+")
+    except OSError as e:
+        raise FadError(f"{path}: cannot write its lock file in {lock.parent} ({e.strerror})") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FadError(f"{path}: another {what} is writing it now; wait for it to end") from None
+            f.seek(0)
+            raise FadError(f"{path}: another process ({f.read().strip() or 'unknown'}) is writing it now; wait for "
+                           "it to end") from None
+        f.truncate(0)
+        f.write(f"{what}, pid {os.getpid()}")
+        f.flush()
         try:
             yield
         finally:

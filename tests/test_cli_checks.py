@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,6 +397,19 @@ def test_an_int8_checkpoint_is_not_exported_as_float(tmp_path, capsys):
     assert e.value.code == 2 and err.strip() == f"fad-export: error: {int8}: an int8 QAT checkpoint; export it with " \
         "--int8 (a float export would drop its quantization and its input map, and run as another network)"
     assert not (tmp_path / "x").exists()
+
+
+def test_an_export_folder_that_is_or_holds_a_mount_point_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """A mount cannot be renamed away, and removing the replaced folder would reach into it."""
+    out = tmp_path / "bundle"
+    (out / "data").mkdir(parents=True)
+    for mounted, message in ((out / "data", f"holds a mount point ({out / 'data'})"), (out, "is a mount point")):
+        monkeypatch.setattr(os.path, "ismount", lambda p, m=mounted: Path(p) == m)
+        with pytest.raises(SystemExit) as e:
+            export.main(["fan-student", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"fad-export: error: --out {out}: {message}, which an export cannot" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 
 
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -906,7 +907,8 @@ def test_a_second_export_into_the_same_folder_at_once_is_refused(workdir, tmp_pa
         with pytest.raises(SystemExit) as e:
             export_main([str(workdir / "tiny.pt"), "--int8", "--out", str(out), *RUN])
     assert e.value.code == 2
-    assert capsys.readouterr().err.strip().endswith(f"{out}: another fad-export is writing it now; wait for it to end")
+    assert capsys.readouterr().err.strip().endswith(f"{out}: another process (fad-export, pid {os.getpid()}) is "
+                                                    "writing it now; wait for it to end")
     assert list(tmp_path.iterdir()) == []  # the lock goes with its holder
 
 

@@ -463,9 +463,11 @@ def test_an_interrupted_run_says_how_to_resume_and_fresh_removes_the_old_runs_fi
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # --fresh: the old run's files are gone
     from fad_deploy.fileio import sole_writer
 
-    with sole_writer(out, "fad-train"), pytest.raises(SystemExit):  # a second run into the folder at once
-        main(argv)
-    assert capsys.readouterr().err.strip().endswith("another fad-train is writing it now; wait for it to end")
+    (tmp_path / "link").symlink_to(out)
+    with sole_writer(tmp_path / "link", "fad-train"), pytest.raises(SystemExit):  # a second run into it at once,
+        main(argv)  # whatever link names it
+    assert capsys.readouterr().err.strip().endswith(f"{out}: another process (fad-train, pid {os.getpid()}) is "
+                                                    "writing it now; wait for it to end")
 
 
 def test_console_script_bad_preset(tmp_path):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..checks import (Number, given_options, non_empty, non_negative_float, non_negative_int, output_folder,
-                      positive_int, require_apart, require_output, thread_count)
+                      positive_int, require_apart, require_output, require_replaceable, thread_count)
 from ..data.photos import SKIMAGE_PHOTOS
 from ..data.synth import SUBRANGE_LEVELS, VALIDATION_CROP, VALIDATION_CROPS, VALIDATION_LEVELS, check_set_size
 from ..errors import FadError
@@ -266,6 +266,7 @@ def main(argv=None):
         out = args.out or require_output(default_export_dir(path.stem + suffix), "folder", "default output folder")
         models, extra = [(path.stem, path)], None
     require_apart(out, [path for _, path in models], "--out" if args.out else "default output folder")
+    require_replaceable(out, "--out" if args.out else "default output folder")
     if array is not None:
         print(f"exporting the noise sub-range array {array.parent} ({len(models)} models) as one bundle", file=sys.stderr)
     from ..export.bundle import ExportRefused, export_bundle
