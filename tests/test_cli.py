@@ -20,7 +20,7 @@ from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import save_pairs, synth_pairs
 from fad_deploy.errors import FadError, fold
 from fad_deploy.export.manifest import FORMAT, MANIFEST
-from fad_deploy.fileio import write_json
+from fad_deploy.fileio import atomic_path, atomic_paths, replace_folder, restore_folder, retired, write_json
 from fad_deploy.models.registry import models_dir, resolve_model
 from fad_deploy.native_logs import VERBOSE_ENV, quiet_native_logs
 from fad_deploy.profile.bench_cpu import BenchModel, bench_models, default_models
@@ -85,8 +85,6 @@ def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
     """`kill PID` / `timeout` mid-write: the file being written goes, one line says why, exit 128 + 15."""
     import signal
 
-    from fad_deploy.fileio import atomic_path
-
     @user_errors
     def main(argv=None):
         with atomic_path(tmp_path / "out.npz") as part:
@@ -104,8 +102,6 @@ def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
 
 def test_outputs_written_together_come_out_all_or_none(tmp_path):
     """fad-denoise's DNG and preview: an error after one is written leaves neither (the old files stay)."""
-    from fad_deploy.fileio import atomic_paths
-
     dng, png = tmp_path / "a-denoised.dng", tmp_path / "a-denoised.png"
     png.write_bytes(b"old preview")
     with pytest.raises(OSError, match="disk full"):
@@ -123,8 +119,6 @@ def test_a_folder_is_replaced_whole_and_a_kill_between_the_renames_is_finished_l
     """SIGTERM during the swap comes after both renames; a swap killed between them (SIGKILL) is
     undone or finished by the next restore_folder; the old folder's kept entries are carried over."""
     import signal
-
-    from fad_deploy.fileio import replace_folder, restore_folder, retired
 
     folder, new = tmp_path / "bundle", tmp_path / "staged"
     for f, names in ((folder, ("a.tflite", "notes.txt")), (new, ("b.tflite",))):
@@ -160,6 +154,26 @@ def test_a_folder_is_replaced_whole_and_a_kill_between_the_renames_is_finished_l
     (folder / "b.tflite").write_text("new")
     restore_folder(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"] and (folder / "b.tflite").read_text() == "new"
+
+
+def test_a_full_disk_is_one_line_and_other_os_errors_stay_tracebacks(tmp_path, capsys):
+    import errno
+
+    def failing(err):
+        @user_errors
+        def main(argv=None):
+            with atomic_path(tmp_path / "set.npz") as part:
+                part.write_bytes(b"half")
+                raise OSError(err, os.strerror(err), str(tmp_path / "set.npz"))
+        return main
+
+    with pytest.raises(SystemExit) as e:
+        failing(errno.ENOSPC)()
+    assert e.value.code == 2 and capsys.readouterr().err == \
+        f"fad-test_cli: error: {tmp_path / 'set.npz'}: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []  # the part written is gone
+    with pytest.raises(OSError, match="Input/output error"):  # not the user's environment: a bug to report
+        failing(errno.EIO)()
 
 
 def test_no_stdout_at_all_is_no_error(monkeypatch):

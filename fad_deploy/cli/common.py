@@ -5,6 +5,7 @@ closing any progress bar), warnings one line each, a stdout whose reader has gon
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import re
@@ -37,9 +38,14 @@ def require_device(name: str) -> None:
         raise FadError(f"--device {name}: this machine has {count(torch.cuda.device_count(), 'CUDA device')}")
 
 
+# what the system refuses mid-run (a full disk, a quota, a read-only or forbidden place): one line, not a traceback
+SYSTEM_LIMITS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def user_errors(main):
-    """Run ``main``; a :class:`FadError` prints ``<prog>: error: <message>`` and exits 2, Ctrl-C
-    prints "interrupted" and the notes added to it on the way up (how to resume) and exits 130,
+    """Run ``main``; a :class:`FadError`, or an OSError of :data:`SYSTEM_LIMITS`, prints
+    ``<prog>: error: <message>`` and exits 2, Ctrl-C prints "interrupted" and the notes added to
+    it on the way up (how to resume) and exits 130,
     warnings print as ``<prog>: warning: <message>``, stdout goes quiet when its reader has gone
     (:class:`QuietWhenGone`), and SIGTERM or SIGHUP stop it as Ctrl-C does (:class:`Terminated`)."""
     prog = "fad-" + main.__module__.rsplit(".", 1)[-1]
@@ -59,6 +65,12 @@ def user_errors(main):
         except FadError as e:
             close_progress_bars()
             print(f"{prog}: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as e:
+            if e.errno not in SYSTEM_LIMITS:
+                raise
+            close_progress_bars()
+            print(f"{prog}: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt as e:
             close_progress_bars()
