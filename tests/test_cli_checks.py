@@ -416,12 +416,26 @@ def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main([str(inputs / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",
                     "--size", "32", "32", "--export-dir", str(tmp_path), "--json", str(tmp_path / "b.json"),
-                    "--no-progress"])
+                    "--report", str(tmp_path / "profiles"), "--no-progress"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1, err
     assert err.startswith("fad-bench: error: nothing could be measured (2 of 2 runs failed; the first: tiny onnx-fp32 "
                           "x1: no export folder")
-    assert not (tmp_path / "b.json").exists()
+    assert list(tmp_path.iterdir()) == []  # neither the JSON nor --report's profiles
+
+
+def test_bench_refuses_two_models_of_one_name(inputs, tmp_path, capsys):
+    """Two checkpoints both named model.pt had two rows named 'model', and --report kept one profile."""
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        shutil.copy(inputs / "tiny.pt", tmp_path / run / "model.pt")
+    with pytest.raises(SystemExit) as e:
+        bench.main([str(tmp_path / "a" / "model.pt"), str(tmp_path / "b" / "model.pt"), "--no-timing", "--report",
+                    str(tmp_path / "profiles")])
+    assert e.value.code == 2 and capsys.readouterr().err.strip() == (
+        f"fad-bench: error: {tmp_path / 'a' / 'model.pt'} and {tmp_path / 'b' / 'model.pt'}: two models named "
+        "'model' would share their rows (a checkpoint is named by its file name, an export folder's networks by theirs)")
+    assert not (tmp_path / "profiles").exists()
 
 
 def test_skipped_photos_are_one_warning_line(inputs, tmp_path):

@@ -117,13 +117,13 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     if args.plot and plot is not None and not set(labels) & set(plot[2]):  # refused before any timing
         raise FadError(f"argument --plot: none of the models timed ({', '.join(labels)}) is in {plot[1]} "
                        f"({', '.join(plot[2]) or 'no torch rows'}); fad-bench names a checkpoint by its file name")
-    if args.report:
+    doc = None if args.no_timing else run_cpu_bench(models + baselines, cfg, progress=not args.no_progress)
+    if args.report:  # after the timing, which may find nothing to measure: then nothing is written
         for path in write_profiles(models, args.report, tuple(args.size or REPORT_SIZE), cpu_model,
                                    written_width=DEFAULT_GROUP_WIDTH):
             print(f"wrote {path}")
-    if args.no_timing:
+    if doc is None:
         return None
-    doc = run_cpu_bench(models + baselines, cfg, progress=not args.no_progress)
     if baselines:
         doc["baselines"] = {b.label: f"the {b.spec[0]} architecture with initial weights, timed only (latency does "
                             "not depend on the weights)" for b in baselines}

@@ -143,8 +143,8 @@ def bench_models(names: list[str], export_root: Path | None = None) -> list[Benc
     (a path, or a folder name in the export root) is each network in it; anything else is a
     checkpoint (shipped name or path) with its exports in ``<export root>/<name>/``."""
     root = export_root or default_export_root()
-    found = []
-    for name in names:
+    found = []  # (index of the name given, network)
+    for i, name in enumerate(names):
         given = Path(name)
         folder = given if given.is_dir() else root / name
         if given.is_dir() or is_bundle(folder):
@@ -153,11 +153,16 @@ def bench_models(names: list[str], export_root: Path | None = None) -> list[Benc
                     checkpoint = resolve_model(entry_source(e))
                 except FadError:
                     checkpoint = None
-                found.append(BenchModel(e["name"], checkpoint, folder, e["name"], (e["arch"], e["config"])))
+                found.append((i, BenchModel(e["name"], checkpoint, folder, e["name"], (e["arch"], e["config"]))))
         else:
             label = Path(name).stem if name.endswith(".pt") else name
-            found.append(BenchModel(label, resolve_model(name), root / label))
-    return found
+            found.append((i, BenchModel(label, resolve_model(name), root / label)))
+    first = {}
+    for i, model in found:
+        if first.setdefault(model.label, i) != i:
+            raise FadError(f"{names[first[model.label]]} and {names[i]}: two models named {model.label!r} would share "
+                           "their rows (a checkpoint is named by its file name, an export folder's networks by theirs)")
+    return [model for _, model in found]
 
 
 def cpu_device(peak: CpuPeak) -> dict:
