@@ -81,6 +81,15 @@ def test_a_closed_stdout_stops_the_report_not_the_work(tmp_path, monkeypatch, bu
     sys.stdout.close()  # nothing left to write to the gone reader (its file points at /dev/null now)
 
 
+def test_a_name_the_stdout_encoding_lacks_is_escaped_not_a_crash(tmp_path, monkeypatch):
+    """PYTHONIOENCODING=ascii: fad-denoise had stopped mid-folder at "b-\u00e9.npz"."""
+    out = tmp_path / "stdout"
+    with open(out, "w", encoding="ascii") as stream:
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert user_errors(lambda argv=None: print("b-\u00e9.npz -> done") or 0)() == 0
+    assert out.read_text() == "b-\\xe9.npz -> done\n"
+
+
 def test_sigterm_stops_as_ctrl_c_does_leaving_no_partial_file(tmp_path, capsys):
     """`kill PID` / `timeout` mid-write: the file being written goes, one line says why, exit 128 + 15."""
     import signal

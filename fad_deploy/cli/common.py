@@ -91,12 +91,15 @@ def user_errors(main):
 class QuietWhenGone:
     """A text stream (stdout) that goes quiet when its reader has gone (``fad-denoise DIR | head -1``):
     what the tools print is a report beside their work, so the work and its files go on, and no
-    traceback follows."""
+    traceback follows. Characters its encoding lacks are escaped (\\xe9), as on stderr."""
 
     def __init__(self, stream):
         self._stream = stream
 
     def write(self, text: str) -> int:
+        encoding = getattr(self._stream, "encoding", None)
+        if encoding:  # a file name the terminal's encoding lacks: escaped, not a UnicodeEncodeError
+            text = text.encode(encoding, "backslashreplace").decode(encoding)
         try:
             return self._stream.write(text)
         except BrokenPipeError:
