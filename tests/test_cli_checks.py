@@ -412,6 +412,21 @@ def test_an_export_folder_that_is_or_holds_a_mount_point_is_refused_before_any_w
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 
 
+def test_a_cache_that_cannot_be_written_is_one_line(inputs, tmp_path, monkeypatch, capsys):
+    """FAD_CACHE naming a file had ended fad-data fetch and fad-train in a traceback."""
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("FAD_CACHE", str(tmp_path / "file"))
+    for cli, argv, what in ((data, ["fetch"], "the photo folder"),
+                            (train, ["charbonnier", f"data.photos={inputs / 'photos'}", f"out={tmp_path / 'run'}",
+                                     "data.crop=16"], "the patch cache")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert e.value.code == 2 and err.startswith(f"fad-{cli.__name__.rsplit('.', 1)[1]}: error: {what} (under "
+                                                    "$FAD_CACHE): ") and err.endswith("is a file, not a folder"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main([str(inputs / "tiny.pt"), "--backends", "onnx-fp32", "tflite-int8", "--threads", "1",

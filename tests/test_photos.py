@@ -3,6 +3,8 @@ seeded evaluation sets, the patch cache and the noisy-patch dataset."""
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image
 
 from fad_deploy.data.dataset import CacheConfig, NoisyPatches, build_patch_cache, exposed, load_patch_cache
 from fad_deploy.data.noise import NoiseParams
-from fad_deploy.data.photos import list_photos, load_photo, prepared_shape, skimage_photo
+from fad_deploy.data.photos import default_cache_dir, list_photos, load_photo, prepared_shape, skimage_photo
 from fad_deploy.data.synth import (PAIR_KEYS, SET_LEVELS, SUBRANGE_LEVELS, VALIDATION_CROPS, folder_images, load_pairs, save_pairs,
                                    set_shots, shot_levels, synth_pairs, validation_set)
 from fad_deploy.errors import FadError
@@ -86,6 +88,16 @@ def test_float_and_multi_channel_tiffs_are_prepared_as_their_8_bit_versions(tmp_
     tifffile.imwrite(tmp_path / "hdr.tif", np.full((50, 66, 3), 4.5, np.float32), photometric="rgb")
     with pytest.raises(FadError, match=r"hdr.tif: float values from 4.5 to 4.5: a float photo holds values in \[0, 1"):
         load_photo(tmp_path / "hdr.tif")
+
+
+def test_the_cache_lives_in_the_home_folder_even_where_home_is_empty(monkeypatch):
+    import pwd
+
+    monkeypatch.delenv("FAD_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "")  # had put the cache in the current folder
+    assert default_cache_dir() == Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "fad-deploy"
+    monkeypatch.setenv("FAD_CACHE", "")  # empty means unset
+    assert default_cache_dir().is_absolute()
 
 
 def test_photo_errors_name_the_file(tmp_path, monkeypatch):

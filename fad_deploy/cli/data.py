@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import Number, input_file, input_folder, npz_output, output_folder, positive_int, random_seed, \
-    read_noise, shot_noise
+    read_noise, require_output, shot_noise
 from ..data.patch_cache import META_KEYS, MIN_PATCH, CacheConfig, build_patch_cache, check_patch_cache
 from ..data.noise import SHOT_RANGE
 from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos, list_photos
@@ -97,7 +97,7 @@ def add_photo_options(p: argparse.ArgumentParser) -> None:
 
 
 def fetch(args) -> None:
-    dest = args.dest or default_cache_dir() / "photos"
+    dest = args.dest or require_output(default_cache_dir() / "photos", "folder", "the photo folder (under $FAD_CACHE)")
     found = fetch_debian_photos(dest)
     for split in sorted(found):
         print(f"{split}: {count(len(found[split]), 'photo')} in {dest / split}")

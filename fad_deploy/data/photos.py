@@ -37,8 +37,13 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle
 
 
 def default_cache_dir() -> Path:
-    """$FAD_CACHE (when set and not empty), else ~/.cache/fad-deploy."""
-    return Path(os.environ.get("FAD_CACHE") or Path.home() / ".cache" / "fad-deploy")
+    """$FAD_CACHE (when set and not empty), else ~/.cache/fad-deploy (the account's home folder
+    where HOME is empty, not the current folder)."""
+    if os.environ.get("FAD_CACHE"):
+        return Path(os.environ["FAD_CACHE"])
+    import pwd
+
+    return Path(os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "fad-deploy"
 
 
 DENOISED_SUFFIX = "-denoised"  # fad-denoise's outputs: <name>-denoised.dng / .npz / .png

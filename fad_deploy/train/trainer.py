@@ -81,7 +81,7 @@ def resolve_cache(cfg: TrainConfig) -> Path:
         photos = list_photos(photo_dir) if not out.is_file() else []
     if not out.is_file():
         check_crop(cfg.data.crop, CacheConfig().patch)  # before minutes of unprocessing
-        build_patch_cache(photos, out)
+        build_patch_cache(photos, require_output(out, "file", "the patch cache (under $FAD_CACHE)"))
     return out
 
 
