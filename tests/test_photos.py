@@ -100,6 +100,17 @@ def test_the_cache_lives_in_the_home_folder_even_where_home_is_empty(monkeypatch
     assert default_cache_dir().is_absolute()
 
 
+def test_photo_folders_are_followed_through_links_once(tmp_path):
+    """A linked folder of photos had been skipped without a word."""
+    for folder, name in (("elsewhere", "a.jpg"), ("photos", "b.jpg")):
+        (tmp_path / folder).mkdir()
+        save_photo(tmp_path / folder / name)
+    (tmp_path / "photos" / "more").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "up").symlink_to(tmp_path / "photos")  # a loop
+    assert [p.relative_to(tmp_path / "photos").as_posix() for p in list_photos(tmp_path / "photos")] == \
+        ["b.jpg", "more/a.jpg"]
+
+
 def test_photo_errors_name_the_file(tmp_path, monkeypatch):
     jpeg = save_photo(tmp_path / "good.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])

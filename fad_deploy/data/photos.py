@@ -56,13 +56,13 @@ def left_out(relative: Path) -> bool:
 
 
 def list_photos(folder: str | Path) -> list[Path]:
-    """All photos in a folder (recursively), sorted; a clear error if there are none. Hidden files
-    and folders (a killed writer's temporary file) and fad-denoise's previews (<name>-denoised.png:
-    denoised, not clean) are skipped, with a warning that counts them."""
+    """All photos in a folder (recursively, through links to folders too), sorted; a clear error if
+    there are none. Hidden files and folders (a killed writer's temporary file) and fad-denoise's
+    previews (<name>-denoised.png: denoised, not clean) are skipped, with a warning that counts them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FadError(f"{folder}: not a folder of photos")
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    found = [p for p in files_in(folder) if p.suffix.lower() in PHOTO_SUFFIXES]
     photos = [p for p in found if not left_out(p.relative_to(folder))]
     if len(photos) < len(found):
         warnings.warn(f"{folder}: skipped {count(len(found) - len(photos), 'image file')} hidden or denoised "
@@ -70,6 +70,19 @@ def list_photos(folder: str | Path) -> list[Path]:
     if not photos:
         raise FadError(f"{folder}: no photos found (looked for {', '.join(sorted(PHOTO_SUFFIXES))})")
     return photos
+
+
+def files_in(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, following links to folders (each folder once, so a
+    link back up is no loop)."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        if os.path.realpath(root) in seen:
+            dirs[:] = []
+            continue
+        seen.add(os.path.realpath(root))
+        found += [Path(root) / f for f in files if os.path.isfile(os.path.join(root, f))]
+    return sorted(found)
 
 
 def load_photo(path: str | Path, downscale: int = 1, max_side: int | None = None) -> np.ndarray:
