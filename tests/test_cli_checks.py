@@ -4,6 +4,7 @@ the argument or file, exit code 2, and nothing written."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from fad_deploy.cli import bench, data, denoise, eval as eval_cli, export, train
 from fad_deploy.data.patch_cache import CacheConfig, build_patch_cache
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.synth import PAIR_KEYS, save_pairs, synth_pairs
+from fad_deploy.fileio import load_npz
 from fad_deploy.models.registry import Checkpoint, build, model_config, models_dir
 from fad_deploy.nsma.pipeline import output_paths
 
@@ -282,6 +284,11 @@ CASES = [
     (denoise, [""], "argument input: expected a path, got nothing"),  # not the current folder
     (denoise, "{in}/set.npz --shot-noise 2e-3 --iso 100 --camera pmrid-example",
      "--shot-noise and --iso/--camera are two ways to give the noise level: give one"),
+    (denoise, "{in}/set.npz --camera-profiles {in}/quality.json", "--camera-profiles holds the profiles --camera names"),
+    (denoise, "{in}/set.npz --camera-profiles {in}/set.npz --camera x --iso 100",
+     "{in}/set.npz: not a JSON file of camera profiles (not text)"),
+    (denoise, "{in}/set.npz --camera-profiles {in}/quality.json --camera pmrid-example --iso 100",
+     "camera profile 'results': needs 'shot', 'read' coefficient lists and 'iso_range'"),
     (denoise, ["{in}/set.npz", "--out", " "], "argument --out: expected a path, got nothing"),
     (denoise, "{in}/set.npz --out {in}/afile/d.npz", "argument --out: {in}/afile/d.npz: {in}/afile is a file"),
     (denoise, "{in}/set.npz --out " + READ_ONLY + "/d.npz", "argument --out: /proc/d.npz: cannot write in /proc"),
@@ -425,6 +432,20 @@ def test_a_cache_that_cannot_be_written_is_one_line(inputs, tmp_path, monkeypatc
         assert e.value.code == 2 and err.startswith(f"fad-{cli.__name__.rsplit('.', 1)[1]}: error: {what} (under "
                                                     "$FAD_CACHE): ") and err.endswith("is a file, not a folder"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_denoise_takes_the_users_camera_profiles(inputs, tmp_path):
+    from importlib import resources
+
+    from fad_deploy.data.noise import load_profiles
+
+    shipped = json.loads(resources.files("fad_deploy.data").joinpath("camera_profiles.json").read_text())
+    (tmp_path / "mine.json").write_text(json.dumps({"mycam": shipped["pmrid-example"]}))
+    out = tmp_path / "d.npz"
+    denoise.main([str(inputs / "set.npz"), "--camera-profiles", str(tmp_path / "mine.json"), "--camera", "mycam",
+                  "--iso", "1600", "--out", str(out)])
+    want = load_profiles()["pmrid-example"].params(1600)
+    assert np.allclose(load_npz(out, "set")["denoised_shot"], want.shot)
 
 
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):

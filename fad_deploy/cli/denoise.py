@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..checks import input_path, non_empty, output_path, positive_float, read_noise, shot_noise
+from ..checks import input_file, input_path, non_empty, output_path, positive_float, read_noise, shot_noise
 from ..data.bayer import CFA_PATTERNS
 from ..errors import FadError
 from ..runners import BACKEND_ALIASES, BACKENDS
@@ -39,7 +39,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--read-noise", type=read_noise, metavar="B", help="read-noise parameter b (default: UPI's "
                    "regression on a); needs --shot-noise")
     p.add_argument("--iso", type=positive_float, help="ISO, with --camera: noise level from the camera's noise profile")
-    p.add_argument("--camera", help="camera noise profile name (fad_deploy/data/camera_profiles.json)")
+    p.add_argument("--camera", help="camera noise profile name (fad_deploy/data/camera_profiles.json, or "
+                   "--camera-profiles)")
+    p.add_argument("--camera-profiles", metavar="JSON", type=input_file, help="your own noise profiles for --camera, "
+                   "in camera_profiles.json's format (default: the shipped ones)")
     p.add_argument("--cfa", type=str.upper, choices=CFA_PATTERNS,
                    help="CFA pattern of .mat files that do not record one (any case)")
     return p
@@ -50,10 +53,15 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.shot_noise is not None and (args.iso is not None or args.camera is not None):
         raise FadError("--shot-noise and --iso/--camera are two ways to give the noise level: give one")
+    if args.camera_profiles and args.camera is None:
+        raise FadError("--camera-profiles holds the profiles --camera names: add --camera NAME (with --iso)")
+    from ..data.noise import load_profiles
+
+    profiles = load_profiles(args.camera_profiles) if args.camera_profiles else None  # a bad file: before any work
     from ..nsma.array import load_array  # torch: not needed for --help
     from ..nsma.pipeline import NoiseSettings, denoise_path, list_inputs
 
     list_inputs(args.input)  # a wrong input path is the likelier mistake: report it first
     array = load_array(args.model_bundle, args.backend)
-    settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera)
+    settings = NoiseSettings(args.shot_noise, args.read_noise, args.iso, args.camera, profiles)
     denoise_path(args.input, array, args.out, settings, args.cfa)

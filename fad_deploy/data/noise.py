@@ -176,7 +176,7 @@ def profile_from_dict(name: str, d: dict) -> CameraProfile:
         shot = tuple(float(c) / scale for c in d["shot"])
         read = tuple(float(c) / scale**2 for c in d["read"])
         iso_range = (float(d["iso_range"][0]), float(d["iso_range"][1]))
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # (AttributeError: not an object)
         raise FadError(f"camera profile {name!r}: needs 'shot', 'read' coefficient lists and 'iso_range' ({e})")
     return CameraProfile(name, shot, read, iso_range)
 
@@ -191,9 +191,13 @@ def load_profiles(path: str | Path | None = None) -> dict[str, CameraProfile]:
             text = Path(path).read_text()
         except OSError as e:
             raise FadError(f"{path}: cannot read camera profiles ({e.strerror})")
+        except UnicodeDecodeError:
+            raise FadError(f"{path}: not a JSON file of camera profiles (not text)") from None
         source = str(path)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise FadError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})")
+    if not isinstance(raw, dict):
+        raise FadError(f"{source}: camera profiles are a JSON object of named profiles")
     return {name: profile_from_dict(name, d) for name, d in raw.items() if not name.startswith("_")}

@@ -48,6 +48,7 @@ class NoiseSettings:
     read: float | None = None
     iso: float | None = None
     camera: str | None = None
+    profiles: dict | None = None  # camera name -> CameraProfile (None: the shipped camera_profiles.json)
 
 
 @dataclass
@@ -142,7 +143,7 @@ def output_paths(inputs: list[Path], source: Path, out: Path | None) -> list[tup
 
 def set_noise(pairs: dict, settings: NoiseSettings) -> tuple[list[NoiseParams], str]:
     """A synth set's annotated noise levels, unless the user gave one for all its images."""
-    given = given_noise(settings.shot, settings.read, settings.iso, settings.camera)
+    given = given_noise(settings.shot, settings.read, settings.iso, settings.camera, settings.profiles)
     if given is not None:
         return [given[0]] * len(pairs["noisy"]), given[1]
     return noise_list(pairs), "annotated in the set"
@@ -173,7 +174,7 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
         means = pairs["noisy"].mean(axis=(1, 2, 3))
     else:
         raw = read_raw(path, cfa)
-        n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera)
+        n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera, settings.profiles)
         noise, means = [n], [raw.planes.mean()]
     noise, sources = network_levels(noise, means, source)
     selections = [array.select(n.shot, s) for n, s in zip(noise, sources)]
