@@ -284,7 +284,8 @@ CASES = [
     (denoise, [""], "argument input: expected a path, got nothing"),  # not the current folder
     (denoise, "{in}/set.npz --shot-noise 2e-3 --iso 100 --camera pmrid-example",
      "--shot-noise and --iso/--camera are two ways to give the noise level: give one"),
-    (denoise, "{in}/set.npz --camera-profiles {in}/quality.json", "--camera-profiles holds the profiles --camera names"),
+    (denoise, "{in}/set.npz --camera-profiles {in}/quality.json",
+     "--camera-profiles holds the profiles --camera names"),
     (denoise, "{in}/set.npz --camera-profiles {in}/set.npz --camera x --iso 100",
      "{in}/set.npz: not a JSON file of camera profiles (not text)"),
     (denoise, "{in}/set.npz --camera-profiles {in}/quality.json --camera pmrid-example --iso 100",
