@@ -224,6 +224,9 @@ def test_unknown_model_lists_the_shipped_ones_folded(tmp_path, monkeypatch):
         (tmp_path / f"net-{i:02d}.pt").touch()
     with pytest.raises(FadError, match=r"unknown model 'net-007' \(shipped models: net-07, .* and 12 more\)$"):
         resolve_model("net-007")
+    monkeypatch.setenv("FAD_MODELS", str(tmp_path / "net-00.pt"))
+    with pytest.raises(FadError, match=r"unknown model 'net-00' \(FAD_MODELS=.*net-00.pt: a file, not a folder\)$"):
+        resolve_model("net-00")
 
 
 # ---- the shipped exported array in fad-bench and fad-eval ----------------------------------------

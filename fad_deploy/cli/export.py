@@ -70,8 +70,9 @@ def parser() -> argparse.ArgumentParser:
                         "export/<model>-int16/ by default)")
     p.add_argument("--float-io", action="store_true", default=None, help="int8 TFLite with float32 input/output")
     p.add_argument("--input-size", type=Number(int, 1, MAX_INPUT_SIZE), nargs=2, metavar=("H", "W"),
-                   help=f"packed input size of the TFLite models (default 256 256; multiples of 16, at most "
-                        f"{MAX_INPUT_SIZE}: larger frames are tiled)")
+                   help=f"packed input size of the TFLite models (default 256 256; multiples of 16 above twice "
+                        f"the network's receptive-field margin, at least 80 for FAN, and at most {MAX_INPUT_SIZE}: "
+                        "larger frames are tiled)")
     p.add_argument("--no-group-conv", action="store_true",
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
     p.add_argument("--group-width", type=non_negative_int, metavar="N",

@@ -165,6 +165,7 @@ def resolve_model(name_or_path: str) -> Path:
     shipped = sorted({q.stem for q in models_dir().rglob("*.pt")})
     hint = (f"shipped models: {fold(shipped, name_or_path)}" if shipped else
             f"no trained models in {models_dir()} yet" if models_dir().is_dir() else
-            f"FAD_MODELS={models_dir()}: no such folder" if os.environ.get("FAD_MODELS") else
+            f"FAD_MODELS={models_dir()}: {'a file, not a folder' if models_dir().exists() else 'no such folder'}"
+            if os.environ.get("FAD_MODELS") else
             f"the models folder {models_dir()} does not exist")
     raise FadError(f"unknown model {name_or_path!r} ({hint})")
