@@ -108,6 +108,7 @@ CASES = [
     (data, "cache --images {in}/photos --out " + READ_ONLY + "/x/c.npz", "cannot write in /proc"),
     (data, "info {in}/missing.dng", "argument file: {in}/missing.dng: no such file"),
     (data, "info {in}/photos", "argument file: {in}/photos: is a folder, not a file"),
+    (data, "info {in}/set.npz --cfa GRBG", "--cfa GRBG: for RAW files that record no pattern (.mat), not an .npz"),
     (data, "fetch --dest {in}/afile", "argument --dest: {in}/afile: is a file, not a folder"),
     (data, "fetch --dest " + READ_ONLY + "/photos", "argument --dest: /proc/photos: cannot write in /proc"),
     # fad-train: flags, then the config's typed settings, then the run's folder and data

@@ -16,7 +16,7 @@ from ..data.photos import DEBIAN_PHOTOS, default_cache_dir, fetch_debian_photos,
 from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_photo_set, folder_images, save_pairs, set_shots, \
     synth_pairs
-from ..errors import count
+from ..errors import FadError, count
 from ..fileio import load_npz
 from .common import OneLineParser, user_errors
 
@@ -163,6 +163,9 @@ def describe_npz(path: Path) -> list[str]:
 
 def info(args) -> None:
     if args.file.suffix.lower() == ".npz":
+        if args.cfa:
+            raise FadError(f"--cfa {args.cfa}: for RAW files that record no pattern (.mat), not an .npz, whose "
+                           "planes are RGGB already")
         lines = describe_npz(args.file)
     else:
         lines = describe_raw(read_raw(args.file, cfa=args.cfa))
