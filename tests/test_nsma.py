@@ -492,6 +492,20 @@ def test_denoise_keeps_clipped_pixels_white(tmp_path, array_dir, capsys):
     assert np.abs(result[~clipped] - noisy[~clipped]).mean() > 1e-3  # the rest is denoised
 
 
+def test_denoise_keeps_a_black_frame_black_on_average(tmp_path, capsys):
+    """Its sensor noise alone (a = 2e-3, read noise on the line: 4.4 DN): clipped at the black level,
+    the denoised values had averaged 0.23 DN above it (a lifted black); kept below it, they average
+    to about it, as a DNG (down to 0 DN) holds them. The shipped array."""
+    a = 2e-3
+    noise_dn = math.sqrt(read_from_shot(a)) * (WHITE - BLACK)
+    values = np.round(BLACK + np.random.default_rng(0).normal(0, noise_dn, (128, 128)))
+    dng = make_dng(tmp_path / "black.dng", values, black=(BLACK,) * 4, white=WHITE)
+    code, out, err = run_denoise(capsys, dng, "--shot-noise", a)
+    assert code == 0, err
+    result = read_raw(tmp_path / "black-denoised.dng").planes * (WHITE - BLACK)  # DN above black
+    assert abs(result.mean()) < 0.15 and result.min() < 0 and result.std() < noise_dn / 2  # clipped: +0.23
+
+
 def test_denoise_runs_read_dominated_images_at_the_network_level(tmp_path, array_dir, capsys):
     pairs = synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [1e-4], seed=0, read=1e-4)
     save_pairs(tmp_path / "read.npz", pairs)

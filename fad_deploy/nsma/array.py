@@ -100,10 +100,10 @@ class ModelArray:
             self._runners[index] = TiledRunner(runner, spec)
         return self._runners[index]
 
-    def denoise(self, noisy: np.ndarray, noise, index: int) -> np.ndarray:
+    def denoise(self, noisy: np.ndarray, noise, index: int, low: float | None = 0.0) -> np.ndarray:
         """Packed noisy RAW (N, 4, h, w) at its noise level(s) (one NoiseParams or one per
-        image) with model ``index``."""
-        return self.runner(index).denoise(noisy, noise)
+        image) with model ``index``, in [``low``, 1] (:meth:`Runner.denoise`)."""
+        return self.runner(index).denoise(noisy, noise, low)
 
 
 def file_backend(file: str) -> str:

@@ -184,14 +184,15 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
     return Plan(path, path.suffix.lower() == SET_SUFFIX, out, preview, noise, sources, selections, runs)
 
 
-def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan) -> np.ndarray:
-    """(N, 4, h, w) -> denoised, each frame with its chosen model at the level its selection runs
-    it (its noise level, or below the array's range the range's floor with part of the change kept)."""
+def denoise_frames(array: ModelArray, noisy: np.ndarray, plan: Plan, low: float | None = 0.0) -> np.ndarray:
+    """(N, 4, h, w) -> denoised in [``low``, 1], each frame with its chosen model at the level its
+    selection runs it (its noise level, or below the array's range the range's floor with part of
+    the change kept)."""
     out = np.empty_like(noisy, dtype=np.float32)
     choices = np.array([s.index for s in plan.selections])
     for index in np.unique(choices):
         frames = np.flatnonzero(choices == index)
-        out[frames] = array.denoise(noisy[frames], [plan.runs[k][0] for k in frames], int(index))
+        out[frames] = array.denoise(noisy[frames], [plan.runs[k][0] for k in frames], int(index), low)
     return keep_share(noisy, out, [w for _, w in plan.runs])
 
 
@@ -239,7 +240,8 @@ def run_plan(plan: Plan, array: ModelArray, cfa: str | None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the planning pass already reported this file's warnings
             raw = read_raw(plan.path, cfa)
-        denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan)[0])
+        # values below black kept (the DNG holds them down to 0 DN): clipped, a dark area's noise would lift it
+        denoised = keep_clipped(raw.planes, denoise_frames(array, raw.planes[None], plan, low=None)[0])
         png = png_bytes(raw.shown(raw.frame(preview_rgb(denoised, raw.isp_meta()))))
         with atomic_paths(plan.out, plan.preview) as (out, preview):
             out.write_bytes(dng_bytes(raw, denoised, plan.out))

@@ -123,9 +123,10 @@ def preprocess(noisy: np.ndarray, noise: NoiseParams, anchor: NoiseParams) -> np
     return to_anchor(noisy, noise, anchor).astype(np.float32)
 
 
-def postprocess(out: np.ndarray, noise: NoiseParams, anchor: NoiseParams) -> np.ndarray:
-    """Network output -> denoised RAW in [0, 1] at the image's scale."""
-    return np.clip(from_anchor(out, noise, anchor), 0.0, 1.0).astype(np.float32)
+def postprocess(out: np.ndarray, noise: NoiseParams, anchor: NoiseParams, low: float | None = 0.0) -> np.ndarray:
+    """Network output -> denoised RAW at the image's scale, in [``low``, 1] (``low`` None: kept
+    below 0, the black level, as a RAW file holds it: clipping there would lift dark areas)."""
+    return np.clip(from_anchor(out, noise, anchor), low, 1.0).astype(np.float32)
 
 
 def noise_arrays(noise, n: int) -> NoiseParams:
@@ -161,11 +162,12 @@ class Runner(ABC):
             return y
         return y + residual_base(u, self.base_grid)
 
-    def denoise(self, noisy: np.ndarray, noise) -> np.ndarray:
-        """Packed noisy RAW in [0, 1] with its noise level(s) -> denoised RAW in [0, 1]."""
+    def denoise(self, noisy: np.ndarray, noise, low: float | None = 0.0) -> np.ndarray:
+        """Packed noisy RAW normalised to [0, 1] with its noise level(s) -> denoised RAW in [``low``,
+        1] (:func:`postprocess`)."""
         noisy = check_packed(noisy)
         params = noise_arrays(noise, len(noisy))
-        return postprocess(self.run(preprocess(noisy, params, self.anchor)), params, self.anchor)
+        return postprocess(self.run(preprocess(noisy, params, self.anchor)), params, self.anchor, low)
 
     def time(self, u: np.ndarray, warmup: int = 3, repeats: int = 10) -> list[float]:
         """Wall-clock milliseconds of :meth:`run` after ``warmup`` calls."""
