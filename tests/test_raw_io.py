@@ -291,6 +291,25 @@ def test_bayer_pattern_rejects_non_rgb_colour_filters():
     assert raw_io.bayer_pattern(colors, "RGBG", "cam.raw") == "RGGB"
     with pytest.raises(FadError, match="cam.raw: unsupported CFA pattern CMGY"):
         raw_io.bayer_pattern(colors, "CMYG", "cam.raw")
+    # a monochrome DNG (or one without CFAPattern tags): LibRaw's colour 6 of "GMCY" had been an IndexError
+    with pytest.raises(FadError, match=r"mono.dng: no colour filter array \(a monochrome sensor"):
+        raw_io.bayer_pattern(np.full((4, 4), 6), "GMCY", "mono.dng")
+    with pytest.raises(FadError, match=r"quad.dng: unsupported CFA pattern RRGG \(as LibRaw reads its first 2x2 "
+                                       "pixels; a Quad Bayer"):
+        raw_io.bayer_pattern(np.tile(np.array([[0, 0], [1, 1]]), (2, 2)), "RGBG", "quad.dng")
+
+
+def test_a_black_level_that_varies_by_row_or_column_is_refused(tmp_path, monkeypatch):
+    """Averaged into one black level and left out of the denoised DNG, BlackLevelDeltaV/H had
+    changed its brightness by rows; all-zero deltas change nothing."""
+    path = make_dng(tmp_path / "cam.dng", np.full((32, 32), 500))
+    tags = raw_io.tiff_tags(path)
+    deltas = {50716: (0, 1) * 16 + (40, 1) * 16}  # BlackLevelDeltaV, SRATIONAL per row: +40 DN on the lower half
+    monkeypatch.setattr(raw_io, "tiff_tags", lambda p: {**tags, **deltas})
+    with pytest.raises(FadError, match=r"cam.dng: its black level varies by row or column \(BlackLevelDeltaV\)"):
+        read_raw(path)
+    deltas = {50715: (0, 1) * 32}  # BlackLevelDeltaH, all zero
+    assert read_raw(path).planes.shape == (4, 16, 16)
 
 
 # ---- SIDD and DND .mat files --------------------------------------------------------------

@@ -50,6 +50,7 @@ DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
 # editors find their profile for it by UniqueCameraModel), and the crop of the area LibRaw reads
 # as the visible image (DefaultCrop is relative to the ActiveArea, which that area is).
 ORIENTATION_TAG = 274
+BLACK_DELTA_TAGS = {50715: "BlackLevelDeltaH", 50716: "BlackLevelDeltaV"}  # black level offsets per column / row
 CAMERA_TAGS = {271: "Make", 272: "Model", 50708: "UniqueCameraModel"}
 CROP_TAGS = {50719: "DefaultCropOrigin", 50720: "DefaultCropSize"}
 WRITER = "fad-deploy"
@@ -225,9 +226,13 @@ def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
     if h < 2 or w < 2 or not np.array_equal(colors, np.tile(tile, (h // 2 + 1, w // 2 + 1))[:h, :w]):
         raise FadError(f"{source}: the colour filter array is not a 2x2 Bayer pattern (X-Trans or other "
                        f"sensor); only Bayer RAW is supported")
+    if tile.max() >= len(color_desc):
+        raise FadError(f"{source}: no colour filter array (a monochrome sensor, or a mosaic without CFAPattern "
+                       "tags); only Bayer RAW is supported")
     pattern = "".join(color_desc[c] for c in tile.ravel())
     if pattern not in RED_OFFSET:
-        raise FadError(f"{source}: unsupported CFA pattern {pattern}: expected one of {', '.join(RED_OFFSET)}")
+        raise FadError(f"{source}: unsupported CFA pattern {pattern} (as LibRaw reads its first 2x2 pixels; a Quad "
+                       f"Bayer or another non-Bayer sensor?): expected one of {', '.join(RED_OFFSET)}")
     return pattern
 
 
@@ -339,10 +344,14 @@ def read_libraw(path: Path) -> RawImage:
     for message in filter(None, messages):
         warnings.warn(f"{path}: LibRaw: {message}")
     cfa = bayer_pattern(colors, desc, path)
+    tags = tiff_tags(path)
+    varying = [name for code, name in BLACK_DELTA_TAGS.items() if np.any(np.ravel(tags.get(code, 0))[0::2])]
+    if varying:  # (signed rationals: every other value a numerator)
+        raise FadError(f"{path}: its black level varies by row or column ({' and '.join(varying)}), which "
+                       "fad-deploy does not apply: a denoised file would change its brightness by rows or columns")
     black_tile = black_by_color[colors[:2, :2]]
     red, green, blue = (wb[desc.index(c)] for c in "RGB")
     cam2rgb = color_matrix[:, [desc.index(c) for c in "RGB"]]
-    tags = tiff_tags(path)
     profile = tags.get(NOISE_PROFILE_TAG)
     return from_mosaic(
         mosaic, cfa, black_tile, white, path,
