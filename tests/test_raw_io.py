@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import h5py
@@ -156,6 +157,19 @@ def test_mosaics_under_libraws_smallest_size_are_said_to_be(tmp_path):
     with pytest.raises(FadError, match=r"thin.dng: its mosaic is 20x24 \(width x height\): LibRaw reads no RAW image "
                                        "under 22 pixels a side"):
         read_raw(path)
+    import tifffile  # a camera's layout: a preview in IFD0, the mosaic in a SubIFD; sizes are the mosaic's
+
+    dng = [(50706, "B", 4, (1, 4, 0, 0), True), (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+    for name, mosaic, preview, message in (("tiny", (16, 18), (64, 64), "its mosaic is 18x16 (width x height)"),
+                                           ("cut", (64, 96), (8, 8), "cannot read RAW file, truncated")):
+        with tifffile.TiffWriter(tmp_path / f"{name}.dng") as tw:
+            tw.write(np.zeros((*preview, 3), np.uint8), photometric="rgb", subfiletype=1, subifds=1, extratags=dng,
+                     metadata=None)
+            tw.write(np.full(mosaic, 500, np.uint16), photometric=32803, subfiletype=0, metadata=None)
+        if name == "cut":
+            (tmp_path / "cut.dng").write_bytes((tmp_path / "cut.dng").read_bytes()[:-6000])
+        with pytest.raises(FadError, match=re.escape(message)):
+            read_raw(tmp_path / f"{name}.dng")
     src = read_raw(make_dng(tmp_path / "x.dng", coded_values(24, 24, "RGGB")))
     small = RawImage(src.planes[:, :5, :], "RGGB", src.black_level, src.white_level, source="small")
     with pytest.warns(UserWarning, match=r"a 24x10 DNG \(width x height\): LibRaw-based readers"):

@@ -42,6 +42,7 @@ NOISE_PROFILE_TAG = 51041
 DNG_VERSION_TAG, CFA_PATTERN_TAG = 50706, 33422  # what makes a .tif a RAW mosaic (TIFF/EP, DNG)
 PLAIN_TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_WIDTH_TAG, IMAGE_LENGTH_TAG = 256, 257
+PHOTOMETRIC_TAG, PHOTOMETRIC_CFA = 262, 32803  # a TIFF/EP or DNG mosaic's PhotometricInterpretation
 LIBRAW_MIN_SIDE = 22  # LibRaw calls a smaller image "not RAW" (21x32 refused, 22x22 read)
 AS_SHOT_NEUTRAL_TAG = 50728
 COLOR_MATRIX_TAGS = (50722, 50721)  # ColorMatrix2 (usually D65), then ColorMatrix1
@@ -236,29 +237,48 @@ def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
     return pattern
 
 
-def tiff_tags(path: Path) -> dict[int, object]:
-    """The tags of a TIFF-based file's IFDs and their SubIFDs (the first value of each code),
-    or {} for a file that is not TIFF-based or whose tags cannot be read."""
+def tiff_pages(path: Path) -> list[dict[int, object]]:
+    """The tags of each IFD of a TIFF-based file, its SubIFDs after them, or [] for a file that is
+    not TIFF-based or whose tags cannot be read."""
     import tifffile
 
     try:
         with open(path, "rb") as f:
             if f.read(4) not in TIFF_SIGNATURES:
-                return {}
+                return []
     except OSError:
-        return {}  # unreadable: the reader says so
-    tags = {}
+        return []  # unreadable: the reader says so
+    found = []
     try:
         # tifffile logs a damaged tag it skips as an error; the pixels come from LibRaw
         with quiet_logger("tifffile"), tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
             pages += [sub for page in pages for sub in (page.pages or [])]
             for page in pages:
-                for tag in page.tags.values():
-                    tags.setdefault(tag.code, tag.value)
+                found.append({tag.code: tag.value for tag in page.tags.values()})
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
         pass  # LibRaw read the pixels; a damaged tag only costs what it held
+    return found
+
+
+def tiff_tags(path: Path) -> dict[int, object]:
+    """The tags of a TIFF-based file's IFDs and their SubIFDs (the first value of each code),
+    or {} for a file that is not TIFF-based or whose tags cannot be read."""
+    tags = {}
+    for page in tiff_pages(path):
+        for code, value in page.items():
+            tags.setdefault(code, value)
     return tags
+
+
+def mosaic_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the CFA image of a TIFF-based RAW file (a camera's DNG keeps a preview in
+    its first IFD and the mosaic in a SubIFD), or None where it has none."""
+    for page in tiff_pages(path):
+        if page.get(PHOTOMETRIC_TAG) == PHOTOMETRIC_CFA:
+            size = (page.get(IMAGE_WIDTH_TAG), page.get(IMAGE_LENGTH_TAG))
+            return size if all(isinstance(n, int) for n in size) else None
+    return None
 
 
 def is_raw_tiff(path: Path) -> bool:
@@ -335,9 +355,8 @@ def read_libraw(path: Path) -> RawImage:
                            "noisy/clean RAW pairs with `fad-data synth --images`)")
         reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         detail = "; ".join(filter(None, [reason, *messages]))
-        tags = tiff_tags(path)
-        size = (tags.get(IMAGE_WIDTH_TAG), tags.get(IMAGE_LENGTH_TAG))
-        if all(isinstance(n, int) for n in size) and min(size) < LIBRAW_MIN_SIDE:
+        size = mosaic_size(path)
+        if size is not None and min(size) < LIBRAW_MIN_SIDE:
             raise FadError(f"{path}: its mosaic is {size[0]}x{size[1]} (width x height): LibRaw reads no RAW image "
                            f"under {LIBRAW_MIN_SIDE} pixels a side")
         raise FadError(f"{path}: cannot read RAW file, truncated or not a supported format? ({detail})")
