@@ -912,6 +912,25 @@ def test_a_second_export_into_the_same_folder_at_once_is_refused(workdir, tmp_pa
     assert list(tmp_path.iterdir()) == []  # the lock goes with its holder
 
 
+def test_converter_temp_files_live_in_a_folder_of_their_own(tmp_path, monkeypatch):
+    """A full temporary folder had ended fad-export in TensorFlow's traceback and left a file there."""
+    import tempfile
+
+    from fad_deploy.export.tflite import converter_temp_files, quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(FadError, match=f"{tmp_path}: no room for the TFLite converter's temporary files"):
+        with converter_temp_files(tf):
+            assert Path(tempfile.gettempdir()).parent == tmp_path  # a folder of their own inside it
+            Path(tempfile.mkstemp()[1]).write_bytes(b"part of a model")
+            raise tf.errors.ResourceExhaustedError(None, None, "/tmp/x; No space left on device")
+    assert list(tmp_path.iterdir()) == [] and tempfile.tempdir == str(tmp_path)
+    with pytest.raises(tf.errors.ResourceExhaustedError):  # out of memory: not the folder's
+        with converter_temp_files(tf):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+
 def test_an_export_into_the_current_folder_is_refused(workdir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:

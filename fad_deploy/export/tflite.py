@@ -8,11 +8,14 @@ preprocessing, noise range, version). The output is the residual (the
 network without its final input add, see :mod:`fad_deploy.quant.graph`)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Iterator, Literal
 
 import flatbuffers
 import numpy as np
@@ -255,6 +258,23 @@ def int16_calibration(ckpt: Checkpoint, size: tuple[int, int], gm) -> list[np.nd
                      for i in range(EXTREME_INPUTS)]
 
 
+@contextlib.contextmanager
+def converter_temp_files(tf) -> Iterator[None]:
+    """The converters' temporary files (TensorFlow's, the metadata writer's) in a folder of their
+    own, removed afterwards, also where they fail; a temporary folder without room is one error."""
+    with tempfile.TemporaryDirectory(prefix="fad-export-") as folder:
+        before, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield
+        except tf.errors.ResourceExhaustedError as e:
+            if "No space left" not in str(e):
+                raise
+            raise FadError(f"{Path(folder).parent}: no room for the TFLite converter's temporary files; free some "
+                           "or set TMPDIR to a folder with room") from None
+        finally:
+            tempfile.tempdir = before
+
+
 def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, description: dict) -> tuple[bytes, dict]:
     """The .tflite bytes (with metadata) and a description of its I/O for the manifest.
 
@@ -288,12 +308,13 @@ def export_tflite(ckpt: Checkpoint, options: TFLiteOptions, version: str, descri
     check_input_size(options.input_size, multiple)
     input_range = (expected["input"]["min"], expected["input"]["max"]) if expected else None
     rebuild = TFRebuild(gm, options.written_group_width, depth_to_space=not int16, multiple=multiple, clamps=clamps)
-    model = convert(tf, rebuild, options, input_range,
-                    calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
-    details = io_details(model)
-    if expected and not options.float_io:
-        check_io_scales(details, expected)
-    model = share_zero_points(add_metadata(model, ckpt.name, version, description, expected))
+    with converter_temp_files(tf):
+        model = convert(tf, rebuild, options, input_range,
+                        calibration, input_channels(ckpt) if options.int8 and not int16 else IN_CHANNELS)
+        details = io_details(model)
+        if expected and not options.float_io:
+            check_io_scales(details, expected)
+        model = share_zero_points(add_metadata(model, ckpt.name, version, description, expected))
     info = {**details, "dynamic_hw": False, "group_conv": options.group_conv, "group_width": options.group_width,
             "size_breakdown": size_breakdown(model),
             # int16's pixel shuffles reshape to constant shapes: that file runs its export size only
