@@ -30,7 +30,7 @@ from fad_deploy.errors import FadError
 from fad_deploy.export.bundle import ExportOptions, export_bundle
 from fad_deploy.export.onnx import INPUT_NAME, export_onnx
 from fad_deploy.export.tflite import TFLiteOptions
-from fad_deploy.export.validate import Thresholds, denoised, outputs, parity, psnr_by_shot
+from fad_deploy.export.validate import Thresholds, outputs, parity, psnr_by_shot
 from fad_deploy.fileio import write_bytes, write_json, write_text
 from fad_deploy.isp.metrics import psnr
 from fad_deploy.models.registry import Checkpoint, load_checkpoint, models_dir

@@ -3,7 +3,6 @@ seeded synthetic set (from a folder of photos) or an existing `fad-data synth` s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .layers import HaarDown, HaarUp, PaddedResidualNet, PadToMultiple, Upsample2x, conv1x1
 

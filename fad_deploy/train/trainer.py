@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..checks import check_memory, require_output
-from ..data.dataset import META_KEYS, CacheConfig, NoisyPatches, build_patch_cache, check_crop, load_patch_cache
+from ..data.dataset import CacheConfig, NoisyPatches, build_patch_cache, check_crop, load_patch_cache
 from ..data.device_batches import DeviceBatches
 from ..data.noise import NoiseParams, anchor_at, anchor_for_range, from_anchor, to_anchor
 from ..data.photos import default_cache_dir, list_photos
