@@ -121,8 +121,24 @@ def demosaic_malvar(raw: np.ndarray) -> np.ndarray:
     return np.stack([unpack(red), unpack(green), unpack(blue)], axis=-1)
 
 
+PREVIEW_BAND = 128  # packed rows of a preview made at a time: made whole, a 12 MP frame's temporaries took 1.5 GB
+PREVIEW_CONTEXT = 2  # packed rows read beyond a band's ends: more than the 5x5 demosaic kernels reach
+
+
 def preview_rgb(raw: np.ndarray, meta: dict) -> np.ndarray:
-    """A display-quality sRGB picture (Malvar demosaic, tone curve) as uint8 (2h, 2w, 3)."""
+    """A display-quality sRGB picture (Malvar demosaic, tone curve) as uint8 (2h, 2w, 3), made in
+    bands of rows (each with the rows around it the demosaic reads: the same picture as made whole)."""
+    raw = np.asarray(raw)
+    h = raw.shape[1]
+    bands = []
+    for start in range(0, h, PREVIEW_BAND):
+        stop = min(h, start + PREVIEW_BAND)
+        first, last = max(0, start - PREVIEW_CONTEXT), min(h, stop + PREVIEW_CONTEXT)
+        bands.append(preview_band(raw[:, first:last], meta)[2 * (start - first):2 * (stop - first)])
+    return np.concatenate(bands)
+
+
+def preview_band(raw: np.ndarray, meta: dict) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float64)
     gains = np.array([meta["red_gain"], 1.0, 1.0, meta["blue_gain"]], dtype=np.float64)
     gains = gains * float(meta.get("rgb_gain", 1.0))
