@@ -9,6 +9,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import warnings
 import tokenize
 import zipfile
 import zlib
@@ -61,7 +62,8 @@ def temporary_beside(path: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """Yield a temporary path next to each of ``paths``; on success rename them onto ``paths``
-    together (Ctrl-C or a kill waits until all are renamed): every output, or none."""
+    together (Ctrl-C or a kill waits until all are renamed): every output or none, unless a rename
+    itself fails (the paths are checked as outputs first), which leaves the ones before it."""
     with contextlib.ExitStack() as stack:
         tmps = [stack.enter_context(temporary_beside(Path(p))) for p in paths]
         yield tmps
@@ -125,23 +127,31 @@ def uninterrupted() -> Iterator[None]:
 def sole_writer(path: Path, what: str) -> Iterator[None]:
     """Hold the lock on writing ``path`` (a hidden .lock file beside it, whatever link names it)
     for the block, as ``what`` (a tool's name); a FadError naming the holder when another process
-    holds it."""
+    holds it. The file goes with its holder; one locked after its holder removed it is not taken."""
     import fcntl
 
     path = Path(os.path.realpath(path))
     lock = path.parent / f".{path.name}.lock"
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock, "a+")
-    except OSError as e:
-        raise FadError(f"{path}: cannot write its lock file in {lock.parent} ({e.strerror})") from None
-    with f:
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            f = open(lock, "a+")
+        except OSError as e:
+            raise FadError(f"{path}: cannot write its lock file in {lock.parent} ({e.strerror})") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise FadError(f"{path}: another process ({f.read().strip() or 'unknown'}) is writing it now; wait for "
-                           "it to end") from None
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise FadError(f"{path}: another process ({holder}) is writing it now; wait for it to end") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino:
+                break  # the file at that name is the one locked
+        except FileNotFoundError:
+            pass
+        f.close()  # its holder removed it before this process locked it: take the one at its name now
+    with f:
         f.truncate(0)
         f.write(f"{what}, pid {os.getpid()}")
         f.flush()
@@ -157,14 +167,17 @@ def retired(folder: Path) -> Path:
 
 
 def restore_folder(folder: Path) -> None:
-    """Finish a :func:`replace_folder` that was killed between its two renames: the old folder
-    goes back where ``folder`` is missing, and is removed where the new one is in place."""
+    """Settle a :func:`replace_folder` that was killed during its swap: where ``folder`` is missing
+    (killed between the renames), the old folder goes back; where the new one is in place, the old
+    one is removed. A FadError where the old one cannot be removed."""
     old = retired(folder)
     if old.is_dir():
-        if folder.exists():
-            shutil.rmtree(old)
-        else:
+        if not folder.exists():
             os.replace(old, folder)
+            return
+        shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            raise FadError(f"{old}: the folder an earlier export replaced cannot be removed; remove it")
 
 
 def link_or_copy(src: str, dst: str) -> None:
@@ -188,8 +201,12 @@ def replace_folder(new: Path, folder: Path, keep: Callable[[str], bool]) -> None
                 shutil.copytree(entry, new / entry.name, symlinks=True, copy_function=link_or_copy)
             else:
                 link_or_copy(entry, new / entry.name)
+    with contextlib.suppress(OSError):  # (a folder this user does not own keeps the new one's)
+        shutil.copystat(folder, new)  # the folder's permissions, times and extended attributes stay
     old = retired(folder)
     with uninterrupted():
         os.replace(folder, old)
         os.replace(new, folder)
-        shutil.rmtree(old)
+        shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(f"{old}: the replaced folder could not all be removed; remove it")

@@ -442,12 +442,13 @@ def test_denoise_takes_the_users_camera_profiles(inputs, tmp_path):
     from fad_deploy.data.noise import load_profiles
 
     shipped = json.loads(resources.files("fad_deploy.data").joinpath("camera_profiles.json").read_text())
-    (tmp_path / "mine.json").write_text(json.dumps({"mycam": shipped["pmrid-example"]}))
+    mine = {**shipped["pmrid-example"], "shot": [2 * c for c in shipped["pmrid-example"]["shot"]]}  # twice a
+    (tmp_path / "mine.json").write_text(json.dumps({"mycam": mine}))
     out = tmp_path / "d.npz"
     denoise.main([str(inputs / "set.npz"), "--camera-profiles", str(tmp_path / "mine.json"), "--camera", "mycam",
                   "--iso", "1600", "--out", str(out)])
     want = load_profiles()["pmrid-example"].params(1600)
-    assert np.allclose(load_npz(out, "set")["denoised_shot"], want.shot)
+    assert np.allclose(load_npz(out, "set")["denoised_shot"], 2 * want.shot)
 
 
 def test_bench_that_measures_nothing_is_an_error(inputs, tmp_path, capsys):
@@ -472,7 +473,8 @@ def test_bench_refuses_two_models_of_one_name(inputs, tmp_path, capsys):
                     str(tmp_path / "profiles")])
     assert e.value.code == 2 and capsys.readouterr().err.strip() == (
         f"fad-bench: error: {tmp_path / 'a' / 'model.pt'} and {tmp_path / 'b' / 'model.pt'}: two models named "
-        "'model' would share their rows (a checkpoint is named by its file name, an export folder's networks by theirs)")
+        "'model' would share their rows (a checkpoint is named by its file name, an export folder's networks by "
+        "theirs)")
     assert not (tmp_path / "profiles").exists()
 
 

@@ -107,6 +107,7 @@ def test_photo_folders_are_followed_through_links_once(tmp_path):
         save_photo(tmp_path / folder / name)
     (tmp_path / "photos" / "more").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "elsewhere" / "up").symlink_to(tmp_path / "photos")  # a loop
+    (tmp_path / "photos" / "parent").symlink_to(tmp_path)  # a link up: not its folders, photos/ among them
     assert [p.relative_to(tmp_path / "photos").as_posix() for p in list_photos(tmp_path / "photos")] == \
         ["b.jpg", "more/a.jpg"]
 

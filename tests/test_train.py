@@ -438,30 +438,32 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
 
 def test_an_interrupted_run_says_how_to_resume_and_fresh_removes_the_old_runs_files(tmp_path, cache, capsys,
                                                                                      monkeypatch):
+    from fad_deploy.fileio import sole_writer
     from fad_deploy.train.trainer import Trainer as Run
 
     out = tmp_path / "run"
-    argv = ["charbonnier", *tiny_overrides(out, cache, 8), "--fresh"]
+    again = ["charbonnier", *tiny_overrides(out, cache, 8)]
+    argv = [*again, "--fre"]  # --fresh, abbreviated: the command to resume must not start over
     real = Run.save_state
 
-    def save_then_interrupt(self):
+    def interrupted(self):
+        if self.step == 4:
+            raise KeyboardInterrupt  # Ctrl-C while the checkpoint of step 4 is being saved
         real(self)
-        raise KeyboardInterrupt  # Ctrl-C right after the checkpoint of step 2
-    monkeypatch.setattr(Run, "save_state", save_then_interrupt)
+    monkeypatch.setattr(Run, "save_state", interrupted)
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert e.value.code == 130 and err.startswith("interrupted; fad-train charbonnier out=")
-    assert err.endswith("name=tiny resumes the run from its checkpoint of step 2") and "--fresh" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "last.pt", "log.csv"]
+    assert e.value.code == 130 and err == f"interrupted; {shlex.join(['fad-train', *again])} resumes the run from " \
+        "its checkpoint of step 2"  # the one on disk
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "last.pt", "log.csv", "model.pt"]
 
     monkeypatch.setattr(Run, "validate", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))  # before any
     with pytest.raises(SystemExit):
         main(argv)
-    assert capsys.readouterr().err.strip().endswith("no checkpoint yet (one every 2 steps): fad-train charbonnier "
-                                                    + shlex.join(argv[1:-1]) + " starts the run again")
+    assert capsys.readouterr().err.strip().endswith("no checkpoint yet (one every 2 steps): "
+                                                    f"{shlex.join(['fad-train', *again])} starts the run again")
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # --fresh: the old run's files are gone
-    from fad_deploy.fileio import sole_writer
 
     (tmp_path / "link").symlink_to(out)
     with sole_writer(tmp_path / "link", "fad-train"), pytest.raises(SystemExit):  # a second run into it at once,

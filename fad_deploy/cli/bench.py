@@ -95,14 +95,14 @@ def bench_cpu(args, plot: tuple[Path, Path, dict[str, float]] | None = None) -> 
     require_not_model(args.json, read, "argument --json")
     if plot is not None:
         require_not_model(plot[0], read, "the plot" if args.plot is None else "argument --plot")
-    if args.report:  # --report's files are written first: --json or the plot must not be one of them
+    cpu_model = None
+    if args.report:  # --json or the plot must not be one of --report's files
         reports = {(args.report / profile_name(m.label, suffix)).resolve() for m in models
                    for suffix in (".md", ".json")}
-        for path, what in ((args.json, "argument --json"), (plot and plot[0], "the plot")):
+        for path, what in ((args.json, "argument --json"),
+                           (plot and plot[0], "the plot" if args.plot is None else "argument --plot")):
             if path is not None and path.resolve() in reports:
                 raise FadError(f"{what} {path}: is one of the profiles --report writes; write it elsewhere")
-    cpu_model = None
-    if args.report:
         from ..profile.cpu_model import CpuCostModel
 
         calibration = args.calibration or (DEFAULT_CALIBRATION if DEFAULT_CALIBRATION.is_file() else None)

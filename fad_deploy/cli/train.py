@@ -75,12 +75,13 @@ def training_inputs(cfg) -> list[tuple[str, Path]]:
 
 
 def resume_note(trainer, argv: list[str]) -> str:
-    """How an interrupted run goes on: the same command (less --fresh) from its last checkpoint."""
-    again = shlex.join(["fad-train", *(a for a in argv if a != "--fresh")])
-    if not trainer.history:
+    """How an interrupted run goes on: the same command (less --fresh, however abbreviated) from
+    its last saved checkpoint."""
+    again = shlex.join(["fad-train", *(a for a in argv if not (len(a) > 2 and "--fresh".startswith(a)))])
+    if trainer.saved_step is None:
         return (f"no checkpoint yet (one every {trainer.cfg.schedule.val_every} steps): {again} starts the run "
                 "again")
-    return f"{again} resumes the run from its checkpoint of step {trainer.history[-1]['step']}"
+    return f"{again} resumes the run from its checkpoint of step {trainer.saved_step}"
 
 
 @user_errors
@@ -109,13 +110,14 @@ def main(argv=None):
     try:
         with sole_writer(trainer.out, "fad-train") if trainer.rank == 0 else contextlib.nullcontext():
             ckpt = trainer.fit(resume=not args.fresh, until=args.until)
+            if trainer.rank == 0:
+                ckpt.save(trainer.model_path())
+                if args.ship:
+                    ckpt.save(args.ship, half=args.half)
     except KeyboardInterrupt as e:
         e.add_note(resume_note(trainer, argv))
         raise
     if trainer.rank == 0:
-        ckpt.save(trainer.model_path())
-        if args.ship:
-            ckpt.save(args.ship, half=args.half)
         kept = f" (the weights of step {ckpt.card['kept_best_of_step']}, best on validation)" \
             if "kept_best_of_step" in ckpt.card else ""
         print(f"{cfg.name}: {count(ckpt.card['steps'], 'step')} in {ckpt.card['training_time_s']:.0f} s, "

@@ -73,14 +73,16 @@ def list_photos(folder: str | Path) -> list[Path]:
 
 
 def files_in(folder: Path) -> list[Path]:
-    """Every file under ``folder``, sorted, following links to folders (each folder once, so a
-    link back up is no loop)."""
-    found, seen = [], set()
+    """Every file under ``folder``, sorted, following links to folders: each folder once (by the
+    first path in sorted order), and none that holds ``folder`` (a link back up is no loop)."""
+    found, seen, top = [], set(), Path(os.path.realpath(folder))
     for root, dirs, files in os.walk(folder, followlinks=True):
-        if os.path.realpath(root) in seen:
+        real = os.path.realpath(root)
+        if real in seen or (Path(root) != Path(folder) and top.is_relative_to(real)):
             dirs[:] = []
             continue
-        seen.add(os.path.realpath(root))
+        seen.add(real)
+        dirs.sort()
         found += [Path(root) / f for f in files if os.path.isfile(os.path.join(root, f))]
     return sorted(found)
 
@@ -127,6 +129,9 @@ def tiff_values(path: Path) -> np.ndarray:
     """A TIFF's first image as tifffile reads it: (h, w) or (h, w, channels)."""
     import tifffile
 
+    size = tiff_size(path)
+    if size is not None and size[0] * size[1] > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's decompression-bomb bound
+        raise FadError(f"{path}: too large to read ({size[0]}x{size[1]} pixels)")
     try:
         with tifffile.TiffFile(path) as tf:
             values = tf.series[0].asarray()

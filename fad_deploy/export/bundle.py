@@ -433,15 +433,15 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
     """Export ``models`` [(name, checkpoint path)] into ``out`` with one manifest; validate; publish.
     ``extra`` adds top-level manifest keys (e.g. a noise sub-range array's selection table).
     Returns the manifest and the seconds each new QAT/PTQ took (by model name)."""
-    out = Path(os.path.realpath(out))  # a link to a folder: the bundle replaces the folder it points to
-    with sole_writer(out, "fad-export"):  # its staging folder and QAT files too
-        restore_folder(out)  # a publish killed half-way
-        staging = out.parent / f".{out.name}.staging"
+    folder = Path(os.path.realpath(out))  # given as a link: the bundle replaces the folder it points to
+    with sole_writer(folder, "fad-export"):  # its staging folder and QAT files too
+        restore_folder(folder)  # a publish killed half-way (a previous int8 checkpoint there is reused)
+        staging = folder.parent / f".{folder.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            made = quantize_ahead(models, options, out)
-            items = [export_model(name, path, options, staging, out) for name, path in models]
+            made = quantize_ahead(models, options, folder)
+            items = [export_model(name, path, options, staging, folder) for name, path in models]
             for it in items:
                 it.quantize_s = made.get(it.entry["name"], it.quantize_s)
             manifest = {"format": FORMAT, "generator": f"fad-deploy {__version__}", "targets": list(options.targets),
@@ -466,9 +466,9 @@ def export_bundle(models: list[tuple[str, Path]], options: ExportOptions, out: P
             manifest["validation"] = {"passed": True, "thresholds": dataclasses.asdict(options.thresholds)}
             write_json(staging / MANIFEST, manifest)
             write_text(staging / REPORT, report(manifest, rows, options))
-            publish(staging, out)
+            publish(staging, folder)
             for it in items:
-                resume_files(out, it.entry["name"])[0].unlink(missing_ok=True)
+                resume_files(folder, it.entry["name"])[0].unlink(missing_ok=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return manifest, {it.entry["name"]: it.quantize_s for it in items if it.quantize_s is not None}

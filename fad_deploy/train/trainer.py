@@ -256,6 +256,7 @@ class Trainer:
             if loss.rgb_perceptual > 0 else None
         self.val = validation_set(cfg.data.shot_range)[0]
         self.step, self.elapsed, self.history = 0, 0.0, []
+        self.saved_step = None  # the step of the resume state on disk (None: none)
         self.best = None  # with schedule.keep_best: {"val", "step", "state"} of the best validation
 
     def narrow_inputs(self) -> torch.Tensor:
@@ -351,6 +352,7 @@ class Trainer:
             blob |= {"best_val": self.best["val"], "best_step": self.best["step"], "best_model": self.best["state"]}
         with atomic_path(self.state_path()) as tmp:
             torch.save(blob, tmp)
+        self.saved_step = self.step
 
     def load_state(self) -> bool:
         path = self.state_path()
@@ -369,6 +371,7 @@ class Trainer:
         self.shipped.load_state_dict(blob.get("shipped", blob["model"]))  # (states of before the field: no EMA)
         self.opt.load_state_dict(blob["opt"])
         self.step, self.elapsed, self.history = blob["step"], blob["elapsed"], json.loads(blob["history"])
+        self.saved_step = self.step
         if "best_model" in blob:
             self.best = {"val": blob["best_val"], "step": blob["best_step"], "state": blob["best_model"]}
         return True
