@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FadError
-from ..export.manifest import FILE_PREFERENCE, FILE_SUFFIX, entry_tiling, export_hint, locate_file
+from ..export.manifest import FILE_PREFERENCE, FILE_SUFFIX, entry_tiling, export_hint, pick_model, read_bundle
 from ..models.registry import load_checkpoint, models_dir, resolve_model
 from ..runners import BACKEND_ALIASES, BACKENDS, load_runner
 from ..runners.base import Runner
@@ -96,7 +96,7 @@ class ModelArray:
                     raise FadError(f"{self.source} holds exported models; the torch backend needs the array's "
                                    f"checkpoints (e.g. the shipped ones, {models_dir() / ARRAY_FOLDER})")
                 runner = load_runner(self.backend, self.root, model=entry.name)
-                spec = entry_tiling(locate_file(self.root, self.backend, entry.name)[1], self.root / MANIFEST)
+                spec = entry_tiling(pick_model(read_bundle(self.root), entry.name, self.root), self.root / MANIFEST)
             self._runners[index] = TiledRunner(runner, spec)
         return self._runners[index]
 
