@@ -322,6 +322,28 @@ def test_eval_runs_images_below_the_range_as_fad_denoise_does(tmp_path, capsys):
     assert student > noisy - 0.1, (noisy, student)
 
 
+def test_eval_says_which_networks_run_images_above_their_range(tmp_path, capsys):
+    """fan-nsma-0 (a up to 3.3e-4) had been scored at a = 2e-3 without a word."""
+    save_pairs(tmp_path / "high.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 32, 1, [2e-3], seed=0))
+    fad_eval(["--set", str(tmp_path / "high.npz"), "fan-nsma-0", "fan-student", "--threads", "1"])
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if "above a network's noise range" in line]
+    assert note.startswith("fad-eval: images above a network's noise range run at their own level")
+    assert note.endswith(": 1 of 1 for fan-nsma-0 (a > 0.000331)")  # not the student: 2e-3 is inside its range
+
+
+def test_eval_refuses_an_exported_file_and_a_model_taken_as_the_array_folder(tmp_path):
+    save_pairs(tmp_path / "s.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 16, 1, [2e-3], seed=0))
+    for argv, message in (
+            ([str(models_dir().parent / "export" / "fan-nsma" / "fan-nsma-0.int8.tflite")],
+             "fan-nsma-0.int8.tflite: an exported model file; name its checkpoint with --backend (e.g. fan-nsma-0 "
+             "--backend tflite-int8), or its folder with --nsma"),
+            (["--nsma", "fan-student"], "--nsma fan-student: not a model array folder; --nsma takes the folder after "
+                                        "it, so name the models first (fad-eval fan-student --nsma)")):
+        with pytest.raises(FadError) as e:
+            fad_eval(["--set", str(tmp_path / "s.npz"), *argv])
+        assert message in str(e.value), e.value
+
+
 def test_eval_names_an_int8_checkpoint_beside_its_float_model(tmp_path):
     """Both had been named fan-nsma-0 and refused as a name clash."""
     nsma = models_dir() / "nsma"

@@ -16,6 +16,7 @@ from ..errors import FadError
 from ..evaluate.baselines import BASELINES
 from ..fileio import write_json
 from ..isp.metrics import SSIM_WINDOW
+from ..nsma.select import ROUNDING_RTOL
 from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
 
@@ -55,8 +56,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"comma list of classical baselines: {','.join(BASELINES)}")
     p.add_argument("--nsma", nargs="?", const=DEFAULT_ARRAY, metavar="DIR", type=non_empty,
                    help="evaluate the Noise Subrange Model Array (default bundle: models/nsma for torch, its "
-                   "export for the exported backends) alone, or beside the models named; each image goes to the "
-                   "sub-range model of its annotated shot level")
+                   "export for the exported backends) alone, or beside the models named (before it: it takes "
+                   "the folder after it); each image goes to the sub-range model of the level it runs at, as in "
+                   "fad-denoise (its annotated shot level, moved up where read noise dominates)")
     p.add_argument("--json", metavar="OUT", type=json_output, help="write results as JSON here")
     p.add_argument("--shot-noise", type=shot_noise, help="fix the shot-noise parameter a (default: a spread)")
     p.add_argument("--read-noise", type=read_noise, help="fix the read-noise parameter b (default: UPI's regression)")
@@ -97,6 +99,19 @@ def model_macs(checkpoint) -> float:
     return round(count_macs(checkpoint.build()).gmacs_per_megapixel, 4)
 
 
+def is_model(name: str) -> bool:
+    """Whether ``name`` is a checkpoint file or a shipped model's name (not an array's folder)."""
+    from ..models.registry import resolve_model
+
+    if Path(name).exists():
+        return Path(name).is_file() and Path(name).suffix == ".pt"
+    try:
+        resolve_model(name)
+    except FadError:
+        return False
+    return True
+
+
 def model_label(ckpt) -> str:
     """A model's name in the tables: an int8 QAT checkpoint's with " int8", beside its float model's."""
     from ..quant.qat import is_quantized
@@ -118,6 +133,13 @@ def evaluate(args) -> dict:
     if array:  # (fad-bench's name for the exported array)
         raise FadError(f"{array}: a model array, not a model; evaluate it with --nsma "
                        + ("(the shipped array) or --nsma DIR" if array == "fan-nsma" else array))
+    exported = next((n for n in names if Path(n).suffix in (".tflite", ".onnx")), None)
+    if exported:
+        raise FadError(f"{exported}: an exported model file; name its checkpoint with --backend (e.g. "
+                       f"{Path(exported).name.split('.')[0]} --backend tflite-int8), or its folder with --nsma")
+    if args.nsma not in (None, DEFAULT_ARRAY) and is_model(args.nsma):  # --nsma took the model after it
+        raise FadError(f"--nsma {args.nsma}: not a model array folder; --nsma takes the folder after it, so name "
+                       f"the models first (fad-eval {args.nsma} --nsma) or give a folder (--nsma DIR)")
     # every model and array is found and read before the set is made
     paths = list(dict.fromkeys(p.resolve() for p in map(resolve_model, names)))  # a model named twice runs once
     models = [(path, load_checkpoint(path)) for path in paths]
@@ -152,6 +174,14 @@ def evaluate(args) -> dict:
     if moved:
         print(f"fad-eval: {moved} of {len(pairs['noisy'])} images have read noise above {READ_DOMINANCE:g} a x at "
               "their mean level x: the networks run at network_noise's level for them, as fad-denoise runs them",
+              file=sys.stderr)
+    ceilings = {model_label(ckpt): ckpt.shot_range[1] for _, ckpt in models}
+    ceilings |= {f"nsma (n={len(a.table)})": a.table[-1].shot_max for a in arrays}
+    above = {name: int((run_pairs["shot"] > top * (1 + ROUNDING_RTOL)).sum()) for name, top in ceilings.items()}
+    if any(above.values()):
+        print("fad-eval: images above a network's noise range run at their own level, beyond the levels it learnt "
+              "(fad-denoise warns of them): " + ", ".join(f"{n} of {len(pairs['noisy'])} for {name} (a > "
+                                                         f"{ceilings[name]:.3g})" for name, n in above.items() if n),
               file=sys.stderr)
     highest_floor = max([r[-1] for r in runs] + [a.table[0].shot_min for a in arrays], default=0.0)
     below = int(below_floor(run_pairs["shot"], highest_floor).sum())

@@ -161,6 +161,9 @@ def load_pairs(path: str | Path) -> dict[str, np.ndarray]:
     return check_pairs(load_npz(path, "evaluation set"), path)
 
 
+CAM2RGB_MIN_DET = 1e-6  # a colour matrix nearer singular maps colours onto a plane (zeros: every picture black)
+
+
 def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.ndarray]:
     """``pairs`` (read from ``path``) if they are a complete and sane set, else one error line."""
     missing = set(PAIR_KEYS) - set(pairs)
@@ -185,6 +188,14 @@ def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.
             except ValueError:
                 raise FadError(f"{path}: {key} noise must be {number} (variance a x + b of RAW in [0, 1]), got "
                                f"{value:g}") from None
+    for key in ("red_gain", "blue_gain", "rgb_gain"):  # the ISP the RGB metrics see (NaN and Inf fail too)
+        if not (np.all(pairs[key] > 0) and np.all(np.isfinite(pairs[key]))):
+            raise FadError(f"{path}: {key} must hold positive numbers, got values from {pairs[key].min():g} to "
+                           f"{pairs[key].max():g}")
+    determinants = np.linalg.det(pairs["cam2rgb"].astype(np.float64))
+    if not np.all(np.isfinite(determinants) & (np.abs(determinants) > CAM2RGB_MIN_DET)):
+        raise FadError(f"{path}: cam2rgb must hold invertible colour matrices (a camera's, mapping its colours "
+                       "to sRGB), got a singular or non-finite one")
     # the noisy values' room grows with the noise
     std = float(np.sqrt(pairs["shot"].max() * PAIR_VALUE_RANGE[1] + pairs["read"].max()))
     for key, room in (("noisy", NOISE_ROOM_SDS * std), ("clean", 0.0)):
