@@ -3,6 +3,7 @@ seeded evaluation sets, the patch cache and the noisy-patch dataset."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def test_photo_errors_name_the_file(tmp_path, monkeypatch):
 def test_synth_pairs_are_seeded_and_complete(tmp_path):
     save_photo(tmp_path / "a.png")
     save_photo(tmp_path / "b.png", "coffee")
+    assert shot_levels(1) == pytest.approx([math.sqrt(1e-4 * 0.012)])  # one level: the centre, not the floor
     shots = shot_levels(3)
     make = lambda seed: synth_pairs(folder_images(tmp_path, 1, None), 8, 2, shots, seed)  # noqa: E731
     pairs = make(0)

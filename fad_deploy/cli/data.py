@@ -55,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--crop", type=positive_int, default=128,
                    help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
     s.add_argument("--crops-per-image", type=positive_int, default=4, help="crops per photo (default 4)")
-    s.add_argument("--levels", type=positive_int, help=f"number of shot-noise levels (default {SET_LEVELS})")
+    s.add_argument("--levels", type=positive_int, help=f"number of shot-noise levels, both ends of the range among "
+                   f"them (default {SET_LEVELS}; one: the range's centre in log a)")
     s.add_argument("--shot-noise", type=shot_noise, metavar="A",
                    help="one fixed shot-noise parameter a instead of --levels")
     s.add_argument("--read-noise", type=read_noise, metavar="B",

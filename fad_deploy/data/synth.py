@@ -2,6 +2,7 @@
 ISP metadata needed for RGB metrics (``fad-data synth``, validation, ``fad-eval``)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -26,7 +27,10 @@ NOISE_ROOM_SDS = 8  # noisy values may lie this many of their noise's std beyond
 
 
 def shot_levels(n: int, shot_range=SHOT_RANGE) -> np.ndarray:
-    """``n`` shot-noise levels log-spaced over the range (both ends included)."""
+    """``n`` shot-noise levels log-spaced over the range (both ends included; one level: its centre
+    in log a, not its lowest end, where every model's floor lies)."""
+    if n == 1:
+        return np.array([math.sqrt(shot_range[0] * shot_range[1])])
     return np.exp(np.linspace(np.log(shot_range[0]), np.log(shot_range[1]), n))
 
 
