@@ -11,7 +11,9 @@ import sys
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from tqdm import tqdm
 
 from fad_deploy.cli.common import user_errors
@@ -342,6 +344,15 @@ def test_eval_refuses_an_exported_file_and_a_model_taken_as_the_array_folder(tmp
         with pytest.raises(FadError) as e:
             fad_eval(["--set", str(tmp_path / "s.npz"), *argv])
         assert message in str(e.value), e.value
+
+
+def test_eval_json_names_the_set_levels_as_its_per_level_rows_do(tmp_path):
+    """Its set's shot_levels (float64) had not matched the per-level rows' keys (the set's float32)."""
+    (tmp_path / "photos").mkdir()
+    Image.fromarray((skimage_photo("coffee") * 255).astype(np.uint8)).save(tmp_path / "photos" / "coffee.png")
+    result = fad_eval(["--images", str(tmp_path / "photos"), "unet-plain", "--crop", "16", "--crops-per-image", "1",
+                       "--levels", "2", "--threads", "1"])
+    assert result["set"]["shot_levels"] == [row["shot"] for row in result["per_level"]["unet-plain [torch]"]]
 
 
 def test_eval_names_an_int8_checkpoint_beside_its_float_model(tmp_path):

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..checks import Number, given_options, input_file, input_folder, json_output, non_empty, positive_int, \
     random_seed, read_noise, require_not_model, shot_noise, thread_count
 from ..data.noise import READ_DOMINANCE, below_floor
@@ -88,7 +90,8 @@ def make_set(args) -> tuple[dict, dict]:
     images = list(folder_images(args.images, cache.downscale, cache.max_side, desc="loading photos"))
     pairs = synth_pairs(images, args.crop, args.crops_per_image, shots, args.seed, args.read_noise)
     info = {"source": str(args.images), "photos": len(images), "crop": args.crop,
-            "crops_per_image": args.crops_per_image, "shot_levels": [float(s) for s in shots],
+            "crops_per_image": args.crops_per_image,
+            "shot_levels": [float(s) for s in np.float32(shots)],  # as the set stores them: the per-level keys
             "read_noise": args.read_noise, "seed": args.seed, "images": len(pairs["noisy"])}
     return pairs, info
 
