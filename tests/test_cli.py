@@ -340,7 +340,9 @@ def test_eval_refuses_an_exported_file_and_a_model_taken_as_the_array_folder(tmp
              "fan-nsma-0.int8.tflite: an exported model file; name its checkpoint with --backend (e.g. fan-nsma-0 "
              "--backend tflite-int8), or its folder with --nsma"),
             (["--nsma", "fan-student"], "--nsma fan-student: not a model array folder; --nsma takes the folder after "
-                                        "it, so name the models first (fad-eval fan-student --nsma)")):
+                                        "it, so name the models first (fad-eval fan-student --nsma)"),
+            (["--nsma", str(models_dir().parent / "export" / "fan-nsma")],
+             "fan-nsma holds exported models: run them with --backend (e.g. --backend tflite-int8)")):
         with pytest.raises(FadError) as e:
             fad_eval(["--set", str(tmp_path / "s.npz"), *argv])
         assert message in str(e.value), e.value

@@ -151,10 +151,11 @@ def describe_npz(path: Path) -> list[str]:
         n = len(arrays["noisy"])
         shots = np.unique(arrays["shot"])
         return [
-            f"evaluation set (fad-data synth): {n} noisy/clean pairs of packed {tuple(arrays['noisy'].shape[1:])}",
-            f"{len(shots)} shot levels a = " + ", ".join(f"{s:.4g}" for s in shots),
+            f"evaluation set (fad-data synth): {count(n, 'noisy/clean pair')} of packed "
+            f"{tuple(arrays['noisy'].shape[1:])}",
+            f"{count(len(shots), 'shot level')} a = " + ", ".join(f"{s:.4g}" for s in shots),
             f"read b = {arrays['read'].min():.4g}..{arrays['read'].max():.4g}",
-            f"{len(np.unique(arrays['source']))} source photos" if "source" in arrays else "sources: not recorded",
+            count(len(np.unique(arrays["source"])), "source photo") if "source" in arrays else "sources: not recorded",
         ]
     if {"raw", *META_KEYS} <= set(arrays):
         raw = check_patch_cache(arrays, path)["raw"]

@@ -93,7 +93,8 @@ class ModelArray:
                 spec = arch_tile_spec(runner.checkpoint.arch, runner.checkpoint.config)
             else:
                 if self.backend == "torch":
-                    raise FadError(f"{self.source} holds exported models; the torch backend needs the array's "
+                    raise FadError(f"{self.source} holds exported models: run them with --backend (e.g. "
+                                   f"--backend {file_backend(entry.file)}); the torch backend needs the array's "
                                    f"checkpoints (e.g. the shipped ones, {models_dir() / ARRAY_FOLDER})")
                 runner = load_runner(self.backend, self.root, model=entry.name)
                 spec = entry_tiling(pick_model(read_bundle(self.root), entry.name, self.root), self.root / MANIFEST)
