@@ -137,11 +137,7 @@ def require_output(path: Path, kind: str, what: str) -> Path:
 
 def require_apart(folder: Path, inputs: list[Path], what: str) -> None:
     """A FadError when the output ``folder`` holds one of the ``inputs`` (writing there could
-    overwrite it or its companions, such as an array's manifest.json) or the current folder
-    (an export replaces its folder whole, which would leave the shell in a removed one)."""
-    if Path.cwd().resolve().is_relative_to(folder.resolve()):
-        raise FadError(f"{what} {folder}: is or holds the current folder, which the export replaces whole; "
-                       "write to another folder")
+    overwrite it or its companions, such as an array's manifest.json)."""
     for path in inputs:
         if path.resolve().parent == folder.resolve():
             raise FadError(f"{what} {folder}: holds the input {path.name}; write to another folder")
@@ -149,8 +145,12 @@ def require_apart(folder: Path, inputs: list[Path], what: str) -> None:
 
 def require_replaceable(folder: Path, what: str) -> None:
     """A FadError unless ``folder`` can be replaced whole, as fad-export replaces its bundle: the
-    folder it is in writable (the new one is built beside it), and no file system mounted at it
-    or inside it (a mount cannot be renamed, and removing the old folder would reach into it)."""
+    folder it is in writable (the new one is built beside it), not the current folder or one
+    holding it (the shell would be left in a removed one), and no file system mounted at it or
+    inside it (a mount cannot be renamed, and removing the old folder would reach into it)."""
+    if Path.cwd().resolve().is_relative_to(folder.resolve()):
+        raise FadError(f"{what} {folder}: is or holds the current folder, which the export replaces whole; "
+                       "write to another folder")
     folder = Path(os.path.realpath(folder))
     try:
         check_writable_folder(nearest_existing(folder.parent), folder)

@@ -9,8 +9,8 @@ import shutil
 import signal
 import tempfile
 import threading
-import warnings
 import tokenize
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -104,21 +104,30 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                     np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
 
 
+def set_handlers(signums, handler) -> dict:
+    """Set ``handler`` for the signals ``signums`` (from the main thread only, where Python runs
+    signal handlers; elsewhere nothing is set); returns the handlers they had, for :func:`put_back`."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, handler) for signum in signums}
+
+
+def put_back(handlers: dict) -> None:
+    """Restore the signal handlers :func:`set_handlers` returned."""
+    for signum, handler in handlers.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+
+
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends (then the first one caught is raised
     as usual), so that steps which must go together are not split. Only the main thread can."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     caught = []
-    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    before = {signum: signal.signal(signum, lambda signum, _: caught.append(signum)) for signum in held}
+    before = set_handlers((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), lambda signum, _: caught.append(signum))
     try:
         yield
     finally:
-        for signum, handler in before.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+        put_back(before)
         if caught:
             signal.raise_signal(caught[0])
 

@@ -11,11 +11,11 @@ import os
 import re
 import signal
 import sys
-import threading
 import warnings
 
 from ..checks import path_clash
 from ..errors import FadError, count
+from ..fileio import put_back, set_handlers
 from ..native_logs import show_native_logs
 
 EXIT_USER_ERROR = 2
@@ -78,8 +78,7 @@ def user_errors(main):
                              *getattr(e, "__notes__", ())]), file=sys.stderr)  # notes: how to go on
             sys.exit(128 + e.signal if isinstance(e, Terminated) else 130)
         finally:  # callers in the same process (tests, notebooks) keep their own warning format and stdout
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
+            put_back(handlers)
             warnings.formatwarning = default_format
             if stdout is not None:
                 sys.stdout.flush()  # the buffered rest now, where a reader that has gone is silenced, not at exit
@@ -137,14 +136,11 @@ class Terminated(KeyboardInterrupt):
 
 def catch_termination() -> dict:
     """SIGTERM and SIGHUP raise :class:`Terminated` (from the main thread only, where Python runs
-    signal handlers); returns the handlers they had, to put back."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
+    signal handlers); returns the handlers they had, for :func:`put_back`."""
     def terminated(signum, _frame):
         raise Terminated(signum)
 
-    return {signum: signal.signal(signum, terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    return set_handlers((signal.SIGTERM, signal.SIGHUP), terminated)
 
 
 def close_progress_bars() -> None:

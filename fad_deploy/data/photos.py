@@ -129,11 +129,11 @@ def tiff_values(path: Path) -> np.ndarray:
     """A TIFF's first image as tifffile reads it: (h, w) or (h, w, channels)."""
     import tifffile
 
-    size = tiff_size(path)
-    if size is not None and size[0] * size[1] > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's decompression-bomb bound
-        raise FadError(f"{path}: too large to read ({size[0]}x{size[1]} pixels)")
     try:
         with tifffile.TiffFile(path) as tf:
+            page = tf.pages.first
+            if page.imagewidth * page.imagelength > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's decompression-bomb bound
+                raise FadError(f"{path}: too large to read ({page.imagewidth}x{page.imagelength} pixels)")
             values = tf.series[0].asarray()
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as e:
         raise FadError(f"{path}: cannot read photo ({e})")
