@@ -193,10 +193,11 @@ def from_mosaic(mosaic: np.ndarray, cfa: str, black_tile, white: float, source, 
     tile = np.asarray(black_tile, dtype=np.float64).reshape(2, 2)
     if not np.all(white > tile):
         raise FadError(f"{source}: white level {white} is not above the black level {tile.ravel().tolist()}")
-    h, w = mosaic.shape
-    black = np.tile(tile, (h // 2, w // 2))
-    planes = pack_unified((mosaic - black) / (white - black), cfa).astype(np.float32)
+    packed = pack_unified(mosaic, cfa)  # in the mosaic's own dtype: no float64 copy of the whole frame
     black_planes = pack_unified(tile, cfa)[:, 0, 0]
+    planes = np.empty(packed.shape, np.float32)
+    for plane, values, black in zip(planes, packed, black_planes):
+        plane[...] = (values - black) / (white - black)  # in float64, one plane at a time
     return RawImage(planes, cfa, tuple(float(b) for b in black_planes), float(white), source=str(source), odd=odd,
                     **extra)
 
@@ -341,7 +342,7 @@ def read_libraw(path: Path) -> RawImage:
                         f"several colours per pixel ({STACKED.get(path.suffix.lower(), STACKED[''])})"
                         if raw.raw_type == rawpy.RawType.Stack else f"LibRaw reports {raw.raw_type.name} data")
                         + "; give the camera's RAW file")
-                mosaic = raw.raw_image_visible.astype(np.float64)
+                mosaic = np.array(raw.raw_image_visible)  # (a copy: LibRaw frees its own on closing)
                 colors = np.array(raw.raw_colors_visible)
                 desc = raw.color_desc.decode("ascii", errors="replace")
                 black_by_color = np.asarray(raw.black_level_per_channel, dtype=np.float64)
