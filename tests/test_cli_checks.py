@@ -70,7 +70,7 @@ def inputs(tmp_path_factory):
 CASES = [
     # fad-data
     (data, "synth --images {in}/photos --out {out}/s.npz --crop 0",
-     "argument --crop: expected a whole number >= 1, got '0'"),
+     "argument --crop: expected a whole number >= 11, got '0'"),
     (data, "synth --images {in}/photos --out {out}/s.npz --crops-per-image -2", "argument --crops-per-image"),
     (data, "synth --images {in}/photos --out {out}/s.npz --levels 0", "argument --levels"),
     (data, "synth --images {in}/photos --out {out}/s.npz --seed -1",
@@ -93,8 +93,8 @@ CASES = [
     (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
     (data, "synth --images {in}/photos --out {in}/photos/chelsea.png", "argument --out: {in}/photos/chelsea.png: "
      "expected a .npz file"),
-    (data, "synth --images {in}/photos --out {out}/s.npz --crop 8 --levels 1000000000000", "a set of "
-     "8000000000000 pairs of 4x8x8 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
+    (data, "synth --images {in}/photos --out {out}/s.npz --crop 12 --levels 1000000000000", "a set of "
+     "8000000000000 pairs of 4x12x12 (2 photos x 4 crops x 1000000000000 noise levels) would take"),
     (data, "synth --images {in}/photos --out {out}/s.npz --levels 1000000000000",  # (told before the levels' memory)
      "no photo is large enough for the 256x256 photo pixels of a packed 128x128 crop (sizes height x width, after any "
      "downscaling): chelsea.png (24x32), coffee.png"),
@@ -393,7 +393,7 @@ def test_an_output_never_replaces_a_file_inside_an_input_folder(inputs, tmp_path
         assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
     assert (bundle / "manifest.json").read_bytes() == manifest and (photos / "notes.json").read_text() == "{}"
     save_pairs(photos / "set.npz", synth_pairs([("coffee", skimage_photo("coffee"))], 16, 1, [2e-3], 0))
-    data.main(["synth", "--images", str(photos), "--out", str(photos / "set.npz"), "--crop", "8",
+    data.main(["synth", "--images", str(photos), "--out", str(photos / "set.npz"), "--crop", "12",
                "--crops-per-image", "1", "--levels", "1"])  # a set beside the photos, made again: allowed
 
 
@@ -483,13 +483,13 @@ def test_skipped_photos_are_one_warning_line(inputs, tmp_path):
     for photo in (inputs / "photos").iterdir():
         (tmp_path / photo.name).write_bytes(photo.read_bytes())
     run = subprocess.run([sys.executable, "-c", "from fad_deploy.cli.data import main; main()", "synth", "--images",
-                          str(tmp_path), "--out", str(tmp_path / "s.npz"), "--crop", "8", "--crops-per-image", "1",
+                          str(tmp_path), "--out", str(tmp_path / "s.npz"), "--crop", "12", "--crops-per-image", "1",
                           "--levels", "1", "--downscale", "1"], capture_output=True)  # bytes: keep the \r
     stderr = run.stderr.decode()
     assert run.returncode == 0, stderr
     lines = [line for line in stderr.split("\n") if line.rsplit("\r", 1)[-1].strip()]  # progress bars erase themselves
     assert len(lines) == 1 and lines[0].rsplit("\r", 1)[-1] == (
-        "fad-data: warning: skipped 1 photo smaller than the 16x16 photo pixels of a packed 8x8 crop (sizes "
+        "fad-data: warning: skipped 1 photo smaller than the 24x24 photo pixels of a packed 12x12 crop (sizes "
         "height x width, after any downscaling): small.png (12x10)")
     assert "2 pairs (2 photos" in run.stdout.decode()
 

@@ -16,7 +16,7 @@ from fad_deploy.data.photos import DEBIAN_PHOTOS, fetch_debian_photos, skimage_p
 from fad_deploy.data.raw_io import from_mosaic, read_raw, write_dng
 from fad_deploy.data.synth import PAIR_KEYS, load_pairs
 
-SYNTH = ["--crop", "8", "--crops-per-image", "2", "--levels", "3", "--downscale", "1"]
+SYNTH = ["--crop", "12", "--crops-per-image", "2", "--levels", "3", "--downscale", "1"]
 
 
 @pytest.fixture
@@ -67,14 +67,14 @@ def test_synth_is_byte_identical_on_rerun(photos, tmp_path, capsys):
     assert (out / "a.npz").read_bytes() == (out / "b.npz").read_bytes()
     assert (out / "a.npz").read_bytes() != (out / "c.npz").read_bytes()
     pairs = load_pairs(out / "a.npz")
-    assert pairs["noisy"].shape == (12, 4, 8, 8)
+    assert pairs["noisy"].shape == (12, 4, 12, 12)
     assert sorted(set(pairs["source"].tolist())) == ["chelsea.png", "coffee.png"]
     assert leftovers(out) == ["a.npz", "b.npz", "c.npz"]
 
 
 def test_synth_fixed_noise(photos, tmp_path, capsys):
     out = tmp_path / "fixed.npz"
-    code, _, _ = run_main(["synth", "--images", str(photos), "--out", str(out), "--crop", "8", "--crops-per-image", "2",
+    code, _, _ = run_main(["synth", "--images", str(photos), "--out", str(out), "--crop", "12", "--crops-per-image", "2",
                            "--downscale", "1", "--shot-noise", "0.002", "--read-noise", "1e-5"], capsys)
     assert code == 0
     pairs = load_pairs(out)
@@ -103,7 +103,7 @@ def test_synth_bad_input_leaves_no_output(photos, tmp_path, capsys):
         (["--images", str(photos), "--crops-per-image", "1000000000"], ["memory"]),  # (checked before any photo)
         (["--images", str(photos), "--shot-noise", "-1"], ["-1"]),
         (["--images", str(photos), "--read-noise", "-1"], ["-1"]),
-        (["--images", str(photos), "--crop", "0"], ["--crop"]),
+        (["--images", str(photos), "--crop", "10"], ["--crop", "11"]),  # SSIM's window: fad-eval scores it
         (["--images", str(photos), "--levels", "x"], ["--levels"]),
     ]
     for args, names in cases:
@@ -132,7 +132,7 @@ def test_cache_builds_a_patch_cache(photos, tmp_path, capsys):
 def test_info_describes_sets_caches_and_raw(photos, tmp_path, capsys):
     run_main(["synth", "--images", str(photos), "--out", str(tmp_path / "set.npz"), *SYNTH], capsys)
     code, out, _ = run_main(["info", str(tmp_path / "set.npz")], capsys)
-    assert code == 0 and "12 noisy/clean pairs of packed (4, 8, 8)" in out and "3 shot levels" in out
+    assert code == 0 and "12 noisy/clean pairs of packed (4, 12, 12)" in out and "3 shot levels" in out
     run_main(["cache", "--images", str(photos), "--out", str(tmp_path / "cache.npz"), "--patch", "9",
               "--patches-per-photo", "2", "--downscale", "1"], capsys)
     code, out, _ = run_main(["info", str(tmp_path / "cache.npz")], capsys)

@@ -17,6 +17,7 @@ from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_photo_set, folder_images, save_pairs, set_shots, \
     synth_pairs
 from ..errors import FadError, count
+from ..isp.metrics import SSIM_WINDOW
 from ..fileio import load_npz
 from .common import OneLineParser, user_errors
 
@@ -52,8 +53,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder of photos (JPEG/PNG/TIFF, searched recursively)")
     s.add_argument("--out", required=True, type=npz_output, help="output .npz file")
     s.add_argument("--seed", type=random_seed, default=0, help="random seed for crops, cameras and noise (default 0)")
-    s.add_argument("--crop", type=positive_int, default=128,
-                   help="packed crop size h = w (a 2*crop RGB crop of the photo; default 128)")
+    s.add_argument("--crop", type=Number(int, SSIM_WINDOW), default=128,
+                   help=f"packed crop size h = w (a 2*crop RGB crop of the photo; default 128; at least {SSIM_WINDOW}, "
+                        "SSIM's window, for fad-eval to score it)")
     s.add_argument("--crops-per-image", type=positive_int, default=4, help="crops per photo (default 4)")
     s.add_argument("--levels", type=positive_int, help=f"number of shot-noise levels, both ends of the range among "
                    f"them (default {SET_LEVELS}; one: the range's centre in log a)")
