@@ -226,9 +226,11 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
     path = tmp_path / "tiny.pt"
     ckpt.save(path)
     out = tmp_path / "bench.json"
-    bench.main([str(path), "--backends", "torch", "onnx-fp32", "--threads", "1", "--size", "32", "32",
-                "--repeats", "2", "--warmup", "0", "--json", str(out), "--export-dir", str(tmp_path),
-                "--no-progress"])
+    with pytest.raises(SystemExit) as e:  # a backend asked for that could not run: exit 2, after the results
+        bench.main([str(path), "--backends", "torch", "onnx-fp32", "--threads", "1", "--size", "32", "32",
+                    "--repeats", "2", "--warmup", "0", "--json", str(out), "--export-dir", str(tmp_path),
+                    "--no-progress"])
+    assert e.value.code == 2
     doc = json.loads(out.read_text())
     assert set(doc) == {"device", "models", "note"}  # the note: 32x32 is too small to time well
     (model,) = doc["models"]
@@ -240,7 +242,9 @@ def test_bench_cpu_torch_writes_the_schema(tmp_path, capsys):
     assert row["backend"] == "torch" and row["megapixels"] == pytest.approx(4 * 32 * 32 / (4 * 512 * 512))
     assert row["p90_ms"] >= row["median_ms"] > 0
     assert "onnx-fp32" in model["skipped"][0]  # no export folder: reported, not dropped
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == "fad-bench: error: 1 run of the --backends asked for could not be made (skipped, " \
+                                   "above): the table holds the rest"
     assert "torch" in out and "note: at 32x32 (0.00391 RAW megapixels) each run's fixed costs outweigh" in out
     assert doc["note"].startswith("at 32x32")
 

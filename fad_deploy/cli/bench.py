@@ -8,7 +8,7 @@ from pathlib import Path
 from ..checks import given_options, input_file, input_folder, json_output, non_empty, non_negative_int, \
     output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
     thread_count
-from ..errors import FadError
+from ..errors import FadError, count
 from ..fileio import write_json
 from ..runners import BACKENDS
 from .common import OneLineParser, user_errors
@@ -195,11 +195,14 @@ def main(argv=None):
         print(f"{name}: {note}")
     if "note" in doc:
         print(f"note: {doc['note']}")
-    for m in doc["models"]:
-        for reason in m.get("skipped", []):
-            print(f"skipped {m['name']} {reason}", file=sys.stderr)
+    skipped = [f"{m['name']} {reason}" for m in doc["models"] for reason in m.get("skipped", [])]
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
     if args.json:
         write_json(args.json, doc)
         print(f"wrote {args.json}")
     write_plot(plot, doc)
+    if skipped and args.backends:  # (by default every backend is tried: one without an export is skipped)
+        raise FadError(f"{count(len(skipped), 'run')} of the --backends asked for could not be made (skipped, above): "
+                       "the table holds the rest")
 
