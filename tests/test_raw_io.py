@@ -326,6 +326,16 @@ def test_a_black_level_that_varies_by_row_or_column_is_refused(tmp_path, monkeyp
     assert read_raw(path).planes.shape == (4, 16, 16)
 
 
+@pytest.mark.parametrize("black", [[60], [60, 64, 62]])
+def test_a_black_level_libraw_cannot_read_is_refused(tmp_path, black):
+    """A BlackLevel of fewer values than its 2x2 BlackLevelRepeatDim has cells: LibRaw had read black as 0."""
+    with pytest.raises(FadError, match=r"cam.dng: its BlackLevel tag does not hold one value per cell of its "
+                                       r"BlackLevelRepeatDim \(2x2\), so LibRaw reads its black level as 0"):
+        read_raw(make_dng(tmp_path / "cam.dng", coded_values(24, 28, "RGGB"), black=black))
+    zero = make_dng(tmp_path / "zero.dng", coded_values(24, 28, "RGGB"), black=[0] * 4)
+    assert read_raw(zero).black_level == (0,) * 4  # a black level of 0 that is one
+
+
 # ---- SIDD and DND .mat files --------------------------------------------------------------
 
 def normalised_mosaic(h=16, w=20, seed=0):

@@ -52,6 +52,7 @@ DNG_CFA_CODES = "RGB"  # CFAPattern colour codes 0, 1, 2
 # as the visible image (DefaultCrop is relative to the ActiveArea, which that area is).
 ORIENTATION_TAG = 274
 BLACK_DELTA_TAGS = {50715: "BlackLevelDeltaH", 50716: "BlackLevelDeltaV"}  # black level offsets per column / row
+BLACK_REPEAT_TAG, BLACK_LEVEL_TAG = 50713, 50714  # BlackLevelRepeatDim (rows, cols); BlackLevel, one value per cell
 CAMERA_TAGS = {271: "Make", 272: "Model", 50708: "UniqueCameraModel"}
 CROP_TAGS = {50719: "DefaultCropOrigin", 50720: "DefaultCropSize"}
 WRITER = "fad-deploy"
@@ -238,6 +239,15 @@ def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
     return pattern
 
 
+def unread_black_level(tags: dict[int, object], black_tile: np.ndarray) -> str | None:
+    """Why LibRaw read a black level of 0 although the BlackLevel tag holds one (LibRaw ignores a
+    tag whose value count is not BlackLevelRepeatDim's cell count), or None where it did not."""
+    if np.any(black_tile) or not np.any(np.ravel(tags.get(BLACK_LEVEL_TAG, 0))):  # (a rational's numerator: non-zero)
+        return None
+    dims = "x".join(str(int(n)) for n in np.ravel(tags.get(BLACK_REPEAT_TAG, (1, 1))))
+    return f"its BlackLevel tag does not hold one value per cell of its BlackLevelRepeatDim ({dims})"
+
+
 def tiff_pages(path: Path) -> list[dict[int, object]]:
     """The tags of each IFD of a TIFF-based file, its SubIFDs after them, or [] for a file that is
     not TIFF-based or whose tags cannot be read."""
@@ -370,6 +380,10 @@ def read_libraw(path: Path) -> RawImage:
         raise FadError(f"{path}: its black level varies by row or column ({' and '.join(varying)}), which "
                        "fad-deploy does not apply: a denoised file would change its brightness by rows or columns")
     black_tile = black_by_color[colors[:2, :2]]
+    unread = unread_black_level(tags, black_tile)
+    if unread:
+        raise FadError(f"{path}: {unread}, so LibRaw reads its black level as 0, which would lift the denoised "
+                       "file's blacks and misjudge its noise")
     red, green, blue = (wb[desc.index(c)] for c in "RGB")
     cam2rgb = color_matrix[:, [desc.index(c) for c in "RGB"]]
     profile = tags.get(NOISE_PROFILE_TAG)
