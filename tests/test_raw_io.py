@@ -298,6 +298,12 @@ def test_non_bayer_and_too_small_mosaics_are_rejected(tmp_path):
     path = make_dng(tmp_path / "xtrans.dng", np.full((36, 36), 500), cfa_dim=(6, 6), cfa_codes=xtrans)
     with pytest.raises(FadError, match="xtrans.dng: .*not a 2x2 Bayer pattern"):
         read_raw(path)
+    # RGGB tagged as a 4x4 pattern: LibRaw reads a pattern 2 pixels wide (rows 0, 0, 3, 3 of RGBG), not this one
+    rggb = make_dng(tmp_path / "rggb.dng", np.full((32, 32), 500), cfa_dim=(4, 4),
+                    cfa_codes=[0, 1, 0, 1, 1, 2, 1, 2] * 2)
+    with pytest.raises(FadError, match="rggb.dng: its CFAPattern tag repeats every 4x4 pixels, which LibRaw reads as "
+                                       "if it were 2 pixels wide: if the mosaic is Bayer, tag its pattern as 2x2"):
+        read_raw(rggb)
 
 
 def test_bayer_pattern_rejects_non_rgb_colour_filters():

@@ -38,6 +38,7 @@ TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
 # TIFF/DNG tag ids (DNG 1.4 spec); SIDD metadata keeps the ones MATLAB doesn't know as UnknownTags.
 CFA_PATTERN_TAG = 33422
+CFA_REPEAT_TAG, XTRANS_REPEAT = 33421, (6, 6)  # CFARepeatPatternDim (rows, columns); Fujifilm's X-Trans pattern
 NOISE_PROFILE_TAG = 51041
 DNG_VERSION_TAG, CFA_PATTERN_TAG = 50706, 33422  # what makes a .tif a RAW mosaic (TIFF/EP, DNG)
 PLAIN_TIFF_SUFFIXES = (".tif", ".tiff")
@@ -222,11 +223,16 @@ def _libraw_messages():
             messages.extend(line.strip() for line in log.read().decode(errors="replace").splitlines())
 
 
-def bayer_pattern(colors: np.ndarray, color_desc: str, source) -> str:
-    """LibRaw's per-pixel colour indices -> 'RGGB', 'BGGR', ...; errors for non-Bayer sensors."""
+def bayer_pattern(colors: np.ndarray, color_desc: str, source, repeat=(2, 2)) -> str:
+    """LibRaw's per-pixel colour indices -> 'RGGB', 'BGGR', ...; errors for non-Bayer sensors.
+    ``repeat``: the file's CFARepeatPatternDim (rows, columns), for the message."""
     h, w = colors.shape
     tile = colors[:2, :2]
     if h < 2 or w < 2 or not np.array_equal(colors, np.tile(tile, (h // 2 + 1, w // 2 + 1))[:h, :w]):
+        rows, cols = repeat
+        if cols != 2 and (rows, cols) != XTRANS_REPEAT:
+            raise FadError(f"{source}: its CFAPattern tag repeats every {rows}x{cols} pixels, which LibRaw reads "
+                           "as if it were 2 pixels wide: if the mosaic is Bayer, tag its pattern as 2x2")
         raise FadError(f"{source}: the colour filter array is not a 2x2 Bayer pattern (X-Trans or other "
                        f"sensor); only Bayer RAW is supported")
     if tile.max() >= len(color_desc):
@@ -373,8 +379,8 @@ def read_libraw(path: Path) -> RawImage:
         raise FadError(f"{path}: cannot read RAW file, truncated or not a supported format? ({detail})")
     for message in filter(None, messages):
         warnings.warn(f"{path}: LibRaw: {message}")
-    cfa = bayer_pattern(colors, desc, path)
     tags = tiff_tags(path)
+    cfa = bayer_pattern(colors, desc, path, repeat=tuple(int(n) for n in np.ravel(tags.get(CFA_REPEAT_TAG, (2, 2)))))
     varying = [name for code, name in BLACK_DELTA_TAGS.items() if np.any(np.ravel(tags.get(code, 0))[0::2])]
     if varying:  # (signed rationals: every other value a numerator)
         raise FadError(f"{path}: its black level varies by row or column ({' and '.join(varying)}), which "
