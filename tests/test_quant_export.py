@@ -931,6 +931,31 @@ def test_converter_temp_files_live_in_a_folder_of_their_own(tmp_path, monkeypatc
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
 
+def test_a_full_temporary_folder_leaves_no_stray_traceback_from_the_metadata_writer(exported, monkeypatch):
+    """tflite-support's populator had printed 'Exception ignored in ... __del__' after our one-line error."""
+    import gc
+    import sys
+
+    from tensorflow_lite_support.metadata.python import metadata
+
+    from fad_deploy.export.tflite import add_metadata, converter_temp_files, quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    model = next(exported.glob("*.int8.tflite")).read_bytes()
+
+    def full(*_):
+        raise tf.errors.ResourceExhaustedError(None, None, "/tmp/x; No space left on device")
+
+    unraisable = []
+    monkeypatch.setattr(metadata, "_open_file", full)
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(FadError, match="no room for the TFLite converter's temporary files"):
+        with converter_temp_files(tf):
+            add_metadata(model, "tiny", "1", {}, None)
+    gc.collect()
+    assert unraisable == []
+
+
 def test_an_export_into_the_current_folder_is_refused(workdir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:

@@ -194,7 +194,13 @@ def check_io_scales(details: dict, expected: dict) -> None:
 def add_metadata(model: bytes, name: str, version: str, description: dict, ranges: dict | None) -> bytes:
     """tflite-support metadata: names, descriptions, int8 value ranges, version, preprocessing."""
     # The module path, not `import tflite_support`: the top-level package clashes with TF.
+    from tensorflow_lite_support.metadata.python import metadata
     from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info, metadata_writer
+
+    # Its in-memory populator removes its temporary model file in __del__, which raises where writing
+    # that file failed (a full TMPDIR) before it was named: a stray traceback after our one-line error.
+    # A name no file has makes __del__ do nothing there.
+    metadata._MetadataPopulatorWithBuffer._model_file = ""
 
     def bounds(key):
         return ([ranges[key]["min"]], [ranges[key]["max"]]) if ranges else (None, None)
