@@ -214,7 +214,12 @@ CASES = [
     (export, "--int8 --max-drop -0.1", "argument --max-drop"),
     (export, "--input-size 0 256", "argument --input-size"),
     (export, "--target tpu", "argument --target: invalid choice: 'tpu'"),
-    (export, "{in}/tiny.pt --target onnx --input-size 64 64 --out {out}/b", "--input-size is the TFLite files' input"),
+    (export, "{in}/tiny.pt --target onnx --input-size 64 64 --out {out}/b",
+     "--input-size: for the TFLite files (ONNX models take any input size, float input and output, and their grouped "
+     "convs as they are): add --target tflite or all, or drop it"),
+    (export, "{in}/tiny.pt --target onnx --int8 --float-io --no-group-conv", "--float-io, --no-group-conv: for the "
+     "TFLite files"),
+    (export, "{in}/tiny.pt --target onnx --group-width 8", "--group-width: for the TFLite files"),
     (export, "--group-width -4", "argument --group-width: expected a whole number >= 0, got '-4'"),
     (export, "--no-group-conv --group-width 8", "--no-group-conv writes every grouped conv as a plain conv"),
     (export, "--out {in}/afile", "argument --out: {in}/afile: is a file, not a folder"),

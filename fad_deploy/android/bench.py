@@ -22,15 +22,13 @@ from ..errors import FadError
 from ..models.registry import load_checkpoint, resolve_model
 from ..profile.latency import model_entry, packed_megapixels, result_from_times
 from ..runners.tflite_runner import TFLiteRunner
-from .benchmark import DEFAULT_TIMEOUT_S, DELEGATE_FLAGS, BenchmarkFailed, RunConfig
+from .benchmark import DEFAULT_DELEGATES, DEFAULT_REPEATS, DEFAULT_THREADS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP, \
+    DELEGATE_FLAGS, BenchmarkFailed, RunConfig
 from .bundle import DeviceModel, default_bundles, load_bundle, resolve_bundle
 from .device import DeviceSession
 from .parity import parity_check, parity_input
 from .runner import TIMED_RUNS, AdbRunner, OutputNotWritten
 
-DEFAULT_THREADS = (1, 4)  # one big core, and the usual big-core cluster of a phone
-DEFAULT_DELEGATES = ("xnnpack",)
-DEFAULT_REPEATS, DEFAULT_WARMUP = 5, 1
 ADB_PREFIX = "adb"
 FACT_KEYS = ("params", "macs_per_megapixel", "peak_activation_bytes_int8", "peak_activation_bytes_fp32", "macs")
 TIMING_NOTE = (f"median/p90 over benchmark_model invocations, each the average of >= {TIMED_RUNS} inferences "

@@ -9,6 +9,9 @@ from .device import DeviceSession
 from .output import BenchmarkOutput, parse_benchmark_output, tail
 
 DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_THREADS = (1, 4)  # one big core, and the usual big-core cluster of a phone
+DEFAULT_DELEGATES = ("xnnpack",)
+DEFAULT_REPEATS, DEFAULT_WARMUP = 5, 1
 # Delegate name -> benchmark_model flags. "cpu" is TFLite's own kernels (XNNPACK disabled).
 DELEGATE_FLAGS = {
     "xnnpack": ["--use_xnnpack=true"],

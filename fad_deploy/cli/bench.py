@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..android.benchmark import DEFAULT_DELEGATES, DEFAULT_REPEATS as ADB_REPEATS, DEFAULT_THREADS as ADB_THREADS, \
+    DEFAULT_TIMEOUT_S, DEFAULT_WARMUP as ADB_WARMUP
 from ..checks import given_options, input_file, input_folder, json_output, non_empty, non_negative_int, \
     output_folder, plot_output, positive_float, positive_int, require_not_model, require_output, shot_noise, \
     thread_count
@@ -29,24 +31,31 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="fad-bench",
         description="Measure denoisers after warm-up: median and p90 latency per backend (PyTorch fp32, "
-        "onnxruntime fp32/int8, TFLite fp32/int8 with XNNPACK) and thread count, with parameters, MACs per RAW "
+        "onnxruntime fp32/int8, TFLite fp32/int8/16x8 with XNNPACK) and thread count, with parameters, MACs per RAW "
         "megapixel (one megapixel = a 4x512x512 packed input), peak activation arena (greedy planner) and the "
         "ratio to this CPU's roofline bound. Exported backends read export/<model>/ (fad-export); an export "
         "folder's name (fan-nsma: the exported noise sub-range array) stands for each network in it. Prints a "
-        "table; writes JSON, and a quality/compute/latency plot when fad-eval's quality JSON exists.",
+        "table; with --json also the results as JSON and, where fad-eval's quality JSON exists, a "
+        "quality/compute/latency plot (beside it, or at --plot).",
     )
     p.add_argument("models", nargs="*", type=non_empty,
                    help="shipped model names, checkpoint paths or export folders (names in export/ or paths; "
                    "default: every model in models/ and every folder in export/); with --device adb, export folders")
     p.add_argument("--device", default="cpu", help="cpu (this machine) or adb[:SERIAL] (an Android phone)")
     p.add_argument("--backends", nargs="+", metavar="B",
-                   help=f"CPU backends to time (default: all of {', '.join(BACKENDS)})")
+                   help=f"CPU backends to time (default: all of {', '.join(BACKENDS)}, those without an export "
+                        "listed as skipped; one named here that cannot run makes the exit status 2, after the "
+                        "results are written)")
     p.add_argument("--threads", nargs="+", type=thread_count, metavar="N",
-                   help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))})")
+                   help=f"thread counts (default on cpu: {' '.join(map(str, CPU_DEFAULT_THREADS))}; on adb: "
+                        f"{' '.join(map(str, ADB_THREADS))})")
     p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
-                   help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels)")
-    p.add_argument("--repeats", type=positive_int, help="timed runs per measurement (default on cpu: 10)")
-    p.add_argument("--warmup", type=non_negative_int, help="untimed runs first (default on cpu: 3)")
+                   help="packed input height and width (default on cpu: 256 256 = 0.25 RAW megapixels; on adb: "
+                        "each model's export size)")
+    p.add_argument("--repeats", type=positive_int,
+                   help=f"timed runs per measurement (default on cpu: 10; on adb: {ADB_REPEATS})")
+    p.add_argument("--warmup", type=non_negative_int,
+                   help=f"untimed runs first (default on cpu: 3; on adb: {ADB_WARMUP})")
     p.add_argument("--json", metavar="OUT", type=json_output, help="write the results here (JSON)")
     p.add_argument("--export-dir", metavar="DIR", type=input_folder, help="folder holding <model>/ export folders "
                    "(default: export/ beside models/)")
@@ -68,11 +77,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     adb = p.add_argument_group("Android (--device adb)")
     adb.add_argument("--benchmark-binary", metavar="PATH", type=input_file,
-                     help="TFLite benchmark_model for the phone's ABI")
-    adb.add_argument("--delegate", action="append", help="xnnpack, cpu, gpu or nnapi (repeatable)")
+                     help="TFLite benchmark_model for the phone's ABI (required with --device adb)")
+    adb.add_argument("--delegate", action="append",
+                     help=f"xnnpack, cpu, gpu or nnapi (repeatable; default {' '.join(DEFAULT_DELEGATES)})")
     adb.add_argument("--noise-a", type=shot_noise,
                      help="shot-noise level: run the sub-range model the phone would pick")
-    adb.add_argument("--timeout", type=positive_float, help="seconds per benchmark_model run")
+    adb.add_argument("--timeout", type=positive_float,
+                     help=f"seconds per benchmark_model run (default {DEFAULT_TIMEOUT_S:g})")
     return p
 
 

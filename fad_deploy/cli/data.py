@@ -26,7 +26,8 @@ from .common import OneLineParser, user_errors
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="fad-data",
-        description="Data for fad-deploy: clean photos in, noisy/clean RAW pairs out. Photos are "
+        description="Data for fad-deploy: fetch photos, make seeded noisy/clean RAW evaluation sets (synth) and "
+        "the training patch cache (cache) from them, and show what a RAW or .npz file holds (info). Photos are "
         "'unprocessed' (inverse tone curve, gamma, random colour matrix and gains) into packed RGGB RAW "
         "(4 planes R, Gr, Gb, B at half resolution) and get shot + read noise, variance = a*x + b.",
         epilog="examples: fad-data fetch; fad-data synth --images ~/.cache/fad-deploy/photos/test "
@@ -77,15 +78,17 @@ def parser() -> argparse.ArgumentParser:
                    help=f"packed patch size, at least {MIN_PATCH}; training crops are at most one less "
                    f"(default {defaults.patch})")
     c.add_argument("--patches-per-photo", type=positive_int, default=defaults.patches_per_photo,
-                   help=f"default {defaults.patches_per_photo}")
-    c.add_argument("--seed", type=random_seed, default=defaults.seed, help=f"default {defaults.seed}")
+                   help=f"random patches cut from each photo (default {defaults.patches_per_photo})")
+    c.add_argument("--seed", type=random_seed, default=defaults.seed,
+                   help=f"random seed for the patches' places (default {defaults.seed})")
     add_photo_options(c)
 
     i = sub.add_parser("info", help="show what a RAW file or a fad-deploy .npz holds",
                        description="RAW files (DNG and other LibRaw formats, SIDD .MAT, DND .mat): size, CFA "
                        "pattern, black/white levels, noise profile, white balance. .npz files: evaluation sets "
                        "from `fad-data synth`, patch caches from `fad-data cache`, or any other arrays.")
-    i.add_argument("file", type=input_file)
+    i.add_argument("file", type=input_file, help="a RAW file (DNG or another LibRaw format, SIDD .MAT, DND .mat) or "
+                   "a fad-deploy .npz")
     i.add_argument("--cfa", help="CFA pattern for .mat files that do not record one (RGGB, GRBG, GBRG, BGGR)")
     return p
 

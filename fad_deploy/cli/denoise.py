@@ -19,7 +19,8 @@ def parser() -> argparse.ArgumentParser:
         "the model of the array trained for that sub-range of a and says which and why (below the array's range "
         "it runs the first model at the range's floor and keeps part of its change; above it, at a). Writes the "
         "denoised RAW (<name>-denoised.dng, keeping the source's orientation, camera names and crop, or .npz for "
-        "sets) and an RGB preview (<name>-denoised.png, shown upright). Frames of any "
+        "sets) and an RGB preview (<name>-denoised.png, shown upright; with --out FILE: FILE and FILE's name "
+        "with .png). Frames of any "
         "size run on every backend: odd RAW sizes are padded by one same-colour row/column (dropped again on "
         "output) and large frames are denoised in overlapping tiles whose result equals one whole-frame run.",
     )

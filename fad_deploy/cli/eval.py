@@ -68,8 +68,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"number of shot levels over the training range (default {SET_LEVELS})")
     p.add_argument("--crop", type=Number(int, SSIM_WINDOW), help=f"packed crop size (a 2x RGB crop; default "
                    f"{SET_DEFAULTS['crop']}; at least {SSIM_WINDOW}, SSIM's window)")
-    p.add_argument("--crops-per-image", type=positive_int, help=f"default {SET_DEFAULTS['crops_per_image']}")
-    p.add_argument("--seed", type=random_seed, help=f"default {SET_DEFAULTS['seed']}")
+    p.add_argument("--crops-per-image", type=positive_int,
+                   help=f"random crops of each photo (default {SET_DEFAULTS['crops_per_image']})")
+    p.add_argument("--seed", type=random_seed,
+                   help=f"random seed for the crops, cameras and noise (default {SET_DEFAULTS['seed']})")
     p.add_argument("--threads", type=thread_count, help="torch CPU threads")
     return p
 

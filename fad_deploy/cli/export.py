@@ -43,9 +43,9 @@ EXIT_VALIDATION_FAILED = 1
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="fad-export",
-        description="Quantize a trained denoiser to int8 (quantization-aware fine-tuning, or calibration only "
-        "with --ptq) and export it: TFLite (float32 + full-integer int8 keeping the QAT ranges, NHWC, fixed "
-        "input size) and/or ONNX (float32 + int8 QDQ, any input size). Every file is validated against "
+        description="Export a trained denoiser to TFLite (NHWC, fixed input size) and/or ONNX (any input size) "
+        "in float32, and with --int8 also quantized (quantization-aware fine-tuning, or calibration only with "
+        "--ptq): full-integer int8 TFLite keeping the QAT ranges, int8 QDQ ONNX. Every file is validated against "
         "PyTorch on seeded patches before the folder is written: export/<model>/ with manifest.json and "
         "report.md.",
         epilog="An int8 checkpoint shipped beside the float one (models/nsma/<name>.int8.pt) is converted as "
@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"packed input size of the TFLite models (default 256 256; multiples of 16 above twice "
                         f"the network's receptive-field margin, at least 80 for FAN, and at most {MAX_INPUT_SIZE}: "
                         "larger frames are tiled)")
-    p.add_argument("--no-group-conv", action="store_true",
+    p.add_argument("--no-group-conv", action="store_true", default=None,
                    help="write grouped convs as plain convs (GPU/NNAPI delegates); the report gives the MAC/size cost")
     p.add_argument("--group-width", type=non_negative_int, metavar="N",
                    help=f"write grouped convs with fewer than N channels per group with at least N, adjacent groups "
@@ -81,8 +81,9 @@ def parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_GROUP_WIDTH}, the fastest measured for XNNPACK; more conv weights, all zeros: "
                         f"benchmarks/results/group_width.md); 0: as the network has them")
     p.add_argument("--qat", action="store_true", default=None,
-                   help="run quantization-aware training again from the float checkpoints (minutes per model on "
-                        "a CPU; resumes after an interruption) instead of converting the shipped int8 checkpoints")
+                   help="run quantization-aware training again from the float checkpoints (hours per model on "
+                        "a CPU at the default steps, one model per core; resumes after an interruption) instead "
+                        "of converting the shipped int8 checkpoints")
     p.add_argument("--qat-steps", type=positive_int, help=f"QAT fine-tuning steps (default {QATConfig().steps})")
     p.add_argument("--qat-input", choices=("linear", "sqrt"),
                    help="the int8 input QAT trains: linear (default: u itself) or sqrt (sqrt(max(u, 0)), one int8 "
@@ -96,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
                         f"of one int8 tensor, so the network sees it to 1/K of an int8 step with every op int8, on "
                         f"the learned grid widened to cover 99.9%% of the QAT's inputs "
                         f"(default {QATConfig().input_split}; 0: one 4-channel int8 input, up to 0.1 dB lower; "
+                        f"otherwise at least 2, lowered where the grid has less room above its zero point, the card "
+                        f"keeping the K asked for; not with --ptq or --activations int16; "
                         f"benchmarks/results/int8_split_input.md)")
     p.add_argument("--device", type=device, default="cpu",
                    help="where --qat trains: cpu (default), cuda or cuda:N (the networks; batches, conversion "
@@ -199,6 +202,7 @@ def summary(manifest: dict, out: Path, quantize_s: dict[str, float]) -> str:
 # what only a quantized export uses (their defaults are None: given_options sees which were given)
 INT8_OPTIONS = ("ptq", "activations", "float_io", "qat", "qat_steps", "qat_input", "qat_adapt_steps",
                 "qat_input_split", "max_drop", "max_level_drop", "jobs")
+TFLITE_OPTIONS = ("float_io", "input_size", "no_group_conv", "group_width")  # how the TFLite files are written
 QAT_OPTIONS = ("qat_steps", "qat_input", "qat_adapt_steps", "qat_input_split")
 
 
@@ -209,6 +213,11 @@ def main(argv=None):
     int8_only = given_options(p, args, INT8_OPTIONS)
     if int8_only and not args.int8:
         raise FadError(f"{', '.join(int8_only)}: for quantized models: add --int8")
+    tflite_only = given_options(p, args, TFLITE_OPTIONS)
+    if tflite_only and args.target == "onnx":
+        raise FadError(f"{', '.join(tflite_only)}: for the TFLite files (ONNX models take any input size, float "
+                       "input and output, and their grouped convs as they are): add --target tflite or all, or drop "
+                       + ("it" if len(tflite_only) == 1 else "them"))
     args.ptq, args.float_io, args.qat = bool(args.ptq), bool(args.float_io), bool(args.qat)
     args.activations = args.activations or "int8"
     if args.threads:
@@ -222,9 +231,6 @@ def main(argv=None):
     if split and (args.ptq or args.activations != "int8"):
         raise FadError("--qat-input-split is the int8 file's input (a 16x8 file takes one int16 input): it takes "
                        "neither --ptq nor --activations int16")
-    if args.input_size and args.target == "onnx":
-        raise FadError("--input-size is the TFLite files' input size (ONNX models take any size): add --target tflite "
-                       "or all, or drop it")
     if args.no_group_conv and args.group_width is not None:
         raise FadError("--no-group-conv writes every grouped conv as a plain conv: it takes no --group-width")
     if args.qat_input_split == 1:
