@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from fad_deploy.cli.export import main as export_main
+from fad_deploy.data.noise import NoiseParams, to_anchor
 from fad_deploy.data.synth import VALIDATION_CROP, VALIDATION_LEVELS, validation_set
 from fad_deploy.errors import FadError
 from fad_deploy.fileio import save_npz
@@ -29,7 +30,7 @@ from fad_deploy.quant.qat import (PTQConfig, QATConfig, FakeQuantRunner, fake_qu
                                   weight_grid)
 from fad_deploy.quant.qconfig import QATConvReLU62d
 from fad_deploy.runners import load_runner
-from fad_deploy.runners.base import int8_input, quantized_base
+from fad_deploy.runners.base import GRID_SHARE, grid_level, grid_top, int8_input, quantized_base
 from fad_deploy.runners.tflite_runner import TFLiteRunner
 
 TINY = {"widths": [8, 8, 16], "expansions": [1, 1, 1]}  # padding multiple 4
@@ -124,6 +125,24 @@ def test_residual_goes_onto_the_quantized_input_in_training_and_in_every_runner(
     onto_input = FakeQuantRunner(quantized_checkpoint(ckpt, gm, net, "test", {}))
     assert onto_input.base_grid is None
     np.testing.assert_allclose(onto_input.run(u), onto_input.run_network(u) + u, atol=1e-6)
+
+
+def test_an_int8_grid_too_small_for_a_frame_raises_the_level_it_runs_at_just_enough():
+    """Above its input grid an int8 network had returned bright pixels undenoised."""
+    anchor, noise = NoiseParams(1.1e-3, 1e-5), NoiseParams(2e-4, 1e-6)
+    linear = {"min": 0.0, "max": 2.0, "scale": 2.0 / 255, "zero_point": -128}
+    assert grid_top(linear) == pytest.approx(2.0) and grid_top(None) is None and grid_top({"input_map": "sqrt"}) is None
+    assert grid_top({**linear, "input_map": "sqrt"}) == pytest.approx(4.0)  # the grid holds sqrt(u)
+    frame = np.random.default_rng(0).uniform(0.0, 0.2, (4, 16, 16))
+    assert grid_level(frame, noise, anchor, 2.0) is noise  # u up to 1.1: inside
+    bright = frame.copy()
+    bright[0, :8] = 0.6  # an eighth of the pixels: u = 3.3 and more
+    bright[1] = 1.0  # clipped at white: no noise to take out, not fitted
+    run_at = grid_level(bright, noise, anchor, 2.0)
+    assert run_at.read == noise.read and noise.shot < run_at.shot < 1.01 * noise.shot * 3.3 / 2.0
+    x = np.quantile(bright[bright < 1], GRID_SHARE)
+    assert to_anchor(x, run_at, anchor) == pytest.approx(2.0, rel=1e-6)  # the smallest level that fits
+    assert grid_level(np.ones((4, 8, 8)), noise, anchor, 2.0) is noise  # all clipped
 
 
 def test_a_square_root_input_map_feeds_the_network_sqrt_u_and_squares_its_int8_input_back_for_the_base(one_thread):

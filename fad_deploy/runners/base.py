@@ -22,13 +22,21 @@ RESIDUAL_NOTE = ("residual in anchor space; denoised = base + output (add in flo
                  "inverse), base = the input, or see residual_base: the residual has a noise-sized range, so int8 "
                  "represents it finely")
 QUANTIZED_BASE = "quantized input"  # what an int8 model's residual is added to (see quantized_base)
+GRID_SHARE = 0.999  # the share of a frame's unclipped pixels an int8 input grid is to hold (as of QAT's inputs)
+# ... and at most this part of the grid's top: the activations' ranges were learnt on QAT's inputs, whose 99.9 %
+# quantile the top is, mostly on darker frames (benchmarks/results/int8_grid_fit-*.md)
+GRID_FILL = 0.7
 QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the "
                        "network input; q = round(x / scale) + zero_point is the int8 input the network gets; where q "
                        "lies in [-128, 127] (before clamping), denoised = b + output with b = (q - zero_point) * scale "
                        "(squared for 'sqrt'), elsewhere u + output. Where input_grid.split is k, the int8 input has 8 "
                        "channels: x is clipped to [min, max], c = min + floor((x - min) / scale) * scale, channels "
                        "0-3 are c and 4-7 k (x - c), each quantized as above, and b = c + (fine channels) / k, "
-                       "squared for 'sqrt'. Float files: x = u, denoised = u + output.")
+                       "squared for 'sqrt'. Float files: x = u, denoised = u + output. An int8 file runs a frame at "
+                       f"a shot level a' >= a (read noise b kept), in both k-sigma maps: a' = a where the "
+                       f"{GRID_SHARE:.1%} quantile x of the frame's pixels below 1 maps to u <= {GRID_FILL:g} u_top, "
+                       "u_top = min(max, (127 - zero_point) * scale), squared for 'sqrt'; else the smallest a' at "
+                       "which it does.")
 INPUT_BASE = "input"  # what a 16x8 model's residual is added to: its float input (see residual_base)
 INPUT_BASE_RULE = ("16x8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the network input "
                    "(int16 on the file's input scale); denoised = u + output")
@@ -100,6 +108,45 @@ def quantized_base(u: np.ndarray, grid: dict) -> np.ndarray:
     return np.where(inside, from_network_input(seen, input_map), u).astype(np.float32)
 
 
+def grid_top(grid: dict | None) -> float | None:
+    """The largest anchor-space input ``u`` an int8 input grid holds (None: a float or 16x8 file)."""
+    if not grid or "scale" not in grid:
+        return None
+    top = min(grid.get("max", np.inf), (127 - grid["zero_point"]) * grid["scale"])
+    return float(from_network_input(top, input_map_of(grid)))
+
+
+FIT_STEPS = 40  # bisection steps of grid_level (log a to 2^-40 of its bracket)
+
+
+def grid_level(noisy: np.ndarray, noise: NoiseParams, anchor: NoiseParams, top: float) -> NoiseParams:
+    """The level to run an int8 network at for one frame ``noisy`` (values in [0, 1]) with noise
+    ``noise``, so that GRID_SHARE of its unclipped pixels map to at most ``top`` in anchor space
+    (GRID_FILL of its input grid's top: see :meth:`Runner.levels`): ``noise`` where they do, else
+    the smallest larger shot level (read noise kept) at which they do. Above its grid an int8
+    network sees its largest input and returns the noisy pixel as it is, and activations beyond
+    the ranges QAT learnt are clipped (a bright area at the low-noise end of a model's range, or
+    much read noise, left noisy); told of a little more noise than there is, it smooths a little
+    more (benchmarks/results/int8_grid_fit-*.md)."""
+    unclipped = noisy[noisy < 1.0]
+    if unclipped.size == 0:
+        return noise
+    x = float(np.quantile(unclipped, GRID_SHARE))
+
+    def fits(shot: float) -> bool:
+        return float(to_anchor(x, NoiseParams(shot, noise.read), anchor)) <= top
+
+    if fits(noise.shot):
+        return noise
+    lo, hi = noise.shot, 2 * noise.shot  # u falls as a grows, towards -b_A / a_A (below any grid's top)
+    while not fits(hi):
+        lo, hi = hi, 2 * hi
+    for _ in range(FIT_STEPS):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return NoiseParams(hi, noise.read)
+
+
 def residual_base(u: np.ndarray, grid: dict | None) -> np.ndarray:
     """What a network's residual is added to: :func:`quantized_base` for an int8 input grid;
     the input itself for float files and for a grid that names only an input map (a 16x8
@@ -162,11 +209,28 @@ class Runner(ABC):
             return y
         return y + residual_base(u, self.base_grid)
 
+    grid_fill: float | None = GRID_FILL  # the part of an int8 input grid a frame may fill (None: not fitted)
+
+    @property
+    def input_top(self) -> float | None:
+        """The largest anchor-space input the network's int8 input grid holds (None: any)."""
+        return grid_top(self.base_grid)
+
+    def levels(self, noisy: np.ndarray, noise) -> list[NoiseParams]:
+        """The level to run the network at for each frame of ``noisy`` with its noise level(s):
+        its own, raised where it would fill more than ``grid_fill`` of an int8 input grid
+        (:func:`grid_level`)."""
+        noise = [noise] * len(noisy) if isinstance(noise, NoiseParams) else list(noise)
+        top = self.input_top
+        if top is None or self.grid_fill is None or len(noise) != len(noisy):  # (a count mismatch: noise_arrays)
+            return noise
+        return [grid_level(frame, n, self.anchor, self.grid_fill * top) for frame, n in zip(noisy, noise)]
+
     def denoise(self, noisy: np.ndarray, noise, low: float | None = 0.0) -> np.ndarray:
         """Packed noisy RAW normalised to [0, 1] with its noise level(s) -> denoised RAW in [``low``,
-        1] (:func:`postprocess`)."""
+        1] (:func:`postprocess`), each frame run at :meth:`levels`."""
         noisy = check_packed(noisy)
-        params = noise_arrays(noise, len(noisy))
+        params = noise_arrays(self.levels(noisy, noise), len(noisy))
         return postprocess(self.run(preprocess(noisy, params, self.anchor)), params, self.anchor, low)
 
     def time(self, u: np.ndarray, warmup: int = 3, repeats: int = 10) -> list[float]:

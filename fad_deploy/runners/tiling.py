@@ -183,6 +183,10 @@ class TiledRunner(Runner):
             return 0
         return BORDER
 
+    @property
+    def input_top(self) -> float | None:
+        return self.inner.input_top
+
     def run_network(self, u: np.ndarray) -> np.ndarray:
         # The inner runner's run() already adds any residual, so this output is final.
         h, w = u.shape[-2:]
