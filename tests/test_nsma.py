@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from fad_deploy.cli.denoise import main as fad_denoise
-from fad_deploy.data.noise import SHOT_RANGE, NoiseParams, add_noise, floor_level, load_profiles, read_from_shot
+from fad_deploy.data.noise import (SHOT_RANGE, NoiseParams, add_noise, floor_level, load_profiles, profile_from_dict,
+                                   read_from_shot)
 from fad_deploy.data.photos import skimage_photo
 from fad_deploy.data.raw_io import RawImage, read_raw
 from fad_deploy.data.synth import save_pairs, synth_pairs
@@ -23,7 +24,7 @@ from fad_deploy.nsma.array import bundle_table, default_bundle, load_array
 from fad_deploy.nsma.estimate import SHOT_FLOOR, estimate_noise
 from fad_deploy.nsma.evaluate import compare, subrange_levels
 from fad_deploy.nsma.manifest import build_manifest, nsma_bundle_table, write_manifest
-from fad_deploy.nsma.noise_level import noise_for
+from fad_deploy.nsma.noise_level import given_noise, noise_for
 from fad_deploy.nsma.partition import subranges
 from fad_deploy.nsma.pipeline import list_inputs
 from fad_deploy.nsma.select import (ShotOutOfRangeWarning, SubRange, keep_share, parse_table, select_model,
@@ -404,6 +405,16 @@ def test_denoise_dng_with_estimated_noise(tmp_path, array_dir, capsys):
     from PIL import Image
 
     assert np.asarray(Image.open(tmp_path / "shot-denoised.png")).shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("shot, read, level", [([-1e-7, 0.0], [0.0], "a=-8e-05, b=0"),
+                                               ([1e-4], [-1e-4], "a=0.0001, b=-0.0001"), ([1e-3, 0.0], [0.0], "a=0.8, b=0")])
+def test_a_camera_profile_giving_levels_out_of_range_is_refused(shot, read, level):
+    """A negative a or b, or an a far above any noise, had been run (a = 0.8: RAW PSNR 39.7 -> 10.5 dB)."""
+    profiles = {"cam": profile_from_dict("cam", {"shot": shot, "read": read, "iso_range": [100, 3200]})}
+    with pytest.raises(FadError, match=f"camera profile 'cam' at ISO 800 gives {level}: outside the levels "
+                                       "fad-denoise takes"):
+        given_noise(iso=800, camera="cam", profiles=profiles)
 
 
 def test_denoise_dng_uses_its_noise_profile_and_flags(tmp_path, array_dir, capsys):

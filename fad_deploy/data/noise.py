@@ -7,6 +7,7 @@ Noise model, on RAW values x in [0, 1]: variance(x) = a * x + b, with a the shot
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -173,11 +174,17 @@ def profile_from_dict(name: str, d: dict) -> CameraProfile:
     """Build a profile from JSON. ``full_scale`` (white - black level) converts DN units."""
     try:
         scale = float(d.get("full_scale", 1.0))
+        if not scale > 0:
+            raise ValueError(f"full_scale {scale:g} is not above 0")
         shot = tuple(float(c) / scale for c in d["shot"])
         read = tuple(float(c) / scale**2 for c in d["read"])
         iso_range = (float(d["iso_range"][0]), float(d["iso_range"][1]))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # (AttributeError: not an object)
         raise FadError(f"camera profile {name!r}: needs 'shot', 'read' coefficient lists and 'iso_range' ({e})")
+    if not all(math.isfinite(c) for c in (scale, *shot, *read, *iso_range)):
+        raise FadError(f"camera profile {name!r}: its full_scale, coefficients and iso_range must be finite numbers")
+    if not 0 < iso_range[0] <= iso_range[1]:
+        raise FadError(f"camera profile {name!r}: iso_range {list(iso_range)} must be [lowest, highest] ISO, above 0")
     return CameraProfile(name, shot, read, iso_range)
 
 

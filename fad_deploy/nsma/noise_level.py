@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from ..checks import read_noise, shot_noise
 from ..data.noise import NoiseParams, load_profiles, read_from_shot
 from ..data.raw_io import RawImage
 from ..errors import FadError, fold
@@ -42,7 +43,13 @@ def given_noise(shot: float | None = None, read: float | None = None, iso: float
     profiles = load_profiles() if profiles is None else profiles
     if camera not in profiles:
         raise FadError(f"unknown camera {camera!r}: noise profiles exist for {fold(sorted(profiles), camera)}")
-    return profiles[camera].params(float(iso)), f"camera profile {camera!r} at ISO {iso:g}"
+    noise, how = profiles[camera].params(float(iso)), f"camera profile {camera!r} at ISO {iso:g}"
+    try:
+        shot_noise.check(noise.shot), read_noise.check(noise.read)
+    except ValueError:
+        raise FadError(f"{how} gives a={noise.shot:g}, b={noise.read:g}: outside the levels fad-denoise takes "
+                       f"(shot: {shot_noise}; read: {read_noise}); check the profile's coefficients") from None
+    return noise, how
 
 
 def noise_for(raw: RawImage, shot: float | None = None, read: float | None = None, iso: float | None = None,
