@@ -12,6 +12,7 @@ standard library is imported up front, so the checks cost nothing at start-up.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import tempfile
@@ -111,8 +112,9 @@ def check_writable_folder(folder: Path, path: Path) -> None:
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
-    except OSError as e:
-        raise ValueError(f"{path}: cannot write in {folder} ({e.strerror})")
+    except OSError as e:  # (a pseudo file system such as /proc answers "no such file" for the folder it has)
+        reason = "no files can be made there" if e.errno in (errno.ENOENT, errno.EOPNOTSUPP) else e.strerror
+        raise ValueError(f"{path}: cannot write in {folder} ({reason})")
 
 
 def check_output(path: Path, kind: str = "file") -> Path:

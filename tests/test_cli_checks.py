@@ -89,7 +89,7 @@ CASES = [
      "argument --out: {in}/afile/s.npz: {in}/afile is a file, not a folder"),
     (data, "synth --images {in}/photos --out {in}/afile/deeper/s.npz", "{in}/afile is a file, not a folder"),
     (data, "synth --images {in}/photos --out " + READ_ONLY + "/s.npz",
-     "argument --out: /proc/s.npz: cannot write in /proc"),
+     "argument --out: /proc/s.npz: cannot write in /proc (no files can be made there)"),
     (data, "synth --images {in}/photos --out {out}", "argument --out: {out}: is a folder"),
     (data, "synth --images {in}/photos --out {in}/photos/chelsea.png", "argument --out: {in}/photos/chelsea.png: "
      "expected a .npz file"),
