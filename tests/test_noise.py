@@ -109,7 +109,7 @@ def test_user_camera_profile_and_its_errors(tmp_path):
         N.load_profiles(path)
     for bad, message in [({"shot": [float("nan")], "read": [0.0], "iso_range": [100, 800]}, "must be finite numbers"),
                          ({"shot": [1e-4], "read": [0.0], "iso_range": [6400, 100]}, r"iso_range \[6400.0, 100.0\] "
-                                                                                       "must be \[lowest, highest\]"),
+                                                                                       r"must be \[lowest, highest\]"),
                          ({"shot": [1e-4], "read": [0.0], "iso_range": [100, 800], "full_scale": 0}, "full_scale 0")]:
         path.write_text(json.dumps({"odd": bad}))
         with pytest.raises(FadError, match=f"camera profile 'odd': .*{message}"):

@@ -242,6 +242,7 @@ def good_set(tmp_path) -> dict:
     ({"clean": np.full((2, 4, 8, 8), 300.0)}, r"clean spans \[300, 300\], not RAW normalised to \[0, 1\]"),
     ({"noisy": np.full((2, 4, 8, 8), 3.0)}, r"noisy spans \[3, 3\], not RAW .* with noise of std up to 0.0633"),
     ({"cam2rgb": np.zeros((2, 3, 3))}, r"cam2rgb must hold invertible colour matrices"),  # had scored RGB PSNR inf
+    ({"noisy": np.full((2, 4, 8, 8), 1.5)}, r"pair 0's noise has .* times the variance its shot and read noise say"),
     ({"red_gain": [0.0, 2.0]}, r"red_gain must hold positive numbers, got values from 0 to 2$"),
 ])
 def test_load_pairs_refuses_arrays_that_do_not_match_the_pairs(tmp_path, change, message):

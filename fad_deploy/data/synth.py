@@ -23,6 +23,7 @@ PAIR_META_SHAPES = {"shot": (), "read": (), **META_SHAPES}
 # what a pair's noisy and clean values may span: RAW normalised to [0, 1], with room for noise
 # below black and above white; values beyond it mean a set stored at another scale (e.g. raw DN)
 PAIR_VALUE_RANGE = (-1.0, 2.0)
+NOISE_RATIO_MAX = 25.0  # a pair's noise may have at most this many times the variance its levels say (5x the std)
 NOISE_ROOM_SDS = 8  # noisy values may lie this many of their noise's std beyond it (a Gaussian: p ~ 1e-15)
 
 
@@ -207,6 +208,14 @@ def check_pairs(pairs: dict[str, np.ndarray], path: str | Path) -> dict[str, np.
         if low < PAIR_VALUE_RANGE[0] - room or high > PAIR_VALUE_RANGE[1] + room:
             raise FadError(f"{path}: {key} spans [{low:g}, {high:g}], not RAW normalised to [0, 1] (black level 0, "
                            "white level 1)" + (f" with noise of std up to {std:.3g}" if room else ""))
+    clean = clean.astype(np.float64)
+    said = pairs["shot"].reshape(-1, 1, 1, 1) * np.maximum(clean, 0) + pairs["read"].reshape(-1, 1, 1, 1)
+    ratio = ((noisy - clean) ** 2).mean(axis=(1, 2, 3)) / said.mean(axis=(1, 2, 3))
+    worst = int(np.argmax(ratio))
+    if ratio[worst] > NOISE_RATIO_MAX:
+        raise FadError(f"{path}: pair {worst}'s noise has {ratio[worst]:.3g} times the variance its shot and read "
+                       "noise say (a x + b): noisy and clean are not one image with that noise, or not normalised "
+                       "alike")
     return pairs
 
 
