@@ -23,9 +23,10 @@ RESIDUAL_NOTE = ("residual in anchor space; denoised = base + output (add in flo
                  "represents it finely")
 QUANTIZED_BASE = "quantized input"  # what an int8 model's residual is added to (see quantized_base)
 GRID_SHARE = 0.999  # the share of a frame's unclipped pixels an int8 input grid is to hold (as of QAT's inputs)
-# ... and at most this part of the grid's top: the activations' ranges were learnt on QAT's inputs, whose 99.9 %
-# quantile the top is, mostly on darker frames (benchmarks/results/int8_grid_fit-*.md)
-GRID_FILL = 0.7
+# ... and at most this part of the grid's top (a frame filling less is run at its own level): chosen on the
+# validation photos, where 0.7 and 0.5 cost up to 0.13 and 0.31 dB on frames as they are and did not help bright
+# ones on average (benchmarks/results/int8_grid_fit-validation.md)
+GRID_FILL = 1.0
 QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.input_map is 'sqrt', is the "
                        "network input; q = round(x / scale) + zero_point is the int8 input the network gets; where q "
                        "lies in [-128, 127] (before clamping), denoised = b + output with b = (q - zero_point) * scale "
@@ -34,7 +35,7 @@ QUANTIZED_BASE_RULE = ("int8 files: x = u, or sqrt(max(u, 0)) where input_grid.i
                        "0-3 are c and 4-7 k (x - c), each quantized as above, and b = c + (fine channels) / k, "
                        "squared for 'sqrt'. Float files: x = u, denoised = u + output. An int8 file runs a frame at "
                        f"a shot level a' >= a (read noise b kept), in both k-sigma maps: a' = a where the "
-                       f"{GRID_SHARE:.1%} quantile x of the frame's pixels below 1 maps to u <= {GRID_FILL:g} u_top, "
+                       f"{GRID_SHARE:.1%} quantile x of the frame's pixels below 1 maps to u <= {GRID_FILL:g} * u_top, "
                        "u_top = min(max, (127 - zero_point) * scale), squared for 'sqrt'; else the smallest a' at "
                        "which it does.")
 INPUT_BASE = "input"  # what a 16x8 model's residual is added to: its float input (see residual_base)
