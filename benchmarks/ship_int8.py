@@ -77,19 +77,32 @@ def stamp(q: Checkpoint, path: Path) -> Checkpoint:
     return dataclasses.replace(q, extra={**q.extra, "quantization": {**q.extra["quantization"], "recipe": recipe}})
 
 
-def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint) -> float | None:
+def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint, before: Path) -> float | None:
     """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint of float checkpoint
-    ``source``, with those of the shorter recipes' checkpoints its later cycles went on from
+    ``source``, with those of the shorter recipes' checkpoints its later cycles went on from: kept
+    ones, or the int8 checkpoint shipped ``before`` (its card's seconds) where it is one of them
     (None: not recorded)."""
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
-    seconds, config = [path.with_suffix(".json")], qat_settings(q)
+    card_path = before.with_name(before.name.replace(".pt", ".json"))
+    shipped = ((unsplit(qat_settings(single_checkpoint(load_checkpoint(before)))),
+                json.loads(card_path.read_text())["qat_s"]) if card_path.is_file() else (None, None))
+    seconds, config, earlier = [path.with_suffix(".json")], qat_settings(q), 0.0
     while config.continue_steps:
         config = config.previous()
-        seconds.append(kept_path(source, config).with_suffix(".json"))
+        kept = kept_path(source, config).with_suffix(".json")
+        if not kept.is_file() and unsplit(config) == shipped[0] and shipped[1] is not None:
+            earlier = shipped[1]
+            break
+        seconds.append(kept)
     if not all(p.is_file() for p in seconds):
         return None
-    return sum(json.loads(p.read_text())["qat_s"] for p in seconds)
+    return earlier + sum(json.loads(p.read_text())["qat_s"] for p in seconds)
+
+
+def unsplit(config):
+    """A QAT recipe less its input split (made after the QAT, from its checkpoint)."""
+    return dataclasses.replace(config, input_split=0)
 
 
 def renamed(ckpt: Checkpoint, name: str, note: str) -> Checkpoint:
@@ -201,8 +214,9 @@ def main(argv=None) -> None:
             name = q.card["quantization"]["source"]
             new_int8[name] = q, path, load_checkpoint(dest / f"{name}.pt")
     for name, (q, path, source) in new_int8.items():
+        qat_s = kept_qat_s(path, q, source, dest / f"{name}{FILE_SUFFIX['torch-int8']}")
         stamp(q, path).save(dest / f"{name}{FILE_SUFFIX['torch-int8']}")
-        makers[name] = commands[path], kept_qat_s(path, q, source), cpu
+        makers[name] = commands[path], qat_s, cpu
     for path in sorted(dest.glob(f"*{FILE_SUFFIX['torch-int8']}")) if args.split else []:
         shipped = load_checkpoint(path)
         single = single_checkpoint(shipped)  # (a split one's split taken off: the QAT's own checkpoint)
