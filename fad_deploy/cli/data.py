@@ -17,8 +17,8 @@ from ..data.raw_io import RawImage, read_raw
 from ..data.synth import PAIR_KEYS, SET_LEVELS, check_pairs, check_photo_set, folder_images, save_pairs, set_shots, \
     synth_pairs
 from ..errors import FadError, count
-from ..isp.metrics import SSIM_WINDOW
 from ..fileio import load_npz
+from ..isp.metrics import SSIM_WINDOW
 from .common import OneLineParser, user_errors
 
 

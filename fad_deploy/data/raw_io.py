@@ -37,7 +37,6 @@ MAT5_SIGNATURE = b"MATLAB 5.0 MAT-file"
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
 # TIFF/DNG tag ids (DNG 1.4 spec); SIDD metadata keeps the ones MATLAB doesn't know as UnknownTags.
-CFA_PATTERN_TAG = 33422
 CFA_REPEAT_TAG, XTRANS_REPEAT = 33421, (6, 6)  # CFARepeatPatternDim (rows, columns); Fujifilm's X-Trans pattern
 NOISE_PROFILE_TAG = 51041
 DNG_VERSION_TAG, CFA_PATTERN_TAG = 50706, 33422  # what makes a .tif a RAW mosaic (TIFF/EP, DNG)
@@ -380,7 +379,8 @@ def read_libraw(path: Path) -> RawImage:
     for message in filter(None, messages):
         warnings.warn(f"{path}: LibRaw: {message}")
     tags = tiff_tags(path)
-    cfa = bayer_pattern(colors, desc, path, repeat=tuple(int(n) for n in np.ravel(tags.get(CFA_REPEAT_TAG, (2, 2)))))
+    repeat = tuple(int(n) for n in np.ravel(tags.get(CFA_REPEAT_TAG, (2, 2))))
+    cfa = bayer_pattern(colors, desc, path, repeat if len(repeat) == 2 else (2, 2))
     varying = [name for code, name in BLACK_DELTA_TAGS.items() if np.any(np.ravel(tags.get(code, 0))[0::2])]
     if varying:  # (signed rationals: every other value a numerator)
         raise FadError(f"{path}: its black level varies by row or column ({' and '.join(varying)}), which "

@@ -117,7 +117,7 @@ def grid_top(grid: dict | None) -> float | None:
     return float(from_network_input(top, input_map_of(grid)))
 
 
-FIT_STEPS = 40  # bisection steps of grid_level (log a to 2^-40 of its bracket)
+FIT_STEPS = 40  # bisection steps of grid_level (log a to 2^-40 of its bracket), and at most as many doublings
 
 
 def grid_level(noisy: np.ndarray, noise: NoiseParams, anchor: NoiseParams, top: float) -> NoiseParams:
@@ -139,8 +139,10 @@ def grid_level(noisy: np.ndarray, noise: NoiseParams, anchor: NoiseParams, top: 
 
     if fits(noise.shot):
         return noise
-    lo, hi = noise.shot, 2 * noise.shot  # u falls as a grows, towards -b_A / a_A (below any grid's top)
-    while not fits(hi):
+    lo, hi = noise.shot, 2 * noise.shot  # u falls as a grows, towards -b_A / a_A (below a grid's top above 0)
+    for _ in range(FIT_STEPS):
+        if fits(hi):
+            break
         lo, hi = hi, 2 * hi
     for _ in range(FIT_STEPS):
         mid = (lo * hi) ** 0.5
