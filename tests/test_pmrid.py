@@ -110,12 +110,15 @@ def test_fad_bench_times_an_architecture_baseline_from_its_cached_export(tmp_pat
     argv = [str(tmp_path / "tiny.pt"), "--backends", "torch", "tflite-fp32", "--threads", "1", "--size", "32", "32",
             "--repeats", "1", "--warmup", "0", "--baselines", "fan", "--json", str(out), "--no-progress",
             "--export-dir", str(tmp_path)]
-    bench.main(argv)
+    with pytest.raises(SystemExit) as e:  # tiny has no TFLite export: exit 2, after the results
+        bench.main(argv)
+    assert e.value.code == 2
     doc = json.loads(out.read_text())
     rows = {m["name"]: {r["backend"] for r in m["results"]} for m in doc["models"]}
     assert rows == {"tiny": {"torch"}, "fan-arch": {"torch", "tflite-fp32"}}
     assert "fan-arch: the fan architecture with initial weights" in capsys.readouterr().out
     folder = tmp_path / "cache" / "baselines" / "fan-arch-32x32"
     stamp = (folder / "manifest.json").stat().st_mtime_ns
-    bench.main(argv)  # the export is reused
+    with pytest.raises(SystemExit):
+        bench.main(argv)  # the export is reused
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
