@@ -410,7 +410,7 @@ def test_denoise_dng_with_estimated_noise(tmp_path, array_dir, capsys):
 @pytest.mark.parametrize("shot, read, level", [([-1e-7, 0.0], [0.0], "a=-8e-05, b=0"),
                                                ([1e-4], [-1e-4], "a=0.0001, b=-0.0001"), ([1e-3, 0.0], [0.0], "a=0.8, b=0")])
 def test_a_camera_profile_giving_levels_out_of_range_is_refused(shot, read, level):
-    """A negative a or b, or an a far above any noise, had been run (a = 0.8: RAW PSNR 39.7 -> 10.5 dB)."""
+    """A negative a or b, or an a far above any noise, had been run, a = 0.8 ruining the image."""
     profiles = {"cam": profile_from_dict("cam", {"shot": shot, "read": read, "iso_range": [100, 3200]})}
     with pytest.raises(FadError, match=f"camera profile 'cam' at ISO 800 gives {level}: outside the levels "
                                        "fad-denoise takes"):
