@@ -130,15 +130,18 @@ def test_a_read_band_spreads_read_noise_uniformly_around_the_line():
     np.testing.assert_allclose(np.quantile(offset, [0.1, 0.5, 0.9]), [-0.8 * band, 0.0, 0.8 * band], atol=0.1)
 
 
-def test_network_noise_moves_dominant_read_noise_into_the_shot_term():
-    k = N.READ_DOMINANCE
-    shot_dominated = N.NoiseParams(1e-3, 1e-5)
-    assert N.network_noise(shot_dominated, 0.1) is shot_dominated  # b <= k a x: unchanged
-    read_dominated = N.NoiseParams(1e-6, 1e-4)
+def test_network_noise_leaves_read_noise_the_networks_learnt_and_moves_the_rest_onto_the_band():
+    top = N.READ_BAND * N.read_from_shot(0.012)
+    for mean in (0.1, 0.002, 0.0):  # dark frames too: their read noise was in training
+        for given in (N.NoiseParams(0.012, N.read_from_shot(0.012)), N.NoiseParams(0.012, top)):
+            assert N.network_noise(given, mean) is given
+    read_dominated = N.NoiseParams(1e-4, 1e-4)  # ~16000 times UPI's line
     run_at = N.network_noise(read_dominated, 0.1)
     assert run_at.variance(0.1) == pytest.approx(read_dominated.variance(0.1))  # the same variance at the mean
-    assert run_at.shot * 0.1 == pytest.approx(1e-7 + (1e-4 - k * 1e-7) / 2)  # half the excess over k a x moved
-    edge = N.NoiseParams(1e-3, k * 1e-4)  # b = k a x: both sides give (a, b), so the level moves continuously
-    assert N.network_noise(N.NoiseParams(1e-3, k * 1e-4 * (1 + 1e-9)), 0.1).shot == pytest.approx(edge.shot)
-    far = N.network_noise(N.NoiseParams(1e-9, 1.0), 0.0)  # a black frame: the mean floor, a' ~ b / 2x
-    assert far.shot == pytest.approx(1.0 / (2 * N.MEAN_FLOOR), rel=1e-3) and far.read == pytest.approx(0.5, rel=1e-3)
+    assert run_at.read == pytest.approx(N.READ_BAND * N.read_from_shot(run_at.shot))  # on the band's top
+    assert run_at.shot > read_dominated.shot and run_at.read < read_dominated.read
+    just_above = N.network_noise(N.NoiseParams(0.012, top * (1 + 1e-9)), 0.1)  # the level moves continuously
+    assert just_above.shot == pytest.approx(0.012) and just_above.read == pytest.approx(top)
+    far = N.network_noise(N.NoiseParams(1e-9, 1.0), 0.0)  # a black frame: its variance at the mean floor
+    assert far.variance(N.MEAN_FLOOR) == pytest.approx(1.0 + 1e-9 * N.MEAN_FLOOR)
+    assert far.read == pytest.approx(N.READ_BAND * N.read_from_shot(far.shot))

@@ -97,24 +97,34 @@ def from_anchor(y, params: NoiseParams, anchor: NoiseParams):
 
 MEAN_FLOOR = 1e-3  # the mean level network_noise assumes at least (a black frame would make a unbounded)
 FLOOR_RTOL = 1e-6  # see below_floor
-# read noise above this many times the shot variance at the mean level is moved in part into the shot
-# term (network_noise); chosen on the validation photos (scikit-image's, benchmarks/read_dominated.py)
-READ_DOMINANCE = 4.0
+# read noise up to this many times UPI's line is run as it is; above, the level is moved onto the band's
+# top (network_noise); chosen on the validation photos (scikit-image's, benchmarks/read_dominated.py)
+READ_BAND = 100.0
+BISECTIONS = 60  # network_noise's search for a' (in log a': far below float64's resolution after 60 halvings)
 
 
-def network_noise(noise: NoiseParams, mean_level: float, dominance: float = READ_DOMINANCE) -> NoiseParams:
+def network_noise(noise: NoiseParams, mean_level: float, band: float = READ_BAND) -> NoiseParams:
     """The noise level to run a k-sigma network at, for an image with noise ``noise`` whose
-    pixels average ``mean_level`` x. Where read noise dominates (b > k a x, k = ``dominance``),
-    half of its excess over k a x is moved into the shot term: v = (b - k a x) / 2, a' = a + v / x,
-    b' = b - v (the same variance at x, and continuous in b; far beyond, a' ~ b / 2x, b' ~ b / 2).
-    The networks learnt shot-dominated noise; with a tiny a the k-sigma scale 1/a takes the
-    input far outside anything they saw, and an image with mostly read noise comes out as noisy
-    as it went in (benchmarks/results/read_dominated.md). Elsewhere (a, b) unchanged."""
-    x = max(float(mean_level), MEAN_FLOOR)
-    moved = (noise.read - dominance * noise.shot * x) / 2
-    if moved <= 0:
+    pixels average ``mean_level`` x. Read noise up to ``band`` times UPI's line (b <= band e^c a^s)
+    is left as it is: the networks learnt it, dark frames included. Above it, the level (a', b') on
+    that band's top with the same variance at x: a' x + band e^c a'^s = a x + b, b' = band e^c a'^s
+    (one a' solves it: the left side grows with a'). The k-sigma map then keeps black where the
+    networks saw it (b' / a'^2 inside the band); the image's own 1/a scale would take its input far
+    outside anything they saw, and a read-dominated image would come out as noisy as it went in
+    (benchmarks/results/read_dominated.md)."""
+    if noise.read <= band * read_from_shot(noise.shot):
         return noise
-    return NoiseParams(noise.shot + moved / x, noise.read - moved)
+    x = max(float(mean_level), MEAN_FLOOR)
+    variance = float(noise.variance(x))
+    lo, hi = math.log(noise.shot), math.log(variance / x)  # the left side is below variance at lo, above at hi
+    for _ in range(BISECTIONS):
+        mid = (lo + hi) / 2
+        if math.exp(mid) * x + band * read_from_shot(math.exp(mid)) > variance:
+            hi = mid
+        else:
+            lo = mid
+    shot = math.exp(lo)
+    return NoiseParams(shot, variance - shot * x)
 
 
 def below_floor(shot, floor: float):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..checks import check_memory, read_noise, shot_noise
 from ..errors import FadError
 from ..fileio import load_npz, save_npz
-from .noise import READ_DOMINANCE, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
+from .noise import READ_BAND, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
 from .patch_cache import META_SHAPES, check_per_item
 from .photos import large_enough, list_photos, load_photo, prepared_shape, smaller_than
 from .unprocess import random_params, unprocess
@@ -152,11 +152,11 @@ def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
     save_npz(path, **pairs)
 
 
-def at_network_levels(pairs: dict[str, np.ndarray], dominance: float = READ_DOMINANCE) -> tuple[dict, int]:
+def at_network_levels(pairs: dict[str, np.ndarray], band: float = READ_BAND) -> tuple[dict, int]:
     """``pairs`` with each image's (shot, read) replaced by :func:`.noise.network_noise`'s level for
     it (what fad-denoise runs the networks at), and how many images that changed."""
     given = noise_list(pairs)
-    levels = [network_noise(n, m, dominance) for n, m in zip(given, pairs["noisy"].mean(axis=(1, 2, 3)))]
+    levels = [network_noise(n, m, band) for n, m in zip(given, pairs["noisy"].mean(axis=(1, 2, 3)))]
     changed = sum(level != n for level, n in zip(levels, given))
     return {**pairs, "shot": np.array([n.shot for n in levels]), "read": np.array([n.read for n in levels])}, changed
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..data.noise import READ_DOMINANCE, READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
+from ..data.noise import MEAN_FLOOR, READ_BAND, READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
@@ -75,9 +75,10 @@ def preprocessing(ckpt: Checkpoint) -> dict:
         "valid_noise": {"shot_min": ckpt.shot_range[0], "shot_max": ckpt.shot_range[1],
                         "read": f"trained with log b = {READ_SLOPE} log a + {READ_INTERCEPT} "
                                 f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map, but where b > "
-                                f"{READ_DOMINANCE:g} a m (m: the frame's mean x) run the map at a' = a + v / m, "
-                                f"b' = b - v, v = (b - {READ_DOMINANCE:g} a m) / 2: with read noise dominant the "
-                                "map's 1/a scale leaves the trained inputs far behind"},
+                                f"B(a) = {READ_BAND:g} exp({READ_INTERCEPT}) a^{READ_SLOPE} run the map at the a' "
+                                f"solving a' m + B(a') = a m + b, b' = B(a') (m: the frame's mean x, at least "
+                                f"{MEAN_FLOOR:g}; one a' does, found by bisection): with more read noise the map's "
+                                "1/a scale leaves the trained inputs far behind"},
         "input_value_range": {"min": anchor_value(0.0, ckpt, low_noise=False),
                               "max": anchor_value(1.0, ckpt, low_noise=True),
                               "note": "u grows with a_A / a: at the lowest noise of the range the "
