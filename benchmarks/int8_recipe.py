@@ -72,14 +72,14 @@ LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACH
 SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
-SECOND_CYCLE = dataclasses.replace(SINGLE_INPUT, continue_steps=NARROW.steps)  # the recipe, then a warm restart
-THIRD_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=2)
-FOURTH_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=3)
-FIFTH_CYCLE = dataclasses.replace(SECOND_CYCLE, restarts=4)
-SQRT_SECOND_CYCLE = dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps)
-SQRT_THIRD_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=2)
-SQRT_FOURTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=3)
-SQRT_FIFTH_CYCLE = dataclasses.replace(SQRT_SECOND_CYCLE, restarts=4)
+ORDINALS = ("second", "third", "fourth", "fifth", "sixth")  # warm restarts: the second cycle is the first restart
+# the recipe, then warm restarts; the square-root row, then warm restarts
+CYCLES = {n: dataclasses.replace(SINGLE_INPUT, continue_steps=NARROW.steps, restarts=i + 1)
+          for i, n in enumerate(ORDINALS)}
+SQRT_CYCLES = {n: dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps, restarts=i + 1)
+               for i, n in enumerate(ORDINALS)}
+SECOND_CYCLE, THIRD_CYCLE, FOURTH_CYCLE = CYCLES["second"], CYCLES["third"], CYCLES["fourth"]
+SQRT_FOURTH_CYCLE = SQRT_CYCLES["fourth"]
 def with_split(cfg: QATConfig) -> QATConfig:
     """``cfg`` with the recipe's split int8 input: the same QAT, split after it (nothing retrained)."""
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)
@@ -131,20 +131,12 @@ VARIANTS = {
     f"that square-root input and adaptation, {SQRT_HALFWAY.steps} steps": SQRT_HALFWAY,
     f"the recipe + a second cycle of {SECOND_CYCLE.continue_steps} steps (lr {SECOND_CYCLE.continue_lr:g}, ranges "
     "learned again)": SECOND_CYCLE,
-    f"the recipe + a third cycle of {THIRD_CYCLE.continue_steps} steps": THIRD_CYCLE,
-    f"the recipe + a fourth cycle of {FOURTH_CYCLE.continue_steps} steps": FOURTH_CYCLE,
-    f"the recipe + a fifth cycle of {FIFTH_CYCLE.continue_steps} steps": FIFTH_CYCLE,
-    f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {SQRT_SECOND_CYCLE.continue_steps} steps":
-        SQRT_SECOND_CYCLE,
-    f"that row + a third cycle of {SQRT_THIRD_CYCLE.continue_steps} steps": SQRT_THIRD_CYCLE,
-    f"that row + a fourth cycle of {SQRT_FOURTH_CYCLE.continue_steps} steps": SQRT_FOURTH_CYCLE,
-    f"that row + a fifth cycle of {SQRT_FIFTH_CYCLE.continue_steps} steps": SQRT_FIFTH_CYCLE,
+    **{f"the recipe + a {n} cycle of {cfg.continue_steps} steps": cfg for n, cfg in CYCLES.items() if n != "second"},
+    f"the {SQRT_HALFWAY.steps}-step square-root row + a second cycle of {NARROW.steps} steps": SQRT_CYCLES["second"],
+    **{f"that row + a {n} cycle of {cfg.continue_steps} steps": cfg for n, cfg in SQRT_CYCLES.items() if n != "second"},
     **{f"{label}, its int8 input split in two (k = {RECIPE.input_split})": with_split(cfg) for label, cfg in (
-        ("the recipe + a second cycle", SECOND_CYCLE), ("the recipe + a third cycle", THIRD_CYCLE),
-        ("the recipe + a fourth cycle", FOURTH_CYCLE), ("the recipe + a fifth cycle", FIFTH_CYCLE),
-        ("the square-root row + a third cycle", SQRT_THIRD_CYCLE),
-        ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE),
-        ("the square-root row + a fifth cycle", SQRT_FIFTH_CYCLE))},
+        *((f"the recipe + a {n} cycle", cfg) for n, cfg in CYCLES.items()),
+        *((f"the square-root row + a {n} cycle", cfg) for n, cfg in SQRT_CYCLES.items() if n != "second"))},
     **{f"{label}, the last on patches up to {EXPOSURE:g}x brighter{split}": make(brighter(cfg))
        for label, cfg in (("the recipe + a third cycle", THIRD_CYCLE), ("the recipe + a fourth cycle", FOURTH_CYCLE),
                           ("the square-root row + a fourth cycle", SQRT_FOURTH_CYCLE))
