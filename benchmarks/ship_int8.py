@@ -79,9 +79,9 @@ def stamp(q: Checkpoint, path: Path) -> Checkpoint:
 
 def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint, before: Path) -> float | None:
     """The QAT seconds int8_recipe.py recorded beside a kept int8 checkpoint of float checkpoint
-    ``source``, with those of the shorter recipes' checkpoints its later cycles went on from: kept
-    ones, or the int8 checkpoint shipped ``before`` (its card's seconds) where it is one of them
-    (None: not recorded)."""
+    ``source``, with those of the shorter recipes' checkpoints its later cycles went on from: the
+    int8 checkpoint shipped ``before`` where it is one of them (its card's seconds count all its own
+    cycles), else kept ones (None: not recorded)."""
     from int8_recipe import kept_path  # (this folder's benchmark; heavy imports, wanted only here)
 
     card_path = before.with_name(before.name.replace(".pt", ".json"))
@@ -91,7 +91,7 @@ def kept_qat_s(path: Path, q: Checkpoint, source: Checkpoint, before: Path) -> f
     while config.continue_steps:
         config = config.previous()
         kept = kept_path(source, config).with_suffix(".json")
-        if not kept.is_file() and unsplit(config) == shipped[0] and shipped[1] is not None:
+        if unsplit(config) == shipped[0] and shipped[1] is not None:
             earlier = shipped[1]
             break
         seconds.append(kept)
