@@ -80,6 +80,8 @@ SQRT_CYCLES = {n: dataclasses.replace(SQRT_HALFWAY, continue_steps=NARROW.steps,
                for i, n in enumerate(ORDINALS)}
 SECOND_CYCLE, THIRD_CYCLE, FOURTH_CYCLE = CYCLES["second"], CYCLES["third"], CYCLES["fourth"]
 SQRT_FOURTH_CYCLE = SQRT_CYCLES["fourth"]
+
+
 def with_split(cfg: QATConfig) -> QATConfig:
     """``cfg`` with the recipe's split int8 input: the same QAT, split after it (nothing retrained)."""
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)

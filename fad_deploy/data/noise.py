@@ -103,6 +103,11 @@ READ_BAND = 100.0
 BISECTIONS = 60  # network_noise's search for a' (in log a': far below float64's resolution after 60 halvings)
 
 
+def read_band_top(shot, band: float = READ_BAND):
+    """The most read noise the networks run as it is at shot level(s) ``shot``: ``band`` times UPI's line."""
+    return band * read_from_shot(shot)
+
+
 def network_noise(noise: NoiseParams, mean_level: float, band: float = READ_BAND) -> NoiseParams:
     """The noise level to run a k-sigma network at, for an image with noise ``noise`` whose
     pixels average ``mean_level`` x. Read noise up to ``band`` times UPI's line (b <= band e^c a^s)
@@ -112,14 +117,14 @@ def network_noise(noise: NoiseParams, mean_level: float, band: float = READ_BAND
     networks saw it (b' / a'^2 inside the band); the image's own 1/a scale would take its input far
     outside anything they saw, and a read-dominated image would come out as noisy as it went in
     (benchmarks/results/read_dominated.md)."""
-    if noise.read <= band * read_from_shot(noise.shot):
+    if noise.read <= read_band_top(noise.shot, band):
         return noise
     x = max(float(mean_level), MEAN_FLOOR)
     variance = float(noise.variance(x))
     lo, hi = math.log(noise.shot), math.log(variance / x)  # the left side is below variance at lo, above at hi
     for _ in range(BISECTIONS):
         mid = (lo + hi) / 2
-        if math.exp(mid) * x + band * read_from_shot(math.exp(mid)) > variance:
+        if math.exp(mid) * x + read_band_top(math.exp(mid), band) > variance:
             hi = mid
         else:
             lo = mid
