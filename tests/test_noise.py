@@ -131,17 +131,29 @@ def test_a_read_band_spreads_read_noise_uniformly_around_the_line():
 
 
 def test_network_noise_leaves_read_noise_the_networks_learnt_and_moves_the_rest_onto_the_band():
-    top = N.read_band_top(0.012)
+    band = (0.1, 100.0)
+    top, bottom = N.read_band_edge(0.012, band[1]), N.read_band_edge(0.012, band[0])
     for mean in (0.1, 0.002, 0.0):  # dark frames too: their read noise was in training
-        for given in (N.NoiseParams(0.012, N.read_from_shot(0.012)), N.NoiseParams(0.012, top)):
-            assert N.network_noise(given, mean) is given
+        for given in (N.NoiseParams(0.012, N.read_from_shot(0.012)), N.NoiseParams(0.012, top),
+                      N.NoiseParams(0.012, bottom)):
+            assert N.network_noise(given, mean, band) is given
     read_dominated = N.NoiseParams(1e-4, 1e-4)  # ~16000 times UPI's line
-    run_at = N.network_noise(read_dominated, 0.1)
+    run_at = N.network_noise(read_dominated, 0.1, band)
     assert run_at.variance(0.1) == pytest.approx(read_dominated.variance(0.1))  # the same variance at the mean
-    assert run_at.read == pytest.approx(N.read_band_top(run_at.shot))  # on the band's top
+    assert run_at.read == pytest.approx(N.read_band_edge(run_at.shot, band[1]))  # on the band's top
     assert run_at.shot > read_dominated.shot and run_at.read < read_dominated.read
-    just_above = N.network_noise(N.NoiseParams(0.012, top * (1 + 1e-9)), 0.1)  # the level moves continuously
+    just_above = N.network_noise(N.NoiseParams(0.012, top * (1 + 1e-9)), 0.1, band)  # the level moves continuously
     assert just_above.shot == pytest.approx(0.012) and just_above.read == pytest.approx(top)
-    far = N.network_noise(N.NoiseParams(1e-9, 1.0), 0.0)  # a black frame: its variance at the mean floor
+    far = N.network_noise(N.NoiseParams(1e-9, 1.0), 0.0, band)  # a black frame: its variance at the mean floor
     assert far.variance(N.MEAN_FLOOR) == pytest.approx(1.0 + 1e-9 * N.MEAN_FLOOR)
-    assert far.read == pytest.approx(N.read_band_top(far.shot))
+    assert far.read == pytest.approx(N.read_band_edge(far.shot, band[1]))
+    for mean in (0.1, 0.002, 0.0):  # little read noise: a dark frame moves far down, onto the band's bottom
+        quiet = N.NoiseParams(0.012, 1e-7)
+        run_at = N.network_noise(quiet, mean, band)
+        x = max(mean, N.MEAN_FLOOR)
+        assert run_at.variance(x) == pytest.approx(quiet.variance(x))
+        assert run_at.read == pytest.approx(N.read_band_edge(run_at.shot, band[0]))
+        assert run_at.shot < quiet.shot and run_at.read > quiet.read
+    just_below = N.network_noise(N.NoiseParams(0.012, bottom * (1 - 1e-9)), 0.1, band)
+    assert just_below.shot == pytest.approx(0.012) and just_below.read == pytest.approx(bottom)
+    assert N.network_noise(N.NoiseParams(0.012, 0.0), 0.1, (0.0, 100.0)) == N.NoiseParams(0.012, 0.0)  # no bottom

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checks import Number, given_options, input_file, input_folder, json_output, non_empty, positive_int, \
     random_seed, read_noise, require_not_model, shot_noise, thread_count
-from ..data.noise import READ_BAND, below_floor
+from ..data.noise import READ_BAND, READ_BAND_LOW, below_floor
 from ..data.patch_cache import CacheConfig
 from ..data.synth import SET_LEVELS, at_network_levels, check_photo_set, folder_images, load_pairs, set_shots, \
     synth_pairs
@@ -177,9 +177,9 @@ def evaluate(args) -> dict:
             array.runner(index)
     run_pairs, moved = at_network_levels(pairs)  # the networks run as fad-denoise runs them
     if moved:
-        print(f"fad-eval: {moved} of {len(pairs['noisy'])} images have read noise above {READ_BAND:g} times "
-              "UPI's line for their shot level: the networks run at network_noise's level for them, as "
-              "fad-denoise runs them",
+        print(f"fad-eval: {moved} of {len(pairs['noisy'])} images have read noise outside {READ_BAND_LOW:g} to "
+              f"{READ_BAND:g} times UPI's line for their shot level: the networks run at network_noise's level for "
+              "them, as fad-denoise runs them",
               file=sys.stderr)
     ceilings = {model_label(ckpt): ckpt.shot_range[1] for _, ckpt in models}
     ceilings |= {f"nsma (n={len(a.table)})": a.table[-1].shot_max for a in arrays}

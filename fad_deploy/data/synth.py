@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..checks import check_memory, read_noise, shot_noise
 from ..errors import FadError
 from ..fileio import load_npz, save_npz
-from .noise import READ_BAND, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
+from .noise import READ_BAND, READ_BAND_LOW, SHOT_RANGE, NoiseParams, add_noise, network_noise, read_from_shot
 from .patch_cache import META_SHAPES, check_per_item
 from .photos import large_enough, list_photos, load_photo, prepared_shape, smaller_than
 from .unprocess import random_params, unprocess
@@ -152,7 +152,8 @@ def save_pairs(path: str | Path, pairs: dict[str, np.ndarray]) -> None:
     save_npz(path, **pairs)
 
 
-def at_network_levels(pairs: dict[str, np.ndarray], band: float = READ_BAND) -> tuple[dict, int]:
+def at_network_levels(pairs: dict[str, np.ndarray],
+                      band: tuple[float, float] = (READ_BAND_LOW, READ_BAND)) -> tuple[dict, int]:
     """``pairs`` with each image's (shot, read) replaced by :func:`.noise.network_noise`'s level for
     it (what fad-denoise runs the networks at), and how many images that changed."""
     given = noise_list(pairs)

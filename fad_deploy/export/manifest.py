@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..data.noise import MEAN_FLOOR, READ_BAND, READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
+from ..data.noise import MEAN_FLOOR, READ_BAND, READ_BAND_LOW, READ_INTERCEPT, READ_SCATTER, READ_SLOPE, NoiseParams
 from ..errors import FadError, fold
 from ..models.registry import Checkpoint, models_dir
 from ..runners.base import RESIDUAL_OUTPUT
@@ -74,11 +74,13 @@ def preprocessing(ckpt: Checkpoint) -> dict:
         "k_sigma_inverse": "x_hat = a * (y / a_A + b_A / a_A^2) - b / a, then clip to [0, 1]",
         "valid_noise": {"shot_min": ckpt.shot_range[0], "shot_max": ckpt.shot_range[1],
                         "read": f"trained with log b = {READ_SLOPE} log a + {READ_INTERCEPT} "
-                                f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map, but where b > "
-                                f"B(a) = {READ_BAND:g} exp({READ_INTERCEPT}) a^{READ_SLOPE} run the map at the a' "
-                                f"solving a' m + B(a') = a m + b, b' = B(a') (m: the frame's mean x, at least "
+                                f"+ N(0, {READ_SCATTER}); other b work through the k-sigma map, but where b is "
+                                f"outside k L(a) for k from {READ_BAND_LOW:g} to {READ_BAND:g}, L(a) = "
+                                f"exp({READ_INTERCEPT}) a^{READ_SLOPE}, run the map at the a' solving a' m + k L(a') "
+                                f"= a m + b, b' = k L(a'), k the nearer edge (m: the frame's mean x, at least "
                                 f"{MEAN_FLOOR:g}; one a' does, found by bisection): with more read noise the map's "
-                                "1/a scale leaves the trained inputs far behind"},
+                                "1/a scale leaves the trained inputs far behind, with less a dark frame sits under "
+                                "them"},
         "input_value_range": {"min": anchor_value(0.0, ckpt, low_noise=False),
                               "max": anchor_value(1.0, ckpt, low_noise=True),
                               "note": "u grows with a_A / a: at the lowest noise of the range the "

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import FolderPath, require_output
-from ..data.noise import MEAN_FLOOR, READ_BAND, NoiseParams, floor_level, network_noise, read_band_top
+from ..data.noise import MEAN_FLOOR, READ_BAND, READ_BAND_LOW, NoiseParams, floor_level, network_noise, read_band_edge
 from ..data.photos import DENOISED_SUFFIX, left_out
 from ..data.raw_io import PLAIN_TIFF_SUFFIXES, dng_bytes, is_raw_tiff, read_raw
 from ..data.synth import load_pairs, noise_list
@@ -158,10 +158,13 @@ def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[N
         levels.append(level)
         x = max(float(mean), MEAN_FLOOR)  # as network_noise takes it
         at = f"the mean level x={x:.3g}" if x == mean else f"x={x:g}, the floor of the mean level ({mean:.3g})"
+        above = given.read > read_band_edge(given.shot)
+        edge = READ_BAND if above else READ_BAND_LOW
         sources.append(source if level == given else
-                       f"{source}; the image's own a={given.shot:.3g}, b={given.read:.3g}: read noise above what "
-                       f"the networks learnt ({READ_BAND:g} times UPI's line, {read_band_top(given.shot):.3g}), so "
-                       f"they run at this level of equal variance at {at}, with b={level.read:.3g}")
+                       f"{source}; the image's own a={given.shot:.3g}, b={given.read:.3g}: read noise "
+                       f"{'above' if above else 'below'} the band the networks run as it is ({edge:g} times UPI's "
+                       f"line, {read_band_edge(given.shot, edge):.3g}), so they run at this level of equal variance "
+                       f"at {at}, with b={level.read:.3g}")
     return levels, sources
 
 
