@@ -72,7 +72,8 @@ LARGE_CROPS = dataclasses.replace(SWEEP, crop=128, batch=2, cache=str(LARGE_CACH
 SQRT_ADAPTED = dataclasses.replace(NARROW, input_map="sqrt", adapt_steps=20000)
 SQRT_RECIPE = dataclasses.replace(SQRT_ADAPTED, steps=RECIPE.steps)
 SQRT_HALFWAY = dataclasses.replace(SQRT_ADAPTED, steps=NARROW.steps * 3 // 2)
-ORDINALS = ("second", "third", "fourth", "fifth", "sixth", "seventh")  # warm restarts: the second cycle is the first restart
+# warm restarts: the second cycle is the first restart
+ORDINALS = ("second", "third", "fourth", "fifth", "sixth", "seventh")
 # the recipe, then warm restarts; the square-root row, then warm restarts
 CYCLES = {n: dataclasses.replace(SINGLE_INPUT, continue_steps=NARROW.steps, restarts=i + 1)
           for i, n in enumerate(ORDINALS)}

@@ -184,7 +184,8 @@ def markdown(result: dict, argv: list[str]) -> str:
         "",
         f"{t['images']} crops of {t['crop']}x{t['crop']} packed from {t['photos']}, as they are, darkened and black "
         "(x0: the clean frame black), the same array; RAW PSNR gain over running each image at its (a, b), for each "
-        f"band (network_noise moves read noise above that many times UPI's line; its bottom at {result['low_band']:g}). "
+        "band (network_noise moves read noise above that many times UPI's line; its bottom at "
+        f"{result['low_band']:g}). "
         "The first three levels carry read noise the networks learnt or handle as it is (the array's top shot level "
         "on the line, and the noise grid's two highest with 10x UPI's read noise, issue 19's grid); the next six are "
         "read-dominated, the last four below the line (0.1x: issue 19's grid). The earlier rule (shipped before the "
