@@ -36,9 +36,14 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise FadError(f"{path}: cannot read {what}: not an .npz archive (truncated, empty or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in f.files}
     except NPZ_READ_ERRORS as e:
         raise FadError(f"{path}: cannot read {what} ({e})") from None
+    not_arrays = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]  # members np.save did not write
+    if not_arrays:
+        raise FadError(f"{path}: cannot read {what}: not a numpy array: {', '.join(not_arrays)} (damaged or written "
+                       "by another program?)")
+    return arrays
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -264,6 +265,15 @@ def test_truncated_or_empty_npz_is_one_error(tmp_path):
             load_pairs(tmp_path / name)
         with pytest.raises(FadError, match=f"{name}: cannot read patch cache"):
             load_patch_cache(tmp_path / name)
+
+
+def test_npz_member_that_is_not_an_array_is_one_error(tmp_path):
+    """np.load returns the bytes of a member np.save did not write (no .npy header)."""
+    np.savez(tmp_path / "set.npz", shot=np.array([1e-3]))
+    with zipfile.ZipFile(tmp_path / "set.npz", "a") as z:
+        z.writestr("noisy", b"garbage")
+    with pytest.raises(FadError, match=r"set.npz: cannot read evaluation set: not a numpy array: noisy \(damaged"):
+        load_pairs(tmp_path / "set.npz")
 
 
 def test_damaged_npz_is_one_error_wherever_the_damage_lies(tmp_path):

@@ -469,6 +469,11 @@ def test_bad_mat_files_give_one_clear_error(tmp_path):
         with pytest.raises(FadError, match=message) as e:
             read_raw(tmp_path / name)
         assert str(e.value).startswith(str(tmp_path / name))
+    for name, values, got in (("one.mat", np.full((1, 1), 0.5), r"a single value \(a 1x1 array\?\)"),
+                              ("row.mat", np.full((1, 6), 0.5), r"a vector of 6 values")):  # scipy squeezes them
+        sio.savemat(tmp_path / name, {"x": values})
+        with pytest.raises(FadError, match=f"{name}: expected a 2-D Bayer mosaic of at least 2x2 values, got {got}"):
+            read_raw(tmp_path / name, "RGGB")
 
 
 def test_from_mosaic_rejects_white_below_black():

@@ -170,8 +170,10 @@ def cam2rgb_from_xyz2cam(xyz2cam) -> np.ndarray | None:
 
 def check_normalised(values: np.ndarray, path) -> np.ndarray:
     """Float RAW from a .mat file: finite and (roughly) within [0, 1]."""
-    if values.ndim != 2:
-        raise FadError(f"{path}: expected a 2-D Bayer mosaic, got an array of shape {values.shape}")
+    if values.ndim != 2:  # scipy reads MATLAB's 1x1 arrays as single values, its 1xN and Nx1 ones as vectors
+        got = {0: "a single value (a 1x1 array?)", 1: f"a vector of {values.size} values (1xN or Nx1?)"}.get(
+            values.ndim, f"an array of shape {values.shape}")
+        raise FadError(f"{path}: expected a 2-D Bayer mosaic of at least 2x2 values, got {got}")
     if not np.issubdtype(values.dtype, np.floating):
         raise FadError(f"{path}: expected float RAW normalised to [0, 1], got dtype {values.dtype}")
     bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
