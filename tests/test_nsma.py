@@ -447,6 +447,17 @@ def test_denoise_synth_set_and_folder(tmp_path, array_dir, capsys):
         "a-denoised.dng", "a-denoised.png", "set-denoised.npz", "set-denoised.png"]
 
 
+def test_denoise_says_when_most_of_a_frame_is_at_white(tmp_path, array_dir, capsys):
+    """Pixels at or above the white level stay as they are: a frame that is mostly such comes back
+    nearly unchanged, and the user hears why (overexposed, or a wrong white level in the file)."""
+    values = np.full((32, 32), WHITE)
+    values[:8] = BLACK + 100
+    dng = make_dng(tmp_path / "white.dng", values, black=(BLACK,) * 4, white=WHITE)
+    with pytest.warns(UserWarning, match="75% of the pixels are at or above the file's white level"):
+        code, _, err = run_denoise(capsys, dng, "--model-bundle", array_dir, "--shot-noise", "2e-3")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
 def test_denoise_preview_has_the_frames_size(tmp_path, array_dir, capsys, cfa):
     values = np.random.default_rng(0).integers(BLACK, WHITE, (45, 51))  # odd height and width

@@ -37,6 +37,7 @@ RAW_SUFFIXES = {".dng", ".mat", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", 
 COMPANION_MARKERS = ("_METADATA_", "info.mat")
 FOLDER_OUT = "denoised"  # default output folder inside an input folder
 MONTAGE_GAP = 4  # pixels between the previews of a set
+CLIPPED_WARNING = 0.5  # a RAW frame with more of its pixels at or above white is said to be (they stay as they are)
 PNG_LEVEL = 1  # zlib level of the previews: a 12 MP one in 2.7 s, 11% larger than at PIL's default 6 (12 s)
 
 
@@ -177,6 +178,11 @@ def plan_input(path: Path, out: Path, preview: Path, array: ModelArray, settings
         means = pairs["noisy"].mean(axis=(1, 2, 3))
     else:
         raw = read_raw(path, cfa)
+        clipped = float(np.mean(raw.planes >= 1.0))
+        if clipped > CLIPPED_WARNING:
+            warnings.warn(f"{path}: {clipped:.0%} of the pixels are at or above the file's white level "
+                          f"({raw.white_level:g}) and are kept as they are (keep_clipped): overexposed, or a wrong "
+                          "white level in the file")
         n, source = noise_for(raw, settings.shot, settings.read, settings.iso, settings.camera, settings.profiles)
         noise, means = [n], [raw.planes.mean()]
     noise, sources = network_levels(noise, means, source)
