@@ -88,6 +88,7 @@ def with_split(cfg: QATConfig) -> QATConfig:
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)
 
 
+TILT = 1.0  # the last cycle's level tilt: the top of fan-nsma-0's sub-range (3.3x its floor) weighs 3.3x its floor
 EXPOSURE = 4.0  # the last cycle's brightest patch gain (RAW, saturating at 1): int8_brightness.md's frames
 
 
@@ -150,6 +151,9 @@ VARIANTS = {
        for part, share in (("half", 0.5), ("a quarter of", 0.25))
        for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
                                                 with_split))},
+    **{f"the square-root row + a seventh cycle, the last weighting each image by (a / a_min)^{TILT:g}{split}":
+       make(dataclasses.replace(SQRT_CYCLES["seventh"], last_level_tilt=TILT))
+       for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})", with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
@@ -184,7 +188,8 @@ def kept_path(ckpt, cfg: QATConfig) -> Path:
     unused = ({"continue_steps", "continue_lr", "restarts"} if not cfg.continue_steps
               else {"restarts"} if cfg.restarts == 1 else set()) | ({"input_split"} if not cfg.input_split else set()) \
         | ({"last_exposure"} if cfg.last_exposure == 1 else set()) \
-        | ({"last_exposure_share"} if cfg.last_exposure_share == 1 else set())
+        | ({"last_exposure_share"} if cfg.last_exposure_share == 1 else set()) \
+        | ({"last_level_tilt"} if cfg.last_level_tilt == 0 else set())
     settings = {k: v for k, v in settings.items() if k not in unused} | {"weights": weight_sum(ckpt)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return KEPT / key / "qat.int8.pt"

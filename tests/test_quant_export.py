@@ -470,22 +470,34 @@ def test_brighter_patches_need_a_finite_gain_and_a_later_cycle_to_learn_them_in(
     assert shorter.last_exposure == shorter.last_exposure_share == 1
 
 
-@pytest.mark.parametrize("restarts, exposure", [(1, 1.0), (2, 1.0), (2, 4.0)])
-def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_run(restarts, exposure, workdir,
+@pytest.mark.parametrize("settings, tilt", [({"last_level_tilt": -1.0, "continue_steps": 3}, -1.0),
+                                            ({"last_level_tilt": 1.0}, 1.0)], ids=["negative", "no-later-cycle"])
+def test_a_level_tilt_needs_a_later_cycle_and_is_the_last_ones(settings, tilt):
+    with pytest.raises(FadError, match=f"last_level_tilt {tilt}"):
+        QATConfig(**settings)
+    assert QATConfig(last_level_tilt=1.0, continue_steps=3).previous().last_level_tilt == 0
+
+
+LAST_CYCLE_SETTINGS = {"last_exposure": 1.0, "last_level_tilt": 0.0}  # their plain values
+
+
+@pytest.mark.parametrize("restarts, last", [(1, {}), (2, {}), (2, {"last_exposure": 4.0}),
+                                            (2, {"last_level_tilt": 1.0})])
+def test_a_later_qat_cycle_from_the_shorter_recipes_checkpoint_equals_the_whole_run(restarts, last, workdir,
                                                                                       monkeypatch, one_thread):
     """QAT with later cycles (warm restarts) gives the same weights and ranges whether it runs
     whole or its last cycle goes on from an int8 checkpoint the recipe one cycle shorter made
-    (which had no brighter patches: those are the last cycle's); any other start is refused."""
+    (which had no brighter patches or level tilt: those are the last cycle's); any other start is refused."""
     monkeypatch.setenv("FAD_CACHE", str(workdir))
     ckpt = tiny_checkpoint()
-    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3, restarts=restarts, last_exposure=exposure)
+    cfg = QATConfig(steps=4, batch=2, observe_steps=2, continue_steps=3, restarts=restarts, **last)
     whole = quantization_aware_training(ckpt, cfg, progress=False)
     shorter = quantization_aware_training(ckpt, cfg.previous(), progress=False)
-    assert cfg.previous().last_exposure == 1
+    assert all(getattr(cfg.previous(), k) == v for k, v in LAST_CYCLE_SETTINGS.items())
     went_on = quantization_aware_training(ckpt, cfg, progress=False, start=shorter)
     assert any(not torch.equal(shorter.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
-    if exposure > 1:  # the brighter patches changed the last cycle
-        plain = quantization_aware_training(ckpt, dataclasses.replace(cfg, last_exposure=1.0), progress=False)
+    if last:  # the brighter patches or the tilt changed the last cycle
+        plain = quantization_aware_training(ckpt, dataclasses.replace(cfg, **LAST_CYCLE_SETTINGS), progress=False)
         assert any(not torch.equal(plain.state_dict[k], whole.state_dict[k]) for k in whole.state_dict)
     for k in whole.state_dict:
         torch.testing.assert_close(went_on.state_dict[k], whole.state_dict[k], rtol=0, atol=0)

@@ -593,7 +593,10 @@ def quantization_aware_training(ckpt: Checkpoint, cfg: QATConfig = QATConfig(), 
         if reference is not None:
             with torch.no_grad():
                 target = reference(u)
-        loss = qat_loss(gm, u, target, clean, level_weights(noise, ckpt.anchor, cfg.level_weighting), cfg)
+        weight = level_weights(noise, ckpt.anchor, cfg.level_weighting)
+        if step >= last and cfg.last_level_tilt:
+            weight = weight * (noise.shot / ckpt.shot_range[0]) ** cfg.last_level_tilt
+        loss = qat_loss(gm, u, target, clean, weight, cfg)
         if taps is not None:
             loss = loss + cfg.feature_distil * taps.loss()
         opt.zero_grad(set_to_none=True)

@@ -65,6 +65,9 @@ class QATConfig:
     # brighter than the training photos' (benchmarks/results/int8_brightness.md). Needs a later cycle.
     last_exposure: float = 1.0
     last_exposure_share: float = 1.0  # the share of the last cycle's patches so brightened (the others as they are)
+    # t > 0: the last later cycle's per-image loss weights times (a / a_min)^t (a_min: the model's lowest shot level),
+    # so the top of its sub-range, where the int8 drop is largest, weighs more (0: every level alike)
+    last_level_tilt: float = 0.0
 
     def __post_init__(self):
         if self.input_map != "linear" and not (self.activations == "int8" and self.residual
@@ -85,13 +88,17 @@ class QATConfig:
                            "a later cycle (continue_steps)")
         if not 0 < self.last_exposure_share <= 1:
             raise FadError(f"last_exposure_share {self.last_exposure_share}: must be in (0, 1]")
+        if not (0 <= self.last_level_tilt < math.inf and (self.continue_steps or self.last_level_tilt == 0)):
+            raise FadError(f"last_level_tilt {self.last_level_tilt}: must be finite and at least 0, and above 0 only "
+                           "with later cycles (continue_steps)")
 
     def previous(self) -> "QATConfig":
         """The recipe one cycle shorter: what made a checkpoint its last cycle can start from."""
         if self.restarts > 1:
-            return replace(self, restarts=self.restarts - 1, last_exposure=1.0, last_exposure_share=1.0)
+            return replace(self, restarts=self.restarts - 1, last_exposure=1.0, last_exposure_share=1.0,
+                           last_level_tilt=0.0)
         return replace(self, continue_steps=0, continue_lr=QATConfig.continue_lr, last_exposure=1.0,
-                       last_exposure_share=1.0)
+                       last_exposure_share=1.0, last_level_tilt=0.0)
 
 
 # Fields added to QATConfig after int8 checkpoints were made, each at the value that reproduces
@@ -100,7 +107,7 @@ class QATConfig:
 QAT_ADDED = {"feature_distil": 0.0, "weight_qmin": {"int8": -128, "float": -127}, "input_map": "linear",
              "adapt_steps": 0, "continue_steps": 0, "continue_lr": QATConfig.continue_lr,
              "restarts": 1, "input_split": 0, "last_exposure": 1.0,
-             "last_exposure_share": 1.0}
+             "last_exposure_share": 1.0, "last_level_tilt": 0.0}
 
 
 def stored_qat_config(config: dict) -> dict:
