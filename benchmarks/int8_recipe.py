@@ -153,7 +153,8 @@ VARIANTS = {
                                                 with_split))},
     **{f"the square-root row + a seventh cycle, the last weighting each image by (a / a_min)^{TILT:g}{split}":
        make(dataclasses.replace(SQRT_CYCLES["seventh"], last_level_tilt=TILT))
-       for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})", with_split))},
+       for split, make in (("", lambda c: c),
+                           (f", its int8 input split in two (k = {RECIPE.input_split})", with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
     "the lr 1.5e-3 row at batch 16, half the steps (the same pixels)": dataclasses.replace(SWEEP, batch=16, steps=600),
     "the lr 1.5e-3 row at batch 4, twice the steps (the same pixels)": dataclasses.replace(SWEEP, batch=4, steps=2400),
