@@ -88,7 +88,7 @@ def with_split(cfg: QATConfig) -> QATConfig:
     return dataclasses.replace(cfg, input_split=RECIPE.input_split)
 
 
-TILT = 1.0  # the last cycle's level tilt: the top of fan-nsma-0's sub-range (3.3x its floor) weighs 3.3x its floor
+TILT = 1.0  # the last cycle's level tilt: the top of a sub-range of the shipped array (3.3x its floor) weighs 3.3x
 EXPOSURE = 4.0  # the last cycle's brightest patch gain (RAW, saturating at 1): int8_brightness.md's frames
 
 
@@ -151,8 +151,10 @@ VARIANTS = {
        for part, share in (("half", 0.5), ("a quarter of", 0.25))
        for split, make in (("", lambda c: c), (f", its int8 input split in two (k = {RECIPE.input_split})",
                                                 with_split))},
-    **{f"the square-root row + a seventh cycle, the last weighting each image by (a / a_min)^{TILT:g}{split}":
-       make(dataclasses.replace(SQRT_CYCLES["seventh"], last_level_tilt=TILT))
+    **{f"{label}, the last weighting each image by (a / a_min)^{TILT:g}{split}":
+       make(dataclasses.replace(cfg, last_level_tilt=TILT))
+       for label, cfg in (("the recipe + a fourth cycle", CYCLES["fourth"]),
+                          ("the square-root row + a seventh cycle", SQRT_CYCLES["seventh"]))
        for split, make in (("", lambda c: c),
                            (f", its int8 input split in two (k = {RECIPE.input_split})", with_split))},
     "the lr 1.5e-3 row on 128-pixel crops (2 a step: the same pixels)": LARGE_CROPS,
