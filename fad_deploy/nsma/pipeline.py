@@ -159,7 +159,7 @@ def network_levels(noise: list[NoiseParams], means, source: str) -> tuple[list[N
         levels.append(level)
         x = max(float(mean), MEAN_FLOOR)  # as network_noise takes it
         at = f"the mean level x={x:.3g}" if x == mean else f"x={x:g}, the floor of the mean level ({mean:.3g})"
-        above = given.read > read_band_edge(given.shot)
+        above = level.shot > given.shot  # moved up from above the band, down from below it
         edge = READ_BAND if above else READ_BAND_LOW
         sources.append(source if level == given else
                        f"{source}; the image's own a={given.shot:.3g}, b={given.read:.3g}: read noise "
